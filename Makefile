@@ -1,0 +1,39 @@
+# revbridge developer commands. `make help` lists them.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.DEFAULT_GOAL := help
+.PHONY: help demo test check lint typecheck bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,tryton]'
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+demo: $(STAMP)  ## run the main job on the embedded default (SQLite, in-process sandboxes)
+	$(BIN)/revbridge demo
+
+test: $(STAMP)  ## run the whole test suite (unit, integration on SQLite and PostgreSQL, scenarios)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)  ## ruff lint and format check, import contracts
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)  ## mypy strict on the package
+	$(BIN)/mypy src
+
+check: lint typecheck test  ## ruff, mypy strict and the tests
+
+bench: $(STAMP)  ## benchmarks: one JSON line per result
+	$(BIN)/python -m bench
+
+clean:  ## remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,71 @@
+"""One error tree for revbridge.
+
+::
+
+    RevbridgeError
+    ├── ConfigError            bad revbridge.toml: names the file, the key and the reason
+    ├── DomainError            a business rule was broken (never retried)
+    │   ├── InvalidMoney       bad currency, over-precise amount, mixed currencies
+    │   ├── UnbalancedJournal  debits and credits differ in some currency
+    │   └── InvalidEvent       an envelope or payload that is not a canonical event
+    ├── StoreError             the ledger could not be read or written
+    └── DeliveryError          a call to an external system failed
+        ├── TransientError     worth retrying (timeouts, 429, 5xx); may carry retry_after
+        └── TerminalError      retrying cannot help (validation, missing mapping, auth)
+
+Third-party errors are translated once, at the boundary, with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+
+class RevbridgeError(Exception):
+    """Base of every error revbridge raises on purpose."""
+
+
+class ConfigError(RevbridgeError):
+    """The configuration is invalid. The message names the file, the key and the reason."""
+
+    def __init__(self, path: str, key: str, reason: str) -> None:
+        self.path = path
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{path}: {key}: {reason}")
+
+
+class DomainError(RevbridgeError, ValueError):
+    """A business rule was broken. Retrying never helps."""
+
+
+class InvalidMoney(DomainError):
+    """An unknown currency, an amount more precise than its currency, or mixed currencies."""
+
+
+class UnbalancedJournal(DomainError):
+    """A journal entry whose debits and credits differ in at least one currency."""
+
+
+class InvalidEvent(DomainError):
+    """An envelope or payload that is not a valid canonical event."""
+
+
+class StoreError(RevbridgeError):
+    """The ledger could not be read or written."""
+
+
+class DeliveryError(RevbridgeError):
+    """A call to an external system failed."""
+
+
+class TransientError(DeliveryError):
+    """Worth retrying later; ``retry_after`` is the system's own hint, when it gave one."""
+
+    def __init__(self, message: str, *, retry_after: timedelta | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class TerminalError(DeliveryError):
+    """Retrying cannot help: the request itself is wrong, or a mapping or permission is missing."""

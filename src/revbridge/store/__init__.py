@@ -1,0 +1,1 @@
+"""revbridge.store."""
