@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, Protocol
 
 from revbridge.core.money import check_amount, minor_unit
 from revbridge.errors import InvalidEvent, UnbalancedJournal
@@ -69,6 +69,13 @@ def _money(obj: object, names: Iterable[str], currency: str, prefix: str = "") -
             object.__setattr__(obj, name, check_amount(value, currency, what=f"{prefix}{name}"))
 
 
+def plain_decimal(value: Decimal) -> Decimal:
+    """``value`` without trailing zeros and without an exponent: 1.50 -> 1.5, 100.0 -> 100."""
+    if not value.is_finite():
+        raise InvalidEvent(f"{value} is not a finite number")
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
+
+
 def _positive(value: Decimal, what: str) -> None:
     _require(value > _ZERO, f"{what}: {value} must be greater than zero")
 
@@ -102,7 +109,7 @@ class Contact:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DocumentLine:
-    """One line of an invoice or credit memo. ``amount`` is net of tax; ``tax_amount`` is its tax."""
+    """An invoice or credit memo line. ``amount`` is net of tax; ``tax_amount`` is its tax."""
 
     line_id: str
     description: str
@@ -112,6 +119,12 @@ class DocumentLine:
     amount: Decimal
     tax_amount: Decimal = _ZERO
     revenue_account: str | None = None
+
+    def __post_init__(self) -> None:
+        # Quantities and prices are not money: keep their value, drop trailing zeros, so that
+        # "1.0" and "1" are the same payload for idempotency.
+        for name in ("quantity", "unit_price"):
+            object.__setattr__(self, name, plain_decimal(getattr(self, name)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,7 +172,16 @@ def check_journal(lines: tuple[JournalLine, ...], what: str = "lines") -> tuple[
     return lines
 
 
-def _check_lines(doc: object, lines: tuple[DocumentLine, ...], currency: str) -> None:
+class _Document(Protocol):
+    @property
+    def subtotal(self) -> Decimal: ...
+    @property
+    def tax_total(self) -> Decimal: ...
+    @property
+    def total(self) -> Decimal: ...
+
+
+def _check_lines(doc: _Document, lines: tuple[DocumentLine, ...], currency: str) -> None:
     _require(len(lines) > 0, "lines: a document needs at least one line")
     ids = [line.line_id for line in lines]
     _require(len(set(ids)) == len(ids), "lines: line_id values must be unique")
@@ -170,15 +192,15 @@ def _check_lines(doc: object, lines: tuple[DocumentLine, ...], currency: str) ->
     tax = sum((line.tax_amount for line in lines), _ZERO)
     _require(
         getattr(doc, "subtotal") == subtotal,  # noqa: B009 - shared by two record types
-        f"subtotal: {getattr(doc, 'subtotal')} is not the sum of the line amounts ({subtotal})",
+        f"subtotal: {doc.subtotal} is not the sum of the line amounts ({subtotal})",
     )
     _require(
         getattr(doc, "tax_total") == tax,  # noqa: B009
-        f"tax_total: {getattr(doc, 'tax_total')} is not the sum of the line taxes ({tax})",
+        f"tax_total: {doc.tax_total} is not the sum of the line taxes ({tax})",
     )
     _require(
         getattr(doc, "total") == subtotal + tax,  # noqa: B009
-        f"total: {getattr(doc, 'total')} is not subtotal + tax_total ({subtotal + tax})",
+        f"total: {doc.total} is not subtotal + tax_total ({subtotal + tax})",
     )
 
 
@@ -226,6 +248,15 @@ class CustomerUpserted:
             "parent_customer_id: a customer cannot be its own parent",
         )
 
+    def customer_ref(self) -> str | None:
+        return f"customer:{self.customer_id}"
+
+    def subject_ref(self) -> str:
+        return f"customer:{self.customer_id}"
+
+    def depends_on(self) -> tuple[str, ...]:
+        return (f"customer:{self.parent_customer_id}",) if self.parent_customer_id else ()
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InvoicePosted:
@@ -247,6 +278,15 @@ class InvoicePosted:
         _check_lines(self, self.lines, self.currency)
         _require(self.due_date >= self.invoice_date, "due_date: before invoice_date")
 
+    def customer_ref(self) -> str | None:
+        return f"customer:{self.customer_id}"
+
+    def subject_ref(self) -> str:
+        return f"invoice:{self.invoice_id}"
+
+    def depends_on(self) -> tuple[str, ...]:
+        return (f"customer:{self.customer_id}",)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PaymentReceived:
@@ -265,6 +305,15 @@ class PaymentReceived:
         _money(self, ("amount",), self.currency)
         _positive(self.amount, "amount")
         _check_applications(self.applications, self.currency, self.amount, "payment amount")
+
+    def customer_ref(self) -> str | None:
+        return f"customer:{self.customer_id}"
+
+    def subject_ref(self) -> str:
+        return f"payment:{self.payment_id}"
+
+    def depends_on(self) -> tuple[str, ...]:
+        return (f"customer:{self.customer_id}", *_invoice_refs(self.applications))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -288,6 +337,15 @@ class CreditMemoIssued:
         _positive(self.total, "total")
         _check_applications(self.applications, self.currency, self.total, "credit memo total")
 
+    def customer_ref(self) -> str | None:
+        return f"customer:{self.customer_id}"
+
+    def subject_ref(self) -> str:
+        return f"credit_memo:{self.credit_memo_id}"
+
+    def depends_on(self) -> tuple[str, ...]:
+        return (f"customer:{self.customer_id}", *_invoice_refs(self.applications))
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RevenueRecognized:
@@ -305,6 +363,15 @@ class RevenueRecognized:
     def __post_init__(self) -> None:
         _require(bool(_PERIOD.match(self.period)), f"period: {self.period!r} is not YYYY-MM")
         check_journal(self.lines)
+
+    def customer_ref(self) -> str | None:
+        return f"customer:{self.customer_id}" if self.customer_id else None
+
+    def subject_ref(self) -> str:
+        return f"revenue:{self.schedule_entry_id}"
+
+    def depends_on(self) -> tuple[str, ...]:
+        return (f"customer:{self.customer_id}",) if self.customer_id else ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -326,13 +393,22 @@ class ErpPaymentReceived:
         _positive(self.amount, "amount")
         _check_applications(self.applications, self.currency, self.amount, "payment amount")
 
+    def customer_ref(self) -> str | None:
+        return f"erp_customer:{self.erp_customer_number}"
+
+    def subject_ref(self) -> str:
+        return f"erp_payment:{self.erp_payment_id}"
+
+    def depends_on(self) -> tuple[str, ...]:
+        return ()
+
 
 CreditStatus = Literal["active", "on_hold", "inactive"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CustomerCreditStatusChanged:
-    """A credit hold, release, limit or terms change in the ERP; sales must see it before quoting."""
+    """A credit hold, release, limit or terms change in the ERP: sales sees it before quoting."""
 
     erp_customer_number: str
     customer_id: str | None = None
@@ -354,6 +430,15 @@ class CustomerCreditStatusChanged:
         if self.credit_limit is not None:
             _require(self.credit_limit >= _ZERO, "credit_limit: must not be negative")
 
+    def customer_ref(self) -> str | None:
+        return f"erp_customer:{self.erp_customer_number}"
+
+    def subject_ref(self) -> str:
+        return f"credit_status:{self.erp_customer_number}"
+
+    def depends_on(self) -> tuple[str, ...]:
+        return ()
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GlPosted:
@@ -370,6 +455,15 @@ class GlPosted:
     def __post_init__(self) -> None:
         _require(bool(_PERIOD.match(self.period)), f"period: {self.period!r} is not YYYY-MM")
         check_journal(self.lines)
+
+    def customer_ref(self) -> str | None:
+        return None
+
+    def subject_ref(self) -> str:
+        return f"gl:{self.erp_journal_id}"
+
+    def depends_on(self) -> tuple[str, ...]:
+        return ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -397,6 +491,15 @@ class ReportingRefreshed:
             where = f"balances[{i}]."
             _money(b, ("open_balance", "overdue_balance", "last_payment_amount"), b.currency, where)
             _require(b.days_overdue >= 0, f"{where}days_overdue: must not be negative")
+
+    def customer_ref(self) -> str | None:
+        return None
+
+    def subject_ref(self) -> str:
+        return f"reporting:{self.as_of.isoformat()}"
+
+    def depends_on(self) -> tuple[str, ...]:
+        return ()
 
 
 EventData = (
@@ -440,7 +543,8 @@ class Event:
         expected = SPECS[self.type].payload
         _require(
             isinstance(self.data, expected),
-            f"data: a {self.type} event carries {expected.__name__}, not {type(self.data).__name__}",
+            f"data: a {self.type} event carries {expected.__name__}, "
+            f"not {type(self.data).__name__}",
         )
         for name in ("source", "source_id", "source_version"):
             _require(bool(getattr(self, name)), f"{name}: must not be empty")
@@ -457,119 +561,57 @@ class Event:
     @property
     def customer_ref(self) -> str | None:
         """The customer whose events must keep their order, or None for company-wide events."""
-        return SPECS[self.type].customer_ref(self.data)
+        return self.data.customer_ref()
 
     @property
     def subject_ref(self) -> str:
         """The business record this event creates or changes, e.g. ``invoice:a0X...``."""
-        return SPECS[self.type].subject_ref(self.data)
+        return self.data.subject_ref()
 
     @property
     def depends_on(self) -> tuple[str, ...]:
         """Subject refs that must be in the target system before this event can be delivered."""
-        return SPECS[self.type].depends_on(self.data)
+        return self.data.depends_on()
 
 
 @dataclass(frozen=True, slots=True)
 class EventSpec:
-    payload: type
+    payload: type[EventData]
     direction: Direction
     summary: str
-    customer_ref: Callable[[EventData], str | None]
-    subject_ref: Callable[[EventData], str]
-    depends_on: Callable[[EventData], tuple[str, ...]] = field(default=lambda _d: ())
 
 
-def _cust(customer_id: str | None) -> str | None:
-    return f"customer:{customer_id}" if customer_id else None
+def _invoice_refs(applications: tuple[Application, ...]) -> tuple[str, ...]:
+    return tuple(f"invoice:{a.invoice_id}" for a in applications)
 
 
-def _erp_cust(number: str) -> str:
-    return f"erp_customer:{number}"
-
-
-def _customer_deps(d: CustomerUpserted) -> tuple[str, ...]:
-    return (f"customer:{d.parent_customer_id}",) if d.parent_customer_id else ()
-
-
-def _doc_deps(d: InvoicePosted | PaymentReceived | CreditMemoIssued) -> tuple[str, ...]:
-    deps = [f"customer:{d.customer_id}"]
-    if not isinstance(d, InvoicePosted):
-        deps.extend(f"invoice:{a.invoice_id}" for a in d.applications)
-    return tuple(deps)
-
-
-def _rev_deps(d: RevenueRecognized) -> tuple[str, ...]:
-    return (f"customer:{d.customer_id}",) if d.customer_id else ()
-
-
+_TO_ERP, _TO_SF = Direction.TO_ERP, Direction.TO_SALESFORCE
 SPECS: dict[EventType, EventSpec] = {
     EventType.CUSTOMER_UPSERTED: EventSpec(
-        CustomerUpserted,
-        Direction.TO_ERP,
-        "A Salesforce Account created or changed: the ERP customer record.",
-        lambda d: _cust(d.customer_id),  # type: ignore[union-attr]
-        lambda d: f"customer:{d.customer_id}",  # type: ignore[union-attr]
-        _customer_deps,  # type: ignore[arg-type]
+        CustomerUpserted, _TO_ERP, "A Salesforce Account created or changed: the ERP customer."
     ),
     EventType.INVOICE_POSTED: EventSpec(
-        InvoicePosted,
-        Direction.TO_ERP,
-        "A posted Salesforce invoice: the ERP AR invoice.",
-        lambda d: _cust(d.customer_id),  # type: ignore[union-attr]
-        lambda d: f"invoice:{d.invoice_id}",  # type: ignore[union-attr]
-        _doc_deps,  # type: ignore[arg-type]
+        InvoicePosted, _TO_ERP, "A posted Salesforce invoice: the ERP AR invoice."
     ),
     EventType.PAYMENT_RECEIVED: EventSpec(
-        PaymentReceived,
-        Direction.TO_ERP,
-        "Cash handled in Salesforce: the ERP cash receipt, applied to invoices.",
-        lambda d: _cust(d.customer_id),  # type: ignore[union-attr]
-        lambda d: f"payment:{d.payment_id}",  # type: ignore[union-attr]
-        _doc_deps,  # type: ignore[arg-type]
+        PaymentReceived, _TO_ERP, "Cash handled in Salesforce: the ERP cash receipt, applied."
     ),
     EventType.CREDIT_MEMO_ISSUED: EventSpec(
-        CreditMemoIssued,
-        Direction.TO_ERP,
-        "A Salesforce credit memo: reduces AR in the ERP, applied to invoices.",
-        lambda d: _cust(d.customer_id),  # type: ignore[union-attr]
-        lambda d: f"credit_memo:{d.credit_memo_id}",  # type: ignore[union-attr]
-        _doc_deps,  # type: ignore[arg-type]
+        CreditMemoIssued, _TO_ERP, "A Salesforce credit memo: reduces AR in the ERP, applied."
     ),
     EventType.REVENUE_RECOGNIZED: EventSpec(
-        RevenueRecognized,
-        Direction.TO_ERP,
-        "A revenue schedule entry recognized: a GL journal entry in the ERP.",
-        lambda d: _cust(d.customer_id),  # type: ignore[union-attr]
-        lambda d: f"revenue:{d.schedule_entry_id}",  # type: ignore[union-attr]
-        _rev_deps,  # type: ignore[arg-type]
+        RevenueRecognized, _TO_ERP, "A revenue schedule entry: a GL journal entry in the ERP."
     ),
     EventType.ERP_PAYMENT_RECEIVED: EventSpec(
-        ErpPaymentReceived,
-        Direction.TO_SALESFORCE,
-        "Cash handled in the ERP: Salesforce invoice balance and status.",
-        lambda d: _erp_cust(d.erp_customer_number),  # type: ignore[union-attr]
-        lambda d: f"erp_payment:{d.erp_payment_id}",  # type: ignore[union-attr]
+        ErpPaymentReceived, _TO_SF, "Cash handled in the ERP: Salesforce invoice balance, status."
     ),
     EventType.CUSTOMER_CREDIT_STATUS_CHANGED: EventSpec(
-        CustomerCreditStatusChanged,
-        Direction.TO_SALESFORCE,
-        "Credit hold, release, limit or terms change in the ERP: the Salesforce Account.",
-        lambda d: _erp_cust(d.erp_customer_number),  # type: ignore[union-attr]
-        lambda d: f"credit_status:{d.erp_customer_number}",  # type: ignore[union-attr]
+        CustomerCreditStatusChanged, _TO_SF, "Credit hold, limit or terms: the Salesforce Account."
     ),
     EventType.GL_POSTED: EventSpec(
-        GlPosted,
-        Direction.TO_SALESFORCE,
-        "A GL journal posted in the ERP: recorded for reconciliation.",
-        lambda _d: None,
-        lambda d: f"gl:{d.erp_journal_id}",  # type: ignore[union-attr]
+        GlPosted, _TO_SF, "A GL journal posted in the ERP: recorded for reconciliation."
     ),
     EventType.REPORTING_REFRESHED: EventSpec(
-        ReportingRefreshed,
-        Direction.TO_SALESFORCE,
-        "The ERP's open and overdue balance per customer: Salesforce reports.",
-        lambda _d: None,
-        lambda d: f"reporting:{d.as_of.isoformat()}",  # type: ignore[union-attr]
+        ReportingRefreshed, _TO_SF, "Open and overdue balance per customer: Salesforce reports."
     ),
 }

@@ -1,0 +1,184 @@
+"""Configuration: ``revbridge.toml``, validated at load.
+
+Found through ``--config``, then ``REVBRIDGE_CONFIG``, then ``./revbridge.toml``; with none of
+these, the embedded default applies (a SQLite ledger in the current folder). Relative paths
+in the file resolve against the file's own folder. A bad file fails at load with a
+``ConfigError`` that names the file, the key and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from revbridge.core.events import EventType
+from revbridge.core.policy import (
+    CashHandler,
+    EventPolicy,
+    Pattern,
+    RoutingPolicy,
+    build_policy,
+    check_cron,
+)
+from revbridge.errors import ConfigError, DomainError
+
+CONFIG_ENV = "REVBRIDGE_CONFIG"
+DEFAULT_FILE = "revbridge.toml"
+DEFAULT_STORE_URL = "sqlite:///revbridge.db"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreSection(_Strict):
+    url: str = DEFAULT_STORE_URL
+    auto_migrate: bool = True
+    ingest_batch_size: Annotated[int, Field(ge=1, le=50_000)] = 2_000
+
+
+class EventPolicySection(_Strict):
+    pattern: Pattern
+    schedule: str | None = None
+    rationale: str
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                check_cron(value)
+            except DomainError as exc:
+                raise ValueError(str(exc)) from exc
+        return value
+
+
+class PolicySection(_Strict):
+    cash_handled_in: CashHandler = CashHandler.BOTH
+    events: dict[EventType, EventPolicySection] = {}
+
+
+class FileConfig(_Strict):
+    store: StoreSection = StoreSection()
+    policy: PolicySection = PolicySection()
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The loaded configuration, with paths resolved and the policy built."""
+
+    path: Path | None
+    base_dir: Path
+    store_url: str
+    auto_migrate: bool
+    ingest_batch_size: int
+    policy: RoutingPolicy
+    raw: FileConfig
+
+
+def find_config(explicit: Path | None = None, cwd: Path | None = None) -> Path | None:
+    """``--config``, then ``$REVBRIDGE_CONFIG``, then ``./revbridge.toml``, else None."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    candidate = (cwd or Path.cwd()) / DEFAULT_FILE
+    return candidate if candidate.exists() else None
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc if part != "[key]") or "(top level)"
+
+
+def parse_config(data: dict[str, Any], path: Path | None, base_dir: Path) -> Settings:
+    where = str(path) if path else "(built-in defaults)"
+    try:
+        raw = FileConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        reason = first["msg"]
+        if first["type"] == "extra_forbidden":
+            reason = "unknown key"
+        elif first["type"] == "missing":
+            reason = "missing: this key is required"
+        elif first["type"] == "enum" and "events" in first["loc"]:
+            reason = f"unknown event type; known: {', '.join(t.value for t in EventType)}"
+        raise ConfigError(where, _key(first["loc"]), reason) from exc
+    overrides: dict[EventType, EventPolicy] = {}
+    for event_type, section in raw.policy.events.items():
+        try:
+            overrides[event_type] = EventPolicy(
+                type=event_type,
+                pattern=section.pattern,
+                schedule=section.schedule,
+                rationale=section.rationale,
+            )
+        except DomainError as exc:
+            raise ConfigError(where, f"policy.events.{event_type.value}", str(exc)) from exc
+    policy = build_policy(overrides, raw.policy.cash_handled_in)
+    return Settings(
+        path=path,
+        base_dir=base_dir,
+        store_url=resolve_store_url(raw.store.url, base_dir),
+        auto_migrate=raw.store.auto_migrate,
+        ingest_batch_size=raw.store.ingest_batch_size,
+        policy=policy,
+        raw=raw,
+    )
+
+
+def resolve_store_url(url: str, base_dir: Path) -> str:
+    """Make a relative SQLite path absolute against ``base_dir``; other URLs pass through."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix):
+        file_part = url[len(prefix) :]
+        if file_part and file_part != ":memory:" and not file_part.startswith("/"):
+            return prefix + str((base_dir / file_part).resolve())
+    return url
+
+
+def load_settings(explicit: Path | None = None, cwd: Path | None = None) -> Settings:
+    """Find and load the configuration; fall back to the embedded default."""
+    path = find_config(explicit, cwd)
+    if path is None:
+        base = (cwd or Path.cwd()).resolve()
+        return parse_config({}, None, base)
+    if not path.exists():
+        raise ConfigError(str(path), "(file)", "no such file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), "(syntax)", str(exc)) from exc
+    return parse_config(data, path, path.resolve().parent)
+
+
+INIT_TEMPLATE = """\
+# revbridge configuration: the embedded default (a SQLite ledger next to this file).
+# Every command finds this file through --config, then $REVBRIDGE_CONFIG, then ./revbridge.toml.
+# Relative paths resolve against this file's folder.
+
+[store]
+# SQLite (WAL) for one host; PostgreSQL for production and several workers, e.g.
+# url = "postgresql+psycopg://revbridge@db.example.com/revbridge"
+url = "sqlite:///revbridge.db"
+# Upgrade the ledger schema (Alembic) automatically when a command opens it.
+auto_migrate = true
+
+[policy]
+# Which system handles cash: "salesforce" (card payments through its gateway), "erp" (wires,
+# lockbox) or "both". A payment flow that does not apply is off.
+cash_handled_in = "both"
+
+# The hybrid map. Every event type is real-time or batch (with a cron schedule, UTC), with a
+# one-line rationale for the auditors. Uncomment to override a default; see `revbridge policy show`.
+# [policy.events."customer.upserted"]
+# pattern = "batch"
+# schedule = "0 2 * * *"
+# rationale = "Master data matters by the next day; a new customer's first invoice pulls it ahead."
+"""

@@ -1,0 +1,301 @@
+"""The event ledger: durable, idempotent appends and the queries the operators read.
+
+Idempotency is enforced by the database (a unique key on ``events.idempotency_key`` and
+``INSERT ... ON CONFLICT DO NOTHING``), not by a read-then-write in Python, so it holds when
+several processes ingest the same events at once. A key already present with the same
+payload hash is a duplicate of the original event; with a different hash, a conflict.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from revbridge.errors import StoreError
+from revbridge.store.schema import UTCDateTime, audit_log, deliveries, events, quarantine
+
+# Delivery states. ``pending`` waits for its due time; ``parked`` waits for another record;
+# ``in_flight`` is leased to a worker; ``delivered`` and ``dead_letter`` are final.
+DELIVERY_STATES = ("pending", "parked", "in_flight", "delivered", "dead_letter")
+UNDELIVERED_STATES = ("pending", "parked", "in_flight")
+_LOOKUP_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """One validated event, ready to append: its ``events`` row and its first delivery row."""
+
+    row: dict[str, Any]
+    target: str
+    pattern: str
+    due_at: datetime
+    raw: str
+    origin: str | None = None
+    line_no: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRecord:
+    reason_code: str
+    reason: str
+    raw: str
+    origin: str | None = None
+    line_no: int | None = None
+    event_type: str | None = None
+    idempotency_key: str | None = None
+    original_event_id: int | None = None
+
+
+@dataclass(slots=True)
+class AppendOutcome:
+    """What happened to each event of a batch, by its position in the batch."""
+
+    accepted: dict[int, int] = field(default_factory=dict)  # position -> new event id
+    duplicates: dict[int, int] = field(default_factory=dict)  # position -> original event id
+    conflicts: dict[int, int] = field(default_factory=dict)  # position -> original event id
+
+
+def _insert_ignoring_conflicts(conn: Connection, table: Table) -> Any:
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=["idempotency_key"])
+
+
+class Ledger:
+    """Reads and writes the ledger through one SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # ------------------------------------------------------------------ writes
+
+    def append(
+        self,
+        batch: Sequence[NewEvent],
+        rejects: Sequence[tuple[QuarantineRecord, int | None]],
+        *,
+        now: datetime,
+    ) -> tuple[AppendOutcome, list[QuarantineRecord]]:
+        """Append a batch atomically: new events with their deliveries, and the quarantine.
+
+        ``rejects`` are lines that failed validation (a record each). Conflicting events are
+        quarantined in the same transaction, so a batch is either wholly stored or not at all.
+        Returns the outcome and the conflict records that were quarantined.
+        """
+        try:
+            with self.engine.begin() as conn:
+                outcome = self._append_events(conn, batch)
+                conflict_records = [
+                    _conflict_record(batch[pos], original)
+                    for pos, original in outcome.conflicts.items()
+                ]
+                records = [r for r, _ in rejects] + conflict_records
+                if records:
+                    self._insert_quarantine(conn, records, now)
+                if outcome.accepted:
+                    conn.execute(
+                        deliveries.insert(),
+                        [
+                            {
+                                "event_id": event_id,
+                                "target": batch[pos].target,
+                                "pattern": batch[pos].pattern,
+                                "state": "pending",
+                                "attempts": 0,
+                                "due_at": batch[pos].due_at,
+                                "updated_at": now,
+                            }
+                            for pos, event_id in outcome.accepted.items()
+                        ],
+                    )
+                return outcome, conflict_records
+        except SQLAlchemyError as exc:
+            raise StoreError(f"appending {len(batch)} events to the ledger failed: {exc}") from exc
+
+    def _append_events(self, conn: Connection, batch: Sequence[NewEvent]) -> AppendOutcome:
+        outcome = AppendOutcome()
+        first_by_key: dict[str, int] = {}
+        later: list[int] = []
+        for pos, new in enumerate(batch):
+            key = new.row["idempotency_key"]
+            if key in first_by_key:
+                later.append(pos)
+            else:
+                first_by_key[key] = pos
+        # A stable key order keeps concurrent PostgreSQL writers from deadlocking each other.
+        firsts = sorted(first_by_key.items())
+        inserted: dict[str, int] = {}
+        if firsts:
+            stmt = _insert_ignoring_conflicts(conn, events).returning(
+                events.c.id, events.c.idempotency_key
+            )
+            result = conn.execute(stmt, [batch[pos].row for _, pos in firsts])
+            inserted = {key: event_id for event_id, key in result}
+        existing_keys = [key for key, _ in firsts if key not in inserted]
+        existing = self._lookup(conn, existing_keys)
+        for key, pos in firsts:
+            if key in inserted:
+                outcome.accepted[pos] = inserted[key]
+                continue
+            original_id, original_hash = existing[key]
+            target = outcome.duplicates
+            if original_hash != batch[pos].row["payload_hash"]:
+                target = outcome.conflicts
+            target[pos] = original_id
+        for pos in later:
+            key = batch[pos].row["idempotency_key"]
+            first = first_by_key[key]
+            original_id = inserted.get(key) or existing[key][0]
+            same = batch[first].row["payload_hash"] == batch[pos].row["payload_hash"]
+            (outcome.duplicates if same else outcome.conflicts)[pos] = original_id
+        return outcome
+
+    def _lookup(self, conn: Connection, keys: list[str]) -> dict[str, tuple[int, str]]:
+        found: dict[str, tuple[int, str]] = {}
+        for i in range(0, len(keys), _LOOKUP_CHUNK):
+            chunk = keys[i : i + _LOOKUP_CHUNK]
+            rows = conn.execute(
+                select(events.c.idempotency_key, events.c.id, events.c.payload_hash).where(
+                    events.c.idempotency_key.in_(chunk)
+                )
+            )
+            found.update({key: (event_id, h) for key, event_id, h in rows})
+        missing = set(keys) - set(found)
+        if missing:  # ON CONFLICT skipped them, so they must exist: anything else is a bug
+            raise StoreError(f"idempotency keys neither inserted nor found: {sorted(missing)[:3]}")
+        return found
+
+    def _insert_quarantine(
+        self, conn: Connection, records: Iterable[QuarantineRecord], now: datetime
+    ) -> None:
+        conn.execute(
+            quarantine.insert(),
+            [
+                {
+                    "created_at": now,
+                    "reason_code": r.reason_code,
+                    "reason": r.reason,
+                    "origin": r.origin,
+                    "line_no": r.line_no,
+                    "event_type": r.event_type,
+                    "idempotency_key": r.idempotency_key,
+                    "original_event_id": r.original_event_id,
+                    "raw": r.raw,
+                    "status": "open",
+                }
+                for r in records
+            ],
+        )
+
+    def audit(
+        self,
+        *,
+        actor: str,
+        action: str,
+        entity_type: str,
+        entity_id: str | None,
+        now: datetime,
+        from_state: str | None = None,
+        to_state: str | None = None,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
+        conn: Connection | None = None,
+    ) -> None:
+        """Append one entry to the audit log (in ``conn``'s transaction when given)."""
+        row = {
+            "at": now,
+            "actor": actor,
+            "action": action,
+            "entity_type": entity_type,
+            "entity_id": entity_id,
+            "from_state": from_state,
+            "to_state": to_state,
+            "reason": reason,
+            "details": json.dumps(details, sort_keys=True, default=str) if details else None,
+        }
+        if conn is not None:
+            conn.execute(audit_log.insert(), row)
+            return
+        with self.engine.begin() as own:
+            own.execute(audit_log.insert(), row)
+
+    # ------------------------------------------------------------------ reads
+
+    def status(self, now: datetime) -> dict[str, Any]:
+        """Events by type and delivery state, quarantine size, age of the oldest undelivered."""
+        with self.engine.connect() as conn:
+            by_type: Counter[str] = Counter(
+                dict(
+                    conn.execute(select(events.c.type, func.count()).group_by(events.c.type)).all()
+                )
+            )
+            by_state: Counter[str] = Counter(
+                dict(
+                    conn.execute(
+                        select(deliveries.c.state, func.count()).group_by(deliveries.c.state)
+                    ).all()
+                )
+            )
+            by_pattern_state: dict[str, dict[str, int]] = {}
+            for pattern, state, n in conn.execute(
+                select(deliveries.c.pattern, deliveries.c.state, func.count()).group_by(
+                    deliveries.c.pattern, deliveries.c.state
+                )
+            ):
+                by_pattern_state.setdefault(pattern, {})[state] = n
+            oldest = conn.execute(
+                select(func.min(events.c.received_at))
+                .select_from(events.join(deliveries, deliveries.c.event_id == events.c.id))
+                .where(deliveries.c.state.in_(UNDELIVERED_STATES))
+            ).scalar()
+            open_quarantine = conn.execute(
+                select(func.count()).select_from(quarantine).where(quarantine.c.status == "open")
+            ).scalar_one()
+        oldest_dt = UTCDateTime().process_result_value(oldest, self.engine.dialect)
+        return {
+            "events": {
+                "total": sum(by_type.values()),
+                "by_type": dict(sorted(by_type.items())),
+                "by_state": {s: by_state.get(s, 0) for s in DELIVERY_STATES}
+                | {s: n for s, n in by_state.items() if s not in DELIVERY_STATES},
+                "by_pattern": by_pattern_state,
+            },
+            "quarantine": open_quarantine,
+            "oldest_pending_age_s": (
+                round((now - oldest_dt).total_seconds(), 3) if oldest_dt is not None else None
+            ),
+        }
+
+    def list_quarantine(
+        self, *, limit: int = 100, status: str | None = "open"
+    ) -> list[dict[str, Any]]:
+        query = select(quarantine).order_by(quarantine.c.id).limit(limit)
+        if status is not None:
+            query = query.where(quarantine.c.status == status)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def _conflict_record(new: NewEvent, original_id: int) -> QuarantineRecord:
+    row = new.row
+    return QuarantineRecord(
+        reason_code="idempotency_conflict",
+        reason=(
+            f"idempotency key {row['idempotency_key']!r} was already used by event "
+            f"{original_id} with a different payload; the original is kept, this one needs review"
+        ),
+        raw=new.raw,
+        origin=new.origin,
+        line_no=new.line_no,
+        event_type=row["type"],
+        idempotency_key=row["idempotency_key"],
+        original_event_id=original_id,
+    )

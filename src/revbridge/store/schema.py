@@ -1,0 +1,163 @@
+"""The ledger's tables, one schema for SQLite and PostgreSQL.
+
+SQL is kept as SQL: these are SQLAlchemy Core tables, queried with Core statements. Alembic
+migrations (``migrations/``) create them; a test proves the migrations and these tables agree.
+
+- ``events``: immutable canonical events, unique by idempotency key.
+- ``deliveries``: the mutable delivery state of each event.
+- ``quarantine``: what was rejected, with where it came from and why.
+- ``audit_log``: append-only (triggers refuse UPDATE and DELETE): who changed what, when, why.
+- ``customer_xref``: the customer ID crosswalk (Salesforce Account id ↔ ERP customer number).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp stored in UTC; naive values are refused, never guessed."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: timestamps must be timezone-aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw SQL paths on SQLite
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+naming = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=naming)
+
+# SQLite only makes INTEGER PRIMARY KEY an alias of the rowid (autoincrementing).
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(512), nullable=False, unique=True),
+    Column("type", String(64), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("source_id", String(255), nullable=False),
+    Column("source_version", String(255), nullable=False),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("customer_ref", String(300)),
+    Column("subject_ref", String(300), nullable=False),
+    Column("payload_hash", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Index(None, "customer_ref", "id"),
+    Index(None, "subject_ref"),
+    Index(None, "type", "received_at"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("event_id", Id, ForeignKey("events.id"), primary_key=True),
+    Column("target", String(32), nullable=False),
+    Column("pattern", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("due_at", UTCDateTime(), nullable=False),
+    Column("lease_expires_at", UTCDateTime()),
+    Column("worker_id", String(128)),
+    Column("parked_on", String(300)),
+    Column("last_error", Text),
+    Column("external_ref", String(255)),
+    Column("delivered_at", UTCDateTime()),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index(None, "state", "due_at"),
+    Index(None, "parked_on"),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("reason_code", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("origin", String(1024)),
+    Column("line_no", Integer),
+    Column("event_type", String(64)),
+    Column("idempotency_key", String(512)),
+    Column("original_event_id", Id, ForeignKey("events.id")),
+    Column("raw", Text, nullable=False),
+    Column("status", String(16), nullable=False, default="open"),
+    Column("resolved_at", UTCDateTime()),
+    Column("resolved_by", String(128)),
+    Column("resolution_note", Text),
+    Index(None, "status", "created_at"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("entity_type", String(64), nullable=False),
+    Column("entity_id", String(300)),
+    Column("from_state", String(32)),
+    Column("to_state", String(32)),
+    Column("reason", Text),
+    Column("details", Text),
+    Index(None, "entity_type", "entity_id"),
+    Index(None, "at"),
+)
+
+customer_xref = Table(
+    "customer_xref",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("canonical_id", String(64), nullable=False, unique=True),
+    Column("sf_account_id", String(18)),
+    Column("erp_system", String(32), nullable=False),
+    Column("erp_entity", String(64), nullable=False, default=""),
+    Column("erp_customer_number", String(128)),
+    Column("erp_internal_id", String(128)),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("erp_system", "erp_entity", "sf_account_id"),
+    UniqueConstraint("erp_system", "erp_entity", "erp_customer_number"),
+)

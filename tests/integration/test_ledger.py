@@ -1,0 +1,148 @@
+"""The ledger on real SQLite and real PostgreSQL: idempotent ingest, quarantine, status."""
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
+
+from revbridge.clock import ManualClock
+from revbridge.core.policy import CashHandler, build_policy
+from revbridge.generate import generate_events
+from revbridge.services.ingest import ingest_lines, ingest_path
+from revbridge.store.ledger import Ledger
+from revbridge.store.schema import audit_log, deliveries, events, metadata, quarantine
+
+NOW = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+
+
+def _lines(envs: list[dict]) -> list[bytes]:
+    return [json.dumps(e).encode() + b"\n" for e in envs]
+
+
+def _count(ledger: Ledger, table) -> int:  # type: ignore[no-untyped-def]
+    with ledger.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def test_migrations_give_exactly_the_schema_of_the_models(ledger: Ledger) -> None:
+    """No drift between Alembic and the tables the code queries, on both databases."""
+    with ledger.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+
+
+def test_the_audit_log_refuses_updates_and_deletes(ledger: Ledger) -> None:
+    ledger.audit(actor="ops", action="test", entity_type="x", entity_id="1", now=NOW)
+    for sql in ("UPDATE audit_log SET actor = 'mallory'", "DELETE FROM audit_log"):
+        with pytest.raises(DBAPIError, match="append-only"), ledger.engine.begin() as conn:
+            conn.execute(text(sql))
+    assert _count(ledger, audit_log) == 1
+
+
+def test_ingest_stores_each_event_once_and_reports_duplicates(ledger: Ledger) -> None:
+    envs = list(generate_events(300, seed=11))
+    clock = ManualClock(NOW)
+    policy = build_policy()
+    first = ingest_lines(
+        ledger, _lines(envs), policy=policy, origin="a.jsonl", clock=clock, batch_size=64
+    )
+    assert first.as_dict() == {"accepted": 300, "duplicates": 0, "conflicts": 0, "rejected": 0}
+    again = ingest_lines(ledger, _lines(envs), policy=policy, origin="a.jsonl", clock=clock)
+    assert again.as_dict() == {"accepted": 0, "duplicates": 300, "conflicts": 0, "rejected": 0}
+    assert _count(ledger, events) == 300
+    assert _count(ledger, deliveries) == 300
+    # A duplicate carries the id of the original event.
+    with ledger.engine.connect() as conn:
+        ids = dict(conn.execute(select(events.c.id, events.c.source_id)).all())
+    line, original = again.duplicate_of[0]
+    assert ids[original] == envs[line - 1]["source_id"]
+
+
+def test_same_key_with_a_different_payload_is_quarantined_as_a_conflict(ledger: Ledger) -> None:
+    env = next(e for e in generate_events(20, seed=2) if e["type"] == "invoice.posted")
+    changed = json.loads(json.dumps(env))
+    changed["data"]["invoice_number"] = "INV-TAMPERED"
+    result = ingest_lines(
+        ledger,
+        _lines([env, changed, changed]),
+        policy=build_policy(),
+        origin="x",
+        clock=ManualClock(NOW),
+    )
+    assert (result.accepted, result.conflicts) == (1, 2)
+    with ledger.engine.connect() as conn:
+        stored = conn.execute(select(events.c.payload)).scalar_one()
+        rows = conn.execute(select(quarantine).order_by(quarantine.c.id)).mappings().all()
+    assert "INV-TAMPERED" not in stored  # the original is never overwritten
+    assert [r["reason_code"] for r in rows] == ["idempotency_conflict"] * 2
+    assert rows[0]["line_no"] == 2
+    assert rows[0]["original_event_id"] is not None
+    assert "INV-TAMPERED" in rows[0]["raw"]
+
+
+def test_bad_lines_never_stop_the_file_and_land_in_quarantine(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    envs = list(generate_events(10, seed=4))
+    bad_money = json.loads(json.dumps(envs[5]))
+    bad_money["data"]["currency"] = "QQQ"
+    lines = [
+        *_lines(envs[:3]),
+        b"{not json\n",
+        *_lines(envs[3:5]),
+        *_lines([bad_money]),
+        *_lines(envs[6:]),
+    ]
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"".join(lines))
+    result = ingest_path(ledger, path, policy=build_policy(), clock=ManualClock(NOW))
+    assert result.as_dict() == {"accepted": 9, "duplicates": 0, "conflicts": 0, "rejected": 2}
+    q = ledger.list_quarantine()
+    assert [(r["line_no"], r["reason_code"]) for r in q] == [
+        (4, "invalid_json"),
+        (7, "invalid_money"),
+    ]
+    assert all(r["origin"] == str(path) for r in q)
+
+
+def test_a_disabled_payment_flow_is_quarantined_with_the_reason(ledger: Ledger) -> None:
+    env = next(e for e in generate_events(200, seed=5) if e["type"] == "payment.received")
+    result = ingest_lines(
+        ledger,
+        _lines([env]),
+        policy=build_policy(cash_handled_in=CashHandler.ERP),
+        origin="x",
+        clock=ManualClock(NOW),
+    )
+    assert result.rejected == 1
+    (row,) = ledger.list_quarantine()
+    assert row["reason_code"] == "flow_disabled"
+    assert "cash is handled in erp" in row["reason"]
+
+
+def test_status_reports_types_states_quarantine_and_oldest_age(ledger: Ledger) -> None:
+    clock = ManualClock(NOW)
+    envs = list(generate_events(120, seed=9))
+    ingest_lines(ledger, [*_lines(envs), b"oops\n"], policy=build_policy(), origin="s", clock=clock)
+    report = ledger.status(NOW + timedelta(minutes=5))
+    assert report["events"]["total"] == 120
+    assert sum(report["events"]["by_type"].values()) == 120
+    assert report["events"]["by_state"]["pending"] == 120
+    assert report["quarantine"] == 1
+    assert report["oldest_pending_age_s"] == pytest.approx(300.0)
+    # Batch-class events are due at their cron time, real-time ones at once.
+    with ledger.engine.connect() as conn:
+        due = dict(
+            conn.execute(
+                select(deliveries.c.pattern, func.min(deliveries.c.due_at)).group_by(
+                    deliveries.c.pattern
+                )
+            ).all()
+        )
+    assert due["realtime"] == NOW.replace(tzinfo=None) or due["realtime"].replace(tzinfo=UTC) == NOW
+    assert due["batch"].replace(tzinfo=UTC) > NOW

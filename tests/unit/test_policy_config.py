@@ -1,0 +1,116 @@
+from pathlib import Path
+
+import pytest
+
+from revbridge.config import INIT_TEMPLATE, load_settings
+from revbridge.core.events import EventType
+from revbridge.core.policy import CashHandler, Pattern, build_policy, policy_markdown, policy_rows
+from revbridge.errors import ConfigError
+
+
+def test_default_policy_is_the_classic_hybrid_map() -> None:
+    policy = build_policy()
+    realtime = {p.type for p in policy.events if p.pattern is Pattern.REALTIME}
+    assert realtime == {
+        EventType.INVOICE_POSTED,
+        EventType.PAYMENT_RECEIVED,
+        EventType.CREDIT_MEMO_ISSUED,
+        EventType.ERP_PAYMENT_RECEIVED,
+        EventType.CUSTOMER_CREDIT_STATUS_CHANGED,
+    }
+    assert policy.for_type(EventType.REVENUE_RECOGNIZED).schedule == "0 3 1 * *"
+    assert all(p.rationale for p in policy.events)
+
+
+@pytest.mark.parametrize(
+    ("handler", "off"),
+    [
+        (CashHandler.SALESFORCE, EventType.ERP_PAYMENT_RECEIVED),
+        (CashHandler.ERP, EventType.PAYMENT_RECEIVED),
+    ],
+)
+def test_the_payment_flow_that_does_not_apply_is_off_and_the_table_says_so(
+    handler: CashHandler, off: EventType
+) -> None:
+    policy = build_policy(cash_handled_in=handler)
+    assert not policy.is_enabled(off)
+    row = next(r for r in policy_rows(policy) if r["type"] == off.value)
+    assert row["pattern"] == "off"
+    assert f"cash is handled in {handler.value}" in str(row["rationale"])
+    assert f"| `{off.value}` | " in policy_markdown(policy)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "revbridge.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_init_template_loads_and_resolves_sqlite_next_to_the_file(tmp_path: Path) -> None:
+    settings = load_settings(_write(tmp_path, INIT_TEMPLATE))
+    assert settings.store_url == f"sqlite:///{(tmp_path / 'revbridge.db').resolve()}"
+    assert settings.policy.cash_handled_in is CashHandler.BOTH
+
+
+def test_an_operator_moves_an_event_type_to_batch_in_config(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        '[policy.events."invoice.posted"]\npattern = "batch"\nschedule = "*/15 * * * *"\n'
+        'rationale = "Low-cost ERP plan: 15-minute batches."\n',
+    )
+    rule = load_settings(path).policy.for_type(EventType.INVOICE_POSTED)
+    assert (rule.pattern, rule.schedule) == (Pattern.BATCH, "*/15 * * * *")
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        (
+            '[policy.events."invoice.paid"]\npattern="realtime"\nrationale="x"\n',
+            "policy.events.invoice.paid",
+            "unknown event type",
+        ),
+        (
+            '[policy.events."gl.posted"]\npattern="batch"\nschedule="61 * * * *"\nrationale="x"\n',
+            "policy.events.gl.posted.schedule",
+            "bad cron schedule",
+        ),
+        (
+            '[policy.events."gl.posted"]\nschedule="0 1 * * *"\nrationale="x"\n',
+            "policy.events.gl.posted.pattern",
+            "missing",
+        ),
+        (
+            '[policy.events."gl.posted"]\npattern="batch"\nrationale="x"\n',
+            "policy.events.gl.posted",
+            "needs a cron schedule",
+        ),
+        ("[store]\nurll = 'sqlite:///x.db'\n", "store.urll", "unknown key"),
+        ("[policy]\ncash_handled_in = 'bank'\n", "policy.cash_handled_in", "salesforce"),
+        ("[store\n", "(syntax)", "Expected"),
+    ],
+)
+def test_a_bad_config_fails_at_load_naming_file_key_and_reason(
+    tmp_path: Path, text: str, key: str, reason: str
+) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert info.value.path == str(path)
+    assert info.value.key == key
+    assert reason in info.value.reason
+
+
+def test_config_is_found_through_env_then_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env_file = _write(elsewhere, "[store]\nurl = 'sqlite:///env.db'\n")
+    _write(tmp_path, "[store]\nurl = 'sqlite:///cwd.db'\n")
+    monkeypatch.setenv("REVBRIDGE_CONFIG", str(env_file))
+    assert load_settings(cwd=tmp_path).store_url.endswith("elsewhere/env.db")
+    monkeypatch.delenv("REVBRIDGE_CONFIG")
+    assert load_settings(cwd=tmp_path).store_url.endswith(f"{tmp_path.name}/cwd.db")
+    explicit = _write(elsewhere, "[store]\nurl = 'postgresql://u@h/db'\n")
+    assert load_settings(explicit, cwd=tmp_path).store_url == "postgresql://u@h/db"
