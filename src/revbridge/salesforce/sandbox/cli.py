@@ -1,0 +1,91 @@
+"""``revbridge sandbox salesforce``: run the Salesforce sandbox in the foreground.
+
+:func:`salesforce_command` is a plain function with Typer-style annotated options, so the CLI
+package can register it with ``app.command("salesforce")(salesforce_command)``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from revbridge.salesforce.sandbox.config import SandboxConfig
+from revbridge.salesforce.sandbox.faults import FaultSyntaxError, parse_faults
+from revbridge.salesforce.sandbox.server import serve
+from revbridge.salesforce.sandbox.tls import generate_jwt_keypair
+
+_DEFAULTS = SandboxConfig()
+
+
+def salesforce_command(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8091,
+    data: Annotated[
+        Path | None, typer.Option(help="SQLite file that keeps the org between runs.")
+    ] = None,
+    faults: Annotated[
+        str | None,
+        typer.Option(help="Faults to inject, e.g. latency=50ms,error_rate=0.1,outage=10s,seed=7."),
+    ] = None,
+    tls: Annotated[bool, typer.Option(help="Serve HTTPS (self-signed unless --tls-cert).")] = False,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate for --tls.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key for --tls.")] = None,
+    client_id: Annotated[
+        str, typer.Option(help="Connected app consumer key.")
+    ] = _DEFAULTS.client_id,
+    client_secret: Annotated[
+        str, typer.Option(help="Connected app consumer secret.")
+    ] = _DEFAULTS.client_secret,
+    username: Annotated[str, typer.Option(help="Integration user name.")] = _DEFAULTS.username,
+    password: Annotated[str, typer.Option(help="Integration user password.")] = _DEFAULTS.password,
+    cert: Annotated[
+        Path | None,
+        typer.Option(
+            help="X.509 certificate (PEM) that verifies JWT assertions; one is made if absent."
+        ),
+    ] = None,
+    seed: Annotated[bool, typer.Option(help="Fill an empty org with demo data.")] = False,
+) -> None:
+    """Run a protocol-faithful Salesforce org (REST, SOQL, composite, Bulk 2.0, CDC stream)."""
+    try:
+        parse_faults(faults)
+    except FaultSyntaxError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--faults") from exc
+    with tempfile.TemporaryDirectory(prefix="revbridge-sf-jwt-") as workdir:
+        key_path: Path | None = None
+        if cert is None:
+            key_dir = Path(workdir) if data is None else data.parent / f"{data.name}.jwt"
+            key_path, cert_pem = generate_jwt_keypair(key_dir)
+        else:
+            cert_pem = cert.read_bytes()
+        config = SandboxConfig(
+            client_id=client_id,
+            client_secret=client_secret,
+            username=username,
+            password=password,
+            jwt_certificate_pem=cert_pem,
+            data_path=data,
+            seed=seed,
+            faults=faults,
+        )
+        scheme = "https" if tls else "http"
+        base = f"{scheme}://127.0.0.1:{port}"
+        lines = [
+            "Salesforce sandbox",
+            f"  instance URL    {base}",
+            f"  token endpoint  {base}/services/oauth2/token",
+            f"  client id       {client_id}",
+            f"  client secret   {client_secret}",
+            f"  username        {username}",
+            f"  password        {password}",
+            f"  JWT audience    https://login.salesforce.com (or {base})",
+            f"  JWT private key {key_path}" if key_path else f"  JWT certificate {cert}",
+            f"  data            {data if data else 'in memory'}",
+            f"  faults          {faults or 'none'}",
+            f"  change events   {base}/sandbox/events?channel=/data/ChangeEvents&replayId=-2",
+            f"  admin           {base}/sandbox/admin/faults (GET/PUT), /sandbox/admin/clock",
+        ]
+        typer.echo("\n".join(lines))
+        serve(config, port, tls=tls, tls_cert=tls_cert, tls_key=tls_key)
