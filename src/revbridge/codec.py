@@ -9,14 +9,13 @@ of the validated record: amounts at the currency's scale, as strings; dates in I
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from functools import cache
 from typing import Annotated, Any, Literal, Union
 
+import jiter
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from revbridge.core.events import SPECS, Event, EventData, EventType
@@ -115,25 +114,34 @@ def _describe(err: Any, tag: str | None) -> tuple[str, str]:
     )
 
 
+def _check_tag(tag: str | None) -> None:
+    if tag is not None and tag not in _TYPES:
+        known = ", ".join(t.value for t in EventType)
+        raise DecodeError(
+            Rejection("schema_violation", f"type: unknown event type {tag!r}; known: {known}", tag)
+        )
+
+
+def _validation_error(exc: ValidationError, tag: str | None) -> DecodeError:
+    errors = exc.errors()
+    code, first = _describe(errors[0], tag)
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return DecodeError(Rejection(code, first + more, tag))
+
+
 def decode_obj(obj: Any) -> Event:
     """Validate a parsed JSON envelope into an ``Event``, or raise ``DecodeError``."""
     tag = obj.get("type") if isinstance(obj, dict) else None
     tag = tag if isinstance(tag, str) else None
-    if tag is not None and tag not in EventType.__members__.values():
-        raise DecodeError(
-            Rejection(
-                "schema_violation",
-                f"type: unknown event type {tag!r}; known: {', '.join(t.value for t in EventType)}",
-                tag,
-            )
-        )
+    _check_tag(tag)
     try:
         env = _envelope_adapter().validate_python(obj)
     except ValidationError as exc:
-        errors = exc.errors()
-        code, first = _describe(errors[0], tag)
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise DecodeError(Rejection(code, first + more, tag)) from exc
+        raise _validation_error(exc, tag) from exc
+    return _to_event(env, tag)
+
+
+def _to_event(env: Any, tag: str | None) -> Event:
     try:
         return Event(
             type=EventType(env.type),
@@ -149,14 +157,23 @@ def decode_obj(obj: Any) -> Event:
 
 
 def decode_line(line: str | bytes) -> Event:
-    """Parse one JSON Lines envelope into an ``Event``, or raise ``DecodeError``."""
+    """Parse one JSON Lines envelope into an ``Event``, or raise ``DecodeError``.
+
+    jiter parses JSON numbers with a fraction or exponent straight into ``Decimal`` from their
+    text, so no amount ever passes through a binary float.
+    """
     try:
-        obj = json.loads(line, parse_float=Decimal)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        obj = jiter.from_json(
+            line.encode() if isinstance(line, str) else line, float_mode="decimal"
+        )
+    except ValueError as exc:
         raise DecodeError(Rejection("invalid_json", f"invalid JSON: {exc}")) from exc
     if not isinstance(obj, dict):
         raise DecodeError(Rejection("schema_violation", "an envelope must be a JSON object"))
     return decode_obj(obj)
+
+
+_TYPES = frozenset(t.value for t in EventType)
 
 
 def encode_payload(event_type: EventType, data: EventData) -> str:
@@ -171,18 +188,15 @@ def decode_payload(event_type: EventType, payload: str | bytes) -> EventData:
 
 def payload_hash(event: Event, payload: str) -> str:
     """What "the same payload" means for idempotency: everything but the key and receipt time."""
-    h = hashlib.sha256()
-    for part in (
+    parts = (
         event.type.value,
         event.source,
         event.source_id,
         event.source_version,
         event.occurred_at.isoformat(),
         payload,
-    ):
-        h.update(part.encode())
-        h.update(b"\x1f")
-    return h.hexdigest()
+    )
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
 def encode_envelope(event: Event) -> dict[str, Any]:

@@ -30,7 +30,9 @@ _MINOR_UNITS_BY_DIGITS: dict[int, str] = {
 MINOR_UNITS: dict[str, int] = {
     code: digits for digits, codes in _MINOR_UNITS_BY_DIGITS.items() for code in codes.split()
 }
-_QUANTUM: dict[int, Decimal] = {d: Decimal(1).scaleb(-d) for d in range(5)}
+_QUANTUM_BY_CURRENCY: dict[str, Decimal] = {
+    code: Decimal(1).scaleb(-digits) for code, digits in MINOR_UNITS.items()
+}
 
 
 def minor_unit(currency: str) -> int:
@@ -46,12 +48,14 @@ def check_amount(amount: Decimal, currency: str, *, what: str = "amount") -> Dec
 
     ``10.5`` USD becomes ``10.50``; ``10.005`` USD and ``1.5`` JPY are rejected.
     """
-    if not isinstance(amount, Decimal):
+    quantum = _QUANTUM_BY_CURRENCY.get(currency)
+    if quantum is None:
+        minor_unit(currency)  # raises with the reason
+    if type(amount) is not Decimal:
         raise InvalidMoney(f"{what}: {amount!r} is not a Decimal")
     if not amount.is_finite():
         raise InvalidMoney(f"{what}: {amount} is not a finite number")
-    quantum = _QUANTUM[minor_unit(currency)]
-    exact = amount.quantize(quantum)
+    exact = amount.quantize(quantum)  # type: ignore[arg-type]
     if exact != amount:
         raise InvalidMoney(
             f"{what}: {amount} {currency} has more decimals than {currency} allows "

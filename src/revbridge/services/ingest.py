@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from functools import lru_cache
 from typing import BinaryIO
 
 from revbridge.clock import Clock, SystemClock
@@ -46,6 +47,12 @@ class IngestResult:
         return self.rejected == 0 and self.conflicts == 0
 
 
+@lru_cache(maxsize=64)
+def _next_run(schedule: str, now: datetime) -> datetime:
+    # A batch of lines shares one clock reading, so this is computed once per batch.
+    return next_run(schedule, now)
+
+
 def prepare(
     event: Event,
     policy: RoutingPolicy,
@@ -57,7 +64,7 @@ def prepare(
     """The ledger rows for a validated event: the event itself and its first delivery."""
     payload = encode_payload(event.type, event.data)
     rule = policy.for_type(event.type)
-    due = now if rule.pattern is Pattern.REALTIME else next_run(rule.schedule or "", now)
+    due = now if rule.pattern is Pattern.REALTIME else _next_run(rule.schedule or "", now)
     return NewEvent(
         row={
             "idempotency_key": event.idempotency_key,
@@ -111,6 +118,7 @@ def ingest_lines(
         line_of.clear()
 
     consumed = 0
+    batch_now = clock.now()
     for line_no, raw_line in enumerate(lines, start=1):
         result.lines = line_no
         consumed += len(raw_line)
@@ -144,10 +152,11 @@ def ingest_lines(
                 )
                 result.rejected += 1
             else:
-                batch.append(prepare(event, policy, clock.now(), raw, origin, line_no))
+                batch.append(prepare(event, policy, batch_now, raw, origin, line_no))
                 line_of.append(line_no)
         if len(batch) + len(rejects) >= batch_size:
             flush()
+            batch_now = clock.now()
             if on_progress:
                 on_progress(consumed)
     if batch or rejects:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -64,9 +63,101 @@ class AppendOutcome:
     conflicts: dict[int, int] = field(default_factory=dict)  # position -> original event id
 
 
-def _insert_ignoring_conflicts(conn: Connection, table: Table) -> Any:
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    return dialect.insert(table).on_conflict_do_nothing(index_elements=["idempotency_key"])
+# The hot path of ingest talks to the driver directly: SQLAlchemy's per-value type processing
+# costs more than the insert itself. Columns and formats match the Core tables in schema.py
+# (timestamps: UTC; SQLite text in SQLAlchemy's own storage format), and the ledger tests
+# read these rows back through the Core tables.
+_EVENT_COLUMNS = (
+    "idempotency_key",
+    "type",
+    "source",
+    "source_id",
+    "source_version",
+    "occurred_at",
+    "received_at",
+    "customer_ref",
+    "subject_ref",
+    "payload_hash",
+    "payload",
+)
+_TIMESTAMP_COLUMNS = frozenset({"occurred_at", "received_at"})
+_EVENT_INSERT = {
+    "sqlite": (
+        f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
+        f"VALUES ({', '.join('?' for _ in _EVENT_COLUMNS)}) "
+        "ON CONFLICT (idempotency_key) DO NOTHING"
+    ),
+    "postgresql": (
+        f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
+        f"VALUES ({', '.join('%s' for _ in _EVENT_COLUMNS)}) "
+        "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+    ),
+}
+_DELIVERY_INSERT = {
+    dialect: (
+        "INSERT INTO deliveries (event_id, target, pattern, state, attempts, due_at, updated_at) "
+        f"VALUES ({', '.join(mark for _ in range(7))})"
+    )
+    for dialect, mark in (("sqlite", "?"), ("postgresql", "%s"))
+}
+
+
+def _sqlite_timestamp(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: timestamps must be timezone-aware")
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _pg_timestamp(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: timestamps must be timezone-aware")
+    return value
+
+
+def _timestamp_param(conn: Connection) -> Callable[[datetime], Any]:
+    return _sqlite_timestamp if conn.dialect.name == "sqlite" else _pg_timestamp
+
+
+def _event_params(
+    rows: Sequence[dict[str, Any]], ts: Callable[[datetime], Any]
+) -> list[tuple[Any, ...]]:
+    return [
+        tuple(ts(row[c]) if c in _TIMESTAMP_COLUMNS else row[c] for c in _EVENT_COLUMNS)
+        for row in rows
+    ]
+
+
+def _insert_events_sqlite(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Insert, skipping existing keys; return the new ids by key.
+
+    The transaction holds SQLite's write lock (BEGIN IMMEDIATE), so every id above the
+    maximum seen before the insert is one of ours.
+    """
+    before = conn.exec_driver_sql("SELECT COALESCE(MAX(id), 0) FROM events").scalar_one()
+    conn.exec_driver_sql(_EVENT_INSERT["sqlite"], _event_params(rows, _sqlite_timestamp))
+    result = conn.exec_driver_sql("SELECT idempotency_key, id FROM events WHERE id > ?", (before,))
+    return dict(result.all())
+
+
+def _insert_events_postgresql(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Insert, skipping existing keys; return the new ids by key (pipelined executemany)."""
+    params = _event_params(rows, _pg_timestamp)
+    dbapi = conn.connection.driver_connection
+    assert dbapi is not None
+    inserted: dict[str, int] = {}
+    with dbapi.cursor() as cur:
+        cur.executemany(_EVENT_INSERT["postgresql"], params, returning=True)
+        i = 0
+        while True:
+            row = cur.fetchone()
+            if row is not None:  # no row: the key existed (ON CONFLICT DO NOTHING)
+                inserted[rows[i]["idempotency_key"]] = row[0]
+            i += 1
+            if not cur.nextset():
+                break
+    return inserted
 
 
 class Ledger:
@@ -101,18 +192,19 @@ class Ledger:
                 if records:
                     self._insert_quarantine(conn, records, now)
                 if outcome.accepted:
-                    conn.execute(
-                        deliveries.insert(),
+                    ts = _timestamp_param(conn)
+                    conn.exec_driver_sql(
+                        _DELIVERY_INSERT[conn.dialect.name],
                         [
-                            {
-                                "event_id": event_id,
-                                "target": batch[pos].target,
-                                "pattern": batch[pos].pattern,
-                                "state": "pending",
-                                "attempts": 0,
-                                "due_at": batch[pos].due_at,
-                                "updated_at": now,
-                            }
+                            (
+                                event_id,
+                                batch[pos].target,
+                                batch[pos].pattern,
+                                "pending",
+                                0,
+                                ts(batch[pos].due_at),
+                                ts(now),
+                            )
                             for pos, event_id in outcome.accepted.items()
                         ],
                     )
@@ -134,11 +226,11 @@ class Ledger:
         firsts = sorted(first_by_key.items())
         inserted: dict[str, int] = {}
         if firsts:
-            stmt = _insert_ignoring_conflicts(conn, events).returning(
-                events.c.id, events.c.idempotency_key
-            )
-            result = conn.execute(stmt, [batch[pos].row for _, pos in firsts])
-            inserted = {key: event_id for event_id, key in result}
+            rows = [batch[pos].row for _, pos in firsts]
+            if conn.dialect.name == "sqlite":
+                inserted = _insert_events_sqlite(conn, rows)
+            else:
+                inserted = _insert_events_postgresql(conn, rows)
         existing_keys = [key for key, _ in firsts if key not in inserted]
         existing = self._lookup(conn, existing_keys)
         for key, pos in firsts:

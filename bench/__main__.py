@@ -1,0 +1,28 @@
+"""Run the benchmarks: ``python -m bench`` (all) or ``python -m bench NAME ...``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from bench.ingest import bench_ingest, bench_ingest_memory
+
+BENCHMARKS: dict[str, Callable[[], None]] = {
+    "ingest": bench_ingest,
+    "ingest_memory": bench_ingest_memory,
+}
+
+
+def main(argv: list[str]) -> int:
+    chosen = argv or list(BENCHMARKS)
+    unknown = [n for n in chosen if n not in BENCHMARKS]
+    if unknown:
+        sys.stderr.write(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}\n")
+        return 2
+    for name in chosen:
+        BENCHMARKS[name]()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
