@@ -33,9 +33,6 @@ PAYMENT_METHOD_NAME = "Cash"
 CASH_ACCOUNT_CODE = "1.1.1"
 REVENUE_ACCOUNT_CODE = "4.1.2"
 RATES_SINCE = dt.date(2000, 1, 1)
-# Far in the past, so that any cache the running server fills is newer; a reset then stamps
-# these rows with the current time, which makes the server drop every cache (see instance.py).
-CACHE_EPOCH = dt.datetime(2000, 1, 1)  # noqa: DTZ001 - Tryton stores naive UTC timestamps
 
 
 def main(config_file: str, database: str, settings_file: str) -> dict[str, Any]:
@@ -66,7 +63,6 @@ def main(config_file: str, database: str, settings_file: str) -> dict[str, Any]:
                 transaction.rollback()
                 exc.fix(extras)
                 continue
-            _prime_cache_table(transaction)
             transaction.commit()
             return result
 
@@ -255,26 +251,6 @@ def _configure_defaults(pool: Any, payment_term: Any, revenue: Any) -> None:
     config.default_customer_payment_term = payment_term
     config.default_category_account_revenue = revenue
     config.save()
-
-
-def _prime_cache_table(transaction: Any) -> None:
-    """Give every server-side cache a row in ``ir_cache``.
-
-    The running server only drops a cache whose row is newer than what it holds, and only
-    caches that were ever invalidated have a row. Priming all of them is what lets a reset
-    (which swaps the database under a live server) invalidate everything at once.
-    """
-    from trytond.cache import MemoryCache
-
-    # Plain SQL: the bootstrap only ever runs on the SQLite template (qmark parameters).
-    cursor = transaction.connection.cursor()
-    cursor.execute("SELECT name FROM ir_cache")
-    present = {name for (name,) in cursor.fetchall()}
-    missing = sorted(set(MemoryCache._instances) - present)
-    cursor.executemany(
-        "INSERT INTO ir_cache (name, timestamp, create_date, create_uid) VALUES (?, ?, ?, 0)",
-        [(name, CACHE_EPOCH, CACHE_EPOCH) for name in missing],
-    )
 
 
 if __name__ == "__main__":

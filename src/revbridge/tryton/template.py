@@ -44,6 +44,9 @@ MODULES = (
 )
 ADMIN_LOGIN = "admin"
 API_LOGIN = "revbridge"
+# Must match revbridge.tryton.server_cache.STAMP_SUFFIX, which this module cannot import
+# (it imports trytond).
+STAMP_SUFFIX = ".reset-stamp"
 # Bumped when the layout of the cached files changes without the bootstrap script changing.
 CACHE_FORMAT = 1
 BOOTSTRAP = Path(__file__).with_name("_bootstrap.py")
@@ -233,21 +236,27 @@ def _build(cache_dir: Path, key: str, year: int, timeout: dt.timedelta) -> Templ
 
 
 def write_config(path: Path, *, db_dir: Path, listen: str | None) -> None:
-    """Write a trytond configuration for a SQLite database folder."""
+    """Write a trytond configuration for a SQLite database folder.
+
+    With ``listen`` (a server, as opposed to the build's admin steps), the cache class is
+    revbridge's ``ResettableCache``, which lets ``copy_template`` reset a live server.
+    """
     lines = [
         "[database]",
         "uri = sqlite://",
         f"path = {db_dir}",
         "language = en",
         "",
-        "[cache]",
-        # 0 makes the server re-read ir_cache at the start of every transaction, which is
-        # how a reset under a running server invalidates its caches (instance.reset).
-        "clean_timeout = 0",
-        "",
     ]
     if listen is not None:
-        lines += ["[web]", f"listen = {listen}", ""]
+        lines += [
+            "[web]",
+            f"listen = {listen}",
+            "",
+            "[cache]",
+            "class = revbridge.tryton.server_cache.ResettableCache",
+            "",
+        ]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -297,33 +306,24 @@ def copy_template(template: Template, target: Path) -> None:
 
     SQLite's online backup writes the pages through SQLite's own locking, so a server
     connection opened afterwards sees the new content and one in flight is never torn; a file
-    copy or rename under a WAL database could be. The ``ir_cache`` rows are then stamped with
-    the current time so that the server, which re-reads them at each transaction start (see
-    ``write_config``), drops every cache it built from the old content.
+    copy or rename under a WAL database could be. The reset stamp beside the database is then
+    rewritten, which makes the server drop every cache it built from the old content (see
+    ``server_cache``).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     if not target.exists():
         for suffix in ("-wal", "-shm"):
             Path(f"{target}{suffix}").unlink(missing_ok=True)
         shutil.copyfile(template.path, target)
-        return
-    stamp = _cache_stamp()
-    source = sqlite3.connect(f"file:{template.path}?mode=ro", uri=True)
-    try:
-        with contextlib.closing(sqlite3.connect(target, timeout=30)) as dest:
-            source.backup(dest)
-            with dest:
-                dest.execute("UPDATE ir_cache SET timestamp = ?", (stamp,))
-    finally:
-        source.close()
-
-
-def _cache_stamp() -> str:
-    # trytond's SQLite backend stamps ir_cache with the local wall clock (naive); take the
-    # later of local and UTC so the stamp is newer than anything the server holds either way.
-    local = dt.datetime.now().replace(tzinfo=None)  # noqa: DTZ005 - matches trytond's clock
-    utc = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    return (max(local, utc) + dt.timedelta(milliseconds=1)).isoformat(" ")
+    else:
+        source = sqlite3.connect(f"file:{template.path}?mode=ro", uri=True)
+        try:
+            with contextlib.closing(sqlite3.connect(target, timeout=30)) as dest:
+                source.backup(dest)
+        finally:
+            source.close()
+    stamp = target.with_name(target.stem + STAMP_SUFFIX)
+    stamp.write_text(f"{template.key} {time.time_ns()}", encoding="utf-8")
 
 
 def read_meta(cache_dir: Path, key: str) -> dict[str, Any]:

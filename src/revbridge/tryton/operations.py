@@ -1,0 +1,899 @@
+"""The accounting operations the Tryton adapter needs, over JSON-RPC, one method each.
+
+Raw JSON-RPC runs none of the client-side ``on_change`` logic that Tryton's UI (or proteus)
+would, so every create here sends what the UI would have filled in: company, currency,
+receivable account, journal, invoice address, line type. The lookups behind those values
+(accounts by code, journals by code, currencies by ISO code) are cached per instance of
+``TrytonAccounting``; they only change when someone edits the chart or the journals.
+
+Idempotency: Tryton enforces uniqueness only on ``party.code``. Everything else (invoice
+reference, payment description, journal entry description) is free text, so each ``create``
+or ``record`` method searches by its external reference first and returns what it finds.
+That is enough for a single writer per reference (the hub's delivery ledger guarantees it);
+two concurrent writers could still both create, which is why the finders return the oldest
+match and say how many there were.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal
+
+from revbridge.errors import TerminalError, UnbalancedJournal
+from revbridge.tryton.rpc import TrytonClient, TrytonUserError
+
+__all__ = [
+    "Invoice",
+    "InvoiceLine",
+    "JournalEntry",
+    "JournalLine",
+    "MoveLine",
+    "Party",
+    "PartyBalance",
+    "Payment",
+    "Period",
+    "TrytonAccounting",
+]
+
+InvoiceState = Literal["draft", "validated", "posted", "paid", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Party:
+    id: int
+    code: str
+    name: str
+    identifiers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PartyBalance:
+    """A party's receivable position in the company currency.
+
+    ``receivable`` is the balance of all its receivable lines (open invoices minus unapplied
+    payments and credits); ``credit_amount`` is what ``account_credit_limit`` compares with
+    ``credit_limit`` (None when no limit is set).
+    """
+
+    party_id: int
+    code: str
+    receivable: Decimal
+    credit_amount: Decimal
+    credit_limit: Decimal | None
+
+    @property
+    def over_limit(self) -> bool:
+        return self.credit_limit is not None and self.credit_amount > self.credit_limit
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InvoiceLine:
+    """One line to invoice. ``account_code`` defaults to the company's revenue account."""
+
+    description: str
+    quantity: Decimal
+    unit_price: Decimal
+    account_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Invoice:
+    """A customer invoice or credit note (a credit note is an invoice with a negative total).
+
+    ``reconciled`` is None until every line to pay is reconciled; then it is the date Tryton
+    gives the reconciliation, which is its latest line's date or due date, not the day the
+    last payment arrived.
+    """
+
+    id: int
+    number: str | None
+    reference: str | None
+    party_id: int
+    state: InvoiceState
+    invoice_date: dt.date | None
+    currency: str
+    total_amount: Decimal
+    amount_to_pay: Decimal
+    reconciled: dt.date | None
+
+    @property
+    def is_credit_note(self) -> bool:
+        return self.total_amount < 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Payment:
+    """A payment recorded against an invoice: a cash-journal move whose origin is the invoice.
+
+    ``amount`` is in the company currency and positive for money received. ``changed_at``
+    is the move's last write (or creation) time, the watermark of ``payments_since``.
+    """
+
+    move_id: int
+    number: str | None
+    reference: str
+    invoice_id: int | None
+    party_id: int | None
+    date: dt.date
+    amount: Decimal
+    state: str
+    changed_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JournalLine:
+    account_code: str
+    debit: Decimal = Decimal(0)
+    credit: Decimal = Decimal(0)
+    party_code: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JournalEntry:
+    id: int
+    number: str | None
+    reference: str
+    journal: str
+    date: dt.date
+    period_id: int
+    state: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MoveLine:
+    id: int
+    move_id: int
+    move_number: str | None
+    move_reference: str | None
+    date: dt.date
+    account_code: str
+    party_code: str | None
+    debit: Decimal
+    credit: Decimal
+    description: str | None
+    reconciled: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Period:
+    id: int
+    name: str
+    start_date: dt.date
+    end_date: dt.date
+    state: str
+
+
+_INVOICE_FIELDS = [
+    "number",
+    "reference",
+    "party",
+    "state",
+    "invoice_date",
+    "currency.code",
+    "total_amount",
+    "amount_to_pay",
+    "reconciled",
+]
+_PERIOD_FIELDS = ["name", "start_date", "end_date", "state"]
+_MOVE_LINE_FIELDS = [
+    "move",
+    "move.number",
+    "move.description",
+    "date",
+    "account.code",
+    "party.code",
+    "debit",
+    "credit",
+    "description",
+    "reconciliation",
+]
+
+
+class TrytonAccounting:
+    """Accounting operations for one company, through a logged-in ``TrytonClient``."""
+
+    def __init__(self, client: TrytonClient) -> None:
+        self.client = client
+        self._accounts: dict[str, int] = {}
+        self._journals: dict[str, int] = {}
+        self._currencies: dict[str, int] = {}
+        self._configuration: dict[str, Any] | None = None
+
+    # Parties -----------------------------------------------------------------------------
+
+    async def find_party(self, code: str) -> Party | None:
+        """The party whose code is ``code`` (unique in Tryton), or None."""
+        rows = await self.client.search_read(
+            "party.party", [("code", "=", code)], ["code", "name", "identifiers"], limit=1
+        )
+        return await self._party(rows[0]) if rows else None
+
+    async def find_party_by_identifier(self, identifier: str) -> Party | None:
+        """The oldest party carrying ``identifier`` (identifiers are not unique), or None."""
+        rows = await self.client.search_read(
+            "party.party",
+            [("identifiers.code", "=", identifier)],
+            ["code", "name", "identifiers"],
+            order=[("id", "ASC")],
+            limit=1,
+        )
+        return await self._party(rows[0]) if rows else None
+
+    async def ensure_party(self, code: str, name: str, *, identifier: str | None = None) -> Party:
+        """Find the party by code or create it (with an address, which invoices require).
+
+        An existing party keeps its name; a missing ``identifier`` is added to it. When two
+        writers race, the database's unique code makes one create fail, and that one returns
+        the winner's party.
+        """
+        existing = await self.find_party(code)
+        if existing is None:
+            values: dict[str, Any] = {"code": code, "name": name, "addresses": [["create", [{}]]]}
+            if identifier is not None:
+                values["identifiers"] = [["create", [{"type": None, "code": identifier}]]]
+            try:
+                await self.client.model("party.party", "create", [values])
+            except TrytonUserError:
+                if await self.find_party(code) is None:
+                    raise
+            found = await self.find_party(code)
+            assert found is not None  # created or found just above
+            return found
+        if identifier is not None and identifier not in existing.identifiers:
+            await self.client.model(
+                "party.party",
+                "write",
+                [existing.id],
+                {"identifiers": [["create", [{"type": None, "code": identifier}]]]},
+            )
+            found = await self.find_party(code)
+            assert found is not None
+            return found
+        return existing
+
+    async def set_credit_limit(self, party_id: int, amount: Decimal | None) -> None:
+        """Set (or with None, remove) the party's credit limit for the current company.
+
+        Tryton only stores it: nothing in accounting blocks an invoice over the limit (only
+        ``sale_credit_limit`` does, on sale confirmation). ``parties_over_credit_limit``
+        reports the breaches instead.
+        """
+        await self.client.model("party.party", "write", [party_id], {"credit_limit_amount": amount})
+
+    async def party_balance(self, party_id: int) -> PartyBalance:
+        (row,) = await self.client.model(
+            "party.party",
+            "read",
+            [party_id],
+            ["code", "receivable", "credit_amount", "credit_limit_amount"],
+        )
+        return _party_balance(row)
+
+    async def parties_over_credit_limit(self) -> list[PartyBalance]:
+        """Parties whose credit amount exceeds their limit, largest excess first.
+
+        ``credit_amount`` has no SQL searcher in Tryton, so this searches the parties that
+        have a limit at all and compares on this side.
+        """
+        rows = await self.client.search_read(
+            "party.party",
+            [
+                ("credit_limit_amounts.company", "=", self.client.company_id),
+                ("credit_limit_amounts.credit_limit_amount", "!=", None),
+            ],
+            ["code", "receivable", "credit_amount", "credit_limit_amount"],
+        )
+        balances = [_party_balance(row) for row in rows]
+        over = [b for b in balances if b.over_limit]
+        return sorted(over, key=lambda b: b.credit_amount - (b.credit_limit or 0), reverse=True)
+
+    # Invoices ----------------------------------------------------------------------------
+
+    async def find_invoices(self, reference: str) -> list[Invoice]:
+        """Every non-cancelled customer invoice or credit note with ``reference``, oldest first."""
+        rows = await self.client.search_read(
+            "account.invoice",
+            [
+                ("type", "=", "out"),
+                ("reference", "=", reference),
+                ("company", "=", self.client.company_id),
+                ("state", "!=", "cancelled"),
+            ],
+            _INVOICE_FIELDS,
+            order=[("id", "ASC")],
+        )
+        return [_invoice(row) for row in rows]
+
+    async def find_invoice(self, reference: str) -> Invoice | None:
+        """The oldest non-cancelled customer document with ``reference`` (not unique in Tryton)."""
+        found = await self.find_invoices(reference)
+        return found[0] if found else None
+
+    async def get_invoice(self, invoice_id: int) -> Invoice:
+        (row,) = await self.client.model("account.invoice", "read", [invoice_id], _INVOICE_FIELDS)
+        return _invoice(row)
+
+    async def create_invoice(
+        self,
+        party_id: int,
+        reference: str,
+        lines: Sequence[InvoiceLine],
+        *,
+        invoice_date: dt.date,
+        currency: str = "USD",
+        description: str | None = None,
+        post: bool = True,
+    ) -> Invoice:
+        """Create (and by default post) a customer invoice; idempotent on ``reference``.
+
+        When a document with this reference exists it is returned as is (posted first if it
+        is still a draft and ``post`` is set): a retried delivery never invoices twice.
+        """
+        return await self._create_document(
+            party_id,
+            reference,
+            lines,
+            sign=1,
+            invoice_date=invoice_date,
+            currency=currency,
+            description=description,
+            post=post,
+        )
+
+    async def create_credit_note(
+        self,
+        party_id: int,
+        reference: str,
+        lines: Sequence[InvoiceLine],
+        *,
+        invoice_date: dt.date,
+        currency: str = "USD",
+        description: str | None = None,
+        post: bool = True,
+    ) -> Invoice:
+        """Create (and post) a credit note; idempotent on ``reference`` like invoices.
+
+        ``lines`` carry positive quantities and prices, as printed on the credit note; Tryton
+        has no credit-note type, so the quantities are negated and the total is negative.
+        """
+        return await self._create_document(
+            party_id,
+            reference,
+            lines,
+            sign=-1,
+            invoice_date=invoice_date,
+            currency=currency,
+            description=description,
+            post=post,
+        )
+
+    async def post_invoice(self, invoice_id: int) -> Invoice:
+        """Post a draft or validated invoice (numbers it and creates its move)."""
+        await self.client.model("account.invoice", "post", [invoice_id])
+        return await self.get_invoice(invoice_id)
+
+    async def apply_credit_note(self, credit_note_id: int, invoice_id: int) -> Invoice:
+        """Settle an invoice with a posted credit note of the same party and currency.
+
+        The credit note's open receivable line becomes a payment line of the invoice. When it
+        covers exactly what is left to pay, both documents' lines are reconciled and both
+        become ``paid``; when it covers less, the invoice's ``amount_to_pay`` drops and the
+        lines are reconciled by the payment that settles the rest. A credit larger than what
+        is left to pay is refused (Tryton would need a write-off or a refund for the excess).
+        Applying the same credit note twice is a no-op.
+        """
+        (note,) = await self.client.model(
+            "account.invoice",
+            "read",
+            [credit_note_id],
+            ["state", "total_amount", "lines_to_pay", "party", "currency"],
+        )
+        (invoice,) = await self.client.model(
+            "account.invoice",
+            "read",
+            [invoice_id],
+            ["state", "amount_to_pay", "lines_to_pay", "payment_lines", "party", "currency"],
+        )
+        if note["total_amount"] >= 0:
+            raise TerminalError(f"invoice {credit_note_id} is not a credit note")
+        if note["party"] != invoice["party"] or note["currency"] != invoice["currency"]:
+            raise TerminalError(
+                f"credit note {credit_note_id} and invoice {invoice_id} differ in party or currency"
+            )
+        open_credit = await self.client.search_read(
+            "account.move.line",
+            [("id", "in", note["lines_to_pay"]), ("reconciliation", "=", None)],
+            ["debit", "credit"],
+        )
+        new_lines = [r["id"] for r in open_credit if r["id"] not in invoice["payment_lines"]]
+        if not new_lines:
+            return await self.get_invoice(invoice_id)
+        if note["state"] != "posted" or invoice["state"] != "posted":
+            raise TerminalError(
+                f"both documents must be posted to apply a credit note (credit note "
+                f"{credit_note_id} is {note['state']}, invoice {invoice_id} is {invoice['state']})"
+            )
+        credit = sum((r["credit"] - r["debit"] for r in open_credit), Decimal(0))
+        if credit > invoice["amount_to_pay"]:
+            raise TerminalError(
+                f"credit note {credit_note_id} ({credit}) exceeds what is left to pay on "
+                f"invoice {invoice_id} ({invoice['amount_to_pay']})"
+            )
+        await self.client.model(
+            "account.invoice", "write", [invoice_id], {"payment_lines": [["add", new_lines]]}
+        )
+        if credit == invoice["amount_to_pay"]:
+            open_to_pay = await self.client.search_read(
+                "account.move.line",
+                [("id", "in", invoice["lines_to_pay"]), ("reconciliation", "=", None)],
+                ["id"],
+            )
+            to_reconcile = [r["id"] for r in open_to_pay] + invoice["payment_lines"] + new_lines
+            await self._reconcile(to_reconcile)
+        return await self.get_invoice(invoice_id)
+
+    # Payments ----------------------------------------------------------------------------
+
+    async def record_payment(
+        self,
+        invoice_id: int,
+        amount: Decimal,
+        *,
+        reference: str,
+        date: dt.date,
+        payment_method_id: int | None = None,
+    ) -> Payment:
+        """Record money received against an invoice; partial payments are allowed.
+
+        Uses Tryton's own pay wizard, so the payment is a posted cash-journal move whose
+        description is ``reference`` and whose origin is the invoice, and a payment that
+        settles the invoice reconciles it (state ``paid``). Idempotent: a payment with the
+        same reference on the same invoice is returned instead of being recorded again.
+        Paying more than ``amount_to_pay`` is refused.
+        """
+        existing = await self.find_payment(reference, invoice_id=invoice_id)
+        if existing is not None:
+            return existing
+        invoice = await self.get_invoice(invoice_id)
+        if amount <= 0:
+            raise TerminalError(f"payment {reference}: amount must be positive, got {amount}")
+        if amount > invoice.amount_to_pay:
+            raise TerminalError(
+                f"payment {reference} of {amount} exceeds what is left to pay on invoice "
+                f"{invoice.number or invoice_id} ({invoice.amount_to_pay})"
+            )
+        method = payment_method_id or await self._default_payment_method()
+        async with self.client.wizard(
+            "account.invoice.pay", model="account.invoice", ids=[invoice_id]
+        ) as wizard:
+            opened = await wizard.execute("start")
+            start = {
+                **_form(opened["view"]["defaults"]),
+                "amount": amount,
+                "payment_method": method,
+                "date": date,
+                "description": reference,
+            }
+            choice = await wizard.execute("choice", {"start": start})
+            if "view" in choice:
+                # Less than what is left to pay: Tryton asks what to do with the rest.
+                ask = {**_form(choice["view"]["defaults"]), "type": "partial"}
+                await wizard.execute("pay", {"start": start, "ask": ask})
+        found = await self.find_payment(reference, invoice_id=invoice_id)
+        if found is None:
+            raise TerminalError(f"payment {reference} was not found after the pay wizard ran")
+        return found
+
+    async def find_payment(
+        self, reference: str, *, invoice_id: int | None = None
+    ) -> Payment | None:
+        """The oldest payment whose description is ``reference`` (on ``invoice_id`` if given)."""
+        origin = ("origin", "=", f"account.invoice,{invoice_id}") if invoice_id else None
+        domain: list[Any] = [
+            ("description", "=", reference),
+            ("company", "=", self.client.company_id),
+            origin or ("origin", "like", "account.invoice,%"),
+        ]
+        payments = await self._payments(domain, limit=1)
+        return payments[0] if payments else None
+
+    async def payments_since(self, since: dt.datetime) -> list[Payment]:
+        """Payments created or changed at or after ``since`` (aware), oldest change first.
+
+        The bound is inclusive, so a caller that stores ``max(p.changed_at)`` as its next
+        watermark sees the boundary records again and must dedupe on ``move_id``; an
+        exclusive bound could lose a payment committed in the same microsecond.
+        """
+        domain: list[Any] = [
+            ("company", "=", self.client.company_id),
+            ("journal.type", "=", "cash"),
+            ("origin", "like", "account.invoice,%"),
+            ["OR", ("write_date", ">=", since), ("create_date", ">=", since)],
+        ]
+        payments = await self._payments(domain, limit=None)
+        return sorted(payments, key=lambda p: (p.changed_at, p.move_id))
+
+    # Journal entries ---------------------------------------------------------------------
+
+    async def post_journal_entry(
+        self,
+        reference: str,
+        date: dt.date,
+        lines: Sequence[JournalLine],
+        *,
+        journal_code: str = "MISC",
+    ) -> JournalEntry:
+        """Create and post a balanced move; idempotent on ``reference`` within the journal.
+
+        Raises ``UnbalancedJournal`` before calling Tryton when debits and credits differ,
+        and ``TrytonUserError`` when Tryton refuses (a closed period, an account that needs
+        a party, ...).
+        """
+        debit = sum((line.debit for line in lines), Decimal(0))
+        credit = sum((line.credit for line in lines), Decimal(0))
+        if debit != credit or not lines:
+            raise UnbalancedJournal(
+                f"journal entry {reference}: debits {debit} != credits {credit}"
+            )
+        existing = await self.find_journal_entry(reference, journal_code=journal_code)
+        if existing is not None:
+            if existing.state != "posted":
+                await self.client.model("account.move", "post", [existing.id])
+                return await self._journal_entry(existing.id)
+            return existing
+        journal = await self._journal(journal_code)
+        period = await self.find_period(date)
+        move_lines = []
+        for line in lines:
+            values: dict[str, Any] = {
+                "account": await self._account(line.account_code),
+                "debit": line.debit,
+                "credit": line.credit,
+            }
+            if line.party_code is not None:
+                party = await self.find_party(line.party_code)
+                if party is None:
+                    raise TerminalError(f"journal entry {reference}: no party {line.party_code}")
+                values["party"] = party.id
+            if line.description is not None:
+                values["description"] = line.description
+            move_lines.append(values)
+        (move_id,) = await self.client.model(
+            "account.move",
+            "create",
+            [
+                {
+                    "company": self.client.company_id,
+                    "journal": journal,
+                    "period": period.id,
+                    "date": date,
+                    "description": reference,
+                    "lines": [["create", move_lines]],
+                }
+            ],
+        )
+        await self.client.model("account.move", "post", [move_id])
+        return await self._journal_entry(move_id)
+
+    async def find_journal_entry(
+        self, reference: str, *, journal_code: str = "MISC"
+    ) -> JournalEntry | None:
+        rows = await self.client.search_read(
+            "account.move",
+            [
+                ("description", "=", reference),
+                ("journal.code", "=", journal_code),
+                ("company", "=", self.client.company_id),
+            ],
+            ["id"],
+            order=[("id", "ASC")],
+            limit=1,
+        )
+        return await self._journal_entry(rows[0]["id"]) if rows else None
+
+    # Periods and ledgers -----------------------------------------------------------------
+
+    async def find_period(self, date: dt.date) -> Period:
+        """The standard (monthly) period containing ``date``; TerminalError when there is none."""
+        rows = await self.client.search_read(
+            "account.period",
+            [
+                ("company", "=", self.client.company_id),
+                ("type", "=", "standard"),
+                ("start_date", "<=", date),
+                ("end_date", ">=", date),
+            ],
+            _PERIOD_FIELDS,
+            limit=1,
+        )
+        if not rows:
+            raise TerminalError(f"Tryton has no accounting period for {date.isoformat()}")
+        return _period(rows[0])
+
+    async def close_period(self, period_id: int) -> Period:
+        """Close a period: Tryton then refuses any move dated in it. Draft moves block it."""
+        await self.client.model("account.period", "close", [period_id])
+        (row,) = await self.client.model("account.period", "read", [period_id], _PERIOD_FIELDS)
+        return _period(row)
+
+    async def move_lines(self, period_id: int) -> list[MoveLine]:
+        """The posted move lines of a period, in move order."""
+        rows = await self.client.search_read(
+            "account.move.line",
+            [("period", "=", period_id), ("move.state", "=", "posted")],
+            _MOVE_LINE_FIELDS,
+            order=[("move", "ASC"), ("id", "ASC")],
+        )
+        return [
+            MoveLine(
+                id=row["id"],
+                move_id=row["move"],
+                move_number=row["move."]["number"],
+                move_reference=row["move."]["description"],
+                date=row["date"],
+                account_code=row["account."]["code"],
+                party_code=(row.get("party.") or {}).get("code"),
+                debit=row["debit"],
+                credit=row["credit"],
+                description=row["description"],
+                reconciled=row["reconciliation"] is not None,
+            )
+            for row in rows
+        ]
+
+    # Internals ---------------------------------------------------------------------------
+
+    async def _create_document(
+        self,
+        party_id: int,
+        reference: str,
+        lines: Sequence[InvoiceLine],
+        *,
+        sign: int,
+        invoice_date: dt.date,
+        currency: str,
+        description: str | None,
+        post: bool,
+    ) -> Invoice:
+        existing = await self.find_invoice(reference)
+        if existing is not None:
+            if post and existing.state in ("draft", "validated"):
+                return await self.post_invoice(existing.id)
+            return existing
+        if not lines:
+            raise TerminalError(f"invoice {reference} has no lines")
+        (party,) = await self.client.model(
+            "party.party", "read", [party_id], ["addresses", "account_receivable"]
+        )
+        if not party["addresses"]:
+            # An invoice needs an address; parties created outside the hub may lack one.
+            await self.client.model(
+                "party.party", "write", [party_id], {"addresses": [["create", [{}]]]}
+            )
+            (party,) = await self.client.model(
+                "party.party", "read", [party_id], ["addresses", "account_receivable"]
+            )
+        configuration = await self._config()
+        company = self.client.company_id
+        currency_id = await self._currency(currency)
+        invoice_lines = [
+            {
+                "type": "line",
+                "company": company,
+                "currency": currency_id,
+                "account": (
+                    await self._account(line.account_code)
+                    if line.account_code
+                    else configuration["default_category_account_revenue"]
+                ),
+                "quantity": float(line.quantity * sign),
+                "unit_price": line.unit_price,
+                "description": line.description,
+            }
+            for line in lines
+        ]
+        values: dict[str, Any] = {
+            "type": "out",
+            "company": company,
+            "currency": currency_id,
+            "party": party_id,
+            "invoice_address": party["addresses"][0],
+            "account": party["account_receivable"] or configuration["default_account_receivable"],
+            "journal": await self._journal("REV"),
+            "payment_term": configuration["default_customer_payment_term"],
+            "invoice_date": invoice_date,
+            "reference": reference,
+            "lines": [["create", invoice_lines]],
+        }
+        if description is not None:
+            values["description"] = description
+        (invoice_id,) = await self.client.model("account.invoice", "create", [values])
+        if post:
+            return await self.post_invoice(invoice_id)
+        return await self.get_invoice(invoice_id)
+
+    async def _reconcile(self, line_ids: Sequence[int]) -> None:
+        async with self.client.wizard(
+            "account.move.reconcile_lines", model="account.move.line", ids=list(line_ids)
+        ) as wizard:
+            result = await wizard.execute("start")
+            if "view" in result:
+                raise TerminalError(
+                    f"move lines {sorted(line_ids)} do not balance; Tryton asks for a write-off"
+                )
+
+    async def _payments(self, domain: list[Any], *, limit: int | None) -> list[Payment]:
+        moves = await self.client.search_read(
+            "account.move",
+            domain,
+            ["number", "description", "origin", "date", "state", "create_date", "write_date"],
+            order=[("id", "ASC")],
+            limit=limit,
+        )
+        if not moves:
+            return []
+        lines = await self.client.search_read(
+            "account.move.line",
+            [("move", "in", [m["id"] for m in moves]), ("account.type.receivable", "=", True)],
+            ["move", "debit", "credit", "party"],
+        )
+        amounts: dict[int, Decimal] = {}
+        parties: dict[int, int | None] = {}
+        for line in lines:
+            amounts[line["move"]] = amounts.get(line["move"], Decimal(0)) + (
+                line["credit"] - line["debit"]
+            )
+            parties.setdefault(line["move"], line["party"])
+        return [
+            Payment(
+                move_id=move["id"],
+                number=move["number"],
+                reference=move["description"] or "",
+                invoice_id=_origin_id(move["origin"], "account.invoice"),
+                party_id=parties.get(move["id"]),
+                date=move["date"],
+                amount=amounts.get(move["id"], Decimal(0)),
+                state=move["state"],
+                changed_at=move["write_date"] or move["create_date"],
+            )
+            for move in moves
+        ]
+
+    async def _journal_entry(self, move_id: int) -> JournalEntry:
+        (row,) = await self.client.model(
+            "account.move",
+            "read",
+            [move_id],
+            ["number", "description", "journal.code", "date", "period", "state"],
+        )
+        return JournalEntry(
+            id=row["id"],
+            number=row["number"],
+            reference=row["description"] or "",
+            journal=row["journal."]["code"],
+            date=row["date"],
+            period_id=row["period"],
+            state=row["state"],
+        )
+
+    async def _config(self) -> dict[str, Any]:
+        if self._configuration is None:
+            (self._configuration,) = await self.client.model(
+                "account.configuration",
+                "read",
+                [1],
+                [
+                    "default_account_receivable",
+                    "default_customer_payment_term",
+                    "default_category_account_revenue",
+                ],
+            )
+        return self._configuration
+
+    async def _default_payment_method(self) -> int:
+        rows = await self.client.search_read(
+            "account.invoice.payment.method",
+            [("company", "=", self.client.company_id), ("journal.type", "=", "cash")],
+            ["id"],
+            order=[("id", "ASC")],
+            limit=1,
+        )
+        if not rows:
+            raise TerminalError("Tryton has no cash payment method for the company")
+        method_id: int = rows[0]["id"]
+        return method_id
+
+    async def _account(self, code: str) -> int:
+        if code not in self._accounts:
+            rows = await self.client.search_read(
+                "account.account",
+                [("code", "=", code), ("company", "=", self.client.company_id)],
+                ["id"],
+                limit=1,
+            )
+            if not rows:
+                raise TerminalError(f"Tryton has no account with code {code!r}")
+            self._accounts[code] = rows[0]["id"]
+        return self._accounts[code]
+
+    async def _journal(self, code: str) -> int:
+        if code not in self._journals:
+            rows = await self.client.search_read(
+                "account.journal", [("code", "=", code)], ["id"], limit=1
+            )
+            if not rows:
+                raise TerminalError(f"Tryton has no journal with code {code!r}")
+            self._journals[code] = rows[0]["id"]
+        return self._journals[code]
+
+    async def _currency(self, code: str) -> int:
+        if code not in self._currencies:
+            rows = await self.client.search_read(
+                "currency.currency", [("code", "=", code)], ["id"], limit=1
+            )
+            if not rows:
+                raise TerminalError(f"Tryton has no currency {code!r}")
+            self._currencies[code] = rows[0]["id"]
+        return self._currencies[code]
+
+    async def _party(self, row: dict[str, Any]) -> Party:
+        identifiers: list[str] = []
+        if row["identifiers"]:
+            found = await self.client.model(
+                "party.identifier", "read", row["identifiers"], ["code"]
+            )
+            identifiers = [r["code"] for r in found]
+        return Party(
+            id=row["id"], code=row["code"], name=row["name"], identifiers=tuple(identifiers)
+        )
+
+
+def _party_balance(row: dict[str, Any]) -> PartyBalance:
+    return PartyBalance(
+        party_id=row["id"],
+        code=row["code"],
+        receivable=row["receivable"] or Decimal(0),
+        credit_amount=row["credit_amount"] or Decimal(0),
+        credit_limit=row["credit_limit_amount"],
+    )
+
+
+def _invoice(row: dict[str, Any]) -> Invoice:
+    return Invoice(
+        id=row["id"],
+        number=row["number"],
+        reference=row["reference"],
+        party_id=row["party"],
+        state=row["state"],
+        invoice_date=row["invoice_date"],
+        currency=row["currency."]["code"],
+        total_amount=row["total_amount"],
+        amount_to_pay=row["amount_to_pay"],
+        reconciled=row["reconciled"],
+    )
+
+
+def _period(row: dict[str, Any]) -> Period:
+    return Period(
+        id=row["id"],
+        name=row["name"],
+        start_date=row["start_date"],
+        end_date=row["end_date"],
+        state=row["state"],
+    )
+
+
+def _form(defaults: dict[str, Any]) -> dict[str, Any]:
+    # A view's defaults carry display values for relations ("company.": {"rec_name": ...});
+    # they are not fields, and sending them back fails the wizard.
+    return {k: v for k, v in defaults.items() if not k.endswith(".")}
+
+
+def _origin_id(origin: str | None, model: str) -> int | None:
+    if not origin or not origin.startswith(model + ","):
+        return None
+    return int(origin.split(",", 1)[1])
