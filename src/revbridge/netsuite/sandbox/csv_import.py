@@ -260,10 +260,12 @@ class CsvImport:
         return text
 
     def _reference(self, name: str, text: str) -> JsonObject:
-        if text.isdigit():
-            return {"id": text}
+        # Names first: account numbers are digits too, and "4000" means the account
+        # numbered 4000 to an accountant, not internal id 4000.
         with self._service.storage.read() as conn:
             row: sqlite3.Row | None = conn.execute(_NAME_LOOKUPS[name], (text, text)).fetchone()
+        if row is None and text.isdigit():
+            return {"id": text}
         if row is None:
             raise bad_request(
                 "INVALID_VALUE",
