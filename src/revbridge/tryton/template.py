@@ -316,7 +316,8 @@ def copy_template(template: Template, target: Path) -> None:
             Path(f"{target}{suffix}").unlink(missing_ok=True)
         shutil.copyfile(template.path, target)
     else:
-        source = sqlite3.connect(f"file:{template.path}?mode=ro", uri=True)
+        # immutable: the template never changes once built, so no lock or -shm file is needed.
+        source = sqlite3.connect(f"file:{template.path}?mode=ro&immutable=1", uri=True)
         try:
             with contextlib.closing(sqlite3.connect(target, timeout=30)) as dest:
                 source.backup(dest)
