@@ -503,6 +503,9 @@ class RecordService:
                     or conn.execute(
                         "SELECT 1 FROM customer WHERE parent = ? LIMIT 1", (record_id,)
                     ).fetchone()
+                    or conn.execute(
+                        "SELECT 1 FROM transactionline WHERE entity = ? LIMIT 1", (record_id,)
+                    ).fetchone()
                 )
                 if used:
                     raise _dependent()
