@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from datetime import timedelta
 from collections.abc import Callable, Iterator
@@ -47,7 +48,9 @@ def base_config(jwt_keys: JwtKeys) -> SandboxConfig:
 class Org:
     """A running sandbox plus an authenticated httpx client."""
 
-    def __init__(self, running: RunningSandbox, config: SandboxConfig, client: httpx.Client) -> None:
+    def __init__(
+        self, running: RunningSandbox, config: SandboxConfig, client: httpx.Client
+    ) -> None:
         self.running = running
         self.config = config
         self.client = client
@@ -110,7 +113,9 @@ def make_org(base_config: SandboxConfig) -> Iterator[OrgFactory]:
     def factory(tls: bool = False, **changes: Any) -> Iterator[Org]:
         config = replace(base_config, **changes)
         with run_in_thread(config, tls=tls) as running:
-            verify: Any = str(running.ca_cert) if running.ca_cert else True
+            verify: Any = (
+                ssl.create_default_context(cafile=str(running.ca_cert)) if running.ca_cert else True
+            )
             with httpx.Client(base_url=running.base_url, verify=verify, timeout=10) as client:
                 org = Org(running, config, client)
                 org.login()

@@ -58,6 +58,8 @@ class Sandbox:
         self.api = RestApi(self.org, self.usage, bulk=self.bulk.handle)
         self.events = ChangeEvents(config, self.store, self.org.objects, self.faults)
         self.outbound = OutboundNotifier(config, self.store, self.faults)
+        # The event loop serving this sandbox, once its lifespan has started.
+        self.loop: asyncio.AbstractEventLoop | None = None
         if config.seed:
             from revbridge.salesforce.sandbox.seed import seed_org
 
@@ -334,6 +336,7 @@ def create_app(config: SandboxConfig, *, sandbox: Sandbox | None = None) -> Star
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        org.loop = asyncio.get_running_loop()
         tasks = [
             asyncio.create_task(org.outbound.run()),
             asyncio.create_task(org.bulk.run(config.bulk_poll_interval.total_seconds())),

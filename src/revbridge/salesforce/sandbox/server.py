@@ -3,6 +3,7 @@ demos (:func:`run_in_thread`), over plain HTTP or HTTPS."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import tempfile
 import threading
@@ -77,11 +78,19 @@ def serve(
         scheme = "https" if files else "http"
         sandbox.outbound.base_url = f"{scheme}://{host}:{port}"
         try:
-            uvicorn.Server(
-                _uvicorn_config(create_app(config, sandbox=sandbox), files, host, port)
-            ).run()
+            server_config = _uvicorn_config(create_app(config, sandbox=sandbox), files, host, port)
+            # Event streams never end on their own; give them a moment, then stop.
+            server_config.timeout_graceful_shutdown = 3
+            uvicorn.Server(server_config).run()
         finally:
             sandbox.close()
+
+
+def _drop_connections(server: uvicorn.Server) -> None:
+    for connection in list(server.server_state.connections):
+        transport = getattr(connection, "transport", None)
+        if transport is not None:
+            transport.abort()
 
 
 @contextmanager
@@ -125,6 +134,11 @@ def run_in_thread(
             )
         finally:
             server.should_exit = True
+            if sandbox.loop is not None and not sandbox.loop.is_closed():
+                # Open keep-alive, TLS and event-stream connections would hold a graceful
+                # shutdown for as long as their clients keep them; a test harness drops them.
+                with contextlib.suppress(RuntimeError):
+                    sandbox.loop.call_soon_threadsafe(_drop_connections, server)
             thread.join(timeout=10)
             sock.close()
             sandbox.close()
