@@ -171,3 +171,21 @@ def test_async_write_returns_202_and_a_job_with_the_original_response(
     assert again.status_code == 400
     assert error_codes(again) == ["IDEMPOTENCY_ERROR"]
     assert client.get("/record/v1/customer").json()["totalResults"] == 1
+
+
+def test_an_unsupported_method_is_a_405_in_netsuite_form(client: NetSuiteClient) -> None:
+    response = client.patch("/record/v1/customer", {"companyName": "x"})
+    assert response.status_code == 405
+    assert response.json()["status"] == 405
+    assert "POST" in response.headers["Allow"]
+
+
+def test_reference_records_are_read_only(client: NetSuiteClient) -> None:
+    assert client.get("/record/v1/currency/2").json()["symbol"] == "EUR"
+    assert client.post("/record/v1/currency", {"name": "Bitcoin"}).status_code == 405
+
+
+def test_an_unknown_path_is_a_404_in_netsuite_form(client: NetSuiteClient) -> None:
+    response = client.get("/record/v2/customer")
+    assert response.status_code == 404
+    assert response.json()["o:errorDetails"][0]["o:urlPath"] == "/services/rest/record/v2/customer"

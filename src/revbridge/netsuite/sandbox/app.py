@@ -213,6 +213,7 @@ async def _record_collection(sb: Sandbox, request: Request) -> Response:
             where=where,
         )
         return _json(result, content_type=COLLECTION_TYPE)
+    sb.service.require_writable(rt)
     body = await _json_body(request)
 
     def create() -> Response:
@@ -235,6 +236,7 @@ async def _record_instance(sb: Sandbox, request: Request) -> Response:
             rt, key, base_url=base, url_path=path, fields=fields, expand=expand
         )
         return _json(record)
+    sb.service.require_writable(rt)
     if request.method == "DELETE":
 
         def delete() -> Response:
@@ -411,17 +413,6 @@ async def _restlet(sb: Sandbox, request: Request) -> Response:
     )
 
 
-async def _not_found(sb: Sandbox, request: Request) -> Response:
-    raise NetSuiteError(
-        404,
-        ErrorDetail(
-            code="INVALID_ID",
-            detail=f"The resource {request.url.path} does not exist.",
-            url_path=request.url.path,
-        ),
-    )
-
-
 # ---------------------------------------------------------------------------- admin API
 
 
@@ -550,7 +541,14 @@ async def _admin_period(sb: Sandbox, request: Request) -> Response:
             content_type="application/json",
         )
     if action not in ("close", "reopen"):
-        return await _not_found(sb, request)
+        raise NetSuiteError(
+            404,
+            ErrorDetail(
+                code="INVALID_ID",
+                detail=f"Unknown action {action!r}: use close, reopen or year.",
+                url_path=request.url.path,
+            ),
+        )
     if "date" in body:
         try:
             period_id = sb.service.period_for(date.fromisoformat(str(body["date"])))
@@ -755,11 +753,6 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
             methods=["GET"],
         ),
         Route(RESTLET_PATH, ns(_restlet), methods=["GET", "POST", "PUT", "DELETE"]),
-        Route(
-            f"{rest}/{{rest:path}}",
-            ns(_not_found),
-            methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-        ),
         Route("/sandbox/admin/status", admin(_admin_status), methods=["GET"]),
         Route("/sandbox/admin/faults", admin(_admin_faults), methods=["GET", "PUT", "DELETE"]),
         Route("/sandbox/admin/concurrencyLimit", admin(_admin_concurrency), methods=["GET", "PUT"]),
@@ -789,6 +782,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
                     detail=f"{request.method} {request.url.path} is not supported.",
                     url_path=request.url.path,
                 ),
+                headers=exc.headers if isinstance(exc, HTTPException) else None,
             )
         )
 

@@ -452,7 +452,7 @@ class RecordService:
     # ------------------------------------------------------------------ writing
 
     def create(self, rt: RecordType, record: Parsed) -> int:
-        self._require_writable(rt)
+        self.require_writable(rt)
         with self.storage.write() as conn:
             external = record.header.get("externalId")
             if external is not None:
@@ -462,7 +462,7 @@ class RecordService:
     def update(
         self, rt: RecordType, key: str, patch: Parsed, *, url_path: str, replace: Iterable[str] = ()
     ) -> int:
-        self._require_writable(rt)
+        self.require_writable(rt)
         with self.storage.write() as conn:
             record_id = self.resolve(conn, rt, key, url_path)
             return self._update(conn, rt, record_id, patch, set(replace))
@@ -471,7 +471,7 @@ class RecordService:
         self, rt: RecordType, external_id: str, record: Parsed, *, url_path: str
     ) -> tuple[int, bool]:
         """Create or update by external id; sublists given are replaced so a retry is harmless."""
-        self._require_writable(rt)
+        self.require_writable(rt)
         body_eid = record.header.get("externalId")
         if body_eid is not None and body_eid != external_id:
             raise bad_request(
@@ -491,7 +491,7 @@ class RecordService:
             return self._update(conn, rt, int(row["id"]), record, set(record.sublists)), False
 
     def delete(self, rt: RecordType, key: str, *, url_path: str) -> None:
-        self._require_writable(rt)
+        self.require_writable(rt)
         with self.storage.write() as conn:
             record_id = self.resolve(conn, rt, key, url_path)
             row = self._row(conn, rt, record_id)
@@ -521,7 +521,7 @@ class RecordService:
             if row["entity"] is not None:
                 self._store_customer_balance(conn, int(row["entity"]))
 
-    def _require_writable(self, rt: RecordType) -> None:
+    def require_writable(self, rt: RecordType) -> None:
         if not rt.writable:
             raise NetSuiteError(
                 405,
