@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import ssl
 import time
-from datetime import timedelta
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -106,9 +105,7 @@ OrgFactory = Callable[..., AbstractContextManager[Org]]
 
 
 @pytest.fixture
-def make_org(base_config: SandboxConfig) -> Iterator[OrgFactory]:
-    from contextlib import contextmanager
-
+def make_org(base_config: SandboxConfig) -> OrgFactory:
     @contextmanager
     def factory(tls: bool = False, **changes: Any) -> Iterator[Org]:
         config = replace(base_config, **changes)
@@ -121,7 +118,7 @@ def make_org(base_config: SandboxConfig) -> Iterator[OrgFactory]:
                 org.login()
                 yield org
 
-    yield factory
+    return factory
 
 
 @pytest.fixture
@@ -138,4 +135,4 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
         time.sleep(0.02)
 
 
-__all__ = ["API", "JwtKeys", "Org", "OrgFactory", "Path", "wait_for"]
+__all__ = ["API", "JwtKeys", "Org", "OrgFactory", "wait_for"]
