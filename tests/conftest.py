@@ -88,3 +88,10 @@ def ledger(store_url: str) -> Iterator[Ledger]:
     engine = create_store_engine(store_url)
     yield Ledger(engine)
     engine.dispose()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_logs() -> None:
+    from revbridge.logs import configure
+
+    configure("WARNING")

@@ -11,6 +11,7 @@
     ├── StoreError             the ledger could not be read or written
     └── DeliveryError          a call to an external system failed
         ├── TransientError     worth retrying (timeouts, 429, 5xx); may carry retry_after
+        │   └── RateLimited    the system said "too many requests": slow down, then retry
         └── TerminalError      retrying cannot help (validation, missing mapping, auth)
 
 Third-party errors are translated once, at the boundary, with ``raise ... from exc``.
@@ -65,6 +66,10 @@ class TransientError(DeliveryError):
     def __init__(self, message: str, *, retry_after: timedelta | None = None) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class RateLimited(TransientError):
+    """A rate or concurrency limit was hit (HTTP 429 or the system's own limit error)."""
 
 
 class TerminalError(DeliveryError):

@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -20,7 +20,16 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from revbridge.errors import StoreError
-from revbridge.store.schema import UTCDateTime, audit_log, deliveries, events, quarantine
+from revbridge.store.schema import (
+    UTCDateTime,
+    audit_log,
+    deliveries,
+    events,
+    pg_timestamp,
+    quarantine,
+    sqlite_timestamp,
+    timestamp_param,
+)
 
 # Delivery states. ``pending`` waits for its due time; ``parked`` waits for another record;
 # ``in_flight`` is leased to a worker; ``delivered`` and ``dead_letter`` are final.
@@ -95,29 +104,12 @@ _EVENT_INSERT = {
 }
 _DELIVERY_INSERT = {
     dialect: (
-        "INSERT INTO deliveries (event_id, target, pattern, state, attempts, due_at, updated_at) "
-        f"VALUES ({', '.join(mark for _ in range(7))})"
+        "INSERT INTO deliveries "
+        "(event_id, target, pattern, state, attempts, due_at, updated_at, customer_ref) "
+        f"VALUES ({', '.join(mark for _ in range(8))})"
     )
     for dialect, mark in (("sqlite", "?"), ("postgresql", "%s"))
 }
-
-
-def _sqlite_timestamp(value: datetime) -> str:
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value!r}: timestamps must be timezone-aware")
-    if value.utcoffset():
-        value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-def _pg_timestamp(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value!r}: timestamps must be timezone-aware")
-    return value
-
-
-def _timestamp_param(conn: Connection) -> Callable[[datetime], Any]:
-    return _sqlite_timestamp if conn.dialect.name == "sqlite" else _pg_timestamp
 
 
 def _event_params(
@@ -136,14 +128,14 @@ def _insert_events_sqlite(conn: Connection, rows: Sequence[dict[str, Any]]) -> d
     maximum seen before the insert is one of ours.
     """
     before = conn.exec_driver_sql("SELECT COALESCE(MAX(id), 0) FROM events").scalar_one()
-    conn.exec_driver_sql(_EVENT_INSERT["sqlite"], _event_params(rows, _sqlite_timestamp))
+    conn.exec_driver_sql(_EVENT_INSERT["sqlite"], _event_params(rows, sqlite_timestamp))
     result = conn.exec_driver_sql("SELECT idempotency_key, id FROM events WHERE id > ?", (before,))
     return dict(result.all())
 
 
 def _insert_events_postgresql(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
     """Insert, skipping existing keys; return the new ids by key (pipelined executemany)."""
-    params = _event_params(rows, _pg_timestamp)
+    params = _event_params(rows, pg_timestamp)
     dbapi = conn.connection.driver_connection
     assert dbapi is not None
     inserted: dict[str, int] = {}
@@ -192,7 +184,7 @@ class Ledger:
                 if records:
                     self._insert_quarantine(conn, records, now)
                 if outcome.accepted:
-                    ts = _timestamp_param(conn)
+                    ts = timestamp_param(conn.dialect.name)
                     conn.exec_driver_sql(
                         _DELIVERY_INSERT[conn.dialect.name],
                         [
@@ -204,6 +196,7 @@ class Ledger:
                                 0,
                                 ts(batch[pos].due_at),
                                 ts(now),
+                                batch[pos].row["customer_ref"],
                             )
                             for pos, event_id in outcome.accepted.items()
                         ],

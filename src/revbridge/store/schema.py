@@ -12,6 +12,7 @@ migrations (``migrations/``) create them; a test proves the migrations and these
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +56,28 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
         return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+def sqlite_timestamp(value: datetime) -> str:
+    """A UTC timestamp as SQLAlchemy stores it in SQLite text, for raw-SQL fast paths.
+
+    Always with microseconds: stored values are compared as text, and '…00' < '…00.000000'.
+    """
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: timestamps must be timezone-aware")
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def pg_timestamp(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: timestamps must be timezone-aware")
+    return value
+
+
+def timestamp_param(dialect_name: str) -> Callable[[datetime], Any]:
+    return sqlite_timestamp if dialect_name == "sqlite" else pg_timestamp
 
 
 naming = {
@@ -104,8 +127,53 @@ deliveries = Table(
     Column("external_ref", String(255)),
     Column("delivered_at", UTCDateTime()),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # Copied from the event so that the claim query can keep per-customer order on one table.
+    Column("customer_ref", String(300)),
     Index(None, "state", "due_at"),
     Index(None, "parked_on"),
+    Index(None, "target", "pattern", "customer_ref", "event_id"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", Id, ForeignKey("events.id"), nullable=False),
+    Column("attempt_no", Integer, nullable=False),
+    Column("worker_id", String(128), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    Column("outcome", String(32)),
+    Column("error", Text),
+    Column("external_ref", String(255)),
+    Index(None, "event_id", "attempt_no"),
+)
+
+# Where each delivered business record lives in the target system: the hub's own memory of
+# "invoice:a0X... is NetSuite invoice 4711", used to resolve dependencies without guessing.
+external_refs = Table(
+    "external_refs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("target", String(32), nullable=False),
+    Column("subject_ref", String(300), nullable=False),
+    Column("external_id", String(255), nullable=False),
+    Column("event_id", Id, ForeignKey("events.id")),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("target", "subject_ref"),
+)
+
+# Operator and breaker state per target system (pause, circuit), shared by all workers.
+targets = Table(
+    "targets",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("paused_reason", Text),
+    Column("circuit", String(16), nullable=False, default="closed"),
+    Column("circuit_opened_at", UTCDateTime()),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 quarantine = Table(

@@ -1,1 +1,9 @@
-"""revbridge.testing."""
+"""Fakes for tests and for users testing their own set-up: an ERP and a Salesforce side.
+
+Both implement the engine's ports, keep their records in memory (optionally persisted to a
+JSON file), and take injected faults: outages, failures, throttling, lost responses.
+"""
+
+from revbridge.testing.fakes import FakeErp, FakeSalesforce, Faults
+
+__all__ = ["FakeErp", "FakeSalesforce", "Faults"]

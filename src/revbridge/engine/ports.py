@@ -1,0 +1,131 @@
+"""The engine's ports: what an ERP adapter and the Salesforce side must offer.
+
+Adapters live in one folder per system (``netsuite/``, ``tryton/``, ``salesforce/``) and
+translate their own errors into ``TransientError`` or ``TerminalError`` at the boundary.
+Every create carries ``external_ref``, the event's idempotency key, into the system's own
+mechanism (an external id, a reference field), and ``find`` looks a record up by it: that is
+how the engine proves, after an attempt whose outcome is unknown, whether it landed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from revbridge.core.events import (
+    CreditMemoIssued,
+    CustomerCreditStatusChanged,
+    CustomerUpserted,
+    ErpPaymentReceived,
+    GlPosted,
+    InvoicePosted,
+    PaymentReceived,
+    ReportingRefreshed,
+    RevenueRecognized,
+)
+
+
+class RecordKind(StrEnum):
+    CUSTOMER = "customer"
+    INVOICE = "invoice"
+    PAYMENT = "payment"
+    CREDIT_MEMO = "credit_memo"
+    JOURNAL = "journal"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Capabilities:
+    """What a target system can take, declared as data so the engine can plan around it."""
+
+    name: str
+    batch_size: int = 200
+    concurrency_limit: int = 5
+    rate_limit_per_s: float | None = None
+    daily_call_budget: int | None = None
+    idempotency: str = "external_id"  # or "search_before_create", "reference_field"
+    batch_formats: tuple[str, ...] = ()
+    can_close_periods: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErpRecord:
+    """A record found or created in the target system."""
+
+    kind: RecordKind
+    external_ref: str
+    erp_id: str
+    number: str | None = None
+
+
+@runtime_checkable
+class ErpPort(Protocol):
+    """The ERP interface every ERP adapter implements."""
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    async def upsert_customer(
+        self, external_ref: str, customer: CustomerUpserted, parent_erp_id: str | None
+    ) -> ErpRecord: ...
+
+    async def create_invoice(
+        self, external_ref: str, invoice: InvoicePosted, customer_erp_id: str
+    ) -> ErpRecord: ...
+
+    async def record_payment(
+        self,
+        external_ref: str,
+        payment: PaymentReceived,
+        customer_erp_id: str,
+        invoice_erp_ids: Mapping[str, str],
+    ) -> ErpRecord: ...
+
+    async def create_credit_memo(
+        self,
+        external_ref: str,
+        memo: CreditMemoIssued,
+        customer_erp_id: str,
+        invoice_erp_ids: Mapping[str, str],
+    ) -> ErpRecord: ...
+
+    async def post_journal(
+        self, external_ref: str, entry: RevenueRecognized, customer_erp_id: str | None
+    ) -> ErpRecord: ...
+
+    async def find(self, kind: RecordKind, external_ref: str) -> ErpRecord | None: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class SalesforcePort(Protocol):
+    """Write-back into Salesforce for the ERP-to-Salesforce flows; idempotent by external id."""
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    async def apply_erp_payment(self, external_ref: str, payment: ErpPaymentReceived) -> str: ...
+
+    async def update_credit_status(
+        self, external_ref: str, status: CustomerCreditStatusChanged
+    ) -> str: ...
+
+    async def record_gl_posting(self, external_ref: str, journal: GlPosted) -> str: ...
+
+    async def refresh_reporting(self, external_ref: str, report: ReportingRefreshed) -> str: ...
+
+    async def find(self, external_ref: str) -> str | None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Change:
+    """A captured change from a source system, with the watermark to resume after it."""
+
+    envelope: Mapping[str, object]
+    watermark: str
+    changed_at: datetime

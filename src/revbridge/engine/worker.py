@@ -1,0 +1,279 @@
+"""The real-time worker: claim due deliveries, call the target, record the outcome.
+
+For each claimed delivery:
+
+1. resolve its dependencies (the customer's ERP record, the invoices a payment applies to)
+   from the hub's own memory; a missing one parks the delivery on it, and a batch-class
+   dependency is expedited just in time;
+2. when an earlier attempt's outcome is unknown, look the record up by its external
+   reference first and only create it if it is not there;
+3. call the target through its circuit breaker and rate budget;
+4. record delivered / retry later (backoff with full jitter, ``Retry-After`` honoured) /
+   dead letter (terminal error, or retries exhausted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import structlog
+from sqlalchemy import Engine
+
+from revbridge.clock import Clock
+from revbridge.codec import decode_payload
+from revbridge.core.events import SPECS, Direction, EventType
+from revbridge.engine.circuit import CircuitBreaker, CircuitState
+from revbridge.engine.dispatch import call_erp, call_salesforce, plan_for
+from revbridge.engine.ports import ErpPort, SalesforcePort
+from revbridge.engine.queue import Claimed, DeliveryQueue
+from revbridge.engine.ratelimit import TokenBucket
+from revbridge.engine.retry import RetryPolicy
+from revbridge.errors import RateLimited, TerminalError, TransientError
+
+log = structlog.get_logger("revbridge.worker")
+
+
+@dataclass(slots=True)
+class Target:
+    """One system the worker delivers to, with its breaker and budgets."""
+
+    name: str
+    port: ErpPort | SalesforcePort
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    bucket: TokenBucket | None = None
+    semaphore: asyncio.Semaphore | None = None
+
+    def __post_init__(self) -> None:
+        caps = self.port.capabilities
+        if self.semaphore is None:
+            self.semaphore = asyncio.Semaphore(caps.concurrency_limit)
+        if self.bucket is None and caps.rate_limit_per_s:
+            self.bucket = TokenBucket(caps.rate_limit_per_s)
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    delivered: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    parked: int = 0
+    expedited: int = 0
+    found_existing: int = 0
+    calls: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerSettings:
+    lease: timedelta = timedelta(seconds=60)
+    claim_batch: int = 50
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    idle_poll: timedelta = timedelta(seconds=1)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+TARGET_OF = {Direction.TO_ERP: "erp", Direction.TO_SALESFORCE: "salesforce"}
+
+
+class Worker:
+    def __init__(
+        self,
+        engine: Engine,
+        targets: dict[str, Target],
+        *,
+        clock: Clock,
+        settings: WorkerSettings | None = None,
+        worker_id: str | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.queue = DeliveryQueue(engine)
+        self.targets = targets
+        self.clock = clock
+        self.settings = settings or WorkerSettings()
+        self.worker_id = worker_id or default_worker_id()
+        self.rng = random.Random(seed)  # noqa: S311 - jitter, not security
+        self.stats = WorkerStats()
+        self.wakeup = asyncio.Event()
+
+    # ------------------------------------------------------------------ loops
+
+    async def run_until_idle(self) -> WorkerStats:
+        """Deliver everything that is due now, then return."""
+        while await self.step():
+            pass
+        return self.stats
+
+    async def run_forever(self, stop: asyncio.Event) -> WorkerStats:
+        """Deliver until ``stop`` is set; new events wake the loop through ``wakeup``."""
+        while not stop.is_set():
+            if not await self.step():
+                self.wakeup.clear()
+                waiter = asyncio.ensure_future(self.wakeup.wait())
+                stopper = asyncio.ensure_future(stop.wait())
+                await asyncio.wait(
+                    {waiter, stopper},
+                    timeout=self.settings.idle_poll.total_seconds(),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                waiter.cancel()
+                stopper.cancel()
+        return self.stats
+
+    async def step(self) -> bool:
+        """One round over all targets; True when some delivery made progress."""
+        now = self.clock.now()
+        self.queue.recover_expired_leases(now=now)
+        progressed = False
+        for target in self.targets.values():
+            limit = self.settings.claim_batch
+            if target.breaker.state is CircuitState.OPEN:
+                if not target.breaker.allow(now):
+                    continue  # events stay buffered in the ledger; nobody calls the ERP
+                target.breaker.probing = False  # allow() moved it to half-open
+                limit = 1
+            elif target.breaker.state is CircuitState.HALF_OPEN:
+                limit = 1
+            claimed = self.queue.claim(
+                target=target.name,
+                worker_id=self.worker_id,
+                now=now,
+                lease=self.settings.lease,
+                limit=limit,
+            )
+            if not claimed:
+                continue
+            progressed = True
+            await asyncio.gather(*(self._guarded(target, c) for c in claimed))
+        return progressed
+
+    # ------------------------------------------------------------------ one delivery
+
+    async def _guarded(self, target: Target, c: Claimed) -> None:
+        assert target.semaphore is not None
+        async with target.semaphore:
+            await self._deliver(target, c)
+
+    async def _deliver(self, target: Target, c: Claimed) -> None:
+        event_type = EventType(c.type)
+        data = decode_payload(event_type, c.payload)
+        plan = plan_for(data, c.idempotency_key)
+        now = self.clock.now()
+        bound = log.bind(event_id=c.event_id, type=c.type, attempt=c.attempt, target=target.name)
+
+        refs = self.queue.resolve(target.name, (*plan.needs, c.subject_ref))
+        missing = [ref for ref in plan.needs if ref not in refs]
+        if missing:
+            await self._park(target, c, missing[0])
+            bound.debug("parked", waits_for=missing[0])
+            return
+        if plan.creates_document and c.subject_ref in refs and not c.outcome_unknown:
+            reason = (
+                f"{c.subject_ref} is already in {target.name} as {refs[c.subject_ref]}; "
+                "a posted document is never changed: send a credit memo or a reversal"
+            )
+            self.queue.dead_letter(c, error=reason, now=now, actor=self.worker_id)
+            self.stats.dead_lettered += 1
+            return
+
+        probing = target.breaker.state is not CircuitState.CLOSED
+        if not target.breaker.allow(now):
+            self.queue.release_unattempted(c, now=now, reason="circuit open")
+            return
+        try:
+            if target.bucket is not None:
+                await target.bucket.acquire()
+            external_id = await self._call(target, c, data, plan.kind, plan.external_ref, refs)
+        except TerminalError as exc:
+            # The system answered: it is up, the request itself is wrong.
+            target.breaker.record_success()
+            self.queue.dead_letter(
+                c, error=f"terminal: {exc}", now=self.clock.now(), actor=self.worker_id
+            )
+            self.stats.dead_lettered += 1
+            bound.warning("dead_letter", error=str(exc))
+        except Exception as exc:  # unknown errors are transient: docs/decisions/0004
+            if probing:
+                # A failed probe says the system is still down, nothing about this event:
+                # it keeps its attempts, so an outage of days dead-letters nothing.
+                target.breaker.record_failure(self.clock.now())
+                self.queue.release_unattempted(c, now=self.clock.now(), reason=str(exc))
+                bound.debug("probe_failed", error=str(exc))
+                return
+            self._transient(target, c, exc)
+            bound.debug("retry", error=str(exc))
+        else:
+            target.breaker.record_success()
+            if target.bucket is not None:
+                target.bucket.succeeded()
+            self.queue.complete(
+                c,
+                target=target.name,
+                external_id=external_id,
+                now=self.clock.now(),
+                worker_id=self.worker_id,
+            )
+            self.stats.delivered += 1
+
+    async def _call(
+        self,
+        target: Target,
+        c: Claimed,
+        data: object,
+        kind: object,
+        ref: str,
+        refs: dict[str, str],
+    ) -> str:
+        port = target.port
+        self.stats.calls += 1
+        if isinstance(port, ErpPort) and SPECS[EventType(c.type)].direction is Direction.TO_ERP:
+            from revbridge.engine.ports import RecordKind
+
+            assert isinstance(kind, RecordKind)
+            if c.outcome_unknown:
+                found = await port.find(kind, ref)
+                if found is not None:
+                    self.stats.found_existing += 1
+                    return found.erp_id
+            return await call_erp(port, data, ref, refs)  # type: ignore[arg-type]
+        assert isinstance(port, SalesforcePort)
+        return await call_salesforce(port, data, ref)  # type: ignore[arg-type]
+
+    def _transient(self, target: Target, c: Claimed, exc: Exception) -> None:
+        now = self.clock.now()
+        target.breaker.record_failure(now)
+        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+        if isinstance(exc, RateLimited) and target.bucket is not None:
+            target.bucket.throttled()
+        error = f"{type(exc).__name__}: {exc}"
+        give_up = self.settings.retry.exhausted(c.attempt, c.received_at, now)
+        if give_up:
+            self.queue.dead_letter(
+                c, error=f"{give_up}; last error: {error}", now=now, actor=self.worker_id
+            )
+            self.stats.dead_lettered += 1
+            return
+        delay = self.settings.retry.delay(c.attempt, self.rng, retry_after)
+        self.queue.retry_later(c, due_at=now + delay, error=error, now=now)
+        self.stats.retried += 1
+
+    async def _park(self, target: Target, c: Claimed, waits_for: str) -> None:
+        now = self.clock.now()
+        if self.queue.expedite(
+            target=target.name,
+            subject_ref=waits_for,
+            now=now,
+            reason=f"needed now by event {c.event_id} ({c.type})",
+        ):
+            self.stats.expedited += 1
+        self.queue.park(c, target=target.name, waits_for=waits_for, now=now)
+        self.stats.parked += 1

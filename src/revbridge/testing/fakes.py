@@ -1,0 +1,384 @@
+"""An in-memory ERP and Salesforce, faithful to the rules that matter for delivery.
+
+Like a real ERP without a unique constraint on references (Tryton, or a careless API), the
+fake ERP *will* store a duplicate if asked to create the same record twice: tests count
+records per external reference to prove the engine never does that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from revbridge.core.events import (
+    CreditMemoIssued,
+    CustomerCreditStatusChanged,
+    CustomerUpserted,
+    ErpPaymentReceived,
+    GlPosted,
+    InvoicePosted,
+    PaymentReceived,
+    ReportingRefreshed,
+    RevenueRecognized,
+)
+from revbridge.engine.ports import Capabilities, ErpRecord, RecordKind
+from revbridge.errors import RateLimited, TerminalError, TransientError
+
+
+@dataclass
+class Faults:
+    """What goes wrong on the next calls. Counters count down as calls consume them."""
+
+    down: bool = False
+    fail_next: int = 0
+    throttle_next: int = 0
+    retry_after: timedelta | None = timedelta(seconds=1)
+    lose_next_response: int = 0
+    terminal_next: int = 0
+    error_rate: float = 0.0
+    lost_response_rate: float = 0.0
+    latency_s: float = 0.0
+    seed: int = 0
+    _rng: random.Random = field(default_factory=random.Random, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)  # noqa: S311 - fault injection, not security
+
+    def before_call(self) -> None:
+        if self.down:
+            raise TransientError("connection refused: the system is down")
+        if self.throttle_next > 0:
+            self.throttle_next -= 1
+            raise RateLimited("429 Too Many Requests", retry_after=self.retry_after)
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise TransientError("503 Service Unavailable")
+        if self.terminal_next > 0:
+            self.terminal_next -= 1
+            raise TerminalError("400 Bad Request: rejected by the system's validation")
+        if self.error_rate and self._rng.random() < self.error_rate:
+            raise TransientError("500 Internal Server Error")
+
+    def after_write(self) -> None:
+        """The write committed; maybe the response never reaches the caller."""
+        if self.lose_next_response > 0:
+            self.lose_next_response -= 1
+            raise TransientError("read timeout: the request was sent, no response came back")
+        if self.lost_response_rate and self._rng.random() < self.lost_response_rate:
+            raise TransientError("connection reset after the request was sent")
+
+
+@dataclass
+class _Doc:
+    kind: str
+    external_ref: str
+    erp_id: str
+    customer: str | None
+    currency: str | None
+    total: Decimal
+    open: Decimal
+    data: dict[str, Any]
+
+
+class FakeErp:
+    """An ERP in memory: customers, AR invoices, cash receipts, credit memos, journals."""
+
+    def __init__(
+        self,
+        *,
+        faults: Faults | None = None,
+        state_file: Path | None = None,
+        capabilities: Capabilities | None = None,
+        name: str = "fake-erp",
+    ) -> None:
+        self.faults = faults or Faults()
+        self.state_file = state_file
+        self._caps = capabilities or Capabilities(
+            name=name, concurrency_limit=8, batch_formats=("jsonl",), idempotency="external_id"
+        )
+        self.docs: list[_Doc] = []
+        self.calls: Counter[str] = Counter()
+        self._next_id = 1
+        self.closed_periods: set[str] = set()
+        self.credit_hold: set[str] = set()
+        self._lock = asyncio.Lock()
+        if state_file is not None and state_file.exists():
+            self._load(state_file)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._caps
+
+    # ----------------------------------------------------------------- inspection
+
+    def count(self, kind: RecordKind | str, external_ref: str) -> int:
+        return sum(1 for d in self.docs if d.kind == kind and d.external_ref == external_ref)
+
+    def records(self, kind: RecordKind | str) -> list[_Doc]:
+        return [d for d in self.docs if d.kind == kind]
+
+    def duplicates(self) -> dict[tuple[str, str], int]:
+        seen = Counter((d.kind, d.external_ref) for d in self.docs if d.kind != "customer")
+        return {k: n for k, n in seen.items() if n > 1}
+
+    # ----------------------------------------------------------------- port
+
+    async def _call(self, name: str) -> None:
+        self.calls[name] += 1
+        if self.faults.latency_s:
+            await asyncio.sleep(self.faults.latency_s)
+        self.faults.before_call()
+
+    def _new(self, kind: str, ref: str, **fields: Any) -> _Doc:
+        doc = _Doc(kind=kind, external_ref=ref, erp_id=str(self._next_id), **fields)
+        self._next_id += 1
+        self.docs.append(doc)
+        return doc
+
+    def _get(self, kind: str, erp_id: str) -> _Doc:
+        for d in self.docs:
+            if d.kind == kind and d.erp_id == erp_id:
+                return d
+        raise TerminalError(f"{kind} {erp_id} does not exist in the ERP")
+
+    def _record(self, d: _Doc) -> ErpRecord:
+        return ErpRecord(kind=RecordKind(d.kind), external_ref=d.external_ref, erp_id=d.erp_id)
+
+    async def upsert_customer(
+        self, external_ref: str, customer: CustomerUpserted, parent_erp_id: str | None
+    ) -> ErpRecord:
+        await self._call("upsert_customer")
+        async with self._lock:
+            existing = next(
+                (d for d in self.docs if d.kind == "customer" and d.external_ref == external_ref),
+                None,
+            )
+            data = {"name": customer.name, "parent": parent_erp_id, "currency": customer.currency}
+            if existing is None:
+                existing = self._new(
+                    "customer",
+                    external_ref,
+                    customer=None,
+                    currency=customer.currency,
+                    total=Decimal(0),
+                    open=Decimal(0),
+                    data=data,
+                )
+            else:
+                existing.data.update(data)
+            self.faults.after_write()
+            return self._record(existing)
+
+    async def create_invoice(
+        self, external_ref: str, invoice: InvoicePosted, customer_erp_id: str
+    ) -> ErpRecord:
+        await self._call("create_invoice")
+        async with self._lock:
+            customer = self._get("customer", customer_erp_id)
+            if customer.erp_id in self.credit_hold:
+                raise TerminalError(f"customer {customer.erp_id} is on credit hold")
+            period = invoice.invoice_date.strftime("%Y-%m")
+            if period in self.closed_periods:
+                raise TerminalError(f"period {period} is closed: posting refused")
+            doc = self._new(
+                "invoice",
+                external_ref,
+                customer=customer.erp_id,
+                currency=invoice.currency,
+                total=invoice.total,
+                open=invoice.total,
+                data={"number": invoice.invoice_number, "date": invoice.invoice_date.isoformat()},
+            )
+            self.faults.after_write()
+            return self._record(doc)
+
+    def _apply(self, invoice_erp_ids: Mapping[str, str], amounts: Mapping[str, Decimal]) -> None:
+        targets = [(self._get("invoice", invoice_erp_ids[k]), a) for k, a in amounts.items()]
+        for inv, amount in targets:
+            if amount > inv.open:
+                raise TerminalError(
+                    f"cannot apply {amount} to invoice {inv.erp_id}: only {inv.open} is open"
+                )
+        for inv, amount in targets:
+            inv.open -= amount
+
+    async def record_payment(
+        self,
+        external_ref: str,
+        payment: PaymentReceived,
+        customer_erp_id: str,
+        invoice_erp_ids: Mapping[str, str],
+    ) -> ErpRecord:
+        await self._call("record_payment")
+        async with self._lock:
+            self._get("customer", customer_erp_id)
+            self._apply(invoice_erp_ids, {a.invoice_id: a.amount for a in payment.applications})
+            doc = self._new(
+                "payment",
+                external_ref,
+                customer=customer_erp_id,
+                currency=payment.currency,
+                total=payment.amount,
+                open=Decimal(0),
+                data={"method": payment.method},
+            )
+            self.faults.after_write()
+            return self._record(doc)
+
+    async def create_credit_memo(
+        self,
+        external_ref: str,
+        memo: CreditMemoIssued,
+        customer_erp_id: str,
+        invoice_erp_ids: Mapping[str, str],
+    ) -> ErpRecord:
+        await self._call("create_credit_memo")
+        async with self._lock:
+            self._get("customer", customer_erp_id)
+            self._apply(invoice_erp_ids, {a.invoice_id: a.amount for a in memo.applications})
+            doc = self._new(
+                "credit_memo",
+                external_ref,
+                customer=customer_erp_id,
+                currency=memo.currency,
+                total=memo.total,
+                open=Decimal(0),
+                data={"number": memo.credit_memo_number},
+            )
+            self.faults.after_write()
+            return self._record(doc)
+
+    async def post_journal(
+        self, external_ref: str, entry: RevenueRecognized, customer_erp_id: str | None
+    ) -> ErpRecord:
+        await self._call("post_journal")
+        async with self._lock:
+            if entry.period in self.closed_periods:
+                raise TerminalError(f"period {entry.period} is closed: posting refused")
+            debit = sum((line.debit for line in entry.lines), Decimal(0))
+            doc = self._new(
+                "journal",
+                external_ref,
+                customer=customer_erp_id,
+                currency=entry.lines[0].currency,
+                total=debit,
+                open=Decimal(0),
+                data={"period": entry.period},
+            )
+            self.faults.after_write()
+            return self._record(doc)
+
+    async def find(self, kind: RecordKind, external_ref: str) -> ErpRecord | None:
+        await self._call("find")
+        for d in self.docs:
+            if d.kind == kind and d.external_ref == external_ref:
+                return self._record(d)
+        return None
+
+    async def close(self) -> None:
+        if self.state_file is not None:
+            self._save(self.state_file)
+
+    # ----------------------------------------------------------------- persistence
+
+    def _save(self, path: Path) -> None:
+        state = {
+            "next_id": self._next_id,
+            "closed_periods": sorted(self.closed_periods),
+            "credit_hold": sorted(self.credit_hold),
+            "docs": [{**d.__dict__, "total": str(d.total), "open": str(d.open)} for d in self.docs],
+        }
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(state), encoding="utf-8")
+        tmp.replace(path)
+
+    def _load(self, path: Path) -> None:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        self._next_id = state["next_id"]
+        self.closed_periods = set(state["closed_periods"])
+        self.credit_hold = set(state["credit_hold"])
+        self.docs = [
+            _Doc(**{**d, "total": Decimal(d["total"]), "open": Decimal(d["open"])})
+            for d in state["docs"]
+        ]
+
+
+class FakeSalesforce:
+    """Salesforce write-back in memory: upserts by external id, so repeats change nothing."""
+
+    def __init__(self, *, faults: Faults | None = None, state_file: Path | None = None) -> None:
+        self.faults = faults or Faults()
+        self.state_file = state_file
+        self.writes: dict[str, dict[str, Any]] = {}
+        self.invoice_paid: defaultdict[str, Decimal] = defaultdict(Decimal)
+        self.accounts: dict[str, dict[str, Any]] = {}
+        self.calls: Counter[str] = Counter()
+        if state_file is not None and state_file.exists():
+            state = json.loads(state_file.read_text(encoding="utf-8"))
+            self.writes = state["writes"]
+            self.accounts = state["accounts"]
+            self.invoice_paid.update({k: Decimal(v) for k, v in state["invoice_paid"].items()})
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(name="fake-salesforce", concurrency_limit=8, batch_size=200)
+
+    async def _call(self, name: str) -> None:
+        self.calls[name] += 1
+        if self.faults.latency_s:
+            await asyncio.sleep(self.faults.latency_s)
+        self.faults.before_call()
+
+    def _upsert(self, external_ref: str, record: dict[str, Any]) -> str:
+        self.writes[external_ref] = record
+        self.faults.after_write()
+        return external_ref
+
+    async def apply_erp_payment(self, external_ref: str, payment: ErpPaymentReceived) -> str:
+        await self._call("apply_erp_payment")
+        if external_ref not in self.writes:
+            for a in payment.applications:
+                self.invoice_paid[a.invoice_id] += a.amount
+        return self._upsert(external_ref, {"kind": "erp_payment", "amount": str(payment.amount)})
+
+    async def update_credit_status(
+        self, external_ref: str, status: CustomerCreditStatusChanged
+    ) -> str:
+        await self._call("update_credit_status")
+        key = status.customer_id or status.erp_customer_number
+        self.accounts[key] = {
+            "credit_hold": status.credit_hold,
+            "credit_limit": str(status.credit_limit) if status.credit_limit is not None else None,
+            "payment_terms": status.payment_terms,
+            "status": status.status,
+        }
+        return self._upsert(external_ref, {"kind": "credit_status", "account": key})
+
+    async def record_gl_posting(self, external_ref: str, journal: GlPosted) -> str:
+        await self._call("record_gl_posting")
+        return self._upsert(external_ref, {"kind": "gl", "journal": journal.erp_journal_id})
+
+    async def refresh_reporting(self, external_ref: str, report: ReportingRefreshed) -> str:
+        await self._call("refresh_reporting")
+        return self._upsert(external_ref, {"kind": "reporting", "customers": len(report.balances)})
+
+    async def find(self, external_ref: str) -> str | None:
+        await self._call("find")
+        return external_ref if external_ref in self.writes else None
+
+    async def close(self) -> None:
+        if self.state_file is not None:
+            state = {
+                "writes": self.writes,
+                "accounts": self.accounts,
+                "invoice_paid": {k: str(v) for k, v in self.invoice_paid.items()},
+            }
+            self.state_file.write_text(json.dumps(state), encoding="utf-8")

@@ -1,0 +1,195 @@
+"""Delivery stories on the real ledger (SQLite and PostgreSQL) against the fake ERP."""
+
+import asyncio
+import json
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from revbridge.clock import ManualClock
+from revbridge.core.policy import build_policy
+from revbridge.engine.retry import RetryPolicy
+from revbridge.engine.worker import Target, Worker, WorkerSettings
+from revbridge.generate import generate_events
+from revbridge.services.ingest import ingest_lines
+from revbridge.store.ledger import Ledger
+from revbridge.store.schema import audit_log, deliveries, events
+from revbridge.testing import FakeErp, FakeSalesforce, Faults
+
+START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+def _ingest(ledger: Ledger, envs: list[dict], clock: ManualClock) -> None:
+    lines = [json.dumps(e).encode() for e in envs]
+    result = ingest_lines(ledger, lines, policy=build_policy(), origin="t", clock=clock)
+    assert result.rejected == 0
+
+
+def _states(ledger: Ledger) -> Counter[str]:
+    with ledger.engine.connect() as conn:
+        return Counter(s for (s,) in conn.execute(select(deliveries.c.state)))
+
+
+def _worker(ledger: Ledger, erp: FakeErp, sf: FakeSalesforce, clock: ManualClock, **kw) -> Worker:  # type: ignore[no-untyped-def]
+    targets = {"erp": Target("erp", erp), "salesforce": Target("salesforce", sf)}
+    return Worker(ledger.engine, targets, clock=clock, seed=1, **kw)
+
+
+def _realtime_to_erp(envs: list[dict]) -> list[dict]:
+    return [
+        e for e in envs if e["type"] in ("invoice.posted", "payment.received", "credit_memo.issued")
+    ]
+
+
+def test_every_real_time_event_reaches_the_erp_exactly_once(ledger: Ledger) -> None:
+    """Invoices pull their customer ahead of the nightly batch; payments follow invoices."""
+    clock = ManualClock(START)
+    envs = list(generate_events(400, seed=5))
+    _ingest(ledger, envs, clock)
+    erp, sf = FakeErp(), FakeSalesforce()
+    stats = asyncio.run(_worker(ledger, erp, sf, clock).run_until_idle())
+    for e in _realtime_to_erp(envs):
+        kind = {
+            "invoice.posted": "invoice",
+            "payment.received": "payment",
+            "credit_memo.issued": "credit_memo",
+        }[e["type"]]
+        assert erp.count(kind, e["source_id"]) == 1, e["source_id"]
+    assert erp.duplicates() == {}
+    assert stats.expedited > 0  # customers went ahead of their nightly batch, just in time
+    # Batch classes wait for their schedule: revenue at month-end, GL nightly.
+    with ledger.engine.connect() as conn:
+        pending_types = {
+            t
+            for (t,) in conn.execute(
+                select(events.c.type)
+                .join(deliveries, deliveries.c.event_id == events.c.id)
+                .where(deliveries.c.state == "pending")
+            )
+        }
+    assert "invoice.posted" not in pending_types and "revenue.recognized" in pending_types
+    # ERP-to-Salesforce real-time flows were written back.
+    assert sf.calls["apply_erp_payment"] > 0
+
+
+def test_a_payment_before_its_invoice_waits_parked_then_follows(ledger: Ledger) -> None:
+    clock = ManualClock(START)
+    envs = list(generate_events(60, seed=8))
+    pay = next(e for e in envs if e["type"] == "payment.received")
+    inv_id = pay["data"]["applications"][0]["invoice_id"]
+    invoice = next(
+        e for e in envs if e["type"] == "invoice.posted" and e["data"]["invoice_id"] == inv_id
+    )
+    customer = [
+        e
+        for e in envs
+        if e["type"] == "customer.upserted"
+        and e["data"]["customer_id"] == pay["data"]["customer_id"]
+    ]
+    erp, sf = FakeErp(), FakeSalesforce()
+    _ingest(ledger, [*customer, pay], clock)
+    asyncio.run(_worker(ledger, erp, sf, clock).run_until_idle())
+    with ledger.engine.connect() as conn:
+        row = conn.execute(
+            select(deliveries.c.state, deliveries.c.parked_on)
+            .join(events, events.c.id == deliveries.c.event_id)
+            .where(events.c.type == "payment.received")
+        ).one()
+    assert tuple(row) == ("parked", f"invoice:{inv_id}")
+    assert erp.count("payment", pay["source_id"]) == 0
+    _ingest(ledger, [invoice], clock)
+    asyncio.run(_worker(ledger, erp, sf, clock).run_until_idle())
+    assert erp.count("invoice", inv_id) == 1
+    assert erp.count("payment", pay["source_id"]) == 1
+
+
+def test_lost_responses_never_post_twice(ledger: Ledger) -> None:
+    """The ERP committed but the answer was lost: the retry finds the record instead."""
+    clock = ManualClock(START)
+    envs = list(generate_events(150, seed=12))
+    _ingest(ledger, envs, clock)
+    erp = FakeErp(faults=Faults(lost_response_rate=0.3, seed=3))
+    w = _worker(
+        ledger,
+        erp,
+        FakeSalesforce(),
+        clock,
+        settings=WorkerSettings(retry=RetryPolicy(max_attempts=50)),
+    )
+    for _ in range(200):
+        asyncio.run(w.run_until_idle())
+        clock.advance(timedelta(minutes=31))
+    assert erp.duplicates() == {}
+    assert w.stats.found_existing > 0
+    for e in _realtime_to_erp(envs):
+        kind = {
+            "invoice.posted": "invoice",
+            "payment.received": "payment",
+            "credit_memo.issued": "credit_memo",
+        }[e["type"]]
+        assert erp.count(kind, e["source_id"]) == 1
+    # Amounts are right, not just counts: every invoice's total matches its source.
+    totals = {d.external_ref: d.total for d in erp.records("invoice")}
+    for e in envs:
+        if e["type"] == "invoice.posted":
+            assert totals[e["source_id"]] == Decimal(e["data"]["total"])
+
+
+def test_an_erp_outage_opens_the_circuit_buffers_and_drains_after_recovery(ledger: Ledger) -> None:
+    clock = ManualClock(START)
+    envs = list(generate_events(200, seed=2))
+    _ingest(ledger, envs, clock)
+    erp = FakeErp(faults=Faults(down=True))
+    w = _worker(ledger, erp, FakeSalesforce(), clock)
+    asyncio.run(w.run_until_idle())
+    calls_while_down = sum(erp.calls.values())
+    assert w.targets["erp"].breaker.state == "open"
+    assert calls_while_down <= 10  # the breaker stopped the storm
+    # A simulated day of downtime: the hub keeps buffering, nothing is lost or dead-lettered.
+    for _ in range(24):
+        clock.advance(timedelta(hours=1))
+        asyncio.run(w.run_until_idle())
+    assert _states(ledger)["dead_letter"] == 0
+    erp.faults.down = False
+    for _ in range(30):
+        clock.advance(timedelta(minutes=31))
+        asyncio.run(w.run_until_idle())
+    assert w.targets["erp"].breaker.state == "closed"
+    assert erp.duplicates() == {}
+    for e in _realtime_to_erp(envs):
+        kind = {
+            "invoice.posted": "invoice",
+            "payment.received": "payment",
+            "credit_memo.issued": "credit_memo",
+        }[e["type"]]
+        assert erp.count(kind, e["source_id"]) == 1
+
+
+def test_terminal_errors_go_to_the_dead_letter_queue_with_the_reason(ledger: Ledger) -> None:
+    """A posting into a closed period is refused: dead-lettered with why, never retried."""
+    clock = ManualClock(START)
+    envs = list(generate_events(40, seed=1))
+    invoices = [e for e in envs if e["type"] == "invoice.posted"]
+    closed = invoices[0]["data"]["invoice_date"][:7]
+    erp = FakeErp()
+    erp.closed_periods.add(closed)
+    _ingest(ledger, envs, clock)
+    asyncio.run(_worker(ledger, erp, FakeSalesforce(), clock).run_until_idle())
+    with ledger.engine.connect() as conn:
+        dead = dict(
+            conn.execute(
+                select(events.c.source_id, deliveries.c.last_error)
+                .join(deliveries, deliveries.c.event_id == events.c.id)
+                .where(deliveries.c.state == "dead_letter")
+            ).all()
+        )
+        audited = conn.execute(
+            select(audit_log.c.entity_id).where(audit_log.c.action == "dead_letter")
+        ).all()
+    in_closed = {e["source_id"] for e in invoices if e["data"]["invoice_date"].startswith(closed)}
+    assert in_closed <= set(dead)
+    assert all(f"period {closed} is closed" in dead[s] for s in in_closed)
+    assert len(audited) == len(dead)
+    assert all(erp.count("invoice", s) == 0 for s in in_closed)  # nothing half-posted
