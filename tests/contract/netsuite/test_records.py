@@ -189,3 +189,16 @@ def test_an_unknown_path_is_a_404_in_netsuite_form(client: NetSuiteClient) -> No
     response = client.get("/record/v2/customer")
     assert response.status_code == 404
     assert response.json()["o:errorDetails"][0]["o:urlPath"] == "/services/rest/record/v2/customer"
+
+
+def test_a_refused_async_write_completes_as_failed_with_the_error(client: NetSuiteClient) -> None:
+    response = client.post(
+        "/record/v1/invoice", invoice_body("4242"), headers={"Prefer": "respond-async"}
+    )
+    assert response.status_code == 202
+    job_path = response.headers["Location"].split("/services/rest", 1)[1]
+    job = client.get(job_path).json()
+    assert job["progress"] == "failed"
+    result = client.get(f"{job_path}/task/{job['id']}/result")
+    assert result.status_code == 400
+    assert error_codes(result) == ["INVALID_VALUE"]

@@ -143,7 +143,6 @@ _JOURNAL_LINE_SUBLIST = Sublist(
     ),
     key="line",
 )
-_STATUS = Kind.ENUM
 
 RECORD_TYPES: dict[str, RecordType] = {
     rt.name: rt
@@ -190,7 +189,7 @@ RECORD_TYPES: dict[str, RecordType] = {
                 _ro("subtotal", "foreigntotal", Kind.MONEY),
                 _ro("amountPaid", "foreignamountpaid", Kind.MONEY),
                 _ro("amountRemaining", "foreignamountremaining", Kind.MONEY),
-                _ro("status", "status", _STATUS),
+                _ro("status", "status", Kind.ENUM),
             ),
             tran_type="CustInvc",
             tran_prefix="INV",
@@ -208,7 +207,7 @@ RECORD_TYPES: dict[str, RecordType] = {
                 _ro("total", "foreigntotal", Kind.MONEY),
                 _ro("applied", "foreignpaymentamountused", Kind.MONEY),
                 _ro("unapplied", "foreignpaymentamountunused", Kind.MONEY),
-                _ro("status", "status", _STATUS),
+                _ro("status", "status", Kind.ENUM),
             ),
             tran_type="CustPymt",
             tran_prefix="PYMT",
@@ -228,7 +227,7 @@ RECORD_TYPES: dict[str, RecordType] = {
                 _ro("applied", "foreignpaymentamountused", Kind.MONEY),
                 _ro("unapplied", "foreignpaymentamountunused", Kind.MONEY),
                 _ro("amountRemaining", "foreignamountremaining", Kind.MONEY),
-                _ro("status", "status", _STATUS),
+                _ro("status", "status", Kind.ENUM),
             ),
             tran_type="CustCred",
             tran_prefix="CM",
@@ -238,7 +237,7 @@ RECORD_TYPES: dict[str, RecordType] = {
             "journalEntry",
             "Journal Entry",
             "transaction",
-            (*_TRAN_COMMON, _ro("status", "status", _STATUS)),
+            (*_TRAN_COMMON, _ro("status", "status", Kind.ENUM)),
             tran_type="Journal",
             tran_prefix="JE",
             sublists=(_JOURNAL_LINE_SUBLIST,),
