@@ -12,7 +12,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -63,9 +63,38 @@ class PolicySection(_Strict):
     events: dict[EventType, EventPolicySection] = {}
 
 
+class ErpSection(_Strict):
+    kind: Literal["fake", "tryton"] = "fake"
+    # fake: where the in-process fake ERP keeps its records between runs
+    state_file: str = "fake-erp.json"
+    # tryton: the managed local instance's folder (see `revbridge erp tryton up`)
+    tryton_home: str = ".revbridge/tryton"
+    daily_call_budget: Annotated[int, Field(ge=1)] | None = None
+
+
+class SalesforceSection(_Strict):
+    kind: Literal["fake"] = "fake"
+    state_file: str = "fake-salesforce.json"
+    daily_call_budget: Annotated[int, Field(ge=1)] | None = None
+
+
+class EngineSection(_Strict):
+    lease_s: Annotated[float, Field(gt=0)] = 60
+    claim_batch: Annotated[int, Field(ge=1, le=10_000)] = 50
+    max_attempts: Annotated[int, Field(ge=1)] = 12
+    initial_backoff_s: Annotated[float, Field(gt=0)] = 1
+    max_backoff_s: Annotated[float, Field(gt=0)] = 1800
+    max_age_days: Annotated[float, Field(gt=0)] = 7
+    failure_threshold: Annotated[int, Field(ge=1)] = 5
+    circuit_cooldown_s: Annotated[float, Field(gt=0)] = 30
+
+
 class FileConfig(_Strict):
     store: StoreSection = StoreSection()
     policy: PolicySection = PolicySection()
+    erp: ErpSection = ErpSection()
+    salesforce: SalesforceSection = SalesforceSection()
+    engine: EngineSection = EngineSection()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +108,11 @@ class Settings:
     ingest_batch_size: int
     policy: RoutingPolicy
     raw: FileConfig
+
+    def path_in_base(self, relative: str) -> Path:
+        """A path from the config, resolved against the config file's folder."""
+        p = Path(relative)
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
 
 
 def find_config(explicit: Path | None = None, cwd: Path | None = None) -> Path | None:
@@ -174,6 +208,26 @@ auto_migrate = true
 # Which system handles cash: "salesforce" (card payments through its gateway), "erp" (wires,
 # lockbox) or "both". A payment flow that does not apply is off.
 cash_handled_in = "both"
+
+[erp]
+# The ERP of record: "fake" (an in-process fake that keeps its records in state_file, for
+# trying revbridge out), or "tryton" (the managed local Tryton, `revbridge erp tryton up`).
+kind = "fake"
+state_file = "fake-erp.json"
+
+[salesforce]
+kind = "fake"
+state_file = "fake-salesforce.json"
+
+[engine]
+# Delivery: leases, retries (exponential backoff with full jitter), the circuit breaker.
+lease_s = 60
+max_attempts = 12
+initial_backoff_s = 1
+max_backoff_s = 1800
+max_age_days = 7
+failure_threshold = 5
+circuit_cooldown_s = 30
 
 # The hybrid map. Every event type is real-time or batch (with a cron schedule, UTC), with a
 # one-line rationale for the auditors. Uncomment to override a default; see `revbridge policy show`.

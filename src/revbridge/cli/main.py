@@ -31,6 +31,42 @@ db_app = typer.Typer(help="The ledger database.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(db_app, name="db")
+dlq_app = typer.Typer(help="Dead letters: list, show, replay.", no_args_is_help=True)
+dr_app = typer.Typer(
+    help="Extended ERP downtime: status, pause, resume, drain.", no_args_is_help=True
+)
+sandbox_app = typer.Typer(
+    help="Protocol-faithful sandboxes of the external systems.", no_args_is_help=True
+)
+erp_app = typer.Typer(help="Managed local ERP instances.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(dr_app, name="dr")
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(erp_app, name="erp")
+
+
+def _register_subsystems() -> None:
+    """Mount the per-system commands; their modules import nothing heavy at import time."""
+    from revbridge.netsuite.sandbox.cli import netsuite_command
+    from revbridge.salesforce.sandbox.cli import salesforce_command
+    from revbridge.tryton.cli import app as tryton_app
+
+    sandbox_app.command("netsuite", help="Run the NetSuite SuiteTalk REST sandbox.")(
+        netsuite_command
+    )
+    sandbox_app.command("salesforce", help="Run the Salesforce org sandbox.")(salesforce_command)
+    erp_app.add_typer(tryton_app, name="tryton", help="The managed local Tryton instance.")
+
+
+_register_subsystems()
+ActorOpt = Annotated[
+    str | None, typer.Option("--actor", help="Who is acting (for the audit log); default $USER.")
+]
+
+
+def _actor(actor: str | None) -> str:
+    return actor or os.environ.get("USER") or "operator"
+
 
 ConfigOpt = Annotated[
     Path | None,
@@ -270,10 +306,29 @@ def demo(
         f"3. the same file again (a retry): {again.accepted} accepted, "
         f"{again.duplicates} duplicates - nothing is stored twice"
     )
-    out.print("4. the routing policy (revbridge policy show):")
+    import asyncio
+
+    from revbridge.services.targets import build_worker
+
+    w = build_worker(settings, ledger.engine)
+
+    async def deliver() -> dict[str, int]:
+        try:
+            return (await w.run_until_idle()).as_dict()
+        finally:
+            for t in w.targets.values():
+                await t.port.close()
+
+    stats = asyncio.run(deliver())
+    out.print(
+        f"4. delivered the real-time classes (revbridge worker --until-idle): "
+        f"{stats['delivered']} delivered, {stats['expedited']} customers pulled ahead of their "
+        f"nightly batch just in time, {stats['dead_lettered']} dead letters"
+    )
+    out.print("5. the routing policy (revbridge policy show):")
     out.print(policy_markdown(settings.policy), markup=False)
     report = ledger.status(SystemClock().now())
-    out.print("5. the ledger (revbridge status):")
+    out.print("6. the ledger (revbridge status): batch classes wait for their schedule")
     t = Table()
     t.add_column("state")
     t.add_column("deliveries", justify="right")
@@ -284,6 +339,213 @@ def demo(
         f"next: cd {folder} && revbridge status; revbridge quarantine list; "
         "revbridge schema invoice.posted"
     )
+
+
+@app.command()
+def worker(
+    config: ConfigOpt = None,
+    until_idle: Annotated[
+        bool, typer.Option("--until-idle", help="Deliver everything due now, then exit.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deliver due events to the ERP and to Salesforce (real-time classes)."""
+    import asyncio
+    import signal
+
+    from revbridge.services import open_ledger
+    from revbridge.services.targets import build_worker
+
+    settings = _settings(config)
+    ledger = open_ledger(settings)
+    w = build_worker(settings, ledger.engine)
+
+    async def run() -> dict[str, int]:
+        try:
+            if until_idle:
+                stats = await w.run_until_idle()
+            else:
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
+                err.print(f"worker {w.worker_id} running; Ctrl-C to stop")
+                stats = await w.run_forever(stop)
+        finally:
+            for t in w.targets.values():
+                await t.port.close()
+        return stats.as_dict()
+
+    stats = asyncio.run(run())
+    if as_json:
+        _print_json(stats)
+    else:
+        out.print(" ".join(f"{k}={v}" for k, v in stats.items()))
+
+
+@dlq_app.command("list")
+def dlq_list(
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    event_type: Annotated[str | None, typer.Option("--type", help="Only this event type.")] = None,
+) -> None:
+    """Dead-lettered deliveries with their last error."""
+    from revbridge.services import open_ledger
+    from revbridge.services.operations import list_dead_letters
+
+    rows = list_dead_letters(open_ledger(_settings(config)).engine, event_type=event_type)
+    if as_json:
+        _print_json({"dead_letters": rows})
+        return
+    t = Table(title=f"dead letters ({len(rows)})")
+    for col in ("event", "type", "source id", "target", "attempts", "last error"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(
+            str(r["id"]),
+            r["type"],
+            r["source_id"],
+            r["target"],
+            str(r["attempts"]),
+            r["last_error"] or "",
+        )
+    out.print(t)
+
+
+@dlq_app.command("show")
+def dlq_show(event_id: int, config: ConfigOpt = None) -> None:
+    """The full trace of one event: source record, delivery, attempts, audit."""
+    from revbridge.services import open_ledger
+    from revbridge.services.operations import trace
+
+    _print_json(trace(open_ledger(_settings(config)).engine, event_id))
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    event_id: Annotated[int | None, typer.Argument(help="One dead letter's event id.")] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="Every dead letter.")] = False,
+    event_type: Annotated[str | None, typer.Option("--type", help="With --all: one type.")] = None,
+    reason: Annotated[str, typer.Option(help="Why (goes to the audit log).")] = "",
+    actor: ActorOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Put dead letters back in line (attempts reset); every replay is audited."""
+    from revbridge.clock import SystemClock
+    from revbridge.services import open_ledger
+    from revbridge.services.operations import replay
+
+    if (event_id is None) == (not replay_all):
+        err.print("[red]give an event id or --all[/]")
+        raise typer.Exit(2)
+    n = replay(
+        open_ledger(_settings(config)).engine,
+        now=SystemClock().now(),
+        actor=_actor(actor),
+        reason=reason or "replayed by operator",
+        event_id=event_id,
+        event_type=event_type,
+    )
+    out.print(f"replayed {n} dead letter(s); run `revbridge worker --until-idle` to deliver")
+
+
+@dr_app.command("status")
+def dr_status_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Per target: paused, circuit state, backlog, age of the oldest undelivered event."""
+    from revbridge.clock import SystemClock
+    from revbridge.services import open_ledger
+    from revbridge.services.operations import dr_status
+
+    report = dr_status(open_ledger(_settings(config)).engine, SystemClock().now())
+    if as_json:
+        _print_json(report)
+        return
+    t = Table(title="targets")
+    for col in ("target", "paused", "circuit", "pending", "parked", "in flight", "oldest age"):
+        t.add_column(col)
+    for name, r in report.items():
+        age = r["oldest_undelivered_age_s"]
+        t.add_row(
+            name,
+            "yes" if r["paused"] else "no",
+            r["circuit"],
+            *(str(r["backlog"][k]) for k in ("pending", "parked", "in_flight")),
+            "-" if age is None else f"{age:.0f} s",
+        )
+    out.print(t)
+
+
+def _pause(target: str, paused: bool, reason: str, actor: str | None, config: Path | None) -> None:
+    from revbridge.clock import SystemClock
+    from revbridge.services import open_ledger
+    from revbridge.services.operations import set_paused
+
+    set_paused(
+        open_ledger(_settings(config)).engine,
+        target,
+        paused=paused,
+        now=SystemClock().now(),
+        actor=_actor(actor),
+        reason=reason,
+    )
+    out.print(f"{target} {'paused' if paused else 'resumed'}")
+
+
+@dr_app.command("pause")
+def dr_pause(
+    target: Annotated[str, typer.Argument(help="erp or salesforce")],
+    reason: Annotated[str, typer.Option(help="Why (goes to the audit log).")] = "maintenance",
+    actor: ActorOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Stop calling a target; events keep being accepted and buffered."""
+    _pause(target, True, reason, actor, config)
+
+
+@dr_app.command("resume")
+def dr_resume(
+    target: Annotated[str, typer.Argument(help="erp or salesforce")],
+    reason: Annotated[str, typer.Option(help="Why (goes to the audit log).")] = "recovered",
+    actor: ActorOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Call a paused target again; the backlog drains oldest first."""
+    _pause(target, False, reason, actor, config)
+
+
+@dr_app.command("drain")
+def dr_drain(
+    config: ConfigOpt = None,
+    rate: Annotated[
+        float | None, typer.Option(help="At most this many calls per second per target.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deliver the backlog now, oldest first, optionally at a capped rate."""
+    import asyncio
+
+    from revbridge.engine.ratelimit import TokenBucket
+    from revbridge.services import open_ledger
+    from revbridge.services.targets import build_worker
+
+    settings = _settings(config)
+    w = build_worker(settings, open_ledger(settings).engine)
+    if rate is not None:
+        for t in w.targets.values():
+            t.bucket = TokenBucket(rate)
+
+    async def run() -> dict[str, int]:
+        try:
+            return (await w.run_until_idle()).as_dict()
+        finally:
+            for t in w.targets.values():
+                await t.port.close()
+
+    stats = asyncio.run(run())
+    if as_json:
+        _print_json(stats)
+    else:
+        out.print(" ".join(f"{k}={v}" for k, v in stats.items()))
 
 
 @db_app.command("upgrade")
@@ -298,6 +560,12 @@ def db_upgrade(config: ConfigOpt = None) -> None:
 
 def main() -> None:
     """Entry point: domain errors become one clear line and exit code 2, never a traceback."""
+    from revbridge.logs import configure
+
+    configure(
+        os.environ.get("REVBRIDGE_LOG_LEVEL", "WARNING"),
+        json_logs=os.environ.get("REVBRIDGE_LOG_JSON") == "1",
+    )
     try:
         app()
     except RevbridgeError as exc:

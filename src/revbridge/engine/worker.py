@@ -34,6 +34,7 @@ from revbridge.engine.queue import Claimed, DeliveryQueue
 from revbridge.engine.ratelimit import TokenBucket
 from revbridge.engine.retry import RetryPolicy
 from revbridge.errors import RateLimited, TerminalError, TransientError
+from revbridge.services.operations import paused_targets, record_circuit
 
 log = structlog.get_logger("revbridge.worker")
 
@@ -133,8 +134,11 @@ class Worker:
         """One round over all targets; True when some delivery made progress."""
         now = self.clock.now()
         self.queue.recover_expired_leases(now=now)
+        paused = paused_targets(self.queue.engine)
         progressed = False
         for target in self.targets.values():
+            if target.name in paused:
+                continue  # an operator paused it (`revbridge dr pause`); events keep buffering
             limit = self.settings.claim_batch
             if target.breaker.state is CircuitState.OPEN:
                 if not target.breaker.allow(now):
@@ -153,7 +157,16 @@ class Worker:
             if not claimed:
                 continue
             progressed = True
+            before = target.breaker.state
             await asyncio.gather(*(self._guarded(target, c) for c in claimed))
+            if target.breaker.state is not before:
+                record_circuit(
+                    self.queue.engine,
+                    target.name,
+                    state=target.breaker.state.value,
+                    failures=target.breaker.consecutive_failures,
+                    now=self.clock.now(),
+                )
         return progressed
 
     # ------------------------------------------------------------------ one delivery

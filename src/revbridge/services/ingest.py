@@ -11,8 +11,8 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from functools import lru_cache
+from pathlib import Path
 from typing import BinaryIO
 
 from revbridge.clock import Clock, SystemClock

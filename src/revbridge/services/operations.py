@@ -1,0 +1,264 @@
+"""Operator actions: dead letters, replay, pause and resume, traces. Every action is audited."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from revbridge.errors import RevbridgeError
+from revbridge.store.schema import (
+    UTCDateTime,
+    attempts,
+    audit_log,
+    deliveries,
+    events,
+    external_refs,
+    targets,
+)
+
+TARGET_NAMES = ("erp", "salesforce")
+
+
+class NotFound(RevbridgeError):
+    """The event, delivery or target asked for does not exist."""
+
+
+def _audit(conn: Any, **row: Any) -> None:
+    conn.execute(audit_log.insert().values(**row))
+
+
+def list_dead_letters(
+    engine: Engine, *, event_type: str | None = None, limit: int = 200
+) -> list[dict[str, Any]]:
+    query = (
+        select(
+            events.c.id,
+            events.c.type,
+            events.c.source_id,
+            events.c.subject_ref,
+            events.c.received_at,
+            deliveries.c.target,
+            deliveries.c.attempts,
+            deliveries.c.last_error,
+            deliveries.c.updated_at,
+        )
+        .join(deliveries, deliveries.c.event_id == events.c.id)
+        .where(deliveries.c.state == "dead_letter")
+        .order_by(events.c.id)
+        .limit(limit)
+    )
+    if event_type:
+        query = query.where(events.c.type == event_type)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def trace(engine: Engine, event_id: int) -> dict[str, Any]:
+    """Everything about one event: the source record, the delivery, each attempt, audit."""
+    with engine.connect() as conn:
+        ev = conn.execute(select(events).where(events.c.id == event_id)).mappings().first()
+        if ev is None:
+            raise NotFound(f"no event {event_id}")
+        dl = (
+            conn.execute(select(deliveries).where(deliveries.c.event_id == event_id))
+            .mappings()
+            .first()
+        )
+        tries = (
+            conn.execute(
+                select(attempts)
+                .where(attempts.c.event_id == event_id)
+                .order_by(attempts.c.attempt_no)
+            )
+            .mappings()
+            .all()
+        )
+        ref = None
+        if dl is not None:
+            ref = conn.execute(
+                select(external_refs.c.external_id).where(
+                    and_(
+                        external_refs.c.subject_ref == ev["subject_ref"],
+                        external_refs.c.target == dl["target"],
+                    )
+                )
+            ).scalar()
+        audit = (
+            conn.execute(
+                select(audit_log)
+                .where(
+                    and_(audit_log.c.entity_type == "event", audit_log.c.entity_id == str(event_id))
+                )
+                .order_by(audit_log.c.id)
+            )
+            .mappings()
+            .all()
+        )
+    return {
+        "event": dict(ev),
+        "delivery": dict(dl) if dl else None,
+        "attempts": [dict(a) for a in tries],
+        "target_record": ref,
+        "audit": [dict(a) for a in audit],
+    }
+
+
+def replay(
+    engine: Engine,
+    *,
+    now: datetime,
+    actor: str,
+    reason: str,
+    event_id: int | None = None,
+    event_type: str | None = None,
+) -> int:
+    """Put dead letters back in line, as new: attempts reset, due now. Returns how many."""
+    if not reason.strip():
+        raise RevbridgeError("a replay needs a reason for the audit log")
+    with engine.begin() as conn:
+        query = (
+            select(deliveries.c.event_id)
+            .join(events, events.c.id == deliveries.c.event_id)
+            .where(deliveries.c.state == "dead_letter")
+        )
+        if event_id is not None:
+            query = query.where(deliveries.c.event_id == event_id)
+        if event_type is not None:
+            query = query.where(events.c.type == event_type)
+        ids = [r.event_id for r in conn.execute(query)]
+        if event_id is not None and not ids:
+            raise NotFound(f"event {event_id} is not in the dead-letter queue")
+        if not ids:
+            return 0
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.event_id.in_(ids))
+            .values(state="pending", attempts=0, due_at=now, updated_at=now, lease_expires_at=None)
+        )
+        conn.execute(
+            audit_log.insert(),
+            [
+                {
+                    "at": now,
+                    "actor": actor,
+                    "action": "replay",
+                    "entity_type": "event",
+                    "entity_id": str(i),
+                    "from_state": "dead_letter",
+                    "to_state": "pending",
+                    "reason": reason,
+                }
+                for i in ids
+            ],
+        )
+    return len(ids)
+
+
+def _upsert_target(conn: Any, name: str, now: datetime, **values: Any) -> None:
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    row = {
+        "name": name,
+        "paused": False,
+        "circuit": "closed",
+        "consecutive_failures": 0,
+        "updated_at": now,
+    }
+    row.update(values)
+    stmt = dialect.insert(targets).values(**row)
+    conn.execute(
+        stmt.on_conflict_do_update(index_elements=["name"], set_={**values, "updated_at": now})
+    )
+
+
+def set_paused(
+    engine: Engine, name: str, *, paused: bool, now: datetime, actor: str, reason: str
+) -> None:
+    if name not in TARGET_NAMES:
+        raise NotFound(f"unknown target {name!r}; known: {', '.join(TARGET_NAMES)}")
+    with engine.begin() as conn:
+        _upsert_target(conn, name, now, paused=paused, paused_reason=reason if paused else None)
+        _audit(
+            conn,
+            at=now,
+            actor=actor,
+            action="pause" if paused else "resume",
+            entity_type="target",
+            entity_id=name,
+            from_state="running" if paused else "paused",
+            to_state="paused" if paused else "running",
+            reason=reason,
+        )
+
+
+def paused_targets(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        return {
+            r.name for r in conn.execute(select(targets.c.name).where(targets.c.paused.is_(True)))
+        }
+
+
+def record_circuit(engine: Engine, name: str, *, state: str, failures: int, now: datetime) -> None:
+    """Publish a breaker transition so that status and alerts see it from any process."""
+    with engine.begin() as conn:
+        _upsert_target(
+            conn,
+            name,
+            now,
+            circuit=state,
+            consecutive_failures=failures,
+            circuit_opened_at=now if state == "open" else None,
+        )
+        _audit(
+            conn,
+            at=now,
+            actor="engine",
+            action="circuit",
+            entity_type="target",
+            entity_id=name,
+            to_state=state,
+        )
+
+
+def dr_status(engine: Engine, now: datetime) -> dict[str, Any]:
+    """Per target: paused, circuit, backlog by state, oldest undelivered age."""
+    out: dict[str, Any] = {}
+    with engine.connect() as conn:
+        state_rows = {r.name: r for r in conn.execute(select(targets))}
+        for name in TARGET_NAMES:
+            backlog: dict[str, int] = dict(
+                conn.execute(
+                    select(deliveries.c.state, func.count())
+                    .where(
+                        and_(
+                            deliveries.c.target == name,
+                            deliveries.c.state.in_(("pending", "parked", "in_flight")),
+                        )
+                    )
+                    .group_by(deliveries.c.state)
+                ).all()
+            )
+            oldest = conn.execute(
+                select(func.min(events.c.received_at))
+                .join(deliveries, deliveries.c.event_id == events.c.id)
+                .where(
+                    and_(
+                        deliveries.c.target == name,
+                        deliveries.c.state.in_(("pending", "parked", "in_flight")),
+                    )
+                )
+            ).scalar()
+            oldest_dt = UTCDateTime().process_result_value(oldest, conn.dialect)
+            t = state_rows.get(name)
+            out[name] = {
+                "paused": bool(t.paused) if t else False,
+                "paused_reason": t.paused_reason if t else None,
+                "circuit": t.circuit if t else "closed",
+                "backlog": {s: backlog.get(s, 0) for s in ("pending", "parked", "in_flight")},
+                "oldest_undelivered_age_s": round((now - oldest_dt).total_seconds(), 1)
+                if oldest_dt
+                else None,
+            }
+    return out

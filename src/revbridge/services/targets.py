@@ -1,0 +1,69 @@
+"""Build the delivery targets (ERP, Salesforce) and the worker from the configuration."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Engine
+
+from revbridge.clock import Clock, SystemClock
+from revbridge.config import Settings
+from revbridge.engine.circuit import CircuitBreaker
+from revbridge.engine.ports import ErpPort, SalesforcePort
+from revbridge.engine.retry import RetryPolicy
+from revbridge.engine.worker import Target, Worker, WorkerSettings
+
+
+def build_erp(settings: Settings) -> ErpPort:
+    erp = settings.raw.erp
+    if erp.kind == "tryton":
+        from revbridge.tryton.adapter import TrytonErp  # type: ignore[import-untyped, unused-ignore]
+
+        return TrytonErp.from_home(settings.path_in_base(erp.tryton_home))  # type: ignore[no-any-return, unused-ignore]
+    from revbridge.testing.fakes import FakeErp
+
+    return FakeErp(state_file=settings.path_in_base(erp.state_file))
+
+
+def build_salesforce(settings: Settings) -> SalesforcePort:
+    from revbridge.testing.fakes import FakeSalesforce
+
+    return FakeSalesforce(state_file=settings.path_in_base(settings.raw.salesforce.state_file))
+
+
+def worker_settings(settings: Settings) -> WorkerSettings:
+    e = settings.raw.engine
+    return WorkerSettings(
+        lease=timedelta(seconds=e.lease_s),
+        claim_batch=e.claim_batch,
+        retry=RetryPolicy(
+            initial=timedelta(seconds=e.initial_backoff_s),
+            maximum=timedelta(seconds=e.max_backoff_s),
+            max_attempts=e.max_attempts,
+            max_age=timedelta(days=e.max_age_days),
+        ),
+    )
+
+
+def build_worker(
+    settings: Settings, engine: Engine, *, clock: Clock | None = None, worker_id: str | None = None
+) -> Worker:
+    e = settings.raw.engine
+
+    def breaker() -> CircuitBreaker:
+        return CircuitBreaker(
+            failure_threshold=e.failure_threshold,
+            cooldown=timedelta(seconds=e.circuit_cooldown_s),
+        )
+
+    targets = {
+        "erp": Target("erp", build_erp(settings), breaker=breaker()),
+        "salesforce": Target("salesforce", build_salesforce(settings), breaker=breaker()),
+    }
+    return Worker(
+        engine,
+        targets,
+        clock=clock or SystemClock(),
+        settings=worker_settings(settings),
+        worker_id=worker_id,
+    )
