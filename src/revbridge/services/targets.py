@@ -17,7 +17,7 @@ from revbridge.engine.worker import Target, Worker, WorkerSettings
 def build_erp(settings: Settings) -> ErpPort:
     erp = settings.raw.erp
     if erp.kind == "tryton":
-        from revbridge.tryton.adapter import TrytonErp  # type: ignore[import-untyped, unused-ignore]
+        from revbridge.tryton.adapter import TrytonErp  # type: ignore[import-not-found, unused-ignore]
 
         return TrytonErp.from_home(settings.path_in_base(erp.tryton_home))  # type: ignore[no-any-return, unused-ignore]
     from revbridge.testing.fakes import FakeErp
