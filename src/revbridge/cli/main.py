@@ -39,6 +39,8 @@ sandbox_app = typer.Typer(
     help="Protocol-faithful sandboxes of the external systems.", no_args_is_help=True
 )
 erp_app = typer.Typer(help="Managed local ERP instances.", no_args_is_help=True)
+batch_app = typer.Typer(help="Batch classes: run one now.", no_args_is_help=True)
+app.add_typer(batch_app, name="batch")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(dr_app, name="dr")
 app.add_typer(sandbox_app, name="sandbox")
@@ -381,6 +383,63 @@ def worker(
         _print_json(stats)
     else:
         out.print(" ".join(f"{k}={v}" for k, v in stats.items()))
+
+
+@batch_app.command("run")
+def batch_run(
+    config: ConfigOpt = None,
+    event_class: Annotated[
+        str | None, typer.Option("--class", help="One batch class (event type); default all.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run batch classes now, ahead of their schedule: file, manifest, submit, outcomes."""
+    import asyncio
+
+    from revbridge.clock import SystemClock
+    from revbridge.core.policy import Pattern
+    from revbridge.services import open_ledger
+    from revbridge.services.targets import build_worker
+
+    settings = _settings(config)
+    classes = [
+        p.type.value for p in settings.policy.events if p.pattern is Pattern.BATCH and p.enabled
+    ]
+    if event_class is not None:
+        if event_class not in {t.value for t in EventType}:
+            err.print(f"[red]unknown event type {event_class!r}[/]")
+            raise typer.Exit(2)
+        classes = [event_class]
+    w = build_worker(settings, open_ledger(settings).engine)
+    runner = w.batch
+    assert runner is not None
+
+    async def run() -> list[dict[str, Any]]:
+        reports = []
+        try:
+            for c in classes:
+                reports.append((await runner.run(c, now=SystemClock().now(), force=True)).as_dict())
+        finally:
+            for t in w.targets.values():
+                await t.port.close()
+        return reports
+
+    reports = asyncio.run(run())
+    if as_json:
+        _print_json({"batches": reports})
+    else:
+        t = Table(title="batch run")
+        for col in ("class", "items", "delivered", "failed", "retried", "parked", "file"):
+            t.add_column(col, overflow="fold")
+        for r in reports:
+            t.add_row(
+                r["event_type"],
+                *(str(r[k]) for k in ("items", "delivered", "failed", "retried", "parked")),
+                r["file_path"] or "-",
+            )
+        out.print(t)
+    if any(r["failed"] for r in reports):
+        raise typer.Exit(1)
 
 
 @dlq_app.command("list")

@@ -9,7 +9,7 @@ how the engine proves, after an attempt whose outcome is unknown, whether it lan
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -20,6 +20,7 @@ from revbridge.core.events import (
     CustomerCreditStatusChanged,
     CustomerUpserted,
     ErpPaymentReceived,
+    EventData,
     GlPosted,
     InvoicePosted,
     PaymentReceived,
@@ -129,3 +130,36 @@ class Change:
     envelope: Mapping[str, object]
     watermark: str
     changed_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchItem:
+    """One record of a batch file: its reference, its payload and resolved dependencies."""
+
+    external_ref: str
+    data: EventData
+    refs: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchOutcome:
+    """What the system said about one record of a submitted batch file."""
+
+    external_ref: str
+    erp_id: str | None = None
+    error: str | None = None
+    transient: bool = False
+
+
+@runtime_checkable
+class BatchPort(Protocol):
+    """A target that takes its own import files (NetSuite CSV import, FBDI, a JSONL feed)."""
+
+    @property
+    def batch_format(self) -> str: ...
+
+    def render_batch(self, kind: RecordKind, items: Sequence[BatchItem]) -> bytes: ...
+
+    async def submit_batch(
+        self, kind: RecordKind, content: bytes, manifest: Mapping[str, object]
+    ) -> Sequence[BatchOutcome]: ...

@@ -101,6 +101,13 @@ class DeliveryQueue:
             if not rows:
                 return []
             attempt_of: dict[int, int] = dict(rows)
+        return self.claimed_rows(attempt_of, worker_id, now)
+
+    def claimed_rows(
+        self, attempt_of: dict[int, int], worker_id: str, now: datetime
+    ) -> list[Claimed]:
+        """Load the claimed deliveries' events and open an attempt row for each."""
+        with self.engine.begin() as conn:
             found = conn.execute(
                 select(
                     events.c.id,
@@ -110,9 +117,7 @@ class DeliveryQueue:
                     events.c.customer_ref,
                     events.c.received_at,
                     events.c.payload,
-                    deliveries.c.last_error,
                 )
-                .join(deliveries, deliveries.c.event_id == events.c.id)
                 .where(events.c.id.in_(list(attempt_of)))
                 .order_by(events.c.id)
             ).all()

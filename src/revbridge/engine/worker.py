@@ -20,6 +20,8 @@ import random
 import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import Engine
@@ -35,6 +37,9 @@ from revbridge.engine.ratelimit import TokenBucket
 from revbridge.engine.retry import RetryPolicy
 from revbridge.errors import RateLimited, TerminalError, TransientError
 from revbridge.services.operations import paused_targets, record_circuit
+
+if TYPE_CHECKING:
+    from revbridge.engine.batch import BatchRunner
 
 log = structlog.get_logger("revbridge.worker")
 
@@ -96,6 +101,7 @@ class Worker:
         settings: WorkerSettings | None = None,
         worker_id: str | None = None,
         seed: int | None = None,
+        batch_dir: Path | None = None,
     ) -> None:
         self.queue = DeliveryQueue(engine)
         self.targets = targets
@@ -105,6 +111,12 @@ class Worker:
         self.rng = random.Random(seed)  # noqa: S311 - jitter, not security
         self.stats = WorkerStats()
         self.wakeup = asyncio.Event()
+        self.batch: BatchRunner | None = None
+        if batch_dir is not None:
+            from revbridge.engine.batch import BatchRunner
+
+            self.batch = BatchRunner(self, batch_dir)
+        self.batch_reports: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ loops
 
@@ -167,7 +179,24 @@ class Worker:
                     failures=target.breaker.consecutive_failures,
                     now=self.clock.now(),
                 )
+        if self.batch is not None:
+            progressed = await self._run_due_batches(paused) or progressed
         return progressed
+
+    async def _run_due_batches(self, paused: set[str]) -> bool:
+        """Run every batch class whose schedule has come (its deliveries are due)."""
+        assert self.batch is not None
+        ran = False
+        now = self.clock.now()
+        for event_type in self.batch.due_classes(now):
+            target = self.targets[TARGET_OF[SPECS[EventType(event_type)].direction]]
+            if target.name in paused or target.breaker.state is not CircuitState.CLOSED:
+                continue
+            report = await self.batch.run(event_type, now=now)
+            if report.items:
+                ran = True
+                self.batch_reports.append(report.as_dict())
+        return ran
 
     # ------------------------------------------------------------------ one delivery
 

@@ -19,7 +19,7 @@ def build_erp(settings: Settings) -> ErpPort:
     if erp.kind == "tryton":
         from revbridge.tryton.adapter import TrytonErp  # type: ignore[import-not-found, unused-ignore]
 
-        return TrytonErp.from_home(settings.path_in_base(erp.tryton_home))  # type: ignore[no-any-return, unused-ignore]
+        return TrytonErp.from_home(settings.path_in_base(erp.tryton_home))  # type: ignore[attr-defined, no-any-return, unused-ignore]
     from revbridge.testing.fakes import FakeErp
 
     return FakeErp(state_file=settings.path_in_base(erp.state_file))
@@ -66,4 +66,5 @@ def build_worker(
         clock=clock or SystemClock(),
         settings=worker_settings(settings),
         worker_id=worker_id,
+        batch_dir=settings.path_in_base("batches"),
     )

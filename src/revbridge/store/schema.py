@@ -229,3 +229,32 @@ customer_xref = Table(
     UniqueConstraint("erp_system", "erp_entity", "sf_account_id"),
     UniqueConstraint("erp_system", "erp_entity", "erp_customer_number"),
 )
+
+# A batch run: the ERP's own import file, its manifest and what became of each event.
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("target", String(32), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    Column("file_path", String(1024)),
+    Column("file_format", String(32)),
+    Column("checksum", String(64)),
+    Column("record_count", Integer, nullable=False),
+    Column("control_totals", Text, nullable=False),
+    Column("summary", Text),
+    Index(None, "event_type", "created_at"),
+)
+
+batch_items = Table(
+    "batch_items",
+    metadata,
+    Column("batch_id", Id, ForeignKey("batches.id"), primary_key=True),
+    Column("event_id", Id, ForeignKey("events.id"), primary_key=True),
+    Column("outcome", String(16), nullable=False),
+    Column("external_ref", String(255)),
+    Column("error", Text),
+)

@@ -8,29 +8,37 @@ records per external reference to prove the engine never does that.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from revbridge.codec import decode_payload, encode_payload
 from revbridge.core.events import (
     CreditMemoIssued,
     CustomerCreditStatusChanged,
     CustomerUpserted,
     ErpPaymentReceived,
+    EventType,
     GlPosted,
     InvoicePosted,
     PaymentReceived,
     ReportingRefreshed,
     RevenueRecognized,
 )
-from revbridge.engine.ports import Capabilities, ErpRecord, RecordKind
+from revbridge.engine.ports import BatchItem, BatchOutcome, Capabilities, ErpRecord, RecordKind
 from revbridge.errors import RateLimited, TerminalError, TransientError
+
+_BATCH_TYPES = {
+    CustomerUpserted: EventType.CUSTOMER_UPSERTED,
+    RevenueRecognized: EventType.REVENUE_RECOGNIZED,
+}
 
 
 @dataclass
@@ -108,6 +116,7 @@ class FakeErp:
         self.calls: Counter[str] = Counter()
         self._next_id = 1
         self.closed_periods: set[str] = set()
+        self.batches_received: list[dict[str, object]] = []
         self.credit_hold: set[str] = set()
         self._lock = asyncio.Lock()
         if state_file is not None and state_file.exists():
@@ -157,25 +166,31 @@ class FakeErp:
     ) -> ErpRecord:
         await self._call("upsert_customer")
         async with self._lock:
-            existing = next(
-                (d for d in self.docs if d.kind == "customer" and d.external_ref == external_ref),
-                None,
-            )
-            data = {"name": customer.name, "parent": parent_erp_id, "currency": customer.currency}
-            if existing is None:
-                existing = self._new(
-                    "customer",
-                    external_ref,
-                    customer=None,
-                    currency=customer.currency,
-                    total=Decimal(0),
-                    open=Decimal(0),
-                    data=data,
-                )
-            else:
-                existing.data.update(data)
+            rec = self._upsert_customer_row(external_ref, customer, parent_erp_id)
             self.faults.after_write()
-            return self._record(existing)
+            return rec
+
+    def _upsert_customer_row(
+        self, external_ref: str, customer: CustomerUpserted, parent_erp_id: str | None
+    ) -> ErpRecord:
+        existing = next(
+            (d for d in self.docs if d.kind == "customer" and d.external_ref == external_ref),
+            None,
+        )
+        data = {"name": customer.name, "parent": parent_erp_id, "currency": customer.currency}
+        if existing is None:
+            existing = self._new(
+                "customer",
+                external_ref,
+                customer=None,
+                currency=customer.currency,
+                total=Decimal(0),
+                open=Decimal(0),
+                data=data,
+            )
+        else:
+            existing.data.update(data)
+        return self._record(existing)
 
     async def create_invoice(
         self, external_ref: str, invoice: InvoicePosted, customer_erp_id: str
@@ -261,20 +276,26 @@ class FakeErp:
     ) -> ErpRecord:
         await self._call("post_journal")
         async with self._lock:
-            if entry.period in self.closed_periods:
-                raise TerminalError(f"period {entry.period} is closed: posting refused")
-            debit = sum((line.debit for line in entry.lines), Decimal(0))
-            doc = self._new(
-                "journal",
-                external_ref,
-                customer=customer_erp_id,
-                currency=entry.lines[0].currency,
-                total=debit,
-                open=Decimal(0),
-                data={"period": entry.period},
-            )
+            rec = self._post_journal_row(external_ref, entry, customer_erp_id)
             self.faults.after_write()
-            return self._record(doc)
+            return rec
+
+    def _post_journal_row(
+        self, external_ref: str, entry: RevenueRecognized, customer_erp_id: str | None = None
+    ) -> ErpRecord:
+        if entry.period in self.closed_periods:
+            raise TerminalError(f"period {entry.period} is closed: posting refused")
+        debit = sum((line.debit for line in entry.lines), Decimal(0))
+        doc = self._new(
+            "journal",
+            external_ref,
+            customer=customer_erp_id,
+            currency=entry.lines[0].currency,
+            total=debit,
+            open=Decimal(0),
+            data={"period": entry.period},
+        )
+        return self._record(doc)
 
     async def find(self, kind: RecordKind, external_ref: str) -> ErpRecord | None:
         await self._call("find")
@@ -282,6 +303,71 @@ class FakeErp:
             if d.kind == kind and d.external_ref == external_ref:
                 return self._record(d)
         return None
+
+    # ----------------------------------------------------------------- batch import
+
+    @property
+    def batch_format(self) -> str:
+        return "jsonl"
+
+    def render_batch(self, kind: RecordKind, items: Sequence[BatchItem]) -> bytes:
+        lines = []
+        for item in items:
+            event_type = _BATCH_TYPES[type(item.data)]
+            lines.append(
+                json.dumps(
+                    {
+                        "kind": kind.value,
+                        "external_ref": item.external_ref,
+                        "type": event_type.value,
+                        "data": json.loads(encode_payload(event_type, item.data)),
+                        "refs": dict(item.refs),
+                    },
+                    sort_keys=True,
+                )
+            )
+        return ("\n".join(lines) + "\n").encode()
+
+    async def submit_batch(
+        self, kind: RecordKind, content: bytes, manifest: Mapping[str, object]
+    ) -> Sequence[BatchOutcome]:
+        """Import a file like an ERP import job: all rows checked, each row applied or not."""
+        await self._call("submit_batch")
+        if hashlib.sha256(content).hexdigest() != manifest["sha256"]:
+            raise TerminalError("batch file does not match its manifest checksum")
+        self.batches_received.append(dict(manifest))
+        outcomes = []
+        for row in (json.loads(line) for line in content.decode().splitlines() if line):
+            data = decode_payload(EventType(row["type"]), json.dumps(row["data"]))
+            ref = row["external_ref"]
+            try:
+                if isinstance(data, CustomerUpserted):
+                    parent = row["refs"].get(f"customer:{data.parent_customer_id}")
+                    if data.parent_customer_id and parent is None:
+                        parent = next(
+                            (
+                                d.erp_id
+                                for d in self.docs
+                                if d.kind == "customer"
+                                and d.external_ref == data.parent_customer_id
+                            ),
+                            None,
+                        )
+                    rec = self._upsert_customer_row(ref, data, parent)
+                elif isinstance(data, RevenueRecognized):
+                    existing = next(
+                        (d for d in self.docs if d.kind == "journal" and d.external_ref == ref),
+                        None,
+                    )
+                    rec = self._record(existing) if existing else self._post_journal_row(ref, data)
+                else:
+                    raise TerminalError(f"{type(data).__name__} cannot be imported in a batch")
+            except TerminalError as exc:
+                outcomes.append(BatchOutcome(external_ref=ref, error=str(exc)))
+            else:
+                outcomes.append(BatchOutcome(external_ref=ref, erp_id=rec.erp_id))
+        self.faults.after_write()
+        return outcomes
 
     async def close(self) -> None:
         if self.state_file is not None:

@@ -1,0 +1,303 @@
+"""Batch delivery: collect due events of one class, write the target's own import file with a
+manifest, submit it, and record the outcome per event.
+
+The schedule is in the data: at ingest a batch-class delivery is due at its class's next cron
+time, so "run the nightly batch" means "deliver the batch-class deliveries that are due".
+``force`` runs a class now (``revbridge batch run --class C``).
+
+Never twice: items are claimed with a lease like real-time deliveries; an item whose earlier
+attempt's outcome is unknown (a batch submitted, no answer recorded) is looked up by its
+reference first; the target's import is an upsert by reference; only items not confirmed are
+put in a rerun.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, select, text, update
+
+from revbridge.codec import decode_payload
+from revbridge.core.events import (
+    CustomerUpserted,
+    EventData,
+    EventType,
+    GlPosted,
+    ReportingRefreshed,
+    RevenueRecognized,
+)
+from revbridge.engine.dispatch import plan_for
+from revbridge.engine.ports import BatchItem, BatchPort, ErpPort
+from revbridge.engine.queue import Claimed, _ts
+from revbridge.store.schema import batch_items, batches, deliveries, events
+
+_CLAIM_BATCH_SQL = """
+UPDATE deliveries
+SET state = 'in_flight', lease_expires_at = :lease, worker_id = :worker,
+    attempts = attempts + 1, updated_at = :now
+WHERE event_id IN (
+    SELECT d.event_id FROM deliveries d JOIN events e ON e.id = d.event_id
+    WHERE d.target = :target AND d.pattern = 'batch' AND d.state = 'pending'
+      AND e.type = :type AND (d.due_at <= :now OR :force)
+    ORDER BY d.event_id
+    LIMIT :limit {lock}
+)
+RETURNING event_id, attempts
+"""
+
+
+@dataclass(slots=True)
+class BatchReport:
+    event_type: str
+    target: str
+    batch_id: int | None = None
+    items: int = 0
+    delivered: int = 0
+    failed: int = 0
+    retried: int = 0
+    parked: int = 0
+    found_existing: int = 0
+    file_path: str | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+def control_totals(items: Sequence[EventData]) -> dict[str, str]:
+    """Per-currency control totals: what finance ticks off against the import log."""
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for data in items:
+        match data:
+            case RevenueRecognized() | GlPosted():
+                for line in data.lines:
+                    totals[line.currency] += line.debit
+            case ReportingRefreshed():
+                for b in data.balances:
+                    totals[b.currency] += b.open_balance
+            case CustomerUpserted():
+                pass  # master data: the record count is the control
+    return {c: str(v) for c, v in sorted(totals.items())}
+
+
+def manifest_for(
+    event_type: str, target: str, fmt: str, content: bytes, items: Sequence[EventData]
+) -> dict[str, Any]:
+    return {
+        "event_type": event_type,
+        "target": target,
+        "format": fmt,
+        "record_count": len(items),
+        "control_totals": control_totals(items),
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "bytes": len(content),
+    }
+
+
+class BatchRunner:
+    """Runs batch classes through a worker's queue, targets and outcome recording."""
+
+    def __init__(self, worker: Any, batch_dir: Path, *, batch_size: int = 1000) -> None:
+        self.worker = worker
+        self.queue = worker.queue
+        self.batch_dir = batch_dir
+        self.batch_size = batch_size
+
+    def due_classes(self, now: datetime) -> list[str]:
+        with self.queue.engine.connect() as conn:
+            rows = conn.execute(
+                select(events.c.type)
+                .join(deliveries, deliveries.c.event_id == events.c.id)
+                .where(
+                    and_(
+                        deliveries.c.pattern == "batch",
+                        deliveries.c.state == "pending",
+                        deliveries.c.due_at <= now,
+                    )
+                )
+                .distinct()
+            ).all()
+        return sorted(r.type for r in rows)
+
+    def _claim(self, target: str, event_type: str, now: datetime, force: bool) -> list[Claimed]:
+        engine = self.queue.engine
+        with engine.begin() as conn:
+            lock = "FOR UPDATE OF d SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
+            rows = conn.execute(
+                text(_CLAIM_BATCH_SQL.format(lock=lock)),
+                {
+                    "lease": _ts(conn, now + self.worker.settings.lease),
+                    "worker": self.worker.worker_id,
+                    "now": _ts(conn, now),
+                    "target": target,
+                    "type": event_type,
+                    "force": force,
+                    "limit": self.batch_size,
+                },
+            ).all()
+        if not rows:
+            return []
+        claimed: list[Claimed] = self.queue.claimed_rows(dict(rows), self.worker.worker_id, now)
+        return claimed
+
+    async def run(self, event_type: str, *, now: datetime, force: bool = False) -> BatchReport:
+        from revbridge.core.events import SPECS
+        from revbridge.engine.worker import TARGET_OF
+
+        et = EventType(event_type)
+        target_name = TARGET_OF[SPECS[et].direction]
+        target = self.worker.targets[target_name]
+        report = BatchReport(event_type=event_type, target=target_name)
+        claimed = self._claim(target_name, event_type, now, force)
+        report.items = len(claimed)
+        if not claimed:
+            return report
+        port = target.port
+        if not isinstance(port, BatchPort) or not isinstance(port, ErpPort):
+            # No import file for this target: deliver the batch record by record.
+            for c in claimed:
+                await self.worker._guarded(target, c)
+            report.delivered = report.items
+            return report
+        pending: list[tuple[Claimed, EventData, str, dict[str, str]]] = []
+        in_batch: set[str] = {c.subject_ref for c in claimed}
+        for c in claimed:
+            data = decode_payload(et, c.payload)
+            plan = plan_for(data, c.idempotency_key)
+            refs = self.queue.resolve(target_name, plan.needs)
+            missing = [r for r in plan.needs if r not in refs and r not in in_batch]
+            if missing:
+                await self.worker._park(target, c, missing[0])
+                report.parked += 1
+                continue
+            if c.outcome_unknown and plan.kind is not None:
+                found = await port.find(plan.kind, plan.external_ref)
+                if found is not None:
+                    self.queue.complete(
+                        c,
+                        target=target_name,
+                        external_id=found.erp_id,
+                        now=now,
+                        worker_id=self.worker.worker_id,
+                    )
+                    report.found_existing += 1
+                    report.delivered += 1
+                    continue
+            pending.append((c, data, plan.external_ref, refs))
+        if not pending:
+            return report
+        kind = plan_for(pending[0][1], pending[0][0].idempotency_key).kind
+        assert kind is not None
+        items = [
+            BatchItem(external_ref=ref, data=data, refs=refs) for _, data, ref, refs in pending
+        ]
+        content = port.render_batch(kind, items)
+        manifest = manifest_for(
+            event_type, target_name, port.batch_format, content, [i.data for i in items]
+        )
+        batch_id, path = self._record_batch(
+            target_name, event_type, content, manifest, pending, now
+        )
+        report.batch_id, report.file_path, report.manifest = batch_id, str(path), manifest
+        try:
+            outcomes = {o.external_ref: o for o in await port.submit_batch(kind, content, manifest)}
+        except Exception as exc:  # the whole submission failed: every item retries
+            for c, *_ in pending:
+                self.worker._transient(target, c, exc)
+            report.retried = len(pending)
+            self._finish_batch(batch_id, "failed", now, {"error": str(exc)})
+            return report
+        for c, _, ref, _ in pending:
+            o = outcomes.get(ref)
+            if o is not None and o.erp_id is not None:
+                self.queue.complete(
+                    c,
+                    target=target_name,
+                    external_id=o.erp_id,
+                    now=now,
+                    worker_id=self.worker.worker_id,
+                )
+                report.delivered += 1
+                self._item(batch_id, c.event_id, "delivered", o.erp_id, None)
+            elif o is not None and not o.transient:
+                error = f"batch {batch_id}: {o.error}"
+                self.queue.dead_letter(c, error=error, now=now, actor=self.worker.worker_id)
+                report.failed += 1
+                self._item(batch_id, c.event_id, "failed", None, o.error)
+            else:
+                reason = o.error if o is not None else "not in the import result"
+                self.worker._transient(target, c, RuntimeError(f"batch {batch_id}: {reason}"))
+                report.retried += 1
+                self._item(batch_id, c.event_id, "retry", None, reason)
+        state = "completed" if report.failed == 0 and report.retried == 0 else "partial"
+        self._finish_batch(batch_id, state, now, report.as_dict())
+        return report
+
+    def _record_batch(
+        self,
+        target: str,
+        event_type: str,
+        content: bytes,
+        manifest: dict[str, Any],
+        pending: Sequence[tuple[Claimed, EventData, str, dict[str, str]]],
+        now: datetime,
+    ) -> tuple[int, Path]:
+        with self.queue.engine.begin() as conn:
+            batch_id = conn.execute(
+                batches.insert()
+                .values(
+                    target=target,
+                    event_type=event_type,
+                    state="submitted",
+                    created_at=now,
+                    file_format=manifest["format"],
+                    checksum=manifest["sha256"],
+                    record_count=manifest["record_count"],
+                    control_totals=json.dumps(manifest["control_totals"]),
+                )
+                .returning(batches.c.id)
+            ).scalar_one()
+            conn.execute(
+                batch_items.insert(),
+                [
+                    {"batch_id": batch_id, "event_id": c.event_id, "outcome": "submitted"}
+                    for c, *_ in pending
+                ],
+            )
+            folder = self.batch_dir / f"{now:%Y%m%d}" / f"{batch_id:06d}-{event_type}"
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"records.{manifest['format']}"
+            path.write_bytes(content)
+            (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+            conn.execute(
+                update(batches).where(batches.c.id == batch_id).values(file_path=str(path))
+            )
+        return int(batch_id), path
+
+    def _item(
+        self, batch_id: int, event_id: int, outcome: str, ref: str | None, error: str | None
+    ) -> None:
+        with self.queue.engine.begin() as conn:
+            conn.execute(
+                update(batch_items)
+                .where(and_(batch_items.c.batch_id == batch_id, batch_items.c.event_id == event_id))
+                .values(outcome=outcome, external_ref=ref, error=error)
+            )
+
+    def _finish_batch(
+        self, batch_id: int, state: str, now: datetime, summary: dict[str, Any]
+    ) -> None:
+        with self.queue.engine.begin() as conn:
+            conn.execute(
+                update(batches)
+                .where(batches.c.id == batch_id)
+                .values(state=state, finished_at=now, summary=json.dumps(summary, default=str))
+            )

@@ -1,0 +1,120 @@
+"""Batch classes: collected when due, written as the ERP's own import file, never posted twice."""
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+
+from revbridge.clock import ManualClock
+from revbridge.core.policy import build_policy
+from revbridge.engine.worker import Target, Worker
+from revbridge.generate import generate_events
+from revbridge.services.ingest import ingest_lines
+from revbridge.store.ledger import Ledger
+from revbridge.store.schema import batches, deliveries, events
+from revbridge.testing import FakeErp, FakeSalesforce
+
+START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday, after the October close
+
+
+def _setup(
+    ledger: Ledger, tmp_path: Path, erp: FakeErp, n: int = 300, seed: int = 5
+) -> tuple[Worker, list[dict], ManualClock]:
+    clock = ManualClock(START)
+    envs = list(generate_events(n, seed=seed))
+    ingest_lines(
+        ledger,
+        [json.dumps(e).encode() for e in envs],
+        policy=build_policy(),
+        origin="t",
+        clock=clock,
+    )
+    targets = {"erp": Target("erp", erp), "salesforce": Target("salesforce", FakeSalesforce())}
+    return (
+        Worker(ledger.engine, targets, clock=clock, seed=1, batch_dir=tmp_path / "batches"),
+        envs,
+        clock,
+    )
+
+
+def _pending_batch_types(ledger: Ledger) -> set[str]:
+    with ledger.engine.connect() as conn:
+        return {
+            t
+            for (t,) in conn.execute(
+                select(events.c.type)
+                .join(deliveries, deliveries.c.event_id == events.c.id)
+                .where(deliveries.c.state == "pending")
+            )
+        }
+
+
+def test_nightly_and_month_end_batches_run_at_their_cron_with_a_manifest(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    erp = FakeErp()
+    worker, envs, clock = _setup(ledger, tmp_path, erp)
+    asyncio.run(worker.run_until_idle())
+    assert {"revenue.recognized", "gl.posted"} <= _pending_batch_types(ledger)  # not yet due
+    clock.advance(timedelta(days=30))  # past 02:00 nightly, the 1st of the month and a Monday
+    asyncio.run(worker.run_until_idle())
+    assert _pending_batch_types(ledger) == set()
+    revenue = [e for e in envs if e["type"] == "revenue.recognized"]
+    assert all(erp.count("journal", e["source_id"]) == 1 for e in revenue)
+    with ledger.engine.connect() as conn:
+        rows = (
+            conn.execute(select(batches).where(batches.c.event_type == "revenue.recognized"))
+            .mappings()
+            .all()
+        )
+    assert rows
+    assert all(r["state"] == "completed" for r in rows)
+    manifest = json.loads((Path(rows[0]["file_path"]).parent / "manifest.json").read_text())
+    assert manifest["record_count"] == rows[0]["record_count"]
+    assert manifest["sha256"] == rows[0]["checksum"]
+    # Control totals per currency equal the debits of the journals in the file.
+    expected: dict[str, float] = {}
+    for line in Path(rows[0]["file_path"]).read_text().splitlines():
+        for jl in json.loads(line)["data"]["lines"]:
+            from decimal import Decimal
+
+            expected[jl["currency"]] = expected.get(jl["currency"], Decimal(0)) + Decimal(
+                jl["debit"]
+            )
+    assert manifest["control_totals"] == {c: str(v) for c, v in sorted(expected.items())}
+
+
+def test_a_batch_whose_answer_was_lost_is_rerun_without_posting_twice(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    erp = FakeErp()
+    worker, envs, clock = _setup(ledger, tmp_path, erp, n=200, seed=9)
+    asyncio.run(worker.run_until_idle())
+    erp.faults.lose_next_response = 1  # the import job applied the file; its answer is lost
+    clock.advance(timedelta(days=30))
+    for _ in range(6):
+        asyncio.run(worker.run_until_idle())
+        clock.advance(timedelta(hours=1))
+    assert erp.duplicates() == {}
+    revenue = [e for e in envs if e["type"] == "revenue.recognized"]
+    assert all(erp.count("journal", e["source_id"]) == 1 for e in revenue)
+    assert _pending_batch_types(ledger) == set()
+
+
+def test_batch_run_now_for_one_class_with_a_bad_row(ledger: Ledger, tmp_path: Path) -> None:
+    """A closed period refuses one class's rows: those are dead-lettered, the rest delivered."""
+    erp = FakeErp()
+    worker, envs, clock = _setup(ledger, tmp_path, erp, n=200, seed=3)
+    periods = sorted({e["data"]["period"] for e in envs if e["type"] == "revenue.recognized"})
+    erp.closed_periods.add(periods[0])
+    asyncio.run(worker.run_until_idle())  # real-time classes, and the customers they pulled ahead
+    report = asyncio.run(worker.batch.run("revenue.recognized", now=clock.now(), force=True))  # type: ignore[union-attr]
+    in_closed = [
+        e for e in envs if e["type"] == "revenue.recognized" and e["data"]["period"] == periods[0]
+    ]
+    assert report.parked == 0
+    assert report.failed == len(in_closed)
+    assert report.delivered == report.items - report.failed - report.parked
+    assert all(erp.count("journal", e["source_id"]) == 0 for e in in_closed)
