@@ -252,10 +252,13 @@ class TrytonInstance:
     # Process -----------------------------------------------------------------------------
 
     def _start(self) -> tuple[int, int]:
-        # A free port can be taken between our probe and the server's bind; try a few.
+        # A restarted server keeps its previous port when it is still free, so clients that
+        # knew the address reconnect on their own. A free port can be taken between our probe
+        # and the server's bind; try a few.
         last_error: TrytonSetupError | None = None
-        for _ in range(3):
-            port = _free_port()
+        previous = self._previous_port()
+        for attempt in range(3):
+            port = previous if attempt == 0 and previous is not None else _free_port()
             write_config(self.config_path, db_dir=self.db_path.parent, listen=f"{HOST}:{port}")
             pid = self._spawn()
             self.pid_path.write_text(f"{pid} {port}\n", encoding="utf-8")
@@ -270,6 +273,18 @@ class TrytonInstance:
             return pid, port
         assert last_error is not None
         raise last_error
+
+    def _previous_port(self) -> int | None:
+        """The port of the last configuration written here, if nothing listens on it now."""
+        try:
+            text = self.config_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        for line in text.splitlines():
+            if line.startswith("listen = "):
+                port = int(line.rsplit(":", 1)[1])
+                return port if _port_is_free(port) else None
+        return None
 
     def _spawn(self) -> int:
         argv = [
@@ -382,3 +397,14 @@ def _free_port() -> int:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As werkzeug binds: connections of the stopped server in TIME_WAIT do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+        return True

@@ -23,9 +23,10 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from revbridge.errors import TerminalError, UnbalancedJournal
-from revbridge.tryton.rpc import TrytonClient, TrytonUserError
+from revbridge.tryton.rpc import TrytonClient, TrytonUserError, TrytonUserWarning
 
 __all__ = [
+    "CONFIRMED_INVOICE_WARNINGS",
     "Invoice",
     "InvoiceLine",
     "JournalEntry",
@@ -39,6 +40,9 @@ __all__ = [
 ]
 
 InvoiceState = Literal["draft", "validated", "posted", "paid", "cancelled"]
+
+# Tryton warnings an invoice post confirms by default: "the due date is in the past".
+CONFIRMED_INVOICE_WARNINGS: tuple[str, ...] = ("invoice_payment_term",)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -327,11 +331,17 @@ class TrytonAccounting:
         currency: str = "USD",
         description: str | None = None,
         post: bool = True,
+        due_date: dt.date | None = None,
     ) -> Invoice:
         """Create (and by default post) a customer invoice; idempotent on ``reference``.
 
         When a document with this reference exists it is returned as is (posted first if it
         is still a draft and ``post`` is set): a retried delivery never invoices twice.
+
+        ``due_date``, when given, is the single due date of the whole amount (the source
+        system's own terms) instead of the company's default payment term. Posting an invoice
+        whose due date has already passed makes Tryton ask for confirmation; the source
+        already issued it, so that warning is confirmed (see ``post_invoice``).
         """
         return await self._create_document(
             party_id,
@@ -342,6 +352,7 @@ class TrytonAccounting:
             currency=currency,
             description=description,
             post=post,
+            due_date=due_date,
         )
 
     async def create_credit_note(
@@ -354,6 +365,7 @@ class TrytonAccounting:
         currency: str = "USD",
         description: str | None = None,
         post: bool = True,
+        due_date: dt.date | None = None,
     ) -> Invoice:
         """Create (and post) a credit note; idempotent on ``reference`` like invoices.
 
@@ -369,11 +381,29 @@ class TrytonAccounting:
             currency=currency,
             description=description,
             post=post,
+            due_date=due_date,
         )
 
-    async def post_invoice(self, invoice_id: int) -> Invoice:
-        """Post a draft or validated invoice (numbers it and creates its move)."""
-        await self.client.model("account.invoice", "post", [invoice_id])
+    async def post_invoice(
+        self, invoice_id: int, *, confirm: Sequence[str] = CONFIRMED_INVOICE_WARNINGS
+    ) -> Invoice:
+        """Post a draft or validated invoice (numbers it and creates its move).
+
+        Tryton asks for confirmation (a ``UserWarning``) in some cases; a warning whose name
+        is in ``confirm`` is confirmed the way Tryton's own client does it, by storing a
+        one-time ``res.user.warning`` for it, and the post is repeated once. By default only
+        "the due date is already past" is confirmed: an invoice the source system issued
+        weeks ago is still that invoice. Any other warning stays a ``TrytonUserWarning``.
+        """
+        try:
+            await self.client.model("account.invoice", "post", [invoice_id])
+        except TrytonUserWarning as warning:
+            if warning.name.rsplit(".", 1)[-1] not in confirm:
+                raise
+            await self.client.model(
+                "res.user.warning", "create", [{"name": warning.name, "always": False}]
+            )
+            await self.client.model("account.invoice", "post", [invoice_id])
         return await self.get_invoice(invoice_id)
 
     async def apply_credit_note(self, credit_note_id: int, invoice_id: int) -> Invoice:
@@ -658,6 +688,7 @@ class TrytonAccounting:
         currency: str,
         description: str | None,
         post: bool,
+        due_date: dt.date | None = None,
     ) -> Invoice:
         existing = await self.find_invoice(reference)
         if existing is not None:
@@ -704,11 +735,16 @@ class TrytonAccounting:
             "invoice_address": party["addresses"][0],
             "account": party["account_receivable"] or configuration["default_account_receivable"],
             "journal": await self._journal("REV"),
-            "payment_term": configuration["default_customer_payment_term"],
+            "payment_term": (
+                configuration["default_customer_payment_term"] if due_date is None else None
+            ),
             "invoice_date": invoice_date,
             "reference": reference,
             "lines": [["create", invoice_lines]],
         }
+        if due_date is not None:
+            # Without a payment term, Tryton makes one line due on payment_term_date.
+            values["payment_term_date"] = due_date
         if description is not None:
             values["description"] = description
         (invoice_id,) = await self.client.model("account.invoice", "create", [values])

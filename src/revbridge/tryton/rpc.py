@@ -14,8 +14,9 @@ timestamp in finance code is a bug); datetimes coming back are made aware (UTC).
 Errors, translated once here into revbridge's tree::
 
     DeliveryError
-    ├── TransientError             connection refused/reset, timeouts, HTTP 429 and 5xx,
-    │                              ConcurrencyException (the record moved under us)
+    ├── TransientError             connection refused/reset, timeouts, HTTP 5xx,
+    │   │                          ConcurrencyException (the record moved under us)
+    │   └── RateLimited            HTTP 429 (``retry_after`` from ``Retry-After``)
     └── TerminalError
         ├── TrytonUserError        a model refused: validation, access, closed period, ...
         ├── TrytonUserWarning      a warning that needs an explicit, named skip
@@ -40,7 +41,7 @@ from typing import Any, Self
 
 import httpx
 
-from revbridge.errors import TerminalError, TransientError
+from revbridge.errors import RateLimited, TerminalError, TransientError
 
 __all__ = [
     "TrytonAuthError",
@@ -191,6 +192,7 @@ class TrytonClient:
             base_url=self.url, timeout=timeout.total_seconds(), transport=transport
         )
         self._auth: str | None = None
+        self._user_id: int | None = None
         self._context: dict[str, Any] = {}
         self._login_lock = asyncio.Lock()
         self._next_id = 0
@@ -221,6 +223,18 @@ class TrytonClient:
         return dict(self._context)
 
     @property
+    def user_id(self) -> int:
+        """The id of the logged-in user (``res.user``), known after the first login."""
+        if self._user_id is None:
+            raise TrytonAuthError(f"{self.login_name!r} has not logged in yet")
+        return self._user_id
+
+    async def ensure_login(self) -> None:
+        """Log in unless a session is open (model calls do this on their own)."""
+        if self._auth is None:
+            await self._relogin(None)
+
+    @property
     def company_id(self) -> int:
         company = self._context.get("company")
         if not isinstance(company, int):
@@ -235,6 +249,7 @@ class TrytonClient:
             authenticated=False,
         )
         user_id, session = result[0], result[1]
+        self._user_id = int(user_id)
         token = f"{self.login_name}:{user_id}:{session}".encode()
         self._auth = "Session " + base64.b64encode(token).decode("ascii")
         preferences = await self._post(
@@ -345,9 +360,7 @@ class TrytonClient:
                 raise _SessionExpired(method)
             raise TrytonAuthError(f"Tryton refused the login of {self.login_name!r}")
         if status == httpx.codes.TOO_MANY_REQUESTS:
-            raise TransientError(
-                f"Tryton rate-limited {method}", retry_after=_retry_after(response)
-            )
+            raise RateLimited(f"Tryton rate-limited {method}", retry_after=_retry_after(response))
         if status >= httpx.codes.INTERNAL_SERVER_ERROR:
             raise TransientError(
                 f"Tryton answered {status} to {method}: {response.text[:300]}",

@@ -28,7 +28,8 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 @pytest.fixture(scope="session")
 def tryton_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrytonInstance]:
-    home: Path = tmp_path_factory.mktemp("tryton-home")
+    """One server per test run, shared with ``tests/scenarios/tryton`` (same home folder)."""
+    home: Path = tmp_path_factory.getbasetemp() / "tryton-home"
     instance = TrytonInstance(home)
     instance.up()
     try:

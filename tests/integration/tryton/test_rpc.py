@@ -8,7 +8,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from revbridge.errors import TerminalError, TransientError
+from revbridge.errors import RateLimited, TerminalError, TransientError
 from revbridge.tryton.instance import InstanceInfo
 from revbridge.tryton.rpc import (
     TrytonAuthError,
@@ -87,7 +87,7 @@ def test_validation_and_access_errors_are_terminal_with_tryton_message(
 
 
 def test_http_failures_map_to_transient_or_terminal() -> None:
-    """5xx and 429 are worth retrying (429 keeps its Retry-After); 404 is not."""
+    """5xx and 429 are worth retrying (429 is RateLimited and keeps its Retry-After); 404 is not."""
 
     def answer(request: httpx.Request) -> httpx.Response:
         status = {"/down/rpc/": 503, "/busy/rpc/": 429, "/gone/rpc/": 404}[request.url.path]
@@ -104,7 +104,7 @@ def test_http_failures_map_to_transient_or_terminal() -> None:
             with pytest.raises(expected) as caught:
                 await client.login()
             if database == "busy":
-                assert isinstance(caught.value, TransientError)
+                assert isinstance(caught.value, RateLimited)
                 assert caught.value.retry_after == dt.timedelta(seconds=7)
             await client.aclose()
 
