@@ -1,0 +1,321 @@
+"""``NetSuiteErp``: the engine's ``ErpPort`` over SuiteTalk REST.
+
+Data flow of one delivery::
+
+    event payload --mapping.py--> record body --client.py (slot, TBA, httpx)--> NetSuite
+                                                    errors translated once, there
+
+Idempotency. Every record the hub writes carries ``externalId = <prefix><source id>``:
+
+* customers are upserted: ``PUT /record/v1/customer/eid:SF-...`` creates or updates, so a
+  retry can never make a second customer;
+* documents (invoice, payment, credit memo, journal) are *created once*: ``POST`` with the
+  external id, which NetSuite keeps unique per record type. When the create is refused the
+  connector looks the external id up, and if the document is there (an earlier attempt
+  landed, or a racing worker won) it returns it instead of failing. A PUT upsert is not
+  used for documents because on an existing document it re-posts it (re-applies payments,
+  and fails once its period is closed), and a posted document is never changed by the hub;
+* ``find(kind, ref)`` is ``GET .../eid:...``, which the engine calls before creating again
+  after an attempt whose outcome it does not know.
+
+Concurrency. Requests pass an in-process semaphore and, when a PostgreSQL engine is given,
+one of N cross-process advisory-lock slots (``slots.py``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine
+
+from revbridge.core.events import (
+    CreditMemoIssued,
+    CustomerUpserted,
+    InvoicePosted,
+    PaymentReceived,
+    RevenueRecognized,
+)
+from revbridge.engine.ports import Capabilities, ErpRecord, RecordKind
+from revbridge.errors import TerminalError
+from revbridge.netsuite import mapping
+from revbridge.netsuite.capture import (
+    ArCustomer,
+    ArInvoice,
+    Capture,
+    GlLine,
+    Payment,
+    Readback,
+)
+from revbridge.netsuite.client import (
+    JsonObject,
+    NetSuiteHttp,
+    NetSuiteRequestError,
+    location_id,
+)
+from revbridge.netsuite.config import NetSuiteConfig
+from revbridge.netsuite.slots import PgAdvisorySlots, Slots
+
+RECORD_TYPES: Mapping[RecordKind, str] = {
+    RecordKind.CUSTOMER: "customer",
+    RecordKind.INVOICE: "invoice",
+    RecordKind.PAYMENT: "customerPayment",
+    RecordKind.CREDIT_MEMO: "creditMemo",
+    RecordKind.JOURNAL: "journalEntry",
+}
+_NUMBER_FIELD = {RecordKind.CUSTOMER: "entityId"}
+
+
+class NetSuiteErp:
+    """The NetSuite ERP adapter (``ErpPort``), plus capture, read-back and summary posting.
+
+    ``engine``: the hub's SQLAlchemy engine. On PostgreSQL the account concurrency limit is
+    then shared by every process through advisory locks; on anything else (SQLite is one
+    process by construction) only the in-process limit applies. ``slots`` overrides both.
+    """
+
+    def __init__(
+        self,
+        config: NetSuiteConfig,
+        *,
+        engine: Engine | None = None,
+        slots: Slots | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        name: str = "netsuite",
+    ) -> None:
+        self.config = config
+        if slots is None and engine is not None and engine.dialect.name == "postgresql":
+            slots = PgAdvisorySlots(
+                engine,
+                account_id=config.account_id,
+                limit=config.concurrency_limit,
+                wait=config.slot_wait,
+            )
+        self.http = NetSuiteHttp(config, slots=slots, transport=transport)
+        self.name = name
+        self._capture = Capture(self.http, config)
+        self._readback = Readback(self.http, config)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            name=self.name,
+            batch_size=self.config.batch_size,
+            concurrency_limit=self.config.concurrency_limit,
+            idempotency="external_id",
+            batch_formats=("netsuite-csv",),
+            can_close_periods=False,
+        )
+
+    def external_id(self, external_ref: str) -> str:
+        return mapping.external_id(self.config.external_id_prefix, external_ref)
+
+    # ------------------------------------------------------------------ the port
+
+    async def upsert_customer(
+        self, external_ref: str, customer: CustomerUpserted, parent_erp_id: str | None
+    ) -> ErpRecord:
+        eid = self.external_id(external_ref)
+        body = mapping.customer_body(self.config, customer, parent_erp_id)
+        response = await self.http.request("PUT", f"/record/v1/customer/eid:{eid}", body=body)
+        assert response is not None
+        created = location_id(response)
+        if created is not None:
+            return ErpRecord(
+                kind=RecordKind.CUSTOMER,
+                external_ref=external_ref,
+                erp_id=created,
+                number=customer.erp_customer_number,
+            )
+        # Updated: NetSuite sends no Location, so read the id back.
+        found = await self.find(RecordKind.CUSTOMER, external_ref)
+        if found is None:
+            raise TerminalError(f"customer {eid} was upserted but cannot be read back")
+        return found
+
+    async def create_invoice(
+        self, external_ref: str, invoice: InvoicePosted, customer_erp_id: str
+    ) -> ErpRecord:
+        eid = self.external_id(external_ref)
+        body = mapping.invoice_body(self.config, eid, invoice, customer_erp_id)
+        return await self._create(RecordKind.INVOICE, external_ref, body, invoice.invoice_number)
+
+    async def record_payment(
+        self,
+        external_ref: str,
+        payment: PaymentReceived,
+        customer_erp_id: str,
+        invoice_erp_ids: Mapping[str, str],
+    ) -> ErpRecord:
+        eid = self.external_id(external_ref)
+        body = mapping.payment_body(self.config, eid, payment, customer_erp_id, invoice_erp_ids)
+        return await self._create(RecordKind.PAYMENT, external_ref, body, None)
+
+    async def create_credit_memo(
+        self,
+        external_ref: str,
+        memo: CreditMemoIssued,
+        customer_erp_id: str,
+        invoice_erp_ids: Mapping[str, str],
+    ) -> ErpRecord:
+        eid = self.external_id(external_ref)
+        body = mapping.credit_memo_body(self.config, eid, memo, customer_erp_id, invoice_erp_ids)
+        return await self._create(
+            RecordKind.CREDIT_MEMO, external_ref, body, memo.credit_memo_number
+        )
+
+    async def post_journal(
+        self, external_ref: str, entry: RevenueRecognized, customer_erp_id: str | None
+    ) -> ErpRecord:
+        if self.config.revenue_posting == "summarized":
+            raise TerminalError(
+                "revenue posting is 'summarized': recognized revenue is posted per period and "
+                "account through NetSuiteErp.post_revenue_summary (the batch route), not per "
+                "entry"
+            )
+        eid = self.external_id(external_ref)
+        body = mapping.journal_body(self.config, eid, entry, customer_erp_id)
+        return await self._create(RecordKind.JOURNAL, external_ref, body, None)
+
+    async def find(self, kind: RecordKind, external_ref: str) -> ErpRecord | None:
+        return await self._lookup(kind, external_ref, self.external_id(external_ref))
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _lookup(self, kind: RecordKind, external_ref: str, eid: str) -> ErpRecord | None:
+        number_field = _NUMBER_FIELD.get(kind, "tranId")
+        response = await self.http.read(
+            "GET",
+            f"/record/v1/{RECORD_TYPES[kind]}/eid:{eid}",
+            params={"fields": number_field},
+            ok_404=True,
+        )
+        if response is None:
+            return None
+        data: JsonObject = response.json()
+        return ErpRecord(
+            kind=kind,
+            external_ref=external_ref,
+            erp_id=str(data["id"]),
+            number=data.get(number_field),
+        )
+
+    async def _create(
+        self, kind: RecordKind, external_ref: str, body: JsonObject, number: str | None
+    ) -> ErpRecord:
+        eid = str(body["externalId"])
+        try:
+            response = await self.http.request(
+                "POST", f"/record/v1/{RECORD_TYPES[kind]}", body=body
+            )
+        except NetSuiteRequestError as exc:
+            if exc.status != 400:
+                raise
+            # Refused: maybe because the document is already there under our external id.
+            existing = await self._lookup(kind, external_ref, eid)
+            if existing is not None:
+                return existing
+            raise
+        assert response is not None
+        erp_id = location_id(response)
+        if erp_id is None:
+            found = await self._lookup(kind, external_ref, eid)
+            if found is None:
+                raise TerminalError(f"{kind} {eid} was created but cannot be read back")
+            return found
+        return ErpRecord(kind=kind, external_ref=external_ref, erp_id=erp_id, number=number)
+
+    # ------------------------------------------------------------------ summarized revenue
+
+    async def post_revenue_summary(
+        self, period: str, entries: Sequence[RevenueRecognized]
+    ) -> list[ErpRecord]:
+        """One journal entry per currency for ``period``: one line per account and side.
+
+        ``entries`` is the period's *complete* set: the journal is upserted by the external
+        id ``<prefix>REV-<period>-<currency>`` and its lines replaced, so posting the same
+        set again changes nothing and posting a grown set corrects the totals.
+        """
+        sums: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+        last_day: dict[str, date] = {}
+        counts: dict[str, int] = defaultdict(int)
+        for entry in entries:
+            if entry.period != period:
+                raise TerminalError(
+                    f"revenue entry {entry.schedule_entry_id} is in {entry.period}, not {period}"
+                )
+            for line in entry.lines:
+                sums[line.currency][line.account] += line.debit - line.credit
+            currency = mapping.single_currency(entry.lines, entry.schedule_entry_id)
+            counts[currency] += 1
+            last_day[currency] = max(last_day.get(currency, entry.entry_date), entry.entry_date)
+        records = []
+        for currency, per_account in sorted(sums.items()):
+            lines: list[dict[str, Any]] = []
+            for account, net in sorted(per_account.items()):
+                if net == 0:
+                    continue
+                side = "debit" if net > 0 else "credit"
+                lines.append(
+                    {
+                        "account": mapping.account_ref(self.config, account),
+                        side: abs(net),
+                        "memo": f"Revenue {period}",
+                    }
+                )
+            if not lines:
+                continue
+            ref = f"REV-{period}-{currency}"
+            eid = self.external_id(ref)
+            body = {
+                "tranDate": last_day[currency].isoformat(),
+                "currency": mapping.currency_ref(self.config, currency),
+                "subsidiary": mapping.ref(self.config.subsidiary_id),
+                "memo": f"Revenue recognition {period} ({counts[currency]} entries)",
+                "line": {"items": lines},
+            }
+            response = await self.http.request(
+                "PUT", f"/record/v1/journalEntry/eid:{eid}", body=body
+            )
+            assert response is not None
+            erp_id = location_id(response)
+            record = (
+                ErpRecord(kind=RecordKind.JOURNAL, external_ref=ref, erp_id=erp_id)
+                if erp_id
+                else await self.find(RecordKind.JOURNAL, ref)
+            )
+            if record is None:
+                raise TerminalError(f"summary journal {eid} was upserted but cannot be read back")
+            records.append(record)
+        return records
+
+    # ------------------------------------------------------------------ capture, read-back
+
+    async def capture_changes(
+        self, watermark: str | None, *, max_rows: int = 10_000
+    ) -> tuple[list[dict[str, Any]], str]:
+        """ERP-side changes since ``watermark`` as canonical envelopes, and the new mark.
+
+        See ``capture.py``: accountant-entered payments (``erp.payment.received``, never the
+        hub's own), credit hold and limit changes, GL postings (``gl.posted``).
+        """
+        return await self._capture.changes(watermark, max_rows=max_rows)
+
+    async def ar_by_invoice(self, customer_erp_id: str | None = None) -> tuple[ArInvoice, ...]:
+        return await self._readback.ar_by_invoice(customer_erp_id)
+
+    async def ar_by_customer(self) -> tuple[ArCustomer, ...]:
+        return await self._readback.ar_by_customer()
+
+    async def payments_for_period(self, period: str) -> tuple[Payment, ...]:
+        return await self._readback.payments_for_period(period)
+
+    async def gl_lines_for_period(self, period: str) -> tuple[GlLine, ...]:
+        return await self._readback.gl_lines_for_period(period)
