@@ -89,12 +89,24 @@ class EngineSection(_Strict):
     circuit_cooldown_s: Annotated[float, Field(gt=0)] = 30
 
 
+class AlertsSection(_Strict):
+    # apprise URLs: "mailto://user:pass@example.com", "slack://T/B/C", "json://host/path", ...
+    urls: list[str] = []
+    backlog_age_s: Annotated[float, Field(gt=0)] = 3600
+    failure_rate: Annotated[float, Field(gt=0, le=1)] = 0.5
+    failure_window_s: Annotated[float, Field(gt=0)] = 900
+    min_attempts: Annotated[int, Field(ge=1)] = 10
+    dead_letter_window_s: Annotated[float, Field(gt=0)] = 900
+    check_interval_s: Annotated[float, Field(gt=0)] = 60
+
+
 class FileConfig(_Strict):
     store: StoreSection = StoreSection()
     policy: PolicySection = PolicySection()
     erp: ErpSection = ErpSection()
     salesforce: SalesforceSection = SalesforceSection()
     engine: EngineSection = EngineSection()
+    alerts: AlertsSection = AlertsSection()
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +240,16 @@ max_backoff_s = 1800
 max_age_days = 7
 failure_threshold = 5
 circuit_cooldown_s = 30
+
+[alerts]
+# One alert per incident (and a resolve message), through apprise; the log always gets them.
+# urls = ["mailto://ops:secret@mail.example.com?to=finance-systems@example.com",
+#         "slack://TokenA/TokenB/TokenC/#revbridge"]
+urls = []
+backlog_age_s = 3600        # oldest undelivered real-time event older than this
+failure_rate = 0.5          # share of failed attempts over the window
+failure_window_s = 900
+dead_letter_window_s = 900  # any new dead letter in this window
 
 # The hybrid map. Every event type is real-time or batch (with a cron schedule, UTC), with a
 # one-line rationale for the auditors. Uncomment to override a default; see `revbridge policy show`.

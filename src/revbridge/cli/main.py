@@ -177,9 +177,22 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Events by type and delivery state, quarantine size, oldest undelivered age."""
     from revbridge.clock import SystemClock
     from revbridge.services import open_ledger
+    from revbridge.services.cost import cost_report
 
     settings = _settings(config)
-    report = open_ledger(settings).status(SystemClock().now())
+    ledger = open_ledger(settings)
+    now = SystemClock().now()
+    report = ledger.status(now)
+    report["api"] = cost_report(
+        ledger.engine,
+        settings.policy,
+        now,
+        budgets={
+            "erp": settings.raw.erp.daily_call_budget,
+            "salesforce": settings.raw.salesforce.daily_call_budget,
+        },
+        rate_limits={"erp": None, "salesforce": None},
+    )
     if as_json:
         _print_json(report)
         return
@@ -198,6 +211,12 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         s.add_row(k, str(v))
     out.print(s)
     age = report["oldest_pending_age_s"]
+    api = report["api"]
+    for target_name, n in api["calls_today"].items():
+        budget = api["daily_budget"].get(target_name)
+        out.print(f"API calls today to {target_name}: {n}" + (f" of {budget}" if budget else ""))
+    for w in api["warnings"]:
+        out.print(f"[yellow]warning:[/] {w}")
     out.print(f"quarantine (open): {report['quarantine']}")
     out.print(f"oldest undelivered: {'none' if age is None else f'{age:.0f} s'}")
 

@@ -145,7 +145,9 @@ class BatchRunner:
             ).all()
         if not rows:
             return []
-        claimed: list[Claimed] = self.queue.claimed_rows(dict(rows), self.worker.worker_id, now)
+        claimed: list[Claimed] = self.queue.claimed_rows(
+            dict(rows), self.worker.worker_id, now, "batch"
+        )
         return claimed
 
     async def run(self, event_type: str, *, now: datetime, force: bool = False) -> BatchReport:
@@ -207,6 +209,7 @@ class BatchRunner:
             target_name, event_type, content, manifest, pending, now
         )
         report.batch_id, report.file_path, report.manifest = batch_id, str(path), manifest
+        self.worker.api_calls[(target_name, event_type, "batch")] += 1
         try:
             outcomes = {o.external_ref: o for o in await port.submit_batch(kind, content, manifest)}
         except Exception as exc:  # the whole submission failed: every item retries

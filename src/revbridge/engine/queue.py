@@ -14,16 +14,19 @@ queued behind it, could never pass), and rejoins it by event id when released.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, select, text, update
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from revbridge.store.schema import (
+    api_calls,
     attempts,
     audit_log,
     deliveries,
@@ -64,6 +67,7 @@ class Claimed:
     received_at: datetime
     payload: str
     outcome_unknown: bool
+    pattern: str = "realtime"
 
 
 def _ts(conn: Connection, value: datetime) -> Any:
@@ -101,10 +105,10 @@ class DeliveryQueue:
             if not rows:
                 return []
             attempt_of: dict[int, int] = dict(rows)
-        return self.claimed_rows(attempt_of, worker_id, now)
+        return self.claimed_rows(attempt_of, worker_id, now, pattern)
 
     def claimed_rows(
-        self, attempt_of: dict[int, int], worker_id: str, now: datetime
+        self, attempt_of: dict[int, int], worker_id: str, now: datetime, pattern: str = "realtime"
     ) -> list[Claimed]:
         """Load the claimed deliveries' events and open an attempt row for each."""
         with self.engine.begin() as conn:
@@ -145,6 +149,7 @@ class DeliveryQueue:
                 payload=r.payload,
                 # Any earlier attempt may have reached the target before failing or dying.
                 outcome_unknown=attempt_of[r.id] > 1,
+                pattern=pattern,
             )
             for r in found
         ]
@@ -421,6 +426,22 @@ class DeliveryQueue:
                     ],
                 )
             return len(rows)
+
+    def add_api_calls(self, now: datetime, counts: Mapping[tuple[str, str, str], int]) -> None:
+        """Add external calls to today's counters (one row per target, type and pattern)."""
+        day = now.date().isoformat()
+        with self.engine.begin() as conn:
+            dialect = sqlite_dialect if conn.dialect.name == "sqlite" else pg_dialect
+            for (target, event_type, pattern), n in counts.items():
+                stmt = dialect.insert(api_calls).values(
+                    day=day, target=target, event_type=event_type, pattern=pattern, calls=n
+                )
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["day", "target", "event_type", "pattern"],
+                        set_={"calls": api_calls.c.calls + n},
+                    )
+                )
 
     def due_count(self, *, target: str, now: datetime, pattern: str = "realtime") -> int:
         with self.engine.connect() as conn:

@@ -18,8 +18,9 @@ import asyncio
 import os
 import random
 import socket
+from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from sqlalchemy import Engine
 from revbridge.clock import Clock
 from revbridge.codec import decode_payload
 from revbridge.core.events import SPECS, Direction, EventType
+from revbridge.engine.alerts import Alerter
 from revbridge.engine.circuit import CircuitBreaker, CircuitState
 from revbridge.engine.dispatch import call_erp, call_salesforce, plan_for
 from revbridge.engine.ports import ErpPort, SalesforcePort
@@ -102,6 +104,7 @@ class Worker:
         worker_id: str | None = None,
         seed: int | None = None,
         batch_dir: Path | None = None,
+        alerter: Alerter | None = None,
     ) -> None:
         self.queue = DeliveryQueue(engine)
         self.targets = targets
@@ -117,6 +120,10 @@ class Worker:
 
             self.batch = BatchRunner(self, batch_dir)
         self.batch_reports: list[dict[str, Any]] = []
+        self.alerter: Alerter | None = alerter
+        self.alert_interval = timedelta(seconds=60)
+        self._next_alert_check: datetime | None = None
+        self.api_calls: Counter[tuple[str, str, str]] = Counter()
 
     # ------------------------------------------------------------------ loops
 
@@ -124,11 +131,21 @@ class Worker:
         """Deliver everything that is due now, then return."""
         while await self.step():
             pass
+        self.check_alerts(force=True)
         return self.stats
+
+    def check_alerts(self, *, force: bool = False) -> None:
+        if self.alerter is None:
+            return
+        now = self.clock.now()
+        if force or self._next_alert_check is None or now >= self._next_alert_check:
+            self.alerter.check(now)
+            self._next_alert_check = now + self.alert_interval
 
     async def run_forever(self, stop: asyncio.Event) -> WorkerStats:
         """Deliver until ``stop`` is set; new events wake the loop through ``wakeup``."""
         while not stop.is_set():
+            self.check_alerts()
             if not await self.step():
                 self.wakeup.clear()
                 waiter = asyncio.ensure_future(self.wakeup.wait())
@@ -181,6 +198,9 @@ class Worker:
                 )
         if self.batch is not None:
             progressed = await self._run_due_batches(paused) or progressed
+        if self.api_calls:
+            self.queue.add_api_calls(now, self.api_calls)
+            self.api_calls.clear()
         return progressed
 
     async def _run_due_batches(self, paused: set[str]) -> bool:
@@ -277,11 +297,13 @@ class Worker:
     ) -> str:
         port = target.port
         self.stats.calls += 1
+        self.api_calls[(target.name, c.type, c.pattern)] += 1
         if isinstance(port, ErpPort) and SPECS[EventType(c.type)].direction is Direction.TO_ERP:
             from revbridge.engine.ports import RecordKind
 
             assert isinstance(kind, RecordKind)
             if c.outcome_unknown:
+                self.api_calls[(target.name, c.type, c.pattern)] += 1
                 found = await port.find(kind, ref)
                 if found is not None:
                     self.stats.found_existing += 1

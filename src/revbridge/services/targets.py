@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 
 from revbridge.clock import Clock, SystemClock
 from revbridge.config import Settings
+from revbridge.engine.alerts import Alerter, AlertRules, AppriseNotifier, LogNotifier, Notifier
 from revbridge.engine.circuit import CircuitBreaker
 from revbridge.engine.ports import ErpPort, SalesforcePort
 from revbridge.engine.retry import RetryPolicy
@@ -60,11 +61,29 @@ def build_worker(
         "erp": Target("erp", build_erp(settings), breaker=breaker()),
         "salesforce": Target("salesforce", build_salesforce(settings), breaker=breaker()),
     }
-    return Worker(
+    a = settings.raw.alerts
+    notifiers: list[Notifier] = [LogNotifier()]
+    if a.urls:
+        notifiers.append(AppriseNotifier(a.urls))
+    alerter = Alerter(
+        engine,
+        AlertRules(
+            backlog_age=timedelta(seconds=a.backlog_age_s),
+            failure_rate=a.failure_rate,
+            failure_window=timedelta(seconds=a.failure_window_s),
+            min_attempts=a.min_attempts,
+            dead_letter_window=timedelta(seconds=a.dead_letter_window_s),
+        ),
+        notifiers,
+    )
+    worker = Worker(
         engine,
         targets,
         clock=clock or SystemClock(),
         settings=worker_settings(settings),
         worker_id=worker_id,
         batch_dir=settings.path_in_base("batches"),
+        alerter=alerter,
     )
+    worker.alert_interval = timedelta(seconds=a.check_interval_s)
+    return worker

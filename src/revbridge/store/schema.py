@@ -258,3 +258,29 @@ batch_items = Table(
     Column("external_ref", String(255)),
     Column("error", Text),
 )
+
+# One row per open or past incident, so that every process sends one alert per incident and
+# one resolve message when it clears.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("key", String(128), nullable=False),
+    Column("opened_at", UTCDateTime(), nullable=False),
+    Column("resolved_at", UTCDateTime()),
+    Column("severity", String(16), nullable=False),
+    Column("title", String(255), nullable=False),
+    Column("body", Text, nullable=False),
+    Index(None, "key", "resolved_at"),
+)
+
+# External calls per day, target, event type and pattern: the API cost of the policy.
+api_calls = Table(
+    "api_calls",
+    metadata,
+    Column("day", String(10), primary_key=True),
+    Column("target", String(32), primary_key=True),
+    Column("event_type", String(64), primary_key=True),
+    Column("pattern", String(16), primary_key=True),
+    Column("calls", BigInteger, nullable=False),
+)

@@ -1,0 +1,234 @@
+"""Alerts: one per incident, with a resolve message when it clears.
+
+Conditions are read from the ledger (so any process can evaluate them and they agree):
+failure rate over a window, new dead letters, backlog age of real-time deliveries, an open
+circuit, a failed or partial batch. Incidents are rows in ``alerts``: an open row means the
+alert was sent; it is resolved (and the resolve message sent) when the condition clears.
+Notifications go through apprise (email, Slack, Teams, webhooks) as configured; the log sink
+is always on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import structlog
+from sqlalchemy import Engine, and_, case, func, select, update
+
+from revbridge.store.schema import (
+    UTCDateTime,
+    alerts,
+    attempts,
+    batches,
+    deliveries,
+    events,
+    targets,
+)
+
+log = structlog.get_logger("revbridge.alerts")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertRules:
+    backlog_age: timedelta = timedelta(hours=1)
+    failure_rate: float = 0.5
+    failure_window: timedelta = timedelta(minutes=15)
+    min_attempts: int = 10
+    dead_letter_window: timedelta = timedelta(minutes=15)
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    key: str
+    severity: str
+    title: str
+    body: str
+
+
+class Notifier(Protocol):
+    def notify(self, title: str, body: str, severity: str) -> bool: ...
+
+
+class LogNotifier:
+    def notify(self, title: str, body: str, severity: str) -> bool:
+        log.warning("alert", title=title, body=body, severity=severity)
+        return True
+
+
+class AppriseNotifier:
+    """Sends through apprise to every configured URL (mailto://, slack://, json://, ...)."""
+
+    def __init__(self, urls: Sequence[str]) -> None:
+        import apprise
+
+        self._apprise = apprise.Apprise()
+        for url in urls:
+            if not self._apprise.add(url):
+                raise ValueError(f"apprise cannot use the notification URL {url.split(':')[0]}://…")
+
+    def notify(self, title: str, body: str, severity: str) -> bool:
+        import apprise
+
+        kind = {
+            "critical": apprise.NotifyType.FAILURE,
+            "warning": apprise.NotifyType.WARNING,
+            "resolved": apprise.NotifyType.SUCCESS,
+        }.get(severity, apprise.NotifyType.INFO)
+        return bool(self._apprise.notify(title=title, body=body, notify_type=kind))
+
+
+def _as_dt(value: object, engine: Engine) -> datetime | None:
+    return UTCDateTime().process_result_value(value, engine.dialect)
+
+
+def evaluate(engine: Engine, rules: AlertRules, now: datetime) -> list[Condition]:
+    """The alert conditions that hold now."""
+    found: list[Condition] = []
+    with engine.connect() as conn:
+        for row in conn.execute(select(targets.c.name).where(targets.c.circuit == "open")):
+            found.append(
+                Condition(
+                    f"circuit_open:{row.name}",
+                    "critical",
+                    f"revbridge: circuit open to {row.name}",
+                    f"Calls to {row.name} keep failing; the circuit is open and events are "
+                    "buffering in the ledger. See `revbridge dr status`.",
+                )
+            )
+        for target_name, oldest in conn.execute(
+            select(deliveries.c.target, func.min(events.c.received_at))
+            .join(events, events.c.id == deliveries.c.event_id)
+            .where(
+                and_(
+                    deliveries.c.pattern == "realtime",
+                    deliveries.c.state.in_(("pending", "parked", "in_flight")),
+                )
+            )
+            .group_by(deliveries.c.target)
+        ):
+            oldest_dt = _as_dt(oldest, engine)
+            if oldest_dt is not None and now - oldest_dt > rules.backlog_age:
+                age = now - oldest_dt
+                found.append(
+                    Condition(
+                        f"backlog_age:{target_name}",
+                        "warning",
+                        f"revbridge: real-time backlog to {target_name} is {age} old",
+                        f"The oldest undelivered real-time event to {target_name} was received "
+                        f"{age} ago (threshold {rules.backlog_age}).",
+                    )
+                )
+        since = now - rules.failure_window
+        for target_name, total, failed in conn.execute(
+            select(
+                deliveries.c.target,
+                func.count(),
+                func.sum(case((attempts.c.outcome != "delivered", 1), else_=0)),
+            )
+            .join(deliveries, deliveries.c.event_id == attempts.c.event_id)
+            .where(and_(attempts.c.finished_at >= since, attempts.c.outcome.is_not(None)))
+            .group_by(deliveries.c.target)
+        ):
+            rate = (failed or 0) / total if total else 0.0
+            if total >= rules.min_attempts and rate > rules.failure_rate:
+                found.append(
+                    Condition(
+                        f"failure_rate:{target_name}",
+                        "critical",
+                        f"revbridge: {rate:.0%} of calls to {target_name} fail",
+                        f"{failed} of {total} delivery attempts to {target_name} failed in the "
+                        f"last {rules.failure_window} (threshold {rules.failure_rate:.0%}).",
+                    )
+                )
+        new_dead = conn.execute(
+            select(func.count())
+            .select_from(deliveries)
+            .where(
+                and_(
+                    deliveries.c.state == "dead_letter",
+                    deliveries.c.updated_at >= now - rules.dead_letter_window,
+                )
+            )
+        ).scalar_one()
+        if new_dead:
+            found.append(
+                Condition(
+                    "dead_letters",
+                    "critical",
+                    f"revbridge: {new_dead} new dead letter(s)",
+                    f"{new_dead} deliveries gave up in the last {rules.dead_letter_window}. "
+                    "See `revbridge dlq list`.",
+                )
+            )
+        latest: dict[str, str] = {}
+        for event_type, state in conn.execute(
+            select(batches.c.event_type, batches.c.state).order_by(batches.c.id)
+        ):
+            latest[event_type] = state
+        for event_type, state in latest.items():
+            if state in ("failed", "partial"):
+                found.append(
+                    Condition(
+                        f"batch_failed:{event_type}",
+                        "critical",
+                        f"revbridge: the {event_type} batch {state}",
+                        f"The latest {event_type} batch run ended {state}. "
+                        "See `revbridge dlq list --type " + event_type + "`.",
+                    )
+                )
+    return found
+
+
+class Alerter:
+    def __init__(self, engine: Engine, rules: AlertRules, notifiers: Sequence[Notifier]) -> None:
+        self.engine = engine
+        self.rules = rules
+        self.notifiers = list(notifiers)
+
+    def _send(self, title: str, body: str, severity: str) -> None:
+        for n in self.notifiers:
+            try:
+                n.notify(title, body, severity)
+            except Exception as exc:  # a broken channel must not stop the others
+                log.error("alert_channel_failed", error=str(exc))
+
+    def check(self, now: datetime) -> tuple[list[str], list[str]]:
+        """Open new incidents and resolve cleared ones; returns (opened, resolved) keys."""
+        active = {c.key: c for c in evaluate(self.engine, self.rules, now)}
+        opened: list[str] = []
+        resolved: list[str] = []
+        with self.engine.begin() as conn:
+            open_rows = {
+                r.key: r for r in conn.execute(select(alerts).where(alerts.c.resolved_at.is_(None)))
+            }
+            for key, cond in active.items():
+                if key in open_rows:
+                    continue
+                conn.execute(
+                    alerts.insert().values(
+                        key=key,
+                        opened_at=now,
+                        severity=cond.severity,
+                        title=cond.title,
+                        body=cond.body,
+                    )
+                )
+                opened.append(key)
+            for key, row in open_rows.items():
+                if key not in active:
+                    conn.execute(
+                        update(alerts).where(alerts.c.id == row.id).values(resolved_at=now)
+                    )
+                    resolved.append(key)
+        for key in opened:
+            c = active[key]
+            self._send(c.title, c.body, c.severity)
+        for key in resolved:
+            row = open_rows[key]
+            self._send(
+                f"RESOLVED: {row.title}", f"Cleared at {now.isoformat()}. {row.body}", "resolved"
+            )
+        return opened, resolved
