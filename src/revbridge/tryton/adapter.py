@@ -649,6 +649,8 @@ class TrytonErp:
     async def _boundary(self, what: str, reference: str) -> AsyncIterator[None]:
         """Translate, once, what the operations layer raises into the delivery error tree."""
         try:
+            # Domains below name the company, which the client knows once it is logged in.
+            await self.client.ensure_login()
             yield
         except TrytonUserError as exc:
             if "reopen the period" in exc.message:

@@ -158,17 +158,19 @@ async def capture_credit_status(
     """
     client = erp.client
     await client.ensure_login()
+    # The limit values themselves are not readable over RPC; setting one writes the party,
+    # so the party's own write date says when its limit changed.
     limits = await client.search_read(
-        "party.party.credit_limit_amount",
-        [("company", "=", client.company_id)],
-        ["party", "credit_limit_amount", "create_date", "write_date"],
+        "party.party",
+        [("credit_limit_amounts.company", "=", client.company_id)],
+        ["create_date", "write_date"],
     )
     changed: dict[int, dt.datetime] = {}
     for row in limits:
         at = _changed_at(row)
         if at >= since:
-            changed[row["party"]] = max(at, changed.get(row["party"], at))
-    limited = sorted({row["party"] for row in limits})
+            changed[row["id"]] = at
+    limited = sorted({row["id"] for row in limits})
     if limited:
         moved = await client.search_read(
             "account.move.line",
