@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Generator, Mapping
+from collections.abc import AsyncGenerator, Generator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -203,12 +203,16 @@ class NetSuiteHttp:
         self._transport = transport
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.AsyncClient | None = None
+        self._lifetime: AsyncGenerator[None, None] | None = None
         self.requests = 0
 
-    def _http(self) -> httpx.AsyncClient:
+    async def _http(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            # A client's connection pool belongs to the loop that opened it.
+            # A client's connection pool belongs to the loop that opened it. The pool is
+            # closed when its loop shuts down: ``asyncio.run`` finalizes live async
+            # generators before closing the loop, so ``_client_lifetime`` closes the client
+            # there, and a hub that runs ``asyncio.run`` per batch leaks no sockets.
             self._loop = loop
             self._client = httpx.AsyncClient(
                 auth=self._auth,
@@ -217,12 +221,17 @@ class NetSuiteHttp:
                 limits=httpx.Limits(max_connections=self.config.concurrency_limit),
                 headers={"Accept": "application/json"},
             )
+            self._lifetime = _client_lifetime(self._client)
+            await anext(self._lifetime)
         return self._client
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
+        lifetime, self._lifetime = self._lifetime, None
         if client is not None and self._loop is asyncio.get_running_loop():
             await client.aclose()
+            if lifetime is not None:
+                await lifetime.aclose()
 
     async def request(
         self,
@@ -265,7 +274,8 @@ class NetSuiteHttp:
     ) -> httpx.Response:
         self.requests += 1
         try:
-            return await self._http().request(
+            client = await self._http()
+            return await client.request(
                 method, url, content=content, params=params, headers=headers
             )
         except httpx.TimeoutException as exc:
@@ -329,6 +339,14 @@ class NetSuiteHttp:
             if not page.get("hasMore") or not items:
                 return rows
             offset += len(items)
+
+
+async def _client_lifetime(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+    """Suspended for the life of ``client``; closing it (loop shutdown) closes the client."""
+    try:
+        yield
+    finally:
+        await client.aclose()
 
 
 def location_id(response: httpx.Response) -> str | None:
