@@ -146,3 +146,20 @@ def test_status_reports_types_states_quarantine_and_oldest_age(ledger: Ledger) -
         )
     assert due["realtime"] == NOW.replace(tzinfo=None) or due["realtime"].replace(tzinfo=UTC) == NOW
     assert due["batch"].replace(tzinfo=UTC) > NOW
+
+
+def test_parallel_validation_gives_the_same_outcome_as_in_process(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """Worker processes validate, this one writes in input order: same counts, same quarantine."""
+    envs = list(generate_events(900, seed=31))
+    lines = _lines(envs[:400]) + [b"{broken\n"] + _lines(envs[400:]) + _lines(envs[:50])
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(b"".join(lines))
+    result = ingest_path(
+        ledger, path, policy=build_policy(), clock=ManualClock(NOW), workers=2, batch_size=100
+    )
+    assert result.as_dict() == {"accepted": 900, "duplicates": 50, "conflicts": 0, "rejected": 1}
+    (q,) = ledger.list_quarantine()
+    assert (q["line_no"], q["reason_code"]) == (401, "invalid_json")
+    assert result.lines == 951

@@ -128,6 +128,9 @@ def ingest(
     file: Annotated[str, typer.Argument(help="JSON Lines envelopes; '-' for stdin.")],
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
+    workers: Annotated[
+        int, typer.Option(help="Validate in this many processes (big files, idle cores).")
+    ] = 0,
 ) -> None:
     """Write events to the ledger: accepted, duplicate, conflict and rejected counts."""
     from revbridge.services import open_ledger
@@ -152,10 +155,15 @@ def ingest(
                 policy=settings.policy,
                 batch_size=settings.ingest_batch_size,
                 on_progress=lambda done: progress.update(task, completed=done),
+                workers=workers,
             )
     else:
         result = ingest_path(
-            ledger, file, policy=settings.policy, batch_size=settings.ingest_batch_size
+            ledger,
+            file,
+            policy=settings.policy,
+            batch_size=settings.ingest_batch_size,
+            workers=workers,
         )
     if as_json:
         _print_json(result.as_dict())

@@ -89,7 +89,6 @@ _EVENT_COLUMNS = (
     "payload_hash",
     "payload",
 )
-_TIMESTAMP_COLUMNS = frozenset({"occurred_at", "received_at"})
 _EVENT_INSERT = {
     "sqlite": (
         f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
@@ -112,11 +111,37 @@ _DELIVERY_INSERT = {
 }
 
 
+def _memo(ts: Callable[[datetime], Any]) -> Callable[[datetime], Any]:
+    """Convert each distinct timestamp once: a batch shares its receipt and due times."""
+    seen: dict[datetime, Any] = {}
+
+    def convert(value: datetime) -> Any:
+        out = seen.get(value)
+        if out is None:
+            out = seen[value] = ts(value)
+        return out
+
+    return convert
+
+
 def _event_params(
     rows: Sequence[dict[str, Any]], ts: Callable[[datetime], Any]
 ) -> list[tuple[Any, ...]]:
+    ts = _memo(ts)
     return [
-        tuple(ts(row[c]) if c in _TIMESTAMP_COLUMNS else row[c] for c in _EVENT_COLUMNS)
+        (
+            row["idempotency_key"],
+            row["type"],
+            row["source"],
+            row["source_id"],
+            row["source_version"],
+            ts(row["occurred_at"]),
+            ts(row["received_at"]),
+            row["customer_ref"],
+            row["subject_ref"],
+            row["payload_hash"],
+            row["payload"],
+        )
         for row in rows
     ]
 
@@ -163,7 +188,7 @@ class Ledger:
     def append(
         self,
         batch: Sequence[NewEvent],
-        rejects: Sequence[tuple[QuarantineRecord, int | None]],
+        rejects: Sequence[QuarantineRecord],
         *,
         now: datetime,
     ) -> tuple[AppendOutcome, list[QuarantineRecord]]:
@@ -180,11 +205,11 @@ class Ledger:
                     _conflict_record(batch[pos], original)
                     for pos, original in outcome.conflicts.items()
                 ]
-                records = [r for r, _ in rejects] + conflict_records
+                records = [*rejects, *conflict_records]
                 if records:
                     self._insert_quarantine(conn, records, now)
                 if outcome.accepted:
-                    ts = timestamp_param(conn.dialect.name)
+                    ts = _memo(timestamp_param(conn.dialect.name))
                     conn.exec_driver_sql(
                         _DELIVERY_INSERT[conn.dialect.name],
                         [
