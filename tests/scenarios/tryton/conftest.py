@@ -38,8 +38,8 @@ __all__ = ["tryton_instance"]
 
 TODAY = datetime.now(UTC).date()
 
-# The engine runs batch classes only when a real-time event pulls them (it has no batch
-# runner yet): these scenarios deliver customers and revenue as soon as they arrive.
+# Customers and revenue are batch classes by default (BatchRunner, at their cron time); the
+# scenarios deliver them as they arrive so that one worker tells the whole story.
 POLICY = build_policy(
     {
         t: EventPolicy(type=t, pattern=Pattern.REALTIME, schedule=None, rationale="scenario")
