@@ -36,7 +36,8 @@ _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678
 _HEX = frozenset("0123456789abcdef")
 
 
-def _escape(ref: str) -> str:
+def _tokens(ref: str) -> list[str]:
+    """The escaped form of ``ref``, one token per source character."""
     out: list[str] = []
     for ch in ref:
         if ch in _SAFE:
@@ -44,20 +45,26 @@ def _escape(ref: str) -> str:
         elif ch == "_":
             out.append("__")
         else:
-            out.extend(f"_{b:02x}" for b in ch.encode())
-    return "".join(out)
+            out.append("".join(f"_{b:02x}" for b in ch.encode()))
+    return out
 
 
 def external_id(prefix: str, ref: str) -> str:
     """The NetSuite external id for the source record ``ref`` (``SF-001Ax...``)."""
     if not ref:
         raise TerminalError("an empty source reference cannot become a NetSuite external id")
-    eid = prefix + _escape(ref)
-    if len(eid) > MAX_EXTERNAL_ID:
-        # Too long to keep whole: a readable head and a digest of the full reference.
-        digest = hashlib.sha256(ref.encode()).hexdigest()[:32]
-        eid = f"{eid[: MAX_EXTERNAL_ID - 34]}_h{digest}"
-    return eid
+    tokens = _tokens(ref)
+    eid = prefix + "".join(tokens)
+    if len(eid) <= MAX_EXTERNAL_ID:
+        return eid
+    # Too long to keep whole: a readable head cut between whole escapes, then ``_h`` and a
+    # digest of the full reference. ``_h`` is no valid escape, so ``source_ref`` refuses it.
+    head = prefix
+    for token in tokens:
+        if len(head) + len(token) > MAX_EXTERNAL_ID - 34:
+            break
+        head += token
+    return f"{head}_h{hashlib.sha256(ref.encode()).hexdigest()[:32]}"
 
 
 def is_external_id(value: str) -> bool:

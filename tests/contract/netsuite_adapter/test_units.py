@@ -21,7 +21,12 @@ from revbridge.netsuite.mapping import external_id, is_external_id, source_ref
 def test_every_source_id_becomes_a_valid_external_id_and_back(ref: str) -> None:
     eid = external_id("SF-", ref)
     assert is_external_id(eid)
-    assert source_ref("SF-", eid) == ref
+    escaped = sum(
+        1 if c.isascii() and (c.isalnum() or c == "-") else 2 if c == "_" else 3 * len(c.encode())
+        for c in ref
+    )
+    # Ids too long for NetSuite are shortened with a digest and are then no longer read back.
+    assert source_ref("SF-", eid) == (ref if 3 + escaped <= 255 else None)
 
 
 @given(st.text(min_size=1, max_size=30), st.text(min_size=1, max_size=30))
