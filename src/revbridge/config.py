@@ -67,6 +67,10 @@ class ErpSection(_Strict):
     kind: Literal["fake", "tryton"] = "fake"
     # fake: where the in-process fake ERP keeps its records between runs
     state_file: str = "fake-erp.json"
+    # fake: several worker processes share the fake ERP through state_file (file lock)
+    shared: bool = False
+    # fake: injected faults, e.g. "error_rate=0.05,lost_response_rate=0.05,seed=7"
+    faults: str = ""
     # tryton: the managed local instance's folder (see `revbridge erp tryton up`)
     tryton_home: str = ".revbridge/tryton"
     daily_call_budget: Annotated[int, Field(ge=1)] | None = None
@@ -75,6 +79,7 @@ class ErpSection(_Strict):
 class SalesforceSection(_Strict):
     kind: Literal["fake"] = "fake"
     state_file: str = "fake-salesforce.json"
+    faults: str = ""
     daily_call_budget: Annotated[int, Field(ge=1)] | None = None
 
 

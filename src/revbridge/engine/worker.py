@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from revbridge.clock import Clock
 from revbridge.codec import decode_payload
@@ -144,9 +145,22 @@ class Worker:
 
     async def run_forever(self, stop: asyncio.Event) -> WorkerStats:
         """Deliver until ``stop`` is set; new events wake the loop through ``wakeup``."""
+        backoff = 0.5
         while not stop.is_set():
-            self.check_alerts()
-            if not await self.step():
+            try:
+                self.check_alerts()
+                progressed = await self.step()
+            except DBAPIError as exc:
+                # The ledger is unreachable (restart, dropped connection): nothing was lost,
+                # leases protect what was claimed. Wait and try again.
+                log.warning(
+                    "ledger_unavailable", error=str(exc).splitlines()[0], retry_in_s=backoff
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            backoff = 0.5
+            if not progressed:
                 self.wakeup.clear()
                 waiter = asyncio.ensure_future(self.wakeup.wait())
                 stopper = asyncio.ensure_future(stop.wait())

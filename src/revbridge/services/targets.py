@@ -21,15 +21,22 @@ def build_erp(settings: Settings) -> ErpPort:
         from revbridge.tryton.adapter import TrytonErp  # type: ignore[import-not-found, unused-ignore]
 
         return TrytonErp.from_home(settings.path_in_base(erp.tryton_home))  # type: ignore[attr-defined, no-any-return, unused-ignore]
-    from revbridge.testing.fakes import FakeErp
+    from revbridge.testing.fakes import FakeErp, Faults
 
-    return FakeErp(state_file=settings.path_in_base(erp.state_file))
+    return FakeErp(
+        state_file=settings.path_in_base(erp.state_file),
+        shared=erp.shared,
+        faults=Faults.parse(erp.faults),
+    )
 
 
 def build_salesforce(settings: Settings) -> SalesforcePort:
-    from revbridge.testing.fakes import FakeSalesforce
+    from revbridge.testing.fakes import FakeSalesforce, Faults
 
-    return FakeSalesforce(state_file=settings.path_in_base(settings.raw.salesforce.state_file))
+    sf = settings.raw.salesforce
+    return FakeSalesforce(
+        state_file=settings.path_in_base(sf.state_file), faults=Faults.parse(sf.faults)
+    )
 
 
 def worker_settings(settings: Settings) -> WorkerSettings:

@@ -8,11 +8,15 @@ records per external reference to prove the engine never does that.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import json
+import os
 import random
+import signal
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -54,13 +58,37 @@ class Faults:
     error_rate: float = 0.0
     lost_response_rate: float = 0.0
     latency_s: float = 0.0
+    # Chaos: the worker process holding the call dies (SIGKILL) before calling, or right
+    # after the ERP committed and before the answer is recorded.
+    die_before_call_rate: float = 0.0
+    die_after_commit_rate: float = 0.0
     seed: int = 0
     _rng: random.Random = field(default_factory=random.Random, repr=False)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)  # noqa: S311 - fault injection, not security
 
+    @classmethod
+    def parse(cls, spec: str) -> Faults:
+        """``"error_rate=0.1,lost_response_rate=0.05,latency_s=0.01,seed=7,down=0"``."""
+        kwargs: dict[str, Any] = {}
+        fields = {f: t for f, t in cls.__annotations__.items() if not f.startswith("_")}
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            key, sep, value = part.partition("=")
+            if not sep or key not in fields or key == "retry_after":
+                raise ValueError(f"fault spec: {part!r}: unknown key or missing value")
+            kind = fields[key]
+            if kind == "bool":
+                kwargs[key] = value.lower() in ("1", "true", "yes", "on")
+            elif kind == "int":
+                kwargs[key] = int(value)
+            else:
+                kwargs[key] = float(value)
+        return cls(**kwargs)
+
     def before_call(self) -> None:
+        if self.die_before_call_rate and self._rng.random() < self.die_before_call_rate:
+            os.kill(os.getpid(), signal.SIGKILL)
         if self.down:
             raise TransientError("connection refused: the system is down")
         if self.throttle_next > 0:
@@ -77,6 +105,8 @@ class Faults:
 
     def after_write(self) -> None:
         """The write committed; maybe the response never reaches the caller."""
+        if self.die_after_commit_rate and self._rng.random() < self.die_after_commit_rate:
+            os.kill(os.getpid(), signal.SIGKILL)
         if self.lose_next_response > 0:
             self.lose_next_response -= 1
             raise TransientError("read timeout: the request was sent, no response came back")
@@ -106,9 +136,12 @@ class FakeErp:
         state_file: Path | None = None,
         capabilities: Capabilities | None = None,
         name: str = "fake-erp",
+        shared: bool = False,
     ) -> None:
         self.faults = faults or Faults()
         self.state_file = state_file
+        # Shared: several processes use one ERP through the state file (chaos tests, demos).
+        self.shared = shared
         self._caps = capabilities or Capabilities(
             name=name, concurrency_limit=8, batch_formats=("jsonl",), idempotency="external_id"
         )
@@ -146,6 +179,29 @@ class FakeErp:
             await asyncio.sleep(self.faults.latency_s)
         self.faults.before_call()
 
+    @asynccontextmanager
+    async def _txn(self, *, write: bool = True) -> AsyncIterator[None]:
+        """One ERP transaction. Shared mode: under a file lock, on the state file's content,
+        so several worker processes see one ERP. After a write commits, a lost response may
+        be injected (the caller never learns that it landed)."""
+        async with self._lock:
+            if not self.shared or self.state_file is None:
+                yield
+            else:
+                lock_path = self.state_file.with_suffix(".lock")
+                with lock_path.open("a") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    try:
+                        if self.state_file.exists():
+                            self._load(self.state_file)
+                        yield
+                        if write:
+                            self._save(self.state_file)
+                    finally:
+                        fcntl.flock(lock, fcntl.LOCK_UN)
+        if write:
+            self.faults.after_write()
+
     def _new(self, kind: str, ref: str, **fields: Any) -> _Doc:
         doc = _Doc(kind=kind, external_ref=ref, erp_id=str(self._next_id), **fields)
         self._next_id += 1
@@ -165,10 +221,8 @@ class FakeErp:
         self, external_ref: str, customer: CustomerUpserted, parent_erp_id: str | None
     ) -> ErpRecord:
         await self._call("upsert_customer")
-        async with self._lock:
-            rec = self._upsert_customer_row(external_ref, customer, parent_erp_id)
-            self.faults.after_write()
-            return rec
+        async with self._txn():
+            return self._upsert_customer_row(external_ref, customer, parent_erp_id)
 
     def _upsert_customer_row(
         self, external_ref: str, customer: CustomerUpserted, parent_erp_id: str | None
@@ -196,7 +250,7 @@ class FakeErp:
         self, external_ref: str, invoice: InvoicePosted, customer_erp_id: str
     ) -> ErpRecord:
         await self._call("create_invoice")
-        async with self._lock:
+        async with self._txn():
             customer = self._get("customer", customer_erp_id)
             if customer.erp_id in self.credit_hold:
                 raise TerminalError(f"customer {customer.erp_id} is on credit hold")
@@ -212,7 +266,6 @@ class FakeErp:
                 open=invoice.total,
                 data={"number": invoice.invoice_number, "date": invoice.invoice_date.isoformat()},
             )
-            self.faults.after_write()
             return self._record(doc)
 
     def _apply(self, invoice_erp_ids: Mapping[str, str], amounts: Mapping[str, Decimal]) -> None:
@@ -233,7 +286,7 @@ class FakeErp:
         invoice_erp_ids: Mapping[str, str],
     ) -> ErpRecord:
         await self._call("record_payment")
-        async with self._lock:
+        async with self._txn():
             self._get("customer", customer_erp_id)
             self._apply(invoice_erp_ids, {a.invoice_id: a.amount for a in payment.applications})
             doc = self._new(
@@ -245,7 +298,6 @@ class FakeErp:
                 open=Decimal(0),
                 data={"method": payment.method},
             )
-            self.faults.after_write()
             return self._record(doc)
 
     async def create_credit_memo(
@@ -256,7 +308,7 @@ class FakeErp:
         invoice_erp_ids: Mapping[str, str],
     ) -> ErpRecord:
         await self._call("create_credit_memo")
-        async with self._lock:
+        async with self._txn():
             self._get("customer", customer_erp_id)
             self._apply(invoice_erp_ids, {a.invoice_id: a.amount for a in memo.applications})
             doc = self._new(
@@ -268,17 +320,14 @@ class FakeErp:
                 open=Decimal(0),
                 data={"number": memo.credit_memo_number},
             )
-            self.faults.after_write()
             return self._record(doc)
 
     async def post_journal(
         self, external_ref: str, entry: RevenueRecognized, customer_erp_id: str | None
     ) -> ErpRecord:
         await self._call("post_journal")
-        async with self._lock:
-            rec = self._post_journal_row(external_ref, entry, customer_erp_id)
-            self.faults.after_write()
-            return rec
+        async with self._txn():
+            return self._post_journal_row(external_ref, entry, customer_erp_id)
 
     def _post_journal_row(
         self, external_ref: str, entry: RevenueRecognized, customer_erp_id: str | None = None
@@ -299,10 +348,11 @@ class FakeErp:
 
     async def find(self, kind: RecordKind, external_ref: str) -> ErpRecord | None:
         await self._call("find")
-        for d in self.docs:
-            if d.kind == kind and d.external_ref == external_ref:
-                return self._record(d)
-        return None
+        async with self._txn(write=False):
+            for d in self.docs:
+                if d.kind == kind and d.external_ref == external_ref:
+                    return self._record(d)
+            return None
 
     # ----------------------------------------------------------------- batch import
 
@@ -366,11 +416,10 @@ class FakeErp:
                 outcomes.append(BatchOutcome(external_ref=ref, error=str(exc)))
             else:
                 outcomes.append(BatchOutcome(external_ref=ref, erp_id=rec.erp_id))
-        self.faults.after_write()
         return outcomes
 
     async def close(self) -> None:
-        if self.state_file is not None:
+        if self.state_file is not None and not self.shared:
             self._save(self.state_file)
 
     # ----------------------------------------------------------------- persistence
