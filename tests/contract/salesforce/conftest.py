@@ -121,10 +121,52 @@ def make_org(base_config: SandboxConfig) -> OrgFactory:
     return factory
 
 
+def _shared(jwt_keys: JwtKeys, tls: bool) -> Iterator[tuple[RunningSandbox, SandboxConfig]]:
+    config = SandboxConfig(
+        jwt_certificate_pem=jwt_keys.certificate_pem,
+        clock=SandboxClock(),
+        event_poll_interval=timedelta(milliseconds=20),
+        bulk_poll_interval=timedelta(milliseconds=10),
+    )
+    with run_in_thread(config, tls=tls) as running:
+        yield running, config
+
+
+@pytest.fixture(scope="session")
+def shared_plain(jwt_keys: JwtKeys) -> Iterator[tuple[RunningSandbox, SandboxConfig]]:
+    """One plain-HTTP server for the whole session; each test resets it (a restart costs more)."""
+    yield from _shared(jwt_keys, tls=False)
+
+
+@pytest.fixture(scope="session")
+def shared_tls(jwt_keys: JwtKeys) -> Iterator[tuple[RunningSandbox, SandboxConfig]]:
+    yield from _shared(jwt_keys, tls=True)
+
+
+@contextmanager
+def _fresh(running: RunningSandbox, config: SandboxConfig) -> Iterator[Org]:
+    running.sandbox.reset()
+    verify: Any = (
+        ssl.create_default_context(cafile=str(running.ca_cert)) if running.ca_cert else True
+    )
+    with httpx.Client(base_url=running.base_url, verify=verify, timeout=10) as client:
+        org = Org(running, config, client)
+        org.login()
+        yield org
+
+
 @pytest.fixture
-def org(make_org: OrgFactory) -> Iterator[Org]:
-    with make_org() as running:
-        yield running
+def org(shared_plain: tuple[RunningSandbox, SandboxConfig]) -> Iterator[Org]:
+    """An empty org over plain HTTP with a logged-in client."""
+    with _fresh(*shared_plain) as fresh:
+        yield fresh
+
+
+@pytest.fixture
+def tls_org(shared_tls: tuple[RunningSandbox, SandboxConfig]) -> Iterator[Org]:
+    """An empty org over HTTPS with a logged-in client."""
+    with _fresh(*shared_tls) as fresh:
+        yield fresh
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:

@@ -14,13 +14,7 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
-from .conftest import Org, OrgFactory
-
-
-@pytest.fixture
-def tls_org(make_org: OrgFactory) -> Iterator[Org]:
-    with make_org(tls=True) as org:
-        yield org
+from .conftest import Org
 
 
 @pytest.fixture

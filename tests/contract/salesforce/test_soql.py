@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -102,7 +102,7 @@ def test_date_literals_and_functions(books: Org) -> None:
 
 def test_datetime_literals_on_system_fields(books: Org) -> None:
     """CreatedDate takes datetime literals with a zone, and TODAY as a range."""
-    now = datetime.now(UTC)
+    now = books.config.clock.now()
     before = (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     after = (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
     assert len(names(books, f"CreatedDate > {before} AND CreatedDate < {after}")) == 3

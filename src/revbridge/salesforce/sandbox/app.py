@@ -65,6 +65,19 @@ class Sandbox:
 
             seed_org(self.org)
 
+    def reset(self) -> None:
+        """Return to a fresh org: no records, events, sessions, jobs, usage; configured faults;
+        the demo data again if the configuration asks for it."""
+        self.org.reset()
+        self.auth.revoke_all()
+        self.api.forget_cursors()
+        self.bulk.forget_jobs()
+        self.faults.apply(parse_faults(self.config.faults), self.config.clock.now())
+        if self.config.seed:
+            from revbridge.salesforce.sandbox.seed import seed_org
+
+            seed_org(self.org)
+
     def close(self) -> None:
         self.store.close()
 
@@ -323,6 +336,10 @@ class _Routes:
             ],
         )
 
+    async def admin_reset(self, request: Request) -> Response:
+        self.sandbox.reset()
+        return Response(status_code=204)
+
     async def admin_usage(self, request: Request) -> Response:
         sandbox = self.sandbox
         now = sandbox.config.clock.now()
@@ -366,6 +383,7 @@ def create_app(config: SandboxConfig, *, sandbox: Sandbox | None = None) -> Star
             Route("/sandbox/admin/clock", routes.admin_clock, methods=["GET", "POST"]),
             Route("/sandbox/admin/outbound", routes.admin_outbound, methods=["GET"]),
             Route("/sandbox/admin/usage", routes.admin_usage, methods=["GET"]),
+            Route("/sandbox/admin/reset", routes.admin_reset, methods=["POST"]),
         ],
         lifespan=lifespan,
     )

@@ -98,6 +98,10 @@ class Authenticator:
             return None
         return session
 
+    def revoke_all(self) -> None:
+        with self._lock:
+            self._sessions.clear()
+
     def revoke(self, token: str) -> None:
         with self._lock:
             self._sessions.pop(token, None)

@@ -131,6 +131,10 @@ class BulkJobs:
         self._jobs: dict[str, BulkJob] = {}
         self._lock = threading.Lock()
 
+    def forget_jobs(self) -> None:
+        with self._lock:
+            self._jobs.clear()
+
     # -- HTTP ------------------------------------------------------------------------------------
 
     def handle(self, req: ApiRequest, parts: list[str]) -> ApiResponse:

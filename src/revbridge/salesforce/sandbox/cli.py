@@ -6,6 +6,7 @@ package can register it with ``app.command("salesforce")(salesforce_command)``.
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -15,7 +16,7 @@ import typer
 from revbridge.salesforce.sandbox.config import SandboxConfig
 from revbridge.salesforce.sandbox.faults import FaultSyntaxError, parse_faults
 from revbridge.salesforce.sandbox.server import serve
-from revbridge.salesforce.sandbox.tls import generate_jwt_keypair
+from revbridge.salesforce.sandbox.tls import generate_jwt_keypair, generate_self_signed
 
 _DEFAULTS = SandboxConfig()
 
@@ -70,22 +71,26 @@ def salesforce_command(
             seed=seed,
             faults=faults,
         )
+        if tls and tls_cert is None and tls_key is None:
+            tls_cert, tls_key = generate_self_signed(Path(workdir) / "tls")
         scheme = "https" if tls else "http"
         base = f"{scheme}://127.0.0.1:{port}"
-        lines = [
-            "Salesforce sandbox",
-            f"  instance URL    {base}",
-            f"  token endpoint  {base}/services/oauth2/token",
-            f"  client id       {client_id}",
-            f"  client secret   {client_secret}",
-            f"  username        {username}",
-            f"  password        {password}",
-            f"  JWT audience    https://login.salesforce.com (or {base})",
-            f"  JWT private key {key_path}" if key_path else f"  JWT certificate {cert}",
-            f"  data            {data if data else 'in memory'}",
-            f"  faults          {faults or 'none'}",
-            f"  change events   {base}/sandbox/events?channel=/data/ChangeEvents&replayId=-2",
-            f"  admin           {base}/sandbox/admin/faults (GET/PUT), /sandbox/admin/clock",
+        rows = [
+            ("instance URL", base),
+            ("token endpoint", f"{base}/services/oauth2/token"),
+            ("client id", client_id),
+            ("client secret", client_secret),
+            ("username", username),
+            ("password", password),
+            ("JWT audience", f"https://login.salesforce.com (or {base})"),
+            ("JWT private key", str(key_path)) if key_path else ("JWT certificate", str(cert)),
+            ("TLS certificate", str(tls_cert) if tls else "none (plain HTTP)"),
+            ("data", str(data) if data else "in memory"),
+            ("faults", faults or "none"),
+            ("change events", f"{base}/sandbox/events?channel=/data/ChangeEvents&replayId=-2"),
+            ("admin", f"{base}/sandbox/admin/faults (GET/PUT), /sandbox/admin/clock"),
         ]
+        lines = ["Salesforce sandbox", *(f"  {label:<17}{value}" for label, value in rows)]
         typer.echo("\n".join(lines))
+        sys.stdout.flush()
         serve(config, port, tls=tls, tls_cert=tls_cert, tls_key=tls_key)

@@ -74,6 +74,11 @@ class Org:
         self._uow: _UnitOfWork | None = None
         self.user_id = self._ensure_integration_user()
 
+    def reset(self) -> None:
+        """Empty the org, keeping only its integration user."""
+        self.store.reset()
+        self.user_id = self._ensure_integration_user()
+
     # -- lookups ---------------------------------------------------------------------------------
 
     def find_object(self, name: str) -> ObjectDef | None:

@@ -111,6 +111,10 @@ class RestApi:
         self._cursors: dict[str, _Cursor] = {}
         self._cursor_lock = threading.Lock()
 
+    def forget_cursors(self) -> None:
+        with self._cursor_lock:
+            self._cursors.clear()
+
     # -- entry points ----------------------------------------------------------------------------
 
     def handle(self, req: ApiRequest) -> ApiResponse:

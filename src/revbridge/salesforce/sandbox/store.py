@@ -119,6 +119,19 @@ class Store:
             finally:
                 self._depth -= 1
 
+    def reset(self) -> None:
+        """Forget everything: records, sequences, events, outbound messages and usage."""
+        with self._lock, self.transaction():
+            for table in (
+                "records",
+                "sequences",
+                "change_events",
+                "outbound_messages",
+                "api_usage",
+            ):
+                self._conn.execute(f"DELETE FROM {table}")
+            self._conn.execute("DELETE FROM sqlite_sequence WHERE name = 'change_events'")
+
     # -- records ---------------------------------------------------------------------------------
 
     def insert_record(self, record_id: str, sobject: str, data: str, modstamp: str) -> None:
