@@ -64,7 +64,9 @@ class PolicySection(_Strict):
 
 
 class ErpSection(_Strict):
-    kind: Literal["fake", "tryton"] = "fake"
+    kind: Literal["fake", "tryton", "netsuite"] = "fake"
+    # netsuite: a sandbox or proxy in front of SuiteTalk; credentials from NETSUITE_* env
+    netsuite_base_url: str | None = None
     # fake: where the in-process fake ERP keeps its records between runs
     state_file: str = "fake-erp.json"
     # fake: several worker processes share the fake ERP through state_file (file lock)

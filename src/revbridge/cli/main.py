@@ -93,14 +93,29 @@ def _print_json(data: Any) -> None:
 @app.command()
 def init(
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+    erp: Annotated[
+        str, typer.Option(help="fake (in-process), tryton (managed local Tryton) or netsuite.")
+    ] = "fake",
 ) -> None:
     """Write a commented revbridge.toml for the embedded default into the current folder."""
+    if erp not in ("fake", "tryton", "netsuite"):
+        err.print("[red]--erp must be fake, tryton or netsuite[/]")
+        raise typer.Exit(2)
     target = Path.cwd() / DEFAULT_FILE
     if target.exists() and not force:
         err.print(f"[yellow]{target} exists; use --force to overwrite[/]")
         raise typer.Exit(1)
-    target.write_text(INIT_TEMPLATE, encoding="utf-8")
+    text = INIT_TEMPLATE.replace(
+        'kind = "fake"\nstate_file = "fake-erp.json"',
+        f'kind = "{erp}"\nstate_file = "fake-erp.json"',
+        1,
+    )
+    target.write_text(text, encoding="utf-8")
     out.print(f"wrote {target}")
+    if erp == "tryton":
+        out.print("the worker starts the managed Tryton (.revbridge/tryton) on first use")
+    elif erp == "netsuite":
+        out.print("set NETSUITE_ACCOUNT_ID and the NETSUITE_* TBA variables before `worker`")
 
 
 @app.command()

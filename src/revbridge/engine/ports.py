@@ -96,7 +96,14 @@ class ErpPort(Protocol):
         self, external_ref: str, entry: RevenueRecognized, customer_erp_id: str | None
     ) -> ErpRecord: ...
 
-    async def find(self, kind: RecordKind, external_ref: str) -> ErpRecord | None: ...
+    async def find(self, kind: RecordKind, external_ref: str) -> ErpRecord | None:
+        """The record created for ``external_ref``, only if it fully landed.
+
+        A multi-step create cut off half-way (a draft invoice not posted, a credit note not
+        applied) must be reported as absent: the engine then calls the create again, and the
+        adapter finishes the job instead of starting over.
+        """
+        ...
 
     async def close(self) -> None: ...
 

@@ -30,7 +30,7 @@ class TokenBucket:
         self._monotonic = monotonic
         self._last = monotonic()
         self._floor = rate_per_s * floor_fraction
-        self._lock = asyncio.Lock()
+        self._locks: dict[int, asyncio.Lock] = {}
         self.calls = 0
 
     def _refill(self) -> None:
@@ -38,8 +38,16 @@ class TokenBucket:
         self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
         self._last = now
 
+    def _lock(self) -> asyncio.Lock:
+        loop = id(asyncio.get_running_loop())
+        lock = self._locks.get(loop)
+        if lock is None:
+            self._locks.clear()
+            lock = self._locks[loop] = asyncio.Lock()
+        return lock
+
     async def acquire(self) -> None:
-        async with self._lock:
+        async with self._lock():
             while True:
                 self._refill()
                 if self._tokens >= 1:

@@ -38,7 +38,7 @@ from revbridge.engine.ports import ErpPort, SalesforcePort
 from revbridge.engine.queue import Claimed, DeliveryQueue
 from revbridge.engine.ratelimit import TokenBucket
 from revbridge.engine.retry import RetryPolicy
-from revbridge.errors import RateLimited, TerminalError, TransientError
+from revbridge.errors import DomainError, RateLimited, TerminalError, TransientError
 from revbridge.services.operations import paused_targets, record_circuit
 
 if TYPE_CHECKING:
@@ -55,14 +55,22 @@ class Target:
     port: ErpPort | SalesforcePort
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     bucket: TokenBucket | None = None
-    semaphore: asyncio.Semaphore | None = None
+    _slots: dict[int, asyncio.Semaphore] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         caps = self.port.capabilities
-        if self.semaphore is None:
-            self.semaphore = asyncio.Semaphore(caps.concurrency_limit)
         if self.bucket is None and caps.rate_limit_per_s:
             self.bucket = TokenBucket(caps.rate_limit_per_s)
+
+    def slots(self) -> asyncio.Semaphore:
+        """The concurrency budget, one per event loop (asyncio primitives bind to their loop,
+        and a CLI or a test may run the worker in successive loops)."""
+        loop = id(asyncio.get_running_loop())
+        sem = self._slots.get(loop)
+        if sem is None:
+            self._slots.clear()
+            sem = self._slots[loop] = asyncio.Semaphore(self.port.capabilities.concurrency_limit)
+        return sem
 
 
 @dataclass(slots=True)
@@ -235,8 +243,7 @@ class Worker:
     # ------------------------------------------------------------------ one delivery
 
     async def _guarded(self, target: Target, c: Claimed) -> None:
-        assert target.semaphore is not None
-        async with target.semaphore:
+        async with target.slots():
             await self._deliver(target, c)
 
     async def _deliver(self, target: Target, c: Claimed) -> None:
@@ -269,8 +276,9 @@ class Worker:
             if target.bucket is not None:
                 await target.bucket.acquire()
             external_id = await self._call(target, c, data, plan.kind, plan.external_ref, refs)
-        except TerminalError as exc:
-            # The system answered: it is up, the request itself is wrong.
+        except (TerminalError, DomainError) as exc:
+            # The system answered (it is up), or a business rule refused the record: retrying
+            # the same request cannot help.
             target.breaker.record_success()
             self.queue.dead_letter(
                 c, error=f"terminal: {exc}", now=self.clock.now(), actor=self.worker_id

@@ -18,9 +18,21 @@ from revbridge.engine.worker import Target, Worker, WorkerSettings
 def build_erp(settings: Settings) -> ErpPort:
     erp = settings.raw.erp
     if erp.kind == "tryton":
-        from revbridge.tryton.adapter import TrytonErp  # type: ignore[import-not-found, unused-ignore]
+        from revbridge.tryton.adapter import TrytonErp
+        from revbridge.tryton.instance import TrytonInstance
 
-        return TrytonErp.from_home(settings.path_in_base(erp.tryton_home))  # type: ignore[attr-defined, no-any-return, unused-ignore]
+        # The managed local instance: started if it is not running (a second or so once its
+        # template is cached), so that init, ingest and worker need nothing else.
+        info = TrytonInstance(settings.path_in_base(erp.tryton_home)).up()
+        return TrytonErp.connect(info.url, info.database, info.api_user, info.api_password)
+    if erp.kind == "netsuite":
+        from revbridge.netsuite.adapter import NetSuiteErp
+        from revbridge.netsuite.config import NetSuiteConfig
+
+        # Credentials come from NETSUITE_* environment variables, never from the file.
+        if erp.netsuite_base_url:
+            return NetSuiteErp(NetSuiteConfig.from_env(base_url=erp.netsuite_base_url))
+        return NetSuiteErp(NetSuiteConfig.from_env())
     from revbridge.testing.fakes import FakeErp, Faults
 
     return FakeErp(
