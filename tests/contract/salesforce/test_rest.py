@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import httpx
@@ -240,3 +242,29 @@ def test_updated_and_deleted_resources(org: Org) -> None:
     assert dropped not in updated["ids"]
     deleted = org.client.get(f"{API}/sobjects/Account/deleted/", params=window).json()
     assert [d["id"] for d in deleted["deletedRecords"]] == [dropped]
+
+
+def test_concurrent_long_requests_are_limited(make_org: OrgFactory) -> None:
+    """Past the concurrent long-running request cap a new call gets REQUEST_LIMIT_EXCEEDED."""
+    with make_org(
+        max_concurrent_long_requests=1,
+        long_request_threshold=timedelta(milliseconds=100),
+        faults="latency=800ms",
+    ) as org:
+        statuses: list[int] = []
+        headers = dict(org.client.headers)
+
+        def slow_call() -> None:
+            statuses.append(httpx.get(f"{org.base_url}{API}/limits", headers=headers).status_code)
+
+        worker = threading.Thread(target=slow_call)
+        worker.start()
+        time.sleep(0.4)
+        refused = org.client.get(f"{API}/limits")
+        worker.join()
+        assert refused.status_code == 403
+        assert refused.json()[0] == {
+            "message": "ConcurrentPerOrgLongTxn Limit exceeded.",
+            "errorCode": "REQUEST_LIMIT_EXCEEDED",
+        }
+        assert statuses == [200]

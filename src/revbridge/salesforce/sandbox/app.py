@@ -1,8 +1,9 @@
 """The HTTP face of the sandbox org: a Starlette application.
 
 Layers, outermost first, for every ``/services/data/vXX.X/...`` request: outage fault (503),
-latency fault, bearer-token check (401 ``INVALID_SESSION_ID``), daily API limit (403
-``REQUEST_LIMIT_EXCEEDED``), error-rate fault (500), then :class:`RestApi`. Every such response
+concurrent long-request limit (403 ``REQUEST_LIMIT_EXCEEDED``), latency fault, bearer-token check
+(401 ``INVALID_SESSION_ID``), daily API limit (403 ``REQUEST_LIMIT_EXCEEDED``), error-rate fault
+(500 ``UNKNOWN_EXCEPTION``), then :class:`RestApi`. Every such response
 carries ``Sforce-Limit-Info``; the versions list does not, as in Salesforce.
 """
 
@@ -13,7 +14,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -58,12 +59,19 @@ class Sandbox:
         self.api = RestApi(self.org, self.usage, bulk=self.bulk.handle)
         self.events = ChangeEvents(config, self.store, self.org.objects, self.faults)
         self.outbound = OutboundNotifier(config, self.store, self.faults)
+        # REST requests being served and when each started: the concurrent long-request limit.
+        self.in_flight: dict[object, datetime] = {}
         # The event loop serving this sandbox, once its lifespan has started.
         self.loop: asyncio.AbstractEventLoop | None = None
         if config.seed:
             from revbridge.salesforce.sandbox.seed import seed_org
 
             seed_org(self.org)
+
+    def long_requests_running(self, now: datetime) -> int:
+        """How many requests in flight have run for at least the long-request threshold."""
+        threshold = self.config.long_request_threshold
+        return sum(1 for started in list(self.in_flight.values()) if now - started >= threshold)
 
     def reset(self) -> None:
         """Return to a fresh org: no records, events, sessions, jobs, usage; configured faults;
@@ -164,6 +172,30 @@ class _Routes:
             return self._with_usage(
                 _json(503, [{"message": "Server unavailable", "errorCode": "SERVER_UNAVAILABLE"}])
             )
+        started = clock.now()
+        if sandbox.long_requests_running(started) >= sandbox.config.max_concurrent_long_requests:
+            return self._with_usage(
+                _json(
+                    403,
+                    [
+                        {
+                            "message": "ConcurrentPerOrgLongTxn Limit exceeded.",
+                            "errorCode": "REQUEST_LIMIT_EXCEEDED",
+                        }
+                    ],
+                )
+            )
+        token = object()
+        sandbox.in_flight[token] = started
+        try:
+            return await self._rest_call(request)
+        finally:
+            del sandbox.in_flight[token]
+
+    async def _rest_call(self, request: Request) -> Response:
+        sandbox = self.sandbox
+        clock = sandbox.config.clock
+        faults = sandbox.faults
         if faults.spec.latency:
             await asyncio.sleep(faults.spec.latency.total_seconds())
         if sandbox.auth.check_bearer(request.headers.get("authorization")) is None:

@@ -38,6 +38,8 @@ class SandboxConfig:
     faults: str | None = None
     session_ttl: timedelta = timedelta(hours=2)
     daily_api_limit: int = 100_000
+    max_concurrent_long_requests: int = 25
+    long_request_threshold: timedelta = timedelta(seconds=20)
     query_batch_size: int = 2000
     query_cursor_ttl: timedelta = timedelta(minutes=15)
     event_retention: timedelta = timedelta(hours=72)
