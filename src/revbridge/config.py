@@ -63,10 +63,24 @@ class PolicySection(_Strict):
     events: dict[EventType, EventPolicySection] = {}
 
 
+class NetSuiteSection(_Strict):
+    """Account set-up lists (ids in your NetSuite account); credentials come from NETSUITE_*."""
+
+    base_url: str | None = None  # a sandbox or proxy in front of SuiteTalk
+    concurrency_limit: Annotated[int, Field(ge=1)] = 5
+    subsidiary_id: str = "1"
+    currency_map: dict[str, str] = {}
+    gl_account_map: dict[str, str] = {}
+    item_map: dict[str, str] = {}
+    default_item_id: str | None = None
+    tax_item_id: str | None = None
+    payment_account_id: str | None = None
+
+
 class ErpSection(_Strict):
     kind: Literal["fake", "tryton", "netsuite"] = "fake"
-    # netsuite: a sandbox or proxy in front of SuiteTalk; credentials from NETSUITE_* env
-    netsuite_base_url: str | None = None
+    netsuite: NetSuiteSection = NetSuiteSection()
+    capture_interval_s: Annotated[float, Field(gt=0)] = 60
     # fake: where the in-process fake ERP keeps its records between runs
     state_file: str = "fake-erp.json"
     # fake: several worker processes share the fake ERP through state_file (file lock)

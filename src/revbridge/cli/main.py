@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -414,7 +415,9 @@ def worker(
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.add_signal_handler(sig, stop.set)
                 err.print(f"worker {w.worker_id} running; Ctrl-C to stop")
+                capturing = asyncio.create_task(_capture_loop(settings, ledger, w, stop))
                 stats = await w.run_forever(stop)
+                capturing.cancel()
         finally:
             for t in w.targets.values():
                 await t.port.close()
@@ -425,6 +428,40 @@ def worker(
         _print_json(stats)
     else:
         out.print(" ".join(f"{k}={v}" for k, v in stats.items()))
+
+
+capture_app = typer.Typer(help="Capture changes made in the ERP.", no_args_is_help=True)
+app.add_typer(capture_app, name="capture")
+
+
+@capture_app.command("erp")
+def capture_erp(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Read what changed in the ERP since the last watermark into the ledger."""
+    import asyncio
+
+    from revbridge.services import open_ledger
+    from revbridge.services.capture import capture_once, source_for
+    from revbridge.services.targets import build_erp
+
+    settings = _settings(config)
+    ledger = open_ledger(settings)
+    erp = build_erp(settings)
+    source = source_for(erp)
+    if source is None:
+        err.print(f"[yellow]the {settings.raw.erp.kind} ERP has no change capture[/]")
+        raise typer.Exit(1)
+
+    async def run() -> dict[str, Any]:
+        try:
+            return (await capture_once(source, ledger, settings.policy)).as_dict()
+        finally:
+            await erp.close()
+
+    result = asyncio.run(run())
+    if as_json:
+        _print_json(result)
+    else:
+        out.print(" ".join(f"{k}={v}" for k, v in result.items()))
 
 
 @batch_app.command("run")
@@ -482,6 +519,27 @@ def batch_run(
         out.print(t)
     if any(r["failed"] for r in reports):
         raise typer.Exit(1)
+
+
+async def _capture_loop(settings: Settings, ledger: Any, w: Any, stop: Any) -> None:
+    """Capture ERP-side changes every ``erp.capture_interval_s`` and wake the worker."""
+    import asyncio
+
+    from revbridge.services.capture import capture_once, source_for
+
+    erp = w.targets["erp"].port
+    source = source_for(erp)
+    if source is None:
+        return
+    while not stop.is_set():
+        try:
+            result = await capture_once(source, ledger, settings.policy)
+            if result.ingest.accepted:
+                w.wakeup.set()
+        except Exception as exc:  # the ERP is down or slow: the worker's breaker handles calls
+            err.print(f"[yellow]capture failed:[/] {exc}")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.raw.erp.capture_interval_s)
 
 
 @dlq_app.command("list")

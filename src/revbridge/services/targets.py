@@ -30,9 +30,12 @@ def build_erp(settings: Settings) -> ErpPort:
         from revbridge.netsuite.config import NetSuiteConfig
 
         # Credentials come from NETSUITE_* environment variables, never from the file.
-        if erp.netsuite_base_url:
-            return NetSuiteErp(NetSuiteConfig.from_env(base_url=erp.netsuite_base_url))
-        return NetSuiteErp(NetSuiteConfig.from_env())
+        ns = erp.netsuite
+        return NetSuiteErp(
+            NetSuiteConfig.from_env(
+                **{k: v for k, v in ns.model_dump().items() if v not in (None, {})}
+            )
+        )
     from revbridge.testing.fakes import FakeErp, Faults
 
     return FakeErp(

@@ -284,3 +284,12 @@ api_calls = Table(
     Column("pattern", String(16), primary_key=True),
     Column("calls", BigInteger, nullable=False),
 )
+
+# Where each capture stream stopped: advanced only after what it read is durably ingested.
+watermarks = Table(
+    "watermarks",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)

@@ -1,0 +1,116 @@
+"""ERP-side capture: what happened in the ERP (cash entered by an accountant, a credit hold,
+GL postings) becomes canonical events in the ledger, for delivery to Salesforce.
+
+A watermark per stream says where the last read stopped. It advances only after what was
+read is durably in the ledger, so a crash re-reads (the ledger's idempotency makes that a
+duplicate, not a double) and never skips.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from revbridge.clock import Clock, SystemClock
+from revbridge.core.policy import RoutingPolicy
+from revbridge.engine.ports import ErpPort
+from revbridge.services.ingest import IngestResult, ingest_lines
+from revbridge.store.ledger import Ledger
+from revbridge.store.schema import watermarks
+
+
+class ErpSource(Protocol):
+    """An ERP that can say what changed since a watermark, as canonical envelopes."""
+
+    name: str
+
+    async def changes(self, watermark: str | None) -> tuple[Sequence[dict[str, Any]], str]: ...
+
+
+@dataclass
+class NetSuiteSource:
+    erp: Any
+    name: str = "netsuite"
+
+    async def changes(self, watermark: str | None) -> tuple[Sequence[dict[str, Any]], str]:
+        envelopes, mark = await self.erp.capture_changes(watermark)
+        return envelopes, mark
+
+
+@dataclass
+class TrytonSource:
+    """Payments and credit positions; one watermark (ISO time) for both streams."""
+
+    erp: Any
+    name: str = "tryton"
+
+    async def changes(self, watermark: str | None) -> tuple[Sequence[dict[str, Any]], str]:
+        from revbridge.tryton.capture import capture_credit_status, capture_erp_payments
+
+        since = (
+            dt.datetime.fromisoformat(watermark)
+            if watermark
+            else dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+        )
+        payments, mark_p = await capture_erp_payments(self.erp, since)
+        credit, mark_c = await capture_credit_status(self.erp, since)
+        return [*payments, *credit], min(mark_p, mark_c).isoformat()
+
+
+def source_for(erp: ErpPort) -> ErpSource | None:
+    """The capture source of an ERP adapter, when it has one."""
+    name = erp.capabilities.name
+    if name == "netsuite" and hasattr(erp, "capture_changes"):
+        return NetSuiteSource(erp)
+    if name == "tryton":
+        return TrytonSource(erp)
+    return None
+
+
+def load_watermark(engine: Engine, name: str) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(select(watermarks.c.value).where(watermarks.c.name == name)).scalar()
+
+
+def save_watermark(engine: Engine, name: str, value: str, now: dt.datetime) -> None:
+    with engine.begin() as conn:
+        dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+        stmt = dialect.insert(watermarks).values(name=name, value=value, updated_at=now)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["name"], set_={"value": value, "updated_at": now}
+            )
+        )
+
+
+@dataclass
+class CaptureResult:
+    stream: str
+    read: int
+    ingest: IngestResult
+    watermark: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"stream": self.stream, "read": self.read, "watermark": self.watermark} | (
+            self.ingest.as_dict()
+        )
+
+
+async def capture_once(
+    source: ErpSource, ledger: Ledger, policy: RoutingPolicy, *, clock: Clock | None = None
+) -> CaptureResult:
+    """Read one round of changes, ingest them, then (only then) advance the watermark."""
+    clock = clock or SystemClock()
+    stream = f"erp:{source.name}"
+    mark = load_watermark(ledger.engine, stream)
+    envelopes, new_mark = await source.changes(mark)
+    lines = [json.dumps(e, default=str).encode() for e in envelopes]
+    result = ingest_lines(ledger, lines, policy=policy, origin=f"capture:{stream}", clock=clock)
+    save_watermark(ledger.engine, stream, new_mark, clock.now())
+    return CaptureResult(stream, len(envelopes), result, new_mark)
