@@ -152,7 +152,38 @@ class Worker:
             self._next_alert_check = now + self.alert_interval
 
     async def run_forever(self, stop: asyncio.Event) -> WorkerStats:
-        """Deliver until ``stop`` is set; new events wake the loop through ``wakeup``."""
+        """Deliver until ``stop`` is set; new events wake the loop through ``wakeup``.
+
+        On PostgreSQL a LISTEN connection turns every ingest commit (NOTIFY) into a wake-up, on
+        any host; in one process, ingest sets ``wakeup`` directly; ``idle_poll`` is the floor.
+        """
+        listener = None
+        if self.queue.engine.dialect.name == "postgresql":
+            listener = asyncio.create_task(self._listen(stop))
+        try:
+            return await self._loop(stop)
+        finally:
+            if listener is not None:
+                listener.cancel()
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        import psycopg
+
+        from revbridge.store.ledger import NOTIFY_CHANNEL
+
+        url = self.queue.engine.url.set(drivername="postgresql")
+        conninfo = url.render_as_string(hide_password=False)
+        while not stop.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    async for _ in conn.notifies():
+                        self.wakeup.set()
+            except psycopg.Error as exc:
+                log.warning("listen_failed", error=str(exc).splitlines()[0])
+                await asyncio.sleep(1)
+
+    async def _loop(self, stop: asyncio.Event) -> WorkerStats:
         backoff = 0.5
         while not stop.is_set():
             try:

@@ -35,6 +35,7 @@ from revbridge.store.schema import (
 # ``in_flight`` is leased to a worker; ``delivered`` and ``dead_letter`` are final.
 DELIVERY_STATES = ("pending", "parked", "in_flight", "delivered", "dead_letter")
 UNDELIVERED_STATES = ("pending", "parked", "in_flight")
+NOTIFY_CHANNEL = "revbridge_events"
 _LOOKUP_CHUNK = 500
 
 
@@ -208,6 +209,9 @@ class Ledger:
                 records = [*rejects, *conflict_records]
                 if records:
                     self._insert_quarantine(conn, records, now)
+                if outcome.accepted and conn.dialect.name == "postgresql":
+                    # Delivered at commit: workers on any host wake without polling.
+                    conn.exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
                 if outcome.accepted:
                     ts = _memo(timestamp_param(conn.dialect.name))
                     conn.exec_driver_sql(
