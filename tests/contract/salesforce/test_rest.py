@@ -268,3 +268,15 @@ def test_concurrent_long_requests_are_limited(make_org: OrgFactory) -> None:
             "errorCode": "REQUEST_LIMIT_EXCEEDED",
         }
         assert statuses == [200]
+
+
+def test_resources_versions_and_wrong_methods(org: Org) -> None:
+    """The version root lists resources; unknown versions 404; a wrong method is a 405."""
+    resources = org.client.get("/services/data/v62.0").json()
+    assert resources["query"] == f"{API}/query"
+    unknown = org.client.get("/services/data/v20.0/limits")
+    assert unknown.status_code == 404
+    assert unknown.json()[0]["errorCode"] == "NOT_FOUND"
+    wrong = org.client.put(f"{API}/sobjects/Account/001000000000001AAA", json={})
+    assert wrong.status_code == 405
+    assert wrong.json()[0]["errorCode"] == "METHOD_NOT_ALLOWED"

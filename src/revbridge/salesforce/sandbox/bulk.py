@@ -60,13 +60,14 @@ class BulkJob:
     result_rows: list[list[str]] = field(default_factory=list)
     error_message: str | None = None
     modstamp: str = ""
+    created_by: str = ""
 
     def info(self, base_version: str) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": self.id,
             "operation": self.operation,
             "object": self.sobject,
-            "createdById": "",
+            "createdById": self.created_by,
             "createdDate": self.created_date,
             "systemModstamp": self.modstamp or self.created_date,
             "state": self.state,
@@ -215,6 +216,7 @@ class BulkJobs:
                 sobject=obj.name,
                 api_version=req.version,
                 created_date=now,
+                created_by=self._org.user_id,
                 state="Open",
                 external_id_field=ext if isinstance(ext, str) else None,
                 line_ending=str(body.get("lineEnding", "LF")),
@@ -240,6 +242,7 @@ class BulkJobs:
                 sobject=parse(query).sobject,
                 api_version=req.version,
                 created_date=now,
+                created_by=self._org.user_id,
                 state="UploadComplete",
                 column_delimiter=delimiter,
                 query=query,

@@ -130,7 +130,7 @@ class RestApi:
         parts = [unquote(p) for p in req.path.split("/") if p]
         if not parts:
             return self._only(
-                req, "GET", lambda: ApiResponse(status=200, json=self._resources(req))
+                req, ("GET",), lambda: ApiResponse(status=200, json=self._resources(req))
             )
         head = parts[0]
         if head == "sobjects":
@@ -138,10 +138,10 @@ class RestApi:
         if head in ("query", "queryAll"):
             return self._query(req, parts[1:], include_deleted=head == "queryAll")
         if head == "limits" and len(parts) == 1:
-            return self._only(req, "GET", lambda: ApiResponse(status=200, json=self._limits()))
+            return self._only(req, ("GET",), lambda: ApiResponse(status=200, json=self._limits()))
         if head == "composite":
             if len(parts) == 1:
-                return self._only(req, "POST", lambda: self._composite(req))
+                return self._only(req, ("POST",), lambda: self._composite(req))
             if parts[1] == "sobjects":
                 return self._collections(req, parts[2:])
         if head == "jobs" and self.bulk is not None and len(parts) >= 2:
@@ -151,16 +151,17 @@ class RestApi:
     # -- helpers ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _only(req: ApiRequest, *allowed_and_handler: Any) -> ApiResponse:
-        *allowed, handler = allowed_and_handler
+    def _only(
+        req: ApiRequest, allowed: tuple[str, ...], handler: Callable[[], ApiResponse]
+    ) -> ApiResponse:
+        """``handler()`` if the request's method is one of ``allowed``, else 405."""
         if req.method not in allowed:
             raise fail(
                 405,
                 "METHOD_NOT_ALLOWED",
                 f"HTTP Method '{req.method}' not allowed. Allowed are {','.join(allowed)}",
             )
-        result: ApiResponse = handler()
-        return result
+        return handler()
 
     def _url(self, req: ApiRequest, rest: str) -> str:
         return f"/services/data/v{req.version}/{rest}"
@@ -257,7 +258,7 @@ class RestApi:
         if not parts:
             return self._only(
                 req,
-                "GET",
+                ("GET",),
                 lambda: ApiResponse(
                     status=200,
                     json={
@@ -273,8 +274,10 @@ class RestApi:
         if len(parts) == 1:
             return self._only(
                 req,
-                "GET",
-                "POST",
+                (
+                    "GET",
+                    "POST",
+                ),
                 lambda: (
                     ApiResponse(
                         status=200,
@@ -287,23 +290,33 @@ class RestApi:
         second = parts[1]
         if len(parts) == 2 and second == "describe":
             return self._only(
-                req, "GET", lambda: ApiResponse(status=200, json=self._describe(req, obj))
+                req, ("GET",), lambda: ApiResponse(status=200, json=self._describe(req, obj))
             )
         if len(parts) == 2 and second in ("updated", "deleted"):
             return self._only(
-                req, "GET", lambda: self._changed(req, obj, deleted=second == "deleted")
+                req, ("GET",), lambda: self._changed(req, obj, deleted=second == "deleted")
             )
         if len(parts) == 2:
             if second == "Id" and req.method == "POST":
                 return self._create(req, obj)
-            return self._only(req, "GET", "PATCH", "DELETE", lambda: self._by_id(req, obj, second))
+            return self._only(
+                req,
+                (
+                    "GET",
+                    "PATCH",
+                    "DELETE",
+                ),
+                lambda: self._by_id(req, obj, second),
+            )
         if len(parts) == 3:
             return self._only(
                 req,
-                "GET",
-                "PATCH",
-                "DELETE",
-                "POST",
+                (
+                    "GET",
+                    "PATCH",
+                    "DELETE",
+                    "POST",
+                ),
                 lambda: self._by_external_id(req, obj, second, parts[2]),
             )
         raise not_found()

@@ -725,9 +725,10 @@ class _Evaluator:
 
                 def in_list(r: Record) -> bool:
                     value = _comparable(f, self.value_of(r, resolved))
-                    hit = any(_compare("=", value, b) for b in bounds if b is not None)
                     if value is None:
-                        return any(b is None for b in bounds) != negated and not negated
+                        hit = any(b is None for b in bounds)
+                    else:
+                        hit = any(_compare("=", value, b) for b in bounds if b is not None)
                     return hit != negated
 
                 return in_list
