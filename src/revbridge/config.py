@@ -81,6 +81,8 @@ class ErpSection(_Strict):
     kind: Literal["fake", "tryton", "netsuite"] = "fake"
     netsuite: NetSuiteSection = NetSuiteSection()
     capture_interval_s: Annotated[float, Field(gt=0)] = 60
+    # calls per second to this ERP account, shared by all workers (PostgreSQL coordinates them)
+    rate_limit_per_s: Annotated[float, Field(gt=0)] | None = None
     # fake: where the in-process fake ERP keeps its records between runs
     state_file: str = "fake-erp.json"
     # fake: several worker processes share the fake ERP through state_file (file lock)
@@ -96,6 +98,7 @@ class SalesforceSection(_Strict):
     kind: Literal["fake"] = "fake"
     state_file: str = "fake-salesforce.json"
     faults: str = ""
+    rate_limit_per_s: Annotated[float, Field(gt=0)] | None = None
     daily_call_budget: Annotated[int, Field(ge=1)] | None = None
 
 

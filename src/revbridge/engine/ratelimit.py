@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Protocol
+
+from sqlalchemy import Engine, text
 
 
 class TokenBucket:
@@ -64,3 +67,92 @@ class TokenBucket:
     def succeeded(self) -> None:
         if self.rate < self.configured_rate:
             self.rate = min(self.configured_rate, self.rate + self.configured_rate * 0.01)
+
+
+class RateBudget(Protocol):
+    """What the worker needs from a rate limiter, in one process or shared."""
+
+    async def acquire(self) -> None: ...
+
+    def throttled(self) -> None: ...
+
+    def succeeded(self) -> None: ...
+
+
+_TAKE_SQL = """
+UPDATE rate_buckets
+SET tokens = LEAST(burst, tokens + EXTRACT(EPOCH FROM (clock_timestamp() - updated_at)) * rate)
+             - 1,
+    updated_at = clock_timestamp()
+WHERE name = :name
+  AND LEAST(burst, tokens + EXTRACT(EPOCH FROM (clock_timestamp() - updated_at)) * rate) >= 1
+RETURNING tokens
+"""
+_WAIT_SQL = """
+SELECT (1 - LEAST(burst, tokens + EXTRACT(EPOCH FROM (clock_timestamp() - updated_at)) * rate))
+       / rate
+FROM rate_buckets WHERE name = :name
+"""
+
+
+class PgTokenBucket:
+    """One token bucket for every worker process, kept in PostgreSQL.
+
+    Taking a token is one atomic UPDATE (the row lock serializes takers); the refill is computed
+    from the database clock, so processes on different hosts agree. Adaptive like
+    ``TokenBucket``: a 429 halves the shared rate for everyone, successes restore it.
+    """
+
+    def __init__(
+        self, engine: Engine, name: str, rate_per_s: float, *, burst: float | None = None
+    ) -> None:
+        if engine.dialect.name != "postgresql":
+            raise ValueError("PgTokenBucket needs PostgreSQL; use TokenBucket in one process")
+        self.engine = engine
+        self.name = name
+        self.configured_rate = rate_per_s
+        self.burst = burst if burst is not None else max(1.0, rate_per_s)
+        self.calls = 0
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO rate_buckets "
+                    "(name, rate, configured_rate, burst, tokens, updated_at) "
+                    "VALUES (:name, :rate, :rate, :burst, :burst, clock_timestamp()) "
+                    "ON CONFLICT (name) DO UPDATE SET configured_rate = :rate, burst = :burst, "
+                    "rate = LEAST(rate_buckets.rate, :rate)"
+                ),
+                {"name": name, "rate": rate_per_s, "burst": self.burst},
+            )
+
+    def _take(self) -> float:
+        """0 when a token was taken, else how long to wait for the next one."""
+        with self.engine.begin() as conn:
+            if conn.execute(text(_TAKE_SQL), {"name": self.name}).first() is not None:
+                return 0.0
+            wait = conn.execute(text(_WAIT_SQL), {"name": self.name}).scalar()
+            return max(float(wait or 0.0), 0.001)
+
+    async def acquire(self) -> None:
+        while True:
+            wait = await asyncio.to_thread(self._take)
+            if wait == 0.0:
+                self.calls += 1
+                return
+            await asyncio.sleep(wait)
+
+    def _set_rate(self, sql: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(text(sql), {"name": self.name})
+
+    def throttled(self) -> None:
+        self._set_rate(
+            "UPDATE rate_buckets SET rate = GREATEST(configured_rate * 0.05, rate / 2), "
+            "tokens = LEAST(tokens, 0) WHERE name = :name"
+        )
+
+    def succeeded(self) -> None:
+        self._set_rate(
+            "UPDATE rate_buckets SET rate = LEAST(configured_rate, rate + configured_rate * 0.01) "
+            "WHERE name = :name AND rate < configured_rate"
+        )

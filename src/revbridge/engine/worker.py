@@ -36,7 +36,7 @@ from revbridge.engine.circuit import CircuitBreaker, CircuitState
 from revbridge.engine.dispatch import call_erp, call_salesforce, plan_for
 from revbridge.engine.ports import ErpPort, SalesforcePort
 from revbridge.engine.queue import Claimed, DeliveryQueue
-from revbridge.engine.ratelimit import TokenBucket
+from revbridge.engine.ratelimit import RateBudget, TokenBucket
 from revbridge.engine.retry import RetryPolicy
 from revbridge.errors import DomainError, RateLimited, TerminalError, TransientError
 from revbridge.services.operations import paused_targets, record_circuit
@@ -54,7 +54,7 @@ class Target:
     name: str
     port: ErpPort | SalesforcePort
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
-    bucket: TokenBucket | None = None
+    bucket: RateBudget | None = None
     _slots: dict[int, asyncio.Semaphore] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:

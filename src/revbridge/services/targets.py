@@ -11,6 +11,7 @@ from revbridge.config import Settings
 from revbridge.engine.alerts import Alerter, AlertRules, AppriseNotifier, LogNotifier, Notifier
 from revbridge.engine.circuit import CircuitBreaker
 from revbridge.engine.ports import ErpPort, SalesforcePort
+from revbridge.engine.ratelimit import PgTokenBucket, RateBudget, TokenBucket
 from revbridge.engine.retry import RetryPolicy
 from revbridge.engine.worker import Target, Worker, WorkerSettings
 
@@ -79,9 +80,30 @@ def build_worker(
             cooldown=timedelta(seconds=e.circuit_cooldown_s),
         )
 
+    def budget(
+        name: str, port: ErpPort | SalesforcePort, configured: float | None
+    ) -> RateBudget | None:
+        rate = configured or port.capabilities.rate_limit_per_s
+        if rate is None:
+            return None
+        if engine.dialect.name == "postgresql":  # one budget for every worker process
+            return PgTokenBucket(engine, f"{name}:{port.capabilities.name}", rate)
+        return TokenBucket(rate)
+
+    erp_port, sf_port = build_erp(settings), build_salesforce(settings)
     targets = {
-        "erp": Target("erp", build_erp(settings), breaker=breaker()),
-        "salesforce": Target("salesforce", build_salesforce(settings), breaker=breaker()),
+        "erp": Target(
+            "erp",
+            erp_port,
+            breaker=breaker(),
+            bucket=budget("erp", erp_port, settings.raw.erp.rate_limit_per_s),
+        ),
+        "salesforce": Target(
+            "salesforce",
+            sf_port,
+            breaker=breaker(),
+            bucket=budget("salesforce", sf_port, settings.raw.salesforce.rate_limit_per_s),
+        ),
     }
     a = settings.raw.alerts
     notifiers: list[Notifier] = [LogNotifier()]

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -291,5 +292,17 @@ watermarks = Table(
     metadata,
     Column("name", String(128), primary_key=True),
     Column("value", Text, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Token buckets shared by every worker process on PostgreSQL (per ERP account).
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("rate", Float, nullable=False),
+    Column("configured_rate", Float, nullable=False),
+    Column("burst", Float, nullable=False),
+    Column("tokens", Float, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
