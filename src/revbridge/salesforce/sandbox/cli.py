@@ -48,6 +48,12 @@ def salesforce_command(
         ),
     ] = None,
     seed: Annotated[bool, typer.Option(help="Fill an empty org with demo data.")] = False,
+    outbound_url: Annotated[
+        str | None, typer.Option(help="Listener that receives Outbound Messages (SOAP).")
+    ] = None,
+    api_limit: Annotated[
+        int, typer.Option(help="Daily API request allocation.")
+    ] = _DEFAULTS.daily_api_limit,
 ) -> None:
     """Run a protocol-faithful Salesforce org (REST, SOQL, composite, Bulk 2.0, CDC stream)."""
     try:
@@ -70,6 +76,8 @@ def salesforce_command(
             data_path=data,
             seed=seed,
             faults=faults,
+            outbound_url=outbound_url,
+            daily_api_limit=api_limit,
         )
         if tls and tls_cert is None and tls_key is None:
             tls_cert, tls_key = generate_self_signed(Path(workdir) / "tls")
@@ -87,6 +95,8 @@ def salesforce_command(
             ("TLS certificate", str(tls_cert) if tls else "none (plain HTTP)"),
             ("data", str(data) if data else "in memory"),
             ("faults", faults or "none"),
+            ("outbound URL", outbound_url or "none"),
+            ("API limit", f"{api_limit} requests / 24 h"),
             ("change events", f"{base}/sandbox/events?channel=/data/ChangeEvents&replayId=-2"),
             ("admin", f"{base}/sandbox/admin/faults (GET/PUT), /sandbox/admin/clock"),
         ]
