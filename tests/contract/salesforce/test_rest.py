@@ -280,3 +280,28 @@ def test_resources_versions_and_wrong_methods(org: Org) -> None:
     wrong = org.client.put(f"{API}/sobjects/Account/001000000000001AAA", json={})
     assert wrong.status_code == 405
     assert wrong.json()[0]["errorCode"] == "METHOD_NOT_ALLOWED"
+
+
+def test_revenue_cloud_payment_changes_only_while_draft(org: Org) -> None:
+    """A Draft payment can be edited and processed; a Processed one can no longer change, but
+    applying it to an invoice still moves its roll-ups."""
+    account = org.create("Account", {"Name": "RC Customer"})
+    invoice = org.create(
+        "Invoice", {"BillingAccountId": account, "TotalAmount": 100, "TotalTaxAmount": 20}
+    )
+    payment = org.create("Payment", {"AccountId": account, "Amount": 120})
+    url = f"{API}/sobjects/Payment/{payment}"
+    assert org.client.patch(url, json={"Amount": 110, "Status": "Processed"}).status_code == 204
+    refused = org.client.patch(url, json={"Amount": 1})
+    assert refused.status_code == 400
+    assert refused.json()[0]["errorCode"] == "FIELD_INTEGRITY_EXCEPTION"
+    assert org.client.delete(url).status_code == 400
+    org.create("PaymentLineInvoice", {"PaymentId": payment, "InvoiceId": invoice, "Amount": 110})
+    pay = org.client.get(url).json()
+    assert (pay["NetApplied"], pay["Balance"]) == (110.0, 0.0)
+    inv = org.client.get(f"{API}/sobjects/Invoice/{invoice}").json()
+    assert (inv["TotalAmountWithTax"], inv["NetPaymentsApplied"], inv["Balance"]) == (
+        120.0,
+        110.0,
+        10.0,
+    )

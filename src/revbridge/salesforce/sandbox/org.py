@@ -218,12 +218,14 @@ class Org:
     def update(self, obj: ObjectDef, record_id: str, body: Mapping[str, Any]) -> None:
         with self.unit_of_work():
             record = self._load_for_write(obj, record_id)
+            self._check_editable(obj, record)
             values = self._coerce_body(obj, body, creating=False)
             self._write_changes(obj, record, values)
 
     def delete(self, obj: ObjectDef, record_id: str) -> None:
         with self.unit_of_work():
             record = self._load_for_write(obj, record_id)
+            self._check_editable(obj, record)
             self._delete_cascade(obj, record)
 
     def upsert(
@@ -343,6 +345,18 @@ class Org:
         if stored.is_deleted:
             raise fail(404, "ENTITY_IS_DELETED", "entity is deleted")
         return decode_record(obj, stored.data)
+
+    @staticmethod
+    def _check_editable(obj: ObjectDef, record: Mapping[str, Value]) -> None:
+        # Revenue Cloud allows editing and deleting a Payment only while it is a Draft.
+        if obj.name == "Payment" and record.get("Status") != "Draft":
+            raise fail(
+                400,
+                "FIELD_INTEGRITY_EXCEPTION",
+                f"You can't edit or delete a payment in {record.get('Status')} status; "
+                "only Draft payments can change.",
+                ("Status",),
+            )
 
     def _coerce_body(self, obj: ObjectDef, body: Mapping[str, Any], *, creating: bool) -> Record:
         values: Record = {}
