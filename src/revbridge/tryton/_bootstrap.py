@@ -32,6 +32,14 @@ CURRENCIES: tuple[tuple[str, str, str, Decimal, int, Decimal], ...] = (
 PAYMENT_METHOD_NAME = "Cash"
 CASH_ACCOUNT_CODE = "1.1.1"
 REVENUE_ACCOUNT_CODE = "4.1.2"
+# Sales tax and VAT collected from customers is owed to the authorities: a current liability.
+# The Universal Chart's "6.3.x" tax accounts are the company's own tax *expenses*; 2.2.3
+# "Accrued Taxes (Other Than Payroll)" is the liability an accountant books output tax on.
+TAX_ACCOUNT_CODE = "2.2.3"
+# Rounding left over when a foreign-currency invoice is settled at company-currency amounts
+# that differ by a cent (each document is converted on its own): realised exchange result.
+EXCHANGE_ACCOUNT_CODE = "6.2.1"
+SALES_TAX_NAME = "Sales tax (Salesforce)"
 RATES_SINCE = dt.date(2000, 1, 1)
 
 
@@ -133,7 +141,8 @@ def _setup(pool: Any, settings: dict[str, Any]) -> dict[str, Any]:
         fiscal_years = _create_fiscal_years(pool, company, int(settings["year"]))
         payment_term = _net_30_payment_term(pool)
         payment_method = _create_payment_method(pool, company, accounts["cash"])
-        _configure_defaults(pool, payment_term, accounts["revenue"])
+        _configure_defaults(pool, payment_term, accounts["revenue"], accounts["exchange"])
+        sales_tax = _create_sales_tax(pool, company, accounts["tax"])
 
     return {
         "company_id": company.id,
@@ -142,6 +151,7 @@ def _setup(pool: Any, settings: dict[str, Any]) -> dict[str, Any]:
         "fiscal_years": fiscal_years,
         "payment_term_id": payment_term.id,
         "payment_method_id": payment_method.id,
+        "sales_tax_id": sales_tax.id,
         "accounts": {name: a.id for name, a in accounts.items()},
     }
 
@@ -175,6 +185,8 @@ def _create_chart(pool: Any, company: Any) -> dict[str, Any]:
         "payable": payable,
         "cash": by_domain(("code", "=", CASH_ACCOUNT_CODE)),
         "revenue": by_domain(("code", "=", REVENUE_ACCOUNT_CODE)),
+        "tax": by_domain(("code", "=", TAX_ACCOUNT_CODE)),
+        "exchange": by_domain(("code", "=", EXCHANGE_ACCOUNT_CODE)),
     }
 
 
@@ -245,12 +257,39 @@ def _create_payment_method(pool: Any, company: Any, cash: Any) -> Any:
     return method
 
 
-def _configure_defaults(pool: Any, payment_term: Any, revenue: Any) -> None:
+def _configure_defaults(pool: Any, payment_term: Any, revenue: Any, exchange: Any) -> None:
     Configuration = pool.get("account.configuration")
     config = Configuration(1)
     config.default_customer_payment_term = payment_term
     config.default_category_account_revenue = revenue
+    # Without these, reconciling a foreign-currency invoice whose company-currency amounts
+    # miss each other by a rounding cent fails ("configure the currency exchange accounts").
+    config.currency_exchange_credit_account = exchange
+    config.currency_exchange_debit_account = exchange
     config.save()
+
+
+def _create_sales_tax(pool: Any, company: Any, account: Any) -> Any:
+    """The tax Salesforce's amounts are posted under: it computes nothing (type ``none``).
+
+    Invoices carry it on *manual* tax lines whose amounts are Salesforce's, so Tryton never
+    recomputes them; the tax record gives those lines a name in tax reports and the account
+    they credit.
+    """
+    Tax = pool.get("account.tax")
+    (tax,) = Tax.create(
+        [
+            {
+                "name": SALES_TAX_NAME,
+                "description": "Sales tax as computed by Salesforce",
+                "type": "none",
+                "company": company.id,
+                "invoice_account": account.id,
+                "credit_note_account": account.id,
+            }
+        ]
+    )
+    return tax
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -49,6 +49,7 @@ from revbridge.errors import DomainError, TerminalError
 from revbridge.tryton.operations import (
     Invoice,
     InvoiceLine,
+    InvoiceTax,
     JournalLine,
     MoveLine,
     Party,
@@ -82,7 +83,13 @@ DEFAULT_GL_ACCOUNTS: Mapping[str, str] = {
 }
 """Canonical GL account names to Universal Chart of Accounts codes (the template's chart)."""
 
+SALES_TAX_NAME = "Sales tax (Salesforce)"
+"""The ``account.tax`` (type none) the template creates; manual tax lines are reported under it."""
+
 _TRYTON_CODE = re.compile(r"^\d+(\.\d+)+$")
+# Written into a credit note's comment at creation, so that ``find`` can tell a credit note
+# applied to some of its invoices from one applied to all of them.
+_APPLIED_TO = re.compile(r"revbridge: applied to (\d+) invoice")
 _PART = re.compile(r"^(?P<ref>.+) \[(?P<i>\d+)/(?P<n>\d+)\]$")
 _POSTED = ("posted", "paid")
 
@@ -115,6 +122,8 @@ class AccountMap:
     revenue: str = "4.1.2"
     receivable: str = "1.2.1"
     cash: str = "1.1.1"
+    tax: str = "2.2.3"
+    tax_name: str | None = SALES_TAX_NAME
 
     def code_for(self, name: str) -> str:
         """The Tryton account code for ``name``; ``TerminalError`` when nothing maps it."""
@@ -331,7 +340,9 @@ class TrytonErp:
         """Create and post the customer invoice; its reference is ``external_ref``.
 
         The whole amount is due on the source's ``due_date`` (no Tryton payment term), and
-        lines go to the mapped revenue account (``AccountMap.revenue`` by default).
+        lines go to the mapped revenue account (``AccountMap.revenue`` by default). The tax is
+        Salesforce's, to the cent: manual tax lines on the tax liability account
+        (``AccountMap.tax``), one per tax rate, so the receivable is Salesforce's total.
         """
         async with (
             self._boundary("invoice", external_ref),
@@ -340,7 +351,6 @@ class TrytonErp:
             existing = await self.ops.find_invoice(external_ref)
             if existing is not None and existing.state in _POSTED:
                 return self._document(RecordKind.INVOICE, external_ref, existing)
-            _refuse_tax(invoice.tax_total, f"invoice {invoice.invoice_number}")
             await self._require_open_period(invoice.invoice_date, f"invoice {external_ref}")
             posted = await self.ops.create_invoice(
                 _erp_id(customer_erp_id, "customer"),
@@ -350,6 +360,7 @@ class TrytonErp:
                 currency=invoice.currency,
                 description=f"Salesforce invoice {invoice.invoice_number}",
                 due_date=invoice.due_date,
+                taxes=self._invoice_taxes(invoice.lines),
             )
             _same_total(posted, invoice.total, f"invoice {external_ref}")
             return self._document(RecordKind.INVOICE, external_ref, posted)
@@ -361,27 +372,28 @@ class TrytonErp:
         customer_erp_id: str,
         invoice_erp_ids: Mapping[str, str],
     ) -> ErpRecord:
-        """Create and post the credit note, then apply it to the invoice it names.
+        """Create and post the credit note, then apply it to the invoices it names.
 
-        Tryton applies a credit note by reconciling its receivable line with the invoice's,
-        which takes the credit note whole: one application of the full total is supported;
-        no application leaves the credit open on the customer's account. A split or partial
-        application is refused before anything is created.
+        Each application lowers its invoice's amount to pay by exactly its amount; a credit
+        applied in part, or split over several invoices, first has its receivable line split
+        by Tryton's reschedule (see ``TrytonAccounting.apply_credit_note_parts``), and what
+        is not applied stays open on the customer's account. Tax is posted as on invoices.
         """
         async with (
             self._boundary("credit memo", external_ref),
             self._locks.hold(("credit_memo", external_ref)),
         ):
-            if len(memo.applications) > 1 or any(a.amount != memo.total for a in memo.applications):
-                raise TerminalError(
-                    f"credit memo {memo.credit_memo_number}: Tryton applies a credit note whole, "
-                    f"to one invoice; this one splits {memo.total} {memo.currency} as "
-                    + ", ".join(f"{a.amount} to {a.invoice_id}" for a in memo.applications)
-                    + ". An accountant must apply it by hand."
-                )
+            parts = []
+            for application in memo.applications:
+                erp_id = invoice_erp_ids.get(application.invoice_id)
+                if erp_id is None:
+                    raise TerminalError(
+                        f"credit memo {memo.credit_memo_number}: invoice "
+                        f"{application.invoice_id} has no Tryton id"
+                    )
+                parts.append((_erp_id(erp_id, "invoice"), application.amount))
             existing = await self.ops.find_invoice(external_ref)
             if existing is None or existing.state not in _POSTED:
-                _refuse_tax(memo.tax_total, f"credit memo {memo.credit_memo_number}")
                 await self._require_open_period(memo.issued_on, f"credit memo {external_ref}")
             reason = f": {memo.reason}" if memo.reason else ""
             note = await self.ops.create_credit_note(
@@ -392,11 +404,20 @@ class TrytonErp:
                 currency=memo.currency,
                 description=f"Salesforce credit memo {memo.credit_memo_number}{reason}",
                 due_date=memo.issued_on,
+                taxes=self._invoice_taxes(memo.lines),
+                comment=(
+                    f"revbridge: applied to {len(parts)} invoice(s): "
+                    + ", ".join(f"{a.amount} to {a.invoice_id}" for a in memo.applications)
+                ),
             )
             _same_total(note, -memo.total, f"credit memo {external_ref}")
-            for application in memo.applications:
-                invoice_id = _erp_id(invoice_erp_ids[application.invoice_id], "invoice")
-                await self.ops.apply_credit_note(note.id, invoice_id)
+            if parts:
+                await self.ops.apply_credit_note_parts(
+                    note.id,
+                    parts,
+                    date=memo.issued_on,
+                    description=f"{external_ref} applications",
+                )
             return self._document(RecordKind.CREDIT_MEMO, external_ref, note)
 
     # Port: payments ----------------------------------------------------------------------
@@ -426,11 +447,6 @@ class TrytonErp:
             applied = sum((a.amount for a in payment.applications), Decimal(0))
             unapplied = payment.amount - applied
             parts = len(payment.applications) + (1 if unapplied > 0 else 0)
-            if unapplied > 0 and payment.currency != await self._currency():
-                raise TerminalError(
-                    f"payment {external_ref}: {unapplied} {payment.currency} is not applied to "
-                    "an invoice, and unapplied cash is only supported in the company currency"
-                )
             await self._require_open_period(payment.received_on, f"payment {external_ref}")
             for part, application in enumerate(payment.applications, start=1):
                 invoice_id = _erp_id(invoice_erp_ids[application.invoice_id], "invoice")
@@ -452,12 +468,17 @@ class TrytonErp:
                     payment_part_reference(external_ref, parts, parts),
                     payment.received_on,
                     [
-                        JournalLine(account_code=self.accounts.cash, debit=unapplied),
+                        JournalLine(
+                            account_code=self.accounts.cash,
+                            debit=unapplied,
+                            currency=payment.currency,
+                        ),
                         JournalLine(
                             account_code=self.accounts.receivable,
                             credit=unapplied,
                             party_code=party["code"],
                             description=f"Unapplied {payment.method} payment",
+                            currency=payment.currency,
                         ),
                     ],
                     journal_code="CASH",
@@ -484,15 +505,9 @@ class TrytonErp:
             existing = await self.ops.find_journal_entry(external_ref)
             if existing is not None and existing.state == "posted":
                 return _journal_record(external_ref, existing.id, existing.number)
-            company_currency = await self._currency()
             party_code: str | None = None
             lines: list[JournalLine] = []
             for line in entry.lines:
-                if line.currency != company_currency:
-                    raise TerminalError(
-                        f"journal entry {external_ref}: a line in {line.currency}; Tryton's "
-                        f"journal entries are posted in the company currency {company_currency}"
-                    )
                 code = self.accounts.code_for(line.account)
                 party: str | None = None
                 if await self._needs_party(code):
@@ -516,6 +531,7 @@ class TrytonErp:
                         credit=line.credit,
                         party_code=party,
                         description=line.memo or entry.memo,
+                        currency=line.currency,
                     )
                 )
             await self._require_open_period(entry.entry_date, f"journal entry {external_ref}")
@@ -689,26 +705,57 @@ class TrytonErp:
             account_code=account,
         )
 
+    def _invoice_taxes(self, lines: Sequence[DocumentLine]) -> list[InvoiceTax]:
+        """Salesforce's line taxes as Tryton manual tax lines, one per rate.
+
+        Lines are grouped by their effective rate (tax / amount, to 0.01 %), so an invoice
+        shows "Sales tax 8.00 %" once with its base, as a tax summary does; the amounts are
+        the sums of Salesforce's own (already rounded) line taxes.
+        """
+        groups: dict[Decimal | None, tuple[Decimal, Decimal]] = {}
+        for line in lines:
+            if line.tax_amount == 0:
+                continue
+            rate = (
+                (line.tax_amount * 100 / line.amount).quantize(Decimal("0.01"))
+                if line.amount
+                else None
+            )
+            base, tax = groups.get(rate, (Decimal(0), Decimal(0)))
+            groups[rate] = (base + line.amount, tax + line.tax_amount)
+        return [
+            InvoiceTax(
+                description=(
+                    f"Sales tax {rate} % (Salesforce)" if rate is not None else SALES_TAX_NAME
+                ),
+                base=base,
+                amount=tax,
+                account_code=self.accounts.tax,
+                tax_name=self.accounts.tax_name,
+            )
+            for rate, (base, tax) in groups.items()
+        ]
+
     def _document(self, kind: RecordKind, external_ref: str, invoice: Invoice) -> ErpRecord:
         return ErpRecord(
             kind=kind, external_ref=external_ref, erp_id=str(invoice.id), number=invoice.number
         )
 
     async def _credit_note_applied(self, note: Invoice) -> bool:
-        """Is the credit note's receivable line reconciled or used to pay an invoice?"""
+        """Does the credit note pay every invoice it was created to pay?
+
+        The number of invoices is in the comment written at creation; a credit note without
+        it (made before the hub wrote one) counts as applied once it pays one invoice.
+        """
         if note.state == "paid":
             return True
-        (row,) = await self.client.model("account.invoice", "read", [note.id], ["lines_to_pay"])
-        lines: list[int] = row["lines_to_pay"]
-        if not lines:
-            return False
-        paying = await self.client.search_read(
-            "account.invoice",
-            [("type", "=", "out"), ("payment_lines", "in", lines)],
-            ["id"],
-            limit=1,
-        )
-        return bool(paying)
+        (row,) = await self.client.model("account.invoice", "read", [note.id], ["comment"])
+        mark = _APPLIED_TO.search(row["comment"] or "")
+        expected = int(mark[1]) if mark else 1
+        if expected == 0:
+            return True
+        paid = set((await self.ops.credit_note_applications(note.id)).values())
+        return len(paid) >= expected
 
     async def _find_payment(self, external_ref: str) -> ErpRecord | None:
         """The payment if every one of its parts is posted in Tryton, else None."""
@@ -816,14 +863,6 @@ def _erp_id(value: str, what: str) -> int:
         return int(value)
     except ValueError as exc:
         raise TerminalError(f"{value!r} is not a Tryton {what} id") from exc
-
-
-def _refuse_tax(tax_total: Decimal, what: str) -> None:
-    if tax_total != 0:
-        raise TerminalError(
-            f"{what} carries {tax_total} of tax, and no tax is mapped to Tryton: posting it "
-            "without would leave the receivable short of Salesforce's total"
-        )
 
 
 def _same_total(document: Invoice, expected: Decimal, what: str) -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "CONFIRMED_INVOICE_WARNINGS",
     "Invoice",
     "InvoiceLine",
+    "InvoiceTax",
     "JournalEntry",
     "JournalLine",
     "MoveLine",
@@ -84,6 +85,24 @@ class InvoiceLine:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class InvoiceTax:
+    """A tax amount to post as given: a *manual* Tryton invoice tax line.
+
+    ``base`` is the net amount the tax is on and ``amount`` the tax itself, both positive as
+    printed on the document (a credit note negates them). Tryton keeps manual tax lines as
+    they are (it recomputes only the taxes it derives from the lines' own taxes), so the
+    receivable is exactly the source's total. ``tax_name`` names the ``account.tax`` the line
+    is reported under; when Tryton has no tax of that name the line carries none.
+    """
+
+    description: str
+    base: Decimal
+    amount: Decimal
+    account_code: str
+    tax_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Invoice:
     """A customer invoice or credit note (a credit note is an invoice with a negative total).
 
@@ -129,11 +148,16 @@ class Payment:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JournalLine:
+    """One line of a journal entry. ``debit``/``credit`` are in ``currency`` when it is set
+    (and differs from the company's): the line then carries that amount as its second
+    currency, and its company-currency amount is converted at Tryton's rate of the day."""
+
     account_code: str
     debit: Decimal = Decimal(0)
     credit: Decimal = Decimal(0)
     party_code: str | None = None
     description: str | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -205,6 +229,8 @@ class TrytonAccounting:
         self._accounts: dict[str, int] = {}
         self._journals: dict[str, int] = {}
         self._currencies: dict[str, int] = {}
+        self._taxes: dict[str, int | None] = {}
+        self._company: dict[str, Any] | None = None
         self._configuration: dict[str, Any] | None = None
 
     # Parties -----------------------------------------------------------------------------
@@ -332,6 +358,8 @@ class TrytonAccounting:
         description: str | None = None,
         post: bool = True,
         due_date: dt.date | None = None,
+        taxes: Sequence[InvoiceTax] = (),
+        comment: str | None = None,
     ) -> Invoice:
         """Create (and by default post) a customer invoice; idempotent on ``reference``.
 
@@ -342,6 +370,9 @@ class TrytonAccounting:
         system's own terms) instead of the company's default payment term. Posting an invoice
         whose due date has already passed makes Tryton ask for confirmation; the source
         already issued it, so that warning is confirmed (see ``post_invoice``).
+
+        ``taxes`` become manual tax lines: the tax is posted at the amounts given, never
+        recomputed by Tryton. ``comment`` is the invoice's free-text comment.
         """
         return await self._create_document(
             party_id,
@@ -353,6 +384,8 @@ class TrytonAccounting:
             description=description,
             post=post,
             due_date=due_date,
+            taxes=taxes,
+            comment=comment,
         )
 
     async def create_credit_note(
@@ -366,11 +399,14 @@ class TrytonAccounting:
         description: str | None = None,
         post: bool = True,
         due_date: dt.date | None = None,
+        taxes: Sequence[InvoiceTax] = (),
+        comment: str | None = None,
     ) -> Invoice:
         """Create (and post) a credit note; idempotent on ``reference`` like invoices.
 
         ``lines`` carry positive quantities and prices, as printed on the credit note; Tryton
-        has no credit-note type, so the quantities are negated and the total is negative.
+        has no credit-note type, so the quantities are negated and the total is negative
+        (and so are the taxes' bases and amounts).
         """
         return await self._create_document(
             party_id,
@@ -382,6 +418,8 @@ class TrytonAccounting:
             description=description,
             post=post,
             due_date=due_date,
+            taxes=taxes,
+            comment=comment,
         )
 
     async def post_invoice(
@@ -406,65 +444,219 @@ class TrytonAccounting:
             await self.client.model("account.invoice", "post", [invoice_id])
         return await self.get_invoice(invoice_id)
 
-    async def apply_credit_note(self, credit_note_id: int, invoice_id: int) -> Invoice:
-        """Settle an invoice with a posted credit note of the same party and currency.
+    async def apply_credit_note(
+        self, credit_note_id: int, invoice_id: int, amount: Decimal | None = None
+    ) -> Invoice:
+        """Apply a posted credit note to one invoice: all of its open credit, or ``amount``.
 
-        The credit note's open receivable line becomes a payment line of the invoice. When it
-        covers exactly what is left to pay, both documents' lines are reconciled and both
-        become ``paid``; when it covers less, the invoice's ``amount_to_pay`` drops and the
-        lines are reconciled by the payment that settles the rest. A credit larger than what
-        is left to pay is refused (Tryton would need a write-off or a refund for the excess).
-        Applying the same credit note twice is a no-op.
+        See ``apply_credit_note_parts``, of which this is the one-invoice case.
+        """
+        (invoice,) = await self.apply_credit_note_parts(credit_note_id, [(invoice_id, amount)])
+        return invoice
+
+    async def apply_credit_note_parts(
+        self,
+        credit_note_id: int,
+        parts: Sequence[tuple[int, Decimal | None]],
+        *,
+        date: dt.date | None = None,
+        description: str | None = None,
+    ) -> list[Invoice]:
+        """Apply a posted credit note to invoices of the same party and currency.
+
+        ``parts`` are ``(invoice id, amount)`` in the documents' currency; an amount of None
+        takes all the credit still open (only one part may do so). Each invoice's
+        ``amount_to_pay`` drops by exactly its amount; credit not applied stays open on the
+        customer's account, on the credit note.
+
+        Tryton pays an invoice with whole move lines (``payment_lines``), so when the credit
+        note's open receivable line does not already have the amounts needed, it is first
+        split with Tryton's own *reschedule* (``account.move.line.reschedule``): a move in the
+        credit note's journal, attached to the credit note (``additional_moves``), reconciles
+        the open line and replaces it with one line per application plus one for the rest.
+        Nothing is written off. The move is dated ``date`` (default: Tryton's today).
+
+        An application that settles what is left on its invoice reconciles that invoice (a
+        foreign-currency rounding cent goes to the currency exchange account, as Tryton's own
+        reconciliation does); a smaller one waits for the payment that settles the rest.
+        Applying more than an invoice still owes, or more than the credit still open, is
+        refused before anything changes. Re-applying is a no-op: an invoice already paid by a
+        line of this credit note counts as done.
         """
         (note,) = await self.client.model(
             "account.invoice",
             "read",
             [credit_note_id],
-            ["state", "total_amount", "lines_to_pay", "party", "currency"],
-        )
-        (invoice,) = await self.client.model(
-            "account.invoice",
-            "read",
-            [invoice_id],
-            ["state", "amount_to_pay", "lines_to_pay", "payment_lines", "party", "currency"],
+            ["state", "total_amount", "party", "currency", "number"],
         )
         if note["total_amount"] >= 0:
             raise TerminalError(f"invoice {credit_note_id} is not a credit note")
-        if note["party"] != invoice["party"] or note["currency"] != invoice["currency"]:
+        if len({invoice_id for invoice_id, _ in parts}) != len(parts):
+            raise TerminalError(f"credit note {credit_note_id}: an invoice appears twice")
+        invoice_ids = [invoice_id for invoice_id, _ in parts]
+        rows = await self.client.model(
+            "account.invoice",
+            "read",
+            invoice_ids,
+            ["state", "amount_to_pay", "lines_to_pay", "payment_lines", "party", "currency"],
+        )
+        invoices = {row["id"]: row for row in rows}
+        for invoice_id in invoice_ids:
+            invoice = invoices[invoice_id]
+            if note["party"] != invoice["party"] or note["currency"] != invoice["currency"]:
+                raise TerminalError(
+                    f"credit note {credit_note_id} and invoice {invoice_id} differ in party "
+                    "or currency"
+                )
+        used = await self.credit_note_applications(credit_note_id)
+        free = [line for line in await self._credit_lines(credit_note_id) if line.id not in used]
+        pending = [(i, amount) for i, amount in parts if i not in used.values()]
+        if not pending:
+            return [await self.get_invoice(i) for i in invoice_ids]
+        open_credit = sum((line.amount for line in free), Decimal(0))
+        if sum(1 for _, amount in pending if amount is None) > 1:
             raise TerminalError(
-                f"credit note {credit_note_id} and invoice {invoice_id} differ in party or currency"
+                f"credit note {credit_note_id}: only one application may take the rest"
             )
-        open_credit = await self.client.search_read(
+        rest = open_credit - sum((a for _, a in pending if a is not None), Decimal(0))
+        wanted = [(i, rest if amount is None else amount) for i, amount in pending]
+        for invoice_id, amount in wanted:
+            invoice = invoices[invoice_id]
+            if note["state"] != "posted" or invoice["state"] != "posted":
+                raise TerminalError(
+                    f"both documents must be posted to apply a credit note (credit note "
+                    f"{credit_note_id} is {note['state']}, invoice {invoice_id} is "
+                    f"{invoice['state']})"
+                )
+            if amount <= 0:
+                raise TerminalError(
+                    f"credit note {credit_note_id}: {amount} applied to invoice {invoice_id} "
+                    "is not a positive amount"
+                )
+            if amount > invoice["amount_to_pay"]:
+                raise TerminalError(
+                    f"credit note {credit_note_id} ({amount}) exceeds what is left to pay on "
+                    f"invoice {invoice_id} ({invoice['amount_to_pay']})"
+                )
+        applied = sum((amount for _, amount in wanted), Decimal(0))
+        if applied > open_credit:
+            raise TerminalError(
+                f"credit note {credit_note_id}: {applied} to apply is more than the "
+                f"{open_credit} of credit still open on it"
+            )
+        matched = _match_lines(wanted, free)
+        if matched is None:
+            await self._split_credit(
+                [line.id for line in free],
+                [amount for _, amount in wanted],
+                open_credit,
+                date=date,
+                description=description or f"Applications of credit note {note['number']}",
+            )
+            used = await self.credit_note_applications(credit_note_id)
+            lines = await self._credit_lines(credit_note_id)
+            free = [line for line in lines if line.id not in used]
+            matched = _match_lines(wanted, free)
+            if matched is None:
+                raise TerminalError(
+                    f"credit note {credit_note_id}: its lines do not have the amounts to apply "
+                    "after splitting them"
+                )
+        for invoice_id, amount, line_id in matched:
+            invoice = invoices[invoice_id]
+            await self.client.model(
+                "account.invoice", "write", [invoice_id], {"payment_lines": [["add", [line_id]]]}
+            )
+            if amount == invoice["amount_to_pay"]:
+                open_lines = await self.client.search_read(
+                    "account.move.line",
+                    [
+                        ("id", "in", invoice["lines_to_pay"] + invoice["payment_lines"]),
+                        ("reconciliation", "=", None),
+                    ],
+                    ["id"],
+                )
+                await self._reconcile([r["id"] for r in open_lines] + [line_id])
+        return [await self.get_invoice(i) for i in invoice_ids]
+
+    async def credit_note_applications(self, credit_note_id: int) -> dict[int, int]:
+        """Lines of the credit note that pay an invoice: line id to the invoice id."""
+        (note,) = await self.client.model(
+            "account.invoice", "read", [credit_note_id], ["lines_to_pay"]
+        )
+        lines: list[int] = note["lines_to_pay"]
+        if not lines:
+            return {}
+        paying = await self.client.search_read(
+            "account.invoice",
+            [("type", "=", "out"), ("payment_lines", "in", lines), ("id", "!=", credit_note_id)],
+            ["payment_lines"],
+        )
+        return {line: row["id"] for row in paying for line in row["payment_lines"] if line in lines}
+
+    async def _credit_lines(self, credit_note_id: int) -> list[_OpenLine]:
+        """The credit note's unreconciled receivable lines, amounts positive, in its currency."""
+        (note,) = await self.client.model(
+            "account.invoice", "read", [credit_note_id], ["lines_to_pay"]
+        )
+        rows = await self.client.search_read(
             "account.move.line",
             [("id", "in", note["lines_to_pay"]), ("reconciliation", "=", None)],
-            ["debit", "credit"],
+            ["debit", "credit", "amount_second_currency", "second_currency"],
+            order=[("id", "ASC")],
         )
-        new_lines = [r["id"] for r in open_credit if r["id"] not in invoice["payment_lines"]]
-        if not new_lines:
-            return await self.get_invoice(invoice_id)
-        if note["state"] != "posted" or invoice["state"] != "posted":
-            raise TerminalError(
-                f"both documents must be posted to apply a credit note (credit note "
-                f"{credit_note_id} is {note['state']}, invoice {invoice_id} is {invoice['state']})"
+        return [
+            _OpenLine(
+                id=row["id"],
+                amount=(
+                    -row["amount_second_currency"]
+                    if row["second_currency"] is not None
+                    else row["credit"] - row["debit"]
+                ),
             )
-        credit = sum((r["credit"] - r["debit"] for r in open_credit), Decimal(0))
-        if credit > invoice["amount_to_pay"]:
-            raise TerminalError(
-                f"credit note {credit_note_id} ({credit}) exceeds what is left to pay on "
-                f"invoice {invoice_id} ({invoice['amount_to_pay']})"
-            )
-        await self.client.model(
-            "account.invoice", "write", [invoice_id], {"payment_lines": [["add", new_lines]]}
-        )
-        if credit == invoice["amount_to_pay"]:
-            open_to_pay = await self.client.search_read(
-                "account.move.line",
-                [("id", "in", invoice["lines_to_pay"]), ("reconciliation", "=", None)],
-                ["id"],
-            )
-            to_reconcile = [r["id"] for r in open_to_pay] + invoice["payment_lines"] + new_lines
-            await self._reconcile(to_reconcile)
-        return await self.get_invoice(invoice_id)
+            for row in rows
+        ]
+
+    async def _split_credit(
+        self,
+        line_ids: Sequence[int],
+        amounts: Sequence[Decimal],
+        open_credit: Decimal,
+        *,
+        date: dt.date | None,
+        description: str,
+    ) -> None:
+        """Reschedule the credit note's open lines into one line per amount, plus the rest."""
+        terms = list(amounts)
+        if open_credit > sum(terms, Decimal(0)):
+            terms.append(open_credit - sum(terms, Decimal(0)))
+        async with self.client.wizard(
+            "account.move.line.reschedule", model="account.move.line", ids=list(line_ids)
+        ) as wizard:
+            opened = await wizard.execute("start")
+            defaults = _form(opened["view"]["defaults"])
+            when = date or dt.datetime.now(dt.UTC).date()
+            start = {
+                **defaults,
+                "start_date": when,
+                "frequency": "other",
+                "interval": 1,
+                "number": len(terms),
+                "amount": None,
+            }
+            preview = await wizard.execute("preview", {"start": start})
+            form = {
+                **_form(preview["view"]["defaults"]),
+                "description": description,
+                "terms": [
+                    # A credit's lines are negative in the rescheduled total.
+                    {"date": when, "amount": -amount, "currency": defaults["currency"]}
+                    for amount in terms
+                ],
+            }
+            # account_invoice attaches the new move to the credit note (additional_moves),
+            # so its lines count among the credit note's lines to pay.
+            await wizard.execute("reschedule", {"start": start, "preview": form})
 
     # Payments ----------------------------------------------------------------------------
 
@@ -563,12 +755,15 @@ class TrytonAccounting:
         and ``TrytonUserError`` when Tryton refuses (a closed period, an account that needs
         a party, ...).
         """
-        debit = sum((line.debit for line in lines), Decimal(0))
-        credit = sum((line.credit for line in lines), Decimal(0))
-        if debit != credit or not lines:
-            raise UnbalancedJournal(
-                f"journal entry {reference}: debits {debit} != credits {credit}"
+        totals: dict[str | None, Decimal] = {}
+        for line in lines:
+            totals[line.currency] = totals.get(line.currency, Decimal(0)) + line.debit - line.credit
+        unbalanced = {c: t for c, t in totals.items() if t != 0}
+        if unbalanced or not lines:
+            detail = ", ".join(
+                f"{c or 'company currency'} off by {t}" for c, t in unbalanced.items()
             )
+            raise UnbalancedJournal(f"journal entry {reference}: debits != credits ({detail})")
         existing = await self.find_journal_entry(reference, journal_code=journal_code)
         if existing is not None:
             if existing.state != "posted":
@@ -577,13 +772,17 @@ class TrytonAccounting:
             return existing
         journal = await self._journal(journal_code)
         period = await self.find_period(date)
+        amounts = await self._company_amounts(lines, date)
         move_lines = []
-        for line in lines:
+        for line, (debit, credit) in zip(lines, amounts, strict=True):
             values: dict[str, Any] = {
                 "account": await self._account(line.account_code),
-                "debit": line.debit,
-                "credit": line.credit,
+                "debit": debit,
+                "credit": credit,
             }
+            if line.currency is not None and (debit, credit) != (line.debit, line.credit):
+                values["second_currency"] = await self._currency(line.currency)
+                values["amount_second_currency"] = line.debit - line.credit
             if line.party_code is not None:
                 party = await self.find_party(line.party_code)
                 if party is None:
@@ -608,6 +807,65 @@ class TrytonAccounting:
         )
         await self.client.model("account.move", "post", [move_id])
         return await self._journal_entry(move_id)
+
+    async def _company_amounts(
+        self, lines: Sequence[JournalLine], date: dt.date
+    ) -> list[tuple[Decimal, Decimal]]:
+        """Each line's (debit, credit) in the company currency, balanced.
+
+        Lines in another currency are converted at Tryton's rate of ``date`` (the rate table
+        is per currency against a common base, as ``currency.currency.compute`` uses it) and
+        rounded to the company currency; the rounding cents that conversion leaves are put on
+        the largest line of the lighter side, so the entry still balances.
+        """
+        company = await self._company_currency()
+        converted: list[tuple[Decimal, Decimal]] = []
+        for line in lines:
+            if line.currency is None or line.currency == company["code"]:
+                converted.append((line.debit, line.credit))
+                continue
+            factor = company["rate"] / await self._rate(line.currency, date)
+            converted.append(
+                (
+                    (line.debit * factor).quantize(company["rounding"]),
+                    (line.credit * factor).quantize(company["rounding"]),
+                )
+            )
+        gap = sum((d - c for d, c in converted), Decimal(0))
+        if gap:
+            side = 1 if gap > 0 else 0  # debits heavier: raise a credit, and vice versa
+            index = max(range(len(converted)), key=lambda i: converted[i][side])
+            debit, credit = converted[index]
+            converted[index] = (debit, credit + gap) if side else (debit - gap, credit)
+        return converted
+
+    async def _company_currency(self) -> dict[str, Any]:
+        if self._company is None:
+            (row,) = await self.client.model(
+                "company.company", "read", [self.client.company_id], ["currency"]
+            )
+            (currency,) = await self.client.model(
+                "currency.currency", "read", [row["currency"]], ["code", "rounding", "rate"]
+            )
+            self._company = {
+                "code": currency["code"],
+                "rounding": currency["rounding"],
+                "rate": currency["rate"] or Decimal(1),
+            }
+        return self._company
+
+    async def _rate(self, code: str, date: dt.date) -> Decimal:
+        (row,) = await self.client.model(
+            "currency.currency",
+            "read",
+            [await self._currency(code)],
+            ["rate"],
+            context={"date": date},
+        )
+        if not row["rate"]:
+            raise TerminalError(f"Tryton has no {code} rate on {date.isoformat()}")
+        rate: Decimal = row["rate"]
+        return rate
 
     async def find_journal_entry(
         self, reference: str, *, journal_code: str = "MISC"
@@ -689,6 +947,8 @@ class TrytonAccounting:
         description: str | None,
         post: bool,
         due_date: dt.date | None = None,
+        taxes: Sequence[InvoiceTax] = (),
+        comment: str | None = None,
     ) -> Invoice:
         existing = await self.find_invoice(reference)
         if existing is not None:
@@ -742,6 +1002,11 @@ class TrytonAccounting:
             "reference": reference,
             "lines": [["create", invoice_lines]],
         }
+        tax_lines = [await self._tax_line(tax, sign) for tax in taxes if tax.amount != 0]
+        if tax_lines:
+            values["taxes"] = [["create", tax_lines]]
+        if comment is not None:
+            values["comment"] = comment
         if due_date is not None:
             # Without a payment term, Tryton makes one line due on payment_term_date.
             values["payment_term_date"] = due_date
@@ -751,6 +1016,31 @@ class TrytonAccounting:
         if post:
             return await self.post_invoice(invoice_id)
         return await self.get_invoice(invoice_id)
+
+    async def _tax_line(self, tax: InvoiceTax, sign: int) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "description": tax.description,
+            "manual": True,
+            "account": await self._account(tax.account_code),
+            "base": tax.base * sign,
+            "amount": tax.amount * sign,
+        }
+        if tax.tax_name is not None:
+            tax_id = await self._tax(tax.tax_name)
+            if tax_id is not None:
+                values["tax"] = tax_id
+        return values
+
+    async def _tax(self, name: str) -> int | None:
+        if name not in self._taxes:
+            rows = await self.client.search_read(
+                "account.tax",
+                [("name", "=", name), ("company", "=", self.client.company_id)],
+                ["id"],
+                limit=1,
+            )
+            self._taxes[name] = rows[0]["id"] if rows else None
+        return self._taxes[name]
 
     async def _reconcile(self, line_ids: Sequence[int]) -> None:
         async with self.client.wizard(
@@ -911,6 +1201,27 @@ def _invoice(row: dict[str, Any]) -> Invoice:
         amount_to_pay=row["amount_to_pay"],
         reconciled=row["reconciled"],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _OpenLine:
+    id: int
+    amount: Decimal
+
+
+def _match_lines(
+    wanted: Sequence[tuple[int, Decimal]], lines: Sequence[_OpenLine]
+) -> list[tuple[int, Decimal, int]] | None:
+    """Give each (invoice, amount) an open line of exactly that amount, or None if one lacks."""
+    free = list(lines)
+    matched = []
+    for invoice_id, amount in wanted:
+        line = next((line for line in free if line.amount == amount), None)
+        if line is None:
+            return None
+        free.remove(line)
+        matched.append((invoice_id, amount, line.id))
+    return matched
 
 
 def _period(row: dict[str, Any]) -> Period:

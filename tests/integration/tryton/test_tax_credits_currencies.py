@@ -1,0 +1,189 @@
+"""Tax as Salesforce computed it, credit notes applied in part or split, foreign currencies."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from revbridge.errors import TerminalError
+from revbridge.tryton.instance import InstanceInfo
+from revbridge.tryton.operations import InvoiceLine, InvoiceTax, JournalLine, TrytonAccounting
+
+from .conftest import Session, run
+
+TODAY = dt.datetime.now(dt.UTC).date()
+D = Decimal
+
+
+def lines(amount: str, description: str = "Subscription") -> list[InvoiceLine]:
+    return [InvoiceLine(description=description, quantity=D(1), unit_price=D(amount))]
+
+
+def tax(base: str, amount: str) -> list[InvoiceTax]:
+    return [
+        InvoiceTax(
+            description="Sales tax 8.00 % (Salesforce)",
+            base=D(base),
+            amount=D(amount),
+            account_code="2.2.3",
+            tax_name="Sales tax (Salesforce)",
+        )
+    ]
+
+
+async def move_lines_of(ops: TrytonAccounting, invoice_id: int) -> set[tuple[str, D, D]]:
+    (row,) = await ops.client.model("account.invoice", "read", [invoice_id], ["move"])
+    rows = await ops.client.search_read(
+        "account.move.line", [("move", "=", row["move"])], ["account.code", "debit", "credit"]
+    )
+    return {(r["account."]["code"], r["debit"], r["credit"]) for r in rows}
+
+
+def test_tax_is_posted_at_salesforces_amount_on_the_tax_liability(tryton: InstanceInfo) -> None:
+    """1,000 + 80.01 of tax: the customer owes 1,080.01; 80.01 is a liability, not revenue."""
+
+    async def scenario() -> None:
+        async with Session(tryton) as ops:
+            party = await ops.ensure_party("TAX-1", "Taxed Inc")
+            # 80.01, not the 80.00 a rate would give: Salesforce's rounding is the one kept.
+            invoice = await ops.create_invoice(
+                party.id, "TAX-INV-1", lines("1000"), invoice_date=TODAY, taxes=tax("1000", "80.01")
+            )
+            assert invoice.total_amount == D("1080.01")
+            assert invoice.amount_to_pay == D("1080.01")
+            assert await move_lines_of(ops, invoice.id) == {
+                ("1.2.1", D("1080.01"), D(0)),
+                ("4.1.2", D(0), D("1000.00")),
+                ("2.2.3", D(0), D("80.01")),
+            }
+            (row,) = await ops.client.model(
+                "account.invoice", "read", [invoice.id], ["tax_amount", "taxes"]
+            )
+            assert row["tax_amount"] == D("80.01")
+            (line,) = await ops.client.model(
+                "account.invoice.tax", "read", row["taxes"], ["manual", "tax.name", "base"]
+            )
+            assert line["manual"]  # kept as given, never recomputed
+            assert line["tax."]["name"] == "Sales tax (Salesforce)"
+            assert line["base"] == D("1000.00")
+
+            note = await ops.create_credit_note(
+                party.id, "TAX-CN-1", lines("100"), invoice_date=TODAY, taxes=tax("100", "8")
+            )
+            assert note.total_amount == D("-108.00")
+            assert await move_lines_of(ops, note.id) == {
+                ("1.2.1", D(0), D("108.00")),
+                ("4.1.2", D("100.00"), D(0)),
+                ("2.2.3", D("8.00"), D(0)),
+            }
+
+    run(scenario())
+
+
+def test_a_credit_note_split_over_two_invoices_with_credit_left_open(
+    tryton: InstanceInfo,
+) -> None:
+    """300 of credit: 100 to one invoice, 150 to another; 50 stays open on the customer."""
+
+    async def scenario() -> None:
+        async with Session(tryton) as ops:
+            party = await ops.ensure_party("SPLIT-1", "Split Ltd")
+            first = await ops.create_invoice(
+                party.id, "SPLIT-INV-1", lines("400"), invoice_date=TODAY
+            )
+            second = await ops.create_invoice(
+                party.id, "SPLIT-INV-2", lines("150"), invoice_date=TODAY
+            )
+            note = await ops.create_credit_note(
+                party.id, "SPLIT-CN-1", lines("300"), invoice_date=TODAY
+            )
+            parts = [(first.id, D("100")), (second.id, D("150"))]
+            one, two = await ops.apply_credit_note_parts(note.id, parts, date=TODAY)
+            assert (one.state, one.amount_to_pay) == ("posted", D("300.00"))
+            assert (two.state, two.amount_to_pay) == ("paid", D(0))
+            assert set((await ops.credit_note_applications(note.id)).values()) == {
+                first.id,
+                second.id,
+            }
+            assert (await ops.party_balance(party.id)).receivable == D("250.00")  # 550 - 300
+            # Nothing is written off: the only moves are the documents and the split.
+            writeoffs = await ops.client.search_read(
+                "account.move.line", [("account.code", "=", "6.2.1")], ["id"]
+            )
+            assert writeoffs == []
+
+            again = await ops.apply_credit_note_parts(note.id, parts, date=TODAY)
+            assert [i.amount_to_pay for i in again] == [D("300.00"), D(0)]
+
+            # The 50 left can still be applied; more than that is refused.
+            third = await ops.create_invoice(
+                party.id, "SPLIT-INV-3", lines("80"), invoice_date=TODAY
+            )
+            with pytest.raises(TerminalError, match="credit still open"):
+                await ops.apply_credit_note_parts(note.id, [(third.id, D("60"))])
+            (rest,) = await ops.apply_credit_note_parts(note.id, [(third.id, None)])
+            assert rest.amount_to_pay == D("30.00")
+            await ops.record_payment(first.id, D("300"), reference="SPLIT-PAY", date=TODAY)
+            assert (await ops.get_invoice(first.id)).state == "paid"
+
+    run(scenario())
+
+
+def test_foreign_currency_invoice_credit_and_payment_settle_in_that_currency(
+    tryton: InstanceInfo,
+) -> None:
+    """EUR 1,000.01 credited 333.33 and paid 666.68: paid in EUR, the rounding cent in 6.2.1."""
+
+    async def scenario() -> None:
+        async with Session(tryton) as ops:
+            party = await ops.ensure_party("EUR-1", "Euro GmbH")
+            invoice = await ops.create_invoice(
+                party.id, "EUR-INV-1", lines("1000.01"), invoice_date=TODAY, currency="EUR"
+            )
+            assert (invoice.currency, invoice.total_amount) == ("EUR", D("1000.01"))
+            note = await ops.create_credit_note(
+                party.id, "EUR-CN-1", lines("500"), invoice_date=TODAY, currency="EUR"
+            )
+            reduced = await ops.apply_credit_note(note.id, invoice.id, D("333.33"))
+            assert reduced.amount_to_pay == D("666.68")
+            await ops.record_payment(invoice.id, D("666.68"), reference="EUR-PAY", date=TODAY)
+            settled = await ops.get_invoice(invoice.id)
+            assert (settled.state, settled.currency, settled.amount_to_pay) == ("paid", "EUR", 0)
+
+            yen = await ops.create_invoice(
+                party.id, "JPY-INV-1", lines("180001"), invoice_date=TODAY, currency="JPY"
+            )
+            assert (yen.currency, yen.total_amount) == ("JPY", D("180001"))
+            await ops.record_payment(yen.id, D("80001"), reference="JPY-PAY", date=TODAY)
+            assert (await ops.get_invoice(yen.id)).amount_to_pay == D("100000")
+
+    run(scenario())
+
+
+def test_journal_entry_in_a_foreign_currency(tryton: InstanceInfo) -> None:
+    """GBP 100 of revenue recognized: the lines carry GBP 100, converted to USD, balanced."""
+
+    async def scenario() -> None:
+        async with Session(tryton) as ops:
+            entry = await ops.post_journal_entry(
+                "GBP-RR-1",
+                TODAY,
+                [
+                    JournalLine(account_code="2.2.2", debit=D("100"), currency="GBP"),
+                    JournalLine(account_code="4.1.2", credit=D("100"), currency="GBP"),
+                ],
+            )
+            rows = await ops.client.search_read(
+                "account.move.line",
+                [("move", "=", entry.id)],
+                ["debit", "credit", "amount_second_currency", "second_currency.code"],
+            )
+            assert {r["amount_second_currency"] for r in rows} == {D("100.00"), D("-100.00")}
+            assert {r["second_currency."]["code"] for r in rows} == {"GBP"}
+            usd = D("100") / D("0.79")
+            assert sum(r["debit"] for r in rows) == sum(r["credit"] for r in rows)
+            assert sum(r["debit"] for r in rows) == usd.quantize(D("0.01"))
+
+    run(scenario())
