@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -148,7 +149,8 @@ class InvoiceBalance:
     """What is still open on one customer invoice or credit note, read back from Tryton.
 
     ``external_ref`` is the source record id (the invoice's Tryton ``reference``).
-    Amounts are in ``currency``; a credit note has a negative ``total`` and ``open_amount``.
+    Amounts are in ``currency``; a credit note has a negative ``total`` and ``open_amount``,
+    and its ``open_amount`` leaves out the credit already applied to invoices.
     """
 
     external_ref: str
@@ -594,7 +596,7 @@ class TrytonErp:
                 order=[("id", "ASC")],
                 limit=1,
             )
-            return _invoice_balance(rows[0]) if rows else None
+            return await self._balance(rows[0]) if rows else None
 
     async def open_invoices(self) -> list[InvoiceBalance]:
         """AR per document: every posted customer invoice or credit note with money open."""
@@ -609,7 +611,8 @@ class TrytonErp:
                 _BALANCE_FIELDS,
                 order=[("id", "ASC")],
             )
-            return [b for b in map(_invoice_balance, rows) if b.open_amount != 0]
+            balances = [await self._balance(row) for row in rows]
+            return [b for b in balances if b.open_amount != 0]
 
     async def customer_balance(self, customer_ref: str) -> PartyBalance | None:
         """AR of the party carrying the Salesforce Account id ``customer_ref``."""
@@ -740,6 +743,14 @@ class TrytonErp:
         return ErpRecord(
             kind=kind, external_ref=external_ref, erp_id=str(invoice.id), number=invoice.number
         )
+
+    async def _balance(self, row: dict[str, Any]) -> InvoiceBalance:
+        balance = _invoice_balance(row)
+        if balance.is_credit_note and balance.state == "posted":
+            # Credit already paying an invoice is not open, even before that invoice settles.
+            open_credit = await self.ops.open_credit(int(balance.erp_id))
+            return dataclasses.replace(balance, open_amount=-open_credit)
+        return balance
 
     async def _credit_note_applied(self, note: Invoice) -> bool:
         """Does the credit note pay every invoice it was created to pay?

@@ -231,6 +231,7 @@ class TrytonAccounting:
         self._currencies: dict[str, int] = {}
         self._taxes: dict[str, int | None] = {}
         self._company: dict[str, Any] | None = None
+        self._fiscal_years: list[tuple[dt.date, dt.date]] | None = None
         self._configuration: dict[str, Any] | None = None
 
     # Parties -----------------------------------------------------------------------------
@@ -428,21 +429,102 @@ class TrytonAccounting:
         """Post a draft or validated invoice (numbers it and creates its move).
 
         Tryton asks for confirmation (a ``UserWarning``) in some cases; a warning whose name
-        is in ``confirm`` is confirmed the way Tryton's own client does it, by storing a
-        one-time ``res.user.warning`` for it, and the post is repeated once. By default only
+        is in ``confirm`` is confirmed the way Tryton's own client does it
+        (``res.user.warning.skip``, once), and the post is repeated once. By default only
         "the due date is already past" is confirmed: an invoice the source system issued
         weeks ago is still that invoice. Any other warning stays a ``TrytonUserWarning``.
+
+        Tryton numbers customer invoices in date order: it refuses to number an invoice
+        dated before one already numbered in the same sequence. Documents from another
+        system arrive out of order, so such an invoice keeps its date as its *accounting*
+        date (its period, its GL date, its currency rate and tax date) and takes, as its
+        invoice date, the latest date already numbered (see ``_keep_numbering_in_order``).
+        A concurrent post can still number a later invoice in between; the post is then
+        tried again, twice at most.
         """
+        for attempt in range(3):
+            await self._keep_numbering_in_order(invoice_id)
+            try:
+                await self._post(invoice_id, confirm)
+            except TrytonUserError as exc:
+                if attempt < 2 and "invoice date after" in exc.message:
+                    continue
+                raise
+            break
+        return await self.get_invoice(invoice_id)
+
+    async def _fiscal_year_end(self, date: dt.date) -> dt.date | None:
+        """The last day of the fiscal year holding ``date``; the years are read once."""
+        for refresh in (False, True):
+            if self._fiscal_years is None or refresh:
+                rows = await self.client.search_read(
+                    "account.fiscalyear",
+                    [("company", "=", self.client.company_id)],
+                    ["start_date", "end_date"],
+                )
+                self._fiscal_years = [(r["start_date"], r["end_date"]) for r in rows]
+            for start, end in self._fiscal_years:
+                if start <= date <= end:
+                    return end
+        return None
+
+    async def _post(self, invoice_id: int, confirm: Sequence[str]) -> None:
         try:
             await self.client.model("account.invoice", "post", [invoice_id])
         except TrytonUserWarning as warning:
             if warning.name.rsplit(".", 1)[-1] not in confirm:
                 raise
-            await self.client.model(
-                "res.user.warning", "create", [{"name": warning.name, "always": False}]
-            )
+            # ``skip`` is what Tryton's own client calls: it needs no access to the
+            # warnings table, which the hub's user (no administration group) lacks.
+            await self.client.model("res.user.warning", "skip", warning.name, False)
             await self.client.model("account.invoice", "post", [invoice_id])
-        return await self.get_invoice(invoice_id)
+
+    async def _keep_numbering_in_order(self, invoice_id: int) -> None:
+        """Move a draft's invoice date up to the latest one numbered in its sequence.
+
+        Its own date is kept as the accounting date, which is what Tryton uses for the
+        move, the period, the currency rate and the taxes.
+        """
+        (row,) = await self.client.model(
+            "account.invoice",
+            "read",
+            [invoice_id],
+            ["state", "number", "invoice_date", "accounting_date", "total_amount"],
+        )
+        date: dt.date | None = row["invoice_date"]
+        if row["number"] or row["state"] not in ("draft", "validated") or date is None:
+            return
+        year_end = await self._fiscal_year_end(date)
+        if year_end is None:
+            return  # Tryton's own post says there is no fiscal year
+        later = await self.client.search_read(
+            "account.invoice",
+            [
+                ("type", "=", "out"),
+                ("company", "=", self.client.company_id),
+                ("number", "!=", None),
+                (
+                    "sequence_type_cache",
+                    "=",
+                    "credit_note" if row["total_amount"] < 0 else "invoice",
+                ),
+                ("invoice_date", ">", date),
+                ("invoice_date", "<=", year_end),
+            ],
+            ["invoice_date"],
+            order=[("invoice_date", "DESC")],
+            limit=1,
+        )
+        if later:
+            await self.client.model(
+                "account.invoice",
+                "write",
+                [invoice_id],
+                {
+                    "invoice_date": later[0]["invoice_date"],
+                    "accounting_date": row["accounting_date"] or date,
+                },
+            )
 
     async def apply_credit_note(
         self, credit_note_id: int, invoice_id: int, amount: Decimal | None = None
@@ -578,6 +660,16 @@ class TrytonAccounting:
                 )
                 await self._reconcile([r["id"] for r in open_lines] + [line_id])
         return [await self.get_invoice(i) for i in invoice_ids]
+
+    async def open_credit(self, credit_note_id: int) -> Decimal:
+        """The credit still free on a credit note, positive, in its currency.
+
+        Tryton's ``amount_to_pay`` of a credit note still counts a line that pays an invoice
+        not yet settled (the line is reconciled only when that invoice is); this does not.
+        """
+        used = await self.credit_note_applications(credit_note_id)
+        lines = await self._credit_lines(credit_note_id)
+        return sum((line.amount for line in lines if line.id not in used), Decimal(0))
 
     async def credit_note_applications(self, credit_note_id: int) -> dict[int, int]:
         """Lines of the credit note that pay an invoice: line id to the invoice id."""
