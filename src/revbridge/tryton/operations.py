@@ -17,6 +17,7 @@ match and say how many there were.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -232,6 +233,8 @@ class TrytonAccounting:
         self._taxes: dict[str, int | None] = {}
         self._company: dict[str, Any] | None = None
         self._fiscal_years: list[tuple[dt.date, dt.date]] | None = None
+        self._payment_method: int | None = None
+        self._rates: dict[tuple[str, dt.date], Decimal] = {}
         self._configuration: dict[str, Any] | None = None
 
     # Parties -----------------------------------------------------------------------------
@@ -326,18 +329,25 @@ class TrytonAccounting:
 
     async def find_invoices(self, reference: str) -> list[Invoice]:
         """Every non-cancelled customer invoice or credit note with ``reference``, oldest first."""
-        rows = await self.client.search_read(
+        # Search ids first: reading the computed amounts is the costly part, and most
+        # look-ups (every first delivery) find nothing.
+        ids: list[int] = await self.client.model(
             "account.invoice",
+            "search",
             [
                 ("type", "=", "out"),
                 ("reference", "=", reference),
                 ("company", "=", self.client.company_id),
                 ("state", "!=", "cancelled"),
             ],
-            _INVOICE_FIELDS,
-            order=[("id", "ASC")],
+            0,
+            None,
+            [["id", "ASC"]],
         )
-        return [_invoice(row) for row in rows]
+        if not ids:
+            return []
+        rows = await self.client.model("account.invoice", "read", ids, _INVOICE_FIELDS)
+        return sorted((_invoice(row) for row in rows), key=lambda invoice: invoice.id)
 
     async def find_invoice(self, reference: str) -> Invoice | None:
         """The oldest non-cancelled customer document with ``reference`` (not unique in Tryton)."""
@@ -442,8 +452,13 @@ class TrytonAccounting:
         A concurrent post can still number a later invoice in between; the post is then
         tried again, twice at most.
         """
+        return await self._post_draft(invoice_id, confirm, None)
+
+    async def _post_draft(
+        self, invoice_id: int, confirm: Sequence[str], known: _Draft | None
+    ) -> Invoice:
         for attempt in range(3):
-            await self._keep_numbering_in_order(invoice_id)
+            await self._prepare_post(invoice_id, confirm, known if attempt == 0 else None)
             try:
                 await self._post(invoice_id, confirm)
             except TrytonUserError as exc:
@@ -479,21 +494,51 @@ class TrytonAccounting:
             await self.client.model("res.user.warning", "skip", warning.name, False)
             await self.client.model("account.invoice", "post", [invoice_id])
 
-    async def _keep_numbering_in_order(self, invoice_id: int) -> None:
-        """Move a draft's invoice date up to the latest one numbered in its sequence.
+    async def _prepare_post(
+        self, invoice_id: int, confirm: Sequence[str], known: _Draft | None
+    ) -> None:
+        """Keep numbering in date order, and confirm a past due date before posting.
 
-        Its own date is kept as the accounting date, which is what Tryton uses for the
-        move, the period, the currency rate and the taxes.
+        A draft dated before the latest invoice numbered in its sequence takes that date as
+        its invoice date, and keeps its own as its accounting date, which is what Tryton
+        uses for the move, the period, the currency rate and the taxes.
+
+        The past-due warning is confirmed ahead (under the key Tryton's ``Warning.format``
+        gives it) rather than after a refused post, which costs a whole post; if the key
+        ever differs, ``post_invoice`` still confirms the warning Tryton raises.
         """
-        (row,) = await self.client.model(
-            "account.invoice",
-            "read",
-            [invoice_id],
-            ["state", "number", "invoice_date", "accounting_date", "total_amount"],
-        )
+        if known is not None:  # a draft created just now: nothing to read back
+            row: dict[str, Any] = {
+                "state": "draft",
+                "number": None,
+                "invoice_date": known.invoice_date,
+                "accounting_date": None,
+                "payment_term_date": known.due_date,
+                "total_amount": Decimal(-1 if known.credit_note else 1),
+            }
+        else:
+            (row,) = await self.client.model(
+                "account.invoice",
+                "read",
+                [invoice_id],
+                [
+                    "state",
+                    "number",
+                    "invoice_date",
+                    "accounting_date",
+                    "payment_term_date",
+                    "total_amount",
+                ],
+            )
         date: dt.date | None = row["invoice_date"]
         if row["number"] or row["state"] not in ("draft", "validated") or date is None:
             return
+        due: dt.date | None = row["payment_term_date"]
+        if "invoice_payment_term" in confirm and due is not None and due < _today():
+            key = hashlib.md5(f"account.invoice,{invoice_id}".encode(), usedforsecurity=False)
+            await self.client.model(
+                "res.user.warning", "skip", f"{key.hexdigest()}.invoice_payment_term", False
+            )
         year_end = await self._fiscal_year_end(date)
         if year_end is None:
             return  # Tryton's own post says there is no fiscal year
@@ -553,10 +598,10 @@ class TrytonAccounting:
 
         Tryton pays an invoice with whole move lines (``payment_lines``), so when the credit
         note's open receivable line does not already have the amounts needed, it is first
-        split with Tryton's own *reschedule* (``account.move.line.reschedule``): a move in the
+        split the way Tryton's *reschedule* does (see ``_split_credit``): a move in the
         credit note's journal, attached to the credit note (``additional_moves``), reconciles
         the open line and replaces it with one line per application plus one for the rest.
-        Nothing is written off. The move is dated ``date`` (default: Tryton's today).
+        Nothing is written off. The move is dated ``date`` (default: today, UTC).
 
         An application that settles what is left on its invoice reconciles that invoice (a
         foreign-currency rounding cent goes to the currency exchange account, as Tryton's own
@@ -629,6 +674,7 @@ class TrytonAccounting:
         matched = _match_lines(wanted, free)
         if matched is None:
             await self._split_credit(
+                credit_note_id,
                 [line.id for line in free],
                 [amount for _, amount in wanted],
                 open_credit,
@@ -711,6 +757,7 @@ class TrytonAccounting:
 
     async def _split_credit(
         self,
+        credit_note_id: int,
         line_ids: Sequence[int],
         amounts: Sequence[Decimal],
         open_credit: Decimal,
@@ -718,39 +765,87 @@ class TrytonAccounting:
         date: dt.date | None,
         description: str,
     ) -> None:
-        """Reschedule the credit note's open lines into one line per amount, plus the rest."""
+        """Split the credit note's open lines into one line per amount, plus one for the rest.
+
+        This is the move Tryton's *reschedule* makes (``account.move.line.reschedule``): in
+        the credit note's journal, one line cancelling the open lines (reconciled with them),
+        one new receivable line per amount, attached to the credit note (``additional_moves``)
+        so the new lines are among its lines to pay. It is built here rather than through
+        the wizard because trytond 8.2's wizard puts the rounding cent of a foreign-currency
+        credit on the wrong side (``credit += remaining`` where the remainder is a debit
+        amount), which leaves the move unbalanced whenever the company-currency shares do
+        not round to the total; here the last line takes exactly what is left.
+        """
         terms = list(amounts)
         if open_credit > sum(terms, Decimal(0)):
             terms.append(open_credit - sum(terms, Decimal(0)))
-        async with self.client.wizard(
-            "account.move.line.reschedule", model="account.move.line", ids=list(line_ids)
-        ) as wizard:
-            opened = await wizard.execute("start")
-            defaults = _form(opened["view"]["defaults"])
-            when = date or dt.datetime.now(dt.UTC).date()
-            start = {
-                **defaults,
-                "start_date": when,
-                "frequency": "other",
-                "interval": 1,
-                "number": len(terms),
-                "amount": None,
-            }
-            preview = await wizard.execute("preview", {"start": start})
-            form = {
-                **_form(preview["view"]["defaults"]),
-                "description": description,
-                "terms": [
-                    # A credit's lines are negative in the rescheduled total.
-                    {"date": when, "amount": -amount, "currency": defaults["currency"]}
-                    for amount in terms
-                ],
-            }
-            # account_invoice attaches the new move to the credit note (additional_moves),
-            # so its lines count among the credit note's lines to pay.
-            await wizard.execute("reschedule", {"start": start, "preview": form})
+        rows = await self.client.model(
+            "account.move.line",
+            "read",
+            list(line_ids),
+            ["account", "party", "debit", "credit", "second_currency", "move.journal"],
+        )
+        credit = sum((r["credit"] - r["debit"] for r in rows), Decimal(0))  # company currency
+        second = rows[0]["second_currency"]
+        company = await self._company_currency()
+        when = date or _today()
+        shares: list[Decimal] = []
+        for term in terms[:-1]:
+            share = credit if second is None else credit * term / open_credit
+            shares.append(term if second is None else share.quantize(company["rounding"]))
+        shares.append(credit - sum(shares, Decimal(0)))
 
-    # Payments ----------------------------------------------------------------------------
+        def line(debit: Decimal, credit: Decimal, amount: Decimal) -> dict[str, Any]:
+            values: dict[str, Any] = {
+                "account": rows[0]["account"],
+                "party": rows[0]["party"],
+                "debit": debit,
+                "credit": credit,
+                "maturity_date": when,
+            }
+            if second is not None:
+                values["second_currency"] = second
+                values["amount_second_currency"] = amount
+            return values
+
+        period = await self.find_period(when)
+        (move_id,) = await self.client.model(
+            "account.move",
+            "create",
+            [
+                {
+                    "company": self.client.company_id,
+                    "journal": rows[0]["move."]["journal"],
+                    "period": period.id,
+                    "date": when,
+                    "origin": f"account.invoice,{credit_note_id}",
+                    "description": description,
+                    "lines": [
+                        [
+                            "create",
+                            [line(credit, Decimal(0), open_credit)]
+                            + [
+                                line(Decimal(0), share, -term)
+                                for share, term in zip(shares, terms, strict=True)
+                            ],
+                        ]
+                    ],
+                }
+            ],
+        )
+        await self.client.model("account.move", "post", [move_id])
+        balancing = await self.client.search_read(
+            "account.move.line", [("move", "=", move_id), ("debit", ">", 0)], ["id"], limit=1
+        )
+        # Attach first: reconciling the old lines while they are the credit note's only lines
+        # to pay would mark it paid.
+        await self.client.model(
+            "account.invoice",
+            "write",
+            [credit_note_id],
+            {"additional_moves": [["add", [move_id]]]},
+        )
+        await self._reconcile([*line_ids, balancing[0]["id"]])
 
     async def record_payment(
         self,
@@ -760,6 +855,7 @@ class TrytonAccounting:
         reference: str,
         date: dt.date,
         payment_method_id: int | None = None,
+        currency: str | None = None,
     ) -> Payment:
         """Record money received against an invoice; partial payments are allowed.
 
@@ -767,12 +863,18 @@ class TrytonAccounting:
         description is ``reference`` and whose origin is the invoice, and a payment that
         settles the invoice reconciles it (state ``paid``). Idempotent: a payment with the
         same reference on the same invoice is returned instead of being recorded again.
-        Paying more than ``amount_to_pay`` is refused.
+        Paying more than ``amount_to_pay`` is refused, and so is a payment whose
+        ``currency`` (when given) is not the invoice's: ``amount`` is in the invoice's.
         """
         existing = await self.find_payment(reference, invoice_id=invoice_id)
         if existing is not None:
             return existing
         invoice = await self.get_invoice(invoice_id)
+        if currency is not None and currency != invoice.currency:
+            raise TerminalError(
+                f"payment {reference} is in {currency}; invoice {invoice.number or invoice_id} "
+                f"is in {invoice.currency}"
+            )
         if amount <= 0:
             raise TerminalError(f"payment {reference}: amount must be positive, got {amount}")
         if amount > invoice.amount_to_pay:
@@ -947,6 +1049,10 @@ class TrytonAccounting:
         return self._company
 
     async def _rate(self, code: str, date: dt.date) -> Decimal:
+        # Rates are dated; one read per currency and day (a rate entered later for a past
+        # day is not seen by this instance, which lives for one worker run).
+        if (code, date) in self._rates:
+            return self._rates[code, date]
         (row,) = await self.client.model(
             "currency.currency",
             "read",
@@ -957,6 +1063,7 @@ class TrytonAccounting:
         if not row["rate"]:
             raise TerminalError(f"Tryton has no {code} rate on {date.isoformat()}")
         rate: Decimal = row["rate"]
+        self._rates[code, date] = rate
         return rate
 
     async def find_journal_entry(
@@ -1106,7 +1213,8 @@ class TrytonAccounting:
             values["description"] = description
         (invoice_id,) = await self.client.model("account.invoice", "create", [values])
         if post:
-            return await self.post_invoice(invoice_id)
+            draft = _Draft(invoice_date=invoice_date, due_date=due_date, credit_note=sign < 0)
+            return await self._post_draft(invoice_id, CONFIRMED_INVOICE_WARNINGS, draft)
         return await self.get_invoice(invoice_id)
 
     async def _tax_line(self, tax: InvoiceTax, sign: int) -> dict[str, Any]:
@@ -1213,6 +1321,8 @@ class TrytonAccounting:
         return self._configuration
 
     async def _default_payment_method(self) -> int:
+        if self._payment_method is not None:
+            return self._payment_method
         rows = await self.client.search_read(
             "account.invoice.payment.method",
             [("company", "=", self.client.company_id), ("journal.type", "=", "cash")],
@@ -1222,8 +1332,8 @@ class TrytonAccounting:
         )
         if not rows:
             raise TerminalError("Tryton has no cash payment method for the company")
-        method_id: int = rows[0]["id"]
-        return method_id
+        self._payment_method = int(rows[0]["id"])
+        return self._payment_method
 
     async def _account(self, code: str) -> int:
         if code not in self._accounts:
@@ -1295,10 +1405,24 @@ def _invoice(row: dict[str, Any]) -> Invoice:
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Draft:
+    """What ``_create_document`` knows of the draft it just created."""
+
+    invoice_date: dt.date
+    due_date: dt.date | None
+    credit_note: bool
+
+
 @dataclass(frozen=True, slots=True)
 class _OpenLine:
     id: int
     amount: Decimal
+
+
+def _today() -> dt.date:
+    # The template's company runs on UTC; Tryton's "today" for a company is in its timezone.
+    return dt.datetime.now(dt.UTC).date()
 
 
 def _match_lines(

@@ -57,7 +57,7 @@ def test_the_adapter_is_an_erp_port() -> None:
     caps = erp.capabilities
     assert (caps.name, caps.concurrency_limit, caps.idempotency, caps.can_close_periods) == (
         "tryton",
-        2,
+        1,
         "search_before_create",
         True,
     )

@@ -7,7 +7,10 @@ from decimal import Decimal
 
 import pytest
 
+from revbridge.core.events import Application, CreditMemoIssued, DocumentLine, InvoicePosted
+from revbridge.engine.ports import RecordKind
 from revbridge.errors import TerminalError
+from revbridge.tryton.adapter import TrytonErp
 from revbridge.tryton.instance import InstanceInfo
 from revbridge.tryton.operations import InvoiceLine, InvoiceTax, JournalLine, TrytonAccounting
 
@@ -185,5 +188,109 @@ def test_journal_entry_in_a_foreign_currency(tryton: InstanceInfo) -> None:
             usd = D("100") / D("0.79")
             assert sum(r["debit"] for r in rows) == sum(r["credit"] for r in rows)
             assert sum(r["debit"] for r in rows) == usd.quantize(D("0.01"))
+
+    run(scenario())
+
+
+def test_an_invoice_dated_before_one_already_numbered_keeps_its_date_for_the_books(
+    tryton: InstanceInfo,
+) -> None:
+    """Numbered after a later-dated invoice: Tryton's invoice date moves up, the GL does not."""
+
+    async def scenario() -> None:
+        async with Session(tryton) as ops:
+            party = await ops.ensure_party("ORDER-1", "Late Arrivals plc")
+            later = TODAY - dt.timedelta(days=2)
+            earlier = TODAY - dt.timedelta(days=9)
+            await ops.create_invoice(party.id, "ORDER-INV-2", lines("10"), invoice_date=later)
+            late = await ops.create_invoice(
+                party.id, "ORDER-INV-1", lines("20"), invoice_date=earlier
+            )
+            assert late.state == "posted"
+            assert late.invoice_date is not None
+            assert late.invoice_date >= later  # the latest date numbered so far
+            (row,) = await ops.client.model(
+                "account.invoice", "read", [late.id], ["accounting_date", "move.date"]
+            )
+            assert row["accounting_date"] == earlier
+            assert row["move."]["date"] == earlier
+
+    run(scenario())
+
+
+def test_the_adapter_applies_a_taxed_euro_credit_memo_over_two_invoices(
+    tryton: InstanceInfo,
+) -> None:
+    """EUR 120 of credit (100 + 20 tax): 50 and 40 applied; 30 left; both invoices reduced."""
+
+    async def scenario() -> None:
+        erp = TrytonErp.connect(tryton.url, tryton.database, tryton.api_user, tryton.api_password)
+        try:
+            await erp.client.ensure_login()
+            party = await erp.ops.ensure_party("ADAPT-1", "Adapter SA")
+            refs = {}
+            for ref, net in [("a0XADAPT1", "100.00"), ("a0XADAPT2", "200.00")]:
+                invoice = InvoicePosted(
+                    invoice_id=ref,
+                    invoice_number=f"INV-{ref}",
+                    customer_id="001ADAPT",
+                    currency="EUR",
+                    invoice_date=TODAY,
+                    due_date=TODAY + dt.timedelta(days=30),
+                    lines=(
+                        DocumentLine(
+                            line_id="1",
+                            description="Seats",
+                            quantity=D(1),
+                            unit_price=D(net),
+                            amount=D(net),
+                            tax_amount=D(net) / 5,
+                        ),
+                    ),
+                    subtotal=D(net),
+                    tax_total=D(net) / 5,
+                    total=D(net) * 6 / 5,
+                )
+                refs[ref] = (await erp.create_invoice(ref, invoice, str(party.id))).erp_id
+            memo = CreditMemoIssued(
+                credit_memo_id="a0CADAPT1",
+                credit_memo_number="CM-ADAPT-1",
+                customer_id="001ADAPT",
+                currency="EUR",
+                issued_on=TODAY,
+                lines=(
+                    DocumentLine(
+                        line_id="1",
+                        description="Credit",
+                        quantity=D(1),
+                        unit_price=D(100),
+                        amount=D(100),
+                        tax_amount=D(20),
+                    ),
+                ),
+                subtotal=D(100),
+                tax_total=D(20),
+                total=D(120),
+                applications=(
+                    Application(invoice_id="a0XADAPT1", amount=D(50)),
+                    Application(invoice_id="a0XADAPT2", amount=D(40)),
+                ),
+            )
+            assert await erp.find(RecordKind.CREDIT_MEMO, "a0CADAPT1") is None
+            record = await erp.create_credit_memo("a0CADAPT1", memo, str(party.id), refs)
+            again = await erp.create_credit_memo("a0CADAPT1", memo, str(party.id), refs)
+            assert again.erp_id == record.erp_id
+            assert await erp.find(RecordKind.CREDIT_MEMO, "a0CADAPT1") == record
+            first = await erp.invoice_balance("a0XADAPT1")
+            second = await erp.invoice_balance("a0XADAPT2")
+            note = await erp.invoice_balance("a0CADAPT1")
+            assert first is not None
+            assert second is not None
+            assert note is not None
+            assert (first.currency, first.total, first.open_amount) == ("EUR", D(120), D(70))
+            assert (second.total, second.open_amount) == (D(240), D(200))
+            assert (note.currency, note.total, note.open_amount) == ("EUR", D(-120), D(-30))
+        finally:
+            await erp.close()
 
     run(scenario())
