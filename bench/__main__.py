@@ -5,11 +5,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from bench.engine import bench_drain, bench_latency, bench_scale_out, bench_worker_throughput
 from bench.ingest import bench_ingest, bench_ingest_memory
 
 BENCHMARKS: dict[str, Callable[[], None]] = {
     "ingest": bench_ingest,
     "ingest_memory": bench_ingest_memory,
+    "worker": bench_worker_throughput,
+    "scale_out": bench_scale_out,
+    "drain": bench_drain,
+    "latency": bench_latency,
 }
 
 

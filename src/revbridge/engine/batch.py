@@ -165,8 +165,7 @@ class BatchRunner:
         port = target.port
         if not isinstance(port, BatchPort) or not isinstance(port, ErpPort):
             # No import file for this target: deliver the batch record by record.
-            for c in claimed:
-                await self.worker._guarded(target, c)
+            await self.worker.deliver_round(target, claimed)
             report.delivered = report.items
             return report
         pending: list[tuple[Claimed, EventData, str, dict[str, str]]] = []
@@ -177,24 +176,19 @@ class BatchRunner:
             refs = self.queue.resolve(target_name, plan.needs)
             missing = [r for r in plan.needs if r not in refs and r not in in_batch]
             if missing:
-                await self.worker._park(target, c, missing[0])
+                self.worker._park(target, c, missing[0])
                 report.parked += 1
                 continue
             if c.outcome_unknown and plan.kind is not None:
                 found = await port.find(plan.kind, plan.external_ref)
                 if found is not None:
-                    self.queue.complete(
-                        c,
-                        target=target_name,
-                        external_id=found.erp_id,
-                        now=now,
-                        worker_id=self.worker.worker_id,
-                    )
+                    self.worker._out.delivered.append((c, target_name, found.erp_id))
                     report.found_existing += 1
                     report.delivered += 1
                     continue
             pending.append((c, data, plan.external_ref, refs))
         if not pending:
+            self.worker.flush()
             return report
         kind = plan_for(pending[0][1], pending[0][0].idempotency_key).kind
         assert kind is not None
@@ -216,23 +210,18 @@ class BatchRunner:
             for c, *_ in pending:
                 self.worker._transient(target, c, exc)
             report.retried = len(pending)
+            self.worker.flush()
             self._finish_batch(batch_id, "failed", now, {"error": str(exc)})
             return report
         for c, _, ref, _ in pending:
             o = outcomes.get(ref)
             if o is not None and o.erp_id is not None:
-                self.queue.complete(
-                    c,
-                    target=target_name,
-                    external_id=o.erp_id,
-                    now=now,
-                    worker_id=self.worker.worker_id,
-                )
+                self.worker._out.delivered.append((c, target_name, o.erp_id))
                 report.delivered += 1
                 self._item(batch_id, c.event_id, "delivered", o.erp_id, None)
             elif o is not None and not o.transient:
                 error = f"batch {batch_id}: {o.error}"
-                self.queue.dead_letter(c, error=error, now=now, actor=self.worker.worker_id)
+                self.worker._out.dead.append((c, error, self.worker.worker_id))
                 report.failed += 1
                 self._item(batch_id, c.event_id, "failed", None, o.error)
             else:
@@ -240,6 +229,7 @@ class BatchRunner:
                 self.worker._transient(target, c, RuntimeError(f"batch {batch_id}: {reason}"))
                 report.retried += 1
                 self._item(batch_id, c.event_id, "retry", None, reason)
+        self.worker.flush()
         state = "completed" if report.failed == 0 and report.retried == 0 else "partial"
         self._finish_batch(batch_id, state, now, report.as_dict())
         return report

@@ -15,7 +15,7 @@ queued behind it, could never pass), and rejoins it by event id when released.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,7 +23,6 @@ from sqlalchemy import Engine, and_, select, text, update
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from revbridge.store.schema import (
     api_calls,
@@ -43,11 +42,14 @@ WHERE event_id IN (
     SELECT d.event_id FROM deliveries d
     WHERE d.target = :target AND d.pattern = :pattern AND d.state = 'pending'
       AND d.due_at <= :now
-      AND NOT EXISTS (
-          SELECT 1 FROM deliveries p
-          WHERE p.target = d.target AND p.pattern = d.pattern
-            AND p.customer_ref = d.customer_ref AND p.event_id < d.event_id
-            AND p.state IN ('pending', 'in_flight')
+      AND (
+          d.customer_ref IS NULL
+          OR d.event_id = (
+              SELECT min(p.event_id) FROM deliveries p
+              WHERE p.target = :target AND p.pattern = :pattern
+                AND p.customer_ref = d.customer_ref
+                AND p.state IN ('pending', 'in_flight')
+          )
       )
     ORDER BY d.event_id
     LIMIT :limit {lock}
@@ -68,6 +70,48 @@ class Claimed:
     payload: str
     outcome_unknown: bool
     pattern: str = "realtime"
+    claimed_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class Outcomes:
+    """What became of a round of claimed deliveries, written together by ``record``."""
+
+    worker_id: str
+    delivered: list[tuple[Claimed, str, str]] = field(default_factory=list)  # (c, target, ext id)
+    retries: list[tuple[Claimed, datetime, str]] = field(default_factory=list)  # (c, due, error)
+    dead: list[tuple[Claimed, str, str]] = field(default_factory=list)  # (c, error, actor)
+    parked: list[tuple[Claimed, str, str]] = field(default_factory=list)  # (c, target, waits for)
+    released: list[Claimed] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.delivered or self.retries or self.dead or self.parked or self.released)
+
+
+def _attempt(
+    c: Claimed, now: datetime, outcome: str, error: str | None, external_ref: str | None
+) -> dict[str, Any]:
+    return {
+        "event_id": c.event_id,
+        "attempt_no": c.attempt,
+        "started_at": c.claimed_at or now,
+        "finished_at": now,
+        "outcome": outcome,
+        "error": error,
+        "external_ref": external_ref,
+    }
+
+
+def _memo_ts(conn: Connection) -> Any:
+    convert = timestamp_param(conn.dialect.name)
+    seen: dict[datetime, Any] = {}
+
+    def ts(value: datetime) -> Any:
+        if value not in seen:
+            seen[value] = convert(value)
+        return seen[value]
+
+    return ts
 
 
 def _ts(conn: Connection, value: datetime) -> Any:
@@ -110,8 +154,8 @@ class DeliveryQueue:
     def claimed_rows(
         self, attempt_of: dict[int, int], worker_id: str, now: datetime, pattern: str = "realtime"
     ) -> list[Claimed]:
-        """Load the claimed deliveries' events and open an attempt row for each."""
-        with self.engine.begin() as conn:
+        """Load the claimed deliveries' events (the attempt row is written with the outcome)."""
+        with self.engine.connect() as conn:
             found = conn.execute(
                 select(
                     events.c.id,
@@ -125,18 +169,6 @@ class DeliveryQueue:
                 .where(events.c.id.in_(list(attempt_of)))
                 .order_by(events.c.id)
             ).all()
-            conn.execute(
-                attempts.insert(),
-                [
-                    {
-                        "event_id": r.id,
-                        "attempt_no": attempt_of[r.id],
-                        "worker_id": worker_id,
-                        "started_at": now,
-                    }
-                    for r in found
-                ],
-            )
         return [
             Claimed(
                 event_id=r.id,
@@ -150,182 +182,163 @@ class DeliveryQueue:
                 # Any earlier attempt may have reached the target before failing or dying.
                 outcome_unknown=attempt_of[r.id] > 1,
                 pattern=pattern,
+                claimed_at=now,
             )
             for r in found
         ]
 
-    def _finish_attempt(
-        self,
-        conn: Connection,
-        c: Claimed,
-        now: datetime,
-        outcome: str,
-        error: str | None = None,
-        external_ref: str | None = None,
-    ) -> None:
-        conn.execute(
-            update(attempts)
-            .where(and_(attempts.c.event_id == c.event_id, attempts.c.attempt_no == c.attempt))
-            .values(finished_at=now, outcome=outcome, error=error, external_ref=external_ref)
-        )
+    # ------------------------------------------------------------------ outcomes
+
+    def record(self, out: Outcomes, *, now: datetime) -> int:
+        """Write a round's outcomes in one transaction; returns parked deliveries released.
+
+        One transaction per claimed batch, not per delivery: on PostgreSQL each commit waits
+        for the WAL flush, and that, not the target, would bound throughput.
+        """
+        if out.empty():
+            return 0
+        with self.engine.begin() as conn:
+            return self._record(conn, out, now)
+
+    def _record(self, conn: Connection, out: Outcomes, now: datetime) -> int:
+        ts = _memo_ts(conn)
+        released = 0
+        attempt_rows: list[dict[str, Any]] = []
+        if out.released:
+            conn.execute(
+                text(
+                    "UPDATE deliveries SET state = 'pending', attempts = attempts - 1, "
+                    "lease_expires_at = NULL, updated_at = :now WHERE event_id = :id"
+                ),
+                [{"now": ts(now), "id": c.event_id} for c in out.released],
+            )
+        if out.parked:
+            conn.execute(
+                text(
+                    "UPDATE deliveries SET state = 'parked', parked_on = :on, "
+                    "attempts = attempts - 1, lease_expires_at = NULL, updated_at = :now, "
+                    "last_error = :why WHERE event_id = :id"
+                ),
+                [
+                    {"on": on, "now": ts(now), "why": f"waiting for {on}", "id": c.event_id}
+                    for c, _, on in out.parked
+                ],
+            )
+        if out.retries:
+            conn.execute(
+                text(
+                    "UPDATE deliveries SET state = 'pending', due_at = :due, last_error = :err, "
+                    "lease_expires_at = NULL, updated_at = :now WHERE event_id = :id"
+                ),
+                [
+                    {"due": ts(due), "err": err, "now": ts(now), "id": c.event_id}
+                    for c, due, err in out.retries
+                ],
+            )
+            attempt_rows += [
+                _attempt(c, now, "transient_error", err, None) for c, _, err in out.retries
+            ]
+        if out.dead:
+            conn.execute(
+                text(
+                    "UPDATE deliveries SET state = 'dead_letter', last_error = :err, "
+                    "lease_expires_at = NULL, updated_at = :now WHERE event_id = :id"
+                ),
+                [{"err": err, "now": ts(now), "id": c.event_id} for c, err, _ in out.dead],
+            )
+            attempt_rows += [_attempt(c, now, "dead_letter", err, None) for c, err, _ in out.dead]
+            conn.execute(
+                audit_log.insert(),
+                [
+                    {
+                        "at": now,
+                        "actor": actor,
+                        "action": "dead_letter",
+                        "entity_type": "event",
+                        "entity_id": str(c.event_id),
+                        "from_state": "in_flight",
+                        "to_state": "dead_letter",
+                        "reason": err,
+                    }
+                    for c, err, actor in out.dead
+                ],
+            )
+        if out.delivered:
+            # Only the lease holder completes: a worker whose lease was taken over loses the
+            # race harmlessly (the record it made is remembered all the same).
+            conn.execute(
+                text(
+                    "UPDATE deliveries SET state = 'delivered', external_ref = :ext, "
+                    "delivered_at = :now, updated_at = :now, lease_expires_at = NULL, "
+                    "last_error = NULL WHERE event_id = :id AND state = 'in_flight' "
+                    "AND worker_id = :worker"
+                ),
+                [
+                    {"ext": ext, "now": ts(now), "id": c.event_id, "worker": out.worker_id}
+                    for c, _, ext in out.delivered
+                ],
+            )
+            attempt_rows += [
+                _attempt(c, now, "delivered", None, ext) for c, _, ext in out.delivered
+            ]
+            dialect = sqlite_dialect if conn.dialect.name == "sqlite" else pg_dialect
+            conn.execute(
+                dialect.insert(external_refs).on_conflict_do_nothing(
+                    index_elements=["target", "subject_ref"]
+                ),
+                [
+                    {
+                        "target": target,
+                        "subject_ref": c.subject_ref,
+                        "external_id": ext,
+                        "event_id": c.event_id,
+                        "created_at": now,
+                    }
+                    for c, target, ext in out.delivered
+                ],
+            )
+        if attempt_rows:
+            conn.execute(
+                attempts.insert(), [r | {"worker_id": out.worker_id} for r in attempt_rows]
+            )
+        # Release what waited for records that are now in the target: delivered in this round,
+        # or by another worker between our look-up and our park.
+        by_target: dict[str, set[str]] = {}
+        for c, target, _ in out.delivered:
+            by_target.setdefault(target, set()).add(c.subject_ref)
+        for _, target, on in out.parked:
+            by_target.setdefault(target, set()).add(on)
+        for target, subjects in by_target.items():
+            ordered = sorted(subjects)
+            for i in range(0, len(ordered), 500):
+                chunk = ordered[i : i + 500]
+                landed = select(external_refs.c.subject_ref).where(
+                    and_(external_refs.c.target == target, external_refs.c.subject_ref.in_(chunk))
+                )
+                released += conn.execute(
+                    update(deliveries)
+                    .where(
+                        and_(
+                            deliveries.c.state == "parked",
+                            deliveries.c.target == target,
+                            deliveries.c.parked_on.in_(landed),
+                        )
+                    )
+                    .values(state="pending", parked_on=None, due_at=now, updated_at=now)
+                ).rowcount
+        return released
 
     def complete(
         self, c: Claimed, *, target: str, external_id: str, now: datetime, worker_id: str
     ) -> int:
-        """Mark delivered, remember where the record lives, and wake what waited for it.
-
-        Returns how many parked deliveries were released. Only the lease holder may complete:
-        a worker whose lease expired and was taken over loses the race harmlessly.
-        """
-        with self.engine.begin() as conn:
-            done = conn.execute(
-                update(deliveries)
-                .where(
-                    and_(
-                        deliveries.c.event_id == c.event_id,
-                        deliveries.c.state == "in_flight",
-                        deliveries.c.worker_id == worker_id,
-                    )
-                )
-                .values(
-                    state="delivered",
-                    external_ref=external_id,
-                    delivered_at=now,
-                    updated_at=now,
-                    lease_expires_at=None,
-                    last_error=None,
-                )
-            ).rowcount
-            self._finish_attempt(conn, c, now, "delivered", external_ref=external_id)
-            if not done:
-                return 0
-            self._remember(conn, target, c.subject_ref, external_id, c.event_id, now)
-            released = conn.execute(
-                update(deliveries)
-                .where(and_(deliveries.c.parked_on == c.subject_ref, deliveries.c.target == target))
-                .where(deliveries.c.state == "parked")
-                .values(state="pending", parked_on=None, due_at=now, updated_at=now)
-            ).rowcount
-            return int(released)
-
-    def _remember(
-        self,
-        conn: Connection,
-        target: str,
-        subject_ref: str,
-        external_id: str,
-        event_id: int,
-        now: datetime,
-    ) -> None:
-        existing = conn.execute(
-            select(external_refs.c.external_id).where(
-                and_(external_refs.c.target == target, external_refs.c.subject_ref == subject_ref)
-            )
-        ).scalar()
-        if existing is None:
-            try:
-                with conn.begin_nested():
-                    conn.execute(
-                        external_refs.insert().values(
-                            target=target,
-                            subject_ref=subject_ref,
-                            external_id=external_id,
-                            event_id=event_id,
-                            created_at=now,
-                        )
-                    )
-            except IntegrityError:  # another worker remembered it first: same record
-                pass
-
-    def retry_later(self, c: Claimed, *, due_at: datetime, error: str, now: datetime) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(deliveries)
-                .where(deliveries.c.event_id == c.event_id)
-                .values(
-                    state="pending",
-                    due_at=due_at,
-                    last_error=error,
-                    lease_expires_at=None,
-                    updated_at=now,
-                )
-            )
-            self._finish_attempt(conn, c, now, "transient_error", error)
-
-    def release_unattempted(self, c: Claimed, *, now: datetime, reason: str) -> None:
-        """Give a claim back without having called the target (circuit open, paused)."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(deliveries)
-                .where(deliveries.c.event_id == c.event_id)
-                .values(
-                    state="pending",
-                    attempts=deliveries.c.attempts - 1,
-                    lease_expires_at=None,
-                    updated_at=now,
-                )
-            )
-            conn.execute(
-                attempts.delete().where(
-                    and_(attempts.c.event_id == c.event_id, attempts.c.attempt_no == c.attempt)
-                )
-            )
+        out = Outcomes(worker_id)
+        out.delivered.append((c, target, external_id))
+        return self.record(out, now=now)
 
     def dead_letter(self, c: Claimed, *, error: str, now: datetime, actor: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(deliveries)
-                .where(deliveries.c.event_id == c.event_id)
-                .values(
-                    state="dead_letter", last_error=error, lease_expires_at=None, updated_at=now
-                )
-            )
-            self._finish_attempt(conn, c, now, "dead_letter", error)
-            conn.execute(
-                audit_log.insert().values(
-                    at=now,
-                    actor=actor,
-                    action="dead_letter",
-                    entity_type="event",
-                    entity_id=str(c.event_id),
-                    from_state="in_flight",
-                    to_state="dead_letter",
-                    reason=error,
-                )
-            )
-
-    def park(self, c: Claimed, *, target: str, waits_for: str, now: datetime) -> None:
-        """Wait for another record: a visible state, not a failure and not a retry."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(deliveries)
-                .where(deliveries.c.event_id == c.event_id)
-                .values(
-                    state="parked",
-                    parked_on=waits_for,
-                    attempts=deliveries.c.attempts - 1,
-                    lease_expires_at=None,
-                    updated_at=now,
-                    last_error=f"waiting for {waits_for}",
-                )
-            )
-            conn.execute(
-                attempts.delete().where(
-                    and_(attempts.c.event_id == c.event_id, attempts.c.attempt_no == c.attempt)
-                )
-            )
-            # The record may have landed between our look-up and this park: re-check.
-            landed = conn.execute(
-                select(external_refs.c.id).where(
-                    and_(external_refs.c.subject_ref == waits_for, external_refs.c.target == target)
-                )
-            ).first()
-            if landed:
-                conn.execute(
-                    update(deliveries)
-                    .where(deliveries.c.event_id == c.event_id)
-                    .values(state="pending", parked_on=None, due_at=now)
-                )
+        out = Outcomes(actor)
+        out.dead.append((c, error, actor))
+        self.record(out, now=now)
 
     def expedite(self, *, target: str, subject_ref: str, now: datetime, reason: str) -> int:
         """Deliver a batch-class dependency just in time, ahead of its batch."""

@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 from sqlalchemy import Engine
@@ -33,9 +33,9 @@ from revbridge.codec import decode_payload
 from revbridge.core.events import SPECS, Direction, EventType
 from revbridge.engine.alerts import Alerter
 from revbridge.engine.circuit import CircuitBreaker, CircuitState
-from revbridge.engine.dispatch import call_erp, call_salesforce, plan_for
-from revbridge.engine.ports import ErpPort, SalesforcePort
-from revbridge.engine.queue import Claimed, DeliveryQueue
+from revbridge.engine.dispatch import Plan, call_erp, call_salesforce, plan_for
+from revbridge.engine.ports import ErpPort, RecordKind, SalesforcePort
+from revbridge.engine.queue import Claimed, DeliveryQueue, Outcomes
 from revbridge.engine.ratelimit import RateBudget, TokenBucket
 from revbridge.engine.retry import RetryPolicy
 from revbridge.errors import DomainError, RateLimited, TerminalError, TransientError
@@ -133,6 +133,7 @@ class Worker:
         self.alert_interval = timedelta(seconds=60)
         self._next_alert_check: datetime | None = None
         self.api_calls: Counter[tuple[str, str, str]] = Counter()
+        self._out = Outcomes(self.worker_id)
 
     # ------------------------------------------------------------------ loops
 
@@ -240,7 +241,7 @@ class Worker:
                 continue
             progressed = True
             before = target.breaker.state
-            await asyncio.gather(*(self._guarded(target, c) for c in claimed))
+            await self.deliver_round(target, claimed)
             if target.breaker.state is not before:
                 record_circuit(
                     self.queue.engine,
@@ -273,21 +274,37 @@ class Worker:
 
     # ------------------------------------------------------------------ one delivery
 
-    async def _guarded(self, target: Target, c: Claimed) -> None:
-        async with target.slots():
-            await self._deliver(target, c)
+    async def deliver_round(self, target: Target, claimed: list[Claimed]) -> None:
+        """Deliver claimed deliveries concurrently (within the target's budget), then write
+        all their outcomes in one transaction."""
+        decoded = [(c, decode_payload(EventType(c.type), c.payload)) for c in claimed]
+        plans = [(c, data, plan_for(data, c.idempotency_key)) for c, data in decoded]
+        wanted = {r for c, _, p in plans for r in (*p.needs, c.subject_ref)}
+        refs = self.queue.resolve(target.name, sorted(wanted))
+        self._out = Outcomes(self.worker_id)
+        await asyncio.gather(*(self._guarded(target, c, d, p, refs) for c, d, p in plans))
+        out, self._out = self._out, Outcomes(self.worker_id)
+        self.queue.record(out, now=self.clock.now())
 
-    async def _deliver(self, target: Target, c: Claimed) -> None:
-        event_type = EventType(c.type)
-        data = decode_payload(event_type, c.payload)
-        plan = plan_for(data, c.idempotency_key)
+    def flush(self) -> None:
+        """Write outcomes collected outside ``deliver_round`` (the batch runner's)."""
+        out, self._out = self._out, Outcomes(self.worker_id)
+        self.queue.record(out, now=self.clock.now())
+
+    async def _guarded(
+        self, target: Target, c: Claimed, data: Any, plan: Plan, refs: dict[str, str]
+    ) -> None:
+        async with target.slots():
+            await self._deliver(target, c, data, plan, refs)
+
+    async def _deliver(
+        self, target: Target, c: Claimed, data: Any, plan: Plan, refs: dict[str, str]
+    ) -> None:
         now = self.clock.now()
         bound = log.bind(event_id=c.event_id, type=c.type, attempt=c.attempt, target=target.name)
-
-        refs = self.queue.resolve(target.name, (*plan.needs, c.subject_ref))
         missing = [ref for ref in plan.needs if ref not in refs]
         if missing:
-            await self._park(target, c, missing[0])
+            self._park(target, c, missing[0])
             bound.debug("parked", waits_for=missing[0])
             return
         if plan.creates_document and c.subject_ref in refs and not c.outcome_unknown:
@@ -295,13 +312,13 @@ class Worker:
                 f"{c.subject_ref} is already in {target.name} as {refs[c.subject_ref]}; "
                 "a posted document is never changed: send a credit memo or a reversal"
             )
-            self.queue.dead_letter(c, error=reason, now=now, actor=self.worker_id)
+            self._out.dead.append((c, reason, self.worker_id))
             self.stats.dead_lettered += 1
             return
 
         probing = target.breaker.state is not CircuitState.CLOSED
         if not target.breaker.allow(now):
-            self.queue.release_unattempted(c, now=now, reason="circuit open")
+            self._out.released.append(c)  # circuit open: not attempted, attempts unchanged
             return
         try:
             if target.bucket is not None:
@@ -311,9 +328,7 @@ class Worker:
             # The system answered (it is up), or a business rule refused the record: retrying
             # the same request cannot help.
             target.breaker.record_success()
-            self.queue.dead_letter(
-                c, error=f"terminal: {exc}", now=self.clock.now(), actor=self.worker_id
-            )
+            self._out.dead.append((c, f"terminal: {exc}", self.worker_id))
             self.stats.dead_lettered += 1
             bound.warning("dead_letter", error=str(exc))
         except Exception as exc:  # unknown errors are transient: docs/decisions/0004
@@ -321,7 +336,7 @@ class Worker:
                 # A failed probe says the system is still down, nothing about this event:
                 # it keeps its attempts, so an outage of days dead-letters nothing.
                 target.breaker.record_failure(self.clock.now())
-                self.queue.release_unattempted(c, now=self.clock.now(), reason=str(exc))
+                self._out.released.append(c)
                 bound.debug("probe_failed", error=str(exc))
                 return
             self._transient(target, c, exc)
@@ -330,13 +345,7 @@ class Worker:
             target.breaker.record_success()
             if target.bucket is not None:
                 target.bucket.succeeded()
-            self.queue.complete(
-                c,
-                target=target.name,
-                external_id=external_id,
-                now=self.clock.now(),
-                worker_id=self.worker_id,
-            )
+            self._out.delivered.append((c, target.name, external_id))
             self.stats.delivered += 1
 
     async def _call(
@@ -351,19 +360,19 @@ class Worker:
         port = target.port
         self.stats.calls += 1
         self.api_calls[(target.name, c.type, c.pattern)] += 1
-        if isinstance(port, ErpPort) and SPECS[EventType(c.type)].direction is Direction.TO_ERP:
-            from revbridge.engine.ports import RecordKind
-
+        # Dispatch on the event's direction, not isinstance() on the runtime-checkable port
+        # protocols (that check costs more than a fast target's whole call).
+        if SPECS[EventType(c.type)].direction is Direction.TO_ERP:
+            erp = cast(ErpPort, port)
             assert isinstance(kind, RecordKind)
             if c.outcome_unknown:
                 self.api_calls[(target.name, c.type, c.pattern)] += 1
-                found = await port.find(kind, ref)
+                found = await erp.find(kind, ref)
                 if found is not None:
                     self.stats.found_existing += 1
                     return found.erp_id
-            return await call_erp(port, data, ref, refs)  # type: ignore[arg-type]
-        assert isinstance(port, SalesforcePort)
-        return await call_salesforce(port, data, ref)  # type: ignore[arg-type]
+            return await call_erp(erp, data, ref, refs)  # type: ignore[arg-type]
+        return await call_salesforce(cast(SalesforcePort, port), data, ref)  # type: ignore[arg-type]
 
     def _transient(self, target: Target, c: Claimed, exc: Exception) -> None:
         now = self.clock.now()
@@ -374,16 +383,14 @@ class Worker:
         error = f"{type(exc).__name__}: {exc}"
         give_up = self.settings.retry.exhausted(c.attempt, c.received_at, now)
         if give_up:
-            self.queue.dead_letter(
-                c, error=f"{give_up}; last error: {error}", now=now, actor=self.worker_id
-            )
+            self._out.dead.append((c, f"{give_up}; last error: {error}", self.worker_id))
             self.stats.dead_lettered += 1
             return
         delay = self.settings.retry.delay(c.attempt, self.rng, retry_after)
-        self.queue.retry_later(c, due_at=now + delay, error=error, now=now)
+        self._out.retries.append((c, now + delay, error))
         self.stats.retried += 1
 
-    async def _park(self, target: Target, c: Claimed, waits_for: str) -> None:
+    def _park(self, target: Target, c: Claimed, waits_for: str) -> None:
         now = self.clock.now()
         if self.queue.expedite(
             target=target.name,
@@ -392,5 +399,5 @@ class Worker:
             reason=f"needed now by event {c.event_id} ({c.type})",
         ):
             self.stats.expedited += 1
-        self.queue.park(c, target=target.name, waits_for=waits_for, now=now)
+        self._out.parked.append((c, target.name, waits_for))
         self.stats.parked += 1

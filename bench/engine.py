@@ -1,0 +1,317 @@
+"""Delivery engine benchmarks against an in-process, zero-latency fake target.
+
+- deliveries/s per worker process on SQLite and PostgreSQL, beside the floor: a bare
+  claim-and-acknowledge loop over the same rows on the same database;
+- two worker processes against one on PostgreSQL;
+- drain efficiency under a rate limit: achieved rate against the limit, and no call over it;
+- hub-added latency of real-time events at 200 events/s (ingest commit to target call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from bench.common import emit, progress, scratch_pg
+from revbridge.clock import SystemClock
+from revbridge.core.events import ErpPaymentReceived
+from revbridge.core.policy import build_policy
+from revbridge.engine.ratelimit import TokenBucket
+from revbridge.engine.worker import Target, Worker, WorkerSettings
+from revbridge.services.ingest import ingest_lines
+from revbridge.store.db import create_store_engine, upgrade
+from revbridge.store.ledger import Ledger
+from revbridge.testing import FakeErp, FakeSalesforce
+
+N = int(os.environ.get("BENCH_ENGINE_EVENTS", "20000"))
+CUSTOMERS = 2000
+
+
+def payment_envelopes(n: int, *, start: int = 0) -> list[bytes]:
+    """ERP payments (no dependencies) spread over many customers: pure delivery cost."""
+    at = datetime(2026, 10, 1, tzinfo=UTC)
+    lines = []
+    for i in range(start, start + n):
+        lines.append(
+            json.dumps(
+                {
+                    "type": "erp.payment.received",
+                    "source": "erp",
+                    "source_id": f"PMT-{i:09d}",
+                    "source_version": "1",
+                    "occurred_at": (at + timedelta(seconds=i)).isoformat(),
+                    "data": {
+                        "erp_payment_id": f"PMT-{i:09d}",
+                        "erp_customer_number": f"C{i % CUSTOMERS:06d}",
+                        "currency": "USD",
+                        "amount": "125.00",
+                        "received_on": "2026-10-01",
+                        "method": "wire",
+                        "applications": [{"invoice_id": f"a0X{i:015d}", "amount": "125.00"}],
+                    },
+                }
+            ).encode()
+        )
+    return lines
+
+
+def _prepare(url: str, n: int) -> None:
+    engine = create_store_engine(url)
+    upgrade(engine)
+    ingest_lines(Ledger(engine), payment_envelopes(n), policy=build_policy(), origin="bench")
+    engine.dispose()
+
+
+def _worker_rate(url: str, n: int, claim_batch: int = 200) -> float:
+    engine = create_store_engine(url)
+    targets = {
+        "erp": Target("erp", FakeErp()),
+        "salesforce": Target("salesforce", FakeSalesforce()),
+    }
+    worker = Worker(
+        engine, targets, clock=SystemClock(), settings=WorkerSettings(claim_batch=claim_batch)
+    )
+    start = time.perf_counter()
+    stats = asyncio.run(worker.run_until_idle())
+    seconds = time.perf_counter() - start
+    engine.dispose()
+    return stats.delivered / seconds
+
+
+def _floor_rate(url: str, n: int, claim_batch: int = 200) -> float:
+    """Claim a batch with the same lease UPDATE, then acknowledge it: no events read, no call."""
+    engine = create_store_engine(url)
+    done = 0
+    lock = "FOR UPDATE SKIP LOCKED" if engine.dialect.name == "postgresql" else ""
+    start = time.perf_counter()
+    while True:
+        with engine.begin() as conn:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    text(
+                        "UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1 "
+                        "WHERE event_id IN (SELECT event_id FROM deliveries WHERE state = 'pending' "
+                        f"ORDER BY event_id LIMIT :n {lock}) RETURNING event_id"
+                    ),
+                    {"n": claim_batch},
+                )
+            ]
+        if not ids:
+            break
+        with engine.begin() as conn:
+            conn.execute(
+                text("UPDATE deliveries SET state = 'delivered' WHERE event_id = :i"),
+                [{"i": i} for i in ids],
+            )
+        done += len(ids)
+    seconds = time.perf_counter() - start
+    engine.dispose()
+    return done / seconds
+
+
+def _sqlite_url(tmp: str, name: str) -> str:
+    return f"sqlite:///{Path(tempfile.mkdtemp(dir=tmp)) / name}"
+
+
+def bench_worker_throughput() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        for db in ("sqlite", "postgresql"):
+            progress(f"{db}: {N} deliveries through one worker process, and the floor")
+            rates, floors = [], []
+            for _ in range(3):
+                if db == "sqlite":
+                    url = _sqlite_url(tmp, "w.db")
+                    _prepare(url, N)
+                    rates.append(_worker_rate(url, N))
+                    url = _sqlite_url(tmp, "f.db")
+                    _prepare(url, N)
+                    floors.append(_floor_rate(url, N))
+                else:
+                    with scratch_pg() as url:
+                        _prepare(url, N)
+                        rates.append(_worker_rate(url, N))
+                    with scratch_pg() as url:
+                        _prepare(url, N)
+                        floors.append(_floor_rate(url, N))
+            rate, floor = statistics.median(rates), statistics.median(floors)
+            emit(
+                f"worker_deliveries_per_s_{db}",
+                rate,
+                "deliveries/s",
+                "bare claim-and-ack loop",
+                floor,
+                ">= 2000/s and >= floor/2",
+                rate >= 2000 and rate >= floor / 2,
+            )
+
+
+def _proc_worker(url: str, barrier: Any, out: Any) -> None:
+    engine = create_store_engine(url)
+    targets = {
+        "erp": Target("erp", FakeErp()),
+        "salesforce": Target("salesforce", FakeSalesforce()),
+    }
+    worker = Worker(engine, targets, clock=SystemClock(), settings=WorkerSettings(claim_batch=200))
+    barrier.wait()
+    start = time.perf_counter()
+    stats = asyncio.run(worker.run_until_idle())
+    out.put((stats.delivered, start, time.perf_counter()))
+    engine.dispose()
+
+
+def _processes_rate(url: str, procs: int) -> float:
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(procs), ctx.Queue()
+    ps = [ctx.Process(target=_proc_worker, args=(url, barrier, out)) for _ in range(procs)]
+    for p in ps:
+        p.start()
+    results = [out.get(timeout=600) for _ in ps]
+    for p in ps:
+        p.join()
+    delivered = sum(r[0] for r in results)
+    span = max(r[2] for r in results) - min(r[1] for r in results)
+    return delivered / span
+
+
+def bench_scale_out() -> None:
+    progress("PostgreSQL: 2 worker processes against 1")
+    one, two = [], []
+    for _ in range(3):
+        with scratch_pg() as url:
+            _prepare(url, N)
+            one.append(_processes_rate(url, 1))
+        with scratch_pg() as url:
+            _prepare(url, N)
+            two.append(_processes_rate(url, 2))
+    r1, r2 = statistics.median(one), statistics.median(two)
+    emit(
+        "scale_out_2_vs_1_postgresql",
+        r2 / r1,
+        "x",
+        "one worker process (deliveries/s)",
+        r1,
+        ">= 1.6x",
+        r2 / r1 >= 1.6,
+        two_processes_per_s=round(r2, 1),
+    )
+
+
+class _CallLog(FakeSalesforce):
+    """Records when each call reached the target."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stamps: list[float] = []
+
+    async def apply_erp_payment(self, external_ref: str, payment: ErpPaymentReceived) -> str:
+        self.stamps.append(time.monotonic())
+        return await super().apply_erp_payment(external_ref, payment)
+
+
+DRAIN_EVENTS = int(os.environ.get("BENCH_DRAIN_EVENTS", "100000"))
+DRAIN_RATE = float(os.environ.get("BENCH_DRAIN_RATE", "1000"))
+
+
+def bench_drain() -> None:
+    """A backlog drained under a rate limit: close to the limit, never over it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        url = _sqlite_url(tmp, "drain.db")
+        progress(f"drain: {DRAIN_EVENTS} backlog at a limit of {DRAIN_RATE}/s")
+        _prepare(url, DRAIN_EVENTS)
+        engine = create_store_engine(url)
+        sf = _CallLog()
+        bucket = TokenBucket(DRAIN_RATE, burst=1)
+        targets = {
+            "erp": Target("erp", FakeErp()),
+            "salesforce": Target("salesforce", sf, bucket=bucket),
+        }
+        worker = Worker(
+            engine, targets, clock=SystemClock(), settings=WorkerSettings(claim_batch=500)
+        )
+        asyncio.run(worker.run_until_idle())
+        engine.dispose()
+        stamps = sf.stamps
+        achieved = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+        worst = 0
+        j = 0
+        for i, t in enumerate(stamps):  # the most calls in any one-second window
+            while stamps[j] <= t - 1.0:
+                j += 1
+            worst = max(worst, i - j + 1)
+        emit(
+            "drain_rate_fraction_of_limit",
+            achieved / DRAIN_RATE,
+            "fraction",
+            "rate limit (calls/s)",
+            DRAIN_RATE,
+            ">= 0.95 and no 1 s window over the limit",
+            achieved / DRAIN_RATE >= 0.95 and worst <= DRAIN_RATE + 1,
+            max_calls_in_any_1s=worst,
+            events=len(stamps),
+        )
+
+
+def bench_latency() -> None:
+    """Ingest commit to target call, real-time events arriving at 200/s, one process."""
+    rate, seconds = 200, int(os.environ.get("BENCH_LATENCY_SECONDS", "15"))
+    with tempfile.TemporaryDirectory() as tmp:
+        url = _sqlite_url(tmp, "lat.db")
+        engine = create_store_engine(url)
+        upgrade(engine)
+        ledger = Ledger(engine)
+        sf = _CallLog()
+        targets = {"erp": Target("erp", FakeErp()), "salesforce": Target("salesforce", sf)}
+        worker = Worker(
+            engine, targets, clock=SystemClock(), settings=WorkerSettings(claim_batch=50)
+        )
+        committed: dict[int, float] = {}
+        lines = payment_envelopes(rate * seconds, start=10_000_000)
+        progress(f"latency: {len(lines)} events at {rate}/s")
+
+        async def scenario() -> None:
+            stop = asyncio.Event()
+            task = asyncio.create_task(worker.run_forever(stop))
+            loop = asyncio.get_running_loop()
+
+            def produce() -> None:
+                start = time.monotonic()
+                for i, line in enumerate(lines):
+                    target = start + i / rate
+                    delay = target - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    ingest_lines(ledger, [line], policy=build_policy(), origin="lat")
+                    committed[i] = time.monotonic()
+                    loop.call_soon_threadsafe(worker.wakeup.set)
+
+            await asyncio.to_thread(produce)
+            while len(sf.stamps) < len(lines):
+                await asyncio.sleep(0.05)
+            stop.set()
+            await task
+
+        asyncio.run(scenario())
+        engine.dispose()
+        latencies = sorted((sf.stamps[i] - committed[i]) * 1000 for i in range(len(lines)))
+        p99 = latencies[int(len(latencies) * 0.99) - 1]
+        emit(
+            "realtime_hub_latency_p99_ms",
+            p99,
+            "ms",
+            "p50 (ms)",
+            latencies[len(latencies) // 2],
+            "< 50 ms at 200 events/s",
+            p99 < 50,
+            events=len(latencies),
+        )
