@@ -101,8 +101,9 @@ def _floor_rate(url: str, n: int, claim_batch: int = 200) -> float:
                 for r in conn.execute(
                     text(
                         "UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1 "
-                        "WHERE event_id IN (SELECT event_id FROM deliveries WHERE state = 'pending' "
-                        f"ORDER BY event_id LIMIT :n {lock}) RETURNING event_id"
+                        "WHERE event_id IN (SELECT event_id FROM deliveries "
+                        f"WHERE state = 'pending' ORDER BY event_id LIMIT :n {lock}) "
+                        "RETURNING event_id"
                     ),
                     {"n": claim_batch},
                 )

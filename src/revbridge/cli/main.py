@@ -682,6 +682,7 @@ def dr_drain(
 ) -> None:
     """Deliver the backlog now, oldest first, optionally at a capped rate."""
     import asyncio
+    from dataclasses import replace
 
     from revbridge.engine.ratelimit import TokenBucket
     from revbridge.services import open_ledger
@@ -691,7 +692,9 @@ def dr_drain(
     w = build_worker(settings, open_ledger(settings).engine)
     if rate is not None:
         for t in w.targets.values():
-            t.bucket = TokenBucket(rate)
+            t.bucket = TokenBucket(rate, burst=1)
+        # Rounds of about two seconds of calls, so the ledger writes between them cost little.
+        w.settings = replace(w.settings, claim_batch=max(w.settings.claim_batch, int(rate * 2)))
 
     async def run() -> dict[str, int]:
         try:

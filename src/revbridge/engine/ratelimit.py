@@ -1,8 +1,7 @@
-"""Rate and concurrency budgets per target, with adaptive slow-down on 429s.
+"""Rate budgets per target, with adaptive slow-down on 429s.
 
-The token bucket refills at ``rate`` per second up to ``burst``. A limit error halves the
-rate (multiplicative decrease); each success window afterwards adds back 10 % of the
-configured rate (additive increase), so throughput recovers without a storm.
+A limit error halves the rate (multiplicative decrease); each success afterwards adds back 1 %
+of the configured rate (additive increase), so throughput recovers without a storm.
 """
 
 from __future__ import annotations
@@ -16,11 +15,19 @@ from sqlalchemy import Engine, text
 
 
 class TokenBucket:
+    """A rate limit in one process, as a virtual schedule (GCRA, the token bucket's twin).
+
+    Each call takes the next slot ``1/rate`` after the previous one. A caller that wakes late
+    (the event loop's sleep overshoots) keeps its place in the schedule, up to ``burst`` slots
+    of catching up, so the achieved rate stays at the limit instead of losing every overshoot,
+    and no one-second window ever holds more than ``rate + burst`` calls.
+    """
+
     def __init__(
         self,
         rate_per_s: float,
         *,
-        burst: float | None = None,
+        burst: float = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
         floor_fraction: float = 0.05,
     ) -> None:
@@ -28,18 +35,12 @@ class TokenBucket:
             raise ValueError("rate_per_s must be positive")
         self.configured_rate = rate_per_s
         self.rate = rate_per_s
-        self.burst = burst if burst is not None else max(1.0, rate_per_s)
-        self._tokens = self.burst
+        self.burst = burst
         self._monotonic = monotonic
-        self._last = monotonic()
+        self._tat = monotonic()  # the theoretical arrival time of the next call
         self._floor = rate_per_s * floor_fraction
         self._locks: dict[int, asyncio.Lock] = {}
         self.calls = 0
-
-    def _refill(self) -> None:
-        now = self._monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-        self._last = now
 
     def _lock(self) -> asyncio.Lock:
         loop = id(asyncio.get_running_loop())
@@ -51,18 +52,17 @@ class TokenBucket:
 
     async def acquire(self) -> None:
         async with self._lock():
-            while True:
-                self._refill()
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    self.calls += 1
-                    return
-                await asyncio.sleep((1 - self._tokens) / self.rate)
+            now = self._monotonic()
+            slot = max(self._tat, now - self.burst / self.rate)
+            if slot > now:
+                await asyncio.sleep(slot - now)
+            self._tat = slot + 1 / self.rate
+            self.calls += 1
 
     def throttled(self) -> None:
         """The system said "too many requests": halve the rate, down to a floor."""
         self.rate = max(self._floor, self.rate / 2)
-        self._tokens = min(self._tokens, 0.0)
+        self._tat = max(self._tat, self._monotonic()) + 1 / self.rate
 
     def succeeded(self) -> None:
         if self.rate < self.configured_rate:
