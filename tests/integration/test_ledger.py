@@ -153,7 +153,7 @@ def test_parallel_validation_gives_the_same_outcome_as_in_process(
 ) -> None:
     """Worker processes validate, this one writes in input order: same counts, same quarantine."""
     envs = list(generate_events(900, seed=31))
-    lines = _lines(envs[:400]) + [b"{broken\n"] + _lines(envs[400:]) + _lines(envs[:50])
+    lines = [*_lines(envs[:400]), b"{broken\n", *_lines(envs[400:]), *_lines(envs[:50])]
     path = tmp_path / "big.jsonl"
     path.write_bytes(b"".join(lines))
     result = ingest_path(

@@ -38,8 +38,8 @@ from revbridge.engine.ports import ErpPort, RecordKind, SalesforcePort
 from revbridge.engine.queue import Claimed, DeliveryQueue, Outcomes
 from revbridge.engine.ratelimit import RateBudget, TokenBucket
 from revbridge.engine.retry import RetryPolicy
+from revbridge.engine.targets_state import paused_targets, record_circuit
 from revbridge.errors import DomainError, RateLimited, TerminalError, TransientError
-from revbridge.services.operations import paused_targets, record_circuit
 
 if TYPE_CHECKING:
     from revbridge.engine.batch import BatchRunner

@@ -6,8 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from revbridge.engine.targets_state import upsert_target
 from revbridge.errors import RevbridgeError
 from revbridge.store.schema import (
     UTCDateTime,
@@ -157,29 +157,13 @@ def replay(
     return len(ids)
 
 
-def _upsert_target(conn: Any, name: str, now: datetime, **values: Any) -> None:
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    row = {
-        "name": name,
-        "paused": False,
-        "circuit": "closed",
-        "consecutive_failures": 0,
-        "updated_at": now,
-    }
-    row.update(values)
-    stmt = dialect.insert(targets).values(**row)
-    conn.execute(
-        stmt.on_conflict_do_update(index_elements=["name"], set_={**values, "updated_at": now})
-    )
-
-
 def set_paused(
     engine: Engine, name: str, *, paused: bool, now: datetime, actor: str, reason: str
 ) -> None:
     if name not in TARGET_NAMES:
         raise NotFound(f"unknown target {name!r}; known: {', '.join(TARGET_NAMES)}")
     with engine.begin() as conn:
-        _upsert_target(conn, name, now, paused=paused, paused_reason=reason if paused else None)
+        upsert_target(conn, name, now, paused=paused, paused_reason=reason if paused else None)
         _audit(
             conn,
             at=now,
@@ -190,35 +174,6 @@ def set_paused(
             from_state="running" if paused else "paused",
             to_state="paused" if paused else "running",
             reason=reason,
-        )
-
-
-def paused_targets(engine: Engine) -> set[str]:
-    with engine.connect() as conn:
-        return {
-            r.name for r in conn.execute(select(targets.c.name).where(targets.c.paused.is_(True)))
-        }
-
-
-def record_circuit(engine: Engine, name: str, *, state: str, failures: int, now: datetime) -> None:
-    """Publish a breaker transition so that status and alerts see it from any process."""
-    with engine.begin() as conn:
-        _upsert_target(
-            conn,
-            name,
-            now,
-            circuit=state,
-            consecutive_failures=failures,
-            circuit_opened_at=now if state == "open" else None,
-        )
-        _audit(
-            conn,
-            at=now,
-            actor="engine",
-            action="circuit",
-            entity_type="target",
-            entity_id=name,
-            to_state=state,
         )
 
 
