@@ -365,6 +365,7 @@ class TrytonErp:
                 description=f"Salesforce invoice {invoice.invoice_number}",
                 due_date=invoice.due_date,
                 taxes=self._invoice_taxes(invoice.lines),
+                known_new=existing is None,
             )
             _same_total(posted, invoice.total, f"invoice {external_ref}")
             return self._document(RecordKind.INVOICE, external_ref, posted)
@@ -409,6 +410,7 @@ class TrytonErp:
                 description=f"Salesforce credit memo {memo.credit_memo_number}{reason}",
                 due_date=memo.issued_on,
                 taxes=self._invoice_taxes(memo.lines),
+                known_new=existing is None,
                 comment=(
                     f"revbridge: applied to {len(parts)} invoice(s): "
                     + ", ".join(f"{a.amount} to {a.invoice_id}" for a in memo.applications)

@@ -234,6 +234,9 @@ class TrytonAccounting:
         self._company: dict[str, Any] | None = None
         self._fiscal_years: list[tuple[dt.date, dt.date]] | None = None
         self._payment_method: int | None = None
+        # The latest invoice date this instance saw numbered, per (sequence kind, fiscal
+        # year end): lets a post skip the "numbered later?" search (see _prepare_post).
+        self._numbered: dict[tuple[str, dt.date], dt.date] = {}
         self._rates: dict[tuple[str, dt.date], Decimal] = {}
         self._configuration: dict[str, Any] | None = None
 
@@ -371,6 +374,7 @@ class TrytonAccounting:
         due_date: dt.date | None = None,
         taxes: Sequence[InvoiceTax] = (),
         comment: str | None = None,
+        known_new: bool = False,
     ) -> Invoice:
         """Create (and by default post) a customer invoice; idempotent on ``reference``.
 
@@ -383,7 +387,9 @@ class TrytonAccounting:
         already issued it, so that warning is confirmed (see ``post_invoice``).
 
         ``taxes`` become manual tax lines: the tax is posted at the amounts given, never
-        recomputed by Tryton. ``comment`` is the invoice's free-text comment.
+        recomputed by Tryton. ``comment`` is the invoice's free-text comment. ``known_new``
+        skips the search by reference: the caller has just searched and found nothing, and
+        keeps other writers of that reference out (the adapter's lock per reference).
         """
         return await self._create_document(
             party_id,
@@ -397,6 +403,7 @@ class TrytonAccounting:
             due_date=due_date,
             taxes=taxes,
             comment=comment,
+            known_new=known_new,
         )
 
     async def create_credit_note(
@@ -412,6 +419,7 @@ class TrytonAccounting:
         due_date: dt.date | None = None,
         taxes: Sequence[InvoiceTax] = (),
         comment: str | None = None,
+        known_new: bool = False,
     ) -> Invoice:
         """Create (and post) a credit note; idempotent on ``reference`` like invoices.
 
@@ -431,6 +439,7 @@ class TrytonAccounting:
             due_date=due_date,
             taxes=taxes,
             comment=comment,
+            known_new=known_new,
         )
 
     async def post_invoice(
@@ -466,7 +475,9 @@ class TrytonAccounting:
                     continue
                 raise
             break
-        return await self.get_invoice(invoice_id)
+        posted = await self.get_invoice(invoice_id)
+        await self._remember_numbered(posted)
+        return posted
 
     async def _fiscal_year_end(self, date: dt.date) -> dt.date | None:
         """The last day of the fiscal year holding ``date``; the years are read once."""
@@ -542,17 +553,22 @@ class TrytonAccounting:
         year_end = await self._fiscal_year_end(date)
         if year_end is None:
             return  # Tryton's own post says there is no fiscal year
+        slot = ("credit_note" if row["total_amount"] < 0 else "invoice", year_end)
+        latest = self._numbered.get(slot)
+        if known is not None and latest is not None:
+            # This instance knows the latest date it numbered in that sequence: no search.
+            # Someone else numbering a later one meanwhile makes the post fail, and the
+            # retry (``known`` is then None) searches.
+            if latest > date:
+                await self._redate(invoice_id, latest, row["accounting_date"] or date)
+            return
         later = await self.client.search_read(
             "account.invoice",
             [
                 ("type", "=", "out"),
                 ("company", "=", self.client.company_id),
                 ("number", "!=", None),
-                (
-                    "sequence_type_cache",
-                    "=",
-                    "credit_note" if row["total_amount"] < 0 else "invoice",
-                ),
+                ("sequence_type_cache", "=", slot[0]),
                 ("invoice_date", ">", date),
                 ("invoice_date", "<=", year_end),
             ],
@@ -561,15 +577,27 @@ class TrytonAccounting:
             limit=1,
         )
         if later:
-            await self.client.model(
-                "account.invoice",
-                "write",
-                [invoice_id],
-                {
-                    "invoice_date": later[0]["invoice_date"],
-                    "accounting_date": row["accounting_date"] or date,
-                },
-            )
+            found: dt.date = later[0]["invoice_date"]
+            self._numbered[slot] = max(found, latest or found)
+            await self._redate(invoice_id, found, row["accounting_date"] or date)
+
+    async def _redate(self, invoice_id: int, invoice_date: dt.date, accounting: dt.date) -> None:
+        await self.client.model(
+            "account.invoice",
+            "write",
+            [invoice_id],
+            {"invoice_date": invoice_date, "accounting_date": accounting},
+        )
+
+    async def _remember_numbered(self, invoice: Invoice) -> None:
+        if invoice.invoice_date is None or invoice.number is None:
+            return
+        year_end = await self._fiscal_year_end(invoice.invoice_date)
+        if year_end is None:
+            return
+        slot = ("credit_note" if invoice.total_amount < 0 else "invoice", year_end)
+        latest = self._numbered.get(slot)
+        self._numbered[slot] = max(invoice.invoice_date, latest or invoice.invoice_date)
 
     async def apply_credit_note(
         self, credit_note_id: int, invoice_id: int, amount: Decimal | None = None
@@ -1148,8 +1176,9 @@ class TrytonAccounting:
         due_date: dt.date | None = None,
         taxes: Sequence[InvoiceTax] = (),
         comment: str | None = None,
+        known_new: bool = False,
     ) -> Invoice:
-        existing = await self.find_invoice(reference)
+        existing = None if known_new else await self.find_invoice(reference)
         if existing is not None:
             if post and existing.state in ("draft", "validated"):
                 return await self.post_invoice(existing.id)

@@ -98,8 +98,9 @@ def test_a_generated_month_posts_every_document_at_salesforces_amounts(
                 # The credit not applied stays open on the customer's account, on the note.
                 assert note.open_amount == applied - Decimal(data["total"]), data
 
-            # A month of traffic (about 60 posted documents) in under a minute and a half.
-            assert elapsed < 90, elapsed
+            # About 60 documents posted, 23 payments: 55-75 s on two shared cores, nearly all
+            # of it trytond posting (about 0.5 s a document). Far more means retries.
+            assert elapsed < 150, elapsed
         finally:
             await hub.close()
 
