@@ -315,21 +315,49 @@ def demo(
     folder: Annotated[
         Path, typer.Option(help="Working folder for the demo's config and SQLite ledger.")
     ] = Path("demo-run"),
-    events: Annotated[int, typer.Option("--events", "-n", help="Events to generate.")] = 5000,
+    events: Annotated[
+        int | None, typer.Option("--events", "-n", help="Events to generate.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    erp: Annotated[
+        str, typer.Option(help="fake (in-process) or tryton (the real ERP, managed locally).")
+    ] = "fake",
 ) -> None:
-    """The newcomer's first run on the embedded default: generate, ingest, policy, status."""
+    """The newcomer's first run on the embedded default: generate, ingest, deliver, status."""
+    import shutil
+
     from revbridge.clock import SystemClock
     from revbridge.generate import write_events_file
     from revbridge.services import open_ledger
     from revbridge.services.ingest import ingest_path
 
+    if erp not in ("fake", "tryton"):
+        err.print("[red]--erp must be fake or tryton[/]")
+        raise typer.Exit(2)
+    events = events if events is not None else (5000 if erp == "fake" else 150)
     folder.mkdir(parents=True, exist_ok=True)
+    # Every run starts from a clean slate: the demo's own ledger and target state only.
+    for stale in [*folder.glob("revbridge.db*"), *folder.glob("fake-*.json*")]:
+        stale.unlink()
+    shutil.rmtree(folder / "batches", ignore_errors=True)
     config = folder / DEFAULT_FILE
-    if not config.exists():
-        config.write_text(INIT_TEMPLATE, encoding="utf-8")
+    config.write_text(
+        INIT_TEMPLATE.replace(
+            'kind = "fake"\nstate_file = "fake-erp.json"',
+            f'kind = "{erp}"\nstate_file = "fake-erp.json"',
+            1,
+        ),
+        encoding="utf-8",
+    )
     settings = load_settings(config)
-    out.rule("[bold]revbridge demo[/]: the embedded default (SQLite)")
+    if erp == "tryton":
+        from revbridge.tryton.instance import TrytonInstance
+
+        out.print("starting the managed Tryton (the first time builds its database: ~40 s)")
+        instance = TrytonInstance(settings.path_in_base(settings.raw.erp.tryton_home))
+        instance.up()
+        instance.reset()
+    out.rule(f"[bold]revbridge demo[/]: SQLite ledger, ERP = {erp}")
     out.print(f"config: {config}\nledger: {settings.store_url}")
     source = folder / "events.jsonl"
     n = write_events_file(source, events, seed=seed, days=30)
@@ -371,7 +399,17 @@ def demo(
         f"nightly batch just in time, {stats['dead_lettered']} dead letters"
     )
     out.print("5. the routing policy (revbridge policy show):")
-    out.print(policy_markdown(settings.policy), markup=False)
+    pt = Table()
+    for col in ("event type", "pattern", "schedule", "rationale"):
+        pt.add_column(col, overflow="fold")
+    for row in policy_rows(settings.policy):
+        pt.add_row(
+            str(row["type"]),
+            str(row["pattern"]),
+            str(row["schedule"] or "-"),
+            str(row["rationale"]),
+        )
+    out.print(pt)
     report = ledger.status(SystemClock().now())
     out.print("6. the ledger (revbridge status): batch classes wait for their schedule")
     t = Table()
