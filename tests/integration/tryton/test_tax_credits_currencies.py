@@ -7,7 +7,15 @@ from decimal import Decimal
 
 import pytest
 
-from revbridge.core.events import Application, CreditMemoIssued, DocumentLine, InvoicePosted
+from revbridge.core.events import (
+    Application,
+    CreditMemoIssued,
+    DocumentLine,
+    InvoicePosted,
+    PaymentReceived,
+    RevenueRecognized,
+)
+from revbridge.core.events import JournalLine as EventJournalLine
 from revbridge.engine.ports import RecordKind
 from revbridge.errors import TerminalError
 from revbridge.tryton.adapter import TrytonErp
@@ -290,6 +298,72 @@ def test_the_adapter_applies_a_taxed_euro_credit_memo_over_two_invoices(
             assert (first.currency, first.total, first.open_amount) == ("EUR", D(120), D(70))
             assert (second.total, second.open_amount) == (D(240), D(200))
             assert (note.currency, note.total, note.open_amount) == ("EUR", D(-120), D(-30))
+        finally:
+            await erp.close()
+
+    run(scenario())
+
+
+def test_the_adapter_posts_unapplied_euro_cash_and_a_yen_revenue_entry(
+    tryton: InstanceInfo,
+) -> None:
+    """EUR 100 received, 60 applied: 40 sits on the customer in EUR; JPY revenue keeps JPY."""
+
+    async def scenario() -> None:
+        erp = TrytonErp.connect(tryton.url, tryton.database, tryton.api_user, tryton.api_password)
+        try:
+            await erp.client.ensure_login()
+            party = await erp.ops.ensure_party("CASH-1", "Cash Euro SARL")
+            invoice = await erp.ops.create_invoice(
+                party.id, "a0XCASH1", lines("60"), invoice_date=TODAY, currency="EUR"
+            )
+            payment = PaymentReceived(
+                payment_id="a0PCASH1",
+                customer_id="001CASH",
+                currency="EUR",
+                amount=D(100),
+                received_on=TODAY,
+                method="wire",
+                applications=(Application(invoice_id="a0XCASH1", amount=D(60)),),
+            )
+            record = await erp.record_payment(
+                "a0PCASH1", payment, str(party.id), {"a0XCASH1": str(invoice.id)}
+            )
+            assert await erp.find(RecordKind.PAYMENT, "a0PCASH1") == record
+            assert (await erp.ops.get_invoice(invoice.id)).state == "paid"
+            unapplied = await erp.client.search_read(
+                "account.move.line",
+                [("move.description", "=", "a0PCASH1 [2/2]"), ("account.code", "=", "1.2.1")],
+                ["amount_second_currency", "second_currency.code", "credit"],
+            )
+            assert [
+                (r["amount_second_currency"], r["second_currency."]["code"]) for r in unapplied
+            ] == [(D("-40.00"), "EUR")]
+            assert unapplied[0]["credit"] == (D(40) / D("0.92")).quantize(D("0.01"))
+
+            entry = RevenueRecognized(
+                schedule_entry_id="a0RYEN1",
+                schedule_id="RS-1",
+                period=TODAY.strftime("%Y-%m"),
+                entry_date=TODAY,
+                lines=(
+                    EventJournalLine(
+                        account="2400 Deferred Revenue", debit=D(15001), currency="JPY"
+                    ),
+                    EventJournalLine(
+                        account="4000 Subscription Revenue", credit=D(15001), currency="JPY"
+                    ),
+                ),
+            )
+            posted = await erp.post_journal("a0RYEN1", entry, None)
+            rows = await erp.client.search_read(
+                "account.move.line",
+                [("move", "=", int(posted.erp_id))],
+                ["debit", "credit", "amount_second_currency", "second_currency.code"],
+            )
+            assert sorted(r["amount_second_currency"] for r in rows) == [D(-15001), D(15001)]
+            assert {r["second_currency."]["code"] for r in rows} == {"JPY"}
+            assert sum(r["debit"] for r in rows) == sum(r["credit"] for r in rows) == D("100.01")
         finally:
             await erp.close()
 

@@ -98,6 +98,35 @@ def test_a_generated_month_posts_every_document_at_salesforces_amounts(
                 # The credit not applied stays open on the customer's account, on the note.
                 assert note.open_amount == applied - Decimal(data["total"]), data
 
+            # Revenue recognized in EUR, GBP or JPY keeps that currency on its GL lines
+            # (USD, the company's, is the converted side); every entry balances.
+            revenue = {d["schedule_entry_id"]: d for d in by_type["revenue.recognized"]}
+            rows = await hub.erp.client.search_read(
+                "account.move.line",
+                [("move.description", "in", list(revenue))],
+                [
+                    "move.description",
+                    "debit",
+                    "credit",
+                    "amount_second_currency",
+                    "second_currency.code",
+                ],
+            )
+            by_entry: dict[str, list[dict]] = defaultdict(list)
+            for row in rows:
+                by_entry[row["move."]["description"]].append(row)
+            assert set(by_entry) == set(revenue)
+            for ref, data in revenue.items():
+                posted = by_entry[ref]
+                currency, amount = data["lines"][0]["currency"], Decimal(data["lines"][0]["debit"])
+                assert sum(r["debit"] for r in posted) == sum(r["credit"] for r in posted), ref
+                if currency == "USD":
+                    assert sum(r["debit"] for r in posted) == amount, ref
+                else:
+                    assert sorted(r["amount_second_currency"] for r in posted) == [-amount, amount]
+                    assert {r["second_currency."]["code"] for r in posted} == {currency}, ref
+            assert {d["lines"][0]["currency"] for d in revenue.values()} - {"USD"}
+
             # About 60 documents posted, 23 payments: 55-75 s on two shared cores, nearly all
             # of it trytond posting (about 0.5 s a document). Far more means retries.
             assert elapsed < 150, elapsed
