@@ -15,6 +15,8 @@ import pytest
 from revbridge.salesforce.client import JwtBearerAuth, PasswordAuth, SalesforceClient
 from revbridge.salesforce.sandbox import RunningSandbox, SandboxClock, SandboxConfig, run_in_thread
 from revbridge.salesforce.sandbox.tls import generate_jwt_keypair
+from revbridge.store.db import create_store_engine
+from revbridge.store.ledger import Ledger
 
 API = "/services/data/v62.0"
 T = TypeVar("T")
@@ -108,3 +110,11 @@ def org(_server: tuple[RunningSandbox, SandboxConfig, Path]) -> Iterator[Org]:
         ).json()["access_token"]
         http.headers["Authorization"] = f"Bearer {token}"
         yield Org(running, config, key_path, http)
+
+
+@pytest.fixture
+def sf_ledger(sqlite_url: str) -> Iterator[Ledger]:
+    """A real, migrated SQLite ledger (the connector's tests need no PostgreSQL)."""
+    engine = create_store_engine(sqlite_url)
+    yield Ledger(engine)
+    engine.dispose()

@@ -1,0 +1,375 @@
+"""Capture: what changed in Salesforce becomes canonical events in the ledger.
+
+Two ways in, one way through (``Mapper`` then ``ingest_lines``):
+
+* **poll**: per mapped object, SOQL ordered by ``SystemModstamp`` from a persisted watermark
+  minus an overlap window (a record committed late with an earlier stamp is still read),
+  following ``nextRecordsUrl`` page by page. Each page is ingested, and only then the
+  watermark moves to the page's last ``SystemModstamp``: a crash re-reads, never skips.
+* **stream**: the change-event stream (``/sandbox/events/batch``, CometD-shaped CDC messages)
+  from a persisted replay id. The records named by the events are re-read by id (an UPDATE
+  event carries only the changed fields) and ingested; then the batch's latest replay id is
+  persisted. A replay id outside retention (400 ``INVALID_REPLAY_ID``) is logged as an
+  alert-worthy warning, the gap is backfilled by a poll, and the stream restarts from every
+  retained event (``-2``): what it repeats is a duplicate in the ledger, not a double.
+
+No echo: the hub's own writes must not come back as new events.
+
+* change events whose changed fields are all hub-owned (ERP ids, credit status, roll-ups
+  our payments move: ``CaptureSettings.echo_fields``) are dropped, and so are all events
+  committed by the integration user when ``integration_user_id`` is set;
+* payments carrying an ERP receipt number were written by the hub: the mapping skips them;
+* a record re-read with unchanged business content maps to the same ``source_version``
+  (a content hash), so the ledger sees a duplicate, whatever the poll re-reads.
+
+Bad records are never dropped: the mapping's rejections go to the quarantine (once per
+record version), with the object, the id, the code and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from revbridge.clock import Clock, SystemClock
+from revbridge.core import sfid
+from revbridge.core.policy import RoutingPolicy
+from revbridge.salesforce.client import SalesforceApiError, SalesforceClient
+from revbridge.salesforce.mapping import (
+    BILLING,
+    Mapped,
+    Mapper,
+    Profile,
+    Rejection,
+    child_fields,
+    select_fields,
+)
+from revbridge.services.capture import load_watermark, save_watermark
+from revbridge.services.ingest import ingest_lines
+from revbridge.store.ledger import Ledger, QuarantineRecord
+from revbridge.store.schema import quarantine
+
+log = logging.getLogger(__name__)
+
+REPLAY_ALL = -2
+_IN_CHUNK = 200  # ids per ``IN (...)``: keeps the URI far below Salesforce's 16 KB
+
+# Fields only the hub writes (write-back), and the roll-ups its writes move.
+DEFAULT_ECHO_FIELDS: frozenset[str] = frozenset(
+    {
+        "ERP_Customer_Number__c",
+        "ERP_Id__c",
+        "ERP_Document_Number__c",
+        "ERP_Receipt_Number__c",
+        "ERP_Application_Id__c",
+        "ERP_Sync_Status__c",
+        "ERP_Last_Sync__c",
+        "Credit_Hold__c",
+        "Credit_Limit__c",
+        "Payment_Terms__c",
+        "blng__Payments__c",
+        "blng__Balance__c",
+        "blng__PaymentStatus__c",
+        "blng__Allocations__c",
+        "blng__AllocatedtoInvoices__c",
+        "blng__Unallocations__c",
+        "NetPaymentsApplied",
+        "Balance",
+        "NetApplied",
+        "TotalApplied",
+    }
+)
+_ALWAYS_CHANGED = frozenset({"LastModifiedDate", "SystemModstamp", "LastModifiedById"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaptureSettings:
+    """How one org is captured. ``name`` prefixes the watermarks (one org, one name)."""
+
+    profile: Profile = BILLING
+    name: str = "salesforce"
+    overlap: timedelta = timedelta(minutes=5)
+    batch_size: int | None = None
+    integration_user_id: str | None = None
+    echo_fields: frozenset[str] = DEFAULT_ECHO_FIELDS
+    channel: str = "/data/ChangeEvents"
+    stream_batch: int = 500
+
+
+@dataclass(slots=True)
+class CaptureReport:
+    """What one capture round did; ``watermarks`` are the values persisted."""
+
+    read: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    quarantined: int = 0
+    skipped: int = 0
+    echoes: int = 0
+    backfilled: bool = False
+    watermarks: dict[str, str] = field(default_factory=dict)
+
+    def add(self, other: CaptureReport) -> None:
+        self.read += other.read
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.conflicts += other.conflicts
+        self.quarantined += other.quarantined
+        self.skipped += other.skipped
+        self.echoes += other.echoes
+        self.watermarks.update(other.watermarks)
+
+
+def _soql_time(value: datetime) -> str:
+    return value.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_stamp(value: object) -> datetime:
+    text = str(value).replace("Z", "+00:00")
+    if len(text) >= 5 and text[-5] in "+-" and text[-3] != ":":
+        text = text[:-2] + ":" + text[-2:]
+    return datetime.fromisoformat(text)
+
+
+def _quote_ids(ids: Iterable[str]) -> str:
+    return ", ".join(f"'{i}'" for i in ids if sfid.is_valid(i))
+
+
+class SalesforceCapture:
+    """Polls and streams one org into the ledger."""
+
+    def __init__(
+        self,
+        client: SalesforceClient,
+        ledger: Ledger,
+        policy: RoutingPolicy,
+        settings: CaptureSettings | None = None,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        self.client = client
+        self.ledger = ledger
+        self.policy = policy
+        self.settings = settings or CaptureSettings()
+        self.clock = clock or SystemClock()
+        self.mapper = Mapper(self.settings.profile)
+
+    # ------------------------------------------------------------------ shared
+
+    def watermark_name(self, sobject: str) -> str:
+        return f"{self.settings.name}:poll:{sobject}"
+
+    @property
+    def replay_name(self) -> str:
+        return f"{self.settings.name}:stream:{self.settings.channel}"
+
+    async def _children(self, kind: str, parent_ids: Sequence[str]) -> dict[str, list[Any]]:
+        spec = child_fields(self.settings.profile, kind)
+        out: dict[str, list[Any]] = {}
+        if spec is None or not parent_ids:
+            return out
+        sobject, parent_field, fields = spec
+        for start in range(0, len(parent_ids), _IN_CHUNK):
+            ids = _quote_ids(parent_ids[start : start + _IN_CHUNK])
+            if not ids:
+                continue
+            soql = f"SELECT {', '.join(fields)} FROM {sobject} WHERE {parent_field} IN ({ids})"
+            for child in await self.client.query(soql):
+                parent = child.get(parent_field)
+                if parent:
+                    out.setdefault(sfid.to_18(str(parent)), []).append(child)
+        return out
+
+    async def _map_page(self, sobject: str, kind: str, records: list[Any]) -> Mapped:
+        ids = [str(r["Id"]) for r in records if r.get("Id")]
+        return self.mapper.map_records(sobject, records, await self._children(kind, ids))
+
+    def _store(self, mapped: Mapped, origin: str, report: CaptureReport) -> None:
+        """Ingest the envelopes and quarantine the rejections (each record version once)."""
+        if mapped.envelopes:
+            lines = [json.dumps(e).encode() for e in mapped.envelopes]
+            result = ingest_lines(
+                self.ledger,
+                lines,
+                policy=self.policy,
+                origin=origin,
+                clock=self.clock,
+                actor="capture:salesforce",
+            )
+            report.accepted += result.accepted
+            report.duplicates += result.duplicates
+            report.conflicts += result.conflicts
+            report.quarantined += result.rejected
+        report.skipped += mapped.skipped
+        report.quarantined += self._quarantine(mapped.rejections, origin)
+
+    def _quarantine(self, rejections: Sequence[Rejection], origin: str) -> int:
+        if not rejections:
+            return 0
+        keys = [r.key for r in rejections]
+        with self.ledger.engine.connect() as conn:
+            known = set(
+                conn.execute(
+                    select(quarantine.c.idempotency_key).where(
+                        quarantine.c.idempotency_key.in_(keys)
+                    )
+                ).scalars()
+            )
+        fresh = {r.key: r for r in rejections if r.key not in known}
+        records = [
+            QuarantineRecord(
+                reason_code=r.code,
+                reason=r.reason,
+                raw=r.raw,
+                origin=origin,
+                event_type=r.event_type,
+                idempotency_key=r.key,
+            )
+            for r in fresh.values()
+        ]
+        if records:
+            self.ledger.append([], records, now=self.clock.now())
+            for r in records:
+                log.warning("salesforce record quarantined: %s: %s", r.reason_code, r.reason)
+        return len(records)
+
+    # ------------------------------------------------------------------ poll
+
+    async def poll(self, objects: Sequence[str] | None = None) -> CaptureReport:
+        """One poll round over every mapped object (or the named ones)."""
+        report = CaptureReport()
+        kinds = self.settings.profile.objects()
+        for sobject in objects or list(kinds):
+            report.add(await self._poll_object(sobject, kinds[sobject]))
+        return report
+
+    async def _poll_object(self, sobject: str, kind: str) -> CaptureReport:
+        report = CaptureReport()
+        name = self.watermark_name(sobject)
+        mark = load_watermark(self.ledger.engine, name)
+        fields = ", ".join(select_fields(self.settings.profile, kind))
+        where = ""
+        if mark:
+            since = _parse_stamp(mark) - self.settings.overlap
+            where = f" WHERE SystemModstamp >= {_soql_time(since)}"
+        soql = f"SELECT {fields} FROM {sobject}{where} ORDER BY SystemModstamp ASC, Id ASC"
+        origin = f"capture:{self.settings.name}:poll:{sobject}"
+        async for page in self.client.query_pages(soql, batch_size=self.settings.batch_size):
+            if not page:
+                continue
+            report.read += len(page)
+            self._store(await self._map_page(sobject, kind, page), origin, report)
+            newest = max(_parse_stamp(r["SystemModstamp"]) for r in page)
+            if mark is None or newest > _parse_stamp(mark):
+                mark = newest.isoformat()
+                save_watermark(self.ledger.engine, name, mark, self.clock.now())
+        if mark:
+            report.watermarks[name] = mark
+        return report
+
+    # ------------------------------------------------------------------ stream
+
+    async def stream(self, *, start_replay_id: int = REPLAY_ALL) -> CaptureReport:
+        """Read the change-event stream from the stored replay id until it is drained."""
+        report = CaptureReport()
+        stored = load_watermark(self.ledger.engine, self.replay_name)
+        replay_id = int(stored) if stored is not None else start_replay_id
+        while True:
+            try:
+                batch = await self.client.get_json(
+                    "/sandbox/events/batch",
+                    {
+                        "channel": self.settings.channel,
+                        "replayId": str(replay_id),
+                        "limit": str(self.settings.stream_batch),
+                    },
+                )
+            except SalesforceApiError as exc:
+                if exc.error_code != "INVALID_REPLAY_ID":
+                    raise
+                log.warning(
+                    "ALERT salesforce change events lost: replay id %s is outside retention; "
+                    "backfilling by poll and replaying every retained event",
+                    replay_id,
+                )
+                report.add(await self.poll())
+                report.backfilled = True
+                replay_id = REPLAY_ALL
+                continue
+            events: list[Mapping[str, Any]] = list(batch.get("events", []))
+            latest = int(batch.get("latestReplayId", replay_id))
+            if events:
+                report.add(await self._apply_events(events))
+            if latest == replay_id or (replay_id < 0 and not events):
+                break
+            save_watermark(self.ledger.engine, self.replay_name, str(latest), self.clock.now())
+            report.watermarks[self.replay_name] = str(latest)
+            replay_id = latest
+        return report
+
+    def _is_echo(self, header: Mapping[str, Any]) -> bool:
+        user = self.settings.integration_user_id
+        if user and str(header.get("commitUser", "")) in (user, user[:15]):
+            return True
+        changed = set(header.get("changedFields") or ()) - _ALWAYS_CHANGED
+        return header.get("changeType") == "UPDATE" and changed <= self.settings.echo_fields
+
+    async def _apply_events(self, events: Sequence[Mapping[str, Any]]) -> CaptureReport:
+        """Re-read the records the events name, grouped by top-level object, and ingest them."""
+        report = CaptureReport()
+        profile = self.settings.profile
+        kinds, children = profile.objects(), profile.child_objects()
+        wanted: dict[str, set[str]] = {}
+        child_ids: dict[str, set[str]] = {}
+        for message in events:
+            payload = message.get("data", {}).get("payload", {})
+            header = payload.get("ChangeEventHeader", {})
+            entity = str(header.get("entityName", ""))
+            report.read += 1
+            if header.get("changeType") in ("DELETE", "GAP_DELETE"):
+                report.skipped += 1  # canonical events have no delete: a reversal is a status
+                continue
+            if self._is_echo(header):
+                report.echoes += 1
+                continue
+            ids = {str(i) for i in header.get("recordIds") or ()}
+            if entity in kinds:
+                wanted.setdefault(entity, set()).update(ids)
+            elif entity in children:
+                child_ids.setdefault(entity, set()).update(ids)
+            else:
+                report.skipped += 1  # an object the profile does not map (finance periods...)
+        for child_object, ids in child_ids.items():
+            parent_kind, parent_field = children[child_object]
+            parent_object = next(o for o, k in kinds.items() if k == parent_kind)
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = _quote_ids(sorted(ids)[start : start + _IN_CHUNK])
+                if not chunk:
+                    continue
+                rows = await self.client.query(
+                    f"SELECT {parent_field} FROM {child_object} WHERE Id IN ({chunk})"
+                )
+                wanted.setdefault(parent_object, set()).update(
+                    str(r[parent_field]) for r in rows if r.get(parent_field)
+                )
+        for sobject, ids in wanted.items():
+            kind = kinds[sobject]
+            fields = ", ".join(select_fields(profile, kind))
+            origin = f"capture:{self.settings.name}:stream:{sobject}"
+            ordered = sorted(ids)
+            for start in range(0, len(ordered), _IN_CHUNK):
+                chunk = _quote_ids(ordered[start : start + _IN_CHUNK])
+                if not chunk:
+                    continue
+                records = await self.client.query(
+                    f"SELECT {fields} FROM {sobject} WHERE Id IN ({chunk})"
+                )
+                self._store(await self._map_page(sobject, kind, records), origin, report)
+        return report

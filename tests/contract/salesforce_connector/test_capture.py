@@ -1,0 +1,207 @@
+"""Capture over real HTTP: poll with paging and a watermark, the stream with replay ids,
+recovery from an expired replay id, the quarantine, and no echo of the hub's own writes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import select
+
+from revbridge.core.policy import build_policy
+from revbridge.salesforce.capture import CaptureReport, CaptureSettings, SalesforceCapture
+from revbridge.salesforce.mapping import REVENUE_CLOUD
+from revbridge.services.capture import load_watermark
+from revbridge.store.ledger import Ledger
+from revbridge.store.schema import events, quarantine
+
+from .conftest import API, Org, run
+
+
+def event_types(ledger: Ledger) -> Counter[str]:
+    with ledger.engine.connect() as conn:
+        return Counter(t for (t,) in conn.execute(select(events.c.type)))
+
+
+def quarantined(ledger: Ledger) -> list[tuple[str, str]]:
+    with ledger.engine.connect() as conn:
+        return [
+            tuple(r) for r in conn.execute(select(quarantine.c.reason_code, quarantine.c.reason))
+        ]  # type: ignore[misc]
+
+
+def capture(org: Org, ledger: Ledger, how: str, **settings: Any) -> CaptureReport:
+    async def go() -> CaptureReport:
+        async with org.client() as client:
+            cap = SalesforceCapture(client, ledger, build_policy(), CaptureSettings(**settings))
+            return await (cap.poll() if how == "poll" else cap.stream())
+
+    return run(go())
+
+
+def posted_invoice(org: Org, account: str, subtotal: int = 100) -> str:
+    invoice = org.create(
+        "blng__Invoice__c",
+        {
+            "blng__Account__c": account,
+            "blng__InvoiceDate__c": "2026-11-01",
+            "blng__DueDate__c": "2026-12-01",
+            "blng__Subtotal__c": subtotal,
+            "blng__TaxAmount__c": 0,
+        },
+    )
+    org.create(
+        "blng__InvoiceLine__c",
+        {
+            "blng__Invoice__c": invoice,
+            "blng__Quantity__c": 1,
+            "blng__UnitPrice__c": subtotal,
+            "blng__Subtotal__c": subtotal,
+            "blng__TaxAmount__c": 0,
+        },
+    )
+    org.update(
+        "blng__Invoice__c",
+        invoice,
+        {"blng__InvoiceStatus__c": "Posted", "blng__InvoicePostedDate__c": "2026-11-01"},
+    )
+    return invoice
+
+
+def bulk_accounts(org: Org, n: int) -> None:
+    for start in range(0, n, 200):
+        records = [
+            {"attributes": {"type": "Account"}, "Name": f"Customer {i:04d}"}
+            for i in range(start, min(n, start + 200))
+        ]
+        response = org.http.post(
+            f"{API}/composite/sobjects", json={"allOrNone": True, "records": records}
+        )
+        assert response.status_code == 200, response.text
+
+
+def test_poll_pages_through_results_and_persists_the_watermark(org: Org, sf_ledger: Ledger) -> None:
+    """450 accounts in pages of 200: all captured once; a second poll adds nothing."""
+    bulk_accounts(org, 450)
+    account = org.records("SELECT Id FROM Account LIMIT 1")[0]["Id"]
+    posted_invoice(org, account)
+    first = capture(org, sf_ledger, "poll", batch_size=200)
+    assert first.read == 451
+    assert event_types(sf_ledger) == {"customer.upserted": 450, "invoice.posted": 1}
+    mark = load_watermark(sf_ledger.engine, "salesforce:poll:Account")
+    assert mark is not None
+    again = capture(org, sf_ledger, "poll", batch_size=200)
+    assert again.accepted == 0
+    # Only the overlap window is re-read, and it is a duplicate, not a new event.
+    assert again.duplicates == again.read - again.skipped
+    org.update("Account", account, {"Name": "Renamed Ltd"})
+    third = capture(org, sf_ledger, "poll")
+    assert third.accepted == 1
+    assert event_types(sf_ledger)["customer.upserted"] == 451
+
+
+def test_poll_reads_the_revenue_cloud_model(org: Org, sf_ledger: Ledger) -> None:
+    account = org.create("Account", {"Name": "Initech"})
+    invoice = org.create(
+        "Invoice",
+        {
+            "BillingAccountId": account,
+            "InvoiceDate": "2026-11-03",
+            "DueDate": "2026-12-03",
+            "TotalAmount": 80,
+            "TotalTaxAmount": 0,
+            "Status": "Posted",
+            "PostedDate": "2026-11-03T10:00:00Z",
+        },
+    )
+    org.create(
+        "InvoiceLine",
+        {
+            "InvoiceId": invoice,
+            "ChargeAmount": 80,
+            "TaxAmount": 0,
+            "Quantity": 1,
+            "UnitPrice": 80,
+            "InvoiceLineStartDate": "2026-11-01",
+            "InvoiceLineEndDate": "2026-11-30",
+        },
+    )
+    capture(org, sf_ledger, "poll", profile=REVENUE_CLOUD)
+    assert event_types(sf_ledger) == {"customer.upserted": 1, "invoice.posted": 1}
+
+
+def test_stream_resumes_from_the_persisted_replay_id(org: Org, sf_ledger: Ledger) -> None:
+    account = org.create("Account", {"Name": "Streamed"})
+    posted_invoice(org, account)
+    first = capture(org, sf_ledger, "stream")
+    assert event_types(sf_ledger) == {"customer.upserted": 1, "invoice.posted": 1}
+    replay = load_watermark(sf_ledger.engine, "salesforce:stream:/data/ChangeEvents")
+    assert replay is not None
+    assert first.accepted == 2
+    org.update("Account", account, {"Name": "Streamed and Renamed"})
+    second = capture(org, sf_ledger, "stream")
+    assert second.read == 1  # only the event after the stored replay id
+    assert second.accepted == 1
+    assert int(load_watermark(sf_ledger.engine, "salesforce:stream:/data/ChangeEvents") or 0) > int(
+        replay
+    )
+
+
+def test_an_expired_replay_id_is_backfilled_by_a_poll(
+    org: Org, sf_ledger: Ledger, caplog: Any
+) -> None:
+    account = org.create("Account", {"Name": "Before the gap"})
+    capture(org, sf_ledger, "stream")
+    posted_invoice(org, account)  # happens while the hub is away...
+    org.create("Account", {"Name": "During the gap"})
+    replay = int(load_watermark(sf_ledger.engine, "salesforce:stream:/data/ChangeEvents") or 0)
+    # ...and the retention window has moved past the stored replay id.
+    org.http.put("/sandbox/admin/faults", json={"faults": f"expire_replay_before={replay + 100}"})
+    report = capture(org, sf_ledger, "stream")
+    assert report.backfilled
+    assert "outside retention" in caplog.text
+    assert event_types(sf_ledger) == {"customer.upserted": 2, "invoice.posted": 1}
+
+
+def test_bad_records_land_in_the_quarantine_once(org: Org, sf_ledger: Ledger) -> None:
+    account = org.create("Account", {"Name": "Careless"})
+    invoice = org.create(
+        "blng__Invoice__c",
+        {
+            "blng__Account__c": account,
+            "blng__InvoiceDate__c": "2026-11-01",
+            "blng__Subtotal__c": 10,
+            "blng__InvoiceStatus__c": "Posted",
+            "blng__InvoicePostedDate__c": "2026-11-01",
+        },
+    )
+    org.create(
+        "blng__InvoiceLine__c",
+        {"blng__Invoice__c": invoice, "blng__Subtotal__c": 10, "CurrencyIsoCode": "EUR"},
+    )
+    capture(org, sf_ledger, "poll")
+    capture(org, sf_ledger, "poll")  # re-read in the overlap window: not quarantined twice
+    rows = quarantined(sf_ledger)
+    assert len(rows) == 1
+    code, reason = rows[0]
+    assert code == "currency_mismatch"
+    assert "currency EUR differs from the document's USD" in reason
+    assert invoice in reason
+    assert event_types(sf_ledger) == {"customer.upserted": 1}
+
+
+def test_the_hubs_own_writes_do_not_come_back(org: Org, sf_ledger: Ledger) -> None:
+    """Credit status and ERP ids written by the integration: echoes, not new events."""
+    account = org.create("Account", {"Name": "Echo Inc"})
+    invoice = posted_invoice(org, account)
+    capture(org, sf_ledger, "stream")
+    before = event_types(sf_ledger)
+    org.update(
+        "Account", account, {"Credit_Hold__c": True, "Credit_Limit__c": 5000, "ERP_Id__c": "E-77"}
+    )
+    org.update("blng__Invoice__c", invoice, {"ERP_Document_Number__c": "AR-77"})
+    streamed = capture(org, sf_ledger, "stream")
+    assert streamed.echoes == 2
+    polled = capture(org, sf_ledger, "poll")
+    assert polled.accepted == 0
+    assert event_types(sf_ledger) == before
