@@ -381,8 +381,10 @@ class TrytonErp:
 
         Each application lowers its invoice's amount to pay by exactly its amount; a credit
         applied in part, or split over several invoices, first has its receivable line split
-        by Tryton's reschedule (see ``TrytonAccounting.apply_credit_note_parts``), and what
-        is not applied stays open on the customer's account. Tax is posted as on invoices.
+        the way Tryton's reschedule does it (see ``TrytonAccounting.apply_credit_note_parts``),
+        and what is not applied stays open on the customer's account, on the credit note.
+        Tax is posted as on invoices. The credit note's comment records how many invoices it
+        pays, which ``find`` checks: a delivery cut off between two applications is retried.
         """
         async with (
             self._boundary("credit memo", external_ref),
