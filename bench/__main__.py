@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from bench.engine import bench_drain, bench_latency, bench_scale_out, bench_worker_throughput
 from bench.ingest import bench_ingest, bench_ingest_memory
+from bench.netsuite import bench_netsuite
 
 BENCHMARKS: dict[str, Callable[[], None]] = {
     "ingest": bench_ingest,
@@ -15,6 +16,7 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
     "scale_out": bench_scale_out,
     "drain": bench_drain,
     "latency": bench_latency,
+    "netsuite": bench_netsuite,
 }
 
 
