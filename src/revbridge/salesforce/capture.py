@@ -213,15 +213,17 @@ class SalesforceCapture:
     def _quarantine(self, rejections: Sequence[Rejection], origin: str) -> int:
         if not rejections:
             return 0
-        keys = [r.key for r in rejections]
+        keys = sorted({r.key for r in rejections})
+        known: set[str] = set()
         with self.ledger.engine.connect() as conn:
-            known = set(
-                conn.execute(
-                    select(quarantine.c.idempotency_key).where(
-                        quarantine.c.idempotency_key.in_(keys)
-                    )
-                ).scalars()
-            )
+            for start in range(0, len(keys), 500):
+                known.update(
+                    conn.execute(
+                        select(quarantine.c.idempotency_key).where(
+                            quarantine.c.idempotency_key.in_(keys[start : start + 500])
+                        )
+                    ).scalars()
+                )
         fresh = {r.key: r for r in rejections if r.key not in known}
         records = [
             QuarantineRecord(
@@ -328,11 +330,17 @@ class SalesforceCapture:
         kinds, children = profile.objects(), profile.child_objects()
         wanted: dict[str, set[str]] = {}
         child_ids: dict[str, set[str]] = {}
+        overflowed: set[str] = set()
         for message in events:
             payload = message.get("data", {}).get("payload", {})
             header = payload.get("ChangeEventHeader", {})
             entity = str(header.get("entityName", ""))
             report.read += 1
+            if header.get("changeType") == "GAP_OVERFLOW":
+                # Too many changes for one event each: only a poll of the object can say what.
+                if entity in kinds:
+                    overflowed.add(entity)
+                continue
             if header.get("changeType") in ("DELETE", "GAP_DELETE"):
                 report.skipped += 1  # canonical events have no delete: a reversal is a status
                 continue
@@ -372,4 +380,7 @@ class SalesforceCapture:
                     f"SELECT {fields} FROM {sobject} WHERE Id IN ({chunk})"
                 )
                 self._store(await self._map_page(sobject, kind, records), origin, report)
+        if overflowed:
+            log.warning("salesforce change events overflowed for %s: polling", sorted(overflowed))
+            report.add(await self.poll(sorted(overflowed)))
         return report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import pytest
 
@@ -124,3 +125,18 @@ def test_logs_carry_no_token_and_no_soql(org: Org, caplog: pytest.LogCaptureFixt
     assert "Secret Customer" not in text
     assert token not in text
     assert "GET" in text
+
+
+def test_a_timeout_is_transient(org: Org) -> None:
+    """A call that outlives the client's timeout may be retried: nothing is known."""
+    org.http.put("/sandbox/admin/faults", json={"faults": "latency=2s"})
+
+    async def go() -> None:
+        async with SalesforceClient(org.jwt_auth(), timeout=timedelta(milliseconds=300)) as client:
+            await client.query("SELECT Id FROM Account")
+
+    try:
+        with pytest.raises(TransientError, match="timed out"):
+            run(go())
+    finally:
+        org.http.put("/sandbox/admin/faults", json={"faults": ""})
