@@ -218,7 +218,7 @@ BILLING = Profile(
         line_object="blng__InvoiceLine__c",
         line_parent="blng__Invoice__c",
         line_description="Name",
-        line_product="blng__Product__c",
+        line_product="blng__Product__r.ProductCode",
         line_quantity="blng__Quantity__c",
         line_unit_price="blng__UnitPrice__c",
         line_amount="blng__Subtotal__c",
@@ -273,7 +273,7 @@ REVENUE_CLOUD = Profile(
         line_object="InvoiceLine",
         line_parent="InvoiceId",
         line_description="Name",
-        line_product="Product2Id",
+        line_product="Product2.ProductCode",
         line_quantity="Quantity",
         line_unit_price="UnitPrice",
         line_amount="ChargeAmount",
@@ -311,7 +311,7 @@ REVENUE_CLOUD = Profile(
         line_parent="CreditMemoId",
         line_amount="ChargeAmount",
         line_tax="TaxAmount",
-        line_product="Product2Id",
+        line_product="Product2.ProductCode",
     ),
     revenue=None,
 )
@@ -677,7 +677,7 @@ class Mapper:
                 DocumentLine(
                     line_id=_id(kid, "Id") or "",
                     description=_text(kid, i.line_description) or what,
-                    product_code=_id(kid, i.line_product, required=False),
+                    product_code=_text(kid, i.line_product),
                     quantity=quantity,
                     unit_price=_decimal(kid, i.line_unit_price, default=amount),
                     amount=amount,
@@ -802,9 +802,7 @@ class Mapper:
                 DocumentLine(
                     line_id=_id(kid, "Id") or "",
                     description=f"Credit {number}",
-                    product_code=_id(kid, c.line_product, required=False)
-                    if c.line_product
-                    else None,
+                    product_code=_text(kid, c.line_product) if c.line_product else None,
                     quantity=Decimal(1),
                     unit_price=amount,
                     amount=amount,

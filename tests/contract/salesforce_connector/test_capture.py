@@ -205,3 +205,34 @@ def test_the_hubs_own_writes_do_not_come_back(org: Org, sf_ledger: Ledger) -> No
     polled = capture(org, sf_ledger, "poll")
     assert polled.accepted == 0
     assert event_types(sf_ledger) == before
+
+
+def test_a_changed_line_reaches_the_stream_through_its_invoice(org: Org, sf_ledger: Ledger) -> None:
+    """A line edit is a change event of the line: the invoice is re-read and re-mapped."""
+    account = org.create("Account", {"Name": "Lines Ltd"})
+    invoice = posted_invoice(org, account)
+    capture(org, sf_ledger, "stream")
+    (line,) = org.records("SELECT Id FROM blng__InvoiceLine__c")
+    org.update(
+        "blng__InvoiceLine__c", line["Id"], {"blng__Quantity__c": 2, "blng__UnitPrice__c": 50}
+    )
+    report = capture(org, sf_ledger, "stream")
+    assert report.accepted == 1
+    with sf_ledger.engine.connect() as conn:
+        payloads = [
+            p
+            for (p,) in conn.execute(
+                select(events.c.payload).where(events.c.subject_ref == f"invoice:{invoice}")
+            )
+        ]
+    assert len(payloads) == 2
+    assert '"quantity":"2"' in payloads[1].replace(" ", "")
+
+
+def test_events_committed_by_the_integration_user_are_echoes(org: Org, sf_ledger: Ledger) -> None:
+    """When the hub has its own user, nothing that user commits comes back."""
+    account = org.create("Account", {"Name": "Written by the hub"})
+    (row,) = org.records(f"SELECT LastModifiedById FROM Account WHERE Id = '{account}'")
+    report = capture(org, sf_ledger, "stream", integration_user_id=row["LastModifiedById"])
+    assert report.echoes == 1
+    assert report.accepted == 0

@@ -61,6 +61,7 @@ def test_billing_package_records_become_the_five_flows() -> None:
         "1200.00",
     )
     assert sorted(line["amount"] for line in data["lines"]) == ["400.00", "600.00"]
+    assert sorted(str(line["product_code"]) for line in data["lines"]) == ["None", "PLAT-1"]
     assert data["invoice_number"].startswith("INV-")
     (payment,) = events["payment.received"]
     assert payment["data"]["method"] == "credit_card"
@@ -86,6 +87,7 @@ def test_revenue_cloud_standard_objects_map_the_same_way() -> None:
     (invoice,) = events["invoice.posted"]
     assert (invoice["data"]["subtotal"], invoice["data"]["total"]) == ("250.00", "300.00")
     assert invoice["data"]["lines"][0]["description"] == "Support plan"
+    assert invoice["data"]["lines"][0]["product_code"] == "PLAT-1"
     (payment,) = events["payment.received"]
     assert payment["data"]["applications"][0]["amount"] == "300.00"
     assert payment["data"]["received_on"] == "2026-11-15"
