@@ -6,6 +6,7 @@ become revbridge errors::
     httpx.TimeoutException, httpx.TransportError  -> TransientError   (nothing known: retry)
     HTTP 429, 403 REQUEST_LIMIT_EXCEEDED          -> RateLimited      (org limit: slow down)
     HTTP 5xx                                      -> TransientError
+    HTTP 300 (external id matches several)        -> SalesforceApiError (terminal)
     HTTP 401 INVALID_SESSION_ID                   -> one new token, the call once more; then
                                                      SalesforceAuthError (terminal)
     token endpoint 400 (invalid_grant ...)        -> SalesforceAuthError (terminal)
@@ -353,6 +354,13 @@ class SalesforceClient:
 
     def _raise_for(self, method: str, path: str, response: httpx.Response) -> None:
         status = response.status_code
+        if status == 300:
+            # An upsert or look-up by external id matched several records: no guessing.
+            raise SalesforceApiError(
+                f"salesforce {method} {path}: 300: the external id matches several records",
+                status=300,
+                error_code="MULTIPLE_CHOICES",
+            )
         if status < 400:
             return
         code, message, fields = _errors(response)

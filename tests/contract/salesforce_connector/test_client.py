@@ -140,3 +140,21 @@ def test_a_timeout_is_transient(org: Org) -> None:
             run(go())
     finally:
         org.http.put("/sandbox/admin/faults", json={"faults": ""})
+
+
+def test_an_external_id_matching_several_records_is_refused(org: Org) -> None:
+    """Upsert by a non-unique external id that matches twice: terminal, nothing written."""
+    org.create("Account", {"Name": "Twin A", "ERP_Id__c": "E-1"})
+    org.create("Account", {"Name": "Twin B", "ERP_Id__c": "E-1"})
+
+    async def go() -> None:
+        async with org.client() as client:
+            await client.send_json("PATCH", "/sobjects/Account/ERP_Id__c/E-1", {"Name": "One"})
+
+    with pytest.raises(SalesforceApiError) as info:
+        run(go())
+    assert info.value.error_code == "MULTIPLE_CHOICES"
+    assert sorted(r["Name"] for r in org.records("SELECT Name FROM Account")) == [
+        "Twin A",
+        "Twin B",
+    ]
