@@ -49,10 +49,12 @@ def pg_template() -> Iterator[str]:
     name = f"rb_tpl_{uuid.uuid4().hex[:10]}"
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-        engine = create_store_engine(_db_url(name))
-        upgrade(engine)
-        engine.dispose()
-        yield name
+    engine = create_store_engine(_db_url(name))
+    upgrade(engine)
+    engine.dispose()
+    yield name
+    # A fresh connection: the chaos suite restarts the server during the session.
+    with psycopg.connect(_admin_conninfo(), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -62,7 +64,8 @@ def pg_url(pg_template: str) -> Iterator[str]:
     name = f"rb_t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(_admin_conninfo(), autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-        yield _db_url(name)
+    yield _db_url(name)
+    with psycopg.connect(_admin_conninfo(), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -1,4 +1,5 @@
-"""Chaos on PostgreSQL with four worker processes: kills, lost responses, dropped connections.
+"""Chaos on PostgreSQL with four worker processes: kills, lost responses, dropped connections,
+and a database restart.
 
 Reproducible from a seed (the fault sequence per worker, the kill schedule). After the faults
 heal and the backlog drains: every accepted real-time event is in the ERP exactly once with
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -91,6 +93,27 @@ def _drop_connections(url: str) -> None:
         )
 
 
+def _restart_postgresql() -> bool:
+    """Restart the local PostgreSQL cluster (CI and developer machines run one); False when
+    this machine cannot (no cluster tools, not root): connection drops still cover the case."""
+    tool = shutil.which("pg_ctlcluster")
+    clusters = Path("/etc/postgresql")
+    if tool is None or os.geteuid() != 0 or not clusters.is_dir():
+        return False
+    version = sorted(p.name for p in clusters.iterdir())[-1]
+    subprocess.run(
+        [tool, "--skip-systemctl-redirect", version, "main", "restart"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    for _ in range(60):
+        if subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"], check=False).returncode == 0:
+            return True
+        time.sleep(0.5)
+    raise AssertionError("PostgreSQL did not come back after the restart")
+
+
 def test_workers_killed_and_faults_injected_lose_and_duplicate_nothing(
     pg_url: str, tmp_path: Path
 ) -> None:
@@ -120,16 +143,19 @@ def test_workers_killed_and_faults_injected_lose_and_duplicate_nothing(
     procs = [_start(c) for c in configs]
     deadline = time.monotonic() + CHAOS_SECONDS
     kills = 0
-    dropped = False
+    dropped = restarted = False
     while time.monotonic() < deadline:
         time.sleep(rng.uniform(0.3, 1.2))
         victim = rng.randrange(WORKERS)
         if procs[victim].poll() is None:
             procs[victim].send_signal(signal.SIGKILL)  # between claim and call, or after: any time
             kills += 1
-        if not dropped and time.monotonic() > deadline - CHAOS_SECONDS / 2:
+        if not dropped and time.monotonic() > deadline - CHAOS_SECONDS * 2 / 3:
             _drop_connections(pg_url)  # every connection to the ledger cut at once
             dropped = True
+        if dropped and not restarted and time.monotonic() > deadline - CHAOS_SECONDS / 3:
+            restarted = True
+            _restart_postgresql()  # the database itself goes away and comes back
         for n, p in enumerate(procs):
             if p.poll() is not None:  # killed by us or by a die_* fault: a new one takes over
                 procs[n] = _start(configs[n])
