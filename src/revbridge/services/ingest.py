@@ -23,7 +23,7 @@ from revbridge.codec import DecodeError, encode_payload, payload_hash
 from revbridge.codec import decode_line as _decode_line
 from revbridge.core.events import Direction, Event
 from revbridge.core.policy import Pattern, RoutingPolicy, next_run
-from revbridge.store.ledger import Ledger, NewEvent, QuarantineRecord
+from revbridge.store.ledger import Ledger, NewEvent, QuarantineRecord, event_params
 
 TARGETS = {Direction.TO_ERP: "erp", Direction.TO_SALESFORCE: "salesforce"}
 
@@ -63,31 +63,35 @@ def prepare(
     raw: str,
     origin: str | None = None,
     line_no: int | None = None,
+    dialect: str | None = None,
 ) -> NewEvent:
     """The ledger rows for a validated event: the event itself and its first delivery."""
     payload = encode_payload(event.type, event.data)
     rule = policy.for_type(event.type)
     due = now if rule.pattern is Pattern.REALTIME else _next_run(rule.schedule or "", now)
+    row = {
+        "idempotency_key": event.idempotency_key,
+        "type": event.type.value,
+        "source": event.source,
+        "source_id": event.source_id,
+        "source_version": event.source_version,
+        "occurred_at": event.occurred_at,
+        "received_at": now,
+        "customer_ref": event.customer_ref,
+        "subject_ref": event.subject_ref,
+        "payload_hash": payload_hash(event, payload),
+        "payload": payload,
+    }
     return NewEvent(
-        row={
-            "idempotency_key": event.idempotency_key,
-            "type": event.type.value,
-            "source": event.source,
-            "source_id": event.source_id,
-            "source_version": event.source_version,
-            "occurred_at": event.occurred_at,
-            "received_at": now,
-            "customer_ref": event.customer_ref,
-            "subject_ref": event.subject_ref,
-            "payload_hash": payload_hash(event, payload),
-            "payload": payload,
-        },
+        row=row,
         target=TARGETS[event.direction],
         pattern=rule.pattern.value,
         due_at=due,
         raw=raw,
         origin=origin,
         line_no=line_no,
+        params=event_params(row, dialect) if dialect else None,
+        params_dialect=dialect,
     )
 
 
@@ -100,7 +104,11 @@ class Chunk:
 
 
 def validate_chunk(
-    lines: list[tuple[int, bytes]], policy: RoutingPolicy, now: datetime, origin: str
+    lines: list[tuple[int, bytes]],
+    policy: RoutingPolicy,
+    now: datetime,
+    origin: str,
+    dialect: str | None = None,
 ) -> Chunk:
     """Decode and check lines (pure CPU work: it runs in worker processes for big files)."""
     chunk = Chunk([], [])
@@ -128,7 +136,7 @@ def validate_chunk(
                 )
             )
             continue
-        chunk.events.append(prepare(event, policy, now, raw, origin, line_no))
+        chunk.events.append(prepare(event, policy, now, raw, origin, line_no, dialect))
     return chunk
 
 
@@ -165,6 +173,7 @@ def ingest_lines(
     """
     clock = clock or SystemClock()
     result = IngestResult()
+    dialect = ledger.engine.dialect.name
 
     def append(chunk: Chunk, consumed: int) -> None:
         outcome, _conflicts = ledger.append(chunk.events, chunk.rejects, now=clock.now())
@@ -187,7 +196,9 @@ def ingest_lines(
                     last_line = lines_chunk[-1][0]
                     in_flight.append(
                         (
-                            pool.submit(validate_chunk, lines_chunk, policy, clock.now(), origin),
+                            pool.submit(
+                                validate_chunk, lines_chunk, policy, clock.now(), origin, dialect
+                            ),
                             consumed,
                         )
                     )
@@ -201,7 +212,7 @@ def ingest_lines(
         for lines_chunk, consumed in _chunks(lines, batch_size):
             if lines_chunk:
                 last_line = lines_chunk[-1][0]
-                append(validate_chunk(lines_chunk, policy, clock.now(), origin), consumed)
+                append(validate_chunk(lines_chunk, policy, clock.now(), origin, dialect), consumed)
     result.lines = last_line
     ledger.audit(
         actor=actor,

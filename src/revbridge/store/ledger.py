@@ -25,9 +25,7 @@ from revbridge.store.schema import (
     audit_log,
     deliveries,
     events,
-    pg_timestamp,
     quarantine,
-    sqlite_timestamp,
     timestamp_param,
 )
 
@@ -50,6 +48,8 @@ class NewEvent:
     raw: str
     origin: str | None = None
     line_no: int | None = None
+    params: tuple[Any, ...] | None = None  # precomputed driver parameters, see event_params
+    params_dialect: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,43 +125,52 @@ def _memo(ts: Callable[[datetime], Any]) -> Callable[[datetime], Any]:
     return convert
 
 
-def _event_params(
-    rows: Sequence[dict[str, Any]], ts: Callable[[datetime], Any]
-) -> list[tuple[Any, ...]]:
-    ts = _memo(ts)
+def event_params(row: dict[str, Any], dialect: str) -> tuple[Any, ...]:
+    """The driver parameters of one ``events`` row (columns in ``_EVENT_COLUMNS`` order).
+
+    Ingest computes these where it validates (in worker processes for big files), so that the
+    writing process only writes.
+    """
+    ts = timestamp_param(dialect)
+    return (
+        row["idempotency_key"],
+        row["type"],
+        row["source"],
+        row["source_id"],
+        row["source_version"],
+        ts(row["occurred_at"]),
+        ts(row["received_at"]),
+        row["customer_ref"],
+        row["subject_ref"],
+        row["payload_hash"],
+        row["payload"],
+    )
+
+
+def _event_params(news: Sequence[NewEvent], dialect: str) -> list[tuple[Any, ...]]:
     return [
-        (
-            row["idempotency_key"],
-            row["type"],
-            row["source"],
-            row["source_id"],
-            row["source_version"],
-            ts(row["occurred_at"]),
-            ts(row["received_at"]),
-            row["customer_ref"],
-            row["subject_ref"],
-            row["payload_hash"],
-            row["payload"],
-        )
-        for row in rows
+        n.params
+        if n.params is not None and n.params_dialect == dialect
+        else event_params(n.row, dialect)
+        for n in news
     ]
 
 
-def _insert_events_sqlite(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+def _insert_events_sqlite(conn: Connection, rows: Sequence[NewEvent]) -> dict[str, int]:
     """Insert, skipping existing keys; return the new ids by key.
 
     The transaction holds SQLite's write lock (BEGIN IMMEDIATE), so every id above the
     maximum seen before the insert is one of ours.
     """
     before = conn.exec_driver_sql("SELECT COALESCE(MAX(id), 0) FROM events").scalar_one()
-    conn.exec_driver_sql(_EVENT_INSERT["sqlite"], _event_params(rows, sqlite_timestamp))
+    conn.exec_driver_sql(_EVENT_INSERT["sqlite"], _event_params(rows, "sqlite"))
     result = conn.exec_driver_sql("SELECT idempotency_key, id FROM events WHERE id > ?", (before,))
     return dict(result.all())
 
 
-def _insert_events_postgresql(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+def _insert_events_postgresql(conn: Connection, rows: Sequence[NewEvent]) -> dict[str, int]:
     """Insert, skipping existing keys; return the new ids by key (pipelined executemany)."""
-    params = _event_params(rows, pg_timestamp)
+    params = _event_params(rows, "postgresql")
     dbapi = conn.connection.driver_connection
     assert dbapi is not None
     inserted: dict[str, int] = {}
@@ -171,7 +180,7 @@ def _insert_events_postgresql(conn: Connection, rows: Sequence[dict[str, Any]]) 
         while True:
             row = cur.fetchone()
             if row is not None:  # no row: the key existed (ON CONFLICT DO NOTHING)
-                inserted[rows[i]["idempotency_key"]] = row[0]
+                inserted[rows[i].row["idempotency_key"]] = row[0]
             i += 1
             if not cur.nextset():
                 break
@@ -248,7 +257,7 @@ class Ledger:
         firsts = sorted(first_by_key.items())
         inserted: dict[str, int] = {}
         if firsts:
-            rows = [batch[pos].row for _, pos in firsts]
+            rows = [batch[pos] for _, pos in firsts]
             if conn.dialect.name == "sqlite":
                 inserted = _insert_events_sqlite(conn, rows)
             else:
