@@ -3,37 +3,19 @@
 import json
 from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner
-
 from revbridge.cli.main import app
 from revbridge.core.events import EventType
-
-runner = CliRunner()
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("REVBRIDGE_CONFIG", raising=False)
-    assert runner.invoke(app, ["init"]).exit_code == 0
-    return tmp_path
-
-
-def _json(args: list[str]) -> dict:  # type: ignore[type-arg]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+from tests.integration.conftest import run_json, runner
 
 
 def test_init_generate_ingest_status_on_the_embedded_default(workdir: Path) -> None:
     assert (workdir / "revbridge.toml").exists()
     gen = runner.invoke(app, ["generate", "--events", "400", "--seed", "3", "--out", "ev.jsonl"])
     assert gen.exit_code == 0
-    counts = _json(["ingest", "ev.jsonl", "--json"])
+    counts = run_json(["ingest", "ev.jsonl", "--json"])
     assert counts == {"accepted": 400, "duplicates": 0, "conflicts": 0, "rejected": 0}
-    assert _json(["ingest", "ev.jsonl", "--json"])["duplicates"] == 400
-    status = _json(["status", "--json"])
+    assert run_json(["ingest", "ev.jsonl", "--json"])["duplicates"] == 400
+    status = run_json(["status", "--json"])
     assert status["events"]["total"] == 400
     assert status["events"]["by_state"]["pending"] == 400
     assert status["quarantine"] == 0
@@ -46,7 +28,7 @@ def test_ingest_exits_non_zero_when_anything_was_rejected(workdir: Path) -> None
     result = runner.invoke(app, ["ingest", "bad.jsonl", "--json"])
     assert result.exit_code == 1
     assert json.loads(result.stdout)["rejected"] == 2
-    listing = _json(["quarantine", "list", "--json"])["quarantine"]
+    listing = run_json(["quarantine", "list", "--json"])["quarantine"]
     assert [r["line_no"] for r in listing] == [1, 2]
     assert "required field is missing" in listing[0]["reason"]
 
@@ -58,18 +40,18 @@ def test_ingest_reads_stdin(workdir: Path) -> None:
 
 
 def test_schema_prints_a_json_schema_per_type() -> None:
-    all_schemas = _json(["schema"])
+    all_schemas = run_json(["schema"])
     assert set(all_schemas) == {t.value for t in EventType}
-    inv = _json(["schema", "invoice.posted"])
+    inv = run_json(["schema", "invoice.posted"])
     assert inv["properties"]["type"]["const"] == "invoice.posted"
     assert "data" in inv["required"]
     assert runner.invoke(app, ["schema", "invoice.paid"]).exit_code == 2
 
 
-def test_policy_show_as_markdown_and_json(workdir: Path) -> None:
+def test_policy_show_as_markdown_andrun_json(workdir: Path) -> None:
     md = runner.invoke(app, ["policy", "show"]).stdout
     assert md.startswith("| Event type | Direction | Pattern | Schedule | Rationale |")
-    doc = _json(["policy", "show", "--format", "json"])
+    doc = run_json(["policy", "show", "--format", "json"])
     assert {e["type"] for e in doc["events"]} == {t.value for t in EventType}
     assert set(doc["events"][0]) == {"type", "pattern", "schedule", "rationale"}
 

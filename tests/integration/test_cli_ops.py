@@ -3,63 +3,47 @@
 import json
 from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner
-
 from revbridge.cli.main import app
-
-runner = CliRunner()
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("REVBRIDGE_CONFIG", raising=False)
-    assert runner.invoke(app, ["init"]).exit_code == 0
-    return tmp_path
-
-
-def _json(args: list[str]) -> dict:  # type: ignore[type-arg]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+from tests.integration.conftest import run_json, runner
 
 
 def test_init_generate_ingest_worker_delivers_every_real_time_event(workdir: Path) -> None:
     """The embedded default needs nothing else: the fakes keep their records next to the config."""
     runner.invoke(app, ["generate", "-n", "300", "--seed", "4", "--out", "ev.jsonl"])
-    _json(["ingest", "ev.jsonl", "--json"])
-    stats = _json(["worker", "--until-idle", "--json"])
+    run_json(["ingest", "ev.jsonl", "--json"])
+    stats = run_json(["worker", "--until-idle", "--json"])
     assert stats["delivered"] > 0
     assert stats["dead_lettered"] == 0
-    status = _json(["status", "--json"])
+    status = run_json(["status", "--json"])
     by_pattern = status["events"]["by_pattern"]
     assert set(by_pattern["realtime"]) == {"delivered"}  # nothing real-time left behind
     erp = json.loads((workdir / "fake-erp.json").read_text())
     refs = [(d["kind"], d["external_ref"]) for d in erp["docs"]]
     assert len(refs) == len(set(refs))  # and nothing twice
     # Running the worker again finds nothing due and calls nothing.
-    assert _json(["worker", "--until-idle", "--json"])["calls"] == 0
+    assert run_json(["worker", "--until-idle", "--json"])["calls"] == 0
 
 
 def test_a_paused_erp_buffers_and_resume_drains(workdir: Path) -> None:
     runner.invoke(app, ["generate", "-n", "120", "--seed", "2", "--out", "ev.jsonl"])
-    _json(["ingest", "ev.jsonl", "--json"])
+    run_json(["ingest", "ev.jsonl", "--json"])
     assert (
         runner.invoke(
             app, ["dr", "pause", "erp", "--reason", "ERP upgrade", "--actor", "kim"]
         ).exit_code
         == 0
     )
-    report = _json(["dr", "status", "--json"])
+    report = run_json(["dr", "status", "--json"])
     assert report["erp"]["paused"] is True
     assert report["erp"]["paused_reason"] == "ERP upgrade"
-    _json(["worker", "--until-idle", "--json"])
-    assert _json(["dr", "status", "--json"])["erp"]["backlog"]["pending"] > 0
+    run_json(["worker", "--until-idle", "--json"])
+    assert run_json(["dr", "status", "--json"])["erp"]["backlog"]["pending"] > 0
     assert runner.invoke(app, ["dr", "resume", "erp", "--actor", "kim"]).exit_code == 0
-    drained = _json(["dr", "drain", "--json"])
+    drained = run_json(["dr", "drain", "--json"])
     assert drained["delivered"] > 0
-    assert _json(["dr", "status", "--json"])["erp"]["oldest_undelivered_age_s"] is not None  # batch
+    assert (
+        run_json(["dr", "status", "--json"])["erp"]["oldest_undelivered_age_s"] is not None
+    )  # batch
 
 
 def test_dead_letters_are_listed_shown_and_replayed_with_an_audit_trail(workdir: Path) -> None:
@@ -69,12 +53,12 @@ def test_dead_letters_are_listed_shown_and_replayed_with_an_audit_trail(workdir:
     (workdir / "fake-erp.json").write_text(
         json.dumps({"next_id": 1, "closed_periods": [period], "credit_hold": [], "docs": []})
     )
-    _json(["ingest", "ev.jsonl", "--json"])
-    _json(["worker", "--until-idle", "--json"])
-    dead = _json(["dlq", "list", "--json"])["dead_letters"]
+    run_json(["ingest", "ev.jsonl", "--json"])
+    run_json(["worker", "--until-idle", "--json"])
+    dead = run_json(["dlq", "list", "--json"])["dead_letters"]
     assert dead
     assert all(f"period {period} is closed" in d["last_error"] for d in dead)
-    shown = _json(["dlq", "show", str(dead[0]["id"])])
+    shown = run_json(["dlq", "show", str(dead[0]["id"])])
     assert shown["delivery"]["state"] == "dead_letter"
     assert shown["attempts"][-1]["outcome"] == "dead_letter"
     # The accountant reopens the period; an operator replays.
@@ -85,9 +69,9 @@ def test_dead_letters_are_listed_shown_and_replayed_with_an_audit_trail(workdir:
         app, ["dlq", "replay", "--all", "--reason", "period reopened", "--actor", "ana"]
     )
     assert result.exit_code == 0
-    _json(["worker", "--until-idle", "--json"])
-    assert _json(["dlq", "list", "--json"])["dead_letters"] == []
-    trail = _json(["dlq", "show", str(dead[0]["id"])])["audit"]
+    run_json(["worker", "--until-idle", "--json"])
+    assert run_json(["dlq", "list", "--json"])["dead_letters"] == []
+    trail = run_json(["dlq", "show", str(dead[0]["id"])])["audit"]
     assert [a["action"] for a in trail] == ["dead_letter", "replay"]
     assert trail[1]["actor"] == "ana"
     assert trail[1]["reason"] == "period reopened"
