@@ -420,8 +420,13 @@ def demo(
     out.print(t)
     out.print(
         f"next: cd {folder} && revbridge status; revbridge quarantine list; "
-        "revbridge schema invoice.posted"
+        "revbridge dlq list; revbridge batch run; revbridge schema invoice.posted"
     )
+    if erp == "tryton":
+        out.print(
+            f"Tryton keeps running for you to look at: revbridge erp tryton status --home "
+            f"{settings.path_in_base(settings.raw.erp.tryton_home)} (and `down` to stop it)"
+        )
 
 
 @app.command()
