@@ -95,7 +95,18 @@ class ErpSection(_Strict):
 
 
 class SalesforceSection(_Strict):
-    kind: Literal["fake"] = "fake"
+    # "fake": in-process; "salesforce": a real org or the sandbox (`revbridge sandbox
+    # salesforce`). Secrets come from the environment: SALESFORCE_CLIENT_SECRET and
+    # SALESFORCE_PASSWORD for the password flow; the JWT flow needs only the key file.
+    kind: Literal["fake", "salesforce"] = "fake"
+    login_url: str = "https://login.salesforce.com"
+    instance_audience: str = "https://login.salesforce.com"
+    client_id: str | None = None
+    username: str | None = None
+    private_key_file: str | None = None  # JWT bearer flow (production)
+    object_model: Literal["billing", "revenue_cloud"] = "billing"
+    integration_user_id: str | None = None
+    ca_bundle: str | None = None
     state_file: str = "fake-salesforce.json"
     faults: str = ""
     rate_limit_per_s: Annotated[float, Field(gt=0)] | None = None

@@ -507,6 +507,52 @@ def capture_erp(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         out.print(" ".join(f"{k}={v}" for k, v in result.items()))
 
 
+@capture_app.command("salesforce")
+def capture_salesforce(
+    config: ConfigOpt = None,
+    mode: Annotated[
+        str, typer.Option(help="poll (SystemModstamp) or stream (change events)")
+    ] = "poll",
+    as_json: JsonOpt = False,
+) -> None:
+    """Capture Salesforce billing changes into the ledger (watermark or replay id persisted)."""
+    import asyncio
+    from dataclasses import asdict
+
+    from revbridge.salesforce.capture import CaptureSettings, SalesforceCapture
+    from revbridge.salesforce.mapping import PROFILES
+    from revbridge.services import open_ledger
+    from revbridge.services.targets import salesforce_client
+
+    settings = _settings(config)
+    sf = settings.raw.salesforce
+    if sf.kind != "salesforce" or mode not in ("poll", "stream"):
+        err.print('[red]needs salesforce.kind = "salesforce" and --mode poll|stream[/]')
+        raise typer.Exit(2)
+    ledger = open_ledger(settings)
+    profile = PROFILES["revenue_cloud" if sf.object_model == "revenue_cloud" else "billing"]
+
+    async def run() -> dict[str, Any]:
+        client = salesforce_client(settings)
+        try:
+            capture = SalesforceCapture(
+                client,
+                ledger,
+                settings.policy,
+                CaptureSettings(profile=profile, integration_user_id=sf.integration_user_id),
+            )
+            report = await (capture.poll() if mode == "poll" else capture.stream())
+            return asdict(report)
+        finally:
+            await client.aclose()
+
+    result = asyncio.run(run())
+    if as_json:
+        _print_json(result)
+    else:
+        out.print(" ".join(f"{k}={v}" for k, v in result.items() if k != "watermarks"))
+
+
 @batch_app.command("run")
 def batch_run(
     config: ConfigOpt = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -46,10 +47,58 @@ def build_erp(settings: Settings) -> ErpPort:
     )
 
 
+def salesforce_client(settings: Settings) -> Any:
+    """A REST client for the configured org: JWT with a key file, else the password flow."""
+    import os
+
+    from revbridge.errors import ConfigError
+    from revbridge.salesforce.client import JwtBearerAuth, PasswordAuth, SalesforceClient
+
+    sf = settings.raw.salesforce
+    where = str(settings.path or "revbridge.toml")
+    if not sf.client_id or not sf.username:
+        raise ConfigError(where, "salesforce.client_id", "client_id and username are required")
+    auth: JwtBearerAuth | PasswordAuth
+    if sf.private_key_file:
+        auth = JwtBearerAuth(
+            login_url=sf.login_url,
+            client_id=sf.client_id,
+            username=sf.username,
+            private_key_path=settings.path_in_base(sf.private_key_file),
+            audience=sf.instance_audience,
+        )
+    else:
+        secret, password = (
+            os.environ.get("SALESFORCE_CLIENT_SECRET"),
+            os.environ.get("SALESFORCE_PASSWORD"),
+        )
+        if not secret or not password:
+            raise ConfigError(
+                "environment",
+                "SALESFORCE_CLIENT_SECRET/SALESFORCE_PASSWORD",
+                "the password flow needs both (or set salesforce.private_key_file for JWT)",
+            )
+        auth = PasswordAuth(
+            login_url=sf.login_url,
+            client_id=sf.client_id,
+            client_secret=secret,
+            username=sf.username,
+            password=password,
+        )
+    verify: str | bool = str(settings.path_in_base(sf.ca_bundle)) if sf.ca_bundle else True
+    return SalesforceClient(auth, verify=verify)
+
+
 def build_salesforce(settings: Settings) -> SalesforcePort:
     from revbridge.testing.fakes import FakeSalesforce, Faults
 
     sf = settings.raw.salesforce
+    if sf.kind == "salesforce":
+        from revbridge.salesforce.writeback import SalesforceWriteBack, WriteBackSettings
+
+        return SalesforceWriteBack(
+            salesforce_client(settings), WriteBackSettings(model=sf.object_model)
+        )
     return FakeSalesforce(
         state_file=settings.path_in_base(sf.state_file), faults=Faults.parse(sf.faults)
     )
