@@ -8,6 +8,7 @@ from collections.abc import Callable
 from bench.engine import bench_drain, bench_latency, bench_scale_out, bench_worker_throughput
 from bench.ingest import bench_ingest, bench_ingest_memory
 from bench.netsuite import bench_netsuite
+from bench.recon import bench_recon
 
 BENCHMARKS: dict[str, Callable[[], None]] = {
     "ingest": bench_ingest,
@@ -17,6 +18,7 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
     "drain": bench_drain,
     "latency": bench_latency,
     "netsuite": bench_netsuite,
+    "recon": bench_recon,
 }
 
 

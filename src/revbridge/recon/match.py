@@ -1,0 +1,325 @@
+"""AR matching: Salesforce invoices and credit memos against the ERP's AR records, in DuckDB.
+
+Both sides have the columns ``ref`` (the Salesforce record id, which the ERP carries as its
+external reference), ``doc_type``, ``customer_ref``, ``currency``, ``amount`` (an exact decimal,
+``DECIMAL(18,4)``; a float column is refused), ``doc_date`` and ``status``. Each side may be a
+Parquet path, a DuckDB relation, or anything DuckDB scans by itself (an Arrow table, a pandas
+or polars frame).
+
+The matching is set-based SQL, never a Python loop over records: per side, window counts over
+``ref`` find the duplicates and pick one representative row; a full outer join on ``ref`` pairs
+the sides; one pass over the pairs lists every variance of every pair. Only the findings (and
+the totals of what matched) come back to Python.
+
+A ref duplicated on a side yields its duplicate finding and nothing else: with two ERP
+documents for one invoice, which of them should the amount be compared with? A currency
+variance suppresses the amount comparison, as amounts in two currencies are not comparable.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import duckdb
+
+from revbridge.recon.thresholds import DEFAULT_THRESHOLDS, ReconThresholds
+
+ArSide: TypeAlias = "str | Path | duckdb.DuckDBPyRelation | Any"
+"""A Parquet path, a DuckDB relation, or an object DuckDB scans (Arrow table, data frame)."""
+
+COLUMNS = ("ref", "doc_type", "customer_ref", "currency", "amount", "doc_date", "status")
+_FLOAT_TYPES = frozenset({"FLOAT", "DOUBLE", "REAL"})
+
+
+class FindingKind(StrEnum):
+    MISSING_IN_ERP = "missing_in_erp"
+    MISSING_IN_SOURCE = "missing_in_source"
+    DUPLICATE_IN_ERP = "duplicate_in_erp"
+    DUPLICATE_IN_SOURCE = "duplicate_in_source"
+    AMOUNT = "amount"
+    CURRENCY = "currency"
+    DATE = "date"
+    CUSTOMER = "customer"
+    STATUS = "status"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    """One variance between Salesforce and the ERP for one document ``ref``.
+
+    Amounts are the side's total for ``ref`` (the sum of its copies for a duplicate); ``None``
+    where the side has no document. ``difference`` is ERP minus Salesforce, ``None`` where the
+    amounts are in different currencies. ``source_value`` and ``erp_value`` show the differing
+    attribute for the currency, date, customer and status kinds.
+    """
+
+    kind: FindingKind
+    ref: str
+    doc_type: str | None
+    currency: str | None
+    source_amount: Decimal | None
+    erp_amount: Decimal | None
+    difference: Decimal | None
+    within_tolerance: bool
+    source_value: str | None = None
+    erp_value: str | None = None
+    source_copies: int = 0
+    erp_copies: int = 0
+
+    @property
+    def subject_refs(self) -> tuple[str, ...]:
+        """The ledger subjects this document may have been captured as."""
+        return (f"invoice:{self.ref}", f"credit_memo:{self.ref}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MatchedTotal:
+    """Documents present once on both sides with no case-level variance, in one currency."""
+
+    currency: str
+    count: int
+    source_amount: Decimal
+    erp_amount: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReconResult:
+    """What an AR reconciliation found: its findings and the totals of what matched."""
+
+    source_count: int
+    erp_count: int
+    findings: tuple[Finding, ...]
+    matched: tuple[MatchedTotal, ...]
+
+    @property
+    def cases(self) -> tuple[Finding, ...]:
+        """The findings a person has to look at: those outside their tolerance."""
+        return tuple(f for f in self.findings if not f.within_tolerance)
+
+    @property
+    def matched_count(self) -> int:
+        return sum(m.count for m in self.matched)
+
+
+def reconcile_ar(
+    source: ArSide,
+    erp: ArSide,
+    thresholds: ReconThresholds = DEFAULT_THRESHOLDS,
+    *,
+    connection: duckdb.DuckDBPyConnection | None = None,
+) -> ReconResult:
+    """Match Salesforce AR documents (``source``) against the ERP's AR records (``erp``).
+
+    ``connection`` is the DuckDB connection the DuckDB relations among the inputs belong to
+    (default: DuckDB's default connection); without relations a private in-memory database
+    is used.
+    """
+    uses_relations = any(isinstance(x, duckdb.DuckDBPyRelation) for x in (source, erp))
+    if uses_relations:
+        con = connection if connection is not None else duckdb.default_connection()
+        return _reconcile(con, source, erp, thresholds)
+    con = connection if connection is not None else duckdb.connect()
+    try:
+        return _reconcile(con, source, erp, thresholds)
+    finally:
+        if connection is None:
+            con.close()
+
+
+def _reconcile(
+    con: duckdb.DuckDBPyConnection, source: ArSide, erp: ArSide, thresholds: ReconThresholds
+) -> ReconResult:
+    tag = uuid.uuid4().hex[:10]
+    with _bound(con, f"recon_src_{tag}", source) as src, _bound(con, f"recon_erp_{tag}", erp) as e:
+        tol = f"recon_tol_{tag}"
+        pairs = f"recon_pairs_{tag}"
+        con.execute(
+            f"CREATE TEMP TABLE {tol} (currency VARCHAR, absolute DECIMAL(38,10), "
+            "relative DECIMAL(20,10))"
+        )
+        try:
+            if thresholds.per_currency:
+                con.executemany(
+                    f"INSERT INTO {tol} VALUES (?, ?, ?)",
+                    [(c, t.absolute, t.relative) for c, t in thresholds.per_currency],
+                )
+            con.execute(_pairs_sql(pairs, src, e, tol), _default_params(thresholds))
+            try:
+                findings = tuple(_finding(r) for r in con.execute(_findings_sql(pairs)).fetchall())
+                matched = tuple(
+                    MatchedTotal(currency=c, count=n, source_amount=s, erp_amount=x)
+                    for c, n, s, x in con.execute(_matched_sql(pairs)).fetchall()
+                )
+                counts = con.execute(
+                    f"SELECT (SELECT count(*) FROM {src}), (SELECT count(*) FROM {e})"
+                ).fetchone()
+                assert counts is not None  # a scalar SELECT always returns a row
+            finally:
+                con.execute(f"DROP TABLE IF EXISTS {pairs}")
+        finally:
+            con.execute(f"DROP TABLE IF EXISTS {tol}")
+    return ReconResult(
+        source_count=counts[0], erp_count=counts[1], findings=findings, matched=matched
+    )
+
+
+@contextmanager
+def _bound(con: duckdb.DuckDBPyConnection, name: str, data: ArSide) -> Iterator[str]:
+    """``data`` as a temporary view ``name`` with the AR columns in their exact types."""
+    raw = f"{name}_raw"
+    registered = False
+    if isinstance(data, (str, Path)):
+        path = str(data).replace("'", "''")
+        con.execute(f"CREATE TEMP VIEW {raw} AS SELECT * FROM read_parquet('{path}')")
+    elif isinstance(data, duckdb.DuckDBPyRelation):
+        try:
+            data.create_view(raw, replace=False)
+            con.execute(f"SELECT 1 FROM {raw} LIMIT 0")
+        except duckdb.CatalogException as exc:
+            raise ValueError(
+                "a DuckDB relation must belong to the connection given to reconcile_ar"
+            ) from exc
+    else:
+        con.register(raw, data)
+        registered = True
+    try:
+        _check_columns(con, raw)
+        con.execute(
+            f"CREATE TEMP VIEW {name} AS SELECT CAST(ref AS VARCHAR) AS ref, "
+            "CAST(doc_type AS VARCHAR) AS doc_type, CAST(customer_ref AS VARCHAR) AS customer_ref, "
+            "CAST(currency AS VARCHAR) AS currency, CAST(amount AS DECIMAL(18,4)) AS amount, "
+            f"CAST(doc_date AS DATE) AS doc_date, CAST(status AS VARCHAR) AS status FROM {raw}"
+        )
+        try:
+            yield name
+        finally:
+            con.execute(f"DROP VIEW IF EXISTS {name}")
+    finally:
+        if registered:
+            con.unregister(raw)
+        else:
+            con.execute(f"DROP VIEW IF EXISTS {raw}")
+
+
+def _check_columns(con: duckdb.DuckDBPyConnection, raw: str) -> None:
+    types = {str(n): str(t) for n, t, *_ in con.execute(f"DESCRIBE {raw}").fetchall()}
+    missing = [c for c in COLUMNS if c not in types]
+    if missing:
+        raise ValueError(f"AR records lack the column(s) {missing}; they have {sorted(types)}")
+    if types["amount"] in _FLOAT_TYPES:
+        raise TypeError(
+            f"amount is {types['amount']}: money is never a float; give DECIMAL(18,4) amounts"
+        )
+
+
+def _default_params(thresholds: ReconThresholds) -> dict[str, Any]:
+    return {
+        "abs": thresholds.amount.absolute,
+        "rel": thresholds.amount.relative,
+        "days": thresholds.date_days,
+    }
+
+
+def _side(view: str) -> str:
+    # One representative row per ref (the first by date and amount, for determinism), the
+    # number of copies and their total: the window counts that tell the duplicates.
+    return (
+        f"SELECT *, count(*) OVER w AS copies, sum(amount) OVER w AS total FROM {view} "
+        "WINDOW w AS (PARTITION BY ref) "
+        "QUALIFY row_number() OVER (PARTITION BY ref ORDER BY doc_date, amount) = 1"
+    )
+
+
+def _pairs_sql(pairs: str, src: str, erp: str, tol: str) -> str:
+    return f"""
+CREATE TEMP TABLE {pairs} AS
+WITH s AS ({_side(src)}), e AS ({_side(erp)}),
+j AS (
+  SELECT coalesce(s.ref, e.ref) AS ref, coalesce(s.doc_type, e.doc_type) AS doc_type,
+         s.customer_ref AS s_customer, e.customer_ref AS e_customer,
+         s.currency AS s_currency, e.currency AS e_currency,
+         s.amount AS s_amount, e.amount AS e_amount, s.total AS s_total, e.total AS e_total,
+         s.doc_date AS s_date, e.doc_date AS e_date, s.status AS s_status, e.status AS e_status,
+         coalesce(s.copies, 0) AS s_copies, coalesce(e.copies, 0) AS e_copies
+  FROM s FULL OUTER JOIN e ON s.ref = e.ref
+)
+SELECT j.*,
+  (s_copies = 1 AND e_copies = 1) AS paired,
+  s_currency IS NOT DISTINCT FROM e_currency AS same_currency,
+  e_amount - s_amount AS diff,
+  date_diff('day', s_date, e_date) AS days_apart,
+  (abs(e_amount - s_amount) <= coalesce(t.absolute, $abs)
+   OR abs(e_amount - s_amount) <= coalesce(t.relative, $rel) * abs(s_amount)) AS amount_ok,
+  abs(date_diff('day', s_date, e_date)) <= $days AS date_ok
+FROM j LEFT JOIN {tol} t ON t.currency = j.s_currency
+"""
+
+
+def _findings_sql(pairs: str) -> str:
+    # One pass: each row lists its variance kinds, unnested to one finding per kind.
+    return f"""
+WITH k AS (
+  SELECT *, unnest(list_filter([
+    CASE WHEN s_copies = 0 THEN 'missing_in_source' END,
+    CASE WHEN e_copies = 0 THEN 'missing_in_erp' END,
+    CASE WHEN s_copies > 1 THEN 'duplicate_in_source' END,
+    CASE WHEN e_copies > 1 THEN 'duplicate_in_erp' END,
+    CASE WHEN paired AND NOT same_currency THEN 'currency' END,
+    CASE WHEN paired AND same_currency AND s_amount <> e_amount THEN 'amount' END,
+    CASE WHEN paired AND s_date IS DISTINCT FROM e_date THEN 'date' END,
+    CASE WHEN paired AND s_customer IS DISTINCT FROM e_customer THEN 'customer' END,
+    CASE WHEN paired AND s_status IS DISTINCT FROM e_status THEN 'status' END
+  ], lambda x: x IS NOT NULL)) AS kind
+  FROM {pairs}
+  WHERE NOT paired OR NOT same_currency OR s_amount <> e_amount
+     OR s_date IS DISTINCT FROM e_date OR s_customer IS DISTINCT FROM e_customer
+     OR s_status IS DISTINCT FROM e_status
+)
+SELECT kind, ref, doc_type,
+  CASE WHEN kind = 'missing_in_source' THEN e_currency ELSE s_currency END AS currency,
+  s_total, e_total,
+  CASE WHEN kind = 'currency' OR (s_copies > 0 AND e_copies > 0 AND NOT same_currency) THEN NULL
+       ELSE coalesce(e_total, 0) - coalesce(s_total, 0) END AS difference,
+  CASE kind WHEN 'amount' THEN amount_ok WHEN 'date' THEN date_ok ELSE false END AS within,
+  CASE kind WHEN 'currency' THEN s_currency WHEN 'date' THEN CAST(s_date AS VARCHAR)
+            WHEN 'customer' THEN s_customer WHEN 'status' THEN s_status END AS source_value,
+  CASE kind WHEN 'currency' THEN e_currency WHEN 'date' THEN CAST(e_date AS VARCHAR)
+            WHEN 'customer' THEN e_customer WHEN 'status' THEN e_status END AS erp_value,
+  s_copies, e_copies
+FROM k
+ORDER BY ref, kind
+"""
+
+
+def _matched_sql(pairs: str) -> str:
+    return f"""
+SELECT s_currency, count(*), sum(s_amount), sum(e_amount) FROM {pairs}
+WHERE paired AND same_currency AND amount_ok AND date_ok
+  AND s_customer IS NOT DISTINCT FROM e_customer AND s_status IS NOT DISTINCT FROM e_status
+GROUP BY s_currency ORDER BY s_currency
+"""
+
+
+def _finding(row: tuple[Any, ...]) -> Finding:
+    kind, ref, doc_type, currency, s_total, e_total, diff, within, s_val, e_val, sc, ec = row
+    return Finding(
+        kind=FindingKind(kind),
+        ref=ref,
+        doc_type=doc_type,
+        currency=currency,
+        source_amount=s_total,
+        erp_amount=e_total,
+        difference=diff,
+        within_tolerance=bool(within),
+        source_value=s_val,
+        erp_value=e_val,
+        source_copies=sc,
+        erp_copies=ec,
+    )
