@@ -105,6 +105,7 @@ def _run_revbridge(source: str, erp: str) -> dict[str, Any]:
         "seconds": seconds,
         "found": dict(Counter(f.kind.value for f in result.findings)),
         "invented": wrong[:10],
+        "repeated": len(result.findings) - len({(f.kind, f.ref) for f in result.findings}),
         "matched": result.matched_count,
     }
 
@@ -158,6 +159,7 @@ def bench_recon() -> None:
 
     expected = _expected()
     assert ours["invented"] == [], f"findings not planted: {ours['invented']}"
+    assert ours["repeated"] == 0, f"{ours['repeated']} findings repeated"
     assert ours["found"] == expected, f"found {ours['found']}, planted {expected}"
     seconds, base = ours["seconds"], theirs["seconds"]
     mb, base_mb = ours["maxrss_mb"], theirs["maxrss_mb"]

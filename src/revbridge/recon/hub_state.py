@@ -33,7 +33,12 @@ _MAX_IN_LIST = 5_000
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HubState:
-    """Where the hub stands with one document: a delivery state, quarantined or never captured."""
+    """Where the hub stands with one document.
+
+    ``state`` is the delivery state of the document's latest event (``pending``, ``parked``,
+    ``in_flight``, ``delivered``, ``dead_letter``; ``never delivered`` for an event without a
+    delivery row), else ``quarantined`` or ``never captured``.
+    """
 
     state: str
     subject_ref: str | None = None

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import update
 
 from revbridge.core.policy import build_policy
 from revbridge.generate import generate_events
+from revbridge.recon import hub_state
 from revbridge.recon.hub_state import NEVER_CAPTURED, QUARANTINED, attach_hub_state
 from revbridge.recon.match import Finding, FindingKind
 from revbridge.services.ingest import ingest_lines
@@ -76,3 +78,20 @@ def test_each_finding_gets_the_delivery_state_of_its_document(ledger: Ledger) ->
 def test_no_findings_read_nothing(ledger: Ledger) -> None:
     """An empty list of findings comes back empty, without touching the ledger."""
     assert attach_hub_state([], ledger.engine) == ()
+
+
+def test_many_findings_read_all_ar_events_in_one_query(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond the IN-list limit the states come from one read of all AR events, the same."""
+    envelopes = list(generate_events(40, seed=3))
+    ingest_lines(
+        ledger, [json.dumps(e).encode() for e in envelopes], policy=build_policy(), origin="t"
+    )
+    refs = [e["source_id"] for e in envelopes if e["type"] == "invoice.posted"][:3]
+    findings = [_missing(r) for r in [*refs, "a0Xneverseen00000002"]]
+    narrow = attach_hub_state(findings, ledger.engine)
+    monkeypatch.setattr(hub_state, "_MAX_IN_LIST", 0)
+    wide = attach_hub_state(findings, ledger.engine)
+    assert wide == narrow
+    assert [a.hub.state for a in wide] == ["pending"] * len(refs) + [NEVER_CAPTURED]

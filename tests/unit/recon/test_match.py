@@ -205,3 +205,20 @@ def test_a_missing_column_is_named() -> None:
     rel = con.sql("SELECT 'a' AS ref")
     with pytest.raises(ValueError, match="doc_type"):
         reconcile_ar(rel, rel, connection=con)
+
+
+def test_relations_of_the_default_connection_need_no_connection() -> None:
+    """Relations made with ``duckdb.sql`` reconcile without naming a connection."""
+    rel = duckdb.sql(
+        "SELECT 'a' AS ref, 'invoice' AS doc_type, 'c' AS customer_ref, 'USD' AS currency, "
+        "1.10::DECIMAL(18,4) AS amount, DATE '2026-01-01' AS doc_date, 'posted' AS status"
+    )
+    assert reconcile_ar(rel, rel).matched_count == 1
+
+
+def test_a_relation_of_another_connection_is_refused() -> None:
+    """A relation from a connection other than the one given is a clear error."""
+    other, mine = duckdb.connect(), duckdb.connect()
+    rel = relation(other, "s", [Doc(ref="a", amount=Decimal("1"))])
+    with pytest.raises(ValueError, match="belong to the connection"):
+        reconcile_ar(rel, rel, connection=mine)
