@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sqlite3
 import subprocess
 import sys
@@ -145,6 +144,34 @@ def bench_ingest() -> None:
 MEMORY_EVENTS = int(os.environ.get("BENCH_MEMORY_EVENTS", "1000000"))
 
 
+_HWM_WRAPPER = """
+import runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    if exc.code not in (0, None):
+        raise
+finally:
+    with open("/proc/self/status") as fh:
+        hwm = next(line for line in fh if line.startswith("VmHWM:"))
+    sys.stderr.write("HWM " + hwm.split()[1] + "\\n")
+"""
+
+
+def _peak_rss_mb(module: str, *args: str) -> float:
+    """Peak resident memory of ``python -m module args`` as the kernel counts it for that
+    program alone (VmHWM after exec; ru_maxrss would include the forking parent's pages)."""
+    result = subprocess.run(
+        [sys.executable, "-c", _HWM_WRAPPER, module, *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    line = next(x for x in result.stderr.splitlines() if x.startswith("HWM "))
+    return int(line.split()[1]) / 1024
+
+
 def bench_ingest_memory() -> None:
     """Peak RSS of `revbridge ingest` on a 1M-event file: streaming, not loading the file."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,36 +181,16 @@ def bench_ingest_memory() -> None:
         config = Path(tmp) / "revbridge.toml"
         config.write_text('[store]\nurl = "sqlite:///ledger.db"\n')
         progress("ingesting them in a child process")
-        # ru_maxrss of children is the maximum over all waited children: measure the ingest
-        # first, then the bare interpreter (which reports its own peak).
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "revbridge.cli",
-                "ingest",
-                str(path),
-                "--json",
-                "--config",
-                str(config),
-            ],
-            check=True,
-            capture_output=True,
+        peak_mb = _peak_rss_mb(
+            "revbridge.cli", "ingest", str(path), "--json", "--config", str(config)
         )
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        probe = (
-            "import revbridge.services.ingest, revbridge.cli.main, resource; "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-        )
-        base = subprocess.run(
-            [sys.executable, "-c", probe], check=True, capture_output=True, text=True
-        )
+        base_mb = _peak_rss_mb("revbridge.cli", "--help")
         emit(
             "ingest_1m_peak_rss_mb",
             peak_mb,
             "MB",
             "interpreter with revbridge imported",
-            int(base.stdout.strip()) / 1024,
+            base_mb,
             "< 300 MB",
             peak_mb < 300,
             events=MEMORY_EVENTS,
