@@ -7,8 +7,9 @@ Parquet path, a DuckDB relation, or anything DuckDB scans by itself (an Arrow ta
 or polars frame).
 
 The matching is set-based SQL, never a Python loop over records: per side, window counts over
-``ref`` find the duplicates and pick one representative row; a full outer join on ``ref`` pairs
-the sides; one pass over the pairs lists every variance of every pair. Only the findings (and
+``ref`` find the duplicates (and total their copies); a full outer join on ``ref`` pairs the
+sides; one pass over the pairs lists every variance of every pair, made unique per ref and kind
+on those few rows. Only the findings (and
 the totals of what matched) come back to Python.
 
 A ref duplicated on a side yields its duplicate finding and nothing else: with two ERP
@@ -228,12 +229,12 @@ def _default_params(thresholds: ReconThresholds) -> dict[str, Any]:
 
 
 def _side(view: str) -> str:
-    # One representative row per ref (the first by date and amount, for determinism), the
-    # number of copies and their total: the window counts that tell the duplicates.
+    # The window counts that tell the duplicates, and the total of each ref's copies. A
+    # duplicated ref joins once per copy; its findings are made unique afterwards, on the few
+    # rows that have them, so no side is sorted for a representative row.
     return (
         f"SELECT *, count(*) OVER w AS copies, sum(amount) OVER w AS total FROM {view} "
-        "WINDOW w AS (PARTITION BY ref) "
-        "QUALIFY row_number() OVER (PARTITION BY ref ORDER BY doc_date, amount) = 1"
+        "WINDOW w AS (PARTITION BY ref)"
     )
 
 
@@ -294,6 +295,11 @@ SELECT kind, ref, doc_type,
             WHEN 'customer' THEN e_customer WHEN 'status' THEN e_status END AS erp_value,
   s_copies, e_copies
 FROM k
+-- A duplicated ref joins once per copy: one finding per kind and ref, from the first copy by
+-- date and amount, for determinism.
+QUALIFY row_number() OVER (
+  PARTITION BY ref, kind ORDER BY s_date, s_amount, e_date, e_amount, doc_type
+) = 1
 ORDER BY ref, kind
 """
 

@@ -222,3 +222,14 @@ def test_a_relation_of_another_connection_is_refused() -> None:
     rel = relation(other, "s", [Doc(ref="a", amount=Decimal("1"))])
     with pytest.raises(ValueError, match="belong to the connection"):
         reconcile_ar(rel, rel, connection=mine)
+
+
+def test_a_ref_duplicated_on_both_sides_is_reported_once_per_side() -> None:
+    """Two copies on each side: one duplicate finding per side, with each side's total."""
+    doc = Doc(ref="a", amount=Decimal("2.50"))
+    result = _reconcile([doc, doc], [doc, doc.but(amount=Decimal("3"))])
+    assert [(f.kind, f.source_amount, f.erp_amount, f.difference) for f in result.findings] == [
+        (FindingKind.DUPLICATE_IN_ERP, Decimal("5"), Decimal("5.5"), Decimal("0.5")),
+        (FindingKind.DUPLICATE_IN_SOURCE, Decimal("5"), Decimal("5.5"), Decimal("0.5")),
+    ]
+    assert result.matched == ()
