@@ -328,18 +328,6 @@ class DeliveryQueue:
                 ).rowcount
         return released
 
-    def complete(
-        self, c: Claimed, *, target: str, external_id: str, now: datetime, worker_id: str
-    ) -> int:
-        out = Outcomes(worker_id)
-        out.delivered.append((c, target, external_id))
-        return self.record(out, now=now)
-
-    def dead_letter(self, c: Claimed, *, error: str, now: datetime, actor: str) -> None:
-        out = Outcomes(actor)
-        out.dead.append((c, error, actor))
-        self.record(out, now=now)
-
     def expedite(self, *, target: str, subject_ref: str, now: datetime, reason: str) -> int:
         """Deliver a batch-class dependency just in time, ahead of its batch."""
         with self.engine.begin() as conn:
@@ -382,14 +370,6 @@ class DeliveryQueue:
                 ],
             )
             return len(ids)
-
-    def producer_exists(self, subject_ref: str) -> bool:
-        """Is there any event in the ledger that creates ``subject_ref``?"""
-        with self.engine.connect() as conn:
-            return (
-                conn.execute(select(events.c.id).where(events.c.subject_ref == subject_ref)).first()
-                is not None
-            )
 
     def resolve(self, target: str, subject_refs: Sequence[str]) -> dict[str, str]:
         """The external ids of records already in ``target``, by subject ref."""
@@ -455,20 +435,3 @@ class DeliveryQueue:
                         set_={"calls": api_calls.c.calls + n},
                     )
                 )
-
-    def due_count(self, *, target: str, now: datetime, pattern: str = "realtime") -> int:
-        with self.engine.connect() as conn:
-            return len(
-                conn.execute(
-                    select(deliveries.c.event_id)
-                    .where(
-                        and_(
-                            deliveries.c.target == target,
-                            deliveries.c.pattern == pattern,
-                            deliveries.c.state.in_(("pending", "in_flight")),
-                            deliveries.c.due_at <= now,
-                        )
-                    )
-                    .limit(1)
-                ).all()
-            )
