@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -170,3 +171,105 @@ class BatchPort(Protocol):
     async def submit_batch(
         self, kind: RecordKind, content: bytes, manifest: Mapping[str, object]
     ) -> Sequence[BatchOutcome]: ...
+
+
+# ---------------------------------------------------------------------------- read-back
+#
+# What reconciliation reads from each side, incrementally: every reader pages by an opaque
+# mark of its own (a modification stamp and an id, a sequence number) and returns whole
+# documents, so a page never splits a document from its applications or journal lines.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArDocument:
+    """An invoice or credit memo as one side holds it, in the document's currency.
+
+    ``key`` is the side's own record id; ``ref`` is the Salesforce record id (the ERP carries
+    it as its external reference; an ERP document without one has ``erp:<key>``). ``status``
+    is in the side's own vocabulary; the reconciliation maps it. ``balance`` is what is
+    still open on it.
+    """
+
+    key: str
+    ref: str
+    doc_type: str  # "invoice" | "credit_memo"
+    customer_ref: str | None
+    currency: str
+    amount: Decimal
+    doc_date: date
+    status: str
+    balance: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentDocument:
+    """A customer payment as one side holds it, with the invoices it was applied to.
+
+    ``origin`` says where the cash was first recorded: ``salesforce`` (``payment.received``;
+    ``ref`` is the Salesforce payment id) or ``erp`` (``erp.payment.received``; ``ref`` is the
+    ERP payment id, which the Salesforce write-back keeps as its external id).
+    ``applications`` are ``(invoice ref, amount)`` pairs.
+    """
+
+    key: str
+    ref: str
+    origin: str  # "salesforce" | "erp"
+    customer_ref: str | None
+    currency: str
+    amount: Decimal
+    doc_date: date
+    status: str = "processed"
+    applications: tuple[tuple[str, Decimal], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JournalLineRow:
+    account: str
+    debit: Decimal
+    credit: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JournalDocument:
+    """A revenue schedule entry (Salesforce) or a GL journal (the ERP), with its lines.
+
+    ``ref`` is the schedule entry id the ERP journal carries as its external reference
+    (``erp:<key>`` for a journal the hub did not post); ``doc_type`` is ``revenue`` on the
+    Salesforce side and ``journal`` (or the ERP's transaction type) on the ERP side.
+    """
+
+    key: str
+    ref: str
+    doc_type: str
+    customer_ref: str | None
+    currency: str
+    period: str  # YYYY-MM
+    doc_date: date
+    lines: tuple[JournalLineRow, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadPage:
+    """One page of documents and the mark to read the next page after."""
+
+    documents: tuple[ArDocument | PaymentDocument | JournalDocument, ...]
+    mark: str | None
+
+
+class ReadbackKind(StrEnum):
+    AR = "ar"
+    PAYMENTS = "payments"
+    JOURNALS = "journals"
+
+
+@runtime_checkable
+class ReadbackPort(Protocol):
+    """What a side (the ERP or Salesforce) holds, read incrementally for reconciliation.
+
+    ``read(kind, after, limit)`` returns up to ``limit`` documents changed after the mark
+    ``after`` (``None``: from the beginning), oldest change first, and the mark of the last
+    one (``after`` itself when nothing changed). A document re-read is upserted, never
+    doubled: the read-back store keys it by ``key``.
+    """
+
+    async def read(self, kind: ReadbackKind, after: str | None, limit: int) -> ReadPage: ...

@@ -1,10 +1,11 @@
 """The hub's own state beside each finding: a timing difference or a real break?
 
-An invoice missing in the ERP may simply not be delivered yet (``pending``, ``in_flight``), be
-waiting on something (``parked``), have failed for good (``dead_letter``), have been rejected
-at the door (``quarantined``) or never have reached the hub (``never captured``). The ledger
-knows which. One query reads the ledger rows of the findings' subjects (events with their
-deliveries, and the open quarantine); DuckDB joins them to the findings.
+An invoice (a payment, a revenue entry) missing in the ERP may simply not be delivered yet
+(``pending``, ``in_flight``), be waiting on something (``parked``), have failed for good
+(``dead_letter``), have been rejected at the door (``quarantined``) or never have reached the
+hub (``never captured``). The ledger knows which. One query reads the ledger rows of the
+findings' subjects (events with their deliveries, and the open quarantine); DuckDB joins them
+to the findings.
 """
 
 from __future__ import annotations
@@ -23,9 +24,18 @@ from revbridge.store.schema import deliveries, events, quarantine
 
 NEVER_CAPTURED = "never captured"
 QUARANTINED = "quarantined"
+# A finding on no single record (a control total per period and account).
+NOT_A_RECORD = "not a record"
 # Still on its way to the ERP: a variance now is a matter of time, not a break.
 IN_TRANSIT = frozenset({"pending", "in_flight", "parked"})
-_AR_EVENT_TYPES = ("invoice.posted", "credit_memo.issued")
+# The event type of each subject prefix; quarantined lines are recognised by these data ids.
+SUBJECT_EVENT_TYPES = {
+    "invoice": "invoice.posted",
+    "credit_memo": "credit_memo.issued",
+    "payment": "payment.received",
+    "erp_payment": "erp.payment.received",
+    "revenue": "revenue.recognized",
+}
 # Beyond this many refs, reading all AR events costs less than a long IN list (and SQLite
 # allows 32766 parameters in all).
 _MAX_IN_LIST = 5_000
@@ -67,19 +77,31 @@ def attach_hub_state(
 ) -> tuple[FindingWithHubState, ...]:
     """Each finding with the hub's state of its document, in the order given.
 
-    The latest event of the subject ``invoice:<ref>`` or ``credit_memo:<ref>`` decides (its
-    delivery state, attempts and last error); without an event, an open quarantine row of an
-    invoice or credit memo with that source id means ``quarantined``, else ``never captured``.
+    The latest event among the finding's subjects (``invoice:<ref>`` or
+    ``credit_memo:<ref>`` for AR; ``payment:`` / ``erp_payment:`` for payments; ``revenue:``
+    for revenue entries) decides: its delivery state, attempts and last error. Without an
+    event, an open quarantine row of those event types with that source id means
+    ``quarantined``, else ``never captured``; a finding on no record (a control total) is
+    ``not a record``.
     """
     if not findings:
         return ()
-    refs = sorted({f.ref for f in findings})
-    rows = _read_ledger(engine, refs)
+    subjects = sorted({s for f in findings for s in f.subject_refs})
+    types = sorted(
+        {SUBJECT_EVENT_TYPES[p] for f in findings for p in f.subject_prefixes}
+        & set(SUBJECT_EVENT_TYPES.values())
+    )
+    rows = _read_ledger(engine, subjects, types) if subjects else []
     con = duckdb.connect()
     try:
         con.execute(
-            "CREATE TABLE f AS SELECT unnest($pos) AS pos, unnest($ref) AS ref",
-            {"pos": list(range(len(findings))), "ref": [f.ref for f in findings]},
+            "CREATE TABLE f AS SELECT unnest($pos) AS pos, unnest($ref) AS ref, "
+            "unnest($subjects::VARCHAR[][]) AS subjects",
+            {
+                "pos": list(range(len(findings))),
+                "ref": [f.ref for f in findings],
+                "subjects": [list(f.subject_refs) for f in findings],
+            },
         )
         columns: list[list[Any]] = (
             [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(7)]
@@ -113,8 +135,8 @@ def attach_hub_state(
     return tuple(FindingWithHubState(finding=f, hub=by_pos[i]) for i, f in enumerate(findings))
 
 
-def _read_ledger(engine: Engine, refs: list[str]) -> list[tuple[Any, ...]]:
-    """One query: the AR events with their deliveries, and the open AR quarantine."""
+def _read_ledger(engine: Engine, subjects: list[str], types: list[str]) -> list[tuple[Any, ...]]:
+    """One query: the subjects' events with their deliveries, and the open quarantine."""
     event_rows = select(
         literal("event", String).label("kind"),
         events.c.id,
@@ -124,11 +146,10 @@ def _read_ledger(engine: Engine, refs: list[str]) -> list[tuple[Any, ...]]:
         deliveries.c.last_error,
         null().label("raw"),
     ).select_from(events.outerjoin(deliveries, deliveries.c.event_id == events.c.id))
-    if len(refs) <= _MAX_IN_LIST:
-        subjects = [f"{p}:{r}" for r in refs for p in ("invoice", "credit_memo")]
+    if len(subjects) <= _MAX_IN_LIST:
         event_rows = event_rows.where(events.c.subject_ref.in_(subjects))
     else:
-        event_rows = event_rows.where(events.c.type.in_(_AR_EVENT_TYPES))
+        event_rows = event_rows.where(events.c.type.in_(types))
     quarantined = select(
         literal("quarantine", String),
         quarantine.c.id,
@@ -139,7 +160,7 @@ def _read_ledger(engine: Engine, refs: list[str]) -> list[tuple[Any, ...]]:
         quarantine.c.raw,
     ).where(
         quarantine.c.status == "open",
-        func.coalesce(quarantine.c.event_type, "invoice.posted").in_(_AR_EVENT_TYPES),
+        func.coalesce(quarantine.c.event_type, types[0]).in_(types),
     )
     with engine.connect() as conn:
         return [tuple(r) for r in conn.execute(union_all(event_rows, quarantined))]
@@ -148,24 +169,29 @@ def _read_ledger(engine: Engine, refs: list[str]) -> list[tuple[Any, ...]]:
 # The latest event of a subject wins; a quarantined line is recognised by its source id (or
 # the document id in its data), read from the raw line where it parses as JSON.
 _JOIN_SQL = """
-WITH le AS (
-  SELECT substr(subject, strpos(subject, ':') + 1) AS ref, * FROM l WHERE kind = 'event'
-),
+WITH fs AS (SELECT pos, unnest(subjects) AS subject FROM f),
 ev AS (
-  SELECT ref, subject, event_id, state, attempts, last_error FROM le
-  QUALIFY row_number() OVER (PARTITION BY ref ORDER BY event_id DESC) = 1
+  SELECT fs.pos, l.subject, l.event_id, l.state, l.attempts, l.last_error
+  FROM fs JOIN l ON l.kind = 'event' AND l.subject = fs.subject
+  QUALIFY row_number() OVER (PARTITION BY fs.pos ORDER BY l.event_id DESC) = 1
 ),
 q AS (
   SELECT ref, max(last_error) AS last_error FROM (
     SELECT unnest([TRY(json_extract_string(raw, '$.source_id')),
                    TRY(json_extract_string(raw, '$.data.invoice_id')),
-                   TRY(json_extract_string(raw, '$.data.credit_memo_id'))]) AS ref, last_error
+                   TRY(json_extract_string(raw, '$.data.credit_memo_id')),
+                   TRY(json_extract_string(raw, '$.data.payment_id')),
+                   TRY(json_extract_string(raw, '$.data.erp_payment_id')),
+                   TRY(json_extract_string(raw, '$.data.schedule_entry_id'))]) AS ref,
+           last_error
     FROM l WHERE kind = 'quarantine'
   ) WHERE ref IS NOT NULL GROUP BY ref
 )
 SELECT f.pos,
-  CASE WHEN ev.ref IS NOT NULL THEN coalesce(ev.state, 'never delivered')
+  CASE WHEN len(f.subjects) = 0 THEN 'not a record'
+       WHEN ev.pos IS NOT NULL THEN coalesce(ev.state, 'never delivered')
        WHEN q.ref IS NOT NULL THEN 'quarantined' ELSE 'never captured' END,
   ev.subject, ev.event_id, ev.attempts, coalesce(ev.last_error, q.last_error)
-FROM f LEFT JOIN ev ON ev.ref = f.ref LEFT JOIN q ON q.ref = f.ref
+FROM f LEFT JOIN ev ON ev.pos = f.pos
+LEFT JOIN q ON q.ref = f.ref AND len(f.subjects) > 0
 """

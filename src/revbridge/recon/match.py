@@ -49,6 +49,19 @@ class FindingKind(StrEnum):
     DATE = "date"
     CUSTOMER = "customer"
     STATUS = "status"
+    # An invoice on one side, a credit memo on the other.
+    DOC_TYPE = "doc_type"
+    # Payments: the invoices a payment was applied to (or the amounts) differ.
+    APPLICATION = "application"
+    # Payments: an invoice's open balance differs after the payments applied to it.
+    BALANCE = "balance"
+    # Revenue: the entry and its journal are in different accounting periods.
+    PERIOD = "period"
+    # Revenue: a period's total in a GL account differs (ref is ``<period>|<account>``).
+    CONTROL_TOTAL = "control_total"
+
+
+AR_SUBJECTS = ("invoice", "credit_memo")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,11 +86,55 @@ class Finding:
     erp_value: str | None = None
     source_copies: int = 0
     erp_copies: int = 0
+    # The ledger subject prefixes this ref may have been captured under (``payment``,
+    # ``erp_payment``, ``revenue``...); empty for a finding on no single record (a control
+    # total).
+    subject_prefixes: tuple[str, ...] = AR_SUBJECTS
 
     @property
     def subject_refs(self) -> tuple[str, ...]:
         """The ledger subjects this document may have been captured as."""
-        return (f"invoice:{self.ref}", f"credit_memo:{self.ref}")
+        return tuple(f"{p}:{self.ref}" for p in self.subject_prefixes)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusMap:
+    """Each side's status vocabulary mapped onto one canonical vocabulary.
+
+    ``source`` and ``erp`` hold ``(status as the side says it, canonical status)`` pairs; a
+    status not in the map is compared as it is (so an unknown status shows as a variance
+    rather than vanishing). The canonical vocabulary is ``open``, ``paid``, ``cancelled``
+    (and ``draft`` for a document not posted yet).
+    """
+
+    source: tuple[tuple[str, str], ...] = ()
+    erp: tuple[tuple[str, str], ...] = ()
+
+
+# Salesforce Billing's payment status and invoice status, Revenue Cloud's statuses; the fake
+# ERP and NetSuite's read-back (``open`` / ``paid_in_full``), Tryton's invoice states.
+DEFAULT_STATUS_MAP = StatusMap(
+    source=(
+        ("Unpaid", "open"),
+        ("Partially Paid", "open"),
+        ("Paid", "paid"),
+        ("Posted", "open"),
+        ("Cancelled", "cancelled"),
+        ("Canceled", "cancelled"),
+        ("Voided", "cancelled"),
+        ("Rebilled", "cancelled"),
+        ("Draft", "draft"),
+    ),
+    erp=(
+        ("open", "open"),
+        ("paid", "paid"),
+        ("paid_in_full", "paid"),
+        ("posted", "open"),
+        ("cancelled", "cancelled"),
+        ("draft", "draft"),
+        ("validated", "draft"),
+    ),
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,45 +172,66 @@ def reconcile_ar(
     thresholds: ReconThresholds = DEFAULT_THRESHOLDS,
     *,
     connection: duckdb.DuckDBPyConnection | None = None,
+    status_map: StatusMap | None = None,
 ) -> ReconResult:
     """Match Salesforce AR documents (``source``) against the ERP's AR records (``erp``).
 
     ``connection`` is the DuckDB connection the DuckDB relations among the inputs belong to
     (default: DuckDB's default connection); without relations a private in-memory database
-    is used.
+    is used. ``status_map`` maps both sides' statuses onto one vocabulary before they are
+    compared (default: none, statuses compared as given).
+    """
+    return match_documents(source, erp, thresholds, connection=connection, status_map=status_map)
+
+
+def match_documents(
+    source: ArSide,
+    erp: ArSide,
+    thresholds: ReconThresholds = DEFAULT_THRESHOLDS,
+    *,
+    connection: duckdb.DuckDBPyConnection | None = None,
+    status_map: StatusMap | None = None,
+    subject_prefixes: tuple[str, ...] = AR_SUBJECTS,
+) -> ReconResult:
+    """The document matching of ``reconcile_ar``, for any documents in the AR columns.
+
+    Payments and revenue entries are matched by it too, in the same columns; their findings
+    name their own ledger subjects (``subject_prefixes``).
     """
     uses_relations = any(isinstance(x, duckdb.DuckDBPyRelation) for x in (source, erp))
+    args = (source, erp, thresholds, status_map or StatusMap(), subject_prefixes)
     if uses_relations:
         con = connection if connection is not None else duckdb.default_connection()
-        return _reconcile(con, source, erp, thresholds)
+        return _reconcile(con, *args)
     con = connection if connection is not None else duckdb.connect()
     try:
-        return _reconcile(con, source, erp, thresholds)
+        return _reconcile(con, *args)
     finally:
         if connection is None:
             con.close()
 
 
 def _reconcile(
-    con: duckdb.DuckDBPyConnection, source: ArSide, erp: ArSide, thresholds: ReconThresholds
+    con: duckdb.DuckDBPyConnection,
+    source: ArSide,
+    erp: ArSide,
+    thresholds: ReconThresholds,
+    status_map: StatusMap,
+    subject_prefixes: tuple[str, ...],
 ) -> ReconResult:
     tag = uuid.uuid4().hex[:10]
-    with _bound(con, f"recon_src_{tag}", source) as src, _bound(con, f"recon_erp_{tag}", erp) as e:
-        tol = f"recon_tol_{tag}"
+    with (
+        _bound(con, f"recon_src_{tag}", source, status_map.source) as src,
+        _bound(con, f"recon_erp_{tag}", erp, status_map.erp) as e,
+    ):
         pairs = f"recon_pairs_{tag}"
-        con.execute(
-            f"CREATE TEMP TABLE {tol} (currency VARCHAR, absolute DECIMAL(38,10), "
-            "relative DECIMAL(20,10))"
-        )
-        try:
-            if thresholds.per_currency:
-                con.executemany(
-                    f"INSERT INTO {tol} VALUES (?, ?, ?)",
-                    [(c, t.absolute, t.relative) for c, t in thresholds.per_currency],
-                )
+        with tolerance_table(con, thresholds) as tol:
             con.execute(_pairs_sql(pairs, src, e, tol), _default_params(thresholds))
             try:
-                findings = tuple(_finding(r) for r in con.execute(_findings_sql(pairs)).fetchall())
+                findings = tuple(
+                    _finding(r, subject_prefixes)
+                    for r in con.execute(_findings_sql(pairs)).fetchall()
+                )
                 matched = tuple(
                     MatchedTotal(currency=c, count=n, source_amount=s, erp_amount=x)
                     for c, n, s, x in con.execute(_matched_sql(pairs)).fetchall()
@@ -164,17 +242,46 @@ def _reconcile(
                 assert counts is not None  # a scalar SELECT always returns a row
             finally:
                 con.execute(f"DROP TABLE IF EXISTS {pairs}")
-        finally:
-            con.execute(f"DROP TABLE IF EXISTS {tol}")
     return ReconResult(
         source_count=counts[0], erp_count=counts[1], findings=findings, matched=matched
     )
 
 
 @contextmanager
-def _bound(con: duckdb.DuckDBPyConnection, name: str, data: ArSide) -> Iterator[str]:
-    """``data`` as a temporary view ``name`` with the AR columns in their exact types."""
+def tolerance_table(con: duckdb.DuckDBPyConnection, thresholds: ReconThresholds) -> Iterator[str]:
+    """The per-currency tolerances as a temporary table ``(currency, absolute, relative)``
+    for the SQL to join; the default tolerance goes in as the parameters ``$abs``, ``$rel``."""
+    tol = f"recon_tol_{uuid.uuid4().hex[:10]}"
+    con.execute(
+        f"CREATE TEMP TABLE {tol} (currency VARCHAR, absolute DECIMAL(38,10), "
+        "relative DECIMAL(20,10))"
+    )
+    try:
+        if thresholds.per_currency:
+            con.executemany(
+                f"INSERT INTO {tol} VALUES (?, ?, ?)",
+                [(c, t.absolute, t.relative) for c, t in thresholds.per_currency],
+            )
+        yield tol
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {tol}")
+
+
+@contextmanager
+def _bound(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    data: ArSide,
+    statuses: tuple[tuple[str, str], ...] = (),
+) -> Iterator[str]:
+    """``data`` as a temporary view ``name`` with the AR columns in their exact types, its
+    statuses mapped through ``statuses``."""
     raw = f"{name}_raw"
+    status = "CAST(status AS VARCHAR)"
+    if statuses:
+        # A tiny mapping, inlined as a CASE: no join over the documents.
+        whens = " ".join(f"WHEN '{_sql_text(k)}' THEN '{_sql_text(v)}'" for k, v in statuses)
+        status = f"CASE CAST(status AS VARCHAR) {whens} ELSE CAST(status AS VARCHAR) END"
     registered = False
     if isinstance(data, (str, Path)):
         path = str(data).replace("'", "''")
@@ -196,7 +303,7 @@ def _bound(con: duckdb.DuckDBPyConnection, name: str, data: ArSide) -> Iterator[
             f"CREATE TEMP VIEW {name} AS SELECT CAST(ref AS VARCHAR) AS ref, "
             "CAST(doc_type AS VARCHAR) AS doc_type, CAST(customer_ref AS VARCHAR) AS customer_ref, "
             "CAST(currency AS VARCHAR) AS currency, CAST(amount AS DECIMAL(18,4)) AS amount, "
-            f"CAST(doc_date AS DATE) AS doc_date, CAST(status AS VARCHAR) AS status FROM {raw}"
+            f"CAST(doc_date AS DATE) AS doc_date, {status} AS status FROM {raw}"
         )
         try:
             yield name
@@ -207,6 +314,10 @@ def _bound(con: duckdb.DuckDBPyConnection, name: str, data: ArSide) -> Iterator[
             con.unregister(raw)
         else:
             con.execute(f"DROP VIEW IF EXISTS {raw}")
+
+
+def _sql_text(value: str) -> str:
+    return value.replace("'", "''")
 
 
 def _check_columns(con: duckdb.DuckDBPyConnection, raw: str) -> None:
@@ -244,6 +355,7 @@ CREATE TEMP TABLE {pairs} AS
 WITH s AS ({_side(src)}), e AS ({_side(erp)}),
 j AS (
   SELECT coalesce(s.ref, e.ref) AS ref, coalesce(s.doc_type, e.doc_type) AS doc_type,
+         s.doc_type AS s_doc_type, e.doc_type AS e_doc_type,
          s.customer_ref AS s_customer, e.customer_ref AS e_customer,
          s.currency AS s_currency, e.currency AS e_currency,
          s.amount AS s_amount, e.amount AS e_amount, s.total AS s_total, e.total AS e_total,
@@ -276,12 +388,13 @@ WITH k AS (
     CASE WHEN paired AND same_currency AND s_amount <> e_amount THEN 'amount' END,
     CASE WHEN paired AND s_date IS DISTINCT FROM e_date THEN 'date' END,
     CASE WHEN paired AND s_customer IS DISTINCT FROM e_customer THEN 'customer' END,
-    CASE WHEN paired AND s_status IS DISTINCT FROM e_status THEN 'status' END
+    CASE WHEN paired AND s_status IS DISTINCT FROM e_status THEN 'status' END,
+    CASE WHEN paired AND s_doc_type IS DISTINCT FROM e_doc_type THEN 'doc_type' END
   ], lambda x: x IS NOT NULL)) AS kind
   FROM {pairs}
   WHERE NOT paired OR NOT same_currency OR s_amount <> e_amount
      OR s_date IS DISTINCT FROM e_date OR s_customer IS DISTINCT FROM e_customer
-     OR s_status IS DISTINCT FROM e_status
+     OR s_status IS DISTINCT FROM e_status OR s_doc_type IS DISTINCT FROM e_doc_type
 )
 SELECT kind, ref, doc_type,
   CASE WHEN kind = 'missing_in_source' THEN e_currency ELSE s_currency END AS currency,
@@ -290,9 +403,11 @@ SELECT kind, ref, doc_type,
        ELSE coalesce(e_total, 0) - coalesce(s_total, 0) END AS difference,
   CASE kind WHEN 'amount' THEN amount_ok WHEN 'date' THEN date_ok ELSE false END AS within,
   CASE kind WHEN 'currency' THEN s_currency WHEN 'date' THEN CAST(s_date AS VARCHAR)
-            WHEN 'customer' THEN s_customer WHEN 'status' THEN s_status END AS source_value,
+            WHEN 'customer' THEN s_customer WHEN 'status' THEN s_status
+            WHEN 'doc_type' THEN s_doc_type END AS source_value,
   CASE kind WHEN 'currency' THEN e_currency WHEN 'date' THEN CAST(e_date AS VARCHAR)
-            WHEN 'customer' THEN e_customer WHEN 'status' THEN e_status END AS erp_value,
+            WHEN 'customer' THEN e_customer WHEN 'status' THEN e_status
+            WHEN 'doc_type' THEN e_doc_type END AS erp_value,
   s_copies, e_copies
 FROM k
 -- A duplicated ref joins once per copy: one finding per kind and ref, from the first copy by
@@ -309,11 +424,12 @@ def _matched_sql(pairs: str) -> str:
 SELECT s_currency, count(*), sum(s_amount), sum(e_amount) FROM {pairs}
 WHERE paired AND same_currency AND amount_ok AND date_ok
   AND s_customer IS NOT DISTINCT FROM e_customer AND s_status IS NOT DISTINCT FROM e_status
+  AND s_doc_type IS NOT DISTINCT FROM e_doc_type
 GROUP BY s_currency ORDER BY s_currency
 """
 
 
-def _finding(row: tuple[Any, ...]) -> Finding:
+def _finding(row: tuple[Any, ...], subject_prefixes: tuple[str, ...] = AR_SUBJECTS) -> Finding:
     kind, ref, doc_type, currency, s_total, e_total, diff, within, s_val, e_val, sc, ec = row
     return Finding(
         kind=FindingKind(kind),
@@ -328,4 +444,5 @@ def _finding(row: tuple[Any, ...]) -> Finding:
         erp_value=e_val,
         source_copies=sc,
         erp_copies=ec,
+        subject_prefixes=subject_prefixes,
     )

@@ -11,6 +11,7 @@ document, a different currency, customer or status is always a case.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -96,3 +97,83 @@ def judge_date_days(days_apart: int, thresholds: ReconThresholds) -> Verdict:
     if abs(days_apart) <= thresholds.date_days:
         return Verdict.WITHIN_TOLERANCE
     return Verdict.CASE
+
+
+RECONCILIATIONS = ("ar", "payments", "revenue")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ThresholdsByReconciliation:
+    """Each reconciliation's own thresholds.
+
+    Defaults, and why:
+
+    - ``ar``: exact (any cent, any day is a case): an invoice is the same document on both sides.
+    - ``payments``: exact amounts, dates up to 3 days apart: the ERP books a cash receipt on
+      its deposit date, which trails the Salesforce payment date over a weekend.
+    - ``revenue``: exact, per entry and per control total: a journal is posted from the entry
+      itself, so any difference is a break.
+    """
+
+    ar: ReconThresholds = DEFAULT_THRESHOLDS
+    payments: ReconThresholds = ReconThresholds(date_days=3)
+    revenue: ReconThresholds = DEFAULT_THRESHOLDS
+
+    def of(self, reconciliation: str) -> ReconThresholds:
+        if reconciliation not in RECONCILIATIONS:
+            raise ValueError(f"unknown reconciliation {reconciliation!r}; known: {RECONCILIATIONS}")
+        value: ReconThresholds = getattr(self, reconciliation)
+        return value
+
+
+DEFAULT_THRESHOLDS_BY_RECONCILIATION = ThresholdsByReconciliation()
+
+
+def _tolerance(spec: Mapping[str, object], where: str) -> AmountTolerance:
+    unknown = set(spec) - {"absolute", "relative"}
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}")
+    return AmountTolerance(
+        **{k: Decimal(str(v)) for k, v in spec.items()}  # str(): a TOML float never rounds
+    )
+
+
+def parse_thresholds(spec: Mapping[str, object]) -> ThresholdsByReconciliation:
+    """Thresholds from configuration (a ``[recon.thresholds]`` table), over the defaults.
+
+    ``{"payments": {"absolute": "0.01", "relative": "0", "date_days": 3,
+    "per_currency": {"JPY": {"absolute": "1"}}}}``: each reconciliation's table may give the
+    default tolerance (``absolute``, ``relative``), ``date_days`` and ``per_currency``
+    tolerances; what it leaves out keeps its default.
+    """
+    unknown = set(spec) - set(RECONCILIATIONS)
+    if unknown:
+        raise ValueError(f"recon.thresholds: unknown reconciliation(s) {sorted(unknown)}")
+    chosen: dict[str, ReconThresholds] = {}
+    for name, raw in spec.items():
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"recon.thresholds.{name}: a table is expected")
+        base = DEFAULT_THRESHOLDS_BY_RECONCILIATION.of(name)
+        extra = set(raw) - {"absolute", "relative", "date_days", "per_currency"}
+        if extra:
+            raise ValueError(f"recon.thresholds.{name}: unknown key(s) {sorted(extra)}")
+        amount = base.amount
+        if "absolute" in raw or "relative" in raw:
+            amount = _tolerance(
+                {k: raw[k] for k in ("absolute", "relative") if k in raw},
+                f"recon.thresholds.{name}",
+            )
+        per_currency = base.per_currency
+        if "per_currency" in raw:
+            table = raw["per_currency"]
+            if not isinstance(table, Mapping):
+                raise ValueError(f"recon.thresholds.{name}.per_currency: a table is expected")
+            per_currency = tuple(
+                (str(c), _tolerance(t, f"recon.thresholds.{name}.per_currency.{c}"))
+                for c, t in sorted(table.items())
+            )
+        days = raw.get("date_days", base.date_days)
+        if not isinstance(days, int):
+            raise ValueError(f"recon.thresholds.{name}.date_days: an integer is expected")
+        chosen[name] = ReconThresholds(amount=amount, per_currency=per_currency, date_days=days)
+    return ThresholdsByReconciliation(**chosen)

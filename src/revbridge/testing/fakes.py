@@ -8,6 +8,7 @@ records per external reference to prove the engine never does that.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -18,7 +19,7 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,95 @@ from revbridge.core.events import (
     ReportingRefreshed,
     RevenueRecognized,
 )
-from revbridge.engine.ports import BatchItem, BatchOutcome, Capabilities, ErpRecord, RecordKind
+from revbridge.engine.ports import (
+    ArDocument,
+    BatchItem,
+    BatchOutcome,
+    Capabilities,
+    ErpRecord,
+    JournalDocument,
+    JournalLineRow,
+    PaymentDocument,
+    ReadbackKind,
+    ReadPage,
+    RecordKind,
+)
 from revbridge.errors import RateLimited, TerminalError, TransientError
+
+_READBACK_KINDS = {
+    ReadbackKind.AR: ("invoice", "credit_memo"),
+    ReadbackKind.PAYMENTS: ("payment",),
+    ReadbackKind.JOURNALS: ("journal",),
+}
+
+
+def _read_doc(d: _Doc, customer_ref: str | None) -> ArDocument | PaymentDocument | JournalDocument:
+    """A fake ERP record as the read-back sees it (statuses: open, paid)."""
+    when = date.fromisoformat(d.data["date"]) if "date" in d.data else date(1970, 1, 1)
+    currency = d.currency or ""
+    if d.kind == "payment":
+        return PaymentDocument(
+            key=d.erp_id,
+            ref=d.external_ref,
+            origin=d.data.get("origin", "salesforce"),
+            customer_ref=customer_ref,
+            currency=currency,
+            amount=d.total,
+            doc_date=when,
+            applications=tuple((i, Decimal(a)) for i, a in d.data.get("applications", ())),
+        )
+    if d.kind == "journal":
+        return JournalDocument(
+            key=d.erp_id,
+            ref=d.external_ref,
+            doc_type="journal",
+            customer_ref=customer_ref,
+            currency=currency,
+            period=d.data["period"],
+            doc_date=when,
+            lines=tuple(
+                JournalLineRow(account=a, debit=Decimal(dr), credit=Decimal(cr))
+                for a, dr, cr in d.data.get("lines", ())
+            ),
+        )
+    return ArDocument(
+        key=d.erp_id,
+        ref=d.external_ref,
+        doc_type=d.kind,
+        customer_ref=customer_ref,
+        currency=currency,
+        amount=d.total,
+        doc_date=when,
+        status="paid" if d.open == 0 else "open",
+        balance=d.open,
+    )
+
+
+_OrgDoc = ArDocument | PaymentDocument | JournalDocument
+_ORG_KINDS: dict[type, ReadbackKind] = {
+    ArDocument: ReadbackKind.AR,
+    PaymentDocument: ReadbackKind.PAYMENTS,
+    JournalDocument: ReadbackKind.JOURNALS,
+}
+
+
+def _org_doc(kind: ReadbackKind, raw: dict[str, Any]) -> _OrgDoc:
+    """A record of the fake org back from its JSON state."""
+    money = {k: Decimal(v) for k in ("amount", "balance") if (v := raw.get(k)) is not None}
+    when = date.fromisoformat(raw["doc_date"])
+    if kind == ReadbackKind.PAYMENTS:
+        apps = tuple((i, Decimal(a)) for i, a in raw["applications"])
+        return PaymentDocument(**{**raw, **money, "doc_date": when, "applications": apps})
+    if kind == ReadbackKind.JOURNALS:
+        lines = tuple(
+            JournalLineRow(
+                account=x["account"], debit=Decimal(x["debit"]), credit=Decimal(x["credit"])
+            )
+            for x in raw["lines"]
+        )
+        return JournalDocument(**{**raw, "doc_date": when, "lines": lines})
+    return ArDocument(**{**raw, **money, "doc_date": when})
+
 
 _BATCH_TYPES = {
     CustomerUpserted: EventType.CUSTOMER_UPSERTED,
@@ -124,6 +212,8 @@ class _Doc:
     total: Decimal
     open: Decimal
     data: dict[str, Any]
+    # Bumped on every change: the read-back mark (reconciliation reads what changed since).
+    seq: int = 0
 
 
 class FakeErp:
@@ -148,6 +238,7 @@ class FakeErp:
         self.docs: list[_Doc] = []
         self.calls: Counter[str] = Counter()
         self._next_id = 1
+        self._seq = 0
         self.closed_periods: set[str] = set()
         self.batches_received: list[dict[str, object]] = []
         self.credit_hold: set[str] = set()
@@ -206,7 +297,13 @@ class FakeErp:
         doc = _Doc(kind=kind, external_ref=ref, erp_id=str(self._next_id), **fields)
         self._next_id += 1
         self.docs.append(doc)
+        self.touch(doc)
         return doc
+
+    def touch(self, doc: _Doc) -> None:
+        """Mark ``doc`` changed, so the next read-back reads it again."""
+        self._seq += 1
+        doc.seq = self._seq
 
     def _get(self, kind: str, erp_id: str) -> _Doc:
         for d in self.docs:
@@ -244,6 +341,7 @@ class FakeErp:
             )
         else:
             existing.data.update(data)
+            self.touch(existing)
         return self._record(existing)
 
     async def create_invoice(
@@ -277,6 +375,7 @@ class FakeErp:
                 )
         for inv, amount in targets:
             inv.open -= amount
+            self.touch(inv)
 
     async def record_payment(
         self,
@@ -296,7 +395,11 @@ class FakeErp:
                 currency=payment.currency,
                 total=payment.amount,
                 open=Decimal(0),
-                data={"method": payment.method},
+                data={
+                    "method": payment.method,
+                    "date": payment.received_on.isoformat(),
+                    "applications": [[a.invoice_id, str(a.amount)] for a in payment.applications],
+                },
             )
             return self._record(doc)
 
@@ -317,8 +420,8 @@ class FakeErp:
                 customer=customer_erp_id,
                 currency=memo.currency,
                 total=memo.total,
-                open=Decimal(0),
-                data={"number": memo.credit_memo_number},
+                open=memo.total - sum((a.amount for a in memo.applications), Decimal(0)),
+                data={"number": memo.credit_memo_number, "date": memo.issued_on.isoformat()},
             )
             return self._record(doc)
 
@@ -342,7 +445,11 @@ class FakeErp:
             currency=entry.lines[0].currency,
             total=debit,
             open=Decimal(0),
-            data={"period": entry.period},
+            data={
+                "period": entry.period,
+                "date": entry.entry_date.isoformat(),
+                "lines": [[x.account, str(x.debit), str(x.credit)] for x in entry.lines],
+            },
         )
         return self._record(doc)
 
@@ -353,6 +460,54 @@ class FakeErp:
                 if d.kind == kind and d.external_ref == external_ref:
                     return self._record(d)
             return None
+
+    def enter_payment(self, payment: ErpPaymentReceived) -> _Doc:
+        """Cash an accountant enters in the ERP (a wire, a lockbox file): a cash receipt
+        whose reference is the ERP's own payment id, applied to invoices by their refs."""
+        invoices = {d.external_ref: d.erp_id for d in self.docs if d.kind == "invoice"}
+        customer = next(
+            (
+                d.erp_id
+                for d in self.docs
+                if d.kind == "customer" and d.external_ref == payment.customer_id
+            ),
+            None,
+        )
+        self._apply(
+            {a.invoice_id: invoices[a.invoice_id] for a in payment.applications},
+            {a.invoice_id: a.amount for a in payment.applications},
+        )
+        return self._new(
+            "payment",
+            payment.erp_payment_id,
+            customer=customer,
+            currency=payment.currency,
+            total=payment.amount,
+            open=Decimal(0),
+            data={
+                "method": payment.method,
+                "date": payment.received_on.isoformat(),
+                "origin": "erp",
+                "applications": [[a.invoice_id, str(a.amount)] for a in payment.applications],
+            },
+        )
+
+    # ----------------------------------------------------------------- read-back
+
+    async def read(self, kind: ReadbackKind, after: str | None, limit: int) -> ReadPage:
+        """What changed after the mark ``after`` (a change sequence number), oldest first."""
+        await self._call("read")
+        async with self._txn(write=False):
+            since = int(after) if after else 0
+            kinds = _READBACK_KINDS[kind]
+            changed = sorted(
+                (d for d in self.docs if d.kind in kinds and d.seq > since), key=lambda d: d.seq
+            )[:limit]
+            customers = {d.erp_id: d.external_ref for d in self.docs if d.kind == "customer"}
+            return ReadPage(
+                documents=tuple(_read_doc(d, customers.get(d.customer or "")) for d in changed),
+                mark=str(changed[-1].seq) if changed else after,
+            )
 
     # ----------------------------------------------------------------- batch import
 
@@ -427,6 +582,7 @@ class FakeErp:
     def _save(self, path: Path) -> None:
         state = {
             "next_id": self._next_id,
+            "seq": self._seq,
             "closed_periods": sorted(self.closed_periods),
             "credit_hold": sorted(self.credit_hold),
             "docs": [{**d.__dict__, "total": str(d.total), "open": str(d.open)} for d in self.docs],
@@ -438,10 +594,18 @@ class FakeErp:
     def _load(self, path: Path) -> None:
         state = json.loads(path.read_text(encoding="utf-8"))
         self._next_id = state["next_id"]
+        self._seq = state.get("seq", self._next_id)
         self.closed_periods = set(state["closed_periods"])
         self.credit_hold = set(state["credit_hold"])
         self.docs = [
-            _Doc(**{**d, "total": Decimal(d["total"]), "open": Decimal(d["open"])})
+            _Doc(
+                **{
+                    "seq": int(d["erp_id"]),  # a state file from before read-back
+                    **d,
+                    "total": Decimal(d["total"]),
+                    "open": Decimal(d["open"]),
+                }
+            )
             for d in state["docs"]
         ]
 
@@ -456,11 +620,114 @@ class FakeSalesforce:
         self.invoice_paid: defaultdict[str, Decimal] = defaultdict(Decimal)
         self.accounts: dict[str, dict[str, Any]] = {}
         self.calls: Counter[str] = Counter()
+        # The org's own records, as the read-back sees them: (kind, key) -> (seq, document).
+        self.org: dict[tuple[ReadbackKind, str], tuple[int, _OrgDoc]] = {}
+        self._seq = 0
         if state_file is not None and state_file.exists():
             state = json.loads(state_file.read_text(encoding="utf-8"))
             self.writes = state["writes"]
             self.accounts = state["accounts"]
             self.invoice_paid.update({k: Decimal(v) for k, v in state["invoice_paid"].items()})
+            self._seq = state.get("seq", 0)
+            for kind, seq, raw in state.get("org", ()):
+                doc = _org_doc(ReadbackKind(kind), raw)
+                self.org[(ReadbackKind(kind), doc.key)] = (seq, doc)
+
+    # ----------------------------------------------------------------- the org's records
+
+    def put(self, document: _OrgDoc) -> None:
+        """Create or change a record in the org (an invoice posted, a payment processed...)."""
+        kind = _ORG_KINDS[type(document)]
+        self._seq += 1
+        self.org[(kind, document.key)] = (self._seq, document)
+
+    def record(
+        self, data: InvoicePosted | CreditMemoIssued | PaymentReceived | RevenueRecognized
+    ) -> None:
+        """What a Salesforce-side event says the org holds, as the org's own record."""
+        if isinstance(data, InvoicePosted):
+            self.put(
+                ArDocument(
+                    key=data.invoice_id,
+                    ref=data.invoice_id,
+                    doc_type="invoice",
+                    customer_ref=data.customer_id,
+                    currency=data.currency,
+                    amount=data.total,
+                    doc_date=data.invoice_date,
+                    status="Unpaid",
+                    balance=data.total,
+                )
+            )
+        elif isinstance(data, CreditMemoIssued):
+            applied = sum((a.amount for a in data.applications), Decimal(0))
+            self.put(
+                ArDocument(
+                    key=data.credit_memo_id,
+                    ref=data.credit_memo_id,
+                    doc_type="credit_memo",
+                    customer_ref=data.customer_id,
+                    currency=data.currency,
+                    amount=data.total,
+                    doc_date=data.issued_on,
+                    status="Paid" if applied >= data.total else "Posted",
+                    balance=data.total - applied,
+                )
+            )
+            for a in data.applications:
+                self._pay_invoice(a.invoice_id, a.amount)
+        elif isinstance(data, PaymentReceived):
+            self.put(
+                PaymentDocument(
+                    key=data.payment_id,
+                    ref=data.payment_id,
+                    origin="salesforce",
+                    customer_ref=data.customer_id,
+                    currency=data.currency,
+                    amount=data.amount,
+                    doc_date=data.received_on,
+                    applications=tuple((a.invoice_id, a.amount) for a in data.applications),
+                )
+            )
+            for a in data.applications:
+                self._pay_invoice(a.invoice_id, a.amount)
+        else:
+            self.put(
+                JournalDocument(
+                    key=data.schedule_entry_id,
+                    ref=data.schedule_entry_id,
+                    doc_type="revenue",
+                    customer_ref=data.customer_id,
+                    currency=data.lines[0].currency,
+                    period=data.period,
+                    doc_date=data.entry_date,
+                    lines=tuple(
+                        JournalLineRow(account=x.account, debit=x.debit, credit=x.credit)
+                        for x in data.lines
+                    ),
+                )
+            )
+
+    def remove(self, kind: ReadbackKind, key: str) -> None:
+        """Delete a record from the org (the read-back store keeps what it read)."""
+        self.org.pop((kind, key), None)
+
+    def get(self, kind: ReadbackKind, key: str) -> _OrgDoc | None:
+        found = self.org.get((kind, key))
+        return found[1] if found else None
+
+    async def read(self, kind: ReadbackKind, after: str | None, limit: int) -> ReadPage:
+        """The org's records changed after the mark ``after`` (a sequence number)."""
+        await self._call("read")
+        since = int(after) if after else 0
+        changed = sorted(
+            ((seq, d) for (k, _), (seq, d) in self.org.items() if k == kind and seq > since),
+            key=lambda x: x[0],
+        )[:limit]
+        return ReadPage(
+            documents=tuple(d for _, d in changed),
+            mark=str(changed[-1][0]) if changed else after,
+        )
 
     @property
     def capabilities(self) -> Capabilities:
@@ -482,7 +749,29 @@ class FakeSalesforce:
         if external_ref not in self.writes:
             for a in payment.applications:
                 self.invoice_paid[a.invoice_id] += a.amount
+                self._pay_invoice(a.invoice_id, a.amount)
+            self.put(
+                PaymentDocument(
+                    key=f"pay-{external_ref}",
+                    ref=payment.erp_payment_id,
+                    origin="erp",
+                    customer_ref=payment.customer_id,
+                    currency=payment.currency,
+                    amount=payment.amount,
+                    doc_date=payment.received_on,
+                    applications=tuple((a.invoice_id, a.amount) for a in payment.applications),
+                )
+            )
         return self._upsert(external_ref, {"kind": "erp_payment", "amount": str(payment.amount)})
+
+    def _pay_invoice(self, invoice_ref: str, amount: Decimal) -> None:
+        """The org's invoice balance and payment status follow an applied payment."""
+        for (kind, _), (_, doc) in list(self.org.items()):
+            if kind == ReadbackKind.AR and isinstance(doc, ArDocument) and doc.ref == invoice_ref:
+                balance = (doc.balance if doc.balance is not None else doc.amount) - amount
+                status = "Paid" if balance <= 0 else "Partially Paid"
+                self.put(dataclasses.replace(doc, balance=balance, status=status))
+                return
 
     async def update_credit_status(
         self, external_ref: str, status: CustomerCreditStatusChanged
@@ -515,5 +804,10 @@ class FakeSalesforce:
                 "writes": self.writes,
                 "accounts": self.accounts,
                 "invoice_paid": {k: str(v) for k, v in self.invoice_paid.items()},
+                "seq": self._seq,
+                "org": [
+                    [kind.value, seq, json.loads(json.dumps(dataclasses.asdict(d), default=str))]
+                    for (kind, _), (seq, d) in self.org.items()
+                ],
             }
             self.state_file.write_text(json.dumps(state), encoding="utf-8")

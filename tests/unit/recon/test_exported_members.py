@@ -26,6 +26,22 @@ def test_public_api() -> None:
             "judge_amount",
             "judge_date_days",
             "reconcile_ar",
+            # the three reconciliations over a period, from the read-back store
+            "DEFAULT_STATUS_MAP",
+            "DEFAULT_THRESHOLDS_BY_RECONCILIATION",
+            "NOT_A_RECORD",
+            "PaymentTables",
+            "PeriodRecon",
+            "ReadbackStore",
+            "Reconciliation",
+            "StatusMap",
+            "ThresholdsByReconciliation",
+            "match_documents",
+            "parse_thresholds",
+            "reconcile_payments",
+            "reconcile_period",
+            "reconcile_revenue",
+            "reconcile_store",
         ]
     )
     assert all(hasattr(revbridge.recon, name) for name in revbridge.recon.__all__)

@@ -1,0 +1,230 @@
+"""A period's reconciliation: the three reconciliations over ``[start, end)``, in one call.
+
+``reconcile_period`` refreshes the read-back store (``recon.duckdb`` beside the configuration;
+both sides read incrementally, see ``readback.py``), cuts the period out of it, runs the AR,
+payments and revenue reconciliations on it in DuckDB, and attaches the hub's state to every
+finding. A nightly run is a day, a month-end run a month; the period only chooses documents:
+
+- AR and payments: a document belongs to the period when its date on *either* side falls in
+  it, so a document dated the 31st in Salesforce and the 1st in the ERP is a date variance,
+  not a missing document in both months;
+- revenue: the same per entry; the control totals add up each side's own lines of the period.
+
+The balances compared for the payments are the current ones (a balance has no date).
+Re-running after a late delivery landed finds nothing for it any more: every run matches
+again from the store, and nothing of a previous run is kept here (cases are the workflow's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import duckdb
+from sqlalchemy.engine import Engine
+
+from revbridge.config import Settings
+from revbridge.recon.hub_state import FindingWithHubState, attach_hub_state
+from revbridge.recon.match import DEFAULT_STATUS_MAP, ReconResult, StatusMap, match_documents
+from revbridge.recon.payments import PaymentTables, reconcile_payments
+from revbridge.recon.readback import ReadbackStore
+from revbridge.recon.revenue import reconcile_revenue
+from revbridge.recon.thresholds import (
+    DEFAULT_THRESHOLDS_BY_RECONCILIATION,
+    ThresholdsByReconciliation,
+    parse_thresholds,
+)
+
+SCOPES = ("nightly", "monthly")
+STORE_FILE = "recon.duckdb"
+
+Refresher = Callable[[ReadbackStore, datetime], Awaitable[object]]
+"""Reads both sides into the store (``services.recon_readback.refresh_from_config``)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reconciliation:
+    name: str  # "ar" | "payments" | "revenue"
+    result: ReconResult  # findings + matched totals (match.py types)
+    findings: tuple[FindingWithHubState, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeriodRecon:
+    scope: str  # "nightly" | "monthly"
+    start: date
+    end: date  # [start, end)
+    reconciliations: tuple[Reconciliation, ...]
+    read_at: datetime  # tz-aware
+
+    def of(self, name: str) -> Reconciliation:
+        """The reconciliation called ``name`` (``ar``, ``payments``, ``revenue``)."""
+        for r in self.reconciliations:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+
+def reconcile_period(
+    settings: Settings,
+    engine: Engine,
+    *,
+    scope: str,
+    start: date,
+    end: date,
+    refresh: bool = True,
+    refresher: Refresher | None = None,
+    store: ReadbackStore | None = None,
+    now: datetime | None = None,
+) -> PeriodRecon:
+    """Reconcile Salesforce against the ERP over ``[start, end)``.
+
+    ``refresh`` reads what changed on both sides first (through ``refresher``, by default the
+    configured ERP and Salesforce); ``store`` is the read-back store (default: ``recon.duckdb``
+    in the configuration's folder). Thresholds and the status map come from the
+    configuration's ``recon`` section when it has them, else the documented defaults.
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"scope {scope!r}: one of {SCOPES}")
+    if not start < end:
+        raise ValueError(f"an empty period: [{start}, {end})")
+    now = now or datetime.now(dt.UTC)
+    own = store is None
+    store = store or ReadbackStore(settings.path_in_base(STORE_FILE))
+    try:
+        if refresh:
+            if refresher is None:
+                # Building the adapters is the services' business: imported only when needed.
+                from revbridge.services.recon_readback import refresh_from_config
+
+                def refresher(s: ReadbackStore, at: datetime) -> Awaitable[object]:
+                    return refresh_from_config(settings, s, now=at, engine=engine)
+
+            asyncio.run(_awaitable(refresher(store, now)))
+        thresholds, status_map = _configured(settings)
+        results = reconcile_store(
+            store.con, start=start, end=end, thresholds=thresholds, status_map=status_map
+        )
+        read_at = min(
+            (t for t in (store.last_read("sf"), store.last_read("erp")) if t is not None),
+            default=now,
+        )
+    finally:
+        if own:
+            store.close()
+    return PeriodRecon(
+        scope=scope,
+        start=start,
+        end=end,
+        reconciliations=tuple(
+            Reconciliation(
+                name=name, result=result, findings=attach_hub_state(result.findings, engine)
+            )
+            for name, result in results
+        ),
+        read_at=read_at if read_at.tzinfo is not None else read_at.replace(tzinfo=dt.UTC),
+    )
+
+
+async def _awaitable(value: Awaitable[object]) -> object:
+    return await value
+
+
+def _configured(settings: Settings) -> tuple[ThresholdsByReconciliation, StatusMap]:
+    """The ``recon`` section's thresholds and status map, where the configuration has them.
+
+    The section belongs to the reconciliation workflow's configuration; this reads only
+    ``thresholds`` (a table per reconciliation, see ``thresholds.parse_thresholds``) and
+    ``status_map`` (``{"source": {...}, "erp": {...}}``, merged over the defaults).
+    """
+    section: Any = getattr(settings.raw, "recon", None)
+    if section is None:
+        return DEFAULT_THRESHOLDS_BY_RECONCILIATION, DEFAULT_STATUS_MAP
+    raw_thresholds = getattr(section, "thresholds", None) or {}
+    raw_map = getattr(section, "status_map", None) or {}
+    thresholds = parse_thresholds(_plain(raw_thresholds))
+    status_map = DEFAULT_STATUS_MAP
+    if raw_map:
+        plain = _plain(raw_map)
+        status_map = StatusMap(
+            source=tuple({**dict(DEFAULT_STATUS_MAP.source), **plain.get("source", {})}.items()),
+            erp=tuple({**dict(DEFAULT_STATUS_MAP.erp), **plain.get("erp", {})}.items()),
+        )
+    return thresholds, status_map
+
+
+def _plain(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    return dump() if dump is not None else dict(value)
+
+
+def _in(column: str, start: date, end: date) -> str:
+    return f"({column} >= DATE '{start.isoformat()}' AND {column} < DATE '{end.isoformat()}')"
+
+
+def reconcile_store(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    start: date,
+    end: date,
+    thresholds: ThresholdsByReconciliation = DEFAULT_THRESHOLDS_BY_RECONCILIATION,
+    status_map: StatusMap = DEFAULT_STATUS_MAP,
+) -> tuple[tuple[str, ReconResult], ...]:
+    """The three reconciliations over ``[start, end)`` of a read-back store's tables."""
+    d = _in("doc_date", start, end)
+    views = {
+        "p_ar_refs": f"SELECT ref FROM sf_ar WHERE {d} UNION SELECT ref FROM erp_ar WHERE {d}",
+        "p_sf_ar": "SELECT * FROM sf_ar WHERE ref IN (SELECT ref FROM p_ar_refs)",
+        "p_erp_ar": "SELECT * FROM erp_ar WHERE ref IN (SELECT ref FROM p_ar_refs)",
+        # Salesforce payments written back from the ERP, under the ERP payment's id.
+        "p_sf_pay_all": (
+            "SELECT p.* REPLACE (coalesce(a.ref, p.ref) AS ref) FROM sf_payments p "
+            "LEFT JOIN payment_aliases a ON a.alias = p.ref"
+        ),
+        "p_pay_refs": (
+            f"SELECT ref FROM p_sf_pay_all WHERE {d} UNION SELECT ref FROM erp_payments WHERE {d}"
+        ),
+        "p_sf_pay": "SELECT * FROM p_sf_pay_all WHERE ref IN (SELECT ref FROM p_pay_refs)",
+        "p_erp_pay": "SELECT * FROM erp_payments WHERE ref IN (SELECT ref FROM p_pay_refs)",
+        "p_sf_apps": "SELECT * FROM sf_payment_apps WHERE key IN (SELECT key FROM p_sf_pay)",
+        "p_erp_apps": "SELECT * FROM erp_payment_apps WHERE key IN (SELECT key FROM p_erp_pay)",
+        "p_rev_refs": (
+            f"SELECT ref FROM sf_revenue WHERE {d} UNION "
+            f"SELECT ref FROM erp_gl WHERE {d} AND ref NOT LIKE 'erp:%'"
+        ),
+        "p_sf_rev": "SELECT * FROM sf_revenue WHERE ref IN (SELECT ref FROM p_rev_refs)",
+        "p_erp_rev": "SELECT * FROM erp_gl WHERE ref IN (SELECT ref FROM p_rev_refs)",
+        "p_sf_rev_lines": f"SELECT * FROM sf_revenue WHERE {d}",
+        "p_erp_gl_lines": f"SELECT * FROM erp_gl WHERE {d}",
+    }
+    for name, sql in views.items():
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
+    try:
+        ar = match_documents(
+            con.sql("SELECT * FROM p_sf_ar"),
+            con.sql("SELECT * FROM p_erp_ar"),
+            thresholds.ar,
+            connection=con,
+            status_map=status_map,
+        )
+        payments = reconcile_payments(
+            con,
+            PaymentTables(payments="p_sf_pay", applications="p_sf_apps", ar="sf_ar"),
+            PaymentTables(payments="p_erp_pay", applications="p_erp_apps", ar="erp_ar"),
+            thresholds.payments,
+        )
+        revenue = reconcile_revenue(
+            con,
+            "p_sf_rev",
+            "p_erp_rev",
+            thresholds.revenue,
+            control_lines=("p_sf_rev_lines", "p_erp_gl_lines"),
+        )
+    finally:
+        for name in reversed(list(views)):
+            con.execute(f"DROP VIEW IF EXISTS {name}")
+    return (("ar", ar), ("payments", payments), ("revenue", revenue))

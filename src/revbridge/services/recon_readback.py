@@ -1,0 +1,81 @@
+"""Read both sides into the reconciliation's read-back store, from the configuration.
+
+The recon package never builds adapters; this service does: the configured ERP (its
+``read``, see ``engine.ports.ReadbackPort``) and the configured Salesforce side (the fake
+org, or the real org through SOQL with the configured object model).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from revbridge.config import Settings
+from revbridge.engine.ports import ReadbackPort
+from revbridge.errors import ConfigError
+from revbridge.recon.readback import DEFAULT_PAGE_SIZE, ReadbackStore, RefreshReport
+from revbridge.services.targets import build_erp, salesforce_client
+from revbridge.store.schema import events
+
+
+def salesforce_reader(settings: Settings) -> Any:
+    """The Salesforce side's reader: the fake org, or the org through its REST API."""
+    sf = settings.raw.salesforce
+    if sf.kind == "salesforce":
+        from revbridge.salesforce.mapping import PROFILES
+        from revbridge.salesforce.readback import SalesforceReadback
+
+        return SalesforceReadback(salesforce_client(settings), PROFILES[sf.object_model])
+    from revbridge.testing.fakes import FakeSalesforce, Faults
+
+    return FakeSalesforce(
+        state_file=settings.path_in_base(sf.state_file), faults=Faults.parse(sf.faults)
+    )
+
+
+async def refresh_from_config(
+    settings: Settings,
+    store: ReadbackStore,
+    *,
+    now: dt.datetime,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    engine: Engine | None = None,
+) -> tuple[RefreshReport, RefreshReport]:
+    """Read what changed on the ERP and in Salesforce since the store's marks.
+
+    With the ledger's ``engine``, a real org's write-back payments get their aliases: the
+    write-back keys each by a hash of its event, which only the ledger can turn back into
+    the ERP payment id.
+    """
+    erp = build_erp(settings)
+    try:
+        if not isinstance(erp, ReadbackPort):
+            raise ConfigError(
+                str(settings.path or "revbridge.toml"),
+                "erp.kind",
+                f"{settings.raw.erp.kind}: this ERP adapter cannot be read back yet",
+            )
+        erp_report = await store.refresh("erp", erp, now=now, page_size=page_size)
+    finally:
+        await erp.close()
+    sf = salesforce_reader(settings)
+    try:
+        sf_report = await store.refresh("sf", sf, now=now, page_size=page_size)
+    finally:
+        await sf.close()
+    if engine is not None and settings.raw.salesforce.kind == "salesforce":
+        store.set_payment_aliases(write_back_aliases(engine))
+    return sf_report, erp_report
+
+
+def write_back_aliases(engine: Engine) -> list[tuple[str, str]]:
+    """``(receipt key, ERP payment id)`` of every ERP payment the hub wrote to Salesforce."""
+    from revbridge.salesforce.writeback import payment_key
+
+    query = select(events.c.idempotency_key, events.c.source_id).where(
+        events.c.type == "erp.payment.received"
+    )
+    with engine.connect() as conn:
+        return [(payment_key(key), ref) for key, ref in conn.execute(query)]
