@@ -9,6 +9,7 @@ from bench.engine import bench_drain, bench_latency, bench_scale_out, bench_work
 from bench.ingest import bench_ingest, bench_ingest_memory
 from bench.netsuite import bench_netsuite
 from bench.recon import bench_recon
+from bench.salesforce import bench_salesforce_capture
 
 BENCHMARKS: dict[str, Callable[[], None]] = {
     "ingest": bench_ingest,
@@ -19,6 +20,7 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
     "latency": bench_latency,
     "netsuite": bench_netsuite,
     "recon": bench_recon,
+    "salesforce_capture": bench_salesforce_capture,
 }
 
 

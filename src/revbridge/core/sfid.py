@@ -6,6 +6,8 @@ it lets case-insensitive systems (spreadsheets, most ERPs) hold ids safely.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _ID_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
@@ -21,8 +23,13 @@ def _suffix(id15: str) -> str:
     return "".join(out)
 
 
+@lru_cache(maxsize=1 << 16)
 def to_18(sf_id: str) -> str:
-    """The 18-character form of a 15- or 18-character id; raise ``ValueError`` if malformed."""
+    """The 18-character form of a 15- or 18-character id; raise ``ValueError`` if malformed.
+
+    Cached: capture and mapping normalize the same ids many times over (a record, its lines,
+    their parent references); a malformed id raises every time (exceptions are not cached).
+    """
     if len(sf_id) not in (15, 18) or not set(sf_id) <= _ID_CHARS:
         raise ValueError(f"{sf_id!r} is not a Salesforce id (15 or 18 alphanumerics)")
     id15 = sf_id[:15]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -58,6 +59,7 @@ from revbridge.store.schema import quarantine
 log = logging.getLogger(__name__)
 
 REPLAY_ALL = -2
+_CURRENT_MAX = 200_000
 _IN_CHUNK = 200  # ids per ``IN (...)``: keeps the URI far below Salesforce's 16 KB
 
 # Fields only the hub writes (write-back), and the roll-ups its writes move.
@@ -113,6 +115,7 @@ class CaptureReport:
     quarantined: int = 0
     skipped: int = 0
     echoes: int = 0
+    already_current: int = 0
     backfilled: bool = False
     watermarks: dict[str, str] = field(default_factory=dict)
 
@@ -124,6 +127,7 @@ class CaptureReport:
         self.quarantined += other.quarantined
         self.skipped += other.skipped
         self.echoes += other.echoes
+        self.already_current += other.already_current
         self.watermarks.update(other.watermarks)
 
 
@@ -160,6 +164,10 @@ class SalesforceCapture:
         self.settings = settings or CaptureSettings()
         self.clock = clock or SystemClock()
         self.mapper = Mapper(self.settings.profile)
+        # Record id -> SystemModstamp (epoch ms) of the version last stored in the ledger. A
+        # change event committed at or before it is already reflected there: re-reading the
+        # record would only find a duplicate. Bounded; forgetting costs a re-read, not a loss.
+        self._current: OrderedDict[str, int] = OrderedDict()
 
     # ------------------------------------------------------------------ shared
 
@@ -187,12 +195,36 @@ class SalesforceCapture:
                     out.setdefault(sfid.to_18(str(parent)), []).append(child)
         return out
 
-    async def _map_page(self, sobject: str, kind: str, records: list[Any]) -> Mapped:
+    async def _map_page(
+        self, sobject: str, kind: str, records: list[Any]
+    ) -> tuple[Mapped, list[Any]]:
+        """The page mapped, and every record read for it (the page and its children)."""
         ids = [str(r["Id"]) for r in records if r.get("Id")]
-        return self.mapper.map_records(sobject, records, await self._children(kind, ids))
+        children = await self._children(kind, ids)
+        read = [*records, *(c for kids in children.values() for c in kids)]
+        return self.mapper.map_records(sobject, records, children), read
 
-    def _store(self, mapped: Mapped, origin: str, report: CaptureReport) -> None:
+    def _remember(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Note the versions of ``records`` now reflected in the ledger."""
+        for record in records:
+            record_id, stamp = record.get("Id"), record.get("SystemModstamp")
+            if not record_id or not stamp:
+                continue
+            key = sfid.to_18(str(record_id))
+            self._current[key] = int(_parse_stamp(stamp).timestamp() * 1000)
+            self._current.move_to_end(key)
+        while len(self._current) > _CURRENT_MAX:
+            self._current.popitem(last=False)
+
+    def _already_current(self, ids: Iterable[str], commit_ms: object) -> bool:
+        if not isinstance(commit_ms, int):
+            return False
+        known = [self._current.get(sfid.to_18(i)) if sfid.is_valid(i) else None for i in ids]
+        return bool(known) and all(k is not None and k >= commit_ms for k in known)
+
+    def _store(self, page: tuple[Mapped, list[Any]], origin: str, report: CaptureReport) -> None:
         """Ingest the envelopes and quarantine the rejections (each record version once)."""
+        mapped, read = page
         if mapped.envelopes:
             lines = [json.dumps(e).encode() for e in mapped.envelopes]
             result = ingest_lines(
@@ -209,6 +241,7 @@ class SalesforceCapture:
             report.quarantined += result.rejected
         report.skipped += mapped.skipped
         report.quarantined += self._quarantine(mapped.rejections, origin)
+        self._remember(read)
 
     def _quarantine(self, rejections: Sequence[Rejection], origin: str) -> int:
         if not rejections:
@@ -348,6 +381,9 @@ class SalesforceCapture:
                 report.echoes += 1
                 continue
             ids = {str(i) for i in header.get("recordIds") or ()}
+            if self._already_current(ids, header.get("commitTimestamp")):
+                report.already_current += 1
+                continue
             if entity in kinds:
                 wanted.setdefault(entity, set()).update(ids)
             elif entity in children:

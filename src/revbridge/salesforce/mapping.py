@@ -360,14 +360,14 @@ def child_fields(profile: Profile, kind: str) -> tuple[str, str, list[str]] | No
     if kind == "invoice":
         names = [i.line_parent, i.line_description, i.line_product, i.line_quantity]
         names += [i.line_unit_price, i.line_amount, i.line_tax, "CurrencyIsoCode"]
-        return i.line_object, i.line_parent, _unique(["Id", *names])
+        return i.line_object, i.line_parent, _unique(["Id", "SystemModstamp", *names])
     if kind == "payment":
         names = [p.allocation_payment, p.allocation_invoice, p.allocation_amount]
         names += [p.allocation_type, "CurrencyIsoCode"]
-        return p.allocation_object, p.allocation_payment, _unique(["Id", *names])
+        return p.allocation_object, p.allocation_payment, _unique(["Id", "SystemModstamp", *names])
     if kind == "credit" and c.line_object:
         names = [c.line_parent, c.line_amount, c.line_tax, c.line_product, "CurrencyIsoCode"]
-        return c.line_object, c.line_parent, _unique(["Id", *names])
+        return c.line_object, c.line_parent, _unique(["Id", "SystemModstamp", *names])
     return None
 
 
@@ -443,9 +443,12 @@ def _id(record: Record, path: str, *, required: bool = True) -> str | None:
     value = _required(record, path) if required else get(record, path)
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or not sfid.is_valid(value):
+    if not isinstance(value, str):
         raise _Reject("malformed_id", f"{path}: {value!r} is not a Salesforce id")
-    return sfid.to_18(value)
+    try:
+        return sfid.to_18(value)
+    except ValueError:
+        raise _Reject("malformed_id", f"{path}: {value!r} is not a Salesforce id") from None
 
 
 def _decimal(record: Record, path: str, *, default: Decimal | None = None) -> Decimal:

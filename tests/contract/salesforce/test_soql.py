@@ -137,6 +137,31 @@ def test_query_all_includes_deleted_records(books: Org) -> None:
     assert response.json()["records"][0]["IsDeleted"] is True
 
 
+def test_filters_on_ids_take_15_and_18_character_forms(books: Org) -> None:
+    """Id and parent-id filters match whichever id form is given, alone or ANDed, and leave
+    deleted records to queryAll."""
+    alpha, beta = (
+        r["Id"]
+        for r in books.records("SELECT Id FROM Account WHERE ParentId != null ORDER BY Name")
+    )
+    assert names(books, f"Id IN ('{alpha[:15]}', '{beta}')") == ["Alpha", "beta"]
+    assert names(books, f"Id = '{beta[:15]}' AND Name = 'Alpha'") == []
+    subtotals = names(
+        books,
+        f"blng__Account__c IN ('{alpha[:15]}') AND blng__InvoiceStatus__c = 'Posted'",
+        sobject="blng__Invoice__c",
+        field="blng__Subtotal__c",
+    )
+    assert subtotals == [100]
+    assert names(books, f"Id NOT IN ('{alpha}')") == ["beta", "Parent Co"]
+    assert books.client.delete(f"{API}/sobjects/Account/{beta}").status_code == 204
+    assert names(books, f"Id IN ('{alpha}', '{beta}')") == ["Alpha"]
+    response = books.client.get(
+        f"{API}/queryAll", params={"q": f"SELECT Id, IsDeleted FROM Account WHERE Id = '{beta}'"}
+    )
+    assert [r["IsDeleted"] for r in response.json()["records"]] == [True]
+
+
 def test_paging_with_next_records_url(org: Org) -> None:
     """More rows than the batch size come back in pages linked by nextRecordsUrl."""
     for start in range(0, 250, 125):

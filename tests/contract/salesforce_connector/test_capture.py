@@ -236,3 +236,24 @@ def test_events_committed_by_the_integration_user_are_echoes(org: Org, sf_ledger
     report = capture(org, sf_ledger, "stream", integration_user_id=row["LastModifiedById"])
     assert report.echoes == 1
     assert report.accepted == 0
+
+
+def test_changes_already_in_the_ledger_are_not_read_again(org: Org, sf_ledger: Ledger) -> None:
+    """An invoice created, given a line and posted is read once by a stream that catches up:
+    the later change events are older than the version already stored; a newer change is
+    read again."""
+    account = org.create("Account", {"Name": "Catch-up GmbH"})
+    invoice = posted_invoice(org, account)
+
+    async def twice() -> tuple[CaptureReport, CaptureReport]:
+        async with org.client() as client:
+            # One change event a page: nothing is merged within a page.
+            settings = CaptureSettings(stream_batch=1)
+            cap = SalesforceCapture(client, sf_ledger, build_policy(), settings)
+            first = await cap.stream()
+            org.update("blng__Invoice__c", invoice, {"blng__DueDate__c": "2026-12-15"})
+            return first, await cap.stream()
+
+    first, second = run(twice())
+    assert (first.read, first.accepted, first.duplicates, first.already_current) == (4, 2, 0, 2)
+    assert (second.read, second.accepted, second.already_current) == (1, 1, 0)

@@ -124,6 +124,17 @@ class Org:
             for r in self.store.records_of(obj.name, include_deleted=include_deleted)
         ]
 
+    def records_where(
+        self, obj: ObjectDef, field: FieldDef, ids: list[str], *, include_deleted: bool
+    ) -> list[Record]:
+        """The records of ``obj`` whose id or reference ``field`` is one of ``ids``."""
+        return [
+            decode_record(obj, r.data)
+            for r in self.store.records_where_in(
+                obj.name, field.name, ids, include_deleted=include_deleted
+            )
+        ]
+
     def wire_record(
         self,
         obj: ObjectDef,

@@ -431,6 +431,9 @@ class RestApi:
             text,
             objects=org.objects,
             fetch_all=lambda o: org.records(o, include_deleted=include_deleted),
+            fetch_where=lambda o, f, ids: org.records_where(
+                o, f, ids, include_deleted=include_deleted
+            ),
             load=org.load_any,
             today=org.config.clock.now().date(),
             record_url=lambda o, i: f"/services/data/v{version}/sobjects/{o.name}/{i}",

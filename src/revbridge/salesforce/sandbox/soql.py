@@ -723,6 +723,12 @@ class _Evaluator:
                 f = resolved.field
                 bounds = [_literal_bound(f, lit, self.today) for lit in values]
 
+                keys = _id_keys(f, bounds)
+                if keys is not None and not negated:
+                    # Ids compare exactly once normalized to 18 characters: a set lookup
+                    # answers the same as comparing with each bound in turn.
+                    return lambda r: self.value_of(r, resolved) in keys
+
                 def in_list(r: Record) -> bool:
                     value = _comparable(f, self.value_of(r, resolved))
                     if value is None:
@@ -775,8 +781,15 @@ def execute(
     today: date,
     record_url: Callable[[ObjectDef, str], str],
     wire: Callable[[FieldDef, Value], Any],
+    fetch_where: Callable[[ObjectDef, FieldDef, list[str]], list[Record]] | None = None,
 ) -> QueryResult:
-    """Run ``text`` over the org and shape the result records as REST returns them."""
+    """Run ``text`` over the org and shape the result records as REST returns them.
+
+    ``fetch_where(obj, field, ids)`` (optional) reads only the records whose id or reference
+    ``field`` is one of ``ids``, in id order; with it, a WHERE that pins an id field (``Id IN
+    (...)``, ``Parent__c = '...'``, alone or ANDed with other conditions) reads those records
+    instead of the whole object. The full WHERE is still applied to them.
+    """
     query = parse(text)
     obj = next((o for o in objects.values() if o.name.lower() == query.sobject.lower()), None)
     if obj is None:
@@ -791,7 +804,13 @@ def execute(
     selected = [evaluator.resolve(p) for p in query.fields]
     predicate = evaluator.compile(query.where) if query.where is not None else None
     ordering = [(evaluator.resolve(o.path), o) for o in query.order_by]
-    rows = [r for r in fetch_all(obj) if predicate is None or predicate(r)]
+    narrowed = _narrowing(evaluator, query.where) if fetch_where is not None else None
+    if narrowed is not None and fetch_where is not None:
+        # Only records whose id (or parent id) is named can match: read those, not the table.
+        candidates = fetch_where(obj, narrowed[0], narrowed[1])
+    else:
+        candidates = fetch_all(obj)
+    rows = [r for r in candidates if predicate is None or predicate(r)]
     for resolved, item in reversed(ordering):
         present = [r for r in rows if evaluator.value_of(r, resolved) is not None]
         missing = [r for r in rows if evaluator.value_of(r, resolved) is None]
@@ -807,6 +826,38 @@ def execute(
         total_size=len(rows),
         records=[_shape(obj, r, selected, evaluator, record_url, wire) for r in rows],
     )
+
+
+def _id_keys(f: FieldDef, bounds: list[Bound | None]) -> frozenset[Any] | None:
+    """The 18-character ids an IN list on an id field names; None when it is not that."""
+    if f.type not in ("id", "reference") or any(b is None for b in bounds):
+        return None
+    return frozenset(b[0] for b in bounds if b is not None)
+
+
+def _narrowing(evaluator: _Evaluator, where: Condition | None) -> tuple[FieldDef, list[str]] | None:
+    """An id field of the queried object that ``where`` pins to a list of ids, if any."""
+    match where:
+        case InList(path=path, values=values, negated=False):
+            pinned: tuple[Path, tuple[Literal_, ...]] | None = (path, values)
+        case Compare(path=path, op="=", value=value):
+            pinned = (path, (value,))
+        case BoolOp(op="AND", items=items):
+            for item in items:
+                found = _narrowing(evaluator, item)
+                if found is not None:
+                    return found
+            return None
+        case _:
+            return None
+    if pinned is None:
+        return None
+    resolved = evaluator.resolve(pinned[0])
+    if resolved.hops or resolved.field.type not in ("id", "reference"):
+        return None
+    bounds = [_literal_bound(resolved.field, lit, evaluator.today) for lit in pinned[1]]
+    keys = _id_keys(resolved.field, bounds)
+    return None if keys is None else (resolved.field, sorted(keys))
 
 
 def _sort_key(evaluator: _Evaluator, resolved: ResolvedPath) -> Callable[[Record], Any]:

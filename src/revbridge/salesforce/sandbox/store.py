@@ -164,6 +164,28 @@ class Store:
             rows = self._conn.execute(sql + " ORDER BY id", (sobject,)).fetchall()
         return [StoredRecord(r[0], r[1], r[2], bool(r[3])) for r in rows]
 
+    def records_where_in(
+        self, sobject: str, field: str, values: list[str], *, include_deleted: bool
+    ) -> list[StoredRecord]:
+        """Records of ``sobject`` whose ``field`` (``Id`` or a reference field) is one of
+        ``values``, in id order. ``field`` comes from the object model, never from the request.
+        """
+        column = "id" if field == "Id" else "CAST(json_extract(data, ?) AS TEXT)"
+        prefix = [] if field == "Id" else [f"$.{field}"]
+        rows: list[tuple[str, str, str, int]] = []
+        for start in range(0, len(values), 500):
+            chunk = values[start : start + 500]
+            sql = (
+                f"SELECT id, sobject, data, is_deleted FROM records WHERE sobject = ?"
+                f" AND {column} IN ({', '.join('?' * len(chunk))})"
+            )
+            if not include_deleted:
+                sql += " AND is_deleted = 0"
+            with self._lock:
+                rows += self._conn.execute(sql, (sobject, *prefix, *chunk)).fetchall()
+        rows.sort(key=lambda r: r[0])
+        return [StoredRecord(r[0], r[1], r[2], bool(r[3])) for r in rows]
+
     def ids_where_field_equals(
         self, sobject: str, field: str, value: str, *, case_insensitive: bool
     ) -> list[str]:
