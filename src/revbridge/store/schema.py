@@ -321,3 +321,4 @@ rate_buckets = Table(
     Column("tokens", Float, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+from revbridge.store import tables_engine as tables_engine  # noqa: E402  (registers its tables)
