@@ -1,0 +1,167 @@
+"""Revenue against the GL: planted entry variances are found, and the control totals per
+period and account agree with a plain sum of both sides' lines."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from datetime import date, timedelta
+from decimal import Decimal
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from revbridge.engine.ports import JournalDocument, JournalLineRow
+from revbridge.recon.match import FindingKind, ReconResult
+from revbridge.recon.period import reconcile_store
+from tests.unit.recon.sides import Document, store_of
+
+OCTOBER = {"start": date(2026, 10, 1), "end": date(2026, 11, 1)}
+DEFERRED, REVENUE = "2400 Deferred Revenue", "4000 Subscription Revenue"
+PLANTABLE = [
+    FindingKind.MISSING_IN_ERP,
+    FindingKind.MISSING_IN_SOURCE,
+    FindingKind.DUPLICATE_IN_ERP,
+    FindingKind.AMOUNT,
+    FindingKind.CURRENCY,
+    FindingKind.DATE,
+    FindingKind.CUSTOMER,
+    FindingKind.PERIOD,
+    None,
+]
+fast = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _entry(ref: str, amount: Decimal, currency: str, day: int) -> JournalDocument:
+    return JournalDocument(
+        key=f"k-{ref}",
+        ref=ref,
+        doc_type="revenue",
+        customer_ref="001A",
+        currency=currency,
+        period="2026-10",
+        doc_date=date(2026, 10, 1) + timedelta(days=day),
+        lines=(
+            JournalLineRow(account=DEFERRED, debit=amount, credit=Decimal(0)),
+            JournalLineRow(account=REVENUE, debit=Decimal(0), credit=amount),
+        ),
+    )
+
+
+entries = st.lists(
+    st.builds(
+        _entry,
+        ref=st.uuids().map(lambda u: u.hex[:12]),
+        amount=st.decimals(min_value=Decimal("0.01"), max_value=Decimal("99999.99"), places=2),
+        currency=st.sampled_from(["USD", "EUR"]),
+        day=st.integers(min_value=0, max_value=25),
+    ),
+    max_size=20,
+    unique_by=lambda e: e.ref,
+)
+
+
+def _journal(e: JournalDocument, **changes: object) -> JournalDocument:
+    return dataclasses.replace(e, key=f"gl-{e.key}", doc_type="journal", **changes)  # type: ignore[arg-type]
+
+
+def _scaled(e: JournalDocument, factor: Decimal) -> tuple[JournalLineRow, ...]:
+    return tuple(
+        dataclasses.replace(x, debit=x.debit * factor, credit=x.credit * factor) for x in e.lines
+    )
+
+
+def _revenue(sf: list[Document], erp: list[Document]) -> ReconResult:
+    with store_of(sf, erp) as store:
+        return dict(reconcile_store(store.con, **OCTOBER))["revenue"]
+
+
+def _control_totals(sf: list[Document], erp: list[Document]) -> set[str]:
+    """The oracle: each (period, account, currency) whose net differs, summed in Python."""
+    nets: defaultdict[tuple[str, str, str], list[Decimal]] = defaultdict(
+        lambda: [Decimal(0), Decimal(0)]
+    )
+    accounts = {x.account for d in sf if isinstance(d, JournalDocument) for x in d.lines}
+    for side, docs in enumerate((sf, erp)):
+        for d in docs:
+            assert isinstance(d, JournalDocument)
+            if not (OCTOBER["start"] <= d.doc_date < OCTOBER["end"]):
+                continue
+            for x in d.lines:
+                if x.account in accounts:
+                    nets[(d.period, x.account, d.currency)][side] += x.debit - x.credit
+    return {f"{p}|{a}|{c}" for (p, a, c), (s, e) in nets.items() if s != e}
+
+
+def _plant(
+    e: JournalDocument, kind: FindingKind | None, sf: list[Document], erp: list[Document]
+) -> None:
+    j = _journal(e)
+    if kind is FindingKind.AMOUNT:
+        j = _journal(e, lines=_scaled(e, Decimal(2)))
+    elif kind is FindingKind.CURRENCY:
+        j = _journal(e, currency="GBP")
+    elif kind is FindingKind.DATE:
+        j = _journal(e, doc_date=e.doc_date + timedelta(days=1))
+    elif kind is FindingKind.CUSTOMER:
+        j = _journal(e, customer_ref="001Z")
+    elif kind is FindingKind.PERIOD:
+        j = _journal(e, period="2026-11")
+    if kind is not FindingKind.MISSING_IN_SOURCE:
+        sf.append(e)
+    if kind is not FindingKind.MISSING_IN_ERP:
+        erp.append(j)
+    if kind is FindingKind.DUPLICATE_IN_ERP:
+        erp.append(dataclasses.replace(j, key=f"{j.key}-again"))
+
+
+@fast
+@given(entries)
+def test_identical_sides_have_no_variance(plain: list[JournalDocument]) -> None:
+    """Every entry has its journal and every control total agrees."""
+    sf: list[Document] = []
+    erp: list[Document] = []
+    for e in plain:
+        _plant(e, None, sf, erp)
+    result = _revenue(sf, erp)
+    assert result.findings == ()
+    assert result.matched_count == len(plain)
+
+
+@fast
+@given(entries, st.data())
+def test_every_planted_variance_is_found_and_none_invented(
+    plain: list[JournalDocument], data: st.DataObject
+) -> None:
+    """Per entry, exactly the planted kinds; per period and account, exactly the control
+    totals a plain sum says differ."""
+    sf: list[Document] = []
+    erp: list[Document] = []
+    planted: set[tuple[FindingKind, str]] = set()
+    for e in plain:
+        kind = data.draw(st.sampled_from(PLANTABLE))
+        _plant(e, kind, sf, erp)
+        if kind is not None:
+            planted.add((kind, e.ref))
+    result = _revenue(sf, erp)
+    per_entry = {
+        (f.kind, f.ref) for f in result.findings if f.kind is not FindingKind.CONTROL_TOTAL
+    }
+    totals = {f.ref for f in result.findings if f.kind is FindingKind.CONTROL_TOTAL}
+    assert per_entry == planted
+    assert totals == _control_totals(sf, erp)
+    assert all(f.subject_prefixes == () for f in result.findings if f.ref in totals)
+
+
+def test_a_manual_journal_in_a_revenue_account_moves_only_the_control_total() -> None:
+    """A journal entered by hand in the ERP is no entry's, but it changes the period's total."""
+    entry = _entry("a0R1", Decimal("100.00"), "USD", 3)
+    manual = dataclasses.replace(
+        _journal(entry), key="gl-manual", ref="erp:gl-manual", lines=_scaled(entry, Decimal("0.5"))
+    )
+    result = _revenue([entry], [_journal(entry), manual])
+    assert {(f.kind, f.ref, f.difference) for f in result.findings} == {
+        (FindingKind.CONTROL_TOTAL, f"2026-10|{DEFERRED}|USD", Decimal("50.00")),
+        (FindingKind.CONTROL_TOTAL, f"2026-10|{REVENUE}|USD", Decimal("-50.00")),
+    }
+    assert result.matched_count == 1
