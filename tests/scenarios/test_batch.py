@@ -118,3 +118,39 @@ def test_batch_run_now_for_one_class_with_a_bad_row(ledger: Ledger, tmp_path: Pa
     assert report.failed == len(in_closed)
     assert report.delivered == report.items - report.failed - report.parked
     assert all(erp.count("journal", e["source_id"]) == 0 for e in in_closed)
+
+
+def test_batch_outcomes_count_in_the_workers_totals_like_real_time_ones(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """`worker --until-idle` totals include what a batch delivered or dead-lettered, and the
+    batch's one import call is counted in the API cost."""
+    erp = FakeErp()
+    worker, envs, clock = _setup(ledger, tmp_path, erp, n=200, seed=3)
+    periods = sorted({e["data"]["period"] for e in envs if e["type"] == "revenue.recognized"})
+    erp.closed_periods.add(periods[0])
+    asyncio.run(worker.run_until_idle())
+    before = worker.stats.as_dict()
+    report = asyncio.run(worker.batch.run("revenue.recognized", now=clock.now(), force=True))  # type: ignore[union-attr]
+    customers = asyncio.run(worker.batch.run("customer.upserted", now=clock.now(), force=True))  # type: ignore[union-attr]
+    assert report.failed > 0
+    assert customers.delivered > 0
+    delivered = report.delivered + customers.delivered
+    assert worker.stats.delivered - before["delivered"] == delivered
+    assert worker.stats.dead_lettered - before["dead_lettered"] == report.failed
+    assert worker.api_calls[("erp", "revenue.recognized", "batch")] == 1
+    assert worker.api_calls[("erp", "customer.upserted", "batch")] == 1
+    with ledger.engine.connect() as conn:
+        states = {
+            (t, s)
+            for (t, s) in conn.execute(
+                select(events.c.type, deliveries.c.state)
+                .join(events, events.c.id == deliveries.c.event_id)
+                .where(events.c.type.in_(["revenue.recognized", "customer.upserted"]))
+            )
+        }
+    # Flushed: nothing left in flight.
+    assert states == {
+        ("revenue.recognized", "dead_letter"),
+        ("customer.upserted", "delivered"),
+    }

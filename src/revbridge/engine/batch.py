@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, select, text, update
 
@@ -38,6 +38,9 @@ from revbridge.engine.dispatch import plan_for
 from revbridge.engine.ports import BatchItem, BatchPort, ErpPort
 from revbridge.engine.queue import Claimed, _ts
 from revbridge.store.schema import batch_items, batches, deliveries, events
+
+if TYPE_CHECKING:
+    from revbridge.engine.worker import Worker
 
 _CLAIM_BATCH_SQL = """
 UPDATE deliveries
@@ -103,9 +106,10 @@ def manifest_for(
 
 
 class BatchRunner:
-    """Runs batch classes through a worker's queue, targets and outcome recording."""
+    """Runs batch classes through a worker's queue and targets; what becomes of each item is
+    reported through the worker's ``OutcomeSink`` interface, like a real-time round."""
 
-    def __init__(self, worker: Any, batch_dir: Path, *, batch_size: int = 1000) -> None:
+    def __init__(self, worker: Worker, batch_dir: Path, *, batch_size: int = 1000) -> None:
         self.worker = worker
         self.queue = worker.queue
         self.batch_dir = batch_dir
@@ -176,19 +180,19 @@ class BatchRunner:
             refs = self.queue.resolve(target_name, plan.needs)
             missing = [r for r in plan.needs if r not in refs and r not in in_batch]
             if missing:
-                self.worker._park(target, c, missing[0])
+                self.worker.record_parked(target, c, missing[0])
                 report.parked += 1
                 continue
             if c.outcome_unknown and plan.kind is not None:
                 found = await port.find(plan.kind, plan.external_ref)
                 if found is not None:
-                    self.worker._out.delivered.append((c, target_name, found.erp_id))
+                    self.worker.record_delivered(target, c, found.erp_id)
                     report.found_existing += 1
                     report.delivered += 1
                     continue
             pending.append((c, data, plan.external_ref, refs))
         if not pending:
-            self.worker.flush()
+            self.worker.flush_outcomes()
             return report
         kind = plan_for(pending[0][1], pending[0][0].idempotency_key).kind
         assert kind is not None
@@ -203,33 +207,33 @@ class BatchRunner:
             target_name, event_type, content, manifest, pending, now
         )
         report.batch_id, report.file_path, report.manifest = batch_id, str(path), manifest
-        self.worker.api_calls[(target_name, event_type, "batch")] += 1
+        self.worker.count_call(target, event_type, "batch")
         try:
             outcomes = {o.external_ref: o for o in await port.submit_batch(kind, content, manifest)}
         except Exception as exc:  # the whole submission failed: every item retries
             for c, *_ in pending:
-                self.worker._transient(target, c, exc)
+                self.worker.record_transient(target, c, exc)
             report.retried = len(pending)
-            self.worker.flush()
+            self.worker.flush_outcomes()
             self._finish_batch(batch_id, "failed", now, {"error": str(exc)})
             return report
         for c, _, ref, _ in pending:
             o = outcomes.get(ref)
             if o is not None and o.erp_id is not None:
-                self.worker._out.delivered.append((c, target_name, o.erp_id))
+                self.worker.record_delivered(target, c, o.erp_id)
                 report.delivered += 1
                 self._item(batch_id, c.event_id, "delivered", o.erp_id, None)
             elif o is not None and not o.transient:
                 error = f"batch {batch_id}: {o.error}"
-                self.worker._out.dead.append((c, error, self.worker.worker_id))
+                self.worker.record_dead(c, error)
                 report.failed += 1
                 self._item(batch_id, c.event_id, "failed", None, o.error)
             else:
                 reason = o.error if o is not None else "not in the import result"
-                self.worker._transient(target, c, RuntimeError(f"batch {batch_id}: {reason}"))
+                self.worker.record_transient(target, c, RuntimeError(f"batch {batch_id}: {reason}"))
                 report.retried += 1
                 self._item(batch_id, c.event_id, "retry", None, reason)
-        self.worker.flush()
+        self.worker.flush_outcomes()
         state = "completed" if report.failed == 0 and report.retried == 0 else "partial"
         self._finish_batch(batch_id, state, now, report.as_dict())
         return report

@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import structlog
 from sqlalchemy import Engine
@@ -71,6 +71,45 @@ class Target:
             self._slots.clear()
             sem = self._slots[loop] = asyncio.Semaphore(self.port.capabilities.concurrency_limit)
         return sem
+
+
+class OutcomeSink(Protocol):
+    """Where a delivery route (the real-time round, the batch runner) reports what became of
+    each delivery it claimed.
+
+    Reports are collected in memory and written by ``flush_outcomes`` in one ledger
+    transaction (docs/decisions/0006): nothing a route reports is visible before that, and a
+    worker killed before it leaves leased deliveries that are resumed, looked up first.
+    """
+
+    def record_delivered(self, target: Target, c: Claimed, external_id: str) -> None:
+        """``c`` is in ``target`` as ``external_id``."""
+        ...
+
+    def record_dead(self, c: Claimed, reason: str) -> None:
+        """``c`` can never be delivered as it is: to the dead-letter queue with ``reason``."""
+        ...
+
+    def record_transient(self, target: Target, c: Claimed, exc: Exception) -> None:
+        """``c`` failed in a way that may pass: retry after a backoff (``Retry-After``
+        honoured), or dead-letter it when its attempts or age are used up."""
+        ...
+
+    def record_parked(self, target: Target, c: Claimed, waits_for: str) -> None:
+        """``c`` waits for ``waits_for`` to be in ``target`` (expedited if batch-class)."""
+        ...
+
+    def record_released(self, c: Claimed) -> None:
+        """``c`` was not attempted (circuit open): back to pending, attempts unchanged."""
+        ...
+
+    def count_call(self, target: Target, event_type: str, pattern: str) -> None:
+        """One external call, for the API cost counters."""
+        ...
+
+    def flush_outcomes(self) -> None:
+        """Write every outcome reported since the last flush, in one transaction."""
+        ...
 
 
 @dataclass(slots=True)
@@ -286,10 +325,26 @@ class Worker:
         out, self._out = self._out, Outcomes(self.worker_id)
         self.queue.record(out, now=self.clock.now())
 
-    def flush(self) -> None:
+    # ------------------------------------------------------------------ outcome sink
+
+    def flush_outcomes(self) -> None:
         """Write outcomes collected outside ``deliver_round`` (the batch runner's)."""
         out, self._out = self._out, Outcomes(self.worker_id)
         self.queue.record(out, now=self.clock.now())
+
+    def record_delivered(self, target: Target, c: Claimed, external_id: str) -> None:
+        self._out.delivered.append((c, target.name, external_id))
+        self.stats.delivered += 1
+
+    def record_dead(self, c: Claimed, reason: str) -> None:
+        self._out.dead.append((c, reason, self.worker_id))
+        self.stats.dead_lettered += 1
+
+    def record_released(self, c: Claimed) -> None:
+        self._out.released.append(c)
+
+    def count_call(self, target: Target, event_type: str, pattern: str) -> None:
+        self.api_calls[(target.name, event_type, pattern)] += 1
 
     async def _guarded(
         self, target: Target, c: Claimed, data: Any, plan: Plan, refs: dict[str, str]
@@ -304,7 +359,7 @@ class Worker:
         bound = log.bind(event_id=c.event_id, type=c.type, attempt=c.attempt, target=target.name)
         missing = [ref for ref in plan.needs if ref not in refs]
         if missing:
-            self._park(target, c, missing[0])
+            self.record_parked(target, c, missing[0])
             bound.debug("parked", waits_for=missing[0])
             return
         if plan.creates_document and c.subject_ref in refs and not c.outcome_unknown:
@@ -312,13 +367,12 @@ class Worker:
                 f"{c.subject_ref} is already in {target.name} as {refs[c.subject_ref]}; "
                 "a posted document is never changed: send a credit memo or a reversal"
             )
-            self._out.dead.append((c, reason, self.worker_id))
-            self.stats.dead_lettered += 1
+            self.record_dead(c, reason)
             return
 
         probing = target.breaker.state is not CircuitState.CLOSED
         if not target.breaker.allow(now):
-            self._out.released.append(c)  # circuit open: not attempted, attempts unchanged
+            self.record_released(c)  # circuit open: not attempted, attempts unchanged
             return
         try:
             if target.bucket is not None:
@@ -328,25 +382,23 @@ class Worker:
             # The system answered (it is up), or a business rule refused the record: retrying
             # the same request cannot help.
             target.breaker.record_success()
-            self._out.dead.append((c, f"terminal: {exc}", self.worker_id))
-            self.stats.dead_lettered += 1
+            self.record_dead(c, f"terminal: {exc}")
             bound.warning("dead_letter", error=str(exc))
         except Exception as exc:  # unknown errors are transient: docs/decisions/0004
             if probing:
                 # A failed probe says the system is still down, nothing about this event:
                 # it keeps its attempts, so an outage of days dead-letters nothing.
                 target.breaker.record_failure(self.clock.now())
-                self._out.released.append(c)
+                self.record_released(c)
                 bound.debug("probe_failed", error=str(exc))
                 return
-            self._transient(target, c, exc)
+            self.record_transient(target, c, exc)
             bound.debug("retry", error=str(exc))
         else:
             target.breaker.record_success()
             if target.bucket is not None:
                 target.bucket.succeeded()
-            self._out.delivered.append((c, target.name, external_id))
-            self.stats.delivered += 1
+            self.record_delivered(target, c, external_id)
 
     async def _call(
         self,
@@ -374,7 +426,7 @@ class Worker:
             return await call_erp(erp, data, ref, refs)  # type: ignore[arg-type]
         return await call_salesforce(cast(SalesforcePort, port), data, ref)  # type: ignore[arg-type]
 
-    def _transient(self, target: Target, c: Claimed, exc: Exception) -> None:
+    def record_transient(self, target: Target, c: Claimed, exc: Exception) -> None:
         now = self.clock.now()
         target.breaker.record_failure(now)
         retry_after = exc.retry_after if isinstance(exc, TransientError) else None
@@ -383,14 +435,13 @@ class Worker:
         error = f"{type(exc).__name__}: {exc}"
         give_up = self.settings.retry.exhausted(c.attempt, c.received_at, now)
         if give_up:
-            self._out.dead.append((c, f"{give_up}; last error: {error}", self.worker_id))
-            self.stats.dead_lettered += 1
+            self.record_dead(c, f"{give_up}; last error: {error}")
             return
         delay = self.settings.retry.delay(c.attempt, self.rng, retry_after)
         self._out.retries.append((c, now + delay, error))
         self.stats.retried += 1
 
-    def _park(self, target: Target, c: Claimed, waits_for: str) -> None:
+    def record_parked(self, target: Target, c: Claimed, waits_for: str) -> None:
         now = self.clock.now()
         if self.queue.expedite(
             target=target.name,
