@@ -18,8 +18,10 @@ Idempotency. Every record the hub writes carries ``externalId = <prefix><source 
 * ``find(kind, ref)`` is ``GET .../eid:...``, which the engine calls before creating again
   after an attempt whose outcome it does not know.
 
-Concurrency. Requests pass an in-process semaphore and, when a PostgreSQL engine is given,
-one of N cross-process advisory-lock slots (``slots.py``).
+Concurrency. Requests pass an in-process semaphore and, when the hub's engine is given, the
+engine's generic slots for the account's scope (``revbridge.engine.concurrency``: advisory
+locks across processes on PostgreSQL). The worker holds the same slots around each delivery,
+so a delivery's requests take none twice, and capture and read-back count too.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from revbridge.core.events import (
     PaymentReceived,
     RevenueRecognized,
 )
-from revbridge.engine.ports import Capabilities, ErpRecord, RecordKind
+from revbridge.engine.concurrency import Slots, slots_for
+from revbridge.engine.ports import Capabilities, ErpRecord, ReadbackKind, ReadPage, RecordKind
 from revbridge.errors import TerminalError
 from revbridge.netsuite import mapping
 from revbridge.netsuite.capture import (
@@ -48,6 +51,7 @@ from revbridge.netsuite.capture import (
     ArInvoice,
     Capture,
     GlLine,
+    IncrementalRead,
     Payment,
     Readback,
 )
@@ -58,7 +62,6 @@ from revbridge.netsuite.client import (
     location_id,
 )
 from revbridge.netsuite.config import NetSuiteConfig
-from revbridge.netsuite.slots import PgAdvisorySlots, Slots
 
 RECORD_TYPES: Mapping[RecordKind, str] = {
     RecordKind.CUSTOMER: "customer",
@@ -88,17 +91,20 @@ class NetSuiteErp:
         name: str = "netsuite",
     ) -> None:
         self.config = config
-        if slots is None and engine is not None and engine.dialect.name == "postgresql":
-            slots = PgAdvisorySlots(
+        if slots is None and engine is not None:
+            # The engine's generic limit, in the scope of the account: the worker holds the
+            # same slots around each delivery, and a request made inside one takes no second.
+            slots = slots_for(
                 engine,
-                account_id=config.account_id,
                 limit=config.concurrency_limit,
+                scope=self.concurrency_scope(config),
                 wait=config.slot_wait,
             )
         self.http = NetSuiteHttp(config, slots=slots, transport=transport)
         self.name = name
         self._capture = Capture(self.http, config)
         self._readback = Readback(self.http, config)
+        self._incremental = IncrementalRead(self.http, config)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -106,10 +112,16 @@ class NetSuiteErp:
             name=self.name,
             batch_size=self.config.batch_size,
             concurrency_limit=self.config.concurrency_limit,
+            concurrency_scope=self.concurrency_scope(self.config),
             idempotency="external_id",
             batch_formats=("netsuite-csv",),
             can_close_periods=False,
         )
+
+    @staticmethod
+    def concurrency_scope(config: NetSuiteConfig) -> str:
+        """The account-wide limit is per NetSuite account, whoever in the hub calls it."""
+        return f"netsuite:{config.account_id}"
 
     def external_id(self, external_ref: str) -> str:
         return mapping.external_id(self.config.external_id_prefix, external_ref)
@@ -319,3 +331,7 @@ class NetSuiteErp:
 
     async def gl_lines_for_period(self, period: str) -> tuple[GlLine, ...]:
         return await self._readback.gl_lines_for_period(period)
+
+    async def read(self, kind: ReadbackKind, after: str | None, limit: int) -> ReadPage:
+        """``ReadbackPort``: what changed after ``after``, for reconciliation."""
+        return await self._incremental.read(kind, after, limit)

@@ -9,8 +9,9 @@ totals catch them.
 
 Control totals: per accounting period, GL account and currency, the net (debit minus credit)
 of the Salesforce entries' lines against the net of the ERP's GL lines in the same account,
-over the accounts the Salesforce entries use. A ``control_total`` finding's ``ref`` is
-``<period>|<account>|<currency>``; it concerns no single record.
+over the accounts the Salesforce entries use. Accounts are the same when their numbers (the
+first word of the name) are: the two charts name them differently. A ``control_total``
+finding's ``ref`` is ``<period>|<account>|<currency>``; it concerns no single record.
 
 Inputs are table or view names on one DuckDB connection with the read-back store's journal
 line columns (``key, ref, doc_type, customer_ref, currency, period, doc_date, line, account,
@@ -92,21 +93,26 @@ FROM {lines} {where} GROUP BY key, ref
 
 
 def _control_sql(source_lines: str, erp_lines: str, tol: str) -> str:
+    # Accounts compare by number (the first word): "4000 Subscription Revenue" in Salesforce
+    # is "4000 Revenue - Subscriptions" in the ERP's chart; the finding shows Salesforce's name.
     return f"""
 WITH s AS (
-  SELECT period, account, currency, sum(debit) - sum(credit) AS net
-  FROM {source_lines} GROUP BY ALL
+  SELECT period, split_part(account, ' ', 1) AS number, min(account) AS account, currency,
+         sum(debit) - sum(credit) AS net
+  FROM {source_lines} GROUP BY period, number, currency
 ),
 e AS (
-  SELECT period, account, currency, sum(debit) - sum(credit) AS net
-  FROM {erp_lines} WHERE account IN (SELECT account FROM s) GROUP BY ALL
+  SELECT period, split_part(account, ' ', 1) AS number, min(account) AS account, currency,
+         sum(debit) - sum(credit) AS net
+  FROM {erp_lines} WHERE split_part(account, ' ', 1) IN (SELECT number FROM s)
+  GROUP BY period, number, currency
 ),
 j AS (
   SELECT coalesce(s.period, e.period) AS period, coalesce(s.account, e.account) AS account,
     coalesce(s.currency, e.currency) AS currency, coalesce(s.net, 0) AS s_net,
     coalesce(e.net, 0) AS e_net
   FROM s FULL OUTER JOIN e
-    ON e.period = s.period AND e.account = s.account AND e.currency = s.currency
+    ON e.period = s.period AND e.number = s.number AND e.currency = s.currency
 )
 SELECT period || '|' || account || '|' || j.currency, j.currency, s_net, e_net,
   e_net - s_net,

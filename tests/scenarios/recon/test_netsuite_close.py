@@ -1,0 +1,164 @@
+"""Month-end close against the NetSuite sandbox: the hub delivers October, the controller
+reconciles it clean; an accountant then edits NetSuite, and the next run names each change.
+
+NetSuite is read back incrementally over SuiteQL (``lastmodifieddate`` keyset pages); the
+second run reads only the records the accountant touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from revbridge.clock import ManualClock
+from revbridge.codec import decode_payload
+from revbridge.config import parse_config
+from revbridge.core.events import EventType
+from revbridge.core.policy import EventPolicy, Pattern, build_policy
+from revbridge.engine.ports import RecordKind
+from revbridge.engine.worker import Target, Worker
+from revbridge.generate import generate_events
+from revbridge.netsuite.adapter import NetSuiteErp
+from revbridge.netsuite.sandbox import RunningSandbox
+from revbridge.recon.match import FindingKind
+from revbridge.recon.period import PeriodRecon, reconcile_period
+from revbridge.recon.readback import ReadbackStore, RefreshReport
+from revbridge.services.ingest import ingest_lines
+from revbridge.store.ledger import Ledger
+from revbridge.testing import FakeSalesforce
+from tests.contract.netsuite_adapter.conftest import GL_ACCOUNTS, Admin, connector_config
+
+OCTOBER = {"start": date(2026, 10, 1), "end": date(2026, 11, 1)}
+NOW = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
+SF_TYPES = {"invoice.posted", "credit_memo.issued", "payment.received", "revenue.recognized"}
+
+
+def _findings(run: PeriodRecon) -> set[tuple[str, FindingKind, str]]:
+    return {
+        (r.name, f.finding.kind, f.finding.ref)
+        for r in run.reconciliations
+        for f in r.findings
+        if not f.finding.within_tolerance
+    }
+
+
+def test_netsuite_drift_after_close_is_named_exactly(
+    sandbox: RunningSandbox, admin: Admin, ledger: Ledger, tmp_path: Path
+) -> None:
+    """A clean month reconciles with no finding; a revenue journal edited by hand in NetSuite
+    comes back as exactly its findings, and only that journal is read again."""
+    envs = [
+        e
+        for e in generate_events(90, seed=21, end=datetime(2026, 11, 1, tzinfo=UTC))
+        if e["type"] != "erp.payment.received"  # cash from the ERP is the fake story's
+    ]
+    overrides = {
+        t: EventPolicy(type=t, pattern=Pattern.REALTIME, schedule=None, rationale="test")
+        for t in (EventType.REVENUE_RECOGNIZED, EventType.CUSTOMER_UPSERTED)
+    }
+    clock = ManualClock(NOW)
+    lines = [json.dumps(e).encode() for e in envs]
+    assert ingest_lines(ledger, lines, policy=build_policy(overrides), origin="t", clock=clock)
+    sf_state = tmp_path / "sf.json"
+    sf = FakeSalesforce(state_file=sf_state)
+    for e in envs:
+        if e["type"] in SF_TYPES:
+            sf.record(decode_payload(EventType(e["type"]), json.dumps(e["data"])))  # type: ignore[arg-type]
+
+    async def deliver() -> None:
+        erp = NetSuiteErp(connector_config(sandbox))
+        worker = Worker(
+            ledger.engine,
+            {"erp": Target("erp", erp), "salesforce": Target("salesforce", sf)},
+            clock=clock,
+            seed=1,
+        )
+        stats = await worker.run_until_idle()
+        assert stats.dead_lettered == 0
+        await erp.close()
+        await sf.close()
+
+    asyncio.run(deliver())
+    reports: list[RefreshReport] = []
+
+    async def refresh(store: ReadbackStore, at: datetime) -> None:
+        erp = NetSuiteErp(connector_config(sandbox))
+        try:
+            reports.append(await store.refresh("erp", erp, now=at, page_size=25))
+        finally:
+            await erp.close()
+        reports.append(
+            await store.refresh("sf", FakeSalesforce(state_file=sf_state), now=at, page_size=25)
+        )
+
+    settings = parse_config({}, None, tmp_path)
+    first = reconcile_period(
+        settings, ledger.engine, scope="monthly", refresher=refresh, now=NOW, **OCTOBER
+    )
+    assert _findings(first) == set()
+    invoices = [e for e in envs if e["type"] == "invoice.posted"]
+    assert first.of("ar").result.matched_count == len(invoices) + sum(
+        1 for e in envs if e["type"] == "credit_memo.issued"
+    )
+    assert first.of("revenue").result.matched_count == sum(
+        1 for e in envs if e["type"] == "revenue.recognized"
+    )
+
+    # The accountant doubles a revenue journal's amounts in NetSuite.
+    changed = _edit_netsuite(admin, sandbox, envs)
+    reports.clear()
+    second = reconcile_period(
+        settings, ledger.engine, scope="monthly", refresher=refresh, now=NOW, **OCTOBER
+    )
+    erp_read = next(r for r in reports if r.side == "erp")
+    assert erp_read.documents == {"ar": 0, "payments": 0, "journals": 1}
+    assert _findings(second) == changed
+
+
+def _edit_netsuite(
+    admin: Admin, sandbox: RunningSandbox, envs: list[dict[str, Any]]
+) -> set[tuple[str, FindingKind, str]]:
+    """Change one journal's amounts through the REST API, as an accountant would."""
+    entry = next(e for e in envs if e["type"] == "revenue.recognized")
+    ref = entry["source_id"]
+    erp = NetSuiteErp(connector_config(sandbox))
+
+    async def edit() -> None:
+        found = await erp.find(RecordKind.JOURNAL, ref)
+        assert found is not None
+        doubled = [
+            {
+                "account": {"id": _account_id(line["account"])},
+                **(
+                    {"debit": Decimal(line["debit"]) * 2}
+                    if Decimal(line["debit"])
+                    else {"credit": Decimal(line["credit"]) * 2}
+                ),
+            }
+            for line in entry["data"]["lines"]
+        ]
+        await erp.http.read(
+            "PATCH",
+            f"/record/v1/journalEntry/{found.erp_id}",
+            body={"line": {"items": doubled}},
+            params={"replace": "line"},
+        )
+        await erp.close()
+
+    asyncio.run(edit())
+    currency = entry["data"]["lines"][0]["currency"]
+    return {
+        ("revenue", FindingKind.AMOUNT, ref),
+        # The replaced lines carry no customer, as the accountant keyed them: reported too.
+        ("revenue", FindingKind.CUSTOMER, ref),
+        ("revenue", FindingKind.CONTROL_TOTAL, f"2026-10|2400 Deferred Revenue|{currency}"),
+        ("revenue", FindingKind.CONTROL_TOTAL, f"2026-10|4000 Subscription Revenue|{currency}"),
+    }
+
+
+def _account_id(account: str) -> str:
+    return GL_ACCOUNTS[account.split(" ", 1)[0]]
