@@ -20,24 +20,19 @@ from typing import Any
 
 import pytest
 
-from revbridge.clock import ManualClock
 from revbridge.codec import decode_payload
 from revbridge.config import Settings, parse_config
 from revbridge.core.events import EventType
-from revbridge.core.policy import EventPolicy, Pattern, build_policy
 from revbridge.engine.ports import ArDocument, ReadbackKind
-from revbridge.engine.worker import Target, Worker
 from revbridge.generate import generate_events
 from revbridge.recon.match import FindingKind
-from revbridge.recon.period import PeriodRecon, reconcile_period
-from revbridge.services.ingest import ingest_lines
+from revbridge.recon.period import reconcile_period
 from revbridge.store.ledger import Ledger
 from revbridge.testing import FakeSalesforce
 from revbridge.testing.fakes import FakeErp
+from tests.scenarios.recon.story import NOW, SF_TYPES, deliver, findings
 
 OCTOBER = (date(2026, 10, 1), date(2026, 11, 1))
-NOW = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
-SF_TYPES = {"invoice.posted", "credit_memo.issued", "payment.received", "revenue.recognized"}
 
 
 @pytest.fixture
@@ -52,7 +47,7 @@ def month(ledger: Ledger, tmp_path: Path) -> tuple[Settings, list[dict[str, Any]
         tmp_path,
     )
     envs = list(generate_events(400, seed=5, end=datetime(2026, 11, 1, tzinfo=UTC)))
-    deliver(ledger, settings, envs, record_in_salesforce=True)
+    _deliver(ledger, settings, envs, record_in_salesforce=True)
     erp = FakeErp(state_file=settings.path_in_base("erp.json"))
     for e in envs:
         if e["type"] == "erp.payment.received":
@@ -62,7 +57,7 @@ def month(ledger: Ledger, tmp_path: Path) -> tuple[Settings, list[dict[str, Any]
     return settings, envs
 
 
-def deliver(
+def _deliver(
     ledger: Ledger,
     settings: Settings,
     envs: list[dict[str, Any]],
@@ -70,49 +65,16 @@ def deliver(
     record_in_salesforce: bool,
     run_worker: bool = True,
 ) -> None:
-    """Ingest ``envs`` (every type real-time), put the Salesforce ones in the org, deliver."""
-    overrides = {
-        t: EventPolicy(type=t, pattern=Pattern.REALTIME, schedule=None, rationale="test")
-        for t in (EventType.REVENUE_RECOGNIZED, EventType.CUSTOMER_UPSERTED)
-    }
-    clock = ManualClock(NOW)
-    ingest_lines(
-        ledger,
-        [json.dumps(e).encode() for e in envs],
-        policy=build_policy(overrides),
-        origin="test",
-        clock=clock,
-    )
     erp = FakeErp(state_file=settings.path_in_base("erp.json"))
     sf = FakeSalesforce(state_file=settings.path_in_base("sf.json"))
-    if record_in_salesforce:
-        for e in envs:
-            if e["type"] in SF_TYPES:
-                sf.record(decode_payload(EventType(e["type"]), json.dumps(e["data"])))  # type: ignore[arg-type]
-
-    async def run() -> None:
-        if run_worker:
-            worker = Worker(
-                ledger.engine,
-                {"erp": Target("erp", erp), "salesforce": Target("salesforce", sf)},
-                clock=clock,
-                seed=1,
-            )
-            stats = await worker.run_until_idle()
-            assert stats.dead_lettered == 0
-        await erp.close()
-        await sf.close()
-
-    asyncio.run(run())
-
-
-def findings(run: PeriodRecon) -> set[tuple[str, FindingKind, str]]:
-    return {
-        (r.name, f.finding.kind, f.finding.ref)
-        for r in run.reconciliations
-        for f in r.findings
-        if not f.finding.within_tolerance
-    }
+    deliver(
+        ledger,
+        erp,
+        sf,
+        envs,
+        record_in_salesforce=record_in_salesforce,
+        run_worker=run_worker,
+    )
 
 
 def test_a_month_delivered_in_full_reconciles_clean(
@@ -183,7 +145,7 @@ def test_drift_is_found_exactly_and_a_late_delivery_clears_itself(
     late["data"] = dict(
         late["data"], invoice_id=late_ref, invoice_number="INV-LATE", invoice_date="2026-10-31"
     )
-    deliver(ledger, settings, [late], record_in_salesforce=True, run_worker=False)
+    _deliver(ledger, settings, [late], record_in_salesforce=True, run_worker=False)
 
     run = reconcile_period(
         settings, ledger.engine, scope="monthly", start=OCTOBER[0], end=OCTOBER[1], now=NOW
@@ -208,7 +170,7 @@ def test_drift_is_found_exactly_and_a_late_delivery_clears_itself(
     assert states[entry["source_id"]].hub.subject_ref == f"revenue:{entry['source_id']}"
     assert states[f"2026-10|4000 Subscription Revenue|{currency}"].hub.state == "not a record"
 
-    deliver(ledger, settings, [], record_in_salesforce=False)  # the worker delivers it
+    _deliver(ledger, settings, [], record_in_salesforce=False)  # the worker delivers it
     again = reconcile_period(
         settings, ledger.engine, scope="monthly", start=OCTOBER[0], end=OCTOBER[1], now=NOW
     )

@@ -8,42 +8,25 @@ second run reads only the records the accountant touched.
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from revbridge.clock import ManualClock
-from revbridge.codec import decode_payload
 from revbridge.config import parse_config
-from revbridge.core.events import EventType
-from revbridge.core.policy import EventPolicy, Pattern, build_policy
 from revbridge.engine.ports import RecordKind
-from revbridge.engine.worker import Target, Worker
 from revbridge.generate import generate_events
 from revbridge.netsuite.adapter import NetSuiteErp
 from revbridge.netsuite.sandbox import RunningSandbox
 from revbridge.recon.match import FindingKind
-from revbridge.recon.period import PeriodRecon, reconcile_period
+from revbridge.recon.period import reconcile_period
 from revbridge.recon.readback import ReadbackStore, RefreshReport
-from revbridge.services.ingest import ingest_lines
 from revbridge.store.ledger import Ledger
 from revbridge.testing import FakeSalesforce
 from tests.contract.netsuite_adapter.conftest import GL_ACCOUNTS, Admin, connector_config
+from tests.scenarios.recon.story import NOW, deliver, findings
 
 OCTOBER = {"start": date(2026, 10, 1), "end": date(2026, 11, 1)}
-NOW = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
-SF_TYPES = {"invoice.posted", "credit_memo.issued", "payment.received", "revenue.recognized"}
-
-
-def _findings(run: PeriodRecon) -> set[tuple[str, FindingKind, str]]:
-    return {
-        (r.name, f.finding.kind, f.finding.ref)
-        for r in run.reconciliations
-        for f in r.findings
-        if not f.finding.within_tolerance
-    }
 
 
 def test_netsuite_drift_after_close_is_named_exactly(
@@ -56,33 +39,9 @@ def test_netsuite_drift_after_close_is_named_exactly(
         for e in generate_events(90, seed=21, end=datetime(2026, 11, 1, tzinfo=UTC))
         if e["type"] != "erp.payment.received"  # cash from the ERP is the fake story's
     ]
-    overrides = {
-        t: EventPolicy(type=t, pattern=Pattern.REALTIME, schedule=None, rationale="test")
-        for t in (EventType.REVENUE_RECOGNIZED, EventType.CUSTOMER_UPSERTED)
-    }
-    clock = ManualClock(NOW)
-    lines = [json.dumps(e).encode() for e in envs]
-    assert ingest_lines(ledger, lines, policy=build_policy(overrides), origin="t", clock=clock)
     sf_state = tmp_path / "sf.json"
-    sf = FakeSalesforce(state_file=sf_state)
-    for e in envs:
-        if e["type"] in SF_TYPES:
-            sf.record(decode_payload(EventType(e["type"]), json.dumps(e["data"])))  # type: ignore[arg-type]
-
-    async def deliver() -> None:
-        erp = NetSuiteErp(connector_config(sandbox))
-        worker = Worker(
-            ledger.engine,
-            {"erp": Target("erp", erp), "salesforce": Target("salesforce", sf)},
-            clock=clock,
-            seed=1,
-        )
-        stats = await worker.run_until_idle()
-        assert stats.dead_lettered == 0
-        await erp.close()
-        await sf.close()
-
-    asyncio.run(deliver())
+    erp = NetSuiteErp(connector_config(sandbox))
+    deliver(ledger, erp, FakeSalesforce(state_file=sf_state), envs)
     reports: list[RefreshReport] = []
 
     async def refresh(store: ReadbackStore, at: datetime) -> None:
@@ -99,7 +58,7 @@ def test_netsuite_drift_after_close_is_named_exactly(
     first = reconcile_period(
         settings, ledger.engine, scope="monthly", refresher=refresh, now=NOW, **OCTOBER
     )
-    assert _findings(first) == set()
+    assert findings(first) == set()
     invoices = [e for e in envs if e["type"] == "invoice.posted"]
     assert first.of("ar").result.matched_count == len(invoices) + sum(
         1 for e in envs if e["type"] == "credit_memo.issued"
@@ -116,7 +75,7 @@ def test_netsuite_drift_after_close_is_named_exactly(
     )
     erp_read = next(r for r in reports if r.side == "erp")
     assert erp_read.documents == {"ar": 0, "payments": 0, "journals": 1}
-    assert _findings(second) == changed
+    assert findings(second) == changed
 
 
 def _edit_netsuite(
