@@ -40,11 +40,17 @@ class RecordKind(StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Capabilities:
-    """What a target system can take, declared as data so the engine can plan around it."""
+    """What a target system can take, declared as data so the engine can plan around it.
+
+    ``concurrency_limit``: calls in flight at once. With ``concurrency_scope`` (the account
+    the limit belongs to, e.g. ``netsuite:1234567``) it is shared by every hub process that
+    talks to that scope (through PostgreSQL); without one it is per process.
+    """
 
     name: str
     batch_size: int = 200
     concurrency_limit: int = 5
+    concurrency_scope: str | None = None
     rate_limit_per_s: float | None = None
     daily_call_budget: int | None = None
     idempotency: str = "external_id"  # or "search_before_create", "reference_field"

@@ -33,6 +33,7 @@ from revbridge.codec import decode_payload
 from revbridge.core.events import SPECS, Direction, EventType
 from revbridge.engine.alerts import Alerter
 from revbridge.engine.circuit import CircuitBreaker, CircuitState
+from revbridge.engine.concurrency import Slots, slots_for
 from revbridge.engine.dispatch import Plan, call_erp, call_salesforce, plan_for
 from revbridge.engine.ports import ErpPort, RecordKind, SalesforcePort
 from revbridge.engine.queue import Claimed, DeliveryQueue, Outcomes
@@ -55,22 +56,16 @@ class Target:
     port: ErpPort | SalesforcePort
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     bucket: RateBudget | None = None
-    _slots: dict[int, asyncio.Semaphore] = field(default_factory=dict, repr=False)
+    slots: Slots | None = None
 
     def __post_init__(self) -> None:
         caps = self.port.capabilities
         if self.bucket is None and caps.rate_limit_per_s:
             self.bucket = TokenBucket(caps.rate_limit_per_s)
-
-    def slots(self) -> asyncio.Semaphore:
-        """The concurrency budget, one per event loop (asyncio primitives bind to their loop,
-        and a CLI or a test may run the worker in successive loops)."""
-        loop = id(asyncio.get_running_loop())
-        sem = self._slots.get(loop)
-        if sem is None:
-            self._slots.clear()
-            sem = self._slots[loop] = asyncio.Semaphore(self.port.capabilities.concurrency_limit)
-        return sem
+        if self.slots is None:
+            # In this process only; ``services.targets`` passes the ledger so that a declared
+            # ``concurrency_scope`` is shared by every process on PostgreSQL.
+            self.slots = slots_for(None, limit=caps.concurrency_limit, scope=caps.concurrency_scope)
 
 
 class OutcomeSink(Protocol):
@@ -349,8 +344,17 @@ class Worker:
     async def _guarded(
         self, target: Target, c: Claimed, data: Any, plan: Plan, refs: dict[str, str]
     ) -> None:
-        async with target.slots():
-            await self._deliver(target, c, data, plan, refs)
+        assert target.slots is not None
+        entered = False
+        try:
+            async with target.slots.hold():
+                entered = True
+                await self._deliver(target, c, data, plan, refs)
+        except RateLimited:
+            if entered:
+                raise
+            # No slot freed up in time (other processes hold them all): not attempted.
+            self.record_released(c)
 
     async def _deliver(
         self, target: Target, c: Claimed, data: Any, plan: Plan, refs: dict[str, str]

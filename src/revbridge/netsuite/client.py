@@ -39,9 +39,9 @@ from oauthlib.oauth1 import (  # type: ignore[import-untyped]  # oauthlib ships 
 )
 from oauthlib.oauth1 import Client as OAuth1Client
 
+from revbridge.engine.concurrency import LocalSlots, Slots
 from revbridge.errors import RateLimited, TerminalError, TransientError
 from revbridge.netsuite.config import NetSuiteConfig
-from revbridge.netsuite.slots import LocalSlots, Slots
 
 JsonObject = dict[str, Any]
 _RATE_CODES = frozenset({"CONCURRENCY_LIMIT_EXCEEDED", "SSS_REQUEST_LIMIT_EXCEEDED"})

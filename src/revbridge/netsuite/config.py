@@ -46,7 +46,7 @@ class NetSuiteConfig:
     account id in its original form (``1234567_SB1``).
 
     ``concurrency_limit`` is the share of the account concurrency limit this integration
-    may use, across all its workers and processes (see ``slots.py``).
+    may use, across all its workers and processes (``revbridge.engine.concurrency``).
 
     ``currency_map``: ISO code -> currency internal id. ``gl_account_map``: the account
     string of a canonical journal line (``"4000 Subscription Revenue"``) or its number ->

@@ -11,13 +11,16 @@ from revbridge.clock import Clock, SystemClock
 from revbridge.config import Settings
 from revbridge.engine.alerts import Alerter, AlertRules, AppriseNotifier, LogNotifier, Notifier
 from revbridge.engine.circuit import CircuitBreaker
+from revbridge.engine.concurrency import Slots, slots_for
 from revbridge.engine.ports import ErpPort, SalesforcePort
 from revbridge.engine.ratelimit import PgTokenBucket, RateBudget, TokenBucket
 from revbridge.engine.retry import RetryPolicy
 from revbridge.engine.worker import Target, Worker, WorkerSettings
 
 
-def build_erp(settings: Settings) -> ErpPort:
+def build_erp(settings: Settings, engine: Engine | None = None) -> ErpPort:
+    """The configured ERP adapter. ``engine``: the ledger, through which an adapter with an
+    account-wide concurrency limit shares it with every hub process (on PostgreSQL)."""
     erp = settings.raw.erp
     if erp.kind == "tryton":
         from revbridge.tryton.adapter import TrytonErp
@@ -36,7 +39,8 @@ def build_erp(settings: Settings) -> ErpPort:
         return NetSuiteErp(
             NetSuiteConfig.from_env(
                 **{k: v for k, v in ns.model_dump().items() if v not in (None, {})}
-            )
+            ),
+            engine=engine,
         )
     from revbridge.testing.fakes import FakeErp, Faults
 
@@ -139,19 +143,25 @@ def build_worker(
             return PgTokenBucket(engine, f"{name}:{port.capabilities.name}", rate)
         return TokenBucket(rate)
 
-    erp_port, sf_port = build_erp(settings), build_salesforce(settings)
+    def slots(port: ErpPort | SalesforcePort) -> Slots:
+        caps = port.capabilities  # a declared scope is shared by every process on PostgreSQL
+        return slots_for(engine, limit=caps.concurrency_limit, scope=caps.concurrency_scope)
+
+    erp_port, sf_port = build_erp(settings, engine), build_salesforce(settings)
     targets = {
         "erp": Target(
             "erp",
             erp_port,
             breaker=breaker(),
             bucket=budget("erp", erp_port, settings.raw.erp.rate_limit_per_s),
+            slots=slots(erp_port),
         ),
         "salesforce": Target(
             "salesforce",
             sf_port,
             breaker=breaker(),
             bucket=budget("salesforce", sf_port, settings.raw.salesforce.rate_limit_per_s),
+            slots=slots(sf_port),
         ),
     }
     a = settings.raw.alerts

@@ -10,8 +10,8 @@ from revbridge.engine.ports import RecordKind
 from revbridge.errors import RateLimited
 from revbridge.netsuite.adapter import NetSuiteErp
 from revbridge.netsuite.sandbox import RunningSandbox
-from revbridge.netsuite.slots import PgAdvisorySlots
 from revbridge.store.db import create_store_engine
+from revbridge.store.slots import PgAdvisorySlots
 from tests.contract.netsuite_adapter.conftest import Admin, connector_config, run
 
 pytestmark = pytest.mark.pg
