@@ -322,3 +322,4 @@ rate_buckets = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
 )
 from revbridge.store import tables_engine as tables_engine  # noqa: E402  (registers its tables)
+from revbridge.store import tables_ops as tables_ops  # noqa: E402  (registers its tables)
