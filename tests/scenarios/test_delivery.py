@@ -43,13 +43,7 @@ def _realtime_to_erp(envs: list[dict]) -> list[dict]:
     ]
 
 
-def test_every_real_time_event_reaches_the_erp_exactly_once(ledger: Ledger) -> None:
-    """Invoices pull their customer ahead of the nightly batch; payments follow invoices."""
-    clock = ManualClock(START)
-    envs = list(generate_events(400, seed=5))
-    _ingest(ledger, envs, clock)
-    erp, sf = FakeErp(), FakeSalesforce()
-    stats = asyncio.run(_worker(ledger, erp, sf, clock).run_until_idle())
+def _assert_each_real_time_event_once(erp: FakeErp, envs: list[dict]) -> None:
     for e in _realtime_to_erp(envs):
         kind = {
             "invoice.posted": "invoice",
@@ -57,6 +51,16 @@ def test_every_real_time_event_reaches_the_erp_exactly_once(ledger: Ledger) -> N
             "credit_memo.issued": "credit_memo",
         }[e["type"]]
         assert erp.count(kind, e["source_id"]) == 1, e["source_id"]
+
+
+def test_every_real_time_event_reaches_the_erp_exactly_once(ledger: Ledger) -> None:
+    """Invoices pull their customer ahead of the nightly batch; payments follow invoices."""
+    clock = ManualClock(START)
+    envs = list(generate_events(400, seed=5))
+    _ingest(ledger, envs, clock)
+    erp, sf = FakeErp(), FakeSalesforce()
+    stats = asyncio.run(_worker(ledger, erp, sf, clock).run_until_idle())
+    _assert_each_real_time_event_once(erp, envs)
     assert erp.duplicates() == {}
     assert stats.expedited > 0  # customers went ahead of their nightly batch, just in time
     # Batch classes wait for their schedule: revenue at month-end, GL nightly.
@@ -124,13 +128,7 @@ def test_lost_responses_never_post_twice(ledger: Ledger) -> None:
         clock.advance(timedelta(minutes=31))
     assert erp.duplicates() == {}
     assert w.stats.found_existing > 0
-    for e in _realtime_to_erp(envs):
-        kind = {
-            "invoice.posted": "invoice",
-            "payment.received": "payment",
-            "credit_memo.issued": "credit_memo",
-        }[e["type"]]
-        assert erp.count(kind, e["source_id"]) == 1
+    _assert_each_real_time_event_once(erp, envs)
     # Amounts are right, not just counts: every invoice's total matches its source.
     totals = {d.external_ref: d.total for d in erp.records("invoice")}
     for e in envs:
@@ -159,13 +157,7 @@ def test_an_erp_outage_opens_the_circuit_buffers_and_drains_after_recovery(ledge
         asyncio.run(w.run_until_idle())
     assert w.targets["erp"].breaker.state == "closed"
     assert erp.duplicates() == {}
-    for e in _realtime_to_erp(envs):
-        kind = {
-            "invoice.posted": "invoice",
-            "payment.received": "payment",
-            "credit_memo.issued": "credit_memo",
-        }[e["type"]]
-        assert erp.count(kind, e["source_id"]) == 1
+    _assert_each_real_time_event_once(erp, envs)
 
 
 def test_terminal_errors_go_to_the_dead_letter_queue_with_the_reason(ledger: Ledger) -> None:
@@ -194,3 +186,71 @@ def test_terminal_errors_go_to_the_dead_letter_queue_with_the_reason(ledger: Led
     assert all(f"period {closed} is closed" in dead[s] for s in in_closed)
     assert len(audited) == len(dead)
     assert all(erp.count("invoice", s) == 0 for s in in_closed)  # nothing half-posted
+
+
+def test_two_workers_on_postgresql_share_the_circuit_and_one_probes_at_a_time(
+    pg_url: str,
+) -> None:
+    """When one worker process opens the ERP's circuit the other stops calling too, only one
+    of them probes after the cooldown, and both resume when the probe succeeds."""
+    from revbridge.engine.circuit import CircuitBreaker
+    from revbridge.store.db import create_store_engine
+
+    clock = ManualClock(START)
+    engines = [create_store_engine(pg_url), create_store_engine(pg_url)]  # one per process
+    try:
+        envs = list(generate_events(200, seed=2))
+        _ingest(Ledger(engines[0]), envs, clock)
+        erp = FakeErp(faults=Faults(down=True))
+        a, b = (
+            Worker(
+                engine,
+                {
+                    "erp": Target(
+                        "erp",
+                        erp,
+                        breaker=CircuitBreaker(failure_threshold=3, cooldown=timedelta(minutes=5)),
+                    ),
+                    "salesforce": Target("salesforce", FakeSalesforce()),
+                },
+                clock=clock,
+                seed=n,
+                worker_id=f"w{n}",
+                settings=WorkerSettings(claim_batch=5),
+            )
+            for n, engine in enumerate(engines)
+        )
+
+        def calls() -> int:
+            return sum(erp.calls.values())
+
+        for _ in range(10):  # a meets the outage and opens the circuit
+            asyncio.run(a.step())
+            if a.targets["erp"].breaker.state == "open":
+                break
+        assert a.targets["erp"].breaker.state == "open"
+        before = calls()
+        asyncio.run(b.run_until_idle())  # b sees a's decision: it calls nobody
+        assert calls() == before
+        assert b.targets["erp"].breaker.state == "open"
+
+        clock.advance(timedelta(minutes=6))  # cooldown over: exactly one probe, by one worker
+        before = calls()
+        asyncio.run(a.step())
+        asyncio.run(b.step())
+        assert calls() - before == 1
+        assert {a.targets["erp"].breaker.state, b.targets["erp"].breaker.state} == {"open"}
+
+        erp.faults.down = False  # the ERP is back; the next probe succeeds and both resume
+        clock.advance(timedelta(minutes=6))
+        asyncio.run(b.step())
+        assert b.targets["erp"].breaker.state == "closed"
+        for w in (a, b):
+            asyncio.run(w.run_until_idle())
+        assert a.targets["erp"].breaker.state == "closed"
+        assert a.stats.delivered > 0
+        assert erp.duplicates() == {}
+        _assert_each_real_time_event_once(erp, envs)
+    finally:
+        for engine in engines:
+            engine.dispose()

@@ -1,12 +1,20 @@
 """Shared state per target system (operator pause, circuit breaker), in the ledger so that
-every worker process and the status commands see the same thing."""
+every worker process and the status commands see the same thing.
+
+The circuit is a shared *decision*: the process that opens a target's circuit publishes it,
+and every other process adopts it at its next round and stops calling too. Once the
+cooldown has passed, one process at a time wins the half-open probe (``claim_probe``, an
+atomic conditional UPDATE; a probe whose process died is taken over after ``probe_timeout``)
+and publishes the probe's verdict: closed (everyone resumes) or open again (a new cooldown).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from revbridge.store.schema import audit_log, targets
@@ -26,6 +34,91 @@ def upsert_target(conn: Any, name: str, now: datetime, **values: Any) -> None:
     conn.execute(
         stmt.on_conflict_do_update(index_elements=["name"], set_={**values, "updated_at": now})
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TargetState:
+    """One target's row as every process sees it."""
+
+    name: str
+    paused: bool
+    circuit: str  # closed | open | half_open
+    opened_at: datetime | None
+    updated_at: datetime
+
+
+def target_states(engine: Engine) -> dict[str, TargetState]:
+    """Every target's shared state, in one query (read at the start of each worker round)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                targets.c.name,
+                targets.c.paused,
+                targets.c.circuit,
+                targets.c.circuit_opened_at,
+                targets.c.updated_at,
+            )
+        ).all()
+    return {
+        r.name: TargetState(
+            name=r.name,
+            paused=bool(r.paused),
+            circuit=r.circuit,
+            opened_at=r.circuit_opened_at,
+            updated_at=r.updated_at,
+        )
+        for r in rows
+    }
+
+
+def claim_probe(
+    engine: Engine,
+    name: str,
+    *,
+    now: datetime,
+    cooldown: timedelta,
+    probe_timeout: timedelta,
+    actor: str,
+) -> bool:
+    """Become the one process that probes ``name``: True when this caller won.
+
+    Wins when the circuit is open and its cooldown has passed, or when another process's
+    probe has been half-open for longer than ``probe_timeout`` (that process died).
+    """
+    with engine.begin() as conn:
+        won = conn.execute(
+            update(targets)
+            .where(
+                and_(
+                    targets.c.name == name,
+                    or_(
+                        and_(
+                            targets.c.circuit == "open",
+                            targets.c.circuit_opened_at <= now - cooldown,
+                        ),
+                        and_(
+                            targets.c.circuit == "half_open",
+                            targets.c.updated_at <= now - probe_timeout,
+                        ),
+                    ),
+                )
+            )
+            .values(circuit="half_open", updated_at=now)
+        ).rowcount
+        if won:
+            conn.execute(
+                audit_log.insert().values(
+                    at=now,
+                    actor=actor,
+                    action="circuit",
+                    entity_type="target",
+                    entity_id=name,
+                    from_state="open",
+                    to_state="half_open",
+                    reason="cooldown over: this process probes",
+                )
+            )
+    return bool(won)
 
 
 def paused_targets(engine: Engine) -> set[str]:

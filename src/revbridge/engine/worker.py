@@ -39,7 +39,12 @@ from revbridge.engine.ports import ErpPort, RecordKind, SalesforcePort
 from revbridge.engine.queue import Claimed, DeliveryQueue, Outcomes
 from revbridge.engine.ratelimit import RateBudget, TokenBucket
 from revbridge.engine.retry import RetryPolicy
-from revbridge.engine.targets_state import paused_targets, record_circuit
+from revbridge.engine.targets_state import (
+    TargetState,
+    claim_probe,
+    record_circuit,
+    target_states,
+)
 from revbridge.errors import DomainError, RateLimited, TerminalError, TransientError
 
 if TYPE_CHECKING:
@@ -57,6 +62,8 @@ class Target:
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     bucket: RateBudget | None = None
     slots: Slots | None = None
+    # Until when this process holds the shared half-open probe (``claim_probe``).
+    probe_until: datetime | None = None
 
     def __post_init__(self) -> None:
         caps = self.port.capabilities
@@ -251,19 +258,15 @@ class Worker:
         """One round over all targets; True when some delivery made progress."""
         now = self.clock.now()
         self.queue.recover_expired_leases(now=now)
-        paused = paused_targets(self.queue.engine)
+        shared = target_states(self.queue.engine)
+        paused = {name for name, st in shared.items() if st.paused}
         progressed = False
         for target in self.targets.values():
             if target.name in paused:
                 continue  # an operator paused it (`revbridge dr pause`); events keep buffering
-            limit = self.settings.claim_batch
-            if target.breaker.state is CircuitState.OPEN:
-                if not target.breaker.allow(now):
-                    continue  # events stay buffered in the ledger; nobody calls the ERP
-                target.breaker.probing = False  # allow() moved it to half-open
-                limit = 1
-            elif target.breaker.state is CircuitState.HALF_OPEN:
-                limit = 1
+            limit = self._circuit_gate(target, shared.get(target.name), now)
+            if limit is None:
+                continue  # events stay buffered in the ledger; nobody calls the system
             claimed = self.queue.claim(
                 target=target.name,
                 worker_id=self.worker_id,
@@ -277,6 +280,7 @@ class Worker:
             before = target.breaker.state
             await self.deliver_round(target, claimed)
             if target.breaker.state is not before:
+                target.probe_until = None
                 record_circuit(
                     self.queue.engine,
                     target.name,
@@ -290,6 +294,47 @@ class Worker:
             self.queue.add_api_calls(now, self.api_calls)
             self.api_calls.clear()
         return progressed
+
+    def _circuit_gate(
+        self, target: Target, shared: TargetState | None, now: datetime
+    ) -> int | None:
+        """How many deliveries this process may claim for ``target`` now (None: none).
+
+        First adopt the shared decision (another process opened, re-opened or closed the
+        circuit); then, with the circuit open and its cooldown over, claim the one shared
+        half-open probe, or stand aside while another process probes.
+        """
+        b = target.breaker
+        holds_probe = target.probe_until is not None and now < target.probe_until
+        if shared is not None:
+            if shared.circuit == CircuitState.CLOSED.value:
+                if b.state is not CircuitState.CLOSED:
+                    b.record_success()  # another process's probe succeeded
+                    target.probe_until = None
+            elif not (shared.circuit == CircuitState.HALF_OPEN.value and holds_probe):
+                opened_at = shared.opened_at or now
+                if b.state is not CircuitState.OPEN or b.opened_at != opened_at:
+                    b.state, b.opened_at, b.probing = CircuitState.OPEN, opened_at, False
+                    target.probe_until = None
+        if b.state is CircuitState.CLOSED:
+            return self.settings.claim_batch
+        if b.state is CircuitState.HALF_OPEN:
+            return 1  # this process holds the probe
+        if not b.allow(now):
+            return None  # cooling down
+        if not claim_probe(
+            self.queue.engine,
+            target.name,
+            now=now,
+            cooldown=b.cooldown,
+            probe_timeout=self.settings.lease,
+            actor=self.worker_id,
+        ):
+            b.state, b.probing = CircuitState.OPEN, False  # another process probes
+            return None
+        target.probe_until = now + self.settings.lease
+        b.probing = False  # allow() moved it to half-open; the one call takes the probe
+        return 1
 
     async def _run_due_batches(self, paused: set[str]) -> bool:
         """Run every batch class whose schedule has come (its deliveries are due)."""
