@@ -233,7 +233,7 @@ customer_xref = Table(
     "customer_xref",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("canonical_id", String(64), nullable=False, unique=True),
+    Column("canonical_id", String(64), nullable=False),
     Column("sf_account_id", String(18)),
     Column("erp_system", String(32), nullable=False),
     Column("erp_entity", String(64), nullable=False, default=""),
@@ -244,6 +244,7 @@ customer_xref = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("erp_system", "erp_entity", "sf_account_id"),
     UniqueConstraint("erp_system", "erp_entity", "erp_customer_number"),
+    UniqueConstraint("canonical_id", "erp_system", "erp_entity"),  # one link per ERP and entity
 )
 
 # A batch run: the ERP's own import file, its manifest and what became of each event.
@@ -323,3 +324,5 @@ rate_buckets = Table(
 )
 from revbridge.store import tables_engine as tables_engine  # noqa: E402  (registers its tables)
 from revbridge.store import tables_ops as tables_ops  # noqa: E402  (registers its tables)
+from revbridge.store import tables_recon as tables_recon  # noqa: E402  (registers its tables)
+from revbridge.store import tables_mdm as tables_mdm  # noqa: E402  (registers its tables)
