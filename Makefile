@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test check lint typecheck bench clean
+.PHONY: help demo test check lint typecheck bench docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ check: lint typecheck test  ## ruff, mypy strict and the tests
 
 bench: $(STAMP)  ## benchmarks: one JSON line per result
 	$(BIN)/python -m bench
+
+docs: $(STAMP)  ## regenerate the command and configuration reference pages from the code
+	$(BIN)/python -m revbridge.cli.reference
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
