@@ -54,9 +54,17 @@ def reconcile_revenue(
     falls in the period, but totals each side's own lines of the period).
     """
     control_source, control_erp = control_lines or (source_lines, erp_lines)
+    # A journal that carries no customer (Tryton keeps parties on receivable lines only)
+    # takes no position on it: it gets the entry's, so that is no customer variance.
+    erp_entries = (
+        f"SELECT e.* REPLACE (coalesce(e.customer_ref, s.customer_ref) AS customer_ref) "
+        f"FROM ({_entries_sql(erp_lines, hub_only=True)}) e "
+        f"LEFT JOIN (SELECT ref, any_value(customer_ref) AS customer_ref FROM {source_lines} "
+        "GROUP BY ref) s ON s.ref = e.ref"
+    )
     entries = match_documents(
         con.sql(_entries_sql(source_lines, hub_only=False)),
-        con.sql(_entries_sql(erp_lines, hub_only=True)),
+        con.sql(erp_entries),
         thresholds,
         connection=con,
         status_map=StatusMap(),

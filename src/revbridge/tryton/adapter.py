@@ -45,7 +45,7 @@ from revbridge.core.events import (
     RevenueRecognized,
 )
 from revbridge.core.money import minor_unit
-from revbridge.engine.ports import Capabilities, ErpRecord, RecordKind
+from revbridge.engine.ports import Capabilities, ErpRecord, ReadbackKind, ReadPage, RecordKind
 from revbridge.errors import DomainError, TerminalError
 from revbridge.tryton.operations import (
     Invoice,
@@ -657,6 +657,13 @@ class TrytonErp:
         """Parties whose receivable exceeds their credit limit, largest excess first."""
         async with self._boundary("credit limits", "*"):
             return await self.ops.parties_over_credit_limit()
+
+    async def read(self, kind: ReadbackKind, after: str | None, limit: int) -> ReadPage:
+        """``ReadbackPort``: what changed after ``after``, for reconciliation (readback.py)."""
+        from revbridge.tryton.readback import TrytonReadback
+
+        async with self._boundary(f"read back {kind}", after or "*"):
+            return await TrytonReadback(self).read(kind, after, limit)
 
     async def company_currency(self) -> str:
         """The ISO code of the company currency (every move's debit and credit are in it)."""
