@@ -135,6 +135,30 @@ class AlertsSection(_Strict):
     check_interval_s: Annotated[float, Field(gt=0)] = 60
 
 
+class ServerSection(_Strict):
+    """``revbridge serve``: where it listens, and the limits on public (webhook) endpoints."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    # false: API only (PostgreSQL deployments run `revbridge worker` processes separately)
+    run_workers: bool = True
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 5_000_000
+    rate_limit_per_min: Annotated[int, Field(ge=1)] = 600  # per client address, public routes
+    session_ttl_s: Annotated[int, Field(ge=60)] = 8 * 3600
+    # behind a TLS-terminating proxy the session cookie is marked Secure; false only for local HTTP
+    secure_cookies: bool = True
+
+
+class SecuritySection(_Strict):
+    """Secrets never live in this file: name the environment variable or the file holding them."""
+
+    webhook_secret_env: str = "REVBRIDGE_WEBHOOK_SECRET"  # noqa: S105 - a variable name
+    webhook_secret_file: str | None = None
+    webhook_tolerance_s: Annotated[int, Field(ge=1)] = 300
+    # Salesforce Outbound Messages carry no signature: only these org ids are accepted
+    salesforce_org_ids: list[str] = []
+
+
 class FileConfig(_Strict):
     store: StoreSection = StoreSection()
     policy: PolicySection = PolicySection()
@@ -142,6 +166,8 @@ class FileConfig(_Strict):
     salesforce: SalesforceSection = SalesforceSection()
     engine: EngineSection = EngineSection()
     alerts: AlertsSection = AlertsSection()
+    server: ServerSection = ServerSection()
+    security: SecuritySection = SecuritySection()
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +311,25 @@ backlog_age_s = 3600        # oldest undelivered real-time event older than this
 failure_rate = 0.5          # share of failed attempts over the window
 failure_window_s = 900
 dead_letter_window_s = 900  # any new dead letter in this window
+
+[server]
+# `revbridge serve`: webhooks, the ops API, the console and /metrics in one process. With
+# run_workers = true (the SQLite default) the workers and batch scheduler run inside it too.
+# host = "127.0.0.1"
+# port = 8080
+# run_workers = true
+# max_body_bytes = 5000000
+# rate_limit_per_min = 600   # per client address on the webhook endpoints (429 + Retry-After)
+# secure_cookies = true      # false only when the console is reached over plain local HTTP
+
+[security]
+# Signed webhooks (X-Revbridge-Signature: t=<unix>,v1=<hmac-sha256 hex of "t.body">): the
+# secret comes from this environment variable, or from a file; never from this file.
+# webhook_secret_env = "REVBRIDGE_WEBHOOK_SECRET"
+# webhook_secret_file = "/run/secrets/revbridge-webhook"
+# webhook_tolerance_s = 300
+# Salesforce Outbound Messages are accepted only from these org ids (18 characters).
+# salesforce_org_ids = ["00D5e000000RvBrEAK"]
 
 # The hybrid map. Every event type is real-time or batch (with a cron schedule, UTC), with a
 # one-line rationale for the auditors. Uncomment to override a default; see `revbridge policy show`.

@@ -62,6 +62,10 @@ def _register_subsystems() -> None:
 
 
 _register_subsystems()
+from revbridge.cli import serve as _serve  # noqa: E402  (serve and token commands)
+
+app.command("serve")(_serve.serve)
+app.add_typer(_serve.token_app, name="token")
 ActorOpt = Annotated[
     str | None, typer.Option("--actor", help="Who is acting (for the audit log); default $USER.")
 ]

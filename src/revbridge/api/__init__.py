@@ -1,0 +1,1 @@
+"""The HTTP edge: webhooks, the ops API, the console, metrics and health."""

@@ -1,0 +1,198 @@
+"""The web console: server-rendered pages over the same service functions as the API.
+
+No JavaScript build step and nothing from a CDN: Jinja2 templates, one local stylesheet,
+charts drawn as inline SVG by a template macro. Forms are POSTs carrying the session's CSRF
+token; each operator action goes through the audited service functions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from revbridge.api.auth import SESSION_COOKIE, Session, console_session, encode_session
+from revbridge.core.policy import policy_rows
+from revbridge.services import operations, serve
+from revbridge.services.access import AccessDenied, Role, authenticate, require
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+
+def _templates(request: Request) -> Jinja2Templates:
+    t: Jinja2Templates | None = getattr(request.app.state, "templates", None)
+    if t is None:
+        from revbridge.api.app import HERE
+
+        t = Jinja2Templates(directory=HERE / "templates")
+        request.app.state.templates = t
+    return t
+
+
+def _render(
+    request: Request, name: str, session: Session | None, status: int = 200, **context: Any
+) -> HTMLResponse:
+    return _templates(request).TemplateResponse(
+        request,
+        name,
+        {"session": session, "csrf": session.csrf if session else "", **context},
+        status_code=status,
+    )
+
+
+def _need(request: Request, role: Role = Role.VIEWER) -> Session:
+    session = console_session(request)
+    if session is None:
+        raise AccessDenied("no console session")
+    require(session.principal, role)
+    return session
+
+
+async def _form(request: Request, session: Session | None) -> dict[str, str]:
+    """The urlencoded form, with the CSRF token checked when a session is given."""
+    raw = (await request.body()).decode("utf-8", errors="replace")
+    form = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+    if session is not None and form.get("csrf") != session.csrf:
+        raise AccessDenied("the form's CSRF token does not match the session")
+    return form
+
+
+@router.get("/login")
+def login_page(request: Request) -> HTMLResponse:
+    return _render(request, "login.html", None)
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = await _form(request, None)
+    state = request.app.state
+    try:
+        principal = await run_in_threadpool(
+            authenticate, state.ledger.engine, form.get("token", "").strip(), now=state.clock.now()
+        )
+    except AccessDenied:
+        return _render(request, "login.html", None, 401, error="That token is unknown or revoked.")
+    server = state.settings.raw.server
+    value, _csrf = encode_session(state.session_key, principal, server.session_ttl_s)
+    response = RedirectResponse("/console/", status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        value,
+        max_age=server.session_ttl_s,
+        httponly=True,
+        secure=server.secure_cookies,
+        samesite="strict",
+        path="/",
+    )
+    state.ledger.audit(
+        actor=principal.actor,
+        action="console_login",
+        entity_type="api_token",
+        entity_id=principal.name,
+        now=state.clock.now(),
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    session = _need(request)
+    await _form(request, session)
+    response = RedirectResponse("/console/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/")
+def overview(request: Request) -> HTMLResponse:
+    session = _need(request)
+    state = request.app.state
+    data = serve.overview(state.settings, state.ledger, state.clock.now())
+    return _render(request, "overview.html", session, data=data, nav="overview")
+
+
+@router.get("/events")
+def events(request: Request, q: str = "") -> HTMLResponse:
+    session = _need(request)
+    rows = serve.search_events(request.app.state.ledger.engine, q) if q else []
+    return _render(request, "events.html", session, q=q, rows=rows, nav="events")
+
+
+@router.get("/events/{event_id}")
+def trace(request: Request, event_id: int) -> HTMLResponse:
+    session = _need(request)
+    data = operations.trace(request.app.state.ledger.engine, event_id)
+    return _render(request, "trace.html", session, t=data, nav="events")
+
+
+@router.get("/dead-letters")
+def dead_letters(request: Request, done: str = "") -> HTMLResponse:
+    session = _need(request)
+    rows = operations.list_dead_letters(request.app.state.ledger.engine)
+    return _render(request, "dead_letters.html", session, rows=rows, done=done, nav="dlq")
+
+
+@router.post("/dead-letters/{event_id}/replay")
+async def replay(request: Request, event_id: int) -> Response:
+    session = _need(request, Role.OPERATOR)
+    form = await _form(request, session)
+    state = request.app.state
+    reason = form.get("reason", "").strip()
+    if not reason:
+        rows = operations.list_dead_letters(state.ledger.engine)
+        return _render(
+            request,
+            "dead_letters.html",
+            session,
+            400,
+            rows=rows,
+            nav="dlq",
+            error="A replay needs a reason for the audit log.",
+        )
+    await run_in_threadpool(
+        operations.replay,
+        state.ledger.engine,
+        now=state.clock.now(),
+        actor=session.principal.actor,
+        reason=reason,
+        event_id=event_id,
+    )
+    if state.runner is not None:
+        state.runner.wake()
+    return RedirectResponse(f"/console/dead-letters?done={event_id}", status_code=303)
+
+
+@router.get("/parked")
+def parked(request: Request) -> HTMLResponse:
+    session = _need(request)
+    rows = serve.parked(request.app.state.ledger.engine)
+    return _render(request, "parked.html", session, rows=rows, nav="parked")
+
+
+@router.get("/policy")
+def policy(request: Request) -> HTMLResponse:
+    session = _need(request)
+    rows = policy_rows(request.app.state.settings.policy)
+    return _render(request, "policy.html", session, rows=rows, nav="policy")
+
+
+@router.post("/targets/{name}/{action}")
+async def pause_or_resume(request: Request, name: str, action: str) -> Response:
+    session = _need(request, Role.OPERATOR)
+    form = await _form(request, session)
+    if action not in ("pause", "resume"):
+        raise operations.NotFound(f"no action {action!r}; use pause or resume")
+    state = request.app.state
+    operations.set_paused(
+        state.ledger.engine,
+        name,
+        paused=action == "pause",
+        now=state.clock.now(),
+        actor=session.principal.actor,
+        reason=form.get("reason", "").strip() or f"{action} from the console",
+    )
+    return RedirectResponse("/console/", status_code=303)

@@ -1,0 +1,183 @@
+"""The operations API (``/api/v1``): the same service functions as the CLI, behind tokens.
+
+viewer: every GET. operator: replay dead letters, pause and resume a target. admin: tokens.
+Each write is in the audit log with the token's name as the actor.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+from revbridge.api.auth import api_principal
+from revbridge.core.policy import policy_rows
+from revbridge.services import operations, serve
+from revbridge.services.access import Principal, Role, create_token, list_tokens, revoke_token
+
+router = APIRouter(prefix="/api/v1", tags=["operations"])
+
+Viewer = Annotated[Principal, Depends(api_principal(Role.VIEWER))]
+Operator = Annotated[Principal, Depends(api_principal(Role.OPERATOR))]
+Admin = Annotated[Principal, Depends(api_principal(Role.ADMIN))]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReplayRequest(_Body):
+    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+    event_id: int | None = None
+    event_type: str | None = None
+
+
+class PauseRequest(_Body):
+    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class TokenRequest(_Body):
+    name: Annotated[str, Field(min_length=1, max_length=255)]
+    role: Literal["viewer", "operator", "admin"] = "viewer"
+
+
+def _ledger(request: Request) -> Any:
+    return request.app.state.ledger
+
+
+def _now(request: Request) -> Any:
+    return request.app.state.clock.now()
+
+
+@router.get("/status")
+def get_status(request: Request, _p: Viewer) -> dict[str, Any]:
+    """Events by type, state and pattern; quarantine size; oldest undelivered age."""
+    result: dict[str, Any] = _ledger(request).status(_now(request))
+    return result
+
+
+@router.get("/overview")
+def get_overview(request: Request, _p: Viewer) -> dict[str, Any]:
+    """Status, per-target backlog and circuit, API calls against budget, hourly throughput."""
+    return serve.overview(request.app.state.settings, _ledger(request), _now(request))
+
+
+@router.get("/events")
+def search_events(
+    request: Request, _p: Viewer, q: Annotated[str, Query(min_length=1, max_length=300)]
+) -> list[dict[str, Any]]:
+    """Events by id, source record id, subject, customer or idempotency key."""
+    return serve.search_events(_ledger(request).engine, q)
+
+
+@router.get("/events/{event_id}/trace")
+def get_trace(request: Request, _p: Viewer, event_id: int) -> dict[str, Any]:
+    """The source record, the event, its delivery, every attempt, the ERP record, the audit."""
+    return operations.trace(_ledger(request).engine, event_id)
+
+
+@router.get("/dead-letters")
+def get_dead_letters(
+    request: Request, _p: Viewer, event_type: str | None = None
+) -> list[dict[str, Any]]:
+    """Dead-lettered deliveries with their last error."""
+    return operations.list_dead_letters(_ledger(request).engine, event_type=event_type)
+
+
+@router.post("/dead-letters/replay")
+async def replay(request: Request, body: ReplayRequest, p: Operator) -> dict[str, int]:
+    """Put dead letters (one event, one type, or all) back in line; audited with the reason."""
+    n = await run_in_threadpool(
+        operations.replay,
+        _ledger(request).engine,
+        now=_now(request),
+        actor=p.actor,
+        reason=body.reason,
+        event_id=body.event_id,
+        event_type=body.event_type,
+    )
+    if n and request.app.state.runner is not None:
+        request.app.state.runner.wake()
+    return {"replayed": n}
+
+
+@router.get("/parked")
+def get_parked(request: Request, _p: Viewer) -> list[dict[str, Any]]:
+    """Parked deliveries and the record each waits for."""
+    return serve.parked(_ledger(request).engine)
+
+
+@router.get("/quarantine")
+def get_quarantine(request: Request, _p: Viewer) -> list[dict[str, Any]]:
+    """Open quarantine entries: what was rejected, and why."""
+    return list(_ledger(request).list_quarantine())
+
+
+@router.get("/targets")
+def get_targets(request: Request, _p: Viewer) -> dict[str, Any]:
+    """Per target: paused, circuit, backlog by state, oldest undelivered age."""
+    return operations.dr_status(_ledger(request).engine, _now(request))
+
+
+@router.post("/targets/{name}/pause")
+def pause(request: Request, name: str, body: PauseRequest, p: Operator) -> dict[str, str]:
+    """Stop deliveries to a target (events keep being accepted); audited."""
+    operations.set_paused(
+        _ledger(request).engine,
+        name,
+        paused=True,
+        now=_now(request),
+        actor=p.actor,
+        reason=body.reason,
+    )
+    return {"target": name, "state": "paused"}
+
+
+@router.post("/targets/{name}/resume")
+def resume(request: Request, name: str, body: PauseRequest, p: Operator) -> dict[str, str]:
+    """Resume deliveries to a paused target; audited."""
+    operations.set_paused(
+        _ledger(request).engine,
+        name,
+        paused=False,
+        now=_now(request),
+        actor=p.actor,
+        reason=body.reason,
+    )
+    if request.app.state.runner is not None:
+        request.app.state.runner.wake()
+    return {"target": name, "state": "running"}
+
+
+@router.get("/policy")
+def get_policy(request: Request, _p: Viewer) -> list[dict[str, Any]]:
+    """The hybrid routing policy: each event type's pattern, schedule and rationale."""
+    return policy_rows(request.app.state.settings.policy)
+
+
+@router.get("/tokens")
+def get_tokens(request: Request, _p: Admin) -> list[dict[str, Any]]:
+    """API tokens (never their secret)."""
+    return list_tokens(_ledger(request).engine)
+
+
+@router.post("/tokens", status_code=201)
+def post_token(request: Request, body: TokenRequest, p: Admin) -> dict[str, str]:
+    """Create a token; the response is the only time it is shown."""
+    token = create_token(
+        _ledger(request).engine,
+        name=body.name,
+        role=Role.parse(body.role),
+        now=_now(request),
+        actor=p.actor,
+    )
+    return {"name": body.name, "role": body.role, "token": token}
+
+
+@router.delete("/tokens/{name}")
+def delete_token(request: Request, name: str, p: Admin) -> dict[str, str]:
+    """Revoke a token (kept, marked revoked, for the audit trail)."""
+    revoke_token(_ledger(request).engine, name=name, now=_now(request), actor=p.actor)
+    return {"name": name, "state": "revoked"}

@@ -1,0 +1,119 @@
+"""``revbridge serve`` and ``revbridge token``: the HTTP edge and its access tokens."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+token_app = typer.Typer(help="API and console tokens: create, list, revoke.", no_args_is_help=True)
+err = Console(stderr=True)
+out = Console()
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="revbridge.toml (else $REVBRIDGE_CONFIG, ./revbridge.toml)"
+    ),
+]
+
+
+def _actor() -> str:
+    return f"cli:{os.environ.get('USER') or 'operator'}"
+
+
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (server.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (server.port).")] = None,
+    api_only: Annotated[
+        bool,
+        typer.Option(
+            "--api-only",
+            help="No in-process worker: run `revbridge worker` processes (PostgreSQL).",
+        ),
+    ] = False,
+) -> None:
+    """Webhooks, the ops API, the console and /metrics; the worker too unless --api-only."""
+    import uvicorn
+
+    from revbridge.api.app import create_app
+    from revbridge.config import load_settings
+
+    settings = load_settings(config)
+    server = settings.raw.server
+    run_workers = server.run_workers and not api_only
+    app = create_app(settings, run_workers=run_workers)
+    err.print(
+        f"revbridge serving on http://{host or server.host}:{port or server.port}"
+        f" (console /console/, API docs /docs){'' if run_workers else ', API only'}"
+    )
+    uvicorn.run(
+        app,
+        host=host or server.host,
+        port=port or server.port,
+        log_level="warning",
+        proxy_headers=True,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option("--name", help="Who or what uses it (audit log actor).")],
+    role: Annotated[str, typer.Option("--role", help="viewer, operator or admin.")] = "viewer",
+    config: ConfigOpt = None,
+) -> None:
+    """Create a token; it is printed once and only its hash is stored."""
+    from revbridge.clock import SystemClock
+    from revbridge.config import load_settings
+    from revbridge.services import open_ledger
+    from revbridge.services.access import Role, create_token
+
+    ledger = open_ledger(load_settings(config))
+    token = create_token(
+        ledger.engine, name=name, role=Role.parse(role), now=SystemClock().now(), actor=_actor()
+    )
+    err.print(f"token {name!r} ({role}); shown once, store it now:")
+    print(token)
+
+
+@token_app.command("list")
+def token_list(config: ConfigOpt = None) -> None:
+    """Tokens with role, prefix and use (never the secret)."""
+    from revbridge.config import load_settings
+    from revbridge.services import open_ledger
+    from revbridge.services.access import list_tokens
+
+    t = Table(title="tokens")
+    for col in ("name", "role", "prefix", "created", "last used", "revoked"):
+        t.add_column(col)
+    for r in list_tokens(open_ledger(load_settings(config)).engine):
+        t.add_row(
+            r["name"],
+            r["role"],
+            r["prefix"] + "…",
+            str(r["created_at"])[:19],
+            str(r["last_used_at"] or "-")[:19],
+            str(r["revoked_at"] or "-")[:19],
+        )
+    out.print(t)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    name: Annotated[str, typer.Argument(help="The token's name.")], config: ConfigOpt = None
+) -> None:
+    """Revoke a token: the API and console refuse it from now on."""
+    from revbridge.clock import SystemClock
+    from revbridge.config import load_settings
+    from revbridge.services import open_ledger
+    from revbridge.services.access import revoke_token
+
+    ledger = open_ledger(load_settings(config))
+    revoke_token(ledger.engine, name=name, now=SystemClock().now(), actor=_actor())
+    out.print(f"token {name!r} revoked")

@@ -1,0 +1,219 @@
+"""What ``revbridge serve`` runs beside the HTTP edge, and the read models its pages show.
+
+* ``InProcessRunner``: on the embedded default (one host, SQLite) the delivery worker (which
+  also runs the batch scheduler) and the ERP capture loop run as asyncio tasks in the server's
+  event loop, started and stopped with the app's lifespan. With PostgreSQL, ``--api-only``
+  leaves delivery to separate ``revbridge worker`` processes.
+* read models (``overview``, ``throughput``, ``parked``, ``search_events``): plain queries
+  over the ledger, shared by the console, the JSON API and the metrics collector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, or_, select
+
+from revbridge.clock import SystemClock
+from revbridge.config import Settings
+from revbridge.services.cost import cost_report
+from revbridge.services.operations import dr_status
+from revbridge.store.ledger import Ledger
+from revbridge.store.schema import UTCDateTime, deliveries, events
+
+log = logging.getLogger(__name__)
+
+
+def _hour(engine: Engine, column: Any) -> Any:
+    if engine.dialect.name == "sqlite":
+        return func.strftime("%Y-%m-%d %H:00", column)
+    return func.to_char(func.date_trunc("hour", column), "YYYY-MM-DD HH24:00")
+
+
+def throughput(engine: Engine, now: datetime, *, hours: int = 24) -> list[tuple[str, int]]:
+    """Deliveries completed per hour over the last ``hours`` (oldest first, gaps as zero)."""
+    start = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
+    bucket = _hour(engine, deliveries.c.delivered_at)
+    with engine.connect() as conn:
+        counts: dict[str, int] = dict(
+            conn.execute(
+                select(bucket, func.count())
+                .where(deliveries.c.delivered_at >= start)
+                .group_by(bucket)
+            ).all()
+        )
+    out = []
+    for i in range(hours):
+        label = (start + timedelta(hours=i)).strftime("%Y-%m-%d %H:00")
+        out.append((label, int(counts.get(label, 0))))
+    return out
+
+
+def overview(settings: Settings, ledger: Ledger, now: datetime) -> dict[str, Any]:
+    """The console's first page: flows, backlog per target, circuits, calls against budget."""
+    raw = settings.raw
+    return {
+        "status": ledger.status(now),
+        "targets": dr_status(ledger.engine, now),
+        "cost": cost_report(
+            ledger.engine,
+            settings.policy,
+            now,
+            budgets={
+                "erp": raw.erp.daily_call_budget,
+                "salesforce": raw.salesforce.daily_call_budget,
+            },
+            rate_limits={
+                "erp": raw.erp.rate_limit_per_s,
+                "salesforce": raw.salesforce.rate_limit_per_s,
+            },
+        ),
+        "throughput": throughput(ledger.engine, now),
+    }
+
+
+def parked(engine: Engine, *, limit: int = 200) -> list[dict[str, Any]]:
+    """Parked deliveries with what each waits for (a record that must reach the target first)."""
+    with engine.connect() as conn:
+        return [
+            dict(r._mapping)
+            for r in conn.execute(
+                select(
+                    events.c.id,
+                    events.c.type,
+                    events.c.subject_ref,
+                    deliveries.c.target,
+                    deliveries.c.parked_on,
+                    deliveries.c.updated_at,
+                )
+                .join(deliveries, deliveries.c.event_id == events.c.id)
+                .where(deliveries.c.state == "parked")
+                .order_by(events.c.id)
+                .limit(limit)
+            )
+        ]
+
+
+def search_events(engine: Engine, query: str, *, limit: int = 50) -> list[dict[str, Any]]:
+    """Events whose id, source record id, subject, customer or key matches ``query``."""
+    q = query.strip()
+    if not q:
+        return []
+    like = f"%{q}%"
+    cond = or_(
+        events.c.source_id == q,
+        events.c.subject_ref.like(like),
+        events.c.customer_ref == q,
+        events.c.idempotency_key == q,
+    )
+    if q.isdigit():
+        cond = or_(cond, events.c.id == int(q))
+    with engine.connect() as conn:
+        return [
+            dict(r._mapping)
+            for r in conn.execute(
+                select(
+                    events.c.id,
+                    events.c.type,
+                    events.c.source,
+                    events.c.source_id,
+                    events.c.subject_ref,
+                    events.c.received_at,
+                    deliveries.c.target,
+                    deliveries.c.state,
+                )
+                .join(deliveries, deliveries.c.event_id == events.c.id, isouter=True)
+                .where(cond)
+                .order_by(events.c.id.desc())
+                .limit(limit)
+            )
+        ]
+
+
+def backlog(engine: Engine, now: datetime) -> list[tuple[str, str, int, float]]:
+    """(target, state, count, oldest age in seconds) for undelivered deliveries."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                deliveries.c.target,
+                deliveries.c.state,
+                func.count(),
+                func.min(events.c.received_at),
+            )
+            .join(events, events.c.id == deliveries.c.event_id)
+            .where(deliveries.c.state.in_(("pending", "parked", "in_flight", "dead_letter")))
+            .group_by(deliveries.c.target, deliveries.c.state)
+        ).all()
+        out = []
+        for target, state, n, oldest in rows:
+            dt = UTCDateTime().process_result_value(oldest, conn.dialect)
+            out.append((target, state, int(n), (now - dt).total_seconds() if dt else 0.0))
+    return out
+
+
+# --------------------------------------------------------------------------- in-process
+
+
+@dataclass
+class InProcessRunner:
+    """The worker (deliveries and batch schedule) and ERP capture as tasks in this loop."""
+
+    settings: Settings
+    ledger: Ledger
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    worker: Any = None
+
+    async def start(self) -> None:
+        from revbridge.services.targets import build_worker
+
+        self.worker = build_worker(self.settings, self.ledger.engine)
+        self.tasks.append(asyncio.create_task(self.worker.run_forever(self.stop), name="worker"))
+        self.tasks.append(asyncio.create_task(self._capture_loop(), name="capture"))
+        log.info("in-process worker %s started", self.worker.worker_id)
+
+    def wake(self) -> None:
+        """New events were stored: let the worker look now instead of at its next poll."""
+        if self.worker is not None:
+            self.worker.wakeup.set()
+
+    async def _capture_loop(self) -> None:
+        from revbridge.services.capture import capture_once, source_for
+
+        source = source_for(self.worker.targets["erp"].port)
+        if source is None:
+            return
+        while not self.stop.is_set():
+            try:
+                result = await capture_once(source, self.ledger, self.settings.policy)
+                if result.ingest.accepted:
+                    self.wake()
+            except Exception as exc:  # the ERP is down or slow; the breaker handles delivery
+                log.warning("capture failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.stop.wait(), timeout=self.settings.raw.erp.capture_interval_s
+                )
+
+    async def close(self, timeout_s: float = 30) -> None:
+        """Graceful: stop claiming, let the round in flight finish, close the connectors."""
+        self.stop.set()
+        if self.worker is not None:
+            self.worker.wakeup.set()
+        if self.tasks:
+            _done, pending = await asyncio.wait(self.tasks, timeout=timeout_s)
+            for t in pending:
+                t.cancel()
+        if self.worker is not None:
+            for t in self.worker.targets.values():
+                with contextlib.suppress(Exception):
+                    await t.port.close()
+
+
+def now() -> datetime:
+    return SystemClock().now()
