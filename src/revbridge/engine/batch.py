@@ -9,6 +9,14 @@ Never twice: items are claimed with a lease like real-time deliveries; an item w
 attempt's outcome is unknown (a batch submitted, no answer recorded) is looked up by its
 reference first; the target's import is an upsert by reference; only items not confirmed are
 put in a rerun.
+
+Summarized posting (a ``SummaryPort`` target, e.g. NetSuite with ``revenue_posting =
+"summarized"``): the claimed items are grouped by the summarized document they belong in
+(revenue per period and currency); each document is posted from its complete set, the items
+of earlier runs read back through the trace (``summary_lines``) plus the new ones, as an
+upsert, one process at a time per document (``slots_for`` with a limit of 1). The trace is
+written before the outcomes, so a crash in between re-posts the same set (a no-op), never a
+set that misses a delivered item.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, select, text, update
+from sqlalchemy import and_, delete, select, text, update
 
 from revbridge.codec import decode_payload
 from revbridge.core.events import (
@@ -34,13 +42,16 @@ from revbridge.core.events import (
     ReportingRefreshed,
     RevenueRecognized,
 )
+from revbridge.engine.concurrency import slots_for
 from revbridge.engine.dispatch import plan_for
-from revbridge.engine.ports import BatchItem, BatchPort, ErpPort
+from revbridge.engine.ports import BatchItem, BatchPort, ErpPort, RecordKind, SummaryPort
 from revbridge.engine.queue import Claimed, _ts
+from revbridge.errors import DomainError, TerminalError
 from revbridge.store.schema import batch_items, batches, deliveries, events
+from revbridge.store.tables_engine import summary_lines
 
 if TYPE_CHECKING:
-    from revbridge.engine.worker import Worker
+    from revbridge.engine.worker import Target, Worker
 
 _CLAIM_BATCH_SQL = """
 UPDATE deliveries
@@ -167,10 +178,14 @@ class BatchRunner:
         if not claimed:
             return report
         port = target.port
+        if isinstance(port, SummaryPort):
+            claimed = await self._summarize(target, port, event_type, claimed, now, report)
+            if not claimed:
+                return report
         if not isinstance(port, BatchPort) or not isinstance(port, ErpPort):
             # No import file for this target: deliver the batch record by record.
             await self.worker.deliver_round(target, claimed)
-            report.delivered = report.items
+            report.delivered += len(claimed)
             return report
         pending: list[tuple[Claimed, EventData, str, dict[str, str]]] = []
         in_batch: set[str] = {c.subject_ref for c in claimed}
@@ -237,6 +252,168 @@ class BatchRunner:
         state = "completed" if report.failed == 0 and report.retried == 0 else "partial"
         self._finish_batch(batch_id, state, now, report.as_dict())
         return report
+
+    async def _summarize(
+        self,
+        target: Target,
+        port: SummaryPort,
+        event_type: str,
+        claimed: list[Claimed],
+        now: datetime,
+        report: BatchReport,
+    ) -> list[Claimed]:
+        """Post the items that the target summarizes; returns the others."""
+        et = EventType(event_type)
+        rest: list[Claimed] = []
+        groups: dict[str, list[tuple[Claimed, EventData, str]]] = defaultdict(list)
+        kind: RecordKind | None = None
+        for c in claimed:
+            data = decode_payload(et, c.payload)
+            plan = plan_for(data, c.idempotency_key)
+            kind = plan.kind
+            try:
+                ref = port.summary_ref(plan.kind, data) if plan.kind is not None else None
+            except (TerminalError, DomainError) as exc:
+                self.worker.record_dead(c, f"terminal: {exc}")
+                report.failed += 1
+                continue
+            if ref is None:
+                rest.append(c)
+            else:
+                groups[ref].append((c, data, plan.external_ref))
+        if not groups:
+            return rest
+        assert kind is not None
+        for ref, members in sorted(groups.items()):
+            # One process at a time per document: each posts the complete set it sees.
+            lock = slots_for(self.queue.engine, limit=1, scope=f"summary:{target.name}:{ref}")
+            try:
+                async with lock.hold():
+                    await self._post_summary(
+                        target, port, kind, event_type, ref, members, now, report
+                    )
+            except Exception as exc:  # the lock was not had in time: nothing was posted
+                for c, _, _ in members:
+                    self.worker.record_transient(target, c, exc)
+                report.retried += len(members)
+        self.worker.flush_outcomes()
+        return rest
+
+    async def _post_summary(
+        self,
+        target: Target,
+        port: SummaryPort,
+        kind: RecordKind,
+        event_type: str,
+        ref: str,
+        members: list[tuple[Claimed, EventData, str]],
+        now: datetime,
+        report: BatchReport,
+    ) -> None:
+        et = EventType(event_type)
+        new_ids = {c.event_id for c, _, _ in members}
+        with self.queue.engine.connect() as conn:
+            prior_ids = (
+                set(
+                    conn.execute(
+                        select(summary_lines.c.event_id)
+                        .where(
+                            and_(
+                                summary_lines.c.target == target.name,
+                                summary_lines.c.summary_ref == ref,
+                            )
+                        )
+                        .distinct()
+                    ).scalars()
+                )
+                - new_ids
+            )
+            prior = conn.execute(
+                select(events.c.id, events.c.idempotency_key, events.c.payload)
+                .where(events.c.id.in_(sorted(prior_ids)))
+                .order_by(events.c.id)
+            ).all()
+        event_of: dict[str, int] = {}
+        payloads: list[str] = []
+        items: list[BatchItem] = []
+        for row in prior:
+            data = decode_payload(et, row.payload)
+            external_ref = plan_for(data, row.idempotency_key).external_ref
+            event_of[external_ref] = row.id
+            payloads.append(row.payload)
+            items.append(BatchItem(external_ref=external_ref, data=data, refs={}))
+        for c, data, external_ref in members:
+            event_of[external_ref] = c.event_id
+            payloads.append(c.payload)
+            items.append(BatchItem(external_ref=external_ref, data=data, refs={}))
+        content = "\n".join(payloads).encode()
+        manifest = manifest_for(
+            event_type, target.name, "summary-jsonl", content, [i.data for i in items]
+        )
+        manifest["summary_ref"] = ref
+        pending: list[tuple[Claimed, EventData, str, dict[str, str]]] = [
+            (c, data, external_ref, {}) for c, data, external_ref in members
+        ]
+        batch_id, path = self._record_batch(
+            target.name, event_type, content, manifest, pending, now
+        )
+        report.batch_id, report.file_path, report.manifest = batch_id, str(path), manifest
+        self.worker.count_call(target, event_type, "batch")
+        try:
+            lines = await port.post_summary(kind, ref, items)
+        except (TerminalError, DomainError) as exc:
+            for c, _, _ in members:
+                self.worker.record_dead(c, f"summary {ref}: {exc}")
+                self._item(batch_id, c.event_id, "failed", None, str(exc))
+            report.failed += len(members)
+            self._finish_batch(batch_id, "failed", now, {"error": str(exc)})
+            return
+        except Exception as exc:  # transient: every new item retries, nothing recorded
+            for c, _, _ in members:
+                self.worker.record_transient(target, c, exc)
+            report.retried += len(members)
+            self._finish_batch(batch_id, "failed", now, {"error": str(exc)})
+            return
+        erp_id = {line.external_ref: line.erp_id for line in lines}
+        with self.queue.engine.begin() as conn:
+            ids = sorted(event_of.values())
+            conn.execute(
+                delete(summary_lines).where(
+                    and_(summary_lines.c.target == target.name, summary_lines.c.event_id.in_(ids))
+                )
+            )
+            if lines:
+                conn.execute(
+                    summary_lines.insert(),
+                    [
+                        {
+                            "target": target.name,
+                            "event_id": event_of[line.external_ref],
+                            "line_key": line.line_key,
+                            "summary_ref": line.summary_ref,
+                            "erp_id": line.erp_id,
+                            "account": line.account,
+                            "currency": line.currency,
+                            "debit": str(line.debit),
+                            "credit": str(line.credit),
+                            "batch_id": batch_id,
+                            "created_at": now,
+                        }
+                        for line in lines
+                    ],
+                )
+        for c, _, external_ref in members:
+            found = erp_id.get(external_ref)
+            if found is None:
+                reason = f"summary {ref}: the target returned no line for {external_ref}"
+                self.worker.record_dead(c, reason)
+                self._item(batch_id, c.event_id, "failed", None, reason)
+                report.failed += 1
+                continue
+            self.worker.record_delivered(target, c, found)
+            self._item(batch_id, c.event_id, "delivered", found, None)
+            report.delivered += 1
+        self._finish_batch(batch_id, "completed", now, {"summary_ref": ref, "items": len(items)})
 
     def _record_batch(
         self,

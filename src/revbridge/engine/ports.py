@@ -179,6 +179,44 @@ class BatchPort(Protocol):
     ) -> Sequence[BatchOutcome]: ...
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SummaryLine:
+    """One source record's share of one line of a summarized document.
+
+    ``external_ref`` is the source record (a ``BatchItem``'s); ``summary_ref`` and ``erp_id``
+    name the summarized document; ``line_key`` names its line (the GL account: one line per
+    account). ``debit`` and ``credit`` are what this record put on that line, in ``currency``.
+    """
+
+    external_ref: str
+    summary_ref: str
+    erp_id: str
+    line_key: str
+    account: str
+    currency: str
+    debit: Decimal
+    credit: Decimal
+
+
+@runtime_checkable
+class SummaryPort(Protocol):
+    """A target that posts some records summarized (revenue per period and GL account into
+    one journal entry) instead of one document per record. Driven by the batch route."""
+
+    def summary_ref(self, kind: RecordKind, data: EventData) -> str | None:
+        """The summarized document ``data`` belongs in; None: posted record by record.
+        Raises ``TerminalError`` for a record that cannot be summarized."""
+        ...
+
+    async def post_summary(
+        self, kind: RecordKind, summary_ref: str, items: Sequence[BatchItem]
+    ) -> Sequence[SummaryLine]:
+        """Post the summarized document from its *complete* set of records, as an upsert:
+        posting the same set again changes nothing, a grown set corrects the totals.
+        Returns every record's share of every line (the trace)."""
+        ...
+
+
 # ---------------------------------------------------------------------------- read-back
 #
 # What reconciliation reads from each side, incrementally: every reader pages by an opaque

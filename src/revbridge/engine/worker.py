@@ -482,7 +482,11 @@ class Worker:
         if isinstance(exc, RateLimited) and target.bucket is not None:
             target.bucket.throttled()
         error = f"{type(exc).__name__}: {exc}"
-        give_up = self.settings.retry.exhausted(c.attempt, c.received_at, now)
+        # A batch item waited for its schedule (a month-end class is weeks old when it first
+        # runs): its age bound counts from the run, so a first failure never dead-letters it
+        # as "too old"; its attempts still bound it.
+        born = c.received_at if c.pattern != "batch" else (c.claimed_at or now)
+        give_up = self.settings.retry.exhausted(c.attempt, born, now)
         if give_up:
             self.record_dead(c, f"{give_up}; last error: {error}")
             return

@@ -38,12 +38,21 @@ from sqlalchemy import Engine
 from revbridge.core.events import (
     CreditMemoIssued,
     CustomerUpserted,
+    EventData,
     InvoicePosted,
     PaymentReceived,
     RevenueRecognized,
 )
 from revbridge.engine.concurrency import Slots, slots_for
-from revbridge.engine.ports import Capabilities, ErpRecord, ReadbackKind, ReadPage, RecordKind
+from revbridge.engine.ports import (
+    BatchItem,
+    Capabilities,
+    ErpRecord,
+    ReadbackKind,
+    ReadPage,
+    RecordKind,
+    SummaryLine,
+)
 from revbridge.errors import TerminalError
 from revbridge.netsuite import mapping
 from revbridge.netsuite.capture import (
@@ -255,58 +264,119 @@ class NetSuiteErp:
         id ``<prefix>REV-<period>-<currency>`` and its lines replaced, so posting the same
         set again changes nothing and posting a grown set corrects the totals.
         """
-        sums: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-        last_day: dict[str, date] = {}
-        counts: dict[str, int] = defaultdict(int)
+        by_currency: dict[str, list[RevenueRecognized]] = defaultdict(list)
         for entry in entries:
             if entry.period != period:
                 raise TerminalError(
                     f"revenue entry {entry.schedule_entry_id} is in {entry.period}, not {period}"
                 )
-            for line in entry.lines:
-                sums[line.currency][line.account] += line.debit - line.credit
             currency = mapping.single_currency(entry.lines, entry.schedule_entry_id)
-            counts[currency] += 1
-            last_day[currency] = max(last_day.get(currency, entry.entry_date), entry.entry_date)
+            by_currency[currency].append(entry)
         records = []
-        for currency, per_account in sorted(sums.items()):
-            lines: list[dict[str, Any]] = []
-            for account, net in sorted(per_account.items()):
-                if net == 0:
-                    continue
-                side = "debit" if net > 0 else "credit"
-                lines.append(
-                    {
-                        "account": mapping.account_ref(self.config, account),
-                        side: abs(net),
-                        "memo": f"Revenue {period}",
-                    }
-                )
-            if not lines:
-                continue
-            ref = f"REV-{period}-{currency}"
-            eid = self.external_id(ref)
-            body = {
-                "tranDate": last_day[currency].isoformat(),
-                "currency": mapping.currency_ref(self.config, currency),
-                "subsidiary": mapping.ref(self.config.subsidiary_id),
-                "memo": f"Revenue recognition {period} ({counts[currency]} entries)",
-                "line": {"items": lines},
-            }
-            response = await self.http.request(
-                "PUT", f"/record/v1/journalEntry/eid:{eid}", body=body
-            )
-            assert response is not None
-            erp_id = location_id(response)
-            record = (
-                ErpRecord(kind=RecordKind.JOURNAL, external_ref=ref, erp_id=erp_id)
-                if erp_id
-                else await self.find(RecordKind.JOURNAL, ref)
-            )
-            if record is None:
-                raise TerminalError(f"summary journal {eid} was upserted but cannot be read back")
-            records.append(record)
+        for currency, group in sorted(by_currency.items()):
+            record = await self._summary_journal(period, currency, group)
+            if record is not None:
+                records.append(record)
         return records
+
+    # SummaryPort: the engine's batch route drives summarized revenue through these two.
+
+    def summary_ref(self, kind: RecordKind, data: EventData) -> str | None:
+        """``REV-<period>-<currency>`` for recognized revenue when it is posted summarized."""
+        if (
+            kind is not RecordKind.JOURNAL
+            or self.config.revenue_posting != "summarized"
+            or not isinstance(data, RevenueRecognized)
+        ):
+            return None
+        currency = mapping.single_currency(data.lines, f"revenue entry {data.schedule_entry_id}")
+        return f"REV-{data.period}-{currency}"
+
+    async def post_summary(
+        self, kind: RecordKind, summary_ref: str, items: Sequence[BatchItem]
+    ) -> list[SummaryLine]:
+        """Upsert the summary journal ``summary_ref`` from its complete set of entries and
+        return each entry's share of each account line (the trace)."""
+        entries = [i.data for i in items]
+        if kind is not RecordKind.JOURNAL or not all(
+            isinstance(e, RevenueRecognized) for e in entries
+        ):
+            raise TerminalError(f"{summary_ref}: only recognized revenue is posted summarized")
+        revenue = [e for e in entries if isinstance(e, RevenueRecognized)]
+        if any(self.summary_ref(kind, e) != summary_ref for e in revenue):
+            raise TerminalError(f"{summary_ref}: an entry of another period or currency")
+        period, currency = summary_ref.removeprefix("REV-").rsplit("-", 1)
+        record = await self._summary_journal(period, currency, revenue)
+        if record is None:
+            raise TerminalError(
+                f"{summary_ref}: the entries net to zero on every account; nothing to post"
+            )
+        lines: list[SummaryLine] = []
+        for item, entry in zip(items, revenue, strict=True):
+            share: dict[str, tuple[Decimal, Decimal]] = {}
+            for line in entry.lines:
+                debit, credit = share.get(line.account, (Decimal(0), Decimal(0)))
+                share[line.account] = (debit + line.debit, credit + line.credit)
+            lines += [
+                SummaryLine(
+                    external_ref=item.external_ref,
+                    summary_ref=summary_ref,
+                    erp_id=record.erp_id,
+                    line_key=account,
+                    account=account,
+                    currency=currency,
+                    debit=debit,
+                    credit=credit,
+                )
+                for account, (debit, credit) in sorted(share.items())
+            ]
+        return lines
+
+    async def _summary_journal(
+        self, period: str, currency: str, entries: Sequence[RevenueRecognized]
+    ) -> ErpRecord | None:
+        """Upsert ``REV-<period>-<currency>``: one line per account, on the side of its net
+        (None when every account nets to zero)."""
+        per_account: dict[str, Decimal] = defaultdict(Decimal)
+        last_day: date | None = None
+        for entry in entries:
+            for line in entry.lines:
+                per_account[line.account] += line.debit - line.credit
+            last_day = max(last_day or entry.entry_date, entry.entry_date)
+        lines: list[dict[str, Any]] = []
+        for account, net in sorted(per_account.items()):
+            if net == 0:
+                continue
+            side = "debit" if net > 0 else "credit"
+            lines.append(
+                {
+                    "account": mapping.account_ref(self.config, account),
+                    side: abs(net),
+                    "memo": f"Revenue {period}",
+                }
+            )
+        if not lines or last_day is None:
+            return None
+        ref = f"REV-{period}-{currency}"
+        eid = self.external_id(ref)
+        body = {
+            "tranDate": last_day.isoformat(),
+            "currency": mapping.currency_ref(self.config, currency),
+            "subsidiary": mapping.ref(self.config.subsidiary_id),
+            "memo": f"Revenue recognition {period} ({len(entries)} entries)",
+            "line": {"items": lines},
+        }
+        response = await self.http.request("PUT", f"/record/v1/journalEntry/eid:{eid}", body=body)
+        assert response is not None
+        erp_id = location_id(response)
+        record = (
+            ErpRecord(kind=RecordKind.JOURNAL, external_ref=ref, erp_id=erp_id)
+            if erp_id
+            else await self.find(RecordKind.JOURNAL, ref)
+        )
+        if record is None:
+            raise TerminalError(f"summary journal {eid} was upserted but cannot be read back")
+        return record
 
     # ------------------------------------------------------------------ capture, read-back
 

@@ -57,7 +57,7 @@ class NetSuiteConfig:
 
     ``revenue_posting``: ``per_entry`` makes one journal entry per recognized schedule
     entry; ``summarized`` makes one journal per period and currency, with one line per
-    account and side, through ``NetSuiteErp.post_revenue_summary`` (the batch route).
+    account and side, through the engine's batch route (``NetSuiteErp.post_summary``).
     """
 
     account_id: str
