@@ -1,0 +1,142 @@
+"""The ops API: tokens and roles, dead letters, pause/resume, trace, health and metrics."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+
+from revbridge.store.schema import audit_log, deliveries
+
+from .conftest import Hub, envelopes, jsonl
+
+
+def _seed_dead_letter(hub: Hub) -> int:
+    """Ingest events by webhook and dead-letter the first one, as a worker would."""
+    assert hub.signed("/webhooks/events", jsonl(envelopes(4))).status_code == 202
+    with hub.ledger.engine.begin() as conn:
+        event_id = conn.execute(select(deliveries.c.event_id).limit(1)).scalar_one()
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.event_id == event_id)
+            .values(state="dead_letter", attempts=12, last_error="ERP said: bad tax code")
+        )
+    return int(event_id)
+
+
+def test_the_api_refuses_missing_unknown_and_revoked_tokens(hub: Hub) -> None:
+    """No token or a wrong one gives 401; a revoked token stops working at once."""
+    assert hub.client.get("/api/v1/status").status_code == 401
+    bad = hub.client.get("/api/v1/status", headers={"Authorization": "Bearer rb_nope"})
+    assert bad.status_code == 401
+    assert hub.client.get("/api/v1/status", headers=hub.auth("viewer")).status_code == 200
+    gone = hub.client.delete("/api/v1/tokens/viewer-1", headers=hub.auth("admin"))
+    assert gone.status_code == 200
+    assert hub.client.get("/api/v1/status", headers=hub.auth("viewer")).status_code == 401
+
+
+def test_a_viewer_reads_but_cannot_replay_and_an_operator_replays_with_audit(hub: Hub) -> None:
+    """Replay needs the operator role; it puts the event back in line and audits who and why."""
+    event_id = _seed_dead_letter(hub)
+    listed = hub.client.get("/api/v1/dead-letters", headers=hub.auth("viewer")).json()
+    assert [r["id"] for r in listed] == [event_id]
+    body = {"event_id": event_id, "reason": "tax code fixed in the ERP"}
+    denied = hub.client.post("/api/v1/dead-letters/replay", json=body, headers=hub.auth("viewer"))
+    assert denied.status_code == 403
+    assert "operator" in denied.json()["why"]
+    done = hub.client.post("/api/v1/dead-letters/replay", json=body, headers=hub.auth("operator"))
+    assert done.json() == {"replayed": 1}
+    trace = hub.client.get(f"/api/v1/events/{event_id}/trace", headers=hub.auth("viewer")).json()
+    assert trace["delivery"]["state"] == "pending"
+    assert trace["audit"][-1]["actor"] == "token:operator-1"
+    assert trace["audit"][-1]["reason"] == "tax code fixed in the ERP"
+
+
+def test_bad_bodies_get_a_422_saying_where_and_why(hub: Hub) -> None:
+    """A replay without a reason is refused, naming the missing field."""
+    response = hub.client.post(
+        "/api/v1/dead-letters/replay", json={"event_id": 1}, headers=hub.auth("operator")
+    )
+    assert response.status_code == 422
+    assert response.json()["where"] == "body.reason"
+
+
+def test_pausing_a_target_is_audited_and_shown(hub: Hub) -> None:
+    """An operator pauses the ERP; the targets view shows it, the audit log has it."""
+    r = hub.client.post(
+        "/api/v1/targets/erp/pause", json={"reason": "ERP upgrade"}, headers=hub.auth("operator")
+    )
+    assert r.status_code == 200
+    targets = hub.client.get("/api/v1/targets", headers=hub.auth("viewer")).json()
+    assert targets["erp"]["paused"] is True
+    with hub.ledger.engine.connect() as conn:
+        row = conn.execute(select(audit_log).where(audit_log.c.action == "pause")).one()
+    assert row.actor == "token:operator-1"
+    unknown = hub.client.post(
+        "/api/v1/targets/sap/pause", json={"reason": "x"}, headers=hub.auth("operator")
+    )
+    assert unknown.status_code == 404
+
+
+def test_only_an_admin_creates_tokens_and_the_new_token_works(hub: Hub) -> None:
+    """Token creation needs admin; the returned token authenticates with its role."""
+    body = {"name": "grafana", "role": "viewer"}
+    assert (
+        hub.client.post("/api/v1/tokens", json=body, headers=hub.auth("operator")).status_code
+        == 403
+    )
+    made = hub.client.post("/api/v1/tokens", json=body, headers=hub.auth("admin"))
+    assert made.status_code == 201
+    token = made.json()["token"]
+    ok = hub.client.get("/api/v1/policy", headers={"Authorization": f"Bearer {token}"})
+    assert ok.status_code == 200
+    listed = hub.client.get("/api/v1/tokens", headers=hub.auth("admin")).json()
+    assert "token_hash" not in listed[0]
+    assert token not in str(listed)
+
+
+def test_search_finds_an_event_by_its_source_record_id(hub: Hub) -> None:
+    """Searching a Salesforce record id lists the event that came from it."""
+    items = envelopes(3)
+    assert hub.signed("/webhooks/events", jsonl(items)).status_code == 202
+    found = hub.client.get(
+        "/api/v1/events", params={"q": items[0]["source_id"]}, headers=hub.auth("viewer")
+    ).json()
+    assert found
+    assert all(r["source_id"] == items[0]["source_id"] for r in found)
+
+
+def test_health_readiness_and_metrics_report_the_ledger(hub: Hub) -> None:
+    """/healthz is up, /readyz checks the schema, /metrics shows backlog from the ledger."""
+    assert hub.client.get("/healthz").json() == {"status": "ok"}
+    ready = hub.client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ready"
+    _seed_dead_letter(hub)
+    text = hub.client.get("/metrics").text
+    assert 'revbridge_backlog_events{state="dead_letter",target="erp"} 1.0' in text
+    assert "revbridge_http_requests_total" in text
+    assert 'revbridge_webhook_events_total{endpoint="events",outcome="accepted"} 4.0' in text
+
+
+def test_openapi_is_published(hub: Hub) -> None:
+    """/openapi.json lists the webhook and ops routes (console pages stay out)."""
+    paths = hub.client.get("/openapi.json").json()["paths"]
+    assert "/webhooks/events" in paths
+    assert "/api/v1/dead-letters/replay" in paths
+    assert not any(p.startswith("/console") for p in paths)
+
+
+def test_public_webhooks_are_rate_limited_with_retry_after(
+    store_url: str,
+    tmp_path,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """Past the per-minute limit a client gets 429 with a Retry-After header."""
+    from .conftest import SECRET, build_hub
+
+    monkeypatch.setenv("REVBRIDGE_WEBHOOK_SECRET", SECRET)
+    for small in build_hub(store_url, tmp_path, rate_limit_per_min=2):
+        codes = [small.client.post("/webhooks/events", content=b"{}").status_code for _ in range(3)]
+        assert codes[:2] == [401, 401]
+        assert codes[2] == 429
+        last = small.client.post("/webhooks/events", content=b"{}")
+        assert int(last.headers["Retry-After"]) >= 1
