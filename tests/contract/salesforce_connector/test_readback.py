@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
+from revbridge.core import sfid
 from revbridge.core.policy import build_policy
 from revbridge.engine.ports import PaymentDocument, ReadbackPort
 from revbridge.recon.period import reconcile_store
@@ -126,3 +127,44 @@ def test_a_written_back_payment_matches_the_erp_payment_it_came_from(
     payments = results["payments"]
     assert [f.kind for f in payments.findings] == []
     assert payments.matched_count == 1
+
+
+def test_a_recognized_revenue_transaction_is_read_as_a_two_line_journal(org: Org) -> None:
+    """A Billing revenue transaction, recognized in its finance period, is read as deferred
+    revenue to revenue for its amount; one still deferred has no lines."""
+    account = org.create("Account", {"Name": "Subscriber"})
+    period = org.create(
+        "blng__FinancePeriod__c",
+        {
+            "Name": "Oct 2026",
+            "blng__PeriodStartDate__c": "2026-10-01",
+            "blng__PeriodEndDate__c": "2026-10-31",
+        },
+    )
+    schedule = org.create(
+        "blng__RevenueSchedule__c",
+        {"blng__Account__c": account, "blng__TotalRevenueAmount__c": 1200},
+    )
+    recognized, _deferred = (
+        org.create(
+            "blng__RevenueTransaction__c",
+            {
+                "blng__RevenueSchedule__c": schedule,
+                "blng__RevenueFinancePeriod__c": period,
+                "blng__RevenueAmount__c": 100,
+                "blng__Account__c": account,
+                "blng__Status__c": status,
+            },
+        )
+        for status in ("Recognized", "Deferred")
+    )
+    with ReadbackStore() as store:
+        assert refresh(org, store).documents["journals"] == 2
+        lines = store.con.execute(
+            "SELECT ref, period, doc_date, account, debit, credit FROM sf_revenue ORDER BY debit"
+        ).fetchall()
+    assert {r[0] for r in lines} == {sfid.to_18(recognized)}
+    assert [(r[1], str(r[2]), r[3], r[4], r[5]) for r in lines] == [
+        ("2026-10", "2026-10-31", "4000 Revenue", Decimal("0.0000"), Decimal("100.0000")),
+        ("2026-10", "2026-10-31", "2400 Deferred Revenue", Decimal("100.0000"), Decimal("0.0000")),
+    ]
