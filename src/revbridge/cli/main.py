@@ -46,6 +46,12 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(dr_app, name="dr")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(erp_app, name="erp")
+from revbridge.cli.recon import app as recon_app  # noqa: E402  (recon run, cases, signoff)
+
+app.add_typer(recon_app, name="recon")
+from revbridge.cli.mdm import app as mdm_app  # noqa: E402  (crosswalk, match, review)
+
+app.add_typer(mdm_app, name="mdm")
 
 
 def _register_subsystems() -> None:
@@ -59,6 +65,9 @@ def _register_subsystems() -> None:
     )
     sandbox_app.command("salesforce", help="Run the Salesforce org sandbox.")(salesforce_command)
     erp_app.add_typer(tryton_app, name="tryton", help="The managed local Tryton instance.")
+    from revbridge.cli.demo import demo
+
+    app.command("demo")(demo)
 
 
 _register_subsystems()
@@ -312,125 +321,6 @@ def quarantine_list(
         where = f"{r['origin'] or ''}:{r['line_no'] or ''}"
         t.add_row(str(r["id"]), where, r["reason_code"], r["reason"])
     out.print(t)
-
-
-@app.command()
-def demo(
-    folder: Annotated[
-        Path, typer.Option(help="Working folder for the demo's config and SQLite ledger.")
-    ] = Path("demo-run"),
-    events: Annotated[
-        int | None, typer.Option("--events", "-n", help="Events to generate.")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
-    erp: Annotated[
-        str, typer.Option(help="fake (in-process) or tryton (the real ERP, managed locally).")
-    ] = "fake",
-) -> None:
-    """The newcomer's first run on the embedded default: generate, ingest, deliver, status."""
-    import shutil
-
-    from revbridge.clock import SystemClock
-    from revbridge.generate import write_events_file
-    from revbridge.services import open_ledger
-    from revbridge.services.ingest import ingest_path
-
-    if erp not in ("fake", "tryton"):
-        err.print("[red]--erp must be fake or tryton[/]")
-        raise typer.Exit(2)
-    events = events if events is not None else (5000 if erp == "fake" else 150)
-    folder.mkdir(parents=True, exist_ok=True)
-    # Every run starts from a clean slate: the demo's own ledger and target state only.
-    for stale in [*folder.glob("revbridge.db*"), *folder.glob("fake-*.json*")]:
-        stale.unlink()
-    shutil.rmtree(folder / "batches", ignore_errors=True)
-    config = folder / DEFAULT_FILE
-    config.write_text(
-        INIT_TEMPLATE.replace(
-            'kind = "fake"\nstate_file = "fake-erp.json"',
-            f'kind = "{erp}"\nstate_file = "fake-erp.json"',
-            1,
-        ),
-        encoding="utf-8",
-    )
-    settings = load_settings(config)
-    if erp == "tryton":
-        from revbridge.tryton.instance import TrytonInstance
-
-        out.print("starting the managed Tryton (the first time builds its database: ~40 s)")
-        instance = TrytonInstance(settings.path_in_base(settings.raw.erp.tryton_home))
-        instance.up()
-        instance.reset()
-    out.rule(f"[bold]revbridge demo[/]: SQLite ledger, ERP = {erp}")
-    out.print(f"config: {config}\nledger: {settings.store_url}")
-    source = folder / "events.jsonl"
-    n = write_events_file(source, events, seed=seed, days=30)
-    out.print(f"1. generated {n} Salesforce and ERP events of all nine types -> {source}")
-    ledger = open_ledger(settings)
-    with Progress(
-        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), console=out
-    ) as progress:
-        task = progress.add_task("2. ingesting", total=source.stat().st_size)
-        result = ingest_path(
-            ledger,
-            source,
-            policy=settings.policy,
-            on_progress=lambda done: progress.update(task, completed=done),
-        )
-    out.print(f"   {result.as_dict()}")
-    again = ingest_path(ledger, source, policy=settings.policy)
-    out.print(
-        f"3. the same file again (a retry): {again.accepted} accepted, "
-        f"{again.duplicates} duplicates - nothing is stored twice"
-    )
-    import asyncio
-
-    from revbridge.services.targets import build_worker
-
-    w = build_worker(settings, ledger.engine)
-
-    async def deliver() -> dict[str, int]:
-        try:
-            return (await w.run_until_idle()).as_dict()
-        finally:
-            for t in w.targets.values():
-                await t.port.close()
-
-    stats = asyncio.run(deliver())
-    out.print(
-        f"4. delivered the real-time classes (revbridge worker --until-idle): "
-        f"{stats['delivered']} delivered, {stats['expedited']} customers pulled ahead of their "
-        f"nightly batch just in time, {stats['dead_lettered']} dead letters"
-    )
-    out.print("5. the routing policy (revbridge policy show):")
-    pt = Table()
-    for col in ("event type", "pattern", "schedule", "rationale"):
-        pt.add_column(col, overflow="fold")
-    for row in policy_rows(settings.policy):
-        pt.add_row(
-            str(row["type"]),
-            str(row["pattern"]),
-            str(row["schedule"] or "-"),
-            str(row["rationale"]),
-        )
-    out.print(pt)
-    report = ledger.status(SystemClock().now())
-    out.print("6. the ledger (revbridge status): batch classes wait for their schedule")
-    t = Table()
-    t.add_column("state")
-    t.add_column("deliveries", justify="right")
-    for k, v in report["events"]["by_state"].items():
-        t.add_row(k, str(v))
-    out.print(t)
-    out.print(
-        f"next: cd {folder} && revbridge status; revbridge quarantine list; "
-        "revbridge dlq list; revbridge batch run; revbridge schema invoice.posted"
-    )
-    if erp == "tryton":
-        out.print(
-            f"Tryton keeps running for you to look at: revbridge erp tryton status --home "
-            f"{settings.path_in_base(settings.raw.erp.tryton_home)} (and `down` to stop it)"
-        )
 
 
 @app.command()
