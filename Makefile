@@ -19,7 +19,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## run the main job on the embedded default (SQLite, in-process sandboxes)
 	$(BIN)/revbridge demo
 
-test: $(STAMP)  ## run the whole test suite (unit, integration on SQLite and PostgreSQL, scenarios)
+/usr/bin/chromium:  # the console's browser tests drive Debian's Chromium (no browser download)
+	-apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)
+
+test: $(STAMP) /usr/bin/chromium  ## run the whole test suite (unit, integration on SQLite and PostgreSQL, scenarios)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)  ## ruff lint and format check, import contracts
