@@ -41,6 +41,7 @@ from revbridge.engine.ports import (
     ReadbackKind,
     ReadbackPort,
 )
+from revbridge.errors import StoreError
 
 Side = Literal["sf", "erp"]
 SIDES: tuple[Side, ...] = ("sf", "erp")
@@ -106,7 +107,13 @@ class ReadbackStore:
         self.path = Path(path) if path is not None else None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(str(self.path) if self.path is not None else ":memory:")
+        try:
+            self.con = duckdb.connect(str(self.path) if self.path is not None else ":memory:")
+        except duckdb.IOException as exc:
+            # DuckDB lets one process write a file: another run holds the store.
+            raise StoreError(
+                f"the reconciliation store {self.path} is in use by another run ({exc})"
+            ) from exc
         for statement in _schema():
             self.con.execute(statement)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import subprocess
+import sys
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from revbridge.engine.ports import ArDocument, ReadbackKind, ReadPage
-from revbridge.errors import TransientError
+from revbridge.errors import StoreError, TransientError
 from revbridge.recon.readback import ReadbackStore
 from tests.unit.recon.sides import NOW, ListReader
 
@@ -90,3 +92,29 @@ def test_amounts_keep_every_digit() -> None:
     with ReadbackStore() as store:
         asyncio.run(store.refresh("sf", ListReader([_invoice(1, "12345678901234.5678")]), now=NOW))
         assert _rows(store) == [("k1", Decimal("12345678901234.5678"))]
+
+
+def test_a_store_in_use_by_another_run_is_a_store_error(tmp_path: Path) -> None:
+    """Two runs at once on one store: the second is told the store is busy, in plain words."""
+    path = tmp_path / "recon.duckdb"
+    ReadbackStore(path).close()
+    holder = subprocess.Popen(  # another process holding the file open
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('', flush=True);"
+            " time.sleep(30)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None
+        holder.stdout.readline()
+        with pytest.raises(StoreError, match="in use by another run"):
+            ReadbackStore(path)
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
