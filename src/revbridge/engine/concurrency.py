@@ -11,7 +11,7 @@ The port is ``Slots``: something that admits a bounded number of concurrent hold
 * ``LocalSlots``: an ``asyncio.Semaphore`` (one per event loop); the in-process limit, and
   all there is on SQLite (the embedded hub is one process by construction).
 * ``revbridge.store.slots.PgAdvisorySlots``: on PostgreSQL, N session advisory locks shared
-  by every process on every host (docs/decisions/0008-concurrency-slots-in-the-engine.md).
+  by every process on every host (docs/decisions/0009).
 
 ``slots_for`` picks one and keeps one object per scope in a process, so the worker (which
 holds a slot around each delivery) and the adapter (which holds one around each request, so
