@@ -3,9 +3,59 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
+
+# Keys whose values are personal data or secrets: never written to a log.
+REDACTED_KEYS = frozenset(
+    {
+        "name",
+        "email",
+        "phone",
+        "address",
+        "billing_address",
+        "shipping_address",
+        "line1",
+        "line2",
+        "postal_code",
+        "contacts",
+        "tax_id",
+        "token",
+        "password",
+        "secret",
+        "authorization",
+        "cookie",
+    }
+)
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: "[redacted]" if k.lower() in REDACTED_KEYS else _scrub(v) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    if isinstance(value, str):
+        return _EMAIL.sub("[email]", value)
+    return value
+
+
+def redact_personal_data(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor: personal data and secrets out, event ids and codes kept."""
+    for key in list(event_dict):
+        if key.lower() in REDACTED_KEYS:
+            event_dict[key] = "[redacted]"
+        else:
+            event_dict[key] = _scrub(event_dict[key])
+    return event_dict
 
 
 def configure(level: str = "WARNING", *, json_logs: bool = False) -> None:
@@ -14,6 +64,7 @@ def configure(level: str = "WARNING", *, json_logs: bool = False) -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_personal_data,
     ]
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
