@@ -159,6 +159,38 @@ class SecuritySection(_Strict):
     salesforce_org_ids: list[str] = []
 
 
+class ReconSection(_Strict):
+    """Reconciliation: thresholds (see ``recon/thresholds.py``), the exit code, the schedules."""
+
+    # {"payments": {"absolute": "0.01", "relative": "0", "date_days": 3,
+    #  "per_currency": {"JPY": {"absolute": "1"}}}}; what is left out keeps its default.
+    thresholds: dict[str, Any] = {}
+    # {"source": {"Sent": "open"}, "erp": {"posted": "open"}}, merged over the defaults
+    status_map: dict[str, dict[str, str]] = {}
+    # `recon run` exits 3 when more cases than this are open after the run
+    max_open_cases: Annotated[int, Field(ge=0)] = 0
+    nightly_schedule: str = "0 2 * * *"  # cron, UTC: yesterday
+    monthly_schedule: str = "0 3 1 * *"  # cron, UTC: last month
+    trend_runs: Annotated[int, Field(ge=2, le=400)] = 30  # runs in the HTML trend chart
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from revbridge.recon.thresholds import parse_thresholds
+
+        parse_thresholds(value)
+        return value
+
+    @field_validator("nightly_schedule", "monthly_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        try:
+            check_cron(value)
+        except DomainError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+
 class FileConfig(_Strict):
     store: StoreSection = StoreSection()
     policy: PolicySection = PolicySection()
@@ -166,6 +198,7 @@ class FileConfig(_Strict):
     salesforce: SalesforceSection = SalesforceSection()
     engine: EngineSection = EngineSection()
     alerts: AlertsSection = AlertsSection()
+    recon: ReconSection = ReconSection()
     server: ServerSection = ServerSection()
     security: SecuritySection = SecuritySection()
 
@@ -330,6 +363,22 @@ dead_letter_window_s = 900  # any new dead letter in this window
 # webhook_tolerance_s = 300
 # Salesforce Outbound Messages are accepted only from these org ids (18 characters).
 # salesforce_org_ids = ["00D5e000000RvBrEAK"]
+
+[recon]
+# max_open_cases = 0               # `recon run` exits 3 when more cases are open
+# nightly_schedule = "0 2 * * *"   # cron, UTC: reconcile yesterday
+# monthly_schedule = "0 3 1 * *"   # cron, UTC: reconcile last month
+# trend_runs = 30                  # runs in the report's variance trend
+# Thresholds per reconciliation (ar, payments, revenue) and per currency: a difference no
+# larger than `absolute` (currency units) or `relative` (fraction of the Salesforce amount) is
+# within tolerance (reported, no case); larger opens a case. Defaults: exact amounts; dates
+# the same day (ar, revenue), 3 days apart (payments).
+# [recon.thresholds.payments]
+# absolute = "0.01"
+# relative = "0"
+# date_days = 3
+# [recon.thresholds.payments.per_currency.JPY]
+# absolute = "1"
 
 # The hybrid map. Every event type is real-time or batch (with a cron schedule, UTC), with a
 # one-line rationale for the auditors. Uncomment to override a default; see `revbridge policy show`.

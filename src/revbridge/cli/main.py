@@ -46,6 +46,9 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(dr_app, name="dr")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(erp_app, name="erp")
+from revbridge.cli.recon import app as recon_app  # noqa: E402  (recon run, cases, signoff)
+
+app.add_typer(recon_app, name="recon")
 
 
 def _register_subsystems() -> None:

@@ -1,0 +1,285 @@
+"""``revbridge recon``: run a reconciliation, work its cases, sign a month off.
+
+A thin edge: every command calls one function of ``revbridge.services.recon``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Reconciliation: runs and reports, cases, month-end sign-off.", no_args_is_help=True
+)
+cases_app = typer.Typer(help="Reconciliation cases: list, show, work them.", no_args_is_help=True)
+app.add_typer(cases_app, name="cases")
+
+EXIT_TOO_MANY_OPEN_CASES = 3
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="revbridge.toml (else $REVBRIDGE_CONFIG, ./revbridge.toml)"
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+ActorOpt = Annotated[
+    str | None, typer.Option("--actor", help="Who is acting (for the audit log); default $USER.")
+]
+out = Console()
+err = Console(stderr=True)
+
+
+def _actor(actor: str | None) -> str:
+    return actor or os.environ.get("USER") or "operator"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _engine(config: Path | None) -> tuple[Any, Any]:
+    from revbridge.config import load_settings
+    from revbridge.services import open_ledger
+
+    settings = load_settings(config)
+    return settings, open_ledger(settings).engine
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@app.command("run")
+def run(
+    scope: Annotated[str, typer.Option(help="nightly (a day) or monthly (a month).")] = "nightly",
+    period: Annotated[
+        str | None,
+        typer.Option(help="YYYY-MM-DD for nightly (default yesterday), YYYY-MM for monthly."),
+    ] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="Report format: html, csv, xlsx or json.")
+    ] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the report here.")] = None,
+    refresh: Annotated[
+        bool, typer.Option("--refresh/--no-refresh", help="Read what changed on both sides first.")
+    ] = True,
+    config: ConfigOpt = None,
+    actor: ActorOpt = None,
+) -> None:
+    """Reconcile a period; report; exit 3 when more cases are open than configured."""
+    from revbridge.recon.report.render import FORMATS, render
+    from revbridge.services.recon import default_reconciler, period_bounds, run_recon
+
+    if out_file is not None and fmt is None:
+        fmt = out_file.suffix.lstrip(".") or None
+    if fmt is not None and fmt not in FORMATS:
+        raise typer.BadParameter(f"one of {', '.join(FORMATS)}", param_hint="--format")
+    if fmt == "xlsx" and out_file is None:
+        raise typer.BadParameter("an Excel workbook needs --out FILE", param_hint="--out")
+    settings, engine = _engine(config)
+    now = _now()
+    start, end = period_bounds(scope, period, today=now.date())
+    outcome = run_recon(
+        engine,
+        default_reconciler(settings, engine),
+        scope=scope,
+        start=start,
+        end=end,
+        actor=_actor(actor),
+        now=now,
+        refresh=refresh,
+        trend_runs=settings.raw.recon.trend_runs,
+    )
+    report = outcome.report
+    if fmt is not None:
+        data = render(report, fmt)
+        if out_file is not None:
+            out_file.write_bytes(data)
+            err.print(f"report written to {out_file}")
+        else:
+            sys.stdout.write(data.decode())
+    if fmt is None or out_file is not None:
+        console = err if fmt is not None and out_file is None else out
+        console.print(
+            f"run {outcome.run_id}: {scope} {start}..{end} (excl.): "
+            f"matched={report.matched_count} variances={report.variance_count} "
+            f"within_tolerance={report.within_tolerance} opened={outcome.opened} "
+            f"reopened={outcome.reopened} auto_resolved={outcome.auto_resolved} "
+            f"open_cases={outcome.open_cases}"
+        )
+        for c in report.categories:
+            amounts = ", ".join(f"{a} {cur}" for cur, a in c.amounts)
+            console.print(f"  {c.reconciliation:<9} {c.kind:<20} {c.count:>6}  {amounts}")
+        if outcome.voided_signoffs:
+            console.print(f"[yellow]sign-off(s) voided: {list(outcome.voided_signoffs)}[/]")
+    limit = settings.raw.recon.max_open_cases
+    if outcome.open_cases > limit:
+        err.print(f"[red]{outcome.open_cases} open case(s), more than the {limit} allowed[/]")
+        raise typer.Exit(EXIT_TOO_MANY_OPEN_CASES)
+
+
+@cases_app.command("list")
+def cases_list(
+    state: Annotated[
+        list[str] | None,
+        typer.Option(help="open, investigating, resolved, accepted (default: the first two)."),
+    ] = None,
+    reconciliation: Annotated[str | None, typer.Option(help="ar, payments or revenue.")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cases, oldest first: open and under investigation unless --state says otherwise."""
+    from revbridge.services.recon import list_cases
+
+    _, engine = _engine(config)
+    cases = list_cases(engine, now=_now(), states=state, reconciliation=reconciliation)
+    if as_json:
+        _print_json([asdict(c) for c in cases])
+        return
+    t = Table("id", "recon", "kind", "ref", "state", "Salesforce", "ERP", "hub", "days")
+    for c in cases:
+        t.add_row(
+            str(c.id),
+            c.reconciliation,
+            c.kind,
+            c.ref,
+            c.state,
+            c.source_amount or "",
+            c.erp_amount or "",
+            c.hub_state or "",
+            str(c.days_open),
+        )
+    out.print(t)
+
+
+@cases_app.command("show")
+def cases_show(case_id: int, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """One case, both sides, the hub's trace and its history."""
+    from revbridge.services.recon import show_case
+
+    _, engine = _engine(config)
+    detail = show_case(engine, case_id, now=_now())
+    if as_json:
+        _print_json(asdict(detail))
+        return
+    for key, value in asdict(detail.case).items():
+        out.print(f"{key:>16}: {value if value is not None else ''}")
+    out.print("history:")
+    for h in detail.history:
+        out.print(
+            f"  {h.at.isoformat()} {h.actor} {h.action} "
+            f"{h.from_state}->{h.to_state} {h.reason or ''}"
+        )
+
+
+@cases_app.command("investigate")
+def cases_investigate(
+    case_id: int,
+    note: Annotated[str | None, typer.Option(help="What is being looked at.")] = None,
+    config: ConfigOpt = None,
+    actor: ActorOpt = None,
+) -> None:
+    """Take a case: it becomes yours, under investigation."""
+    from revbridge.services.recon import investigate_case
+
+    _, engine = _engine(config)
+    c = investigate_case(engine, case_id, actor=_actor(actor), note=note, now=_now())
+    out.print(f"case {c.id}: {c.state} ({c.assignee})")
+
+
+@cases_app.command("resolve")
+def cases_resolve(
+    case_id: int,
+    code: Annotated[str, typer.Option(help="corrected_in_erp, corrected_in_salesforce, ...")],
+    note: Annotated[str, typer.Option(help="What was done.")],
+    config: ConfigOpt = None,
+    actor: ActorOpt = None,
+) -> None:
+    """Close a case as fixed, with a resolution code and a note."""
+    from revbridge.services.recon import resolve_case
+
+    _, engine = _engine(config)
+    c = resolve_case(engine, case_id, actor=_actor(actor), code=code, note=note, now=_now())
+    out.print(f"case {c.id}: {c.state} ({c.resolution_code})")
+
+
+@cases_app.command("accept")
+def cases_accept(
+    case_id: int,
+    note: Annotated[str, typer.Option(help="Why the difference is accepted.")],
+    config: ConfigOpt = None,
+    actor: ActorOpt = None,
+) -> None:
+    """Close a case as a known, explained difference."""
+    from revbridge.services.recon import accept_case
+
+    _, engine = _engine(config)
+    c = accept_case(engine, case_id, actor=_actor(actor), note=note, now=_now())
+    out.print(f"case {c.id}: {c.state}")
+
+
+@app.command("signoff")
+def signoff(
+    period: Annotated[str, typer.Option(help="The month, YYYY-MM.")],
+    role: Annotated[str, typer.Option("--as", help="preparer, then reviewer (someone else).")],
+    config: ConfigOpt = None,
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sign a month off: first its preparer, then a different reviewer."""
+    from revbridge.services.recon import sign_off
+
+    _, engine = _engine(config)
+    s = sign_off(engine, period=period, role=role, actor=_actor(actor), now=_now())
+    if as_json:
+        _print_json(asdict(s))
+    else:
+        out.print(f"{period}: {s.describe()}")
+
+
+@app.command("status")
+def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Cases by state and age, the last runs, the sign-offs."""
+    from revbridge.services.recon import recon_status
+
+    _, engine = _engine(config)
+    st = recon_status(engine, now=_now())
+    if as_json:
+        _print_json(asdict(st))
+        return
+    out.print("cases: " + " ".join(f"{k}={v}" for k, v in st.cases_by_state.items()))
+    out.print("open by age (days): " + " ".join(f"{k}={v}" for k, v in st.aging.items()))
+    out.print(
+        "open by reconciliation: "
+        + (" ".join(f"{k}={v}" for k, v in st.open_by_reconciliation.items()) or "none")
+    )
+    t = Table("run", "scope", "period", "matched", "variances", "opened", "auto-resolved", "open")
+    for r in st.recent_runs:
+        t.add_row(
+            *(
+                str(r[k])
+                for k in (
+                    "id",
+                    "scope",
+                    "period",
+                    "matched",
+                    "variances",
+                    "opened",
+                    "auto_resolved",
+                    "open_cases",
+                )
+            )
+        )
+    out.print(t)
+    for s in st.signoffs:
+        out.print(f"sign-off {s.period_start:%Y-%m}: {s.describe()}")

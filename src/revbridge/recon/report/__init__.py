@@ -1,0 +1,1 @@
+"""Reconciliation reports: one value (``model.ReconReport``), four layouts (``render``)."""

@@ -1,0 +1,217 @@
+"""The report of one reconciliation run, as a value every renderer reads.
+
+``build_report`` turns a ``PeriodRecon`` (what was found), the cases it maps to, the aging of
+the open cases and the recent runs (the trend) into a ``ReconReport``. The renderers (JSON,
+CSV, Excel, HTML) only lay it out; none of them computes anything of its own.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+from revbridge.recon.cases import aging
+from revbridge.recon.period import PeriodRecon
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaseRef:
+    """The case a finding belongs to, as the ledger holds it after the run."""
+
+    id: int
+    state: str
+    days_open: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportLine:
+    """One variance with both sides and the hub's trace (the drill-down)."""
+
+    reconciliation: str
+    kind: str
+    ref: str
+    doc_type: str | None
+    currency: str | None
+    source_amount: Decimal | None
+    erp_amount: Decimal | None
+    difference: Decimal | None
+    source_value: str | None
+    erp_value: str | None
+    within_tolerance: bool
+    hub_state: str
+    timing_difference: bool
+    event_id: int | None
+    attempts: int
+    last_error: str | None
+    case_id: int | None
+    case_state: str | None
+    days_open: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Category:
+    """Variances of one kind in one reconciliation: how many, and how much (per currency).
+
+    ``amounts`` adds the absolute differences; a currency variance has no comparable amount
+    and counts without adding.
+    """
+
+    reconciliation: str
+    kind: str
+    count: int
+    within_tolerance: int
+    amounts: tuple[tuple[str, Decimal], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReconSummary:
+    """One reconciliation's headline: what matched and how many variances."""
+
+    name: str
+    source_count: int
+    erp_count: int
+    matched_count: int
+    matched_amounts: tuple[tuple[str, Decimal], ...]
+    variance_count: int
+    within_tolerance: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrendPoint:
+    """A recent run, for the variance trend."""
+
+    run_id: int
+    scope: str
+    period_start: date
+    started_at: datetime
+    variance_count: int
+    within_tolerance_count: int
+    open_cases: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReconReport:
+    scope: str
+    start: date
+    end: date  # exclusive
+    run_id: int | None
+    generated_at: datetime
+    read_at: datetime
+    summaries: tuple[ReconSummary, ...]
+    categories: tuple[Category, ...]
+    lines: tuple[ReportLine, ...]
+    open_cases: int
+    aging: tuple[tuple[str, int], ...]
+    trend: tuple[TrendPoint, ...]
+    signoff: str | None = None
+
+    @property
+    def matched_count(self) -> int:
+        return sum(s.matched_count for s in self.summaries)
+
+    @property
+    def matched_amounts(self) -> tuple[tuple[str, Decimal], ...]:
+        return _totals((c, a) for s in self.summaries for c, a in s.matched_amounts)
+
+    @property
+    def variance_count(self) -> int:
+        return len(self.lines)
+
+    @property
+    def within_tolerance(self) -> int:
+        return sum(1 for line in self.lines if line.within_tolerance)
+
+
+def _totals(pairs: Iterable[tuple[str, Decimal]]) -> tuple[tuple[str, Decimal], ...]:
+    sums: dict[str, Decimal] = defaultdict(Decimal)
+    for currency, amount in pairs:
+        sums[currency] += amount
+    return tuple(sorted(sums.items()))
+
+
+def build_report(
+    recon: PeriodRecon,
+    *,
+    cases: Mapping[tuple[str, str, str], CaseRef],
+    open_case_ages: Sequence[int],
+    trend: Sequence[TrendPoint],
+    generated_at: datetime,
+    run_id: int | None = None,
+    signoff: str | None = None,
+) -> ReconReport:
+    """The report of ``recon``: ``cases`` by ``(reconciliation, ref, kind)``, the ages in days
+    of every open case (for the aging), ``trend`` the recent runs oldest first."""
+    lines: list[ReportLine] = []
+    summaries: list[ReconSummary] = []
+    for r in recon.reconciliations:
+        for item in r.findings:
+            f, hub = item.finding, item.hub
+            case = cases.get((r.name, f.ref, f.kind.value))
+            lines.append(
+                ReportLine(
+                    reconciliation=r.name,
+                    kind=f.kind.value,
+                    ref=f.ref,
+                    doc_type=f.doc_type,
+                    currency=f.currency,
+                    source_amount=f.source_amount,
+                    erp_amount=f.erp_amount,
+                    difference=f.difference,
+                    source_value=f.source_value,
+                    erp_value=f.erp_value,
+                    within_tolerance=f.within_tolerance,
+                    hub_state=hub.state,
+                    timing_difference=item.timing_difference,
+                    event_id=hub.event_id,
+                    attempts=hub.attempts,
+                    last_error=hub.last_error,
+                    case_id=case.id if case else None,
+                    case_state=case.state if case else None,
+                    days_open=case.days_open if case else None,
+                )
+            )
+        summaries.append(
+            ReconSummary(
+                name=r.name,
+                source_count=r.result.source_count,
+                erp_count=r.result.erp_count,
+                matched_count=r.result.matched_count,
+                matched_amounts=_totals((m.currency, m.source_amount) for m in r.result.matched),
+                variance_count=len(r.findings),
+                within_tolerance=sum(1 for i in r.findings if i.finding.within_tolerance),
+            )
+        )
+    by_category: dict[tuple[str, str], list[ReportLine]] = defaultdict(list)
+    for line in lines:
+        by_category[(line.reconciliation, line.kind)].append(line)
+    categories = tuple(
+        Category(
+            reconciliation=name,
+            kind=kind,
+            count=len(group),
+            within_tolerance=sum(1 for g in group if g.within_tolerance),
+            amounts=_totals(
+                (g.currency or "", abs(g.difference)) for g in group if g.difference is not None
+            ),
+        )
+        for (name, kind), group in sorted(by_category.items())
+    )
+    counts = aging(open_case_ages)
+    return ReconReport(
+        scope=recon.scope,
+        start=recon.start,
+        end=recon.end,
+        run_id=run_id,
+        generated_at=generated_at,
+        read_at=recon.read_at,
+        summaries=tuple(summaries),
+        categories=categories,
+        lines=tuple(lines),
+        open_cases=len(open_case_ages),
+        aging=tuple(counts.items()),
+        trend=tuple(trend),
+        signoff=signoff,
+    )

@@ -1,0 +1,1077 @@
+"""Reconciliation workflow services: run, persist cases, sign off, report, schedule.
+
+What the CLI (``revbridge recon ...``) and the ops console call; plain typed functions over a
+SQLAlchemy engine. The rules live in ``revbridge.recon`` (``cases``, ``signoff``); this module
+applies them to the ledger's ``recon_runs``, ``recon_cases`` and ``recon_signoffs`` and
+writes every transition to ``audit_log`` in the same transaction.
+
+A run: ``reconcile_period`` (both sides read, three reconciliations, the hub's state) ->
+``plan_cases`` -> one transaction (the run row, cases opened / refreshed / reopened /
+auto-resolved, sign-offs voided, their audit entries) -> the ``ReconReport``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import contextlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, func, select, tuple_, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.sql.elements import ColumnElement
+
+from revbridge.config import Settings
+from revbridge.core.policy import check_cron
+from revbridge.errors import DomainError
+from revbridge.recon.cases import (
+    ACTIVE,
+    AUTO_RESOLVED,
+    CaseSnapshot,
+    CaseState,
+    Seen,
+    amount_text,
+    check_resolution_code,
+    check_transition,
+    days_open,
+    fingerprint,
+    plan_cases,
+)
+from revbridge.recon.period import SCOPES, PeriodRecon
+from revbridge.recon.report.model import CaseRef, ReconReport, TrendPoint, build_report
+from revbridge.recon.signoff import (
+    ROLES,
+    SignoffState,
+    changed_reconciliations,
+    check_prepare,
+    check_review,
+)
+from revbridge.store.schema import audit_log, watermarks
+from revbridge.store.tables_recon import recon_cases, recon_runs, recon_signoffs
+
+Reconciler = Callable[[str, date, date, bool], PeriodRecon]
+"""``(scope, start, end, refresh) -> PeriodRecon``: by default ``recon.period.reconcile_period``."""
+
+_T = TypeVar("_T")
+CASE_ENTITY = "recon_case"
+RUN_ENTITY = "recon_run"
+SIGNOFF_ENTITY = "recon_signoff"
+SCHEDULER_ACTOR = "recon-scheduler"
+OUTAGE_MARK = "recon.outage_windows_after"
+_CHUNK = 500
+
+
+# ---------------------------------------------------------------------- periods
+
+
+def period_bounds(scope: str, period: str | None, *, today: date) -> tuple[date, date]:
+    """``[start, end)`` of a run: a day (``YYYY-MM-DD``, default yesterday) for ``nightly``,
+    a month (``YYYY-MM``, default last month) for ``monthly``."""
+    if scope not in SCOPES:
+        raise DomainError(f"scope {scope!r}: one of {', '.join(SCOPES)}")
+    if scope == "nightly":
+        try:
+            day = date.fromisoformat(period) if period else today - timedelta(days=1)
+        except ValueError as exc:
+            raise DomainError(f"a nightly period is a date (YYYY-MM-DD), not {period!r}") from exc
+        return day, day + timedelta(days=1)
+    if period:
+        try:
+            year, month = (int(p) for p in period.split("-"))
+            start = date(year, month, 1)
+        except ValueError as exc:
+            raise DomainError(f"a monthly period is YYYY-MM, not {period!r}") from exc
+    else:
+        start = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    days = calendar.monthrange(start.year, start.month)[1]
+    return start, start + timedelta(days=days)
+
+
+def month_of(start: date) -> tuple[date, date]:
+    return period_bounds("monthly", f"{start.year}-{start.month:02d}", today=start)
+
+
+def default_reconciler(settings: Settings, engine: Engine) -> Reconciler:
+    """The configured read-back and the three reconciliations (``reconcile_period``)."""
+    from revbridge.recon.period import reconcile_period
+
+    def reconcile(scope: str, start: date, end: date, refresh: bool) -> PeriodRecon:
+        return reconcile_period(
+            settings, engine, scope=scope, start=start, end=end, refresh=refresh
+        )
+
+    return reconcile
+
+
+# ---------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaseView:
+    """A case as the CLI and the console show it."""
+
+    id: int
+    reconciliation: str
+    ref: str
+    kind: str
+    state: str
+    period_start: date
+    period_end: date
+    doc_type: str | None
+    currency: str | None
+    source_amount: str | None
+    erp_amount: str | None
+    difference: str | None
+    source_value: str | None
+    erp_value: str | None
+    hub_state: str | None
+    event_id: int | None
+    attempts: int
+    last_error: str | None
+    opened_at: datetime
+    updated_at: datetime
+    last_seen_at: datetime
+    closed_at: datetime | None
+    assignee: str | None
+    resolution_code: str | None
+    note: str | None
+    days_open: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditEntry:
+    at: datetime
+    actor: str
+    action: str
+    from_state: str | None
+    to_state: str | None
+    reason: str | None
+    details: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaseDetail:
+    case: CaseView
+    history: tuple[AuditEntry, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignoffView:
+    id: int
+    period_start: date
+    period_end: date
+    state: str
+    run_id: int
+    preparer: str
+    prepared_at: datetime
+    reviewer: str | None
+    reviewed_at: datetime | None
+    voided_at: datetime | None
+    void_reason: str | None
+
+    def describe(self) -> str:
+        if self.state == SignoffState.SIGNED:
+            return f"signed by {self.preparer} (preparer) and {self.reviewer} (reviewer)"
+        if self.state == SignoffState.PREPARED:
+            return f"prepared by {self.preparer}, awaiting review"
+        return f"voided: {self.void_reason}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOutcome:
+    """What one run did, and its report."""
+
+    run_id: int
+    opened: int
+    refreshed: int
+    reopened: int
+    auto_resolved: int
+    open_cases: int
+    voided_signoffs: tuple[int, ...]
+    report: ReconReport
+
+
+# ---------------------------------------------------------------------- audit
+
+
+def _audit(
+    conn: Connection,
+    rows: Iterable[dict[str, Any]],
+    *,
+    actor: str,
+    now: datetime,
+) -> None:
+    entries = [
+        {
+            "at": now,
+            "actor": actor,
+            "action": r["action"],
+            "entity_type": r["entity_type"],
+            "entity_id": str(r["entity_id"]),
+            "from_state": r.get("from_state"),
+            "to_state": r.get("to_state"),
+            "reason": r.get("reason"),
+            "details": json.dumps(r["details"], sort_keys=True, default=str)
+            if r.get("details")
+            else None,
+        }
+        for r in rows
+    ]
+    if entries:
+        conn.execute(audit_log.insert(), entries)
+
+
+# ---------------------------------------------------------------------- run
+
+
+def _from_row(cls: type[_T], row: Any, **extra: Any) -> _T:
+    """A dataclass from a result row's columns of the same names (plus ``extra``)."""
+    mapping = row._mapping
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    return cls(**{n: mapping[n] for n in names if n in mapping and n not in extra}, **extra)
+
+
+def _snapshot(row: Any) -> CaseSnapshot:
+    return _from_row(CaseSnapshot, row)
+
+
+def _chunks(items: Sequence[Any], n: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _existing_cases(conn: Connection, seen: Sequence[Seen]) -> list[CaseSnapshot]:
+    """The active cases, and every case (any state) of the keys this run found."""
+    rows = {r.id: r for r in conn.execute(select(recon_cases).where(_active()))}
+    keys = sorted({s.key for s in seen})
+    for chunk in _chunks(keys):
+        cond = tuple_(recon_cases.c.reconciliation, recon_cases.c.ref, recon_cases.c.kind).in_(
+            list(chunk)
+        )
+        for r in conn.execute(select(recon_cases).where(cond)):
+            rows[r.id] = r
+    return [_snapshot(r) for r in rows.values()]
+
+
+def _active() -> ColumnElement[bool]:
+    return recon_cases.c.state.in_([s.value for s in ACTIVE])
+
+
+def _seen_values(s: Seen, *, run_id: int, now: datetime) -> dict[str, Any]:
+    f, hub = s.item.finding, s.item.hub
+    return {
+        "doc_type": f.doc_type,
+        "currency": f.currency,
+        "source_amount": amount_text(f.source_amount),
+        "erp_amount": amount_text(f.erp_amount),
+        "difference": amount_text(f.difference),
+        "source_value": f.source_value,
+        "erp_value": f.erp_value,
+        "hub_state": hub.state,
+        "event_id": hub.event_id,
+        "attempts": hub.attempts,
+        "last_error": hub.last_error,
+        "updated_at": now,
+        "last_seen_at": now,
+        "last_run_id": run_id,
+    }
+
+
+def _narrower(case: CaseSnapshot, start: date, end: date) -> dict[str, date]:
+    """A case keeps the narrowest period it was found over (so a nightly run can clear it)."""
+    if (end - start) < (case.period_end - case.period_start):
+        return {"period_start": start, "period_end": end}
+    return {}
+
+
+def _update_case(conn: Connection, case_id: int, values: dict[str, Any]) -> None:
+    conn.execute(update(recon_cases).where(recon_cases.c.id == case_id).values(**values))
+
+
+def _case_audit(action: str, case: CaseSnapshot, to: CaseState, reason: str) -> dict[str, Any]:
+    return {
+        "action": f"recon.case.{action}",
+        "entity_type": CASE_ENTITY,
+        "entity_id": case.id,
+        "from_state": case.state,
+        "to_state": to.value,
+        "reason": reason,
+    }
+
+
+def _seen(recon: PeriodRecon) -> list[Seen]:
+    return [
+        Seen(reconciliation=r.name, item=item)
+        for r in recon.reconciliations
+        for item in r.findings
+        if not item.finding.within_tolerance
+    ]
+
+
+def _overlapping_signoffs(conn: Connection, start: date, end: date) -> list[Any]:
+    return list(
+        conn.execute(
+            select(recon_signoffs).where(
+                recon_signoffs.c.state.in_([SignoffState.PREPARED, SignoffState.SIGNED]),
+                recon_signoffs.c.period_start < end,
+                recon_signoffs.c.period_end > start,
+            )
+        )
+    )
+
+
+def run_recon(
+    engine: Engine,
+    reconciler: Reconciler,
+    *,
+    scope: str,
+    start: date,
+    end: date,
+    actor: str,
+    now: datetime,
+    refresh: bool = True,
+    trend_runs: int = 30,
+    reason: str | None = None,
+) -> RunOutcome:
+    """Reconcile ``[start, end)``, record the run, open / update / resolve its cases.
+
+    A sign-off of a period this run overlaps is voided when that period's balances changed:
+    compared directly for the month-end run of the period, else by reconciling the signed
+    month again from the read-back store (no new read).
+    """
+    recon = reconciler(scope, start, end, refresh)
+    prints = {r.name: fingerprint(r.result) for r in recon.reconciliations}
+    with engine.connect() as conn:
+        signoffs = _overlapping_signoffs(conn, start, end)
+    current_prints: dict[int, dict[str, str]] = {}
+    for s in signoffs:
+        if scope == "monthly" and (s.period_start, s.period_end) == (start, end):
+            current_prints[s.id] = prints
+        else:
+            month = reconciler("monthly", s.period_start, s.period_end, False)
+            current_prints[s.id] = {r.name: fingerprint(r.result) for r in month.reconciliations}
+
+    seen = _seen(recon)
+    with engine.begin() as conn:
+        run_id = conn.execute(
+            recon_runs.insert()
+            .values(
+                scope=scope,
+                period_start=start,
+                period_end=end,
+                started_at=now,
+                read_at=recon.read_at,
+                actor=actor,
+                matched_count=sum(r.result.matched_count for r in recon.reconciliations),
+                variance_count=sum(len(r.findings) for r in recon.reconciliations),
+                within_tolerance_count=sum(
+                    1
+                    for r in recon.reconciliations
+                    for i in r.findings
+                    if i.finding.within_tolerance
+                ),
+                opened_count=0,
+                resolved_count=0,
+                open_cases=0,
+                amounts=json.dumps(_run_amounts(recon)),
+                fingerprints=json.dumps(prints, sort_keys=True),
+            )
+            .returning(recon_runs.c.id)
+        ).scalar_one()
+        plan = plan_cases(_existing_cases(conn, seen), seen, start=start, end=end)
+        audits: list[dict[str, Any]] = []
+
+        if plan.to_open:
+            conn.execute(
+                recon_cases.insert(),
+                [
+                    {
+                        "reconciliation": s.reconciliation,
+                        "ref": s.item.finding.ref,
+                        "kind": s.item.finding.kind.value,
+                        "state": CaseState.OPEN.value,
+                        "period_start": start,
+                        "period_end": end,
+                        "opened_at": now,
+                        "first_run_id": run_id,
+                        **_seen_values(s, run_id=run_id, now=now),
+                    }
+                    for s in plan.to_open
+                ],
+            )
+            new_ids = conn.execute(
+                select(recon_cases.c.id, recon_cases.c.reconciliation, recon_cases.c.ref,
+                       recon_cases.c.kind).where(recon_cases.c.first_run_id == run_id)
+            ).all()  # fmt: skip
+            audits += [
+                {
+                    "action": "recon.case.opened",
+                    "entity_type": CASE_ENTITY,
+                    "entity_id": r.id,
+                    "to_state": CaseState.OPEN.value,
+                    "reason": f"found by run {run_id} ({scope} {start}..{end})",
+                    "details": {"reconciliation": r.reconciliation, "ref": r.ref, "kind": r.kind},
+                }
+                for r in new_ids
+            ]
+        for case, s in plan.to_refresh:
+            _update_case(
+                conn,
+                case.id,
+                {**_seen_values(s, run_id=run_id, now=now), **_narrower(case, start, end)},
+            )
+        for case, s in plan.to_reopen:
+            values = {**_seen_values(s, run_id=run_id, now=now), **_narrower(case, start, end)}
+            _update_case(
+                conn,
+                case.id,
+                dict(values, state=CaseState.OPEN.value, closed_at=None, resolution_code=None,
+                     opened_at=now),
+            )  # fmt: skip
+            audits.append(
+                _case_audit(
+                    "reopened",
+                    case,
+                    CaseState.OPEN,
+                    f"found again by run {run_id} ({scope} {start}..{end})",
+                )
+            )
+        for case in plan.to_auto_resolve:
+            note = f"not found by run {run_id} over {start}..{end}: the variance cleared"
+            _update_case(
+                conn,
+                case.id,
+                {"state": CaseState.RESOLVED.value, "resolution_code": AUTO_RESOLVED,
+                 "note": note, "closed_at": now, "updated_at": now, "last_run_id": run_id},
+            )  # fmt: skip
+            audits.append(_case_audit(AUTO_RESOLVED, case, CaseState.RESOLVED, note))
+
+        voided: list[int] = []
+        for s in signoffs:
+            changed = changed_reconciliations(json.loads(s.fingerprints), current_prints[s.id])
+            if not changed:
+                continue
+            why = f"balances changed in {', '.join(changed)} (run {run_id})"
+            conn.execute(
+                update(recon_signoffs)
+                .where(recon_signoffs.c.id == s.id)
+                .values(state=SignoffState.VOIDED.value, voided_at=now, void_reason=why)
+            )
+            voided.append(s.id)
+            audits.append(
+                {
+                    "action": "recon.signoff.voided",
+                    "entity_type": SIGNOFF_ENTITY,
+                    "entity_id": s.id,
+                    "from_state": s.state,
+                    "to_state": SignoffState.VOIDED.value,
+                    "reason": why,
+                    "details": {"period": f"{s.period_start}..{s.period_end}"},
+                }
+            )
+
+        open_cases = conn.execute(select(func.count()).where(_active())).scalar_one()
+        conn.execute(
+            update(recon_runs)
+            .where(recon_runs.c.id == run_id)
+            .values(
+                opened_count=len(plan.to_open) + len(plan.to_reopen),
+                resolved_count=len(plan.to_auto_resolve),
+                open_cases=open_cases,
+            )
+        )
+        audits.append(
+            {
+                "action": "recon.run",
+                "entity_type": RUN_ENTITY,
+                "entity_id": run_id,
+                "reason": reason,
+                "details": {
+                    "scope": scope,
+                    "period": f"{start}..{end}",
+                    "opened": len(plan.to_open),
+                    "reopened": len(plan.to_reopen),
+                    "auto_resolved": len(plan.to_auto_resolve),
+                    "open_cases": open_cases,
+                },
+            }
+        )
+        _audit(conn, audits, actor=actor, now=now)
+
+    report = report_for(engine, recon, run_id=run_id, now=now, trend_runs=trend_runs)
+    return RunOutcome(
+        run_id=run_id,
+        opened=len(plan.to_open),
+        refreshed=len(plan.to_refresh),
+        reopened=len(plan.to_reopen),
+        auto_resolved=len(plan.to_auto_resolve),
+        open_cases=open_cases,
+        voided_signoffs=tuple(voided),
+        report=report,
+    )
+
+
+def _run_amounts(recon: PeriodRecon) -> dict[str, dict[str, str]]:
+    matched: dict[str, Any] = {}
+    variance: dict[str, Any] = {}
+    for r in recon.reconciliations:
+        for m in r.result.matched:
+            matched[m.currency] = matched.get(m.currency, 0) + m.source_amount
+        for i in r.findings:
+            f = i.finding
+            if f.difference is not None and f.currency:
+                variance[f.currency] = variance.get(f.currency, 0) + abs(f.difference)
+    return {
+        "matched": {c: format(a, "f") for c, a in sorted(matched.items())},
+        "variance": {c: format(a, "f") for c, a in sorted(variance.items())},
+    }
+
+
+def report_for(
+    engine: Engine,
+    recon: PeriodRecon,
+    *,
+    run_id: int | None,
+    now: datetime,
+    trend_runs: int = 30,
+) -> ReconReport:
+    """The report of ``recon`` with the ledger's cases, aging, trend and sign-off."""
+    keys = sorted(
+        {(r.name, i.finding.ref, i.finding.kind.value) for r in recon.reconciliations
+         for i in r.findings}
+    )  # fmt: skip
+    cases: dict[tuple[str, str, str], CaseRef] = {}
+    with engine.connect() as conn:
+        for chunk in _chunks(keys):
+            cond = tuple_(recon_cases.c.reconciliation, recon_cases.c.ref, recon_cases.c.kind).in_(
+                list(chunk)
+            )
+            for r in conn.execute(
+                select(recon_cases.c.id, recon_cases.c.reconciliation, recon_cases.c.ref,
+                       recon_cases.c.kind, recon_cases.c.state, recon_cases.c.opened_at)
+                .where(cond)
+            ):  # fmt: skip
+                cases[(r.reconciliation, r.ref, r.kind)] = CaseRef(
+                    id=r.id, state=r.state, days_open=days_open(r.opened_at, now)
+                )
+        ages = [
+            days_open(opened, now)
+            for opened in conn.execute(select(recon_cases.c.opened_at).where(_active())).scalars()
+        ]
+        trend = [
+            TrendPoint(
+                run_id=r.id,
+                scope=r.scope,
+                period_start=r.period_start,
+                started_at=r.started_at,
+                variance_count=r.variance_count,
+                within_tolerance_count=r.within_tolerance_count,
+                open_cases=r.open_cases,
+            )
+            for r in conn.execute(
+                select(recon_runs).order_by(recon_runs.c.id.desc()).limit(trend_runs)
+            )
+        ][::-1]
+        signoff = _latest_signoff(conn, *month_of(recon.start))
+    return build_report(
+        recon,
+        cases=cases,
+        open_case_ages=ages,
+        trend=trend,
+        generated_at=now,
+        run_id=run_id,
+        signoff=signoff.describe() if signoff else None,
+    )
+
+
+# ---------------------------------------------------------------------- cases
+
+
+def _case_view(row: Any, now: datetime) -> CaseView:
+    return _from_row(CaseView, row, days_open=days_open(row.opened_at, row.closed_at or now))
+
+
+def list_cases(
+    engine: Engine,
+    *,
+    now: datetime,
+    states: Sequence[str] | None = None,
+    reconciliation: str | None = None,
+    limit: int = 1000,
+) -> list[CaseView]:
+    """Cases, oldest first; by default the active ones (open, investigating)."""
+    wanted = list(states) if states else [s.value for s in ACTIVE]
+    unknown = set(wanted) - {s.value for s in CaseState}
+    if unknown:
+        raise DomainError(f"unknown case state(s) {sorted(unknown)}")
+    stmt = select(recon_cases).where(recon_cases.c.state.in_(wanted))
+    if reconciliation:
+        stmt = stmt.where(recon_cases.c.reconciliation == reconciliation)
+    stmt = stmt.order_by(recon_cases.c.opened_at, recon_cases.c.id).limit(limit)
+    with engine.connect() as conn:
+        return [_case_view(r, now) for r in conn.execute(stmt)]
+
+
+def show_case(engine: Engine, case_id: int, *, now: datetime) -> CaseDetail:
+    """One case with its history from the audit log."""
+    with engine.connect() as conn:
+        row = conn.execute(select(recon_cases).where(recon_cases.c.id == case_id)).first()
+        if row is None:
+            raise DomainError(f"no case {case_id}")
+        history = conn.execute(
+            select(audit_log)
+            .where(audit_log.c.entity_type == CASE_ENTITY, audit_log.c.entity_id == str(case_id))
+            .order_by(audit_log.c.id)
+        ).all()
+    return CaseDetail(
+        case=_case_view(row, now),
+        history=tuple(
+            AuditEntry(
+                at=h.at,
+                actor=h.actor,
+                action=h.action,
+                from_state=h.from_state,
+                to_state=h.to_state,
+                reason=h.reason,
+                details=json.loads(h.details) if h.details else None,
+            )
+            for h in history
+        ),
+    )
+
+
+def _transition(
+    engine: Engine,
+    case_id: int,
+    target: CaseState,
+    *,
+    actor: str,
+    now: datetime,
+    note: str | None,
+    values: dict[str, Any],
+) -> CaseView:
+    with engine.begin() as conn:
+        row = conn.execute(select(recon_cases).where(recon_cases.c.id == case_id)).first()
+        if row is None:
+            raise DomainError(f"no case {case_id}")
+        check_transition(row.state, target)
+        done = conn.execute(
+            update(recon_cases)
+            .where(recon_cases.c.id == case_id, recon_cases.c.state == row.state)
+            .values(state=target.value, updated_at=now, **values)
+        ).rowcount
+        if done != 1:
+            raise DomainError(f"case {case_id} changed meanwhile; look again")
+        _audit(
+            conn,
+            [
+                {
+                    "action": f"recon.case.{target.value}",
+                    "entity_type": CASE_ENTITY,
+                    "entity_id": case_id,
+                    "from_state": row.state,
+                    "to_state": target.value,
+                    "reason": note,
+                    "details": {k: v for k, v in values.items() if k in ("resolution_code",)},
+                }
+            ],
+            actor=actor,
+            now=now,
+        )
+        fresh = conn.execute(select(recon_cases).where(recon_cases.c.id == case_id)).one()
+    return _case_view(fresh, now)
+
+
+def investigate_case(
+    engine: Engine, case_id: int, *, actor: str, now: datetime, note: str | None = None
+) -> CaseView:
+    """Someone takes the case: it is theirs (``assignee``) and under investigation."""
+    values: dict[str, Any] = {"assignee": actor}
+    if note:
+        values["note"] = note
+    return _transition(
+        engine, case_id, CaseState.INVESTIGATING, actor=actor, now=now, note=note, values=values
+    )
+
+
+def resolve_case(
+    engine: Engine, case_id: int, *, actor: str, code: str, note: str, now: datetime
+) -> CaseView:
+    """Close the case as fixed, with a resolution code and a note saying what was done."""
+    check_resolution_code(code)
+    if not note.strip():
+        raise DomainError("a resolution needs a note saying what was done")
+    return _transition(
+        engine,
+        case_id,
+        CaseState.RESOLVED,
+        actor=actor,
+        now=now,
+        note=note,
+        values={"resolution_code": code, "note": note, "closed_at": now},
+    )
+
+
+def accept_case(engine: Engine, case_id: int, *, actor: str, note: str, now: datetime) -> CaseView:
+    """Close the case as a known, explained difference that stays (a note is required)."""
+    if not note.strip():
+        raise DomainError("accepting a difference needs a note explaining it")
+    return _transition(
+        engine,
+        case_id,
+        CaseState.ACCEPTED,
+        actor=actor,
+        now=now,
+        note=note,
+        values={"note": note, "closed_at": now},
+    )
+
+
+# ---------------------------------------------------------------------- sign-off
+
+
+def _signoff_view(row: Any) -> SignoffView:
+    return _from_row(SignoffView, row)
+
+
+def _latest_signoff(conn: Connection, start: date, end: date) -> SignoffView | None:
+    row = conn.execute(
+        select(recon_signoffs)
+        .where(recon_signoffs.c.period_start == start, recon_signoffs.c.period_end == end)
+        .order_by(recon_signoffs.c.id.desc())
+        .limit(1)
+    ).first()
+    return _signoff_view(row) if row is not None else None
+
+
+def sign_off(engine: Engine, *, period: str, role: str, actor: str, now: datetime) -> SignoffView:
+    """Sign a month (``YYYY-MM``) off as its ``preparer`` or, after, its ``reviewer``.
+
+    The preparer signs the balances of the period's latest month-end run (their fingerprints
+    are kept); no case of the period may still be open. The reviewer is someone else.
+    """
+    if role not in ROLES:
+        raise DomainError(f"role {role!r}: one of {', '.join(ROLES)}")
+    start, end = period_bounds("monthly", period, today=now.date())
+    with engine.begin() as conn:
+        latest = _latest_signoff(conn, start, end)
+        live = latest if latest and latest.state != SignoffState.VOIDED else None
+        if role == "preparer":
+            run = conn.execute(
+                select(recon_runs)
+                .where(
+                    recon_runs.c.scope == "monthly",
+                    recon_runs.c.period_start == start,
+                    recon_runs.c.period_end == end,
+                )
+                .order_by(recon_runs.c.id.desc())
+                .limit(1)
+            ).first()
+            if run is None:
+                raise DomainError(
+                    f"no month-end run for {period}: run `revbridge recon run --scope monthly "
+                    f"--period {period}` first"
+                )
+            active = conn.execute(
+                select(func.count()).where(
+                    _active(),
+                    recon_cases.c.period_start >= start,
+                    recon_cases.c.period_end <= end,
+                )
+            ).scalar_one()
+            check_prepare(current=live.state if live else None, active_cases=active)
+            signoff_id = conn.execute(
+                recon_signoffs.insert()
+                .values(
+                    period_start=start,
+                    period_end=end,
+                    state=SignoffState.PREPARED.value,
+                    run_id=run.id,
+                    fingerprints=run.fingerprints,
+                    preparer=actor,
+                    prepared_at=now,
+                )
+                .returning(recon_signoffs.c.id)
+            ).scalar_one()
+            audit = {
+                "action": "recon.signoff.prepared",
+                "entity_id": signoff_id,
+                "to_state": SignoffState.PREPARED.value,
+                "details": {"period": period, "run_id": run.id},
+            }
+        else:
+            check_review(
+                current=live.state if live else None,
+                preparer=live.preparer if live else None,
+                reviewer=actor,
+            )
+            assert live is not None
+            signoff_id = live.id
+            done = conn.execute(
+                update(recon_signoffs)
+                .where(
+                    recon_signoffs.c.id == live.id,
+                    recon_signoffs.c.state == SignoffState.PREPARED.value,
+                )
+                .values(state=SignoffState.SIGNED.value, reviewer=actor, reviewed_at=now)
+            ).rowcount
+            if done != 1:
+                raise DomainError(f"the sign-off of {period} changed meanwhile; look again")
+            audit = {
+                "action": "recon.signoff.signed",
+                "entity_id": signoff_id,
+                "from_state": SignoffState.PREPARED.value,
+                "to_state": SignoffState.SIGNED.value,
+                "details": {"period": period},
+            }
+        _audit(conn, [{**audit, "entity_type": SIGNOFF_ENTITY}], actor=actor, now=now)
+        row = conn.execute(select(recon_signoffs).where(recon_signoffs.c.id == signoff_id)).one()
+    return _signoff_view(row)
+
+
+# ---------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReconStatus:
+    cases_by_state: dict[str, int]
+    open_by_reconciliation: dict[str, int]
+    aging: dict[str, int]
+    recent_runs: tuple[dict[str, Any], ...]
+    signoffs: tuple[SignoffView, ...]
+
+
+def recon_status(engine: Engine, *, now: datetime, runs: int = 5) -> ReconStatus:
+    """Cases by state, open ones by reconciliation and age, the last runs and sign-offs."""
+    from revbridge.recon.cases import aging
+
+    with engine.connect() as conn:
+        by_state: dict[str, int] = dict(
+            conn.execute(
+                select(recon_cases.c.state, func.count()).group_by(recon_cases.c.state)
+            ).all()
+        )
+        by_recon: dict[str, int] = dict(
+            conn.execute(
+                select(recon_cases.c.reconciliation, func.count())
+                .where(_active())
+                .group_by(recon_cases.c.reconciliation)
+            ).all()
+        )
+        ages = [
+            days_open(t, now)
+            for t in conn.execute(select(recon_cases.c.opened_at).where(_active())).scalars()
+        ]
+        recent = tuple(
+            {
+                "id": r.id,
+                "scope": r.scope,
+                "period": f"{r.period_start}..{r.period_end}",
+                "started_at": r.started_at.isoformat(),
+                "matched": r.matched_count,
+                "variances": r.variance_count,
+                "within_tolerance": r.within_tolerance_count,
+                "opened": r.opened_count,
+                "auto_resolved": r.resolved_count,
+                "open_cases": r.open_cases,
+            }
+            for r in conn.execute(select(recon_runs).order_by(recon_runs.c.id.desc()).limit(runs))
+        )
+        signoffs = tuple(
+            _signoff_view(r)
+            for r in conn.execute(
+                select(recon_signoffs).order_by(recon_signoffs.c.id.desc()).limit(12)
+            )
+        )
+    return ReconStatus(
+        cases_by_state={s.value: int(by_state.get(s.value, 0)) for s in CaseState},
+        open_by_reconciliation={k: int(v) for k, v in sorted(by_recon.items())},
+        aging=aging(ages),
+        recent_runs=recent,
+        signoffs=signoffs,
+    )
+
+
+# ---------------------------------------------------------------------- scheduling
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DueRun:
+    scope: str
+    start: date
+    end: date
+    reason: str
+
+
+def _last_fire(expression: str, now: datetime) -> datetime:
+    from cronsim import CronSim
+
+    check_cron(expression)
+    fired: datetime = next(CronSim(expression, now + timedelta(seconds=1), reverse=True))
+    return fired
+
+
+def due_scheduled_runs(
+    engine: Engine, *, nightly: str, monthly: str, now: datetime
+) -> list[DueRun]:
+    """The scheduled runs whose latest fire time has no run of the scheduler since.
+
+    The nightly run reconciles the day before its fire time, the month-end run the month
+    before; a run missed while nothing was running is made up once (the latest fire only).
+    """
+    due: list[DueRun] = []
+    for scope, expression in (("nightly", nightly), ("monthly", monthly)):
+        fired = _last_fire(expression, now)
+        start, end = period_bounds(scope, None, today=fired.date())
+        with engine.connect() as conn:
+            done = conn.execute(
+                select(func.count()).where(
+                    recon_runs.c.scope == scope,
+                    recon_runs.c.period_start == start,
+                    recon_runs.c.period_end == end,
+                    recon_runs.c.started_at >= fired,
+                )
+            ).scalar_one()
+        if not done:
+            due.append(DueRun(scope=scope, start=start, end=end, reason=f"schedule {expression}"))
+    return due
+
+
+def outage_windows(engine: Engine, *, now: datetime) -> list[DueRun]:
+    """Runs over each outage that ended since the last look (then moves the mark).
+
+    An outage is a target's circuit opened then closed again (``audit_log``, action
+    ``circuit``); its run is nightly-scoped over every day from the opening to the closing.
+    """
+    with engine.begin() as conn:
+        mark_text = conn.execute(
+            select(watermarks.c.value).where(watermarks.c.name == OUTAGE_MARK)
+        ).scalar()
+        # On the first look, only an outage that ended within the last day: older ones were
+        # before reconciliation was scheduled here.
+        mark = datetime.fromisoformat(mark_text) if mark_text else now - timedelta(days=1)
+        stmt = (
+            select(audit_log.c.at, audit_log.c.entity_id, audit_log.c.to_state)
+            .where(audit_log.c.action == "circuit", audit_log.c.entity_type == "target")
+            .order_by(audit_log.c.id)
+        )
+        opened: dict[str, datetime] = {}
+        due: list[DueRun] = []
+        for at, target, state in conn.execute(stmt):
+            if state == "open":
+                opened.setdefault(target, at)
+            elif state == "closed" and target in opened:
+                began = opened.pop(target)
+                if at > mark:
+                    due.append(
+                        DueRun(
+                            scope="nightly",
+                            start=began.date(),
+                            end=at.date() + timedelta(days=1),
+                            reason=f"outage of {target} {began.isoformat()}..{at.isoformat()}",
+                        )
+                    )
+        value = now.isoformat()
+        if mark_text is None:
+            conn.execute(watermarks.insert().values(name=OUTAGE_MARK, value=value, updated_at=now))
+        else:
+            conn.execute(
+                update(watermarks)
+                .where(watermarks.c.name == OUTAGE_MARK)
+                .values(value=value, updated_at=now)
+            )
+    return due
+
+
+def run_due(
+    settings: Settings,
+    engine: Engine,
+    *,
+    now: datetime,
+    reconciler: Reconciler | None = None,
+) -> list[RunOutcome]:
+    """Run every scheduled recon run that is due, and one over each outage that just ended."""
+    cfg = settings.raw.recon
+    reconciler = reconciler or default_reconciler(settings, engine)
+    due = due_scheduled_runs(
+        engine, nightly=cfg.nightly_schedule, monthly=cfg.monthly_schedule, now=now
+    ) + outage_windows(engine, now=now)
+    return [
+        run_recon(
+            engine,
+            reconciler,
+            scope=d.scope,
+            start=d.start,
+            end=d.end,
+            actor=SCHEDULER_ACTOR,
+            now=now,
+            trend_runs=cfg.trend_runs,
+            reason=d.reason,
+        )
+        for d in due
+    ]
+
+
+async def recon_schedule_loop(
+    settings: Settings,
+    engine: Engine,
+    stop: asyncio.Event,
+    *,
+    interval: timedelta = timedelta(minutes=1),
+    clock: Callable[[], datetime] | None = None,
+) -> None:
+    """Beside the worker: every ``interval``, run what ``run_due`` finds due (in a thread,
+    as a run reads both sides with its own event loop)."""
+    import structlog
+
+    log = structlog.get_logger("revbridge.recon")
+    now = clock or (lambda: datetime.now(UTC))
+    while not stop.is_set():
+        try:
+            outcomes = await asyncio.to_thread(run_due, settings, engine, now=now())
+            for o in outcomes:
+                log.info(
+                    "recon_run",
+                    run_id=o.run_id,
+                    scope=o.report.scope,
+                    period=f"{o.report.start}..{o.report.end}",
+                    opened=o.opened,
+                    auto_resolved=o.auto_resolved,
+                    open_cases=o.open_cases,
+                )
+        except Exception as exc:  # a failed run is logged, and tried again at the next tick
+            log.warning(
+                "recon_run_failed", error=str(exc).splitlines()[0] if str(exc) else repr(exc)
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval.total_seconds())
+
+
+__all__ = [
+    "CaseDetail",
+    "CaseView",
+    "DueRun",
+    "ReconStatus",
+    "Reconciler",
+    "RunOutcome",
+    "SignoffView",
+    "accept_case",
+    "default_reconciler",
+    "due_scheduled_runs",
+    "investigate_case",
+    "list_cases",
+    "outage_windows",
+    "period_bounds",
+    "recon_schedule_loop",
+    "recon_status",
+    "report_for",
+    "resolve_case",
+    "run_due",
+    "run_recon",
+    "show_case",
+    "sign_off",
+]

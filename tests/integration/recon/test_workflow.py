@@ -1,0 +1,235 @@
+"""The reconciliation workflow on a real ledger (SQLite and PostgreSQL): runs open, update and
+resolve cases; people work them; a month is signed off and voided when its balances move."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from revbridge.config import parse_config
+from revbridge.engine.ports import ArDocument
+from revbridge.errors import DomainError
+from revbridge.recon.period import PeriodRecon, reconcile_period
+from revbridge.services.recon import (
+    accept_case,
+    investigate_case,
+    list_cases,
+    recon_status,
+    resolve_case,
+    run_recon,
+    show_case,
+    sign_off,
+)
+from revbridge.store.ledger import Ledger
+from revbridge.store.schema import audit_log
+from revbridge.store.tables_recon import recon_runs
+from tests.unit.recon.sides import store_of
+
+T0 = datetime(2026, 11, 1, 3, tzinfo=UTC)
+OCT = (date(2026, 10, 1), date(2026, 11, 1))
+
+
+def invoice(n: int, amount: str = "100.00", day: int = 5, status: str = "Unpaid") -> ArDocument:
+    """Invoice ``n`` as Salesforce holds it (``status="open"``: as the ERP holds it)."""
+    return ArDocument(
+        key=f"k{n}",
+        ref=f"a0X{n:05d}",
+        doc_type="invoice",
+        customer_ref="001A",
+        currency="USD",
+        amount=Decimal(amount),
+        doc_date=date(2026, 10, day),
+        status=status,
+    )
+
+
+class Sides:
+    """Salesforce and the ERP as read back; the reconciler runs the real three
+    reconciliations over them, with the hub state read from the ledger."""
+
+    def __init__(self, ledger: Ledger, tmp: Path) -> None:
+        self.sf = [invoice(n) for n in range(1, 6)]
+        self.erp = [invoice(n, status="open") for n in range(1, 6)]
+        self.ledger = ledger
+        self.settings = parse_config({}, None, tmp)
+
+    def reconcile(self, scope: str, start: date, end: date, refresh: bool) -> PeriodRecon:
+        store = store_of(self.sf, self.erp)
+        try:
+            return reconcile_period(
+                self.settings, self.ledger.engine, scope=scope, start=start, end=end,
+                refresh=False, store=store, now=T0,
+            )  # fmt: skip
+        finally:
+            store.close()
+
+    def run(self, scope: str = "monthly", period: tuple[date, date] = OCT, at: datetime = T0):
+        return run_recon(
+            self.ledger.engine, self.reconcile, scope=scope, start=period[0], end=period[1],
+            actor="ana", now=at,
+        )  # fmt: skip
+
+
+@pytest.fixture
+def sides(ledger: Ledger, tmp_path: Path) -> Sides:
+    return Sides(ledger, tmp_path)
+
+
+def _audit(ledger: Ledger, entity_type: str) -> list[tuple[str, str | None, str | None]]:
+    with ledger.engine.connect() as conn:
+        return [
+            (r.action, r.from_state, r.to_state)
+            for r in conn.execute(
+                select(audit_log)
+                .where(audit_log.c.entity_type == entity_type)
+                .order_by(audit_log.c.id)
+            )
+        ]
+
+
+def test_a_run_opens_a_case_per_variance_and_records_itself(sides: Sides) -> None:
+    """An invoice missing in the ERP and one off by 5.00 open two cases, audited; the run is
+    recorded with its counts and its fingerprints."""
+    sides.erp = [
+        sides.erp[0],
+        dataclasses.replace(sides.erp[1], amount=Decimal("105.00")),
+        *sides.erp[3:],
+    ]
+    outcome = sides.run()
+    assert (outcome.opened, outcome.open_cases) == (2, 2)
+    cases = list_cases(sides.ledger.engine, now=T0)
+    assert sorted((c.kind, c.ref) for c in cases) == [
+        ("amount", "a0X00002"),
+        ("missing_in_erp", "a0X00003"),
+    ]
+    assert {c.hub_state for c in cases} == {"never captured"}
+    amount = next(c for c in cases if c.kind == "amount")
+    assert Decimal(amount.difference or "") == Decimal("5.00")
+    assert _audit(sides.ledger, "recon_case") == [("recon.case.opened", None, "open")] * 2
+    with sides.ledger.engine.connect() as conn:
+        run = conn.execute(select(recon_runs)).one()
+    assert (run.scope, run.matched_count, run.variance_count, run.open_cases) == (
+        "monthly",
+        3,
+        2,
+        2,
+    )
+    assert outcome.report.matched_count == 3
+
+
+def test_a_variance_that_clears_resolves_its_case_by_itself(sides: Sides) -> None:
+    """The late delivery lands in the ERP: the next run resolves the case as auto_resolved,
+    in the audit log; a later break of the same invoice reopens it."""
+    sides.erp = sides.erp[:4]
+    sides.run()
+    (case,) = list_cases(sides.ledger.engine, now=T0)
+    sides.erp.append(invoice(5, status="open"))
+    later = sides.run(at=T0 + timedelta(hours=1))
+    assert (later.auto_resolved, later.open_cases) == (1, 0)
+    detail = show_case(sides.ledger.engine, case.id, now=T0)
+    assert (detail.case.state, detail.case.resolution_code) == ("resolved", "auto_resolved")
+    assert [h.action for h in detail.history] == ["recon.case.opened", "recon.case.auto_resolved"]
+
+    sides.erp.pop()
+    again = sides.run(at=T0 + timedelta(hours=2))
+    assert again.reopened == 1
+    assert show_case(sides.ledger.engine, case.id, now=T0).case.state == "open"
+
+
+def test_a_case_is_investigated_then_resolved_or_accepted_with_every_step_audited(
+    sides: Sides,
+) -> None:
+    """Open -> investigating -> resolved (code and note), open -> accepted; a closed case
+    refuses further moves and the refusal changes nothing."""
+    sides.erp = sides.erp[:3]
+    sides.run()
+    first, second = list_cases(sides.ledger.engine, now=T0)
+    engine = sides.ledger.engine
+    took = investigate_case(engine, first.id, actor="ben", note="checking the ERP", now=T0)
+    assert (took.state, took.assignee) == ("investigating", "ben")
+    with pytest.raises(DomainError, match="resolution code"):
+        resolve_case(engine, first.id, actor="ben", code="fixed", note="x", now=T0)
+    done = resolve_case(
+        engine, first.id, actor="ben", code="corrected_in_erp", note="re-posted", now=T0
+    )
+    assert (done.state, done.resolution_code, done.note) == (
+        "resolved",
+        "corrected_in_erp",
+        "re-posted",
+    )
+    with pytest.raises(DomainError, match="cannot become"):
+        accept_case(engine, first.id, actor="ben", note="no", now=T0)
+    with pytest.raises(DomainError, match="note"):
+        accept_case(engine, second.id, actor="ben", note=" ", now=T0)
+    accepted = accept_case(
+        engine, second.id, actor="cho", note="written off, approved by CFO", now=T0
+    )
+    assert accepted.state == "accepted"
+    history = show_case(engine, first.id, now=T0).history
+    assert [(h.action, h.actor, h.to_state) for h in history] == [
+        ("recon.case.opened", "ana", "open"),
+        ("recon.case.investigating", "ben", "investigating"),
+        ("recon.case.resolved", "ben", "resolved"),
+    ]
+    assert history[2].details == {"resolution_code": "corrected_in_erp"}
+    assert list_cases(engine, now=T0) == []
+    status = recon_status(engine, now=T0)
+    assert status.cases_by_state == {"open": 0, "investigating": 0, "resolved": 1, "accepted": 1}
+
+
+def test_open_cases_age_in_buckets(sides: Sides) -> None:
+    """A case opened 10 days ago is in the 8-30 bucket; one opened today in 0-1."""
+    sides.erp = sides.erp[:4]
+    sides.run(at=T0 - timedelta(days=10))
+    sides.erp = sides.erp[:3]
+    sides.run()
+    status = recon_status(sides.ledger.engine, now=T0)
+    assert status.aging == {"0-1": 1, "2-7": 0, "8-30": 1, ">30": 0}
+    assert sorted(c.days_open for c in list_cases(sides.ledger.engine, now=T0)) == [0, 10]
+
+
+def test_a_month_is_signed_off_by_two_people_and_voided_when_a_balance_moves(sides: Sides) -> None:
+    """Preparer then a different reviewer sign October; a later month-end run that finds an
+    invoice changed voids the sign-off, audited; the period can be prepared again."""
+    engine = sides.ledger.engine
+    with pytest.raises(DomainError, match="no month-end run"):
+        sign_off(engine, period="2026-10", role="preparer", actor="ana", now=T0)
+    sides.run()
+    prepared = sign_off(engine, period="2026-10", role="preparer", actor="ana", now=T0)
+    assert prepared.state == "prepared"
+    with pytest.raises(DomainError, match="someone else"):
+        sign_off(engine, period="2026-10", role="reviewer", actor="ana", now=T0)
+    signed = sign_off(engine, period="2026-10", role="reviewer", actor="ben", now=T0)
+    assert (signed.state, signed.reviewer) == ("signed", "ben")
+
+    unchanged = sides.run(at=T0 + timedelta(hours=1))
+    assert unchanged.voided_signoffs == ()
+
+    sides.erp[0] = dataclasses.replace(sides.erp[0], amount=Decimal("90.00"))
+    changed = sides.run(at=T0 + timedelta(days=3))
+    assert changed.voided_signoffs == (signed.id,)
+    assert recon_status(engine, now=T0).signoffs[0].state == "voided"
+    assert _audit(sides.ledger, "recon_signoff") == [
+        ("recon.signoff.prepared", None, "prepared"),
+        ("recon.signoff.signed", "prepared", "signed"),
+        ("recon.signoff.voided", "signed", "voided"),
+    ]
+    with pytest.raises(DomainError, match="still open"):
+        sign_off(engine, period="2026-10", role="preparer", actor="ana", now=T0)
+
+
+def test_a_nightly_run_inside_a_signed_month_voids_it_when_the_month_moved(sides: Sides) -> None:
+    """A nightly run of a day in a signed-off month checks the month's balances again."""
+    engine = sides.ledger.engine
+    sides.run()
+    sign_off(engine, period="2026-10", role="preparer", actor="ana", now=T0)
+    sides.sf.append(invoice(9, day=20))
+    sides.erp.append(invoice(9, "99.00", day=20, status="open"))
+    night = sides.run("nightly", (date(2026, 10, 7), date(2026, 10, 8)), at=T0 + timedelta(days=1))
+    assert len(night.voided_signoffs) == 1
+    assert "ar" in (recon_status(engine, now=T0).signoffs[0].void_reason or "")

@@ -1,0 +1,139 @@
+"""The case workflow's rules: transitions, aging, fingerprints and what a run changes."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import duckdb
+import pytest
+
+from revbridge.errors import DomainError
+from revbridge.recon.cases import (
+    AUTO_RESOLVED,
+    CaseSnapshot,
+    CaseState,
+    Seen,
+    aging,
+    aging_bucket,
+    check_resolution_code,
+    check_transition,
+    days_open,
+    fingerprint,
+    plan_cases,
+)
+from revbridge.recon.hub_state import FindingWithHubState, HubState
+from revbridge.recon.match import ReconResult, reconcile_ar
+from tests.unit.recon.ar import Doc, relation
+
+OCT = (date(2026, 10, 1), date(2026, 11, 1))
+
+
+def _ar(source: list[Doc], erp: list[Doc]) -> ReconResult:
+    con = duckdb.connect()
+    return reconcile_ar(relation(con, "s", source), relation(con, "e", erp), connection=con)
+
+
+def _seen(result: ReconResult) -> list[Seen]:
+    return [
+        Seen(
+            reconciliation="ar", item=FindingWithHubState(finding=f, hub=HubState(state="pending"))
+        )
+        for f in result.cases
+    ]
+
+
+def _case(
+    ref: str, kind: str, state: str, period: tuple[date, date] = OCT, **kw: str
+) -> CaseSnapshot:
+    return CaseSnapshot(
+        id=hash((ref, kind)) % 1000,
+        reconciliation="ar",
+        ref=ref,
+        kind=kind,
+        state=state,
+        period_start=period[0],
+        period_end=period[1],
+        source_amount=kw.get("source_amount", "100.0000"),
+        erp_amount=kw.get("erp_amount"),
+    )
+
+
+def test_a_closed_case_cannot_be_worked_again() -> None:
+    """Open may go to investigating, resolved or accepted; a resolved case refuses any move."""
+    check_transition("open", CaseState.INVESTIGATING)
+    check_transition("investigating", CaseState.ACCEPTED)
+    with pytest.raises(DomainError, match="cannot become"):
+        check_transition("resolved", CaseState.INVESTIGATING)
+    with pytest.raises(DomainError, match="cannot become"):
+        check_transition("investigating", CaseState.OPEN)
+
+
+def test_only_known_resolution_codes_are_taken_and_auto_resolved_is_the_runs_own() -> None:
+    """A person resolves with a known code; ``auto_resolved`` is kept for the runs."""
+    check_resolution_code("corrected_in_erp")
+    for bad in ("fixed", AUTO_RESOLVED):
+        with pytest.raises(DomainError, match="resolution code"):
+            check_resolution_code(bad)
+
+
+def test_aging_buckets_split_at_1_7_and_30_days() -> None:
+    """A case is 0-1 days old up to its second day, then 2-7, 8-30 and over 30."""
+    assert [aging_bucket(d) for d in (0, 1, 2, 7, 8, 30, 31, 400)] == [
+        "0-1", "0-1", "2-7", "2-7", "8-30", "8-30", ">30", ">30",
+    ]  # fmt: skip
+    opened = datetime(2026, 10, 1, 9, tzinfo=UTC)
+    assert days_open(opened, opened + timedelta(days=8, hours=1)) == 8
+    assert aging([0, 3, 9, 45, 45]) == {"0-1": 1, "2-7": 1, "8-30": 1, ">30": 2}
+
+
+def test_the_fingerprint_changes_only_when_a_balance_changes() -> None:
+    """The same documents give the same digest, whatever their stored scale; a cent moved
+    on one invoice gives another digest."""
+    docs = [Doc("a0X1", Decimal("100.00")), Doc("a0X2", Decimal("50"))]
+    rescaled = [Doc("a0X1", Decimal("100.0000")), Doc("a0X2", Decimal("50.00"))]
+    moved = [Doc("a0X1", Decimal("100.01")), Doc("a0X2", Decimal("50"))]
+    base = fingerprint(_ar(docs, docs))
+    assert fingerprint(_ar(rescaled, rescaled)) == base
+    assert fingerprint(_ar(docs, moved)) != base
+    assert fingerprint(_ar(moved, moved)) != base
+
+
+def test_a_run_opens_new_cases_and_refreshes_known_ones() -> None:
+    """A variance found for the first time opens a case; one already open is refreshed."""
+    result = _ar([Doc("a0X1", Decimal("100")), Doc("a0X2", Decimal("5"))], [])
+    existing = [_case("a0X1", "missing_in_erp", "open")]
+    plan = plan_cases(existing, _seen(result), start=OCT[0], end=OCT[1])
+    assert [s.item.finding.ref for s in plan.to_open] == ["a0X2"]
+    assert [c.ref for c, _ in plan.to_refresh] == ["a0X1"]
+    assert plan.to_auto_resolve == ()
+    assert plan.to_reopen == ()
+
+
+def test_a_variance_that_cleared_resolves_its_case_only_over_a_covering_period() -> None:
+    """An open case not found again is auto-resolved by a run over its period, never by a
+    run over another day."""
+    existing = [
+        _case("a0X1", "missing_in_erp", "investigating", (date(2026, 10, 5), date(2026, 10, 6)))
+    ]
+    month = plan_cases(existing, [], start=OCT[0], end=OCT[1])
+    assert [c.ref for c in month.to_auto_resolve] == ["a0X1"]
+    other_day = plan_cases(existing, [], start=date(2026, 10, 6), end=date(2026, 10, 7))
+    assert other_day.to_auto_resolve == ()
+
+
+def test_a_resolved_case_found_again_reopens_and_an_accepted_one_only_if_it_moved() -> None:
+    """A fix that did not hold reopens its case; an accepted difference stays accepted until
+    its amounts change."""
+    result = _ar([Doc("a0X1", Decimal("100")), Doc("a0X2", Decimal("7"))], [])
+    existing = [
+        _case("a0X1", "missing_in_erp", "resolved"),
+        _case("a0X2", "missing_in_erp", "accepted", source_amount="7.0000"),
+    ]
+    plan = plan_cases(existing, _seen(result), start=OCT[0], end=OCT[1])
+    assert [c.ref for c, _ in plan.to_reopen] == ["a0X1"]
+    assert [c.ref for c, _ in plan.to_refresh] == ["a0X2"]
+    moved = _ar([Doc("a0X2", Decimal("8"))], [])
+    assert [
+        c.ref for c, _ in plan_cases(existing, _seen(moved), start=OCT[0], end=OCT[1]).to_reopen
+    ] == ["a0X2"]

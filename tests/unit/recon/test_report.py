@@ -1,0 +1,164 @@
+"""Reports in four formats, each parsed back: JSON, CSV, the Excel workbook and the HTML page."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import duckdb
+import pytest
+from openpyxl import load_workbook
+
+from revbridge.recon.hub_state import FindingWithHubState, HubState
+from revbridge.recon.match import reconcile_ar
+from revbridge.recon.period import PeriodRecon, Reconciliation
+from revbridge.recon.report.model import CaseRef, ReconReport, TrendPoint, build_report
+from revbridge.recon.report.render import CSV_COLUMNS, render
+from revbridge.recon.thresholds import AmountTolerance, ReconThresholds
+from tests.unit.recon.ar import Doc, relation
+
+NOW = datetime(2026, 11, 1, 3, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def report() -> ReconReport:
+    """October: three invoices match exactly, one is missing in the ERP (dead-lettered), one is a
+    cent off (within a 0.05 tolerance) and one is 10.00 off in EUR."""
+    con = duckdb.connect()
+    sf = [
+        Doc("a0X1", Decimal("100.00")),
+        Doc("a0X2", Decimal("200.00")),
+        Doc("a0X3", Decimal("300.00")),
+        Doc("a0X4", Decimal("400.00")),
+        Doc("a0X5", Decimal("50.00")),
+        Doc("a0X6", Decimal("1000.00"), currency="EUR"),
+    ]
+    erp = [*sf[:3], sf[4].but(amount=Decimal("50.01")), sf[5].but(amount=Decimal("1010.00"))]
+    result = reconcile_ar(
+        relation(con, "s", sf),
+        relation(con, "e", erp),
+        ReconThresholds(amount=AmountTolerance(absolute=Decimal("0.05"))),
+        connection=con,
+    )
+    hubs = {
+        "a0X4": HubState(
+            state="dead_letter",
+            subject_ref="invoice:a0X4",
+            event_id=41,
+            attempts=12,
+            last_error="400 customer inactive",
+        )
+    }
+    findings = tuple(
+        FindingWithHubState(finding=f, hub=hubs.get(f.ref, HubState(state="delivered", event_id=7)))
+        for f in result.findings
+    )
+    recon = PeriodRecon(
+        scope="monthly",
+        start=date(2026, 10, 1),
+        end=date(2026, 11, 1),
+        reconciliations=(Reconciliation(name="ar", result=result, findings=findings),),
+        read_at=NOW,
+    )
+    trend = [
+        TrendPoint(
+            run_id=i,
+            scope="nightly",
+            period_start=date(2026, 10, i),
+            started_at=NOW,
+            variance_count=i % 3,
+            within_tolerance_count=1,
+            open_cases=i,
+        )
+        for i in range(1, 6)
+    ]
+    return build_report(
+        recon,
+        cases={("ar", "a0X4", "missing_in_erp"): CaseRef(id=9, state="open", days_open=3)},
+        open_case_ages=[3, 12],
+        trend=trend,
+        generated_at=NOW,
+        run_id=6,
+    )
+
+
+def test_the_json_report_has_the_documented_shape_with_exact_amounts(report: ReconReport) -> None:
+    """JSON carries matched, variances (kind, ref, both amounts as decimal strings, hub state),
+    within tolerance and open cases."""
+    data = json.loads(render(report, "json"))
+    assert data["matched"] == 4  # the cent within tolerance counts as matched
+    assert data["within_tolerance"] == 1
+    assert data["open_cases"] == 2
+    by_ref = {v["ref"]: v for v in data["variances"]}
+    assert set(by_ref) == {"a0X4", "a0X5", "a0X6"}
+    for v in data["variances"]:
+        assert {"kind", "ref", "source_amount", "erp_amount", "hub_state"} <= set(v)
+    assert by_ref["a0X4"]["kind"] == "missing_in_erp"
+    assert by_ref["a0X4"]["erp_amount"] is None
+    assert Decimal(by_ref["a0X4"]["source_amount"]) == Decimal("400.00")
+    assert by_ref["a0X4"]["hub_state"] == "dead_letter"
+    assert by_ref["a0X4"]["last_error"] == "400 customer inactive"
+    assert by_ref["a0X4"]["case_id"] == 9
+    assert Decimal(by_ref["a0X6"]["erp_amount"]) == Decimal("1010.00")
+    assert data["aging"] == {"0-1": 0, "2-7": 1, "8-30": 1, ">30": 0}
+    assert Decimal(data["matched_amounts"]["USD"]) == Decimal("650.00")
+
+
+def test_the_csv_report_has_one_row_per_variance_with_both_sides(report: ReconReport) -> None:
+    """CSV rows parse back with the header and the drill-down values."""
+    rows = list(csv.DictReader(io.StringIO(render(report, "csv").decode())))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert len(rows) == 3
+    five = next(r for r in rows if r["ref"] == "a0X5")
+    assert (five["kind"], five["within_tolerance"]) == ("amount", "True")
+    assert Decimal(five["difference"]) == Decimal("0.01")
+
+
+def test_the_workbook_has_a_summary_and_a_sheet_per_reconciliation_with_numbers(
+    report: ReconReport,
+) -> None:
+    """Excel opens a Summary sheet and an ``ar`` sheet whose amounts are numbers in a
+    currency format."""
+    book = load_workbook(io.BytesIO(render(report, "xlsx")))
+    assert book.sheetnames == ["Summary", "ar"]
+    sheet = book["ar"]
+    header = [c.value for c in sheet[1]]
+    assert header == list(CSV_COLUMNS)
+    rows = {r[2].value: r for r in sheet.iter_rows(min_row=2)}
+    eur = rows["a0X6"]
+    erp_cell = eur[header.index("erp_amount")]
+    assert erp_cell.value == pytest.approx(1010.0)
+    assert "EUR" in erp_cell.number_format
+    summary = [[c.value for c in r] for r in book["Summary"].iter_rows()]
+    assert ["ar", 4, 3, 1, "USD", pytest.approx(650.0)] in summary
+
+
+def test_the_html_report_is_self_contained_with_both_charts_and_the_lines(
+    report: ReconReport,
+) -> None:
+    """The page draws the trend and the aging as inline SVG, lists every line with its hub
+    trace, and loads nothing from elsewhere."""
+    page = render(report, "html").decode()
+    assert page.count("<svg") == 2
+    assert page.count('class="series"') == 3  # variances, within tolerance, open cases
+    assert page.count("<circle") == 3 * 5  # one point per run and series
+    assert 'data-bucket="2-7"' in page
+    assert page.count('<tr class="line') == 3
+    assert "400 customer inactive" in page
+    assert "#9 open" in page
+    assert "<script" not in page
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "https://" not in page
+
+
+def test_a_label_cannot_inject_markup_into_the_page(report: ReconReport) -> None:
+    """An error text with HTML in it is shown as text."""
+    from dataclasses import replace
+
+    line = replace(report.lines[0], last_error="<script>alert(1)</script>")
+    page = render(replace(report, lines=(line,)), "html").decode()
+    assert "<script>" not in page
+    assert "&lt;script&gt;" in page
