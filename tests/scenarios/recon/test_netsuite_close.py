@@ -23,7 +23,7 @@ from revbridge.recon.period import reconcile_period
 from revbridge.recon.readback import ReadbackStore, RefreshReport
 from revbridge.store.ledger import Ledger
 from revbridge.testing import FakeSalesforce
-from tests.contract.netsuite_adapter.conftest import GL_ACCOUNTS, Admin, connector_config
+from tests.contract.netsuite_adapter.conftest import GL_ACCOUNTS, Admin, connector_config, suiteql
 from tests.scenarios.recon.story import NOW, deliver, findings
 
 OCTOBER = {"start": date(2026, 10, 1), "end": date(2026, 11, 1)}
@@ -67,15 +67,39 @@ def test_netsuite_drift_after_close_is_named_exactly(
         1 for e in envs if e["type"] == "revenue.recognized"
     )
 
-    # The accountant doubles a revenue journal's amounts in NetSuite.
+    # The accountant doubles a revenue journal's amounts and keys an invoice by hand.
     changed = _edit_netsuite(admin, sandbox, envs)
+    (customer_id,) = suiteql(sandbox, "SELECT id FROM customer ORDER BY id FETCH FIRST 1 ROWS ONLY")
+
+    async def key_by_hand() -> None:
+        erp = NetSuiteErp(connector_config(sandbox))
+        await erp.http.read(
+            "POST",
+            "/record/v1/invoice",
+            body={
+                "entity": {"id": str(customer_id["id"])},
+                "tranDate": "2026-10-15",
+                "currency": {"id": "1"},
+                "subsidiary": {"id": "1"},
+                "item": {"items": [{"item": {"id": "1"}, "quantity": 1, "rate": 75}]},
+            },
+        )
+        await erp.close()
+
+    asyncio.run(key_by_hand())
+    (manual,) = suiteql(
+        sandbox, "SELECT id FROM transaction WHERE type = 'CustInvc' AND externalid IS NULL"
+    )
     reports.clear()
     second = reconcile_period(
         settings, ledger.engine, scope="monthly", refresher=refresh, now=NOW, **OCTOBER
     )
     erp_read = next(r for r in reports if r.side == "erp")
-    assert erp_read.documents == {"ar": 0, "payments": 0, "journals": 1}
-    assert findings(second) == changed
+    assert erp_read.documents == {"ar": 1, "payments": 0, "journals": 1}
+    by_hand = f"erp:{manual['id']}"
+    assert findings(second) == {*changed, ("ar", FindingKind.MISSING_IN_SOURCE, by_hand)}
+    (finding,) = second.of("ar").findings
+    assert finding.hub.state == "never captured"
 
 
 def _edit_netsuite(
