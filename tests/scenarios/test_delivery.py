@@ -254,3 +254,28 @@ def test_two_workers_on_postgresql_share_the_circuit_and_one_probes_at_a_time(
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def test_rounds_of_one_each_needing_the_last_still_deliver_everything_once(
+    ledger: Ledger,
+) -> None:
+    """A round's outcomes are written during the next round's calls: a payment claimed right
+    after its invoice (not yet recorded) waits one round, then lands, once, in order."""
+    clock = ManualClock(START)
+    envs = list(generate_events(120, seed=8))
+    _ingest(ledger, envs, clock)
+    erp, sf = FakeErp(), FakeSalesforce()
+    w = _worker(ledger, erp, sf, clock, settings=WorkerSettings(claim_batch=1))
+    asyncio.run(w.run_until_idle())
+    assert w._unwritten is None  # idle: every outcome is in the ledger
+    states = _states(ledger)
+    assert states["in_flight"] == 0
+    assert states["parked"] == 0
+    assert erp.duplicates() == {}
+    _assert_each_real_time_event_once(erp, envs)
+    created = {d.external_ref: int(d.erp_id) for d in erp.records("invoice")}
+    by_customer: dict[str, list[int]] = {}
+    for e in envs:  # in ingest order
+        if e["type"] == "invoice.posted":
+            by_customer.setdefault(e["data"]["customer_id"], []).append(created[e["source_id"]])
+    assert all(ids == sorted(ids) for ids in by_customer.values())  # each customer's order

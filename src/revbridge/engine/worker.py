@@ -175,6 +175,7 @@ class Worker:
         self._next_alert_check: datetime | None = None
         self.api_calls: Counter[tuple[str, str, str]] = Counter()
         self._out = Outcomes(self.worker_id)
+        self._unwritten: Outcomes | None = None  # the last round's, written with the next
 
     # ------------------------------------------------------------------ loops
 
@@ -252,6 +253,10 @@ class Worker:
                 )
                 waiter.cancel()
                 stopper.cancel()
+        try:
+            self.write_outcomes()
+        except DBAPIError as exc:  # leases protect them: resumed and looked up first
+            log.warning("outcomes_unwritten", error=str(exc).splitlines()[0])
         return self.stats
 
     async def step(self) -> bool:
@@ -288,6 +293,8 @@ class Worker:
                     failures=target.breaker.consecutive_failures,
                     now=self.clock.now(),
                 )
+        if not progressed and self.write_outcomes():
+            progressed = True  # the write may have released parked deliveries: look again
         if self.batch is not None:
             progressed = await self._run_due_batches(paused) or progressed
         if self.api_calls:
@@ -339,6 +346,7 @@ class Worker:
     async def _run_due_batches(self, paused: set[str]) -> bool:
         """Run every batch class whose schedule has come (its deliveries are due)."""
         assert self.batch is not None
+        self.write_outcomes()
         ran = False
         now = self.clock.now()
         for event_type in self.batch.due_classes(now):
@@ -354,16 +362,45 @@ class Worker:
     # ------------------------------------------------------------------ one delivery
 
     async def deliver_round(self, target: Target, claimed: list[Claimed]) -> None:
-        """Deliver claimed deliveries concurrently (within the target's budget), then write
-        all their outcomes in one transaction."""
+        """Deliver claimed deliveries concurrently (within the target's budget); their
+        outcomes are written in one transaction while the *next* round's calls run.
+
+        Pipelined (docs/decisions/0010-pipelined-outcome-writes.md): this round's claim is
+        already committed when the previous round's outcomes start writing, in a thread,
+        alongside this round's calls, and that write is awaited before this round ends. So at
+        most one round's outcomes are unwritten at a time, each written one claim later than
+        it was delivered, well inside its lease; a worker killed in between leaves leased
+        deliveries that are resumed and looked up first, as before.
+        """
         decoded = [(c, decode_payload(EventType(c.type), c.payload)) for c in claimed]
         plans = [(c, data, plan_for(data, c.idempotency_key)) for c, data in decoded]
         wanted = {r for c, _, p in plans for r in (*p.needs, c.subject_ref)}
         refs = self.queue.resolve(target.name, sorted(wanted))
+        previous, self._unwritten = self._unwritten, None
+        writing = (
+            asyncio.ensure_future(asyncio.to_thread(self._write, previous))
+            if previous is not None
+            else None
+        )
         self._out = Outcomes(self.worker_id)
-        await asyncio.gather(*(self._guarded(target, c, d, p, refs) for c, d, p in plans))
-        out, self._out = self._out, Outcomes(self.worker_id)
+        try:
+            await asyncio.gather(*(self._guarded(target, c, d, p, refs) for c, d, p in plans))
+        finally:
+            if writing is not None:
+                await writing
+        self._unwritten, self._out = self._out, Outcomes(self.worker_id)
+
+    def _write(self, out: Outcomes) -> None:
         self.queue.record(out, now=self.clock.now())
+
+    def write_outcomes(self) -> bool:
+        """Write the last round's outcomes now (when no next round follows to carry them);
+        True when there were some."""
+        out, self._unwritten = self._unwritten, None
+        if out is None or out.empty():
+            return False
+        self._write(out)
+        return True
 
     # ------------------------------------------------------------------ outcome sink
 
