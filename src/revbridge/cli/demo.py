@@ -103,9 +103,9 @@ def demo(
             f", backlog {'drained' if o.drained else 'NOT drained'}, "
             f"{report.dead_letters} dead letters"
         )
-    if report.recon_report is not None:
-        out.print(f"reconciliation report: [bold]{report.recon_report}[/]")
-    elif report.recon_note:
+    for path in report.recon_reports:
+        out.print(f"reconciliation report: [bold]{path}[/] (open it in a browser)")
+    if report.recon_note:
         out.print(f"reconciliation: {report.recon_note}")
     out.print(f"the console: [bold]{report.serve_command}[/]")
     out.print(

@@ -22,11 +22,12 @@ from __future__ import annotations
 import asyncio
 import calendar
 import contextlib
+import importlib
 import json
 import os
 import random
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -160,7 +161,7 @@ class DemoReport:
     checks: list[Check] = field(default_factory=list)
     outage: Outage = field(default_factory=Outage)
     batch_runs: int = 0
-    recon_report: Path | None = None
+    recon_reports: list[Path] = field(default_factory=list)
     recon_note: str = ""
     serve_command: str = ""
     json_path: Path | None = None
@@ -179,7 +180,7 @@ class DemoReport:
             "outage": asdict(self.outage),
             "batch_runs": self.batch_runs,
             "dead_letters": self.dead_letters,
-            "recon_report": str(self.recon_report) if self.recon_report else None,
+            "recon_reports": [str(p) for p in self.recon_reports],
             "recon_note": self.recon_note,
             "serve_command": self.serve_command,
             "problems": self.problems,
@@ -673,7 +674,8 @@ def run_demo(options: DemoOptions, progress: Progress = print) -> DemoReport:
     folder = options.folder
     folder.mkdir(parents=True, exist_ok=True)
     # Every run starts from a clean slate: the demo's own ledger, batches and reports only.
-    for stale in [*folder.glob("revbridge.db*"), *folder.glob("recon-*.html")]:
+    stale_files = ("revbridge.db*", "recon-*.html", "recon.duckdb*", "demo-report.json")
+    for stale in [f for pattern in stale_files for f in folder.glob(pattern)]:
         stale.unlink()
     for sub in ("batches", "jwt"):
         shutil.rmtree(folder / sub, ignore_errors=True)
@@ -694,7 +696,9 @@ def run_demo(options: DemoOptions, progress: Progress = print) -> DemoReport:
             progress(f"NetSuite account {ns.config.account_id}: {ns.base_url}")
         progress(f"wrote {config_path} (SQLite ledger {settings.store_url})")
         story = _Story(options, settings, sf, ns, progress, stack)
-        return asyncio.run(story.run(config_path))
+        asyncio.run(story.run())
+        story.reconcile()
+        return asyncio.run(story.count(config_path))
     raise AssertionError("unreachable")  # pragma: no cover - the with block returns
 
 
@@ -866,7 +870,7 @@ class _Story:
 
     # ------------------------------------------------------------------ the days
 
-    async def run(self, config_path: Path) -> DemoReport:
+    async def run(self) -> None:
         p = self.progress
         try:
             if self.options.object_model == "billing":
@@ -904,10 +908,8 @@ class _Story:
                 stats = await self.deliver()
                 p(f"  night: the batch window (02:00) delivered {stats['delivered']}")
             await self.month_end()
-            await self.count(config_path)
         finally:
             await self._close_ports()
-        return self.report
 
     def begin_outage(self, day_no: int) -> None:
         assert self.erp is not None
@@ -987,32 +989,79 @@ class _Story:
             f"[month end] fast-forward to {nxt:%d %B} 03:05: the month-end batch window "
             f"delivered {stats['delivered']} (revenue journals)"
         )
-        self.reconcile(last)
 
-    def reconcile(self, last: date) -> None:
-        """The nightly and month-end reconciliations, when the reconciliation service exists."""
+    def reconciler(self) -> Callable[[str, date, date, bool], Any]:
+        """``reconcile_period`` over both sandboxes, read back in pages NetSuite accepts
+        (SuiteQL serves at most 1,000 rows a page)."""
+        from revbridge.recon.period import reconcile_period
+        from revbridge.services.recon_readback import refresh_from_config
+
+        settings, engine = self.settings, self.ledger.engine
+
+        def refresher(store: Any, now: datetime) -> Awaitable[object]:
+            return refresh_from_config(settings, store, now=now, engine=engine, page_size=1000)
+
+        def reconcile(scope: str, start: date, end: date, refresh: bool) -> Any:
+            return reconcile_period(
+                settings,
+                engine,
+                scope=scope,
+                start=start,
+                end=end,
+                refresh=refresh,
+                refresher=refresher,
+                now=self.clock.now(),
+            )
+
+        return reconcile
+
+    def reconcile(self) -> None:
+        """The nightly (last business day) and month-end reconciliations, with HTML reports.
+
+        Runs outside the story's event loop: the reconciliation reads both sandboxes back
+        with its own clients. The reconciliation workflow is another part of the hub; when it
+        is not in this build, the demo says so and goes on.
+        """
         try:
-            from revbridge.services import recon as recon_service
+            recon = importlib.import_module("revbridge.services.recon")
+            render = importlib.import_module("revbridge.recon.report.render").render
         except ImportError:
             self.report.recon_note = (
-                "reconciliation service not available in this build (revbridge.services.recon)"
+                "the reconciliation workflow (revbridge.services.recon) is not in this build"
             )
             self.progress(f"[recon] skipped: {self.report.recon_note}")
             return
-        hook = getattr(recon_service, "demo_reconcile", None) or getattr(
-            recon_service, "run_recon_report", None
-        )
-        if hook is None:
-            self.report.recon_note = "revbridge.services.recon has no report entry point yet"
-            self.progress(f"[recon] skipped: {self.report.recon_note}")
-            return
-        path = hook(self.settings, period=f"{last:%Y-%m}", out_dir=self.options.folder)
-        self.report.recon_report = Path(path)
-        self.progress(f"[recon] month-end reconciliation report: {path}")
+        last = self.days[-1]
+        engine = self.ledger.engine
+        for scope, period in (("nightly", last.isoformat()), ("monthly", f"{last:%Y-%m}")):
+            start, end = recon.period_bounds(scope, period, today=last)
+            try:
+                outcome = recon.run_recon(
+                    engine,
+                    self.reconciler(),
+                    scope=scope,
+                    start=start,
+                    end=end,
+                    actor="demo",
+                    now=self.clock.now(),
+                )
+            except RevbridgeError as exc:
+                # Reported, not fatal: the flows and their checks stand on their own.
+                self.report.recon_note = f"the {scope} reconciliation failed: {exc}"
+                self.progress(f"[recon] {self.report.recon_note}")
+                return
+            r = outcome.report
+            path = self.options.folder / f"recon-{scope}-{period}.html"
+            path.write_bytes(render(r, "html"))
+            self.report.recon_reports.append(path)
+            self.progress(
+                f"[recon] {scope} {period}: {r.matched_count} matched, {r.variance_count} "
+                f"variance(s), {outcome.open_cases} open case(s) -> {path}"
+            )
 
     # ------------------------------------------------------------------ the counts
 
-    async def count(self, config_path: Path) -> None:
+    async def count(self, config_path: Path) -> DemoReport:
         engine = self.ledger.engine
         self.report.flows = ledger_flows(engine, self.settings)
         with engine.connect() as conn:
@@ -1024,6 +1073,7 @@ class _Story:
         report_path = self.options.folder / "demo-report.json"
         report_path.write_text(json.dumps(self.report.as_dict(), indent=2), encoding="utf-8")
         self.report.json_path = report_path
+        return self.report
 
     async def sandbox_checks(self, engine: Engine) -> list[Check]:
         billing = self.options.object_model == "billing"
