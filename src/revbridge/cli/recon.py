@@ -5,13 +5,15 @@ A thin edge: every command calls one function of ``revbridge.services.recon``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec
 
 import typer
 from rich.console import Console
@@ -24,6 +26,7 @@ cases_app = typer.Typer(help="Reconciliation cases: list, show, work them.", no_
 app.add_typer(cases_app, name="cases")
 
 EXIT_TOO_MANY_OPEN_CASES = 3
+_P = ParamSpec("_P")
 
 ConfigOpt = Annotated[
     Path | None,
@@ -52,7 +55,27 @@ def _engine(config: Path | None) -> tuple[Any, Any]:
     from revbridge.services import open_ledger
 
     settings = load_settings(config)
-    return settings, open_ledger(settings).engine
+    engine = open_ledger(settings).engine
+    _opened.append(engine)
+    return settings, engine
+
+
+_opened: list[Any] = []
+
+
+def _disposing(command: Callable[_P, None]) -> Callable[_P, None]:
+    """Dispose of the engines a command opened when it ends, so no pooled connection
+    outlives it (the command runs in-process in tests and in the console)."""
+
+    @functools.wraps(command)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        finally:
+            while _opened:
+                _opened.pop().dispose()
+
+    return run
 
 
 def _print_json(data: Any) -> None:
@@ -60,6 +83,7 @@ def _print_json(data: Any) -> None:
 
 
 @app.command("run")
+@_disposing
 def run(
     scope: Annotated[str, typer.Option(help="nightly (a day) or monthly (a month).")] = "nightly",
     period: Annotated[
@@ -129,6 +153,7 @@ def run(
 
 
 @cases_app.command("list")
+@_disposing
 def cases_list(
     state: Annotated[
         list[str] | None,
@@ -163,6 +188,7 @@ def cases_list(
 
 
 @cases_app.command("show")
+@_disposing
 def cases_show(case_id: int, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """One case, both sides, the hub's trace and its history."""
     from revbridge.services.recon import show_case
@@ -183,6 +209,7 @@ def cases_show(case_id: int, config: ConfigOpt = None, as_json: JsonOpt = False)
 
 
 @cases_app.command("investigate")
+@_disposing
 def cases_investigate(
     case_id: int,
     note: Annotated[str | None, typer.Option(help="What is being looked at.")] = None,
@@ -198,6 +225,7 @@ def cases_investigate(
 
 
 @cases_app.command("resolve")
+@_disposing
 def cases_resolve(
     case_id: int,
     code: Annotated[str, typer.Option(help="corrected_in_erp, corrected_in_salesforce, ...")],
@@ -214,6 +242,7 @@ def cases_resolve(
 
 
 @cases_app.command("accept")
+@_disposing
 def cases_accept(
     case_id: int,
     note: Annotated[str, typer.Option(help="Why the difference is accepted.")],
@@ -229,6 +258,7 @@ def cases_accept(
 
 
 @app.command("signoff")
+@_disposing
 def signoff(
     period: Annotated[str, typer.Option(help="The month, YYYY-MM.")],
     role: Annotated[str, typer.Option("--as", help="preparer, then reviewer (someone else).")],
@@ -248,6 +278,7 @@ def signoff(
 
 
 @app.command("status")
+@_disposing
 def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Cases by state and age, the last runs, the sign-offs."""
     from revbridge.services.recon import recon_status
