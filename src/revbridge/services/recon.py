@@ -1028,6 +1028,8 @@ async def recon_schedule_loop(
     as a run reads both sides with its own event loop)."""
     import structlog
 
+    if not settings.raw.recon.run_in_worker:
+        return
     log = structlog.get_logger("revbridge.recon")
     now = clock or (lambda: datetime.now(UTC))
     while not stop.is_set():

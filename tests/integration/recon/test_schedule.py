@@ -1,0 +1,119 @@
+"""The engine's reconciliation schedule: the nightly and month-end runs fire once per
+schedule, and an ERP outage is reconciled once the circuit closes again."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+
+from revbridge.config import parse_config
+from revbridge.engine.targets_state import record_circuit
+from revbridge.recon.period import PeriodRecon, reconcile_period
+from revbridge.services.recon import (
+    due_scheduled_runs,
+    outage_windows,
+    recon_schedule_loop,
+    run_due,
+)
+from revbridge.store.ledger import Ledger
+from revbridge.store.tables_recon import recon_runs
+from tests.unit.recon.sides import store_of
+
+NIGHTLY, MONTHLY = "0 2 * * *", "0 3 1 * *"
+
+
+def _reconciler(ledger: Ledger, tmp: Path):
+    settings = parse_config({}, None, tmp)
+
+    def reconcile(scope: str, start: date, end: date, refresh: bool) -> PeriodRecon:
+        store = store_of([], [])
+        try:
+            return reconcile_period(
+                settings, ledger.engine, scope=scope, start=start, end=end, refresh=False,
+                store=store,
+            )  # fmt: skip
+        finally:
+            store.close()
+
+    return reconcile
+
+
+def _runs(ledger: Ledger) -> list[tuple[str, date, date, str]]:
+    with ledger.engine.connect() as conn:
+        return [
+            (r.scope, r.period_start, r.period_end, r.actor)
+            for r in conn.execute(select(recon_runs).order_by(recon_runs.c.id))
+        ]
+
+
+def test_the_nightly_and_month_end_runs_fire_once_per_schedule(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """On the 1st after 03:00 both runs are due (yesterday, last month); once run, neither is
+    due again until the next fire time, when only the nightly one is."""
+    settings = parse_config({"store": {"url": "sqlite://"}}, None, tmp_path)
+    first = datetime(2026, 11, 1, 3, 30, tzinfo=UTC)
+    due = due_scheduled_runs(ledger.engine, nightly=NIGHTLY, monthly=MONTHLY, now=first)
+    assert [(d.scope, d.start, d.end) for d in due] == [
+        ("nightly", date(2026, 10, 31), date(2026, 11, 1)),
+        ("monthly", date(2026, 10, 1), date(2026, 11, 1)),
+    ]
+    run_due(settings, ledger.engine, now=first, reconciler=_reconciler(ledger, tmp_path))
+    assert (
+        due_scheduled_runs(
+            ledger.engine, nightly=NIGHTLY, monthly=MONTHLY, now=first + timedelta(hours=5)
+        )
+        == []
+    )
+    next_night = datetime(2026, 11, 2, 2, 1, tzinfo=UTC)
+    due = due_scheduled_runs(ledger.engine, nightly=NIGHTLY, monthly=MONTHLY, now=next_night)
+    assert [(d.scope, d.start) for d in due] == [("nightly", date(2026, 11, 1))]
+    assert {r[3] for r in _runs(ledger)} == {"recon-scheduler"}
+
+
+def test_an_erp_outage_is_reconciled_once_its_circuit_closes(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """The ERP's circuit open from the 3rd to the 5th: after it closes, one run covers the 3rd
+    to the 5th; the next look finds nothing new."""
+    opened = datetime(2026, 11, 3, 22, tzinfo=UTC)
+    closed = datetime(2026, 11, 5, 8, tzinfo=UTC)
+    record_circuit(ledger.engine, "erp", state="open", failures=5, now=opened)
+    assert outage_windows(ledger.engine, now=opened + timedelta(hours=1)) == []
+    record_circuit(
+        ledger.engine, "erp", state="half_open", failures=5, now=closed - timedelta(minutes=1)
+    )
+    record_circuit(ledger.engine, "erp", state="closed", failures=0, now=closed)
+    (due,) = outage_windows(ledger.engine, now=closed + timedelta(minutes=1))
+    assert (due.scope, due.start, due.end) == ("nightly", date(2026, 11, 3), date(2026, 11, 6))
+    assert "outage of erp" in due.reason
+    assert outage_windows(ledger.engine, now=closed + timedelta(minutes=2)) == []
+
+
+def test_the_worker_loop_runs_what_is_due_and_stops(ledger: Ledger, tmp_path: Path) -> None:
+    """The loop beside the worker runs the due reconciliations through the configured
+    read-back (the fakes here) and ends when the worker stops."""
+    settings = parse_config({"store": {"url": str(ledger.engine.url)}}, None, tmp_path)
+    at = datetime(2026, 11, 1, 4, tzinfo=UTC)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            recon_schedule_loop(settings, ledger.engine, stop, interval=timedelta(seconds=30),
+                                clock=lambda: at)
+        )  # fmt: skip
+        for _ in range(600):
+            await asyncio.sleep(0.05)
+            if len(_runs(ledger)) == 2:
+                break
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+
+    asyncio.run(scenario())
+    assert [(r[0], r[1]) for r in _runs(ledger)] == [
+        ("nightly", date(2026, 10, 31)),
+        ("monthly", date(2026, 10, 1)),
+    ]
