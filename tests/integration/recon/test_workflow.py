@@ -233,3 +233,38 @@ def test_a_nightly_run_inside_a_signed_month_voids_it_when_the_month_moved(sides
     night = sides.run("nightly", (date(2026, 10, 7), date(2026, 10, 8)), at=T0 + timedelta(days=1))
     assert len(night.voided_signoffs) == 1
     assert "ar" in (recon_status(engine, now=T0).signoffs[0].void_reason or "")
+
+
+def test_configured_thresholds_decide_between_tolerance_and_a_case(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """With `[recon.thresholds.ar]` 0.05 absolute and 1.00 for JPY, a USD invoice 0.03 off is
+    within tolerance (no case), one 0.10 off opens a case, a JPY invoice 1 off does not."""
+    sides = Sides(ledger, tmp_path)
+    sides.settings = parse_config(
+        {"recon": {"thresholds": {"ar": {"absolute": "0.05",
+                                         "per_currency": {"JPY": {"absolute": "1"}}}}}},
+        None,
+        tmp_path,
+    )  # fmt: skip
+    yen = dataclasses.replace(invoice(6, "5000"), currency="JPY")
+    sides.sf.append(yen)
+    sides.erp = [
+        dataclasses.replace(sides.erp[0], amount=Decimal("100.03")),
+        dataclasses.replace(sides.erp[1], amount=Decimal("100.10")),
+        *sides.erp[2:],
+        dataclasses.replace(yen, amount=Decimal("5001"), status="open"),
+    ]
+    outcome = sides.run()
+    assert outcome.report.within_tolerance == 2
+    assert [(c.kind, c.ref) for c in list_cases(ledger.engine, now=T0)] == [("amount", "a0X00002")]
+
+
+def test_a_bad_threshold_fails_at_load_naming_the_key(tmp_path: Path) -> None:
+    """A threshold for an unknown reconciliation is refused when the configuration loads."""
+    from revbridge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"recon\.thresholds"):
+        parse_config({"recon": {"thresholds": {"gl": {"absolute": "1"}}}}, None, tmp_path)
+    with pytest.raises(ConfigError, match="nightly_schedule"):
+        parse_config({"recon": {"nightly_schedule": "every night"}}, None, tmp_path)
