@@ -172,9 +172,6 @@ class ReconSection(_Strict):
     nightly_schedule: str = "0 2 * * *"  # cron, UTC: yesterday
     monthly_schedule: str = "0 3 1 * *"  # cron, UTC: last month
     trend_runs: Annotated[int, Field(ge=2, le=400)] = 30  # runs in the HTML trend chart
-    # `revbridge worker` runs the schedules above (and a run after each ERP outage); false
-    # where a scheduler runs `revbridge recon run` instead, or on all but one worker
-    run_in_worker: bool = True
 
     @field_validator("thresholds")
     @classmethod
@@ -194,6 +191,26 @@ class ReconSection(_Strict):
         return value
 
 
+class MdmSection(_Strict):
+    """The customer master: who owns which attribute, what a non-owner's change leads to."""
+
+    # {"name": "salesforce", "credit_limit": "erp", "addresses": "salesforce", ...}, merged
+    # over the defaults (``revbridge.mdm.ownership.DEFAULT_OWNERS``)
+    owners: dict[str, str] = {}
+    on_conflict: Literal["revert", "flag"] = "revert"
+    erp_entity: str = ""  # the ERP subsidiary or legal entity the links belong to
+    accept_at: Annotated[float, Field(gt=0, le=1)] = 0.9  # `mdm match` links automatically
+    review_at: Annotated[float, Field(gt=0, le=1)] = 0.7  # ... queues for review
+
+    @field_validator("owners")
+    @classmethod
+    def _owners(cls, value: dict[str, str]) -> dict[str, str]:
+        from revbridge.mdm.ownership import Ownership
+
+        Ownership.from_config(value)
+        return value
+
+
 class FileConfig(_Strict):
     store: StoreSection = StoreSection()
     policy: PolicySection = PolicySection()
@@ -204,6 +221,7 @@ class FileConfig(_Strict):
     recon: ReconSection = ReconSection()
     server: ServerSection = ServerSection()
     security: SecuritySection = SecuritySection()
+    mdm: MdmSection = MdmSection()
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,7 +390,6 @@ dead_letter_window_s = 900  # any new dead letter in this window
 # nightly_schedule = "0 2 * * *"   # cron, UTC: reconcile yesterday
 # monthly_schedule = "0 3 1 * *"   # cron, UTC: reconcile last month
 # trend_runs = 30                  # runs in the report's variance trend
-# run_in_worker = true             # `revbridge worker` runs the schedules and post-outage runs
 # Thresholds per reconciliation (ar, payments, revenue) and per currency: a difference no
 # larger than `absolute` (currency units) or `relative` (fraction of the Salesforce amount) is
 # within tolerance (reported, no case); larger opens a case. Defaults: exact amounts; dates
@@ -383,6 +400,19 @@ dead_letter_window_s = 900  # any new dead letter in this window
 # date_days = 3
 # [recon.thresholds.payments.per_currency.JPY]
 # absolute = "1"
+
+[mdm]
+# Who owns each customer attribute: a change in the owner propagates; a change in the other
+# system is reverted ("revert": the owner's value written back) or only flagged ("flag"), and
+# lands in `revbridge mdm review list` either way. Defaults: Salesforce owns name, contacts,
+# addresses, industry, account_owner, segment, website, parent; the ERP owns credit_limit,
+# payment_terms, tax_registration, credit_hold.
+# on_conflict = "revert"
+# erp_entity = ""                   # the subsidiary / legal entity the crosswalk links are for
+# accept_at = 0.9                   # `mdm match`: linked automatically at or above this score
+# review_at = 0.7                   # ... queued for review at or above this one
+# [mdm.owners]
+# payment_terms = "salesforce"
 
 # The hybrid map. Every event type is real-time or batch (with a cron schedule, UTC), with a
 # one-line rationale for the auditors. Uncomment to override a default; see `revbridge policy show`.

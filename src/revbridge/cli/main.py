@@ -46,6 +46,9 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(dr_app, name="dr")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(erp_app, name="erp")
+from revbridge.cli.mdm import app as mdm_app  # noqa: E402  (crosswalk, match, review)
+
+app.add_typer(mdm_app, name="mdm")
 from revbridge.cli.recon import app as recon_app  # noqa: E402  (recon run, cases, signoff)
 
 app.add_typer(recon_app, name="recon")
@@ -350,12 +353,8 @@ def worker(
                     loop.add_signal_handler(sig, stop.set)
                 err.print(f"worker {w.worker_id} running; Ctrl-C to stop")
                 capturing = asyncio.create_task(_capture_loop(settings, ledger, w, stop))
-                from revbridge.services.recon import recon_schedule_loop
-
-                recon = asyncio.create_task(recon_schedule_loop(settings, ledger.engine, stop))
                 stats = await w.run_forever(stop)
                 capturing.cancel()
-                recon.cancel()
         finally:
             for t in w.targets.values():
                 await t.port.close()

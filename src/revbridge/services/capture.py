@@ -21,6 +21,7 @@ from revbridge.clock import Clock, SystemClock
 from revbridge.core.policy import RoutingPolicy
 from revbridge.engine.ports import ErpPort
 from revbridge.services.ingest import IngestResult, ingest_lines
+from revbridge.services.mdm_sync import filter_erp_capture
 from revbridge.store.ledger import Ledger
 from revbridge.store.schema import watermarks
 
@@ -110,6 +111,8 @@ async def capture_once(
     stream = f"erp:{source.name}"
     mark = load_watermark(ledger.engine, stream)
     envelopes, new_mark = await source.changes(mark)
+    # The customer master links the customers the ERP names and drops its own echoes.
+    envelopes, _echoes = filter_erp_capture(ledger.engine, source.name, envelopes, now=clock.now())
     lines = [json.dumps(e, default=str).encode() for e in envelopes]
     result = ingest_lines(ledger, lines, policy=policy, origin=f"capture:{stream}", clock=clock)
     save_watermark(ledger.engine, stream, new_mark, clock.now())

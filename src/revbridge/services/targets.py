@@ -16,6 +16,7 @@ from revbridge.engine.ports import ErpPort, SalesforcePort
 from revbridge.engine.ratelimit import PgTokenBucket, RateBudget, TokenBucket
 from revbridge.engine.retry import RetryPolicy
 from revbridge.engine.worker import Target, Worker, WorkerSettings
+from revbridge.services.mdm_sync import with_customer_master
 
 
 def build_erp(settings: Settings, engine: Engine | None = None) -> ErpPort:
@@ -148,6 +149,7 @@ def build_worker(
         return slots_for(engine, limit=caps.concurrency_limit, scope=caps.concurrency_scope)
 
     erp_port, sf_port = build_erp(settings, engine), build_salesforce(settings)
+    erp_port, sf_port = with_customer_master(settings, engine, erp_port, sf_port, clock)
     targets = {
         "erp": Target(
             "erp",

@@ -323,6 +323,6 @@ rate_buckets = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
 )
 from revbridge.store import tables_engine as tables_engine  # noqa: E402  (registers its tables)
+from revbridge.store import tables_mdm as tables_mdm  # noqa: E402  (registers its tables)
 from revbridge.store import tables_ops as tables_ops  # noqa: E402  (registers its tables)
 from revbridge.store import tables_recon as tables_recon  # noqa: E402  (registers its tables)
-from revbridge.store import tables_mdm as tables_mdm  # noqa: E402  (registers its tables)

@@ -328,7 +328,13 @@ class FakeErp:
             (d for d in self.docs if d.kind == "customer" and d.external_ref == external_ref),
             None,
         )
-        data = {"name": customer.name, "parent": parent_erp_id, "currency": customer.currency}
+        data = {
+            "name": customer.name,
+            "parent": parent_erp_id,
+            "currency": customer.currency,
+            "tax_id": customer.tax_id,
+            "website": customer.website,
+        }
         if existing is None:
             existing = self._new(
                 "customer",
@@ -342,7 +348,35 @@ class FakeErp:
         else:
             existing.data.update(data)
             self.touch(existing)
-        return self._record(existing)
+        existing.data.setdefault("number", customer.erp_customer_number or f"C{existing.erp_id}")
+        return dataclasses.replace(self._record(existing), number=existing.data["number"])
+
+    def add_customer(self, number: str, name: str, **fields: Any) -> str:
+        """A customer keyed in the ERP before go-live (no hub reference); returns its id."""
+        doc = self._new(
+            "customer",
+            f"erp-native:{number}",
+            customer=None,
+            currency=fields.pop("currency", "USD"),
+            total=Decimal(0),
+            open=Decimal(0),
+            data={"name": name, "number": number, **fields},
+        )
+        return doc.erp_id
+
+    def customers(self) -> list[dict[str, Any]]:
+        """Every customer as the ERP lists it (number, name, tax id, web site, address)."""
+        return [
+            {"erp_id": d.erp_id, "external_ref": d.external_ref, **d.data}
+            for d in self.docs
+            if d.kind == "customer"
+        ]
+
+    async def adopt_customer(self, external_ref: str, erp_id: str) -> None:
+        """Give an existing ERP customer the hub's reference (a go-live link)."""
+        doc = self._get("customer", erp_id)
+        doc.external_ref = external_ref
+        self.touch(doc)
 
     async def create_invoice(
         self, external_ref: str, invoice: InvoicePosted, customer_erp_id: str
@@ -778,13 +812,22 @@ class FakeSalesforce:
     ) -> str:
         await self._call("update_credit_status")
         key = status.customer_id or status.erp_customer_number
-        self.accounts[key] = {
-            "credit_hold": status.credit_hold,
-            "credit_limit": str(status.credit_limit) if status.credit_limit is not None else None,
-            "payment_terms": status.payment_terms,
-            "status": status.status,
-        }
+        self.accounts.setdefault(key, {}).update(
+            {
+                "credit_hold": status.credit_hold,
+                "credit_limit": (
+                    str(status.credit_limit) if status.credit_limit is not None else None
+                ),
+                "payment_terms": status.payment_terms,
+                "status": status.status,
+            }
+        )
         return self._upsert(external_ref, {"kind": "credit_status", "account": key})
+
+    async def revert_account_fields(self, account_id: str, fields: Mapping[str, Any]) -> None:
+        """Write the owner's values back over a non-owner's change on the Account."""
+        await self._call("revert_account_fields")
+        self.accounts.setdefault(account_id, {}).update(fields)
 
     async def record_gl_posting(self, external_ref: str, journal: GlPosted) -> str:
         await self._call("record_gl_posting")

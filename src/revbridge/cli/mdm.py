@@ -1,0 +1,280 @@
+"""``revbridge mdm``: the customer master (crosswalk, go-live matching, review queue).
+
+A thin edge: every command calls one function of ``revbridge.services.mdm`` or
+``revbridge.services.mdm_sync``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Customer master: ID crosswalk, go-live matching, review queue.", no_args_is_help=True
+)
+review_app = typer.Typer(
+    help="The review queue: conflicts, proposed links, held customers, cycles.",
+    no_args_is_help=True,
+)
+app.add_typer(review_app, name="review")
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="revbridge.toml (else $REVBRIDGE_CONFIG, ./revbridge.toml)"
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+ActorOpt = Annotated[
+    str | None, typer.Option("--actor", help="Who is acting (for the audit log); default $USER.")
+]
+out = Console()
+err = Console(stderr=True)
+
+
+def _actor(actor: str | None) -> str:
+    return actor or os.environ.get("USER") or "operator"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _engine(config: Path | None) -> tuple[Any, Any]:
+    from revbridge.config import load_settings
+    from revbridge.services import open_ledger
+
+    settings = load_settings(config)
+    return settings, open_ledger(settings).engine
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@app.command("lookup")
+def lookup_cmd(
+    any_id: Annotated[
+        str, typer.Argument(help="Canonical id, Account id (15/18), ERP number or internal id.")
+    ],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every id of one customer, in every ERP and legal entity."""
+    from revbridge.services.mdm import lookup
+
+    _, engine = _engine(config)
+    links = lookup(engine, any_id)
+    if not links:
+        err.print(f"[yellow]no customer has the id {any_id!r}[/]")
+        raise typer.Exit(1)
+    if as_json:
+        _print_json({"links": [link.as_dict() for link in links]})
+        return
+    t = Table(title=f"customer {links[0].canonical_id}")
+    for col in ("Account", "ERP", "entity", "number", "internal id", "parent", "name"):
+        t.add_column(col, overflow="fold")
+    for link in links:
+        t.add_row(
+            link.sf_account_id or "",
+            link.erp_system or "(not linked)",
+            link.erp_entity,
+            link.erp_customer_number or "",
+            link.erp_internal_id or "",
+            link.parent_canonical_id or "",
+            link.name or "",
+        )
+    out.print(t)
+
+
+@app.command("export")
+def export_cmd(
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="The CSV file to write.")],
+    config: ConfigOpt = None,
+) -> None:
+    """The crosswalk as CSV (one row per customer and ERP link)."""
+    from revbridge.services.mdm import export_links
+
+    _, engine = _engine(config)
+    n = export_links(engine, out_path)
+    out.print(f"{n} row(s) written to {out_path}")
+
+
+@app.command("import")
+def import_cmd(
+    path: Annotated[Path, typer.Argument(help="A CSV with the export's columns.")],
+    actor: ActorOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load links from CSV: all rows or none; bad rows are listed with their line number."""
+    from revbridge.services.mdm import import_links
+
+    _, engine = _engine(config)
+    report = import_links(engine, path, now=_now(), actor=_actor(actor))
+    if as_json:
+        _print_json(report.as_dict())
+    elif report.errors:
+        for line, message in report.errors:
+            err.print(f"[red]line {line}:[/] {message}")
+        err.print(f"nothing imported: {len(report.errors)} bad row(s) of {report.rows}")
+    else:
+        out.print(f"{report.linked} link(s) imported from {path}")
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@app.command("match")
+def match_cmd(
+    sf_csv: Annotated[
+        Path | None, typer.Option("--sf-csv", help="Accounts: Id,name,tax_id,website,...")
+    ] = None,
+    erp_csv: Annotated[
+        Path | None, typer.Option("--erp-csv", help="ERP customers: number,name,tax_id,...")
+    ] = None,
+    report: Annotated[Path, typer.Option("--report", help="The CSV report to write.")] = Path(
+        "mdm-match.csv"
+    ),
+    accept_at: Annotated[float | None, typer.Option(help="Link automatically from here.")] = None,
+    review_at: Annotated[float | None, typer.Option(help="Queue for review from here.")] = None,
+    actor: ActorOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Propose links between existing Accounts and ERP customers (go-live): link the sure
+    ones, queue the likely ones for review, write a report."""
+    import asyncio
+
+    from revbridge.services import mdm_sync
+
+    settings, engine = _engine(config)
+    m = settings.raw.mdm
+    if sf_csv is None:
+        err.print("[red]--sf-csv is required (export Id,name,tax_id,website,street,...)[/]")
+        raise typer.Exit(2)
+    sf = mdm_sync.read_candidates(sf_csv, id_column="Id")
+    internal: dict[str, str] = {}
+    if erp_csv is not None:
+        erp = mdm_sync.read_candidates(erp_csv, id_column="number")
+        system = settings.raw.erp.kind
+    else:
+        from revbridge.services.targets import build_erp
+
+        port = build_erp(settings, engine)
+        erp, internal = asyncio.run(mdm_sync.erp_candidates(port))
+        system = port.capabilities.name
+    result = mdm_sync.run_match(
+        engine,
+        sf,
+        erp,
+        erp_system=system,
+        erp_entity=m.erp_entity,
+        accept_at=accept_at or m.accept_at,
+        review_at=review_at or m.review_at,
+        report_path=report,
+        erp_internal_ids=internal,
+        now=_now(),
+        actor=_actor(actor),
+    )
+    if as_json:
+        _print_json(result.counts() | {"report": str(report)})
+        return
+    t = Table(title=f"proposed links ({len(result.proposals)}), report in {report}")
+    for col in ("status", "score", "Account", "ERP customer", "evidence"):
+        t.add_column(col, overflow="fold")
+    for p, status in result.proposals[:50]:
+        t.add_row(status, f"{p.score:.3f}", p.sf_id, p.erp_id, p.evidence)
+    out.print(t)
+    out.print(result.counts())
+
+
+@review_app.command("list")
+def review_list(
+    state: Annotated[str, typer.Option(help="open, approved, rejected, or all.")] = "open",
+    kind: Annotated[str | None, typer.Option(help="conflict, match, held or cycle.")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Review items, oldest first."""
+    from revbridge.services.mdm import list_reviews
+
+    _, engine = _engine(config)
+    rows = list_reviews(engine, state=None if state == "all" else state, kind=kind)
+    if as_json:
+        _print_json({"reviews": rows})
+        return
+    t = Table(title=f"review items ({len(rows)})")
+    for col in ("id", "kind", "state", "Account", "ERP", "attribute", "SF", "ERP value", "why"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(
+            str(r["id"]),
+            r["kind"],
+            r["state"],
+            r["sf_account_id"] or "",
+            r["erp_customer_number"] or "",
+            r["attribute"] or "",
+            json.dumps(r["sf_value"], default=str) if r["sf_value"] is not None else "",
+            json.dumps(r["erp_value"], default=str) if r["erp_value"] is not None else "",
+            r["message"],
+        )
+    out.print(t)
+
+
+@review_app.command("show")
+def review_show(review_id: int, config: ConfigOpt = None) -> None:
+    """One item with both values and its audit trail."""
+    from revbridge.services.mdm import show_review
+
+    _, engine = _engine(config)
+    _print_json(show_review(engine, review_id))
+
+
+def _decide(
+    review_id: int, approve: bool, note: str, actor: str | None, config: Path | None
+) -> None:
+    from revbridge.services.mdm import decide_review
+
+    _, engine = _engine(config)
+    result = decide_review(
+        engine,
+        review_id,
+        approve=approve,
+        actor=_actor(actor),
+        now=_now(),
+        note=note,
+    )
+    out.print(
+        f"review {review_id} {result['state']}"
+        + (f"; {result['released']} held delivery(ies) back in line" if result["released"] else "")
+    )
+
+
+@review_app.command("approve")
+def review_approve(
+    review_id: int,
+    note: Annotated[str, typer.Option(help="Why (goes to the audit log).")] = "",
+    actor: ActorOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Approve: link a proposed match, accept a flagged conflict's outcome."""
+    _decide(review_id, True, note, actor, config)
+
+
+@review_app.command("reject")
+def review_reject(
+    review_id: int,
+    note: Annotated[str, typer.Option(help="Why (goes to the audit log).")] = "",
+    actor: ActorOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Reject: not the same customer (a held one is then created anew), or dismiss."""
+    _decide(review_id, False, note, actor, config)

@@ -1,0 +1,1 @@
+"""The customer master's pure rules: normalization, ownership, hierarchy, matching (no I/O)."""

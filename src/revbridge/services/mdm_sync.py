@@ -1,0 +1,598 @@
+"""The customer master on the delivery and capture paths.
+
+``MdmErp`` and ``MdmSalesforce`` wrap the configured ports (``services/targets.py``), so the
+engine stays unaware of master data:
+
+- a customer upsert is checked for a hierarchy cycle (refused, queued for review), held when
+  the Account is not linked yet but a likely ERP customer exists (never a second customer),
+  stripped of changes to attributes Salesforce does not own (reverted or flagged), and its
+  answer from the ERP becomes the crosswalk link;
+- a credit status change finds its Account through the crosswalk (ERP customer number ->
+  Account id) and is remembered as written, so it does not come back as a change.
+
+``filter_erp_capture`` and ``filter_salesforce_capture`` drop echoes from what a capture
+read, and link the customers an ERP capture names with the hub's external id.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from revbridge.clock import Clock, SystemClock
+from revbridge.core import sfid
+from revbridge.core.events import (
+    CreditMemoIssued,
+    CustomerCreditStatusChanged,
+    CustomerUpserted,
+    ErpPaymentReceived,
+    GlPosted,
+    InvoicePosted,
+    PaymentReceived,
+    ReportingRefreshed,
+    RevenueRecognized,
+)
+from revbridge.engine.ports import Capabilities, ErpPort, ErpRecord, RecordKind, SalesforcePort
+from revbridge.errors import DomainError
+from revbridge.mdm.match import Candidate, Proposal, propose_links
+from revbridge.mdm.ownership import Action, Ownership
+from revbridge.services import mdm
+
+# ---------------------------------------------------------------------- delivery
+
+
+class MdmErp:
+    """An ERP port with the customer master in front of ``upsert_customer``."""
+
+    def __init__(
+        self,
+        inner: ErpPort,
+        engine: Engine,
+        ownership: Ownership,
+        *,
+        erp_entity: str = "",
+        clock: Clock | None = None,
+        salesforce: SalesforcePort | None = None,
+    ) -> None:
+        self.inner = inner
+        self.engine = engine
+        self.ownership = ownership
+        self.erp_entity = erp_entity
+        self.clock = clock or SystemClock()
+        self.salesforce = salesforce
+
+    def __getattr__(self, name: str) -> Any:  # capture, read-back, batches: the adapter's own
+        return getattr(self.inner, name)
+
+    @property
+    def erp_system(self) -> str:
+        return self.inner.capabilities.name
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.inner.capabilities
+
+    async def upsert_customer(
+        self, external_ref: str, customer: CustomerUpserted, parent_erp_id: str | None
+    ) -> ErpRecord:
+        now = self.clock.now()
+        sf = mdm.sf18(customer.customer_id)
+        reverts: dict[str, Any] = {}
+        with self.engine.begin() as conn:
+            link = mdm.find_link(
+                conn, erp_system=self.erp_system, erp_entity=self.erp_entity, sf_account_id=sf
+            )
+            canonical = mdm.canonical_for_sf(conn, sf, now=now, name=customer.name)
+            parent = (
+                mdm.canonical_for_sf(conn, customer.parent_customer_id, now=now)
+                if customer.parent_customer_id
+                else None
+            )
+            cycle = mdm.check_parent(conn, canonical, parent)
+            if cycle is not None:
+                message = mdm.reject_cycle(
+                    conn, canonical_id=canonical, sf_account_id=sf, cycle=cycle, now=now
+                )
+        if cycle is not None:
+            raise DomainError(message)
+        if link is None:
+            self._hold_if_likely_match(sf, customer)
+        with self.engine.begin() as conn:
+            decisions = mdm.apply_reported(
+                conn,
+                self.ownership,
+                canonical_id=canonical,
+                side="salesforce",
+                values=mdm.customer_attributes(customer),
+                now=now,
+                actor="mdm",
+                sf_account_id=sf,
+                erp_customer_number=link.erp_customer_number if link else None,
+            )
+            synced = mdm.synced_values(conn, canonical)
+            outgoing = customer
+            for d in decisions:
+                if d.owner == "salesforce" or d.attribute not in synced:
+                    continue
+                # The ERP owns it: what goes to the ERP is the synced (owner's) value.
+                if d.attribute == "tax_id":
+                    outgoing = dataclasses.replace(outgoing, tax_id=synced["tax_id"])
+                if d.action is Action.REVERT:
+                    reverts[d.attribute] = synced[d.attribute]
+            reparented = mdm.set_parent(conn, canonical, parent, now)
+            if reparented and link is not None:
+                mdm._audit(
+                    conn,
+                    now=now,
+                    actor="mdm",
+                    action="mdm_reparent",
+                    entity_id=canonical,
+                    reason=f"parent now {customer.parent_customer_id or 'none'}",
+                )
+        if link is not None and link.erp_internal_id:
+            await self._adopt(external_ref, link.erp_internal_id)
+        record = await self.inner.upsert_customer(external_ref, outgoing, parent_erp_id)
+        with self.engine.begin() as conn:
+            mdm.link_customer(
+                conn,
+                sf_account_id=sf,
+                erp_system=self.erp_system,
+                erp_entity=self.erp_entity,
+                erp_customer_number=record.number or customer.erp_customer_number,
+                erp_internal_id=record.erp_id,
+                now=now,
+                actor="mdm",
+                reason="the ERP answered the customer upsert",
+            )
+            mdm.remember_written(
+                conn, self.erp_system, record.erp_id, mdm.customer_attributes(outgoing), now
+            )
+        if reverts and self.salesforce is not None:
+            revert = getattr(self.salesforce, "revert_account_fields", None)
+            if revert is not None:
+                await revert(sf, reverts)
+                with self.engine.begin() as conn:
+                    mdm.remember_written(conn, "salesforce", sf, reverts, now)
+        return record
+
+    async def _adopt(self, external_ref: str, erp_internal_id: str) -> None:
+        """A customer linked at go-live gets the hub's reference before its first upsert, so
+        the upsert updates it instead of creating a second one."""
+        adopt = getattr(self.inner, "adopt_customer", None)
+        if adopt is None:
+            return
+        found = await self.inner.find(RecordKind.CUSTOMER, external_ref)
+        if found is None:
+            await adopt(external_ref, erp_internal_id)
+
+    def _hold_if_likely_match(self, sf: str, customer: CustomerUpserted) -> None:
+        """An unlinked Account with a likely ERP customer waits for a person's decision."""
+        with self.engine.begin() as conn:
+            if mdm.rejected_match(conn, sf):
+                return
+            held = mdm.held_review_for(conn, sf)
+            if held is None:
+                return
+            mdm.mark_held(conn, held["id"])
+        raise DomainError(
+            f"customer {sf} ({customer.name}) held for review {held['id']}: likely the "
+            f"existing ERP customer {held['erp_customer_number']}; approve to link, reject "
+            "to create a new customer (`revbridge mdm review`)"
+        )
+
+    async def create_invoice(
+        self, external_ref: str, invoice: InvoicePosted, customer_erp_id: str
+    ) -> ErpRecord:
+        return await self.inner.create_invoice(external_ref, invoice, customer_erp_id)
+
+    async def record_payment(
+        self,
+        external_ref: str,
+        payment: PaymentReceived,
+        customer_erp_id: str,
+        invoice_erp_ids: Mapping[str, str],
+    ) -> ErpRecord:
+        return await self.inner.record_payment(
+            external_ref, payment, customer_erp_id, invoice_erp_ids
+        )
+
+    async def create_credit_memo(
+        self,
+        external_ref: str,
+        memo: CreditMemoIssued,
+        customer_erp_id: str,
+        invoice_erp_ids: Mapping[str, str],
+    ) -> ErpRecord:
+        return await self.inner.create_credit_memo(
+            external_ref, memo, customer_erp_id, invoice_erp_ids
+        )
+
+    async def post_journal(
+        self, external_ref: str, entry: RevenueRecognized, customer_erp_id: str | None
+    ) -> ErpRecord:
+        return await self.inner.post_journal(external_ref, entry, customer_erp_id)
+
+    async def find(self, kind: RecordKind, external_ref: str) -> ErpRecord | None:
+        return await self.inner.find(kind, external_ref)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class MdmSalesforce:
+    """A Salesforce port whose credit status write-back goes through the crosswalk."""
+
+    def __init__(
+        self,
+        inner: SalesforcePort,
+        engine: Engine,
+        ownership: Ownership,
+        *,
+        erp_system: str,
+        erp_entity: str = "",
+        clock: Clock | None = None,
+    ) -> None:
+        self.inner = inner
+        self.engine = engine
+        self.ownership = ownership
+        self.erp_system = erp_system
+        self.erp_entity = erp_entity
+        self.clock = clock or SystemClock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.inner.capabilities
+
+    async def update_credit_status(
+        self, external_ref: str, status: CustomerCreditStatusChanged
+    ) -> str:
+        now = self.clock.now()
+        with self.engine.begin() as conn:
+            link = mdm.find_link(
+                conn,
+                erp_system=self.erp_system,
+                erp_entity=self.erp_entity,
+                erp_customer_number=status.erp_customer_number,
+            )
+            if link is not None and link.sf_account_id:
+                status = dataclasses.replace(status, customer_id=link.sf_account_id)
+                mdm.apply_reported(
+                    conn,
+                    self.ownership,
+                    canonical_id=link.canonical_id,
+                    side="erp",
+                    values=mdm.credit_attributes(status),
+                    now=now,
+                    actor="mdm",
+                    sf_account_id=link.sf_account_id,
+                    erp_customer_number=status.erp_customer_number,
+                )
+        account = await self.inner.update_credit_status(external_ref, status)
+        with self.engine.begin() as conn:
+            mdm.remember_written(
+                conn,
+                "salesforce",
+                f"credit:{status.customer_id or status.erp_customer_number}",
+                mdm.credit_attributes(status),
+                now,
+            )
+        return account
+
+    async def apply_erp_payment(self, external_ref: str, payment: ErpPaymentReceived) -> str:
+        return await self.inner.apply_erp_payment(external_ref, payment)
+
+    async def record_gl_posting(self, external_ref: str, journal: GlPosted) -> str:
+        return await self.inner.record_gl_posting(external_ref, journal)
+
+    async def refresh_reporting(self, external_ref: str, report: ReportingRefreshed) -> str:
+        return await self.inner.refresh_reporting(external_ref, report)
+
+    async def find(self, external_ref: str) -> str | None:
+        return await self.inner.find(external_ref)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+# ---------------------------------------------------------------------- capture
+
+
+def filter_erp_capture(
+    engine: Engine,
+    erp_system: str,
+    envelopes: Sequence[dict[str, Any]],
+    *,
+    now: datetime,
+    erp_entity: str = "",
+) -> tuple[list[dict[str, Any]], int]:
+    """Link the customers the ERP names with the hub's id; drop credit changes that only
+    repeat what is synced. Returns the envelopes kept and how many echoes were dropped."""
+    kept: list[dict[str, Any]] = []
+    echoes = 0
+    with engine.begin() as conn:
+        for env in envelopes:
+            if env.get("type") != "customer.credit_status_changed":
+                kept.append(env)
+                continue
+            data = env.get("data") or {}
+            number = data.get("erp_customer_number")
+            sf = data.get("customer_id")
+            if sf and number and sfid.is_valid(str(sf)):
+                try:
+                    with conn.begin_nested():
+                        mdm.link_customer(
+                            conn,
+                            sf_account_id=str(sf),
+                            erp_system=erp_system,
+                            erp_entity=erp_entity,
+                            erp_customer_number=str(number),
+                            erp_internal_id=str(env.get("source_id") or "") or None,
+                            now=now,
+                            actor="capture",
+                            reason="the ERP capture saw the customer with the hub's id",
+                        )
+                except DomainError:
+                    pass  # a contradiction is left to the person who owns the crosswalk
+            link = mdm.find_link(
+                conn, erp_system=erp_system, erp_entity=erp_entity, erp_customer_number=number
+            )
+            values = {
+                "credit_hold": data.get("credit_hold"),
+                "credit_limit": data.get("credit_limit"),
+                "payment_terms": data.get("payment_terms"),
+            }
+            if link is not None and mdm.is_echo(
+                conn,
+                "salesforce",
+                f"credit:{link.sf_account_id}",
+                values,
+                link.canonical_id,
+            ):
+                echoes += 1
+                continue
+            kept.append(env)
+    return kept, echoes
+
+
+def filter_salesforce_capture(
+    engine: Engine, envelopes: Sequence[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], int]:
+    """Drop captured Account versions whose master attributes are all as last synced (the
+    hub's own write-back, or a change to fields the master does not hold)."""
+    from revbridge.codec import decode_payload
+    from revbridge.core.events import EventType
+
+    kept: list[dict[str, Any]] = []
+    echoes = 0
+    with engine.connect() as conn:
+        for env in envelopes:
+            if env.get("type") != "customer.upserted":
+                kept.append(env)
+                continue
+            try:
+                data = decode_payload(EventType.CUSTOMER_UPSERTED, env["data"])
+            except Exception:  # invalid payloads go on to ingest, which quarantines them
+                kept.append(env)
+                continue
+            assert isinstance(data, CustomerUpserted)
+            sf = mdm.sf18(data.customer_id)
+            canonical = mdm.canonical_of_sf(conn, sf)
+            values = mdm.customer_attributes(data)
+            if canonical is not None and mdm.is_echo(conn, "salesforce", sf, values, canonical):
+                echoes += 1
+                continue
+            kept.append(env)
+    return kept, echoes
+
+
+# ---------------------------------------------------------------------- go-live matching
+
+
+@dataclass(slots=True)
+class MatchReport:
+    proposals: list[tuple[Proposal, str]] = field(default_factory=list)
+    linked: int = 0
+    queued: int = 0
+    sf_records: int = 0
+    erp_records: int = 0
+    csv_path: Path | None = None
+
+    def counts(self) -> dict[str, int]:
+        by = {"accepted": 0, "review": 0, "rejected": 0}
+        for _, status in self.proposals:
+            by[status] = by.get(status, 0) + 1
+        return by | {
+            "sf_records": self.sf_records,
+            "erp_records": self.erp_records,
+            "linked": self.linked,
+            "queued": self.queued,
+        }
+
+
+def read_candidates(path: Path, *, id_column: str) -> list[Candidate]:
+    """Records from a CSV export: ``id_column`` plus name, tax_id, website, email, street,
+    city, postal_code, country (missing columns are empty)."""
+    out = []
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        for row in csv.DictReader(fh):
+            out.append(
+                Candidate.of(
+                    str(row[id_column]).strip(),
+                    row.get("name") or "",
+                    tax_id=row.get("tax_id"),
+                    website=row.get("website"),
+                    email=row.get("email"),
+                    street=row.get("street"),
+                    city=row.get("city"),
+                    postal_code=row.get("postal_code"),
+                    country=row.get("country"),
+                )
+            )
+    return out
+
+
+def run_match(
+    engine: Engine,
+    sf: Sequence[Candidate],
+    erp: Sequence[Candidate],
+    *,
+    erp_system: str,
+    erp_entity: str = "",
+    accept_at: float = 0.9,
+    review_at: float = 0.7,
+    report_path: Path | None = None,
+    erp_internal_ids: Mapping[str, str] | None = None,
+    now: datetime,
+    actor: str,
+) -> MatchReport:
+    """Propose links; make those at or above ``accept_at``; queue those down to ``review_at``;
+    write the report. Accounts already linked are left out."""
+    linked_sf = {link.sf_account_id for link in mdm.all_links(engine, erp_system)}
+    todo = [
+        c for c in sf if sfid.is_valid(c.record_id) and sfid.to_18(c.record_id) not in linked_sf
+    ]
+    report = MatchReport(sf_records=len(sf), erp_records=len(erp))
+    proposals = propose_links(todo, erp, review_at=min(review_at, 0.5))
+    names = {c.record_id: c.name for c in (*todo, *erp)}
+    with engine.begin() as conn:
+        for p in proposals:
+            status = p.status(accept_at, review_at)
+            if status == "accepted":
+                try:
+                    with conn.begin_nested():
+                        mdm.link_customer(
+                            conn,
+                            sf_account_id=p.sf_id,
+                            erp_system=erp_system,
+                            erp_entity=erp_entity,
+                            erp_customer_number=p.erp_id,
+                            erp_internal_id=(erp_internal_ids or {}).get(p.erp_id),
+                            name=names.get(p.sf_id),
+                            now=now,
+                            actor=actor,
+                            reason=f"mdm match: score {p.score:.3f} ({p.evidence})",
+                        )
+                        internal = (erp_internal_ids or {}).get(p.erp_id)
+                        if internal:
+                            mdm.adopt_ref(conn, mdm.sf18(p.sf_id), internal, now)
+                    report.linked += 1
+                except DomainError:
+                    status = "review"
+            if status == "review":
+                mdm.open_review(
+                    conn,
+                    kind="match",
+                    sf_account_id=mdm.sf18(p.sf_id),
+                    erp_customer_number=p.erp_id,
+                    sf_value={"name": names.get(p.sf_id)},
+                    erp_value={
+                        "name": names.get(p.erp_id),
+                        "erp_system": erp_system,
+                        "erp_entity": erp_entity,
+                        "erp_internal_id": (erp_internal_ids or {}).get(p.erp_id),
+                    },
+                    score=round(p.score, 4),
+                    message=f"likely the same customer: score {p.score:.3f} ({p.evidence})",
+                    now=now,
+                )
+                report.queued += 1
+            report.proposals.append((p, status))
+    if report_path is not None:
+        with report_path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(
+                ["status", "score", "sf_account_id", "sf_name", "erp_id", "erp_name", "evidence"]
+            )
+            for p, status in report.proposals:
+                writer.writerow(
+                    [
+                        status,
+                        f"{p.score:.4f}",
+                        p.sf_id,
+                        names.get(p.sf_id),
+                        p.erp_id,
+                        names.get(p.erp_id),
+                        p.evidence,
+                    ]
+                )
+        report.csv_path = report_path
+    return report
+
+
+def ownership_from(settings: Any) -> Ownership:
+    m = settings.raw.mdm
+    return Ownership.from_config(m.owners, m.on_conflict)
+
+
+def with_customer_master(
+    settings: Any,
+    engine: Engine,
+    erp: ErpPort,
+    salesforce: SalesforcePort,
+    clock: Clock | None = None,
+) -> tuple[MdmErp, MdmSalesforce]:
+    """The delivery ports with the customer master in front (``services/targets.py``)."""
+    ownership = ownership_from(settings)
+    entity = settings.raw.mdm.erp_entity
+    sf = MdmSalesforce(
+        salesforce,
+        engine,
+        ownership,
+        erp_system=erp.capabilities.name,
+        erp_entity=entity,
+        clock=clock,
+    )
+    return (
+        MdmErp(erp, engine, ownership, erp_entity=entity, clock=clock, salesforce=salesforce),
+        sf,
+    )
+
+
+async def erp_candidates(erp: Any) -> tuple[list[Candidate], dict[str, str]]:
+    """The configured ERP's customers for ``mdm match``, and number -> internal id."""
+    inner = getattr(erp, "inner", erp)
+    if hasattr(inner, "customers"):
+        rows = inner.customers()
+    elif hasattr(inner, "http") and hasattr(inner.http, "suiteql_all"):
+        rows = [
+            {
+                "erp_id": str(r["id"]),
+                "number": str(r.get("entityid") or r["id"]),
+                "name": r.get("companyname") or r.get("entityid") or "",
+                "website": r.get("url"),
+                "email": r.get("email"),
+            }
+            for r in await inner.http.suiteql_all(
+                "SELECT id, entityid, companyname, email, url FROM customer"
+            )
+        ]
+    else:
+        raise DomainError(
+            f"{erp.capabilities.name}: listing customers is not supported; use --erp-csv"
+        )
+    candidates = [
+        Candidate.of(
+            str(c.get("number") or c["erp_id"]),
+            str(c.get("name") or ""),
+            tax_id=c.get("tax_id"),
+            website=c.get("website"),
+            email=c.get("email"),
+            street=c.get("street"),
+            city=c.get("city"),
+            postal_code=c.get("postal_code"),
+            country=c.get("country"),
+        )
+        for c in rows
+    ]
+    ids = {str(c.get("number") or c["erp_id"]): str(c["erp_id"]) for c in rows}
+    return candidates, ids
