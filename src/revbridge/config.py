@@ -172,6 +172,9 @@ class ReconSection(_Strict):
     nightly_schedule: str = "0 2 * * *"  # cron, UTC: yesterday
     monthly_schedule: str = "0 3 1 * *"  # cron, UTC: last month
     trend_runs: Annotated[int, Field(ge=2, le=400)] = 30  # runs in the HTML trend chart
+    # `revbridge worker` runs the schedules above (and a run after each ERP outage); false
+    # where a scheduler runs `revbridge recon run` instead, or on all but one worker
+    run_in_worker: bool = True
 
     @field_validator("thresholds")
     @classmethod
@@ -390,6 +393,7 @@ dead_letter_window_s = 900  # any new dead letter in this window
 # nightly_schedule = "0 2 * * *"   # cron, UTC: reconcile yesterday
 # monthly_schedule = "0 3 1 * *"   # cron, UTC: reconcile last month
 # trend_runs = 30                  # runs in the report's variance trend
+# run_in_worker = true             # `revbridge worker` runs the schedules and post-outage runs
 # Thresholds per reconciliation (ar, payments, revenue) and per currency: a difference no
 # larger than `absolute` (currency units) or `relative` (fraction of the Salesforce amount) is
 # within tolerance (reported, no case); larger opens a case. Defaults: exact amounts; dates

@@ -353,8 +353,12 @@ def worker(
                     loop.add_signal_handler(sig, stop.set)
                 err.print(f"worker {w.worker_id} running; Ctrl-C to stop")
                 capturing = asyncio.create_task(_capture_loop(settings, ledger, w, stop))
+                from revbridge.services.recon import recon_schedule_loop
+
+                recon = asyncio.create_task(recon_schedule_loop(settings, ledger.engine, stop))
                 stats = await w.run_forever(stop)
                 capturing.cancel()
+                recon.cancel()
         finally:
             for t in w.targets.values():
                 await t.port.close()
