@@ -841,6 +841,33 @@ def apply_reported(
     return decisions
 
 
+def seed_synced(
+    conn: Connection,
+    ownership: Ownership,
+    *,
+    canonical_id: str,
+    values: Mapping[str, Any],
+    now: datetime,
+    set_by: str,
+) -> None:
+    """After a create, the values the other side accepted become synced where nothing was:
+    the ERP keeps the tax id Salesforce first sent, until the ERP reports its own."""
+    known = set(synced_values(conn, canonical_id))
+    for attribute, value in values.items():
+        if attribute in known or value is None:
+            continue
+        conn.execute(
+            mdm_attribute_state.insert().values(
+                canonical_id=canonical_id,
+                attribute=attribute,
+                value=json.dumps(value, default=str),
+                value_hash=value_hash(value),
+                set_by=set_by,
+                synced_at=now,
+            )
+        )
+
+
 # ---------------------------------------------------------------------- echoes
 
 

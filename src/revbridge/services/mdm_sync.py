@@ -154,6 +154,17 @@ class MdmErp:
             mdm.remember_written(
                 conn, self.erp_system, record.erp_id, mdm.customer_attributes(outgoing), now
             )
+            written = mdm.customer_attributes(outgoing)
+            mdm.seed_synced(
+                conn,
+                self.ownership,
+                canonical_id=canonical,
+                values={
+                    k: v for k, v in written.items() if self.ownership.owner_of(k) == "erp"
+                },
+                now=now,
+                set_by="erp",
+            )
         if reverts and self.salesforce is not None:
             revert = getattr(self.salesforce, "revert_account_fields", None)
             if revert is not None:

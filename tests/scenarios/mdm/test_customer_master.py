@@ -1,0 +1,308 @@
+"""Customer master stories on the real ledger (SQLite and PostgreSQL), fake ERP and fake org.
+
+A master-data owner's view: customers reach the ERP parents first and are linked as the ERP
+answers; an invoice never finds its customer by name; a hierarchy cycle is refused with the
+cycle named; an Account that looks like an existing ERP customer waits for a person instead
+of becoming a second customer; Salesforce cannot change what the ERP owns; a credit hold
+reaches the Account through the crosswalk, and does not come back as a change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from revbridge.clock import ManualClock
+from revbridge.core.events import EventType
+from revbridge.core.policy import EventPolicy, Pattern, build_policy
+from revbridge.core.sfid import make_id
+from revbridge.engine.worker import Target, Worker
+from revbridge.mdm.match import Candidate
+from revbridge.mdm.ownership import Ownership
+from revbridge.services import mdm
+from revbridge.services.ingest import ingest_lines
+from revbridge.services.mdm_sync import MdmErp, MdmSalesforce, filter_erp_capture, run_match
+from revbridge.store.ledger import Ledger
+from revbridge.store.schema import audit_log, deliveries, events
+from revbridge.testing import FakeErp, FakeSalesforce
+
+START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+POLICY = build_policy(
+    {
+        EventType.CUSTOMER_UPSERTED: EventPolicy(
+            type=EventType.CUSTOMER_UPSERTED,
+            pattern=Pattern.REALTIME,
+            schedule=None,
+            rationale="test: customers in real time",
+        )
+    }
+)
+
+
+def acc(n: int) -> str:
+    return make_id("001", n)
+
+
+def customer(n: int, name: str, parent: int | None = None, version: int = 1, **extra: Any) -> dict:
+    return {
+        "type": "customer.upserted",
+        "source": "salesforce",
+        "source_id": acc(n),
+        "source_version": f"v{version}",
+        "occurred_at": START.isoformat(),
+        "data": {
+            "customer_id": acc(n),
+            "name": name,
+            "parent_customer_id": acc(parent) if parent else None,
+            "currency": "USD",
+            **extra,
+        },
+    }
+
+
+def invoice(n: int, account: int) -> dict:
+    return {
+        "type": "invoice.posted",
+        "source": "salesforce",
+        "source_id": make_id("a0X", n),
+        "source_version": "v1",
+        "occurred_at": START.isoformat(),
+        "data": {
+            "invoice_id": make_id("a0X", n),
+            "invoice_number": f"INV-{n}",
+            "customer_id": acc(account),
+            "currency": "USD",
+            "invoice_date": "2026-11-02",
+            "due_date": "2026-12-02",
+            "lines": [
+                {
+                    "line_id": "1",
+                    "description": "Support",
+                    "quantity": "1",
+                    "unit_price": "100.00",
+                    "amount": "100.00",
+                    "tax_amount": "0.00",
+                }
+            ],
+            "subtotal": "100.00",
+            "tax_total": "0.00",
+            "total": "100.00",
+        },
+    }
+
+
+def credit(number: str, *, hold: bool, limit: str, version: str = "v1") -> dict:
+    return {
+        "type": "customer.credit_status_changed",
+        "source": "erp",
+        "source_id": f"CS-{number}",
+        "source_version": version,
+        "occurred_at": START.isoformat(),
+        "data": {
+            "erp_customer_number": number,
+            "customer_id": None,
+            "status": "on_hold" if hold else "active",
+            "credit_hold": hold,
+            "currency": "USD",
+            "credit_limit": limit,
+            "payment_terms": "Net 30",
+            "changed_at": START.isoformat(),
+        },
+    }
+
+
+class Hub:
+    """The worker with the customer master in front of the fakes."""
+
+    def __init__(self, ledger: Ledger, ownership: Ownership | None = None) -> None:
+        self.ledger, self.clock = ledger, ManualClock(START)
+        self.erp, self.sf = FakeErp(), FakeSalesforce()
+        own = ownership or Ownership()
+        erp = MdmErp(self.erp, ledger.engine, own, clock=self.clock, salesforce=self.sf)
+        sf = MdmSalesforce(self.sf, ledger.engine, own, erp_system=erp.erp_system, clock=self.clock)
+        self.erp_system = erp.erp_system
+        self.worker = Worker(
+            ledger.engine,
+            {"erp": Target("erp", erp), "salesforce": Target("salesforce", sf)},  # type: ignore[arg-type]
+            clock=self.clock,
+            seed=1,
+        )
+
+    def send(self, *envs: dict) -> None:
+        lines = [json.dumps(e).encode() for e in envs]
+        result = ingest_lines(self.ledger, lines, policy=POLICY, origin="t", clock=self.clock)
+        assert result.rejected == 0
+
+    def run(self) -> None:
+        for _ in range(6):  # parked deliveries are released as their dependencies land
+            asyncio.run(self.worker.run_until_idle())
+
+    def states(self, type_: str) -> dict[str, str]:
+        with self.ledger.engine.connect() as conn:
+            rows = conn.execute(
+                select(events.c.source_id, events.c.source_version, deliveries.c.state)
+                .join(deliveries, deliveries.c.event_id == events.c.id)
+                .where(events.c.type == type_)
+            ).all()
+        return {f"{r.source_id}@{r.source_version}": r.state for r in rows}
+
+    def errors(self) -> list[str]:
+        with self.ledger.engine.connect() as conn:
+            return [
+                e
+                for (e,) in conn.execute(
+                    select(deliveries.c.last_error).where(deliveries.c.state == "dead_letter")
+                )
+            ]
+
+
+def test_children_sent_first_still_reach_the_erp_under_their_parents(ledger: Ledger) -> None:
+    """A four-level hierarchy sent leaf first lands root first, each linked in the crosswalk."""
+    hub = Hub(ledger)
+    hub.send(
+        customer(4, "Leaf Ltd", parent=3),
+        customer(3, "Branch Ltd", parent=2),
+        customer(2, "Region Ltd", parent=1),
+        customer(1, "Holding Ltd"),
+    )
+    hub.run()
+    by_ref = {c["external_ref"]: c for c in hub.erp.customers()}
+    assert len(by_ref) == 4
+    for child, parent in ((4, 3), (3, 2), (2, 1)):
+        assert by_ref[acc(child)]["parent"] == by_ref[acc(parent)]["erp_id"]
+    assert by_ref[acc(1)]["parent"] is None
+    link = mdm.lookup(ledger.engine, acc(4)[:15])[0]
+    assert link.erp_internal_id == by_ref[acc(4)]["erp_id"]
+    assert mdm.hierarchy(ledger.engine)[acc(4)] == acc(3)
+
+
+def test_reparenting_propagates_and_a_cycle_is_refused_by_name(ledger: Ledger) -> None:
+    """Moving B under C reaches the ERP; then C under A (A under B) closes a cycle: refused."""
+    hub = Hub(ledger)
+    hub.send(customer(1, "A Corp"), customer(2, "B Corp"), customer(3, "C Corp"))
+    hub.run()
+    hub.send(customer(1, "A Corp", parent=2, version=2))
+    hub.run()
+    hub.send(customer(2, "B Corp", parent=3, version=2))
+    hub.run()
+    by_ref = {c["external_ref"]: c for c in hub.erp.customers()}
+    assert by_ref[acc(2)]["parent"] == by_ref[acc(3)]["erp_id"]  # re-parenting propagated
+    hub.send(customer(3, "C Corp", parent=1, version=2))
+    hub.run()
+    assert hub.states("customer.upserted")[f"{acc(3)}@v2"] == "dead_letter"
+    [error] = hub.errors()
+    assert f"cycle rejected: {acc(3)} -> {acc(1)} -> {acc(2)} -> {acc(3)}" in error
+    [item] = mdm.list_reviews(ledger.engine, kind="cycle")
+    assert acc(3) in item["message"]
+    by_ref = {c["external_ref"]: c for c in hub.erp.customers()}
+    assert by_ref[acc(3)]["parent"] is None  # the ERP never saw the cycle
+
+
+def test_an_invoice_never_finds_its_customer_by_name(ledger: Ledger) -> None:
+    """An ERP customer with the same name is not used: the invoice waits for the real link."""
+    hub = Hub(ledger)
+    hub.erp.add_customer("N-1", "Acme Inc")
+    hub.send(invoice(1, account=9))
+    hub.run()
+    assert hub.states("invoice.posted")[f"{make_id('a0X', 1)}@v1"] == "parked"
+    assert hub.erp.records("invoice") == []
+    assert mdm.lookup(ledger.engine, "N-1") == []
+
+
+def test_a_likely_match_holds_the_customer_instead_of_creating_a_second(ledger: Ledger) -> None:
+    """Go-live: an Account resembling an ERP customer waits for review; approving it links
+    the two, and the upsert and the invoice then go to that existing ERP customer."""
+    hub = Hub(ledger)
+    erp_id = hub.erp.add_customer("G-1", "Globex Corporation")
+    report = run_match(
+        ledger.engine,
+        [Candidate.of(acc(5), "Globex Corp")],
+        [Candidate.of("G-1", "Globex Corporation")],
+        erp_system=hub.erp_system,
+        erp_internal_ids={"G-1": erp_id},
+        now=START,
+        actor="t",
+    )
+    assert report.counts()["review"] == 1
+    hub.send(customer(5, "Globex Corp"), invoice(2, account=5))
+    hub.run()
+    assert len(hub.erp.customers()) == 1
+    assert hub.states("customer.upserted")[f"{acc(5)}@v1"] == "dead_letter"
+    assert "held for review" in hub.errors()[0]
+    [item] = mdm.list_reviews(ledger.engine)
+    decided = mdm.decide_review(ledger.engine, item["id"], approve=True, actor="mdo", now=START)
+    assert decided["released"] == 1
+    hub.run()
+    [only] = hub.erp.customers()
+    assert (only["erp_id"], only["external_ref"], only["name"]) == (erp_id, acc(5), "Globex Corp")
+    [inv] = hub.erp.records("invoice")
+    assert inv.customer == erp_id
+    with ledger.engine.connect() as conn:
+        actions = set(conn.execute(select(audit_log.c.action)).scalars())
+    assert {"mdm_review_approved", "mdm_link", "replay"} <= actions
+
+
+def test_salesforce_cannot_change_the_tax_id_the_erp_owns(ledger: Ledger) -> None:
+    """Salesforce's new tax id is not sent to the ERP, the ERP's is written back, and the
+    review queue shows both values with the ERP as the winner."""
+    hub = Hub(ledger)
+    hub.send(customer(6, "Initech", tax_id="US-111"))
+    hub.run()
+    hub.send(customer(6, "Initech Labs", tax_id="US-999", version=2))
+    hub.run()
+    [row] = hub.erp.customers()
+    assert (row["name"], row["tax_id"]) == ("Initech Labs", "US-111")  # name: SF owns it
+    assert hub.sf.accounts[acc(6)]["tax_id"] == "US-111"  # reverted in Salesforce
+    [item] = mdm.list_reviews(ledger.engine, kind="conflict")
+    assert (item["attribute"], item["sf_value"], item["erp_value"], item["winner"]) == (
+        "tax_id",
+        "US-999",
+        "US-111",
+        "erp",
+    )
+
+
+def test_flag_mode_keeps_the_edit_in_salesforce_but_never_sends_it(ledger: Ledger) -> None:
+    """With on_conflict = "flag" nothing is written back, and the ERP still keeps its value."""
+    hub = Hub(ledger, Ownership(on_conflict="flag"))
+    hub.send(customer(7, "Umbrella", tax_id="U-1"))
+    hub.run()
+    hub.send(customer(7, "Umbrella", tax_id="U-2", version=2))
+    hub.run()
+    assert hub.erp.customers()[0]["tax_id"] == "U-1"
+    assert acc(7) not in hub.sf.accounts
+    assert "flagged" in mdm.list_reviews(ledger.engine, kind="conflict")[0]["message"]
+
+
+def test_a_credit_hold_reaches_the_account_and_does_not_echo_back(ledger: Ledger) -> None:
+    """The ERP's hold lands on the Account found through the crosswalk (real time); the same
+    values read again by the ERP capture are dropped, a new limit is not."""
+    assert POLICY.for_type(EventType.CUSTOMER_CREDIT_STATUS_CHANGED).pattern is Pattern.REALTIME
+    hub = Hub(ledger)
+    hub.send(customer(8, "Hooli"))
+    hub.run()
+    number = mdm.lookup(ledger.engine, acc(8))[0].erp_customer_number
+    assert number
+    hub.send(credit(number, hold=True, limit="5000.00"))
+    hub.run()
+    assert hub.sf.accounts[acc(8)]["credit_hold"] is True
+    assert hub.sf.accounts[acc(8)]["credit_limit"] == "5000.00"
+    same = credit(number, hold=True, limit="5000.00", version="v2")
+    changed = credit(number, hold=True, limit="9000.00", version="v3")
+    kept, echoes = filter_erp_capture(ledger.engine, hub.erp_system, [same, changed], now=START)
+    assert echoes == 1
+    assert [e["source_version"] for e in kept] == ["v3"]
+
+
+def test_the_erp_capture_links_a_customer_it_sees_with_the_hubs_id(ledger: Ledger) -> None:
+    """A credit change for a customer carrying the hub's Account id creates the link."""
+    env = credit("E-77", hold=False, limit="100.00")
+    env["data"]["customer_id"] = acc(77)
+    env["source_id"] = "4077"
+    filter_erp_capture(ledger.engine, "netsuite", [env], now=START)
+    [link] = mdm.lookup(ledger.engine, "E-77")
+    assert (link.sf_account_id, link.erp_internal_id) == (acc(77), "4077")
