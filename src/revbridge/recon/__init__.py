@@ -22,7 +22,13 @@ from revbridge.recon.match import (
     reconcile_ar,
 )
 from revbridge.recon.payments import PaymentTables, reconcile_payments
-from revbridge.recon.period import PeriodRecon, Reconciliation, reconcile_period, reconcile_store
+from revbridge.recon.period import (
+    PeriodRecon,
+    Reconciliation,
+    reconcile_period,
+    reconcile_period_async,
+    reconcile_store,
+)
 from revbridge.recon.readback import ReadbackStore
 from revbridge.recon.revenue import reconcile_revenue
 from revbridge.recon.thresholds import (
@@ -68,6 +74,7 @@ __all__ = [
     "reconcile_ar",
     "reconcile_payments",
     "reconcile_period",
+    "reconcile_period_async",
     "reconcile_revenue",
     "reconcile_store",
 ]

@@ -86,8 +86,37 @@ def reconcile_period(
     ``refresh`` reads what changed on both sides first (through ``refresher``, by default the
     configured ERP and Salesforce); ``store`` is the read-back store (default: ``recon.duckdb``
     in the configuration's folder). Thresholds and the status map come from the
-    configuration's ``recon`` section when it has them, else the documented defaults.
+    configuration's ``recon`` section when it has them, else the documented defaults. From
+    inside an event loop, await ``reconcile_period_async`` instead.
     """
+    return asyncio.run(
+        reconcile_period_async(
+            settings,
+            engine,
+            scope=scope,
+            start=start,
+            end=end,
+            refresh=refresh,
+            refresher=refresher,
+            store=store,
+            now=now,
+        )
+    )
+
+
+async def reconcile_period_async(
+    settings: Settings,
+    engine: Engine,
+    *,
+    scope: str,
+    start: date,
+    end: date,
+    refresh: bool = True,
+    refresher: Refresher | None = None,
+    store: ReadbackStore | None = None,
+    now: datetime | None = None,
+) -> PeriodRecon:
+    """``reconcile_period`` for a caller already in an event loop (the scheduler, the API)."""
     if scope not in SCOPES:
         raise ValueError(f"scope {scope!r}: one of {SCOPES}")
     if not start < end:
@@ -104,7 +133,7 @@ def reconcile_period(
                 def refresher(s: ReadbackStore, at: datetime) -> Awaitable[object]:
                     return refresh_from_config(settings, s, now=at, engine=engine)
 
-            asyncio.run(_awaitable(refresher(store, now)))
+            await refresher(store, now)
         thresholds, status_map = _configured(settings)
         results = reconcile_store(
             store.con, start=start, end=end, thresholds=thresholds, status_map=status_map
@@ -128,10 +157,6 @@ def reconcile_period(
         ),
         read_at=read_at if read_at.tzinfo is not None else read_at.replace(tzinfo=dt.UTC),
     )
-
-
-async def _awaitable(value: Awaitable[object]) -> object:
-    return await value
 
 
 def _configured(settings: Settings) -> tuple[ThresholdsByReconciliation, StatusMap]:

@@ -40,6 +40,7 @@ def test_public_api() -> None:
             "parse_thresholds",
             "reconcile_payments",
             "reconcile_period",
+            "reconcile_period_async",
             "reconcile_revenue",
             "reconcile_store",
         ]
