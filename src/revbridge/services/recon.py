@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import calendar
 import contextlib
+import hashlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, func, select, tuple_, update
+from sqlalchemy import Connection, func, select, text, tuple_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -62,6 +63,12 @@ RUN_ENTITY = "recon_run"
 SIGNOFF_ENTITY = "recon_signoff"
 SCHEDULER_ACTOR = "recon-scheduler"
 OUTAGE_MARK = "recon.outage_windows_after"
+# A fixed advisory lock class for the recon schedule (any stable 64-bit number of our own).
+_SCHEDULER_LOCK = int.from_bytes(
+    hashlib.sha256(b"revbridge:recon:schedule").digest()[:8], "big", signed=True
+)
+_TRY_LOCK = text("SELECT pg_try_advisory_lock(:key)")
+_UNLOCK = text("SELECT pg_advisory_unlock(:key)")
 _CHUNK = 500
 
 
@@ -997,23 +1004,44 @@ def run_due(
     """Run every scheduled recon run that is due, and one over each outage that just ended."""
     cfg = settings.raw.recon
     reconciler = reconciler or default_reconciler(settings, engine)
-    due = due_scheduled_runs(
-        engine, nightly=cfg.nightly_schedule, monthly=cfg.monthly_schedule, now=now
-    ) + outage_windows(engine, now=now)
-    return [
-        run_recon(
-            engine,
-            reconciler,
-            scope=d.scope,
-            start=d.start,
-            end=d.end,
-            actor=SCHEDULER_ACTOR,
-            now=now,
-            trend_runs=cfg.trend_runs,
-            reason=d.reason,
-        )
-        for d in due
-    ]
+    with scheduler_lock(engine) as mine:
+        if not mine:
+            return []  # another process is running the schedule right now
+        due = due_scheduled_runs(
+            engine, nightly=cfg.nightly_schedule, monthly=cfg.monthly_schedule, now=now
+        ) + outage_windows(engine, now=now)
+        return [
+            run_recon(
+                engine,
+                reconciler,
+                scope=d.scope,
+                start=d.start,
+                end=d.end,
+                actor=SCHEDULER_ACTOR,
+                now=now,
+                trend_runs=cfg.trend_runs,
+                reason=d.reason,
+            )
+            for d in due
+        ]
+
+
+@contextlib.contextmanager
+def scheduler_lock(engine: Engine) -> Iterator[bool]:
+    """Whether this process may run the schedule now: on PostgreSQL one process at a time
+    (a session advisory lock, gone with a crashed process's session); on SQLite, always."""
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    with engine.connect() as conn:
+        got = bool(conn.execute(_TRY_LOCK, {"key": _SCHEDULER_LOCK}).scalar())
+        conn.commit()
+        try:
+            yield got
+        finally:
+            if got:
+                conn.execute(_UNLOCK, {"key": _SCHEDULER_LOCK})
+                conn.commit()
 
 
 async def recon_schedule_loop(

@@ -117,3 +117,21 @@ def test_the_worker_loop_runs_what_is_due_and_stops(ledger: Ledger, tmp_path: Pa
         ("nightly", date(2026, 10, 31)),
         ("monthly", date(2026, 10, 1)),
     ]
+
+
+def test_only_one_process_runs_the_schedule_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    """While another process holds the schedule, this one runs nothing; then it runs."""
+    from revbridge.services import open_ledger
+    from revbridge.services.recon import scheduler_lock
+
+    settings = parse_config({"store": {"url": pg_url}}, None, tmp_path)
+    ledger = open_ledger(settings)
+    try:
+        at = datetime(2026, 11, 1, 4, tzinfo=UTC)
+        reconciler = _reconciler(ledger, tmp_path)
+        with scheduler_lock(ledger.engine) as held:
+            assert held
+            assert run_due(settings, ledger.engine, now=at, reconciler=reconciler) == []
+        assert len(run_due(settings, ledger.engine, now=at, reconciler=reconciler)) == 2
+    finally:
+        ledger.engine.dispose()
