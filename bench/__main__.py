@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from bench.engine import bench_drain, bench_latency, bench_scale_out, bench_worker_throughput
 from bench.ingest import bench_ingest, bench_ingest_memory
+from bench.mdm import bench_mdm_match
 from bench.netsuite import bench_netsuite
 from bench.recon import bench_recon, bench_recon_10m
 from bench.salesforce import bench_salesforce_capture
@@ -22,6 +23,7 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
     "recon": bench_recon,
     "recon_10m": bench_recon_10m,  # opt-in: by name only (see OPT_IN)
     "salesforce_capture": bench_salesforce_capture,
+    "mdm_match": bench_mdm_match,
 }
 
 

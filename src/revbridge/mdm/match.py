@@ -82,17 +82,22 @@ class Proposal:
 
 
 def _keys(c: Candidate) -> Iterable[str]:
+    """Block keys: exact tax id and domain, and name keys that survive one typo in either of
+    the first two words (each key holds one word whole and the start of the other)."""
     if c.tax_id:
         yield "t:" + c.tax_id
     if c.domain:
         yield "d:" + c.domain
     words = c.norm_name.split()
-    if words:
-        yield "w:" + words[0]
-        if len(words) > 1:
-            yield "w2:" + words[1]  # a typo in the first word still meets the second
-        if c.postal_code:
-            yield "p:" + c.postal_code + ":" + c.norm_name[:2]
+    if not words:
+        return
+    if len(words) == 1:
+        yield "n:" + words[0]
+    else:
+        yield "n:" + words[0] + "|" + words[1][:2]
+        yield "m:" + words[0][:2] + "|" + words[1]
+    if c.postal_code:
+        yield "p:" + c.postal_code + "|" + c.norm_name[:3]
 
 
 def score_pair(a: Candidate, b: Candidate) -> tuple[float, str]:
@@ -125,8 +130,14 @@ def score_pair(a: Candidate, b: Candidate) -> tuple[float, str]:
         score *= 0.5
         evidence.append("country_differs")
     result = score / weight
-    if "tax_id" not in evidence and "domain" not in evidence:
-        # A name and an address alone never link automatically: at most "review".
+    same_place = (
+        bool(a.postal_code)
+        and a.postal_code == b.postal_code
+        and bool(a.address)
+        and fuzz.token_set_ratio(a.address, b.address) >= 90
+    )
+    if "tax_id" not in evidence and "domain" not in evidence and not same_place:
+        # A name alone (or with a vague address) never links automatically: at most review.
         result = min(result, 0.89)
     return result, " ".join(evidence)
 
