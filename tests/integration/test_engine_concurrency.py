@@ -138,3 +138,77 @@ def test_a_request_inside_a_delivery_does_not_take_a_second_slot() -> None:
     assert asyncio.run(run()) == [1, 1, 1]
     assert isinstance(slots, LocalSlots)
     assert slots.peak == 1
+
+
+@pytest.mark.pg
+def test_when_other_processes_hold_every_slot_nothing_is_called_or_counted(
+    pg_url: str,
+) -> None:
+    """A worker that finds no free slot in time leaves its deliveries pending, their attempts
+    untouched, and calls nobody; they go out once a slot frees up."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from revbridge.store.schema import deliveries
+
+    customers = [e for e in generate_events(60, seed=4) if e["type"] == "customer.upserted"][:3]
+    policy = build_policy(
+        {
+            EventType.CUSTOMER_UPSERTED: EventPolicy(
+                type=EventType.CUSTOMER_UPSERTED,
+                pattern=Pattern.REALTIME,
+                schedule=None,
+                rationale="test: real time",
+            )
+        }
+    )
+    other, mine = create_store_engine(pg_url), create_store_engine(pg_url)
+    try:
+        ingest_lines(
+            Ledger(mine),
+            [json.dumps(e).encode() for e in customers],
+            policy=policy,
+            origin="t",
+            clock=ManualClock(START),
+        )
+        caps = Capabilities(name="acct", concurrency_limit=1, concurrency_scope="fake:acct-2")
+        erp = FakeErp(capabilities=caps)
+        slots = PgAdvisorySlots(
+            mine, scope="fake:acct-2", limit=1, wait=timedelta(milliseconds=200)
+        )
+        worker = Worker(
+            mine,
+            {
+                "erp": Target("erp", erp, slots=slots),
+                "salesforce": Target("salesforce", FakeSalesforce()),
+            },
+            clock=ManualClock(START),
+        )
+        holder = PgAdvisorySlots(other, scope="fake:acct-2", limit=1)  # another process
+
+        async def go() -> None:
+            got, done = asyncio.Event(), asyncio.Event()
+
+            async def hold() -> None:
+                async with holder.hold():
+                    got.set()
+                    await done.wait()
+
+            task = asyncio.create_task(hold())
+            await got.wait()
+            await worker.step()
+            worker.write_outcomes()
+            assert sum(erp.calls.values()) == 0
+            with mine.connect() as conn:
+                rows = conn.execute(select(deliveries.c.state, deliveries.c.attempts)).all()
+            assert {tuple(r) for r in rows} == {("pending", 0)}
+            done.set()
+            await task
+            await worker.run_until_idle()
+
+        asyncio.run(go())
+        assert len(erp.records("customer")) == len(customers)
+    finally:
+        other.dispose()
+        mine.dispose()
