@@ -28,7 +28,7 @@ import os
 import random
 import shutil
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -585,6 +585,49 @@ class NetSuiteSide:
         return True
 
 
+class TrytonSide:
+    """The managed local Tryton: a real ERP. Its outage is a real stop and start of the
+    server; the accountant's actions are not scripted for it in this demo."""
+
+    name = "Tryton"
+
+    def __init__(self, instance: Any) -> None:
+        self.instance = instance
+
+    def close(self) -> None:
+        """Tryton keeps running for the newcomer to look at (``revbridge erp tryton down``)."""
+
+    def outage(self, on: bool) -> None:
+        if on:
+            self.instance.down()
+        else:
+            self.instance.up()
+
+    async def accountant_payment(
+        self, sf_invoice: str, amount: Decimal, day: date, memo: str
+    ) -> str | None:
+        return None
+
+    async def credit_hold(self, sf_account: str) -> bool:
+        return False
+
+    async def found(self, references: list[str]) -> int:
+        """How many of these Salesforce documents Tryton holds (by invoice reference)."""
+        from revbridge.tryton.adapter import TrytonErp
+
+        info = self.instance.info()
+        erp = TrytonErp.connect(info.url, info.database, info.api_user, info.api_password)
+        try:
+            await erp.ops.client.ensure_login()
+            n = 0
+            for ref in references:
+                if await erp.ops.find_invoices(ref):
+                    n += 1
+            return n
+        finally:
+            await erp.close()
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -681,7 +724,11 @@ def run_demo(options: DemoOptions, progress: Progress = print) -> DemoReport:
         shutil.rmtree(folder / sub, ignore_errors=True)
     key_path, cert = generate_jwt_keypair(folder)
     sf_config = SfConfig(jwt_certificate_pem=cert, event_poll_interval=timedelta(milliseconds=20))
-    progress("starting the Salesforce org sandbox and the NetSuite sandbox in-process")
+    progress(
+        "starting the Salesforce org sandbox"
+        + (" and the NetSuite sandbox" if options.erp == "netsuite" else "")
+        + " in-process"
+    )
     with contextlib.ExitStack() as stack:
         sf = stack.enter_context(run_in_thread(sf_config))
         ns = stack.enter_context(running_sandbox(NsConfig())) if options.erp == "netsuite" else None
@@ -695,7 +742,20 @@ def run_demo(options: DemoOptions, progress: Progress = print) -> DemoReport:
         if ns is not None:
             progress(f"NetSuite account {ns.config.account_id}: {ns.base_url}")
         progress(f"wrote {config_path} (SQLite ledger {settings.store_url})")
-        story = _Story(options, settings, sf, ns, progress, stack)
+        erp: NetSuiteSide | TrytonSide | None = None
+        if ns is not None:
+            erp = NetSuiteSide(ns)
+        else:
+            from revbridge.tryton.instance import TrytonInstance
+
+            progress("starting the managed Tryton (the first time builds its database: ~40 s)")
+            instance = TrytonInstance(settings.path_in_base(settings.raw.erp.tryton_home))
+            instance.up()
+            instance.reset()
+            instance.up()
+            erp = TrytonSide(instance)
+            progress(f"Tryton: {instance.info().url}")
+        story = _Story(options, settings, sf, erp, progress, stack)
         asyncio.run(story.run())
         story.reconcile()
         return asyncio.run(story.count(config_path))
@@ -710,7 +770,7 @@ class _Story:
         options: DemoOptions,
         settings: Settings,
         sf: Any,
-        ns: Any | None,
+        erp: NetSuiteSide | TrytonSide | None,
         progress: Progress,
         stack: contextlib.ExitStack,
     ) -> None:
@@ -725,9 +785,10 @@ class _Story:
         self.clock = ManualClock(at(self.days[0], 8))
         self.org = Org(sf.base_url, sf.sandbox.config, options.object_model)
         stack.callback(self.org.close)
-        self.erp = NetSuiteSide(ns) if ns is not None else None
+        self.erp = erp
         if self.erp is not None:
             stack.callback(self.erp.close)
+        if isinstance(self.erp, NetSuiteSide):
             for year in {d.year for d in self.days} | {self.days[-1].year + 1}:
                 self.erp.set_up_year(year)
         self.ledger = open_ledger(settings)
@@ -752,7 +813,11 @@ class _Story:
         from revbridge.salesforce.mapping import PROFILES
         from revbridge.services.targets import salesforce_client
 
-        profile = PROFILES[self.options.object_model]
+        # The chart of accounts both demo ERPs share: revenue lands on 4000 Subscription
+        # Revenue (NetSuite maps it by number, Tryton by name).
+        profile = replace(
+            PROFILES[self.options.object_model], revenue_account="4000 Subscription Revenue"
+        )
 
         client = salesforce_client(self.settings)
         try:
@@ -915,7 +980,11 @@ class _Story:
         assert self.erp is not None
         self.report.outage.day = day_no
         self.erp.outage(True)
-        self.progress("  ERP: NetSuite becomes unavailable (every call answers 503)")
+        self.progress(
+            "  ERP: NetSuite becomes unavailable (every call answers 503)"
+            if isinstance(self.erp, NetSuiteSide)
+            else "  ERP: the Tryton server stops"
+        )
 
     async def ride_out_outage(self, day: date) -> None:
         assert self.erp is not None
@@ -930,7 +999,7 @@ class _Story:
             f"in the ledger; alert: {out.alert_opened or 'none'}"
         )
         self.erp.outage(False)
-        self.progress("  ERP: NetSuite is back (13:30)")
+        self.progress(f"  ERP: {self.erp.name} is back (13:30)")
         self.jump(at(day, 13, 30))
         for _ in range(12):  # the breaker probes after its cooldown, then the backlog drains
             await self.deliver()
@@ -1130,7 +1199,19 @@ class _Story:
                     sandbox=self.org.count(soql),
                 )
             )
-        if self.erp is not None:
+        if isinstance(self.erp, TrytonSide):
+            for event_type in ("invoice.posted", "credit_memo.issued"):
+                refs = delivered_sources(engine, event_type)
+                checks.append(
+                    Check(
+                        what=f"{event_type} delivered",
+                        system="Tryton",
+                        query="account.invoice (type out) with reference = the Salesforce id",
+                        hub=len(refs),
+                        sandbox=await self.erp.found(refs),
+                    )
+                )
+        if isinstance(self.erp, NetSuiteSide):
             ns_queries = [
                 (
                     "customer.upserted",
@@ -1209,6 +1290,18 @@ def count_sources(engine: Engine, event_type: str, *, delivered: bool) -> int:
         )
     with engine.connect() as conn:
         return int(conn.execute(query).scalar_one())
+
+
+def delivered_sources(engine: Engine, event_type: str) -> list[str]:
+    """The source ids of the delivered events of a type."""
+    query = (
+        select(events.c.source_id)
+        .join(deliveries, deliveries.c.event_id == events.c.id)
+        .where(events.c.type == event_type, deliveries.c.state == "delivered")
+        .distinct()
+    )
+    with engine.connect() as conn:
+        return [str(r[0]) for r in conn.execute(query)]
 
 
 def ledger_flows(engine: Engine, settings: Settings) -> list[Flow]:
