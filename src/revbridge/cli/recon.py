@@ -141,6 +141,10 @@ def run(
             f"reopened={outcome.reopened} auto_resolved={outcome.auto_resolved} "
             f"open_cases={outcome.open_cases}"
         )
+        console.print(
+            f"  timing differences (hub still delivering): {report.timing_differences}; "
+            "open cases by age: " + " ".join(f"{k}d={n}" for k, n in report.aging)
+        )
         for c in report.categories:
             amounts = ", ".join(f"{a} {cur}" for cur, a in c.amounts)
             console.print(f"  {c.reconciliation:<9} {c.kind:<20} {c.count:>6}  {amounts}")

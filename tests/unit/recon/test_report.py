@@ -26,7 +26,7 @@ NOW = datetime(2026, 11, 1, 3, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def report() -> ReconReport:
     """October: three invoices match exactly, one is missing in the ERP (dead-lettered), one is a
-    cent off (within a 0.05 tolerance) and one is 10.00 off in EUR."""
+    cent off (within a 0.05 tolerance) and one is 10.00 off in EUR (its corrected delivery still pending)."""
     con = duckdb.connect()
     sf = [
         Doc("a0X1", Decimal("100.00")),
@@ -50,7 +50,8 @@ def report() -> ReconReport:
             event_id=41,
             attempts=12,
             last_error="400 customer inactive",
-        )
+        ),
+        "a0X6": HubState(state="pending", subject_ref="invoice:a0X6", event_id=8, attempts=1),
     }
     findings = tuple(
         FindingWithHubState(finding=f, hub=hubs.get(f.ref, HubState(state="delivered", event_id=7)))
@@ -91,6 +92,7 @@ def test_the_json_report_has_the_documented_shape_with_exact_amounts(report: Rec
     data = json.loads(render(report, "json"))
     assert data["matched"] == 4  # the cent within tolerance counts as matched
     assert data["within_tolerance"] == 1
+    assert data["timing_differences"] == 1  # a0X6 is still pending in the hub
     assert data["open_cases"] == 2
     by_ref = {v["ref"]: v for v in data["variances"]}
     assert set(by_ref) == {"a0X4", "a0X5", "a0X6"}

@@ -124,6 +124,11 @@ class ReconReport:
     def within_tolerance(self) -> int:
         return sum(1 for line in self.lines if line.within_tolerance)
 
+    @property
+    def timing_differences(self) -> int:
+        """Variances the hub is still delivering (pending, in flight, parked): likely to clear."""
+        return sum(1 for line in self.lines if line.timing_difference)
+
 
 def _totals(pairs: Iterable[tuple[str, Decimal]]) -> tuple[tuple[str, Decimal], ...]:
     sums: dict[str, Decimal] = defaultdict(Decimal)

@@ -65,6 +65,7 @@ def report_dict(report: ReconReport) -> dict[str, Any]:
         "matched": report.matched_count,
         "matched_amounts": {c: _text(a) for c, a in report.matched_amounts},
         "within_tolerance": report.within_tolerance,
+        "timing_differences": report.timing_differences,
         "open_cases": report.open_cases,
         "signoff": report.signoff,
         "reconciliations": [
@@ -144,6 +145,7 @@ def render_xlsx(report: ReconReport) -> bytes:
     summary.append(["Run", report.run_id])
     summary.append(["Read at", report.read_at.isoformat()])
     summary.append(["Open cases", report.open_cases])
+    summary.append(["Timing differences (hub still delivering)", report.timing_differences])
     summary.append(["Sign-off", report.signoff or "not signed off"])
     summary.append([])
     header = ["reconciliation", "matched", "variances", "within tolerance", "currency", "amount"]
