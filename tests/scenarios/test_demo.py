@@ -9,12 +9,14 @@ dead-lettered, and the outage must open the circuit, raise an alert, drain and r
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from revbridge.cli.main import app
+from revbridge.services.access import Role, authenticate
 from revbridge.services.demo import DemoOptions, run_demo
 from revbridge.store.db import create_store_engine
 from revbridge.store.schema import alerts, deliveries, events
@@ -81,8 +83,9 @@ def test_the_demo_prints_counts_that_both_sandboxes_confirm(tmp_path: Path) -> N
     assert outage["alert_resolved"]
     assert outage["waiting_at_peak"] > 0
     assert incidents["circuit_open:erp"] is not None  # raised, then resolved
-    assert f"revbridge serve --config {folder / 'revbridge.toml'}" in result.output.replace(
-        "\n", ""
+    assert (
+        f"revbridge serve --config {folder / 'revbridge.toml'} --api-only"
+        in result.output.replace("\n", "")
     )
 
 
@@ -105,5 +108,11 @@ def test_the_revenue_cloud_org_polled_tells_the_same_story(tmp_path: Path) -> No
     assert report.dead_letters == 0
     assert report.outage.circuit_opened
     assert report.outage.drained
+    # The token it prints opens the console on the demo's ledger, as an operator.
+    engine = create_store_engine(report.store_url)
+    principal = authenticate(engine, report.console_token, now=datetime.now(UTC))
+    engine.dispose()
+    assert principal.role is Role.parse("operator")
+    assert report.console_token not in (tmp_path / "rc" / "demo-report.json").read_text()
     assert any("NetSuite becomes unavailable" in line for line in lines)
     assert any(line.startswith("[day 3]") for line in lines)

@@ -107,7 +107,10 @@ def demo(
         out.print(f"reconciliation report: [bold]{path}[/] (open it in a browser)")
     if report.recon_note:
         out.print(f"reconciliation: {report.recon_note}")
-    out.print(f"the console: [bold]{report.serve_command}[/]")
+    out.print(
+        f"the console: [bold]{report.serve_command}[/], then open {report.console_url} "
+        f"and log in with this operator token (shown once): {report.console_token}"
+    )
     out.print(
         f"look around: revbridge status -c {report.config_path}; revbridge dr status -c "
         f"{report.config_path}; revbridge dlq list -c {report.config_path}"

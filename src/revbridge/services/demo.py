@@ -165,6 +165,8 @@ class DemoReport:
     recon_note: str = ""
     serve_command: str = ""
     json_path: Path | None = None
+    console_url: str = ""
+    console_token: str = field(default="", repr=False)  # shown once, never written to a file
 
     @property
     def dead_letters(self) -> int:
@@ -1131,6 +1133,8 @@ class _Story:
     # ------------------------------------------------------------------ the counts
 
     async def count(self, config_path: Path) -> DemoReport:
+        from revbridge.services.access import Role, create_token
+
         engine = self.ledger.engine
         self.report.flows = ledger_flows(engine, self.settings)
         with engine.connect() as conn:
@@ -1138,7 +1142,18 @@ class _Story:
                 conn.execute(select(func.count()).select_from(batches)).scalar_one()
             )
         self.report.checks = await self.sandbox_checks(engine)
-        self.report.serve_command = f"revbridge serve --config {config_path}"
+        # The sandboxes stop with the demo: the console reads the ledger, no worker needed.
+        self.report.serve_command = f"revbridge serve --config {config_path} --api-only"
+        self.report.console_url = (
+            f"http://{self.settings.raw.server.host}:{self.settings.raw.server.port}/"
+        )
+        self.report.console_token = create_token(
+            engine,
+            name="newcomer",
+            role=Role.parse("operator"),
+            now=datetime.now(UTC),
+            actor="revbridge demo",
+        )
         report_path = self.options.folder / "demo-report.json"
         report_path.write_text(json.dumps(self.report.as_dict(), indent=2), encoding="utf-8")
         self.report.json_path = report_path
