@@ -7,6 +7,8 @@ from decimal import Decimal
 
 import duckdb
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from revbridge.errors import DomainError
 from revbridge.recon.cases import (
@@ -137,3 +139,44 @@ def test_a_resolved_case_found_again_reopens_and_an_accepted_one_only_if_it_move
     assert [
         c.ref for c, _ in plan_cases(existing, _seen(moved), start=OCT[0], end=OCT[1]).to_reopen
     ] == ["a0X2"]
+
+
+_STATES = st.sampled_from([s.value for s in CaseState])
+_KEYS = st.tuples(st.sampled_from(["ar", "payments"]), st.sampled_from(["a", "b", "c", "d"]),
+                  st.sampled_from(["amount", "missing_in_erp"]))  # fmt: skip
+
+
+@given(
+    existing=st.dictionaries(_KEYS, _STATES, max_size=12),
+    found=st.sets(_KEYS, max_size=12),
+)
+def test_a_run_plans_each_finding_once_and_never_resolves_what_it_found(
+    existing: dict[tuple[str, str, str], str], found: set[tuple[str, str, str]]
+) -> None:
+    """Every case-level finding is opened, refreshed or reopened exactly once; only active
+    cases it did not find are auto-resolved; closed cases it did not find are left alone."""
+    from revbridge.recon.match import Finding, FindingKind
+
+    cases = [
+        CaseSnapshot(id=i, reconciliation=r, ref=ref, kind=k, state=state,
+                     period_start=OCT[0], period_end=OCT[1], source_amount="1", erp_amount=None)
+        for i, ((r, ref, k), state) in enumerate(existing.items())
+    ]  # fmt: skip
+    seen = [
+        Seen(
+            reconciliation=r,
+            item=FindingWithHubState(
+                finding=Finding(kind=FindingKind(k), ref=ref, doc_type=None, currency="USD",
+                                source_amount=Decimal(1), erp_amount=None,
+                                difference=Decimal(-1), within_tolerance=False),
+                hub=HubState(state="pending"),
+            ),
+        )
+        for r, ref, k in found
+    ]  # fmt: skip
+    plan = plan_cases(cases, seen, start=OCT[0], end=OCT[1])
+    planned = [s.key for s in plan.to_open] + [s.key for _, s in plan.to_refresh + plan.to_reopen]
+    assert sorted(planned) == sorted(found)
+    assert {s.key for s in plan.to_open} == found - set(existing)
+    resolved = {c.key for c in plan.to_auto_resolve}
+    assert resolved == {k for k, v in existing.items() if v in ("open", "investigating")} - found
