@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from revbridge.api.app import create_app
 from revbridge.api.server import run_in_thread
 from revbridge.clock import SystemClock
-from revbridge.config import parse_config
+from revbridge.config import Settings, parse_config
 from revbridge.generate import generate_events
 from revbridge.services import open_ledger
 from revbridge.services.access import Role, create_token
@@ -30,6 +30,7 @@ pytestmark = pytest.mark.e2e
 class Served:
     url: str
     ledger: Ledger
+    settings: Settings
     operator: str
     viewer: str
     dead_id: int
@@ -69,7 +70,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     viewer = create_token(ledger.engine, name="lee", role=Role.VIEWER, now=now, actor="t")
     app = create_app(settings, ledger=ledger, run_workers=False)
     with run_in_thread(app) as url:
-        yield Served(url, ledger, operator, viewer, int(dead_id), str(source_id))
+        yield Served(url, ledger, settings, operator, viewer, int(dead_id), str(source_id))
     ledger.engine.dispose()
 
 
@@ -139,4 +140,34 @@ def test_a_viewer_sees_dead_letters_without_a_replay_button_and_forged_posts_fai
             select(deliveries.c.state).where(deliveries.c.event_id == served.dead_id)
         ).scalar_one()
     assert state == "dead_letter"
+    context.close()
+
+
+def test_an_operator_resolves_a_reconciliation_case_in_the_console(
+    browser: Any, served: Served
+) -> None:
+    """The open case is listed on the reconciliation page; resolving it with a code and a
+    note closes it, and the history shows who did it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.integration.api.test_finance import open_one_case
+
+    # Playwright's sync API owns this thread's event loop; the run uses asyncio.run.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(open_one_case, served.ledger, served.settings).result()
+    context = browser.new_context()
+    page = context.new_page()
+    _login(page, served.url, served.operator)
+    page.click("text=Reconciliation")
+    assert page.locator("svg[role=img]").count() >= 1  # variance trend chart
+    row = page.locator("table.cases tbody tr").first
+    assert "a0X00002" in row.inner_text()
+    row.locator("a").click()
+    form = page.locator("#resolve")
+    form.locator("select[name=code]").select_option("corrected_in_erp")
+    form.locator("input[name=note]").fill("credit note posted in the ERP")
+    form.locator("button").click()
+    page.wait_for_load_state()
+    assert "resolved" in page.locator("#case-state").inner_text()
+    assert "token:kim" in page.locator("table").last.inner_text()
     context.close()

@@ -116,9 +116,9 @@ def create_app(
     ledger: Ledger | None = None,
     clock: Clock | None = None,
 ) -> FastAPI:
-    from revbridge.api import console, ops, webhooks
+    from revbridge.api import console, finance, ops, webhooks
     from revbridge.api.metrics import Metrics
-    from revbridge.services import open_ledger
+    from revbridge.services import mdm, open_ledger
     from revbridge.services.serve import InProcessRunner
 
     ledger = ledger or open_ledger(settings)
@@ -198,8 +198,17 @@ def create_app(
     async def _store(_r: Request, exc: StoreError) -> Response:
         return _error(503, "ledger unavailable", "ledger", str(exc))
 
+    @app.exception_handler(mdm.NotFound)
+    async def _no_review(_r: Request, exc: mdm.NotFound) -> Response:
+        return _error(404, "not found", "path", str(exc))
+
     @app.exception_handler(RevbridgeError)
-    async def _domain(_r: Request, exc: RevbridgeError) -> Response:
+    async def _domain(request: Request, exc: RevbridgeError) -> Response:
+        if request.url.path.startswith("/console"):
+            from revbridge.api.auth import console_session
+            from revbridge.api.console import render_error
+
+            return render_error(request, console_session(request), str(exc))
         return _error(400, "refused", "request", str(exc))
 
     @app.exception_handler(RequestValidationError)
@@ -239,5 +248,7 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(ops.router)
     app.include_router(console.router)
+    app.include_router(finance.api)
+    app.include_router(finance.pages)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     return app

@@ -34,14 +34,23 @@ def _templates(request: Request) -> Jinja2Templates:
 
 
 def _render(
-    request: Request, name: str, session: Session | None, status: int = 200, **context: Any
+    request: Request,
+    name: str,
+    session: Session | None,
+    status_code: int = 200,
+    **context: Any,
 ) -> HTMLResponse:
     return _templates(request).TemplateResponse(
         request,
         name,
         {"session": session, "csrf": session.csrf if session else "", **context},
-        status_code=status,
+        status_code=status_code,
     )
+
+
+def render_error(request: Request, session: Session | None, message: str) -> HTMLResponse:
+    """A refused console action: the page says why (the service's message), status 400."""
+    return _render(request, "error.html", session, 400, error=message)
 
 
 def _need(request: Request, role: Role = Role.VIEWER) -> Session:

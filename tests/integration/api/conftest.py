@@ -40,16 +40,24 @@ def make_settings(store_url: str, base: Path, **server: Any) -> Settings:
 class Hub:
     client: httpx.Client
     ledger: Ledger
+    settings: Settings
     tokens: dict[str, str]
 
     def auth(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
 
-    def signed(self, path: str, body: bytes | str, *, t: int | None = None, **headers: str) -> Any:
+    def signed(
+        self, path: str, body: bytes | str, *, t: int | None = None, content_type: str = ""
+    ) -> Any:
         raw = body.encode() if isinstance(body, str) else body
         sig = sign(SECRET.encode(), raw, t if t is not None else int(time.time()))
         return self.client.post(
-            path, content=raw, headers={"X-Revbridge-Signature": sig, **headers}
+            path,
+            content=raw,
+            headers={
+                "X-Revbridge-Signature": sig,
+                "Content-Type": content_type or "application/json",
+            },
         )
 
 
@@ -71,7 +79,7 @@ def build_hub(
 
     app = create_app(settings, ledger=ledger, run_workers=run_workers)
     with run_in_thread(app) as base_url, httpx.Client(base_url=base_url, timeout=30) as client:
-        yield Hub(client=client, ledger=ledger, tokens=tokens)
+        yield Hub(client=client, ledger=ledger, settings=settings, tokens=tokens)
     ledger.engine.dispose()
 
 

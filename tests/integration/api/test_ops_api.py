@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from sqlalchemy import select, update
 
 from revbridge.store.schema import audit_log, deliveries
@@ -126,9 +129,7 @@ def test_openapi_is_published(hub: Hub) -> None:
 
 
 def test_public_webhooks_are_rate_limited_with_retry_after(
-    store_url: str,
-    tmp_path,
-    monkeypatch,  # type: ignore[no-untyped-def]
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Past the per-minute limit a client gets 429 with a Retry-After header."""
     from .conftest import SECRET, build_hub

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,7 @@ def test_an_xml_bomb_is_refused_without_expanding_it(store_url: str, tmp_path: P
         assert b"Fault" in response.content
 
 
-def _now():  # type: ignore[no-untyped-def]
+def _now() -> datetime:
     from revbridge.clock import SystemClock
 
     return SystemClock().now()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 
 from .conftest import Hub, envelopes, jsonl
 
@@ -11,11 +12,11 @@ from .conftest import Hub, envelopes, jsonl
 def test_signed_envelopes_are_stored_once_even_when_resent_with_a_new_signature(hub: Hub) -> None:
     """A sender's retry (fresh timestamp) of the same envelopes is reported as duplicates."""
     body = jsonl(envelopes(5))
-    first = hub.signed("/webhooks/events", body, **{"Content-Type": "application/x-ndjson"})
+    first = hub.signed("/webhooks/events", body, content_type="application/x-ndjson")
     assert first.status_code == 202, first.text
     assert first.json()["accepted"] == 5
     again = hub.signed(
-        "/webhooks/events", body, t=int(time.time()) + 1, **{"Content-Type": "application/x-ndjson"}
+        "/webhooks/events", body, t=int(time.time()) + 1, content_type="application/x-ndjson"
     )
     assert again.status_code == 202
     assert again.json() == {
@@ -77,7 +78,7 @@ def test_oversized_bodies_are_refused_before_reading(hub: Hub) -> None:
     assert response.json()["where"] == "body"
 
 
-def _now():  # type: ignore[no-untyped-def]
+def _now() -> datetime:
     from revbridge.clock import SystemClock
 
     return SystemClock().now()
