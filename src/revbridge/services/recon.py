@@ -1102,6 +1102,7 @@ __all__ = [
     "resolve_case",
     "run_due",
     "run_recon",
+    "scheduler_lock",
     "show_case",
     "sign_off",
 ]

@@ -25,8 +25,9 @@ NOW = datetime(2026, 11, 1, 3, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def report() -> ReconReport:
-    """October: three invoices match exactly, one is missing in the ERP (dead-lettered), one is a
-    cent off (within a 0.05 tolerance) and one is 10.00 off in EUR (its corrected delivery still pending)."""
+    """October: three invoices match exactly, one is missing in the ERP (dead-lettered), one
+    is a cent off (within a 0.05 tolerance) and one is 10.00 off in EUR (its corrected
+    delivery still pending)."""
     con = duckdb.connect()
     sf = [
         Doc("a0X1", Decimal("100.00")),
