@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from revbridge.config import Settings
-from revbridge.engine.ports import ReadbackPort
+from revbridge.core.events import EventType
+from revbridge.engine.ports import ReadbackKind, ReadbackPort
 from revbridge.errors import ConfigError
 from revbridge.recon.readback import DEFAULT_PAGE_SIZE, ReadbackStore, RefreshReport
 from revbridge.services.targets import build_erp, salesforce_client
@@ -51,6 +52,8 @@ async def refresh_from_config(
     """
     erp = build_erp(settings)
     try:
+        if engine is not None and settings.raw.erp.kind == "fake":
+            await fake_erp_from_ledger(engine, erp)
         if not isinstance(erp, ReadbackPort):
             raise ConfigError(
                 str(settings.path or "revbridge.toml"),
@@ -62,6 +65,8 @@ async def refresh_from_config(
         await erp.close()
     sf = salesforce_reader(settings)
     try:
+        if engine is not None and settings.raw.salesforce.kind == "fake":
+            fake_org_from_ledger(engine, sf)
         sf_report = await store.refresh("sf", sf, now=now, page_size=page_size)
     finally:
         await sf.close()
@@ -79,3 +84,62 @@ def write_back_aliases(engine: Engine) -> list[tuple[str, str]]:
     )
     with engine.connect() as conn:
         return [(payment_key(key), ref) for key, ref in conn.execute(query)]
+
+
+_SF_EVENT_KEYS = {
+    "invoice.posted": (ReadbackKind.AR, "invoice_id"),
+    "credit_memo.issued": (ReadbackKind.AR, "credit_memo_id"),
+    "payment.received": (ReadbackKind.PAYMENTS, "payment_id"),
+    "revenue.recognized": (ReadbackKind.JOURNALS, "schedule_entry_id"),
+}
+
+
+def fake_org_from_ledger(engine: Engine, sf: Any) -> int:
+    """Give the fake org what Salesforce sent the hub (the demo's, the default config's).
+
+    The fake org only holds what is put in it; with ``salesforce.kind = "fake"`` the
+    Salesforce side is what the ledger received from Salesforce, each record put once
+    (invoices first, so that the payments and credit memos find what they pay). Returns how
+    many records were added.
+    """
+    from revbridge.codec import decode_payload
+
+    query = (
+        select(events.c.type, events.c.payload)
+        .where(events.c.type.in_(list(_SF_EVENT_KEYS)))
+        .order_by(events.c.id)
+    )
+    added = 0
+    with engine.connect() as conn:
+        rows = list(conn.execute(query))
+    # Invoices first: a payment or credit memo recorded before its invoice would pay nothing.
+    rows.sort(key=lambda r: r[0] != "invoice.posted")
+    for event_type, payload in rows:
+        kind, id_field = _SF_EVENT_KEYS[event_type]
+        data = decode_payload(EventType(event_type), payload)
+        if sf.get(kind, getattr(data, id_field)) is None:
+            sf.record(data)
+            added += 1
+    return added
+
+
+async def fake_erp_from_ledger(engine: Engine, erp: Any) -> int:
+    """Give the fake ERP the cash the ledger says was entered in it (``erp.payment.received``).
+
+    The counterpart of ``fake_org_from_ledger``: with ``erp.kind = "fake"``, what the ERP
+    side recorded by itself exists only as the events the hub captured from it.
+    """
+    from revbridge.codec import decode_payload
+
+    query = (
+        select(events.c.payload)
+        .where(events.c.type == EventType.ERP_PAYMENT_RECEIVED.value)
+        .order_by(events.c.id)
+    )
+    with engine.connect() as conn:
+        payments = [
+            decode_payload(EventType.ERP_PAYMENT_RECEIVED, payload)
+            for (payload,) in conn.execute(query)
+        ]
+    entered: int = await erp.enter_payments(payments)
+    return entered

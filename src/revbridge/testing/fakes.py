@@ -526,6 +526,22 @@ class FakeErp:
             },
         )
 
+    async def enter_payments(self, payments: Sequence[ErpPaymentReceived]) -> int:
+        """``enter_payment`` for each payment not in the ERP yet, in one transaction; one
+        that cannot be applied (its invoice is not here, or not that open) is left out.
+        Returns how many were entered."""
+        entered = 0
+        async with self._txn():
+            for payment in payments:
+                if self.count("payment", payment.erp_payment_id):
+                    continue
+                try:
+                    self.enter_payment(payment)
+                except (KeyError, TerminalError):
+                    continue
+                entered += 1
+        return entered
+
     # ----------------------------------------------------------------- read-back
 
     async def read(self, kind: ReadbackKind, after: str | None, limit: int) -> ReadPage:
@@ -680,6 +696,8 @@ class FakeSalesforce:
     ) -> None:
         """What a Salesforce-side event says the org holds, as the org's own record."""
         if isinstance(data, InvoicePosted):
+            # ERP cash written back before the invoice was recorded here already counts.
+            paid = self.invoice_paid.get(data.invoice_id, Decimal(0))
             self.put(
                 ArDocument(
                     key=data.invoice_id,
@@ -689,8 +707,12 @@ class FakeSalesforce:
                     currency=data.currency,
                     amount=data.total,
                     doc_date=data.invoice_date,
-                    status="Unpaid",
-                    balance=data.total,
+                    status="Unpaid"
+                    if not paid
+                    else "Paid"
+                    if paid >= data.total
+                    else "Partially Paid",
+                    balance=data.total - paid,
                 )
             )
         elif isinstance(data, CreditMemoIssued):

@@ -176,3 +176,27 @@ def test_drift_is_found_exactly_and_a_late_delivery_clears_itself(
     )
     assert ("ar", FindingKind.MISSING_IN_ERP, late_ref) not in findings(again)
     assert len(findings(again)) == 7
+
+
+def test_on_the_default_fakes_both_sides_are_what_the_hub_saw(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """With the fake ERP and the fake org (the demo's configuration), Salesforce holds what
+    it sent the hub and the ERP the cash it entered itself: a delivered month reconciles."""
+    settings = parse_config(
+        {
+            "erp": {"kind": "fake", "state_file": "erp.json"},
+            "salesforce": {"kind": "fake", "state_file": "sf.json"},
+        },
+        None,
+        tmp_path,
+    )
+    envs = list(generate_events(200, seed=9, end=datetime(2026, 11, 1, tzinfo=UTC)))
+    _deliver(ledger, settings, envs, record_in_salesforce=False)
+    run = reconcile_period(
+        settings, ledger.engine, scope="monthly", start=OCTOBER[0], end=OCTOBER[1], now=NOW
+    )
+    assert findings(run) == set()
+    assert run.of("payments").result.matched_count == sum(
+        1 for e in envs if e["type"] in ("payment.received", "erp.payment.received")
+    )
