@@ -423,6 +423,9 @@ class Org:
                     "blng__RelatedInvoice__c": invoice,
                     "blng__CreditNoteDate__c": day.isoformat(),
                     "blng__TotalAmount__c": float(amount),
+                    # Wholly allocated to the invoice it credits, as NetSuite applies it.
+                    "blng__Allocations__c": float(amount),
+                    "blng__Balance__c": 0,
                 },
             )
             self.update("blng__CreditNote__c", note, {"blng__Status__c": "Posted"})
@@ -435,6 +438,7 @@ class Org:
                 "CreditDate": day.isoformat(),
                 "TotalAmount": float(amount),
                 "TotalAmountWithTax": float(amount),
+                "Balance": 0,  # wholly applied to the invoice it credits, as NetSuite does
             },
         )
         self.create(
@@ -669,7 +673,7 @@ def write_config(
         f'login_url = "{sf.base_url}"\n'
         f'client_id = "{sf.sandbox.config.client_id}"\n'
         f'username = "{sf.sandbox.config.username}"\n'
-        f'private_key_file = "{sf_key.name}"\n'
+        f'private_key_file = "{sf_key.relative_to(folder).as_posix()}"\n'
         f'object_model = "{options.object_model}"\n\n'
         "[alerts]\n# The log notifier is always on; add apprise URLs here (mailto://, slack://...).\n"
         "urls = []\n"
@@ -724,7 +728,7 @@ def run_demo(options: DemoOptions, progress: Progress = print) -> DemoReport:
         stale.unlink()
     for sub in ("batches", "jwt"):
         shutil.rmtree(folder / sub, ignore_errors=True)
-    key_path, cert = generate_jwt_keypair(folder)
+    key_path, cert = generate_jwt_keypair(folder)  # the connected app's certificate
     sf_config = SfConfig(jwt_certificate_pem=cert, event_poll_interval=timedelta(milliseconds=20))
     progress(
         "starting the Salesforce org sandbox"
@@ -736,9 +740,7 @@ def run_demo(options: DemoOptions, progress: Progress = print) -> DemoReport:
         ns = stack.enter_context(running_sandbox(NsConfig())) if options.erp == "netsuite" else None
         if ns is not None:
             stack.enter_context(_netsuite_env(ns))
-        key_link = folder / "jwt-private-key.pem"
-        shutil.copyfile(key_path, key_link)
-        config_path = write_config(folder, sf=sf, sf_key=key_link, ns=ns, options=options)
+        config_path = write_config(folder, sf=sf, sf_key=key_path, ns=ns, options=options)
         settings = load_settings(config_path)
         progress(f"Salesforce org: {sf.base_url} (object model: {options.object_model})")
         if ns is not None:
@@ -909,7 +911,7 @@ class _Story:
             credits += 1
         return (
             f"{new_accounts} new account(s), {invoices} posted invoice(s), {payments} partial "
-            f"payment(s), {credits} credit note(s), {revenue} revenue entr(y/ies)"
+            f"payment(s), {credits} credit note(s), {revenue} revenue entries"
         )
 
     async def erp_activity(self, n: int, day: date) -> str:
@@ -968,8 +970,8 @@ class _Story:
                 stats = await self.deliver()
                 if got or stats["delivered"]:
                     p(
-                        f"  hub: captured {got} change(s) from the ERP; delivered "
-                        f"{stats['delivered']} to Salesforce"
+                        f"  hub: captured {got} change(s) from the ERP (GL postings wait for "
+                        f"the nightly batch); delivered {stats['delivered']} to Salesforce"
                     )
                 self.jump(at(day + timedelta(days=1), 2, 5))
                 stats = await self.deliver()
