@@ -35,17 +35,22 @@ from tests.scenarios.recon.story import NOW, SF_TYPES, deliver, findings
 OCTOBER = (date(2026, 10, 1), date(2026, 11, 1))
 
 
-@pytest.fixture
-def month(ledger: Ledger, tmp_path: Path) -> tuple[Settings, list[dict[str, Any]]]:
-    """October delivered in full by the hub: both fakes hold the same business."""
-    settings = parse_config(
+def _fakes(folder: Path) -> Settings:
+    """A configuration on the fake ERP and the fake org, their state files in ``folder``."""
+    return parse_config(
         {
             "erp": {"kind": "fake", "state_file": "erp.json"},
             "salesforce": {"kind": "fake", "state_file": "sf.json"},
         },
         None,
-        tmp_path,
+        folder,
     )
+
+
+@pytest.fixture
+def month(ledger: Ledger, tmp_path: Path) -> tuple[Settings, list[dict[str, Any]]]:
+    """October delivered in full by the hub: both fakes hold the same business."""
+    settings = _fakes(tmp_path)
     envs = list(generate_events(400, seed=5, end=datetime(2026, 11, 1, tzinfo=UTC)))
     _deliver(ledger, settings, envs, record_in_salesforce=True)
     erp = FakeErp(state_file=settings.path_in_base("erp.json"))
@@ -183,14 +188,7 @@ def test_on_the_default_fakes_both_sides_are_what_the_hub_saw(
 ) -> None:
     """With the fake ERP and the fake org (the demo's configuration), Salesforce holds what
     it sent the hub and the ERP the cash it entered itself: a delivered month reconciles."""
-    settings = parse_config(
-        {
-            "erp": {"kind": "fake", "state_file": "erp.json"},
-            "salesforce": {"kind": "fake", "state_file": "sf.json"},
-        },
-        None,
-        tmp_path,
-    )
+    settings = _fakes(tmp_path)
     envs = list(generate_events(200, seed=9, end=datetime(2026, 11, 1, tzinfo=UTC)))
     _deliver(ledger, settings, envs, record_in_salesforce=False)
     run = reconcile_period(
