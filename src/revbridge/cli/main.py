@@ -416,10 +416,12 @@ def capture_salesforce(
     """Capture Salesforce billing changes into the ledger (watermark or replay id persisted)."""
     import asyncio
     from dataclasses import asdict
+    from functools import partial
 
     from revbridge.salesforce.capture import CaptureSettings, SalesforceCapture
     from revbridge.salesforce.mapping import PROFILES
     from revbridge.services import open_ledger
+    from revbridge.services.mdm_sync import filter_salesforce_capture
     from revbridge.services.targets import salesforce_client
 
     settings = _settings(config)
@@ -438,6 +440,7 @@ def capture_salesforce(
                 ledger,
                 settings.policy,
                 CaptureSettings(profile=profile, integration_user_id=sf.integration_user_id),
+                envelope_filter=partial(filter_salesforce_capture, ledger.engine),
             )
             report = await (capture.poll() if mode == "poll" else capture.stream())
             return asdict(report)

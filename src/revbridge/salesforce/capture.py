@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -146,6 +146,10 @@ def _quote_ids(ids: Iterable[str]) -> str:
     return ", ".join(f"'{i}'" for i in ids if sfid.is_valid(i))
 
 
+# Envelopes in, (envelopes kept, how many were echoes) out.
+EnvelopeFilter = Callable[[list[dict[str, Any]]], tuple[list[dict[str, Any]], int]]
+
+
 class SalesforceCapture:
     """Polls and streams one org into the ledger."""
 
@@ -157,8 +161,12 @@ class SalesforceCapture:
         settings: CaptureSettings | None = None,
         *,
         clock: Clock | None = None,
+        envelope_filter: EnvelopeFilter | None = None,
     ) -> None:
         self.client = client
+        # The customer master's echo check (``services.mdm_sync.filter_salesforce_capture``):
+        # drops Account versions that only show what is already synced.
+        self.envelope_filter = envelope_filter
         self.ledger = ledger
         self.policy = policy
         self.settings = settings or CaptureSettings()
@@ -225,8 +233,12 @@ class SalesforceCapture:
     def _store(self, page: tuple[Mapped, list[Any]], origin: str, report: CaptureReport) -> None:
         """Ingest the envelopes and quarantine the rejections (each record version once)."""
         mapped, read = page
-        if mapped.envelopes:
-            lines = [json.dumps(e).encode() for e in mapped.envelopes]
+        envelopes = list(mapped.envelopes)
+        if envelopes and self.envelope_filter is not None:
+            envelopes, echoes = self.envelope_filter(envelopes)
+            report.echoes += echoes
+        if envelopes:
+            lines = [json.dumps(e).encode() for e in envelopes]
             result = ingest_lines(
                 self.ledger,
                 lines,

@@ -914,7 +914,9 @@ def is_echo(
             )
         )
     }
-    return bool(values) and all(synced.get(k) == value_hash(v) for k, v in values.items())
+    # An attribute never synced counts as empty (nothing was ever set for it).
+    empty = value_hash(None)
+    return bool(values) and all(synced.get(k, empty) == value_hash(v) for k, v in values.items())
 
 
 # ---------------------------------------------------------------------- hierarchy

@@ -40,7 +40,7 @@ from revbridge.core.events import (
     RevenueRecognized,
 )
 from revbridge.engine.ports import Capabilities, ErpPort, ErpRecord, RecordKind, SalesforcePort
-from revbridge.errors import DomainError
+from revbridge.errors import DomainError, RevbridgeError
 from revbridge.mdm.match import Candidate, Proposal, propose_links
 from revbridge.mdm.ownership import Action, Ownership
 from revbridge.services import mdm
@@ -159,9 +159,7 @@ class MdmErp:
                 conn,
                 self.ownership,
                 canonical_id=canonical,
-                values={
-                    k: v for k, v in written.items() if self.ownership.owner_of(k) == "erp"
-                },
+                values={k: v for k, v in written.items() if self.ownership.owner_of(k) == "erp"},
                 now=now,
                 set_by="erp",
             )
@@ -380,8 +378,7 @@ def filter_salesforce_capture(
 ) -> tuple[list[dict[str, Any]], int]:
     """Drop captured Account versions whose master attributes are all as last synced (the
     hub's own write-back, or a change to fields the master does not hold)."""
-    from revbridge.codec import decode_payload
-    from revbridge.core.events import EventType
+    from revbridge.codec import decode_obj
 
     kept: list[dict[str, Any]] = []
     echoes = 0
@@ -391,8 +388,8 @@ def filter_salesforce_capture(
                 kept.append(env)
                 continue
             try:
-                data = decode_payload(EventType.CUSTOMER_UPSERTED, env["data"])
-            except Exception:  # invalid payloads go on to ingest, which quarantines them
+                data = decode_obj(env).data
+            except RevbridgeError:  # invalid payloads go on to ingest, which quarantines them
                 kept.append(env)
                 continue
             assert isinstance(data, CustomerUpserted)
