@@ -186,7 +186,13 @@ def create_app(
     @app.exception_handler(AccessDenied)
     async def _denied(request: Request, exc: AccessDenied) -> Response:
         if request.url.path.startswith("/console"):
-            return RedirectResponse("/console/login", status_code=303)
+            from revbridge.api.auth import console_session
+            from revbridge.api.console import render_error
+
+            session = console_session(request)
+            if session is None:
+                return RedirectResponse("/console/login", status_code=303)
+            return render_error(request, session, str(exc), status_code=403)
         status = 403 if "role" in str(exc) else 401
         return _error(status, "access denied", "Authorization", str(exc))
 

@@ -48,9 +48,11 @@ def _render(
     )
 
 
-def render_error(request: Request, session: Session | None, message: str) -> HTMLResponse:
-    """A refused console action: the page says why (the service's message), status 400."""
-    return _render(request, "error.html", session, 400, error=message)
+def render_error(
+    request: Request, session: Session | None, message: str, *, status_code: int = 400
+) -> HTMLResponse:
+    """A refused console action: the page says why (the service's message)."""
+    return _render(request, "error.html", session, status_code, error=message)
 
 
 def _need(request: Request, role: Role = Role.VIEWER) -> Session:

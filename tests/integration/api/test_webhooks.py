@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
 
 from .conftest import Hub, envelopes, jsonl
 
@@ -82,3 +86,59 @@ def _now() -> datetime:
     from revbridge.clock import SystemClock
 
     return SystemClock().now()
+
+
+def test_a_signed_salesforce_flow_callout_becomes_a_customer_event(hub: Hub) -> None:
+    """A Flow callout carrying an Account is mapped and stored; an unmapped object is a 422."""
+    body = json.dumps(
+        {
+            "sobject": "Account",
+            "records": [
+                {
+                    "attributes": {"type": "Account"},
+                    "Id": "001000000000001AAA",
+                    "Name": "Flow Co",
+                    "CurrencyIsoCode": "EUR",
+                    "CreatedDate": "2026-11-20T10:00:00.000+0000",
+                    "SystemModstamp": "2026-11-20T10:00:00.000+0000",
+                }
+            ],
+        }
+    )
+    stored = hub.signed("/webhooks/salesforce/flow", body)
+    assert stored.status_code == 202, stored.text
+    assert stored.json()["accepted"] == 1
+    unknown = hub.signed(
+        "/webhooks/salesforce/flow", json.dumps({"sobject": "Lead", "records": []})
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["where"] == "sobject"
+
+
+def test_the_webhook_secret_can_come_from_a_file(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With security.webhook_secret_file set, requests signed with that file's secret pass."""
+    from revbridge.api.app import create_app
+    from revbridge.api.server import run_in_thread
+    from revbridge.config import parse_config
+    from revbridge.services import open_ledger
+    from revbridge.services.access import sign
+
+    monkeypatch.delenv("REVBRIDGE_WEBHOOK_SECRET", raising=False)
+    (tmp_path / "secret").write_text("from-a-file\n")
+    settings = parse_config(
+        {"store": {"url": store_url}, "security": {"webhook_secret_file": "secret"}},
+        None,
+        tmp_path,
+    )
+    body = json.dumps(envelopes(1)[0]).encode()
+    ledger = open_ledger(settings)
+    with run_in_thread(create_app(settings, ledger=ledger)) as url:
+        good = httpx.post(
+            f"{url}/webhooks/events",
+            content=body,
+            headers={"X-Revbridge-Signature": sign(b"from-a-file", body, int(time.time()))},
+        )
+    ledger.engine.dispose()
+    assert good.status_code == 202, good.text
