@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -306,3 +307,26 @@ def test_the_erp_capture_links_a_customer_it_sees_with_the_hubs_id(ledger: Ledge
     filter_erp_capture(ledger.engine, "netsuite", [env], now=START)
     [link] = mdm.lookup(ledger.engine, "E-77")
     assert (link.sf_account_id, link.erp_internal_id) == (acc(77), "4077")
+
+
+def test_the_nightly_customer_batch_links_what_the_erp_created(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """Customers on the default (batch) policy are linked when the ERP answers the batch."""
+    clock = ManualClock(START)
+    erp = FakeErp()
+    lines = [json.dumps(customer(n, f"Batch Co {n}")).encode() for n in (31, 32)]
+    ingest_lines(ledger, lines, policy=build_policy(), origin="t", clock=clock)
+    port = MdmErp(erp, ledger.engine, Ownership(), clock=clock)
+    worker = Worker(
+        ledger.engine,
+        {"erp": Target("erp", port), "salesforce": Target("salesforce", FakeSalesforce())},  # type: ignore[arg-type]
+        clock=clock,
+        seed=1,
+        batch_dir=tmp_path / "batches",
+    )
+    clock.advance(timedelta(days=2))  # past the nightly run
+    asyncio.run(worker.run_until_idle())
+    by_ref = {c["external_ref"]: c["erp_id"] for c in erp.customers()}
+    for n in (31, 32):
+        assert mdm.lookup(ledger.engine, acc(n))[0].erp_internal_id == by_ref[acc(n)]
