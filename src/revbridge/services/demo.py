@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -815,6 +816,7 @@ class _Story:
     async def capture_salesforce(self) -> int:
         from revbridge.salesforce.capture import CaptureSettings, SalesforceCapture
         from revbridge.salesforce.mapping import PROFILES
+        from revbridge.services.mdm_sync import filter_salesforce_capture
         from revbridge.services.targets import salesforce_client
 
         # The chart of accounts both demo ERPs share: revenue lands on 4000 Subscription
@@ -831,6 +833,8 @@ class _Story:
                 self.settings.policy,
                 CaptureSettings(profile=profile),
                 clock=self.clock,
+                # As `revbridge capture salesforce`: no echo of what the hub synced itself.
+                envelope_filter=partial(filter_salesforce_capture, self.ledger.engine),
             )
             rep = await (
                 capture.stream() if self.options.capture_mode == "stream" else capture.poll()
