@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import structlog
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,6 +19,7 @@ from revbridge.services import operations, serve
 from revbridge.services.access import Principal, Role, create_token, list_tokens, revoke_token
 
 router = APIRouter(prefix="/api/v1", tags=["operations"])
+log = structlog.get_logger("revbridge.api")
 
 Viewer = Annotated[Principal, Depends(api_principal(Role.VIEWER))]
 Operator = Annotated[Principal, Depends(api_principal(Role.OPERATOR))]
@@ -97,6 +99,13 @@ async def replay(request: Request, body: ReplayRequest, p: Operator) -> dict[str
         reason=body.reason,
         event_id=body.event_id,
         event_type=body.event_type,
+    )
+    log.info(
+        "dead letters replayed",
+        actor=p.actor,
+        event_id=body.event_id,
+        event_type=body.event_type,
+        replayed=n,
     )
     if n and request.app.state.runner is not None:
         request.app.state.runner.wake()

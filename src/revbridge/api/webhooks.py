@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
@@ -24,6 +25,7 @@ from revbridge.services.webhooks import (
 )
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+log = structlog.get_logger("revbridge.api")
 
 SOAP_FAULT = (
     '<?xml version="1.0" encoding="UTF-8"?>'
@@ -58,6 +60,7 @@ async def _verified_body(request: Request, endpoint: str) -> bytes:
 
 def _done(request: Request, endpoint: str, result: WebhookResult) -> dict[str, Any]:
     metrics = request.app.state.metrics
+    log.info("webhook stored", endpoint=endpoint, **result.as_dict())
     for outcome, n in result.as_dict().items():
         if n:
             metrics.webhook_events.labels(endpoint, outcome).inc(n)
@@ -129,6 +132,7 @@ async def post_salesforce_outbound(request: Request) -> Response:
             ingest_outbound_message, state.ledger, state.settings, body, clock=state.clock
         )
     except WebhookRejected as exc:
+        log.warning("outbound message refused", where=exc.where, why=exc.why)
         code = "Client" if exc.status < 500 else "Server"
         return Response(
             SOAP_FAULT.format(code=code, reason=_xml_text(str(exc))),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select, update
 
@@ -141,3 +142,24 @@ def test_public_webhooks_are_rate_limited_with_retry_after(
         assert codes[2] == 429
         last = small.client.post("/webhooks/events", content=b"{}")
         assert int(last.headers["Retry-After"]) >= 1
+
+
+def test_readyz_says_not_ready_when_the_schema_is_behind(tmp_path: Path) -> None:
+    """A ledger one migration behind answers 503 naming both revisions; /healthz stays up."""
+    from revbridge.api.app import create_app
+    from revbridge.api.server import run_in_thread
+    from revbridge.store.db import create_store_engine, upgrade
+    from revbridge.store.ledger import Ledger
+
+    from .conftest import make_settings
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_store_engine(url)
+    upgrade(engine, "0009")
+    app = create_app(make_settings(url, tmp_path), ledger=Ledger(engine))
+    with run_in_thread(app) as base, httpx.Client(base_url=base) as client:
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+    engine.dispose()
+    assert ready.status_code == 503
+    assert "schema at 0009" in ready.json()["why"]
