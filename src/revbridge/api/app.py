@@ -32,6 +32,7 @@ from revbridge.services.webhooks import WebhookRejected
 from revbridge.store.ledger import Ledger
 
 HERE = Path(__file__).parent
+MAX_BUCKETS = 50_000
 
 
 class BodyLimit:
@@ -94,6 +95,9 @@ class RateLimiter:
     def take(self, key: str) -> float:
         """0 when allowed, else seconds until a request would be."""
         now = time.monotonic()
+        if len(self.buckets) > MAX_BUCKETS:  # many addresses: forget the refilled ones
+            horizon = self.capacity / self.rate
+            self.buckets = {k: v for k, v in self.buckets.items() if now - v[1] < horizon}
         tokens, last = self.buckets.get(key, (self.capacity, now))
         tokens = min(self.capacity, tokens + (now - last) * self.rate)
         if tokens >= 1:
