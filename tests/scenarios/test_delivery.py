@@ -279,3 +279,42 @@ def test_rounds_of_one_each_needing_the_last_still_deliver_everything_once(
         if e["type"] == "invoice.posted":
             by_customer.setdefault(e["data"]["customer_id"], []).append(created[e["source_id"]])
     assert all(ids == sorted(ids) for ids in by_customer.values())  # each customer's order
+
+
+def test_a_circuit_whose_opening_never_reached_the_ledger_still_probes_and_closes(
+    ledger: Ledger,
+) -> None:
+    """If the ledger was down when the circuit opened, the worker publishes it later and
+    still probes and recovers, instead of staying open for good."""
+    from sqlalchemy import delete
+
+    from revbridge.engine.circuit import CircuitBreaker
+    from revbridge.store.schema import targets as targets_table
+
+    clock = ManualClock(START)
+    envs = list(generate_events(80, seed=2))
+    _ingest(ledger, envs, clock)
+    erp = FakeErp(faults=Faults(down=True))
+    w = Worker(
+        ledger.engine,
+        {
+            "erp": Target(
+                "erp",
+                erp,
+                breaker=CircuitBreaker(failure_threshold=2, cooldown=timedelta(minutes=5)),
+            ),
+            "salesforce": Target("salesforce", FakeSalesforce()),
+        },
+        clock=clock,
+        seed=1,
+    )
+    asyncio.run(w.run_until_idle())
+    assert w.targets["erp"].breaker.state == "open"
+    with ledger.engine.begin() as conn:
+        conn.execute(delete(targets_table))  # the publication was lost
+    erp.faults.down = False
+    for _ in range(3):
+        clock.advance(timedelta(hours=1))
+        asyncio.run(w.run_until_idle())
+    assert w.targets["erp"].breaker.state == "closed"
+    _assert_each_real_time_event_once(erp, envs)

@@ -313,7 +313,18 @@ class Worker:
         """
         b = target.breaker
         holds_probe = target.probe_until is not None and now < target.probe_until
-        if shared is not None:
+        if shared is None and b.state is not CircuitState.CLOSED:
+            # Our transition never reached the ledger (it was down): publish it now, so that
+            # the others stop too and the probe can be claimed.
+            record_circuit(
+                self.queue.engine,
+                target.name,
+                state=CircuitState.OPEN.value,
+                failures=b.consecutive_failures,
+                now=b.opened_at or now,
+            )
+            b.state, b.probing = CircuitState.OPEN, False
+        elif shared is not None:
             if shared.circuit == CircuitState.CLOSED.value:
                 if b.state is not CircuitState.CLOSED:
                     b.record_success()  # another process's probe succeeded
