@@ -8,6 +8,7 @@ SQLite default), stopping them gracefully on shutdown.
 from __future__ import annotations
 
 import math
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -148,7 +149,9 @@ def create_app(
     app.state.settings = settings
     app.state.ledger = ledger
     app.state.clock = clock or SystemClock()
-    app.state.session_key = secrets.token_bytes(32)
+    # Several `serve` processes behind one load balancer share sessions through this key.
+    shared_key = os.environ.get("REVBRIDGE_SESSION_KEY", "")
+    app.state.session_key = shared_key.encode() if shared_key else secrets.token_bytes(32)
     app.state.metrics = Metrics(ledger.engine)
     app.state.runner = None
     app.state.limiter = RateLimiter(settings.raw.server.rate_limit_per_min)
