@@ -122,6 +122,9 @@ class MdmErp:
     async def upsert_customer(
         self, external_ref: str, customer: CustomerUpserted, parent_erp_id: str | None
     ) -> ErpRecord:
+        if not sfid.is_valid(customer.customer_id):
+            # Not a Salesforce Account (a feed with its own keys): outside the master.
+            return await self.inner.upsert_customer(external_ref, customer, parent_erp_id)
         now = self.clock.now()
         sf = mdm.sf18(customer.customer_id)
         reverts: dict[str, Any] = {}
@@ -132,7 +135,7 @@ class MdmErp:
             canonical = mdm.canonical_for_sf(conn, sf, now=now, name=customer.name)
             parent = (
                 mdm.canonical_for_sf(conn, customer.parent_customer_id, now=now)
-                if customer.parent_customer_id
+                if customer.parent_customer_id and sfid.is_valid(customer.parent_customer_id)
                 else None
             )
             cycle = mdm.check_parent(conn, canonical, parent)

@@ -1,0 +1,92 @@
+"""The customer master against the NetSuite sandbox over real HTTP: a three-level hierarchy,
+re-parenting, a refused cycle, and a credit hold captured, written to the Account through the
+crosswalk, then not echoed when the hub touches the customer again."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from revbridge.codec import decode_obj
+from revbridge.core.events import CustomerCreditStatusChanged
+from revbridge.core.sfid import make_id
+from revbridge.errors import DomainError
+from revbridge.mdm.ownership import Ownership
+from revbridge.netsuite.adapter import NetSuiteErp
+from revbridge.services import mdm
+from revbridge.services.mdm_sync import MdmErp, MdmSalesforce, filter_erp_capture
+from revbridge.store.db import create_store_engine
+from revbridge.testing import FakeSalesforce
+from tests.contract.netsuite_adapter.conftest import Admin, run, suiteql
+from tests.contract.netsuite_adapter.test_port import customer
+
+NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+A, B, C = make_id("001", 101), make_id("001", 102), make_id("001", 103)
+
+
+def _parents(sandbox: Any) -> dict[str, str | None]:
+    rows = suiteql(sandbox, "SELECT id, externalid, parent FROM customer")
+    by_id = {str(r["id"]): r for r in rows}
+    return {
+        str(r["externalid"]): (
+            str(by_id[str(r["parent"])]["externalid"]) if r.get("parent") else None
+        )
+        for r in rows
+        if r.get("externalid")
+    }
+
+
+def test_hierarchy_cycle_and_credit_hold_on_netsuite(
+    erp: NetSuiteErp, admin: Admin, sandbox: Any, sqlite_url: str
+) -> None:
+    """A > B > C lands with parents; C moves under A; A under C is refused by name; a credit
+    hold reaches the Account through the crosswalk and is not captured back as a change."""
+    engine = create_store_engine(sqlite_url)
+    port = MdmErp(erp, engine, Ownership())
+    eid = erp.external_id
+
+    async def upsert(ref: str, parent: str | None, parent_erp: str | None, name: str) -> str:
+        record = await port.upsert_customer(
+            ref, customer(ref, name, parent_customer_id=parent), parent_erp
+        )
+        return record.erp_id
+
+    async def story() -> None:
+        ids: dict[str, str] = {}
+        ids[A] = await upsert(A, None, None, "Alpha Holding")
+        ids[B] = await upsert(B, A, ids[A], "Beta Region")
+        ids[C] = await upsert(C, B, ids[B], "Gamma Branch")
+        assert _parents(sandbox) == {eid(A): None, eid(B): eid(A), eid(C): eid(B)}
+        await upsert(C, A, ids[A], "Gamma Branch")  # re-parenting
+        assert _parents(sandbox)[eid(C)] == eid(A)
+        await upsert(B, C, ids[C], "Beta Region")  # B under C (C under A): fine
+        with pytest.raises(DomainError, match=rf"cycle rejected: {A} -> {B} -> {C} -> {A}"):
+            await upsert(A, B, ids[B], "Alpha Holding")
+        assert _parents(sandbox)[eid(A)] is None
+
+        admin("PUT", f"/customer/{ids[C]}/credit", {"creditHoldOverride": "ON", "creditLimit": 900})
+        envelopes, mark = await erp.capture_changes(None)
+        kept, _ = filter_erp_capture(engine, "netsuite", envelopes, now=NOW)
+        [hold] = [
+            e
+            for e in kept
+            if e["type"] == "customer.credit_status_changed" and e["data"]["customer_id"] == C
+        ]
+        status = decode_obj(hold).data
+        assert isinstance(status, CustomerCreditStatusChanged)
+        sf = FakeSalesforce()
+        writer = MdmSalesforce(sf, engine, Ownership(), erp_system="netsuite")
+        await writer.update_credit_status("cs-1", status)
+        assert sf.accounts[C]["credit_hold"] is True  # found through the crosswalk
+        await upsert(C, A, ids[A], "Gamma Branch GmbH")  # the hub touches the customer
+        again, _ = await erp.capture_changes(mark)
+        kept, echoes = filter_erp_capture(engine, "netsuite", again, now=NOW)
+        assert echoes == 1
+        assert [e for e in kept if e["data"].get("customer_id") == C] == []
+        await erp.close()
+
+    run(story())
+    assert mdm.lookup(engine, C)[0].erp_internal_id is not None
+    engine.dispose()
