@@ -127,6 +127,7 @@ def test_a_request_inside_a_delivery_does_not_take_a_second_slot() -> None:
     """The adapter's own hold inside the worker's is free: no deadlock at the limit."""
     slots = slots_for(None, limit=1, scope="fake:reentrant")
     assert slots is slots_for(None, limit=1, scope="fake:reentrant")  # one per scope
+    assert slots_for(None, limit=3, scope="fake:reentrant").limit == 3  # and per limit
 
     async def nested() -> int:
         async with slots.hold(), slots.hold():

@@ -103,7 +103,7 @@ class LocalSlots:
                 self.in_use -= 1
 
 
-_BY_SCOPE: dict[tuple[str, str], Slots] = {}
+_BY_SCOPE: dict[tuple[str, str, int], Slots] = {}
 
 
 def slots_for(
@@ -114,11 +114,11 @@ def slots_for(
     wait: timedelta = timedelta(seconds=120),
 ) -> Slots:
     """The concurrency slots for a system: shared through PostgreSQL when ``scope`` is set
-    and the ledger is PostgreSQL, else in this process. One object per scope and ledger in
-    a process (the first caller's ``limit`` and ``wait`` win)."""
+    and the ledger is PostgreSQL, else in this process. One object per ledger, scope and
+    limit in a process, so the worker and the adapter share it (the first ``wait`` wins)."""
     if scope is None:
         return LocalSlots(limit)
-    key = (str(engine.url) if engine is not None else "", scope)
+    key = (str(engine.url) if engine is not None else "", scope, limit)
     found = _BY_SCOPE.get(key)
     if found is None:
         if engine is not None and engine.dialect.name == "postgresql":

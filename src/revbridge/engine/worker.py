@@ -33,7 +33,7 @@ from revbridge.codec import decode_payload
 from revbridge.core.events import SPECS, Direction, EventType
 from revbridge.engine.alerts import Alerter
 from revbridge.engine.circuit import CircuitBreaker, CircuitState
-from revbridge.engine.concurrency import Slots, slots_for
+from revbridge.engine.concurrency import LocalSlots, Slots
 from revbridge.engine.dispatch import Plan, call_erp, call_salesforce, plan_for
 from revbridge.engine.ports import ErpPort, RecordKind, SalesforcePort
 from revbridge.engine.queue import Claimed, DeliveryQueue, Outcomes
@@ -72,7 +72,7 @@ class Target:
         if self.slots is None:
             # In this process only; ``services.targets`` passes the ledger so that a declared
             # ``concurrency_scope`` is shared by every process on PostgreSQL.
-            self.slots = slots_for(None, limit=caps.concurrency_limit, scope=caps.concurrency_scope)
+            self.slots = LocalSlots(caps.concurrency_limit, scope=caps.concurrency_scope)
 
 
 class OutcomeSink(Protocol):
