@@ -41,7 +41,7 @@ from revbridge.core.events import (
 )
 from revbridge.engine.ports import Capabilities, ErpPort, ErpRecord, RecordKind, SalesforcePort
 from revbridge.errors import DomainError, RevbridgeError
-from revbridge.mdm.match import Candidate, Proposal, propose_links
+from revbridge.mdm.match import Candidate, Proposal, likely_match, propose_links
 from revbridge.mdm.ownership import Action, Ownership
 from revbridge.services import mdm
 
@@ -60,8 +60,10 @@ class MdmErp:
         erp_entity: str = "",
         clock: Clock | None = None,
         salesforce: SalesforcePort | None = None,
+        review_at: float = 0.7,
     ) -> None:
         self.inner = inner
+        self.review_at = review_at
         self.engine = engine
         self.ownership = ownership
         self.erp_entity = erp_entity
@@ -146,7 +148,7 @@ class MdmErp:
         if cycle is not None:
             raise DomainError(message)
         if link is None:
-            self._hold_if_likely_match(sf, customer)
+            await self._hold_if_likely_match(sf, customer)
         with self.engine.begin() as conn:
             decisions = mdm.apply_reported(
                 conn,
@@ -224,20 +226,73 @@ class MdmErp:
         if found is None:
             await adopt(external_ref, erp_internal_id)
 
-    def _hold_if_likely_match(self, sf: str, customer: CustomerUpserted) -> None:
-        """An unlinked Account with a likely ERP customer waits for a person's decision."""
+    async def _hold_if_likely_match(self, sf: str, customer: CustomerUpserted) -> None:
+        """An unlinked Account with a likely ERP customer waits for a person's decision: a
+        proposal from ``mdm match``, or one found now among the ERP's own customers (those
+        the hub did not create)."""
         with self.engine.begin() as conn:
             if mdm.rejected_match(conn, sf):
                 return
             held = mdm.held_review_for(conn, sf)
-            if held is None:
+            if held is not None:
+                mdm.mark_held(conn, held["id"])
+        if held is None:
+            found = await self._likely_native(sf, customer)
+            if found is None:
                 return
-            mdm.mark_held(conn, held["id"])
+            proposal, internal = found
+            with self.engine.begin() as conn:
+                review = mdm.open_review(
+                    conn,
+                    kind="held",
+                    sf_account_id=sf,
+                    erp_customer_number=proposal.erp_id,
+                    sf_value={"name": customer.name},
+                    erp_value={
+                        "erp_system": self.erp_system,
+                        "erp_entity": self.erp_entity,
+                        "erp_internal_id": internal,
+                    },
+                    score=round(proposal.score, 4),
+                    message=f"likely the existing ERP customer {proposal.erp_id}: "
+                    f"score {proposal.score:.3f} ({proposal.evidence})",
+                    now=self.clock.now(),
+                )
+            held = {"id": review, "erp_customer_number": proposal.erp_id}
         raise DomainError(
             f"customer {sf} ({customer.name}) held for review {held['id']}: likely the "
             f"existing ERP customer {held['erp_customer_number']}; approve to link, reject "
             "to create a new customer (`revbridge mdm review`)"
         )
+
+    async def _likely_native(
+        self, sf: str, customer: CustomerUpserted
+    ) -> tuple[Proposal, str | None] | None:
+        lister = getattr(self.inner, "native_customers", None)
+        customers = getattr(self.inner, "customers", None)
+        if lister is not None:
+            rows = await lister()
+        elif customers is not None:  # the in-process fake: customers it holds for no hub ref
+            rows = [r for r in customers() if str(r["external_ref"]).startswith("erp-native:")]
+        else:
+            return None
+        if not rows:
+            return None
+        candidates, ids = _candidates(rows)
+        address = customer.billing_address
+        account = Candidate.of(
+            sf,
+            customer.name,
+            tax_id=customer.tax_id,
+            website=customer.website,
+            email=next((c.email for c in customer.contacts if c.email), None),
+            street=address.line1 if address else None,
+            city=address.city if address else None,
+            postal_code=address.postal_code if address else None,
+            country=address.country if address else None,
+        )
+        best = likely_match(account, candidates, review_at=self.review_at)
+        return None if best is None else (best, ids.get(best.erp_id))
 
     async def create_invoice(
         self, external_ref: str, invoice: InvoicePosted, customer_erp_id: str
@@ -604,33 +659,22 @@ def with_customer_master(
         clock=clock,
     )
     return (
-        MdmErp(erp, engine, ownership, erp_entity=entity, clock=clock, salesforce=salesforce),
+        MdmErp(
+            erp,
+            engine,
+            ownership,
+            erp_entity=entity,
+            clock=clock,
+            salesforce=salesforce,
+            review_at=settings.raw.mdm.review_at,
+        ),
         sf,
     )
 
 
-async def erp_candidates(erp: Any) -> tuple[list[Candidate], dict[str, str]]:
-    """The configured ERP's customers for ``mdm match``, and number -> internal id."""
-    inner = getattr(erp, "inner", erp)
-    if hasattr(inner, "customers"):
-        rows = inner.customers()
-    elif hasattr(inner, "http") and hasattr(inner.http, "suiteql_all"):
-        rows = [
-            {
-                "erp_id": str(r["id"]),
-                "number": str(r.get("entityid") or r["id"]),
-                "name": r.get("companyname") or r.get("entityid") or "",
-                "website": r.get("url"),
-                "email": r.get("email"),
-            }
-            for r in await inner.http.suiteql_all(
-                "SELECT id, entityid, companyname, email, url FROM customer"
-            )
-        ]
-    else:
-        raise DomainError(
-            f"{erp.capabilities.name}: listing customers is not supported; use --erp-csv"
-        )
+def _candidates(rows: Sequence[Mapping[str, Any]]) -> tuple[list[Candidate], dict[str, str]]:
+    """ERP customer rows (number, name, tax_id, website, email, address) as candidates, and
+    number -> internal id."""
     candidates = [
         Candidate.of(
             str(c.get("number") or c["erp_id"]),
@@ -647,3 +691,17 @@ async def erp_candidates(erp: Any) -> tuple[list[Candidate], dict[str, str]]:
     ]
     ids = {str(c.get("number") or c["erp_id"]): str(c["erp_id"]) for c in rows}
     return candidates, ids
+
+
+async def erp_candidates(erp: Any) -> tuple[list[Candidate], dict[str, str]]:
+    """The configured ERP's customers for ``mdm match``, and number -> internal id."""
+    inner = getattr(erp, "inner", erp)
+    if hasattr(inner, "customers"):
+        rows = inner.customers()
+    elif hasattr(inner, "native_customers"):
+        rows = await inner.native_customers()
+    else:
+        raise DomainError(
+            f"{erp.capabilities.name}: listing customers is not supported; use --erp-csv"
+        )
+    return _candidates(rows)

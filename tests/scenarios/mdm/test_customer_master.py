@@ -330,3 +330,22 @@ def test_the_nightly_customer_batch_links_what_the_erp_created(
     by_ref = {c["external_ref"]: c["erp_id"] for c in erp.customers()}
     for n in (31, 32):
         assert mdm.lookup(ledger.engine, acc(n))[0].erp_internal_id == by_ref[acc(n)]
+
+
+def test_without_a_match_run_a_lookalike_is_still_held_and_reject_creates_it(
+    ledger: Ledger,
+) -> None:
+    """A new Account with the tax id of an ERP customer the hub never created waits for
+    review; rejecting it (not the same company) lets the hub create it."""
+    hub = Hub(ledger)
+    hub.erp.add_customer("V-1", "Vandelay Industries Inc", tax_id="US-42")
+    hub.send(customer(9, "Vandelay Industries", tax_id="US 42"))
+    hub.run()
+    assert len(hub.erp.customers()) == 1
+    [item] = mdm.list_reviews(ledger.engine, kind="held")
+    assert item["erp_customer_number"] == "V-1"
+    assert "tax_id" in item["message"]
+    decided = mdm.decide_review(ledger.engine, item["id"], approve=False, actor="mdo", now=START)
+    assert decided["released"] == 1
+    hub.run()
+    assert sorted(c["external_ref"] for c in hub.erp.customers()) == [acc(9), "erp-native:V-1"]
