@@ -594,7 +594,8 @@ class NetSuiteSide:
 
 class TrytonSide:
     """The managed local Tryton: a real ERP. Its outage is a real stop and start of the
-    server; the accountant's actions are not scripted for it in this demo."""
+    server; the accountant records a wire with Tryton's own pay wizard, as the
+    administrator (not the hub's API user). The credit hold is not scripted for Tryton."""
 
     name = "Tryton"
 
@@ -613,7 +614,26 @@ class TrytonSide:
     async def accountant_payment(
         self, sf_invoice: str, amount: Decimal, day: date, memo: str
     ) -> str | None:
-        return None
+        from revbridge.tryton.operations import TrytonAccounting
+        from revbridge.tryton.rpc import TrytonClient
+
+        info = self.instance.info()
+        client = TrytonClient(info.url, info.database, info.user, info.password)
+        try:
+            await client.login()
+            books = TrytonAccounting(client)
+            invoice = await books.find_invoice(sf_invoice)
+            if invoice is None or invoice.amount_to_pay <= 0:
+                return None
+            paid = await books.record_payment(
+                invoice.id,
+                min(amount, invoice.amount_to_pay),
+                reference=f"WIRE-{day:%m%d}",
+                date=day,
+            )
+            return str(paid.move_id)
+        finally:
+            await client.aclose()
 
     async def credit_hold(self, sf_account: str) -> bool:
         return False
@@ -972,10 +992,15 @@ class _Story:
                     p(f"  ERP: {said}")
                 got = await self.capture_erp()
                 stats = await self.deliver()
+                gl_note = (
+                    " (GL postings wait for the nightly batch)"
+                    if isinstance(self.erp, NetSuiteSide)
+                    else ""
+                )
                 if got or stats["delivered"]:
                     p(
-                        f"  hub: captured {got} change(s) from the ERP (GL postings wait for "
-                        f"the nightly batch); delivered {stats['delivered']} to Salesforce"
+                        f"  hub: captured {got} change(s) from the ERP{gl_note}; delivered "
+                        f"{stats['delivered']} to Salesforce"
                     )
                 self.jump(at(day + timedelta(days=1), 2, 5))
                 stats = await self.deliver()
