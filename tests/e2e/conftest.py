@@ -44,8 +44,10 @@ def _ensure_chromium() -> str | None:
     return "no /usr/bin/chromium and not root to install it"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module scope, not session: Playwright's sync API keeps an event loop running in this
+    # thread while it is open, and every later test that calls asyncio.run() would fail.
     why = _ensure_chromium()
     if why is not None:
         if os.environ.get("CI") == "true":
