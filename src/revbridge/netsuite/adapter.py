@@ -208,6 +208,33 @@ class NetSuiteErp:
     async def close(self) -> None:
         await self.http.aclose()
 
+    # ------------------------------------------------------------------ customer master
+
+    async def native_customers(self) -> list[JsonObject]:
+        """Customers keyed in NetSuite, not created by the hub (no external id): what a new
+        Account may already be (``revbridge.services.mdm_sync``)."""
+        rows = await self.http.suiteql_all(
+            "SELECT id, entityid, companyname, email FROM customer WHERE externalid IS NULL"
+        )
+        return [
+            {
+                "erp_id": str(r["id"]),
+                "number": str(r.get("entityid") or r["id"]),
+                "name": r.get("companyname") or r.get("entityid") or "",
+                "email": r.get("email"),
+            }
+            for r in rows
+        ]
+
+    async def adopt_customer(self, external_ref: str, erp_id: str) -> None:
+        """Give a customer linked at go-live the hub's external id, so the next upsert by
+        external id updates it instead of creating a second customer."""
+        await self.http.request(
+            "PATCH",
+            f"/record/v1/customer/{int(erp_id)}",
+            body={"externalId": self.external_id(external_ref)},
+        )
+
     # ------------------------------------------------------------------ helpers
 
     async def _lookup(self, kind: RecordKind, external_ref: str, eid: str) -> ErpRecord | None:

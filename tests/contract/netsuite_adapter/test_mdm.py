@@ -90,3 +90,38 @@ def test_hierarchy_cycle_and_credit_hold_on_netsuite(
     run(story())
     assert mdm.lookup(engine, C)[0].erp_internal_id is not None
     engine.dispose()
+
+
+def test_a_netsuite_customer_linked_at_go_live_is_updated_not_duplicated(
+    erp: NetSuiteErp, sandbox: Any, sqlite_url: str
+) -> None:
+    """An Account resembling a customer keyed in NetSuite is held; once approved, its upsert
+    updates that customer (it takes the hub's external id) and no second one exists."""
+    engine = create_store_engine(sqlite_url)
+    port = MdmErp(erp, engine, Ownership())
+    acct = make_id("001", 201)
+
+    async def story() -> None:
+        native = await erp.upsert_customer(
+            "seed", customer("seed", "Kramerica Industries Inc", erp_customer_number="K-1"), None
+        )
+        # Keyed by hand in NetSuite: no external id.
+        await erp.http.request(
+            "PATCH", f"/record/v1/customer/{native.erp_id}", body={"externalId": None}
+        )
+        with pytest.raises(DomainError, match="held for review"):
+            await port.upsert_customer(
+                acct, customer(acct, "Kramerica Industries", website="kramerica.com"), None
+            )
+        [item] = mdm.list_reviews(engine, kind="held")
+        mdm.decide_review(engine, item["id"], approve=True, actor="mdo", now=NOW)
+        record = await port.upsert_customer(acct, customer(acct, "Kramerica Industries"), None)
+        assert record.erp_id == native.erp_id
+        await erp.close()
+
+    run(story())
+    rows = suiteql(sandbox, "SELECT id, externalid, companyname FROM customer")
+    assert [(r["externalid"], r["companyname"]) for r in rows] == [
+        (erp.external_id(acct), "Kramerica Industries")
+    ]
+    engine.dispose()
