@@ -821,13 +821,16 @@ class FakeSalesforce:
         return self._upsert(external_ref, {"kind": "erp_payment", "amount": str(payment.amount)})
 
     def _pay_invoice(self, invoice_ref: str, amount: Decimal) -> None:
-        """The org's invoice balance and payment status follow an applied payment."""
-        for (kind, _), (_, doc) in list(self.org.items()):
-            if kind == ReadbackKind.AR and isinstance(doc, ArDocument) and doc.ref == invoice_ref:
-                balance = (doc.balance if doc.balance is not None else doc.amount) - amount
-                status = "Paid" if balance <= 0 else "Partially Paid"
-                self.put(dataclasses.replace(doc, balance=balance, status=status))
-                return
+        """The org's invoice balance and payment status follow an applied payment.
+
+        The org keys an invoice by its Salesforce id, which is also its ref: one look-up.
+        """
+        found = self.org.get((ReadbackKind.AR, invoice_ref))
+        doc = found[1] if found else None
+        if isinstance(doc, ArDocument) and doc.ref == invoice_ref:
+            balance = (doc.balance if doc.balance is not None else doc.amount) - amount
+            status = "Paid" if balance <= 0 else "Partially Paid"
+            self.put(dataclasses.replace(doc, balance=balance, status=status))
 
     async def update_credit_status(
         self, external_ref: str, status: CustomerCreditStatusChanged
