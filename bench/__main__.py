@@ -11,6 +11,7 @@ from bench.mdm import bench_mdm_match
 from bench.netsuite import bench_netsuite
 from bench.recon import bench_recon, bench_recon_10m
 from bench.salesforce import bench_salesforce_capture
+from bench.serve import bench_webhook
 
 BENCHMARKS: dict[str, Callable[[], None]] = {
     "ingest": bench_ingest,
@@ -24,6 +25,7 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
     "recon_10m": bench_recon_10m,  # opt-in: by name only (see OPT_IN)
     "salesforce_capture": bench_salesforce_capture,
     "mdm_match": bench_mdm_match,
+    "webhook": bench_webhook,
 }
 
 

@@ -155,6 +155,9 @@ def create_app(
     app.state.metrics = Metrics(ledger.engine)
     app.state.runner = None
     app.state.limiter = RateLimiter(settings.raw.server.rate_limit_per_min)
+    from revbridge.store.db import head_revision
+
+    app.state.head_revision = head_revision()  # reading the scripts takes ~0.1 s: once
 
     @app.middleware("http")
     async def observe(
@@ -238,13 +241,13 @@ def create_app(
     @app.get("/readyz", tags=["health"])
     def readyz() -> Response:
         """The ledger is reachable and its schema at the latest migration."""
-        from revbridge.store.db import current_revision, head_revision
+        from revbridge.store.db import current_revision
 
         try:
             current = current_revision(ledger.engine)
         except Exception as exc:
             return _error(503, "not ready", "ledger", f"unreachable: {type(exc).__name__}")
-        head = head_revision()
+        head = app.state.head_revision
         if current != head:
             return _error(503, "not ready", "ledger", f"schema at {current}, not {head}")
         return JSONResponse({"status": "ready", "schema": current})
