@@ -142,6 +142,10 @@ def _parse_stamp(value: object) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def _stamp_ms(value: object) -> int:
+    return int(_parse_stamp(value).timestamp() * 1000)
+
+
 def _quote_ids(ids: Iterable[str]) -> str:
     return ", ".join(f"'{i}'" for i in ids if sfid.is_valid(i))
 
@@ -172,9 +176,9 @@ class SalesforceCapture:
         self.settings = settings or CaptureSettings()
         self.clock = clock or SystemClock()
         self.mapper = Mapper(self.settings.profile)
-        # Record id -> SystemModstamp (epoch ms) of the version last stored in the ledger. A
-        # change event committed at or before it is already reflected there: re-reading the
-        # record would only find a duplicate. Bounded; forgetting costs a re-read, not a loss.
+        # Record id -> LastModifiedDate (epoch ms) of the version last stored in the ledger. A
+        # change event describing that version or an older one is already reflected there:
+        # re-reading would only find a duplicate. Bounded; forgetting costs a re-read, not a loss.
         self._current: OrderedDict[str, int] = OrderedDict()
 
     # ------------------------------------------------------------------ shared
@@ -213,22 +217,28 @@ class SalesforceCapture:
         return self.mapper.map_records(sobject, records, children), read
 
     def _remember(self, records: Iterable[Mapping[str, Any]]) -> None:
-        """Note the versions of ``records`` now reflected in the ledger."""
+        """Note the versions (``LastModifiedDate``) of ``records`` now in the ledger."""
         for record in records:
-            record_id, stamp = record.get("Id"), record.get("SystemModstamp")
+            record_id, stamp = record.get("Id"), record.get("LastModifiedDate")
             if not record_id or not stamp:
                 continue
             key = sfid.to_18(str(record_id))
-            self._current[key] = int(_parse_stamp(stamp).timestamp() * 1000)
+            self._current[key] = _stamp_ms(stamp)
             self._current.move_to_end(key)
         while len(self._current) > _CURRENT_MAX:
             self._current.popitem(last=False)
 
-    def _already_current(self, ids: Iterable[str], commit_ms: object) -> bool:
-        if not isinstance(commit_ms, int):
+    def _already_current(self, ids: Iterable[str], payload: Mapping[str, Any]) -> bool:
+        """True when the ledger holds, for every record the event names, the version the event
+        describes or a later one. A change event carries the record's ``LastModifiedDate``
+        (all fields on a create; on an update it is always among the changed fields), the same
+        value the re-read returns for that version: no clock comparison is involved."""
+        stamp = payload.get("LastModifiedDate")
+        if not stamp:
             return False
+        version = _stamp_ms(stamp)
         known = [self._current.get(sfid.to_18(i)) if sfid.is_valid(i) else None for i in ids]
-        return bool(known) and all(k is not None and k >= commit_ms for k in known)
+        return bool(known) and all(k is not None and k >= version for k in known)
 
     def _store(self, page: tuple[Mapped, list[Any]], origin: str, report: CaptureReport) -> None:
         """Ingest the envelopes and quarantine the rejections (each record version once)."""
@@ -393,7 +403,7 @@ class SalesforceCapture:
                 report.echoes += 1
                 continue
             ids = {str(i) for i in header.get("recordIds") or ()}
-            if self._already_current(ids, header.get("commitTimestamp")):
+            if self._already_current(ids, payload):
                 report.already_current += 1
                 continue
             if entity in kinds:

@@ -360,14 +360,18 @@ def child_fields(profile: Profile, kind: str) -> tuple[str, str, list[str]] | No
     if kind == "invoice":
         names = [i.line_parent, i.line_description, i.line_product, i.line_quantity]
         names += [i.line_unit_price, i.line_amount, i.line_tax, "CurrencyIsoCode"]
-        return i.line_object, i.line_parent, _unique(["Id", "SystemModstamp", *names])
+        return i.line_object, i.line_parent, _unique(["Id", "LastModifiedDate", *names])
     if kind == "payment":
         names = [p.allocation_payment, p.allocation_invoice, p.allocation_amount]
         names += [p.allocation_type, "CurrencyIsoCode"]
-        return p.allocation_object, p.allocation_payment, _unique(["Id", "SystemModstamp", *names])
+        return (
+            p.allocation_object,
+            p.allocation_payment,
+            _unique(["Id", "LastModifiedDate", *names]),
+        )
     if kind == "credit" and c.line_object:
         names = [c.line_parent, c.line_amount, c.line_tax, c.line_product, "CurrencyIsoCode"]
-        return c.line_object, c.line_parent, _unique(["Id", "SystemModstamp", *names])
+        return c.line_object, c.line_parent, _unique(["Id", "LastModifiedDate", *names])
     return None
 
 

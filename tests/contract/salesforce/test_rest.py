@@ -249,17 +249,25 @@ def test_concurrent_long_requests_are_limited(make_org: OrgFactory) -> None:
     with make_org(
         max_concurrent_long_requests=1,
         long_request_threshold=timedelta(milliseconds=100),
-        faults="latency=800ms",
+        faults="latency=3s",
     ) as org:
         statuses: list[int] = []
         headers = dict(org.client.headers)
 
         def slow_call() -> None:
-            statuses.append(httpx.get(f"{org.base_url}{API}/limits", headers=headers).status_code)
+            statuses.append(
+                httpx.get(f"{org.base_url}{API}/limits", headers=headers, timeout=30).status_code
+            )
 
         worker = threading.Thread(target=slow_call)
         worker.start()
-        time.sleep(0.4)
+        # Wait until the org counts the first call as long-running (not a fixed sleep: on a
+        # loaded machine the call may take a while to reach the server).
+        deadline = time.monotonic() + 10
+        sandbox = org.running.sandbox
+        while sandbox.long_requests_running(org.config.clock.now()) < 1:
+            assert time.monotonic() < deadline, "the slow call never reached the org"
+            time.sleep(0.02)
         refused = org.client.get(f"{API}/limits")
         worker.join()
         assert refused.status_code == 403
