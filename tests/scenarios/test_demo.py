@@ -115,4 +115,7 @@ def test_the_revenue_cloud_org_polled_tells_the_same_story(tmp_path: Path) -> No
     assert principal.role is Role.parse("operator")
     assert report.console_token not in (tmp_path / "rc" / "demo-report.json").read_text()
     assert any("NetSuite becomes unavailable" in line for line in lines)
+    said = "\n".join(lines)
+    assert "alert (critical): revbridge: circuit open to erp" in said
+    assert "alert (resolved): RESOLVED: revbridge: circuit open to erp" in said
     assert any(line.startswith("[day 3]") for line in lines)

@@ -658,6 +658,17 @@ class TrytonSide:
 # --------------------------------------------------------------------------- the run
 
 
+@dataclass(frozen=True, slots=True)
+class ProgressNotifier:
+    """An alert channel that prints into the demo's progress, as an operator's phone would."""
+
+    progress: Progress
+
+    def notify(self, title: str, body: str, severity: str) -> bool:
+        self.progress(f"  alert ({severity}): {title}")
+        return True
+
+
 @dataclass(slots=True)
 class Company:
     """What the story remembers about the org, to keep the books consistent."""
@@ -821,6 +832,8 @@ class _Story:
             settings, self.ledger.engine, clock=self.clock, worker_id="demo"
         )
         self.worker.alert_interval = timedelta(0)
+        if self.worker.alerter is not None:  # beside the log notifier: the story shows alerts
+            self.worker.alerter.notifiers.append(ProgressNotifier(progress))
         self.company = Company()
         self.period_id: str | None = None
         self.report = DemoReport(config_path=settings.path or Path(), store_url=settings.store_url)
