@@ -81,6 +81,16 @@ class WriteBackSettings:
     concurrency_limit: int = 5
 
 
+# Customer master attributes that are plain Account fields (``revert_account_fields``).
+_ACCOUNT_MASTER_FIELDS = {
+    "name": "Name",
+    "industry": "Industry",
+    "segment": "Type",
+    "website": "Website",
+    "parent": "ParentId",
+}
+
+
 def payment_key(external_ref: str) -> str:
     """The external id a write-back payment carries: stable, short, free of URL trouble."""
     return "rb-" + hashlib.sha256(external_ref.encode()).hexdigest()[:24]
@@ -300,6 +310,22 @@ class SalesforceWriteBack:
         results = await self.client.update_collection([record])
         raise_for_results(results, f"credit status of {status.erp_customer_number}")
         return account
+
+    async def revert_account_fields(self, account_id: str, values: Mapping[str, Any]) -> None:
+        """The customer master writes the owner's values back over a change Salesforce made to
+        attributes it does not own (``[mdm] on_conflict = "revert"``). Attributes with no
+        Account field here (e.g. the tax id, which the Account mapping does not carry) are
+        left to the review queue."""
+        fields = _ACCOUNT_MASTER_FIELDS
+        record: dict[str, Any] = {
+            "attributes": {"type": "Account"},
+            "Id": _check_id(account_id, "account"),
+        }
+        record.update({fields[k]: v for k, v in values.items() if k in fields})
+        if len(record) == 2:
+            return
+        results = await self.client.update_collection([record])
+        raise_for_results(results, f"reverting {', '.join(sorted(values))} on {account_id}")
 
     async def refresh_reporting(self, external_ref: str, report: ReportingRefreshed) -> str:
         """AR position per Account, 200 Accounts per collections call."""

@@ -29,6 +29,8 @@ from sqlalchemy import Engine
 from revbridge.clock import Clock, SystemClock
 from revbridge.core import sfid
 from revbridge.core.events import (
+    Address,
+    Contact,
     CreditMemoIssued,
     CustomerCreditStatusChanged,
     CustomerUpserted,
@@ -167,8 +169,7 @@ class MdmErp:
                 if d.owner == "salesforce" or d.attribute not in synced:
                     continue
                 # The ERP owns it: what goes to the ERP is the synced (owner's) value.
-                if d.attribute == "tax_id":
-                    outgoing = dataclasses.replace(outgoing, tax_id=synced["tax_id"])
+                outgoing = _with_value(outgoing, d.attribute, synced[d.attribute])
                 if d.action is Action.REVERT:
                     reverts[d.attribute] = synced[d.attribute]
             reparented = mdm.set_parent(conn, canonical, parent, now)
@@ -331,6 +332,23 @@ class MdmErp:
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+def _address(value: Any) -> Address | None:
+    return None if value is None else Address(**value)
+
+
+def _with_value(customer: CustomerUpserted, attribute: str, value: Any) -> CustomerUpserted:
+    """``customer`` carrying the synced (owner's) ``value`` of ``attribute`` instead of its own."""
+    if attribute in ("name", "tax_id", "website", "industry", "segment", "owner"):
+        return dataclasses.replace(customer, **{attribute: value})
+    if attribute == "billing_address":
+        return dataclasses.replace(customer, billing_address=_address(value))
+    if attribute == "shipping_address":
+        return dataclasses.replace(customer, shipping_address=_address(value))
+    if attribute == "contacts":
+        return dataclasses.replace(customer, contacts=tuple(Contact(**c) for c in value))
+    return customer  # the parent travels as the ERP id the engine resolved
 
 
 class MdmSalesforce:

@@ -131,3 +131,38 @@ def test_a_credit_hold_written_by_the_hub_is_not_captured_back(org: Org, sf_ledg
     renamed = asyncio.run(poll())
     assert renamed.accepted == 1
     assert _customer_events(sf_ledger) == 2
+
+
+def test_a_rename_in_salesforce_is_reverted_when_the_erp_owns_the_name(org: Org) -> None:
+    """With ``[mdm.owners] name = "erp"``, the Account's new name is written back over."""
+    from revbridge.core.events import CustomerUpserted
+    from revbridge.core.sfid import to_18
+    from revbridge.store.db import create_store_engine, upgrade
+
+    account = to_18(org.create("Account", {"Name": "Owned By ERP Ltd"}))
+    engine = create_store_engine("sqlite://")
+    upgrade(engine)
+    own = Ownership.from_config({"name": "erp"})
+
+    async def go() -> None:
+        client = org.client()
+        erp = FakeErp()
+        port = MdmErp(erp, engine, own, salesforce=SalesforceWriteBack(client))
+        try:
+            first = CustomerUpserted(customer_id=account, name="Owned By ERP Ltd", currency="USD")
+            await port.upsert_customer(account, first, None)
+            renamed = CustomerUpserted(customer_id=account, name="Renamed In SF", currency="USD")
+            await port.upsert_customer(account, renamed, None)
+            assert erp.customers()[0]["name"] == "Owned By ERP Ltd"  # not propagated
+        finally:
+            await client.aclose()
+
+    asyncio.run(go())
+    (row,) = org.records(f"SELECT Name FROM Account WHERE Id = '{account}'")
+    assert row["Name"] == "Owned By ERP Ltd"
+    [item] = mdm.list_reviews(engine, kind="conflict")
+    assert (item["sf_value"], item["erp_value"], item["winner"]) == (
+        "Renamed In SF",
+        "Owned By ERP Ltd",
+        "erp",
+    )
