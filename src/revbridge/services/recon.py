@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, func, select, text, tuple_, update
+from sqlalchemy import Connection, bindparam, func, select, text, tuple_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -251,8 +251,8 @@ def _chunks(items: Sequence[Any], n: int = _CHUNK) -> Iterable[Sequence[Any]]:
         yield items[i : i + n]
 
 
-def _existing_cases(conn: Connection, seen: Sequence[Seen]) -> list[CaseSnapshot]:
-    """The active cases, and every case (any state) of the keys this run found."""
+def _existing_cases(conn: Connection, seen: Sequence[Seen]) -> dict[int, Any]:
+    """The active cases, and every case (any state) of the keys this run found, by id."""
     rows = {r.id: r for r in conn.execute(select(recon_cases).where(_active()))}
     keys = sorted({s.key for s in seen})
     for chunk in _chunks(keys):
@@ -261,7 +261,7 @@ def _existing_cases(conn: Connection, seen: Sequence[Seen]) -> list[CaseSnapshot
         )
         for r in conn.execute(select(recon_cases).where(cond)):
             rows[r.id] = r
-    return [_snapshot(r) for r in rows.values()]
+    return rows
 
 
 def _active() -> ColumnElement[bool]:
@@ -295,8 +295,17 @@ def _narrower(case: CaseSnapshot, start: date, end: date) -> dict[str, date]:
     return {}
 
 
-def _update_case(conn: Connection, case_id: int, values: dict[str, Any]) -> None:
-    conn.execute(update(recon_cases).where(recon_cases.c.id == case_id).values(**values))
+_SEEN_MARKS = frozenset({"updated_at", "last_seen_at", "last_run_id"})
+
+
+def _update_cases(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """One UPDATE per group of rows setting the same columns (``_id`` names the case)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    stmt = update(recon_cases).where(recon_cases.c.id == bindparam("_id"))
+    for group in groups.values():
+        conn.execute(stmt, group)
 
 
 def _case_audit(action: str, case: CaseSnapshot, to: CaseState, reason: str) -> dict[str, Any]:
@@ -389,7 +398,8 @@ def run_recon(
             )
             .returning(recon_runs.c.id)
         ).scalar_one()
-        plan = plan_cases(_existing_cases(conn, seen), seen, start=start, end=end)
+        stored = _existing_cases(conn, seen)
+        plan = plan_cases([_snapshot(r) for r in stored.values()], seen, start=start, end=end)
         audits: list[dict[str, Any]] = []
 
         if plan.to_open:
@@ -425,37 +435,51 @@ def run_recon(
                 }
                 for r in new_ids
             ]
+        # Seen again as it was: only the "last seen" columns move, in a few set-based UPDATEs;
+        # a case whose values (hub state, amounts, ...) changed is rewritten.
+        rewrite: list[dict[str, Any]] = []
+        same: list[dict[str, Any]] = []
         for case, s in plan.to_refresh:
-            _update_case(
-                conn,
-                case.id,
-                {**_seen_values(s, run_id=run_id, now=now), **_narrower(case, start, end)},
-            )
-        for case, s in plan.to_reopen:
             values = {**_seen_values(s, run_id=run_id, now=now), **_narrower(case, start, end)}
-            _update_case(
-                conn,
-                case.id,
-                dict(values, state=CaseState.OPEN.value, closed_at=None, resolution_code=None,
-                     opened_at=now),
-            )  # fmt: skip
-            audits.append(
-                _case_audit(
-                    "reopened",
-                    case,
-                    CaseState.OPEN,
-                    f"found again by run {run_id} ({scope} {start}..{end})",
-                )
+            row = stored[case.id]._mapping
+            moved = any(row[k] != v for k, v in values.items() if k not in _SEEN_MARKS)
+            (rewrite if moved else same).append({"_id": case.id, **values})
+        _update_cases(conn, rewrite)
+        for chunk in _chunks([r["_id"] for r in same]):
+            conn.execute(
+                update(recon_cases)
+                .where(recon_cases.c.id.in_(chunk))
+                .values(updated_at=now, last_seen_at=now, last_run_id=run_id)
             )
-        for case in plan.to_auto_resolve:
-            note = f"not found by run {run_id} over {start}..{end}: the variance cleared"
-            _update_case(
-                conn,
-                case.id,
-                {"state": CaseState.RESOLVED.value, "resolution_code": AUTO_RESOLVED,
-                 "note": note, "closed_at": now, "updated_at": now, "last_run_id": run_id},
+        _update_cases(
+            conn,
+            [
+                {"_id": case.id, **_seen_values(s, run_id=run_id, now=now),
+                 **_narrower(case, start, end), "state": CaseState.OPEN.value,
+                 "closed_at": None, "resolution_code": None, "opened_at": now}
+                for case, s in plan.to_reopen
+            ],
+        )  # fmt: skip
+        audits += [
+            _case_audit(
+                "reopened",
+                case,
+                CaseState.OPEN,
+                f"found again by run {run_id} ({scope} {start}..{end})",
+            )
+            for case, _ in plan.to_reopen
+        ]
+        note = f"not found by run {run_id} over {start}..{end}: the variance cleared"
+        for chunk in _chunks([c.id for c in plan.to_auto_resolve]):
+            conn.execute(
+                update(recon_cases)
+                .where(recon_cases.c.id.in_(chunk))
+                .values(state=CaseState.RESOLVED.value, resolution_code=AUTO_RESOLVED, note=note,
+                        closed_at=now, updated_at=now, last_run_id=run_id)
             )  # fmt: skip
-            audits.append(_case_audit(AUTO_RESOLVED, case, CaseState.RESOLVED, note))
+        audits += [
+            _case_audit(AUTO_RESOLVED, c, CaseState.RESOLVED, note) for c in plan.to_auto_resolve
+        ]
 
         voided: list[int] = []
         for s in signoffs:
