@@ -12,7 +12,7 @@ import pytest
 
 from revbridge.clock import ManualClock
 from revbridge.core.events import EventType
-from revbridge.core.policy import EventPolicy, Pattern, build_policy
+from revbridge.core.policy import EventPolicy, Pattern, RoutingPolicy, build_policy
 from revbridge.engine.concurrency import LocalSlots, slots_for
 from revbridge.engine.ports import Capabilities
 from revbridge.engine.worker import Target, Worker, WorkerSettings
@@ -60,6 +60,19 @@ def _worker_process(url: str, scope: str | None, barrier, out) -> None:  # type:
     engine.dispose()
 
 
+def _customers_in_real_time() -> RoutingPolicy:
+    return build_policy(
+        {
+            EventType.CUSTOMER_UPSERTED: EventPolicy(
+                type=EventType.CUSTOMER_UPSERTED,
+                pattern=Pattern.REALTIME,
+                schedule=None,
+                rationale="test: real time",
+            )
+        }
+    )
+
+
 def _peak(spans: list[tuple[float, float]]) -> int:
     edges = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
     peak = now = 0
@@ -71,16 +84,7 @@ def _peak(spans: list[tuple[float, float]]) -> int:
 
 def _run_two_workers(pg_url: str, scope: str | None) -> tuple[set[str], list[tuple[float, float]]]:
     customers = [e for e in generate_events(400, seed=4) if e["type"] == "customer.upserted"]
-    policy = build_policy(
-        {
-            EventType.CUSTOMER_UPSERTED: EventPolicy(
-                type=EventType.CUSTOMER_UPSERTED,
-                pattern=Pattern.REALTIME,
-                schedule=None,
-                rationale="test: real time",
-            )
-        }
-    )
+    policy = _customers_in_real_time()
     engine = create_store_engine(pg_url)
     ingest_lines(
         Ledger(engine),
@@ -154,16 +158,7 @@ def test_when_other_processes_hold_every_slot_nothing_is_called_or_counted(
     from revbridge.store.schema import deliveries
 
     customers = [e for e in generate_events(60, seed=4) if e["type"] == "customer.upserted"][:3]
-    policy = build_policy(
-        {
-            EventType.CUSTOMER_UPSERTED: EventPolicy(
-                type=EventType.CUSTOMER_UPSERTED,
-                pattern=Pattern.REALTIME,
-                schedule=None,
-                rationale="test: real time",
-            )
-        }
-    )
+    policy = _customers_in_real_time()
     other, mine = create_store_engine(pg_url), create_store_engine(pg_url)
     try:
         ingest_lines(
