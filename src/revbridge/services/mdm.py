@@ -764,6 +764,8 @@ def apply_reported(
     }
     decisions = []
     for attribute, value in sorted(values.items()):
+        if value is None and ownership.owner_of(attribute) != side:
+            continue  # a field the non-owner does not carry (or left empty) says nothing
         synced = state.get(attribute)
         d = decide(
             ownership,
@@ -895,8 +897,11 @@ def is_echo(
     record_id: str,
     values: Mapping[str, Any],
     canonical_id: str | None,
+    not_owned: frozenset[str] = frozenset(),
 ) -> bool:
-    """A captured record that only shows what the hub wrote (or what is already synced)."""
+    """A captured record that only shows what the hub wrote (or what is already synced).
+    An empty value of an attribute in ``not_owned`` (the capturing side does not own it, and
+    may not even carry it) does not count as a change."""
     written = conn.execute(
         select(mdm_written.c.values_hash).where(
             mdm_written.c.system == system, mdm_written.c.record_id == record_id
@@ -916,7 +921,11 @@ def is_echo(
     }
     # An attribute never synced counts as empty (nothing was ever set for it).
     empty = value_hash(None)
-    return bool(values) and all(synced.get(k, empty) == value_hash(v) for k, v in values.items())
+    return bool(values) and all(
+        synced.get(k, empty) == value_hash(v)
+        for k, v in values.items()
+        if not (v is None and k in not_owned)
+    )
 
 
 # ---------------------------------------------------------------------- hierarchy

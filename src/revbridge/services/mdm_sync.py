@@ -20,7 +20,7 @@ import csv
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,9 @@ from revbridge.services import mdm
 # ---------------------------------------------------------------------- delivery
 
 
+NATIVE_TTL = timedelta(minutes=5)
+
+
 class MdmErp:
     """An ERP port with the customer master in front of ``upsert_customer``."""
 
@@ -66,6 +69,7 @@ class MdmErp:
     ) -> None:
         self.inner = inner
         self.review_at = review_at
+        self._native: tuple[datetime, list[Any]] | None = None
         self.engine = engine
         self.ownership = ownership
         self.erp_entity = erp_entity
@@ -165,11 +169,11 @@ class MdmErp:
             )
             synced = mdm.synced_values(conn, canonical)
             outgoing = customer
+            for attribute, value in synced.items():
+                if self.ownership.owner_of(attribute) != "salesforce":
+                    # The ERP owns it: what goes to the ERP is the synced (owner's) value.
+                    outgoing = _with_value(outgoing, attribute, value)
             for d in decisions:
-                if d.owner == "salesforce" or d.attribute not in synced:
-                    continue
-                # The ERP owns it: what goes to the ERP is the synced (owner's) value.
-                outgoing = _with_value(outgoing, d.attribute, synced[d.attribute])
                 if d.action is Action.REVERT:
                     reverts[d.attribute] = synced[d.attribute]
             reparented = mdm.set_parent(conn, canonical, parent, now)
@@ -272,7 +276,11 @@ class MdmErp:
         lister = getattr(self.inner, "native_customers", None)
         customers = getattr(self.inner, "customers", None)
         if lister is not None:
-            rows = await lister()
+            # Read at most every few minutes: every new Account asks, the list changes slowly.
+            now = self.clock.now()
+            if self._native is None or now - self._native[0] > NATIVE_TTL:
+                self._native = (now, await lister())
+            rows = self._native[1]
         elif customers is not None:  # the in-process fake: customers it holds for no hub ref
             rows = [r for r in customers() if str(r["external_ref"]).startswith("erp-native:")]
         else:
@@ -490,12 +498,14 @@ def filter_erp_capture(
 
 
 def filter_salesforce_capture(
-    engine: Engine, envelopes: Sequence[dict[str, Any]]
+    engine: Engine, envelopes: Sequence[dict[str, Any]], ownership: Ownership | None = None
 ) -> tuple[list[dict[str, Any]], int]:
     """Drop captured Account versions whose master attributes are all as last synced (the
     hub's own write-back, or a change to fields the master does not hold)."""
     from revbridge.codec import decode_obj
 
+    own = ownership or Ownership()
+    not_owned = frozenset(a for a, side in own.owners.items() if side != "salesforce")
     kept: list[dict[str, Any]] = []
     echoes = 0
     with engine.connect() as conn:
@@ -512,7 +522,9 @@ def filter_salesforce_capture(
             sf = mdm.sf18(data.customer_id)
             canonical = mdm.canonical_of_sf(conn, sf)
             values = mdm.customer_attributes(data)
-            if canonical is not None and mdm.is_echo(conn, "salesforce", sf, values, canonical):
+            if canonical is not None and mdm.is_echo(
+                conn, "salesforce", sf, values, canonical, not_owned
+            ):
                 echoes += 1
                 continue
             kept.append(env)

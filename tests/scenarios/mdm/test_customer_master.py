@@ -26,7 +26,13 @@ from revbridge.mdm.match import Candidate
 from revbridge.mdm.ownership import Ownership
 from revbridge.services import mdm
 from revbridge.services.ingest import ingest_lines
-from revbridge.services.mdm_sync import MdmErp, MdmSalesforce, filter_erp_capture, run_match
+from revbridge.services.mdm_sync import (
+    MdmErp,
+    MdmSalesforce,
+    filter_erp_capture,
+    filter_salesforce_capture,
+    run_match,
+)
 from revbridge.store.ledger import Ledger
 from revbridge.store.schema import audit_log, deliveries, events
 from revbridge.testing import FakeErp, FakeSalesforce
@@ -349,3 +355,22 @@ def test_without_a_match_run_a_lookalike_is_still_held_and_reject_creates_it(
     assert decided["released"] == 1
     hub.run()
     assert sorted(c["external_ref"] for c in hub.erp.customers()) == [acc(9), "erp-native:V-1"]
+
+
+def test_an_account_read_without_the_erp_owned_fields_is_no_change(ledger: Ledger) -> None:
+    """The Salesforce capture does not carry the tax id: an Account read back with it empty is
+    an echo, and delivering it opens no conflict and keeps the ERP's tax id."""
+    hub = Hub(ledger)
+    hub.send(customer(40, "Pied Piper", tax_id="US-40"))
+    hub.run()
+    as_captured = customer(40, "Pied Piper", version=2)
+    kept, echoes = filter_salesforce_capture(ledger.engine, [as_captured])
+    assert (kept, echoes) == ([], 1)
+    renamed = customer(40, "Pied Piper Inc", version=3)
+    kept, echoes = filter_salesforce_capture(ledger.engine, [renamed])
+    assert (len(kept), echoes) == (1, 0)
+    hub.send(renamed)
+    hub.run()
+    assert mdm.list_reviews(ledger.engine) == []
+    [row] = hub.erp.customers()
+    assert (row["name"], row["tax_id"]) == ("Pied Piper Inc", "US-40")
