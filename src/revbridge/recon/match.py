@@ -103,8 +103,9 @@ class StatusMap:
 
     ``source`` and ``erp`` hold ``(status as the side says it, canonical status)`` pairs; a
     status not in the map is compared as it is (so an unknown status shows as a variance
-    rather than vanishing). The canonical vocabulary is ``open``, ``paid``, ``cancelled``
-    (and ``draft`` for a document not posted yet).
+    rather than vanishing). A key ``doc_type:status`` (``credit_memo:paid``) applies to that
+    document type only and wins over the plain key. The canonical vocabulary is ``open``,
+    ``paid``, ``cancelled`` (and ``draft`` for a document not posted yet).
     """
 
     source: tuple[tuple[str, str], ...] = ()
@@ -126,6 +127,10 @@ DEFAULT_STATUS_MAP = StatusMap(
         ("Draft", "draft"),
     ),
     erp=(
+        # Salesforce does not track on a credit note whether it has been applied (it stays
+        # Posted), while the ERP marks an applied credit memo paid: both mean "in force".
+        ("credit_memo:paid", "open"),
+        ("credit_memo:paid_in_full", "open"),
         ("open", "open"),
         ("paid", "paid"),
         ("paid_in_full", "paid"),
@@ -279,9 +284,20 @@ def _bound(
     raw = f"{name}_raw"
     status = "CAST(status AS VARCHAR)"
     if statuses:
-        # A tiny mapping, inlined as a CASE: no join over the documents.
-        whens = " ".join(f"WHEN '{_sql_text(k)}' THEN '{_sql_text(v)}'" for k, v in statuses)
-        status = f"CASE CAST(status AS VARCHAR) {whens} ELSE CAST(status AS VARCHAR) END"
+        # A tiny mapping, inlined as a CASE: no join over the documents. A key written
+        # ``doc_type:status`` applies to that document type only, and wins over the plain one.
+        typed = [(k, v) for k, v in statuses if ":" in k]
+        plain = [(k, v) for k, v in statuses if ":" not in k]
+        whens = " ".join(
+            f"WHEN CAST(doc_type AS VARCHAR) || ':' || CAST(status AS VARCHAR) = "
+            f"'{_sql_text(k)}' THEN '{_sql_text(v)}'"
+            for k, v in typed
+        )
+        whens += " " + " ".join(
+            f"WHEN CAST(status AS VARCHAR) = '{_sql_text(k)}' THEN '{_sql_text(v)}'"
+            for k, v in plain
+        )
+        status = f"CASE {whens} ELSE CAST(status AS VARCHAR) END"
     registered = False
     if isinstance(data, (str, Path)):
         path = str(data).replace("'", "''")

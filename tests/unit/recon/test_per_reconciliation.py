@@ -82,6 +82,21 @@ def test_statuses_are_compared_in_one_vocabulary() -> None:
     assert len(_ar(source, erp, None)) == 4
 
 
+def test_an_applied_credit_memo_agrees_with_a_posted_credit_note() -> None:
+    """Salesforce keeps a credit note Posted once applied while the ERP marks it paid: no
+    variance; the same pair of statuses on an invoice, or a cancelled credit memo, is one."""
+    memo = Doc(ref="a0Y1", doc_type="credit_memo", amount=Decimal("-10"))
+    invoice = Doc(ref="a0Y2", amount=Decimal("10"))
+    cancelled = memo.but(ref="a0Y3")
+    source = [
+        memo.but(status="Posted"),
+        invoice.but(status="Posted"),
+        cancelled.but(status="Posted"),
+    ]
+    erp = [memo.but(status="paid"), invoice.but(status="paid"), cancelled.but(status="cancelled")]
+    assert _ar(source, erp, DEFAULT_STATUS_MAP) == {("status", "a0Y2"), ("status", "a0Y3")}
+
+
 def test_an_invoice_booked_as_a_credit_memo_is_a_doc_type_finding() -> None:
     """The same ref as an invoice in Salesforce and a credit memo in the ERP is reported."""
     doc = Doc(ref="a0X1", amount=Decimal("10"))
