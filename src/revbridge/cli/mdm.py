@@ -157,10 +157,22 @@ def match_cmd(
 
     settings, engine = _engine(config)
     m = settings.raw.mdm
-    if sf_csv is None:
-        err.print("[red]--sf-csv is required (export Id,name,tax_id,website,street,...)[/]")
+    if sf_csv is not None:
+        sf = mdm_sync.read_candidates(sf_csv, id_column="Id")
+    elif settings.raw.salesforce.kind == "salesforce":
+        from revbridge.services.targets import salesforce_client
+
+        async def accounts() -> list[Any]:
+            client = salesforce_client(settings)
+            try:
+                return await mdm_sync.salesforce_candidates(client)
+            finally:
+                await client.aclose()
+
+        sf = asyncio.run(accounts())
+    else:
+        err.print('[red]give --sf-csv, or configure salesforce.kind = "salesforce"[/]')
         raise typer.Exit(2)
-    sf = mdm_sync.read_candidates(sf_csv, id_column="Id")
     internal: dict[str, str] = {}
     if erp_csv is not None:
         erp = mdm_sync.read_candidates(erp_csv, id_column="number")

@@ -42,7 +42,7 @@ from revbridge.core.events import (
     RevenueRecognized,
 )
 from revbridge.engine.ports import Capabilities, ErpPort, ErpRecord, RecordKind, SalesforcePort
-from revbridge.errors import DomainError, RevbridgeError
+from revbridge.errors import DomainError, RevbridgeError, TerminalError
 from revbridge.mdm.match import Candidate, Proposal, likely_match, propose_links
 from revbridge.mdm.ownership import Action, Ownership
 from revbridge.services import mdm
@@ -735,3 +735,35 @@ async def erp_candidates(erp: Any) -> tuple[list[Candidate], dict[str, str]]:
             f"{erp.capabilities.name}: listing customers is not supported; use --erp-csv"
         )
     return _candidates(rows)
+
+
+ACCOUNT_SOQL = (
+    "SELECT Id, Name, Website, BillingStreet, BillingCity, BillingPostalCode, "
+    "BillingCountryCode FROM Account"
+)
+
+
+async def salesforce_candidates(client: Any, soql: str = ACCOUNT_SOQL) -> list[Candidate]:
+    """The org's Accounts for ``mdm match`` (a REST client: ``services.targets``)."""
+    return [
+        Candidate.of(
+            str(r["Id"]),
+            str(r.get("Name") or ""),
+            website=r.get("Website"),
+            street=r.get("BillingStreet"),
+            city=r.get("BillingCity"),
+            postal_code=r.get("BillingPostalCode"),
+            country=r.get("BillingCountryCode"),
+        )
+        for r in await _accounts(client, soql)
+    ]
+
+
+async def _accounts(client: Any, soql: str) -> list[Any]:
+    try:
+        return list(await client.query(soql))
+    except TerminalError:
+        if "Website" not in soql:
+            raise
+        # An org without the standard Website field readable (a restricted profile).
+        return list(await client.query(soql.replace(" Website,", "")))

@@ -166,3 +166,22 @@ def test_a_rename_in_salesforce_is_reverted_when_the_erp_owns_the_name(org: Org)
         "Owned By ERP Ltd",
         "erp",
     )
+
+
+def test_match_reads_the_orgs_accounts(org: Org) -> None:
+    """`mdm match` without a CSV reads the Accounts over the API, address included."""
+    from revbridge.services.mdm_sync import salesforce_candidates
+
+    org.create(
+        "Account", {"Name": "Read Me GmbH", "BillingCity": "Berlin", "BillingPostalCode": "10115"}
+    )
+
+    async def go() -> list:
+        client = org.client()
+        try:
+            return await salesforce_candidates(client)
+        finally:
+            await client.aclose()
+
+    [candidate] = asyncio.run(go())
+    assert (candidate.norm_name, candidate.postal_code) == ("read me", "10115")
