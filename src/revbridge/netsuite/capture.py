@@ -59,6 +59,9 @@ _STREAMS = ("payments", "customers", "gl")
 Envelope = dict[str, Any]
 
 
+SUITEQL_MAX_PAGE = 1000
+
+
 def _check_mark(mark: str) -> str:
     if not _MARK.match(mark):
         raise ValueError(f"not a NetSuite capture mark: {mark!r}")
@@ -577,6 +580,9 @@ class IncrementalRead:
         return list((await self.http.suiteql(query, limit=limit, offset=0)).get("items") or [])
 
     async def read(self, kind: ReadbackKind, after: str | None, limit: int) -> ReadPage:
+        # SuiteQL answers at most 1,000 rows a page (a larger limit is INVALID_VALUE): a
+        # caller's bigger page becomes several pages, each with its own mark.
+        limit = min(limit, SUITEQL_MAX_PAGE)
         if kind == ReadbackKind.AR:
             rows = await self._changed(
                 "t.id, t.type, t.externalid, e.externalid AS customereid, cur.symbol AS currency,"

@@ -82,3 +82,16 @@ def test_pages_of_one_read_everything_once_then_only_the_changes(
         assert store.con.execute(
             "SELECT amount - balance, status FROM erp_ar WHERE ref = 'a0X2'"
         ).fetchone() == (Decimal("60.0000"), "open")
+
+
+def test_a_page_larger_than_suiteql_allows_is_read_in_pages_it_accepts(erp: NetSuiteErp) -> None:
+    """The store's default page (2,000) is more than SuiteQL's 1,000-row limit: the adapter
+    asks for what NetSuite accepts instead of failing the refresh."""
+
+    async def deliver() -> None:
+        cust = await erp.upsert_customer("001B", customer("001B"), None)
+        await erp.create_invoice("a0Z1", invoice("a0Z1", "001B"), cust.erp_id)
+
+    run(deliver())
+    with ReadbackStore() as store:
+        assert _refresh(erp, store, page_size=2_000).documents["ar"] == 1
