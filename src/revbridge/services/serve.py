@@ -161,7 +161,8 @@ def backlog(engine: Engine, now: datetime) -> list[tuple[str, str, int, float]]:
 
 @dataclass
 class InProcessRunner:
-    """The worker (deliveries and batch schedule) and ERP capture as tasks in this loop."""
+    """The worker (deliveries and batch schedule), ERP capture and the reconciliation schedule
+    as tasks in this loop."""
 
     settings: Settings
     ledger: Ledger
@@ -175,6 +176,16 @@ class InProcessRunner:
         self.worker = build_worker(self.settings, self.ledger.engine)
         self.tasks.append(asyncio.create_task(self.worker.run_forever(self.stop), name="worker"))
         self.tasks.append(asyncio.create_task(self._capture_loop(), name="capture"))
+        from revbridge.services.recon import recon_schedule_loop
+
+        # The nightly and month-end reconciliations, and one over each ERP outage that ended
+        # (``[recon] run_in_worker``), as `revbridge worker` runs them.
+        self.tasks.append(
+            asyncio.create_task(
+                recon_schedule_loop(self.settings, self.ledger.engine, self.stop),
+                name="recon-schedule",
+            )
+        )
         log.info("in-process worker %s started", self.worker.worker_id)
 
     def wake(self) -> None:
