@@ -21,6 +21,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -399,7 +400,7 @@ class MdmSalesforce:
             )
             if link is not None and link.sf_account_id:
                 status = dataclasses.replace(status, customer_id=link.sf_account_id)
-                mdm.apply_reported(
+                decisions = mdm.apply_reported(
                     conn,
                     self.ownership,
                     canonical_id=link.canonical_id,
@@ -410,6 +411,18 @@ class MdmSalesforce:
                     sf_account_id=link.sf_account_id,
                     erp_customer_number=status.erp_customer_number,
                 )
+                synced = mdm.synced_values(conn, link.canonical_id)
+                for d in decisions:
+                    if not d.is_conflict:
+                        continue
+                    # Salesforce owns it (by configuration): the ERP's change is not sent.
+                    if d.attribute == "payment_terms":
+                        status = dataclasses.replace(status, payment_terms=synced[d.attribute])
+                    elif d.attribute == "credit_limit":
+                        value = synced[d.attribute]
+                        status = dataclasses.replace(
+                            status, credit_limit=None if value is None else Decimal(value)
+                        )
         account = await self.inner.update_credit_status(external_ref, status)
         with self.engine.begin() as conn:
             mdm.remember_written(

@@ -374,3 +374,34 @@ def test_an_account_read_without_the_erp_owned_fields_is_no_change(ledger: Ledge
     assert mdm.list_reviews(ledger.engine) == []
     [row] = hub.erp.customers()
     assert (row["name"], row["tax_id"]) == ("Pied Piper Inc", "US-40")
+
+
+def test_terms_owned_by_salesforce_are_not_overwritten_by_the_erp(ledger: Ledger) -> None:
+    """With ``payment_terms = "salesforce"``, the ERP's new terms are flagged, not sent."""
+    hub = Hub(ledger, Ownership.from_config({"payment_terms": "salesforce"}, "flag"))
+    hub.send(customer(50, "Soylent"))
+    hub.run()
+    [link] = mdm.lookup(ledger.engine, acc(50))
+    number = link.erp_customer_number
+    assert number
+    with ledger.engine.begin() as conn:  # Salesforce set the terms it owns
+        mdm.apply_reported(
+            conn,
+            Ownership.from_config({"payment_terms": "salesforce"}, "flag"),
+            canonical_id=link.canonical_id,
+            side="salesforce",
+            values={"payment_terms": "Net 60"},
+            now=START,
+            actor="t",
+        )
+    env = credit(number, hold=False, limit="100.00")
+    hub.send(env)
+    hub.run()
+    assert hub.sf.accounts[acc(50)]["payment_terms"] == "Net 60"
+    assert hub.sf.accounts[acc(50)]["credit_limit"] == "100.00"  # the ERP owns the limit
+    [item] = mdm.list_reviews(ledger.engine, kind="conflict")
+    assert (item["attribute"], item["erp_value"], item["winner"]) == (
+        "payment_terms",
+        "Net 30",
+        "salesforce",
+    )
