@@ -1,6 +1,7 @@
 """The operations API (``/api/v1``): the same service functions as the CLI, behind tokens.
 
-viewer: every GET. operator: replay dead letters, pause and resume a target. admin: tokens.
+viewer: every GET. operator: replay dead letters, pause and resume a target. admin: tokens,
+the routing policy and the ERP mappings in revbridge.toml.
 Each write is in the audit log with the token's name as the actor.
 """
 
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from revbridge.api.auth import api_principal
 from revbridge.core.policy import policy_rows
-from revbridge.services import operations, serve
+from revbridge.services import config_admin, operations, serve
 from revbridge.services.access import Principal, Role, create_token, list_tokens, revoke_token
 
 router = APIRouter(prefix="/api/v1", tags=["operations"])
@@ -190,3 +191,79 @@ def delete_token(request: Request, name: str, p: Admin) -> dict[str, str]:
     """Revoke a token (kept, marked revoked, for the audit trail)."""
     revoke_token(_ledger(request).engine, name=name, now=_now(request), actor=p.actor)
     return {"name": name, "state": "revoked"}
+
+
+# --------------------------------------------------------------------------- admin: configuration
+
+
+class PolicyChange(_Body):
+    pattern: Literal["realtime", "batch"]
+    schedule: Annotated[str | None, Field(max_length=120)] = None
+    rationale: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class MappingChange(_Body):
+    value: Annotated[str, Field(min_length=1, max_length=120)]
+
+
+def _applied(request: Request, change: config_admin.ConfigChange) -> dict[str, Any]:
+    # The server ingests with the new policy from now on; adapters read mappings when built.
+    request.app.state.settings = change.settings
+    return {"key": change.key, "before": change.before, "after": change.after}
+
+
+@router.put("/admin/policy/{event_type}")
+def put_event_policy(
+    request: Request, event_type: str, body: PolicyChange, p: Admin
+) -> dict[str, Any]:
+    """Classify an event type real-time or batch in revbridge.toml (validated, audited)."""
+    change = config_admin.set_event_policy(
+        request.app.state.settings,
+        _ledger(request),
+        event_type=event_type,
+        pattern=body.pattern,
+        schedule=body.schedule,
+        rationale=body.rationale,
+        actor=p.actor,
+        now=_now(request),
+    )
+    return _applied(request, change)
+
+
+@router.get("/admin/mappings")
+def get_mappings(request: Request, _p: Admin) -> dict[str, dict[str, str]]:
+    """The ERP mappings in force (currency, GL account, item: canonical key -> ERP id)."""
+    return config_admin.mappings(request.app.state.settings)
+
+
+@router.put("/admin/mappings/{mapping}/{key}")
+def put_mapping(
+    request: Request, mapping: str, key: str, body: MappingChange, p: Admin
+) -> dict[str, Any]:
+    """Set one entry of an ERP mapping in revbridge.toml (validated, audited); running
+    workers pick it up at their next start."""
+    change = config_admin.set_mapping(
+        request.app.state.settings,
+        _ledger(request),
+        mapping=mapping,
+        key=key,
+        value=body.value,
+        actor=p.actor,
+        now=_now(request),
+    )
+    return _applied(request, change) | {"restart_workers": True}
+
+
+@router.delete("/admin/mappings/{mapping}/{key}")
+def delete_mapping(request: Request, mapping: str, key: str, p: Admin) -> dict[str, Any]:
+    """Remove one entry of an ERP mapping (validated, audited)."""
+    change = config_admin.set_mapping(
+        request.app.state.settings,
+        _ledger(request),
+        mapping=mapping,
+        key=key,
+        value=None,
+        actor=p.actor,
+        now=_now(request),
+    )
+    return _applied(request, change) | {"restart_workers": True}
