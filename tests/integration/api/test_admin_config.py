@@ -86,7 +86,8 @@ def test_an_admin_reclassifies_an_event_type_in_the_file(admin: Admin) -> None:
     assert {r["type"]: r["pattern"] for r in rows}["customer.upserted"] == "realtime"
     ((actor, key, details),) = _audit(admin.ledger)
     assert (actor, key) == ("token:admin-a", "policy.events.customer.upserted")
-    assert details["before"] is None and details["after"]["pattern"] == "realtime"
+    assert details["before"] is None
+    assert details["after"]["pattern"] == "realtime"
 
 
 def test_a_bad_change_is_refused_and_the_file_is_untouched(admin: Admin) -> None:
@@ -98,13 +99,15 @@ def test_a_bad_change_is_refused_and_the_file_is_untouched(admin: Admin) -> None
         headers=admin.as_("admin"),
     )
     assert answer.status_code == 400
-    assert "policy.events" in answer.text and "gl.posted" in answer.text
+    assert "policy.events" in answer.text
+    assert "gl.posted" in answer.text
     unknown = admin.client.put(
         "/api/v1/admin/policy/invoice.voided",
         json={"pattern": "realtime", "rationale": "x"},
         headers=admin.as_("admin"),
     )
-    assert unknown.status_code == 400 and "unknown event type" in unknown.text
+    assert unknown.status_code == 400
+    assert "unknown event type" in unknown.text
     assert admin.config.read_bytes() == before
     assert _audit(admin.ledger) == []
 
@@ -126,14 +129,16 @@ def test_an_admin_sets_and_removes_an_erp_mapping(admin: Admin) -> None:
     """A GL account mapping is added, shown, removed; removing it twice is refused."""
     path = "/api/v1/admin/mappings/gl_account_map/4000"
     put = admin.client.put(path, json={"value": "54"}, headers=admin.as_("admin"))
-    assert put.status_code == 200 and put.json()["restart_workers"] is True
+    assert put.status_code == 200
+    assert put.json()["restart_workers"] is True
     shown = admin.client.get("/api/v1/admin/mappings", headers=admin.as_("admin")).json()
     assert shown["gl_account_map"] == {"4000": "54"}
     assert load_settings(admin.config).raw.erp.netsuite.gl_account_map == {"4000": "54"}
     assert admin.client.delete(path, headers=admin.as_("admin")).status_code == 200
     assert load_settings(admin.config).raw.erp.netsuite.gl_account_map == {}
     again = admin.client.delete(path, headers=admin.as_("admin"))
-    assert again.status_code == 400 and "no such entry" in again.text
+    assert again.status_code == 400
+    assert "no such entry" in again.text
     assert [key for _, key, _ in _audit(admin.ledger)] == [
         "erp.netsuite.gl_account_map.4000",
         "erp.netsuite.gl_account_map.4000",
