@@ -75,6 +75,10 @@ class NetSuiteSection(_Strict):
     default_item_id: str | None = None
     tax_item_id: str | None = None
     payment_account_id: str | None = None
+    # "per_entry": a journal entry per recognized schedule entry; "summarized": one journal
+    # per period and currency, a line per GL account, through the batch route (so
+    # revenue.recognized must be a batch class).
+    revenue_posting: Literal["per_entry", "summarized"] = "per_entry"
 
 
 class ErpSection(_Strict):
@@ -286,6 +290,17 @@ def parse_config(data: dict[str, Any], path: Path | None, base_dir: Path) -> Set
         except DomainError as exc:
             raise ConfigError(where, f"policy.events.{event_type.value}", str(exc)) from exc
     policy = build_policy(overrides, raw.policy.cash_handled_in)
+    if (
+        raw.erp.kind == "netsuite"
+        and raw.erp.netsuite.revenue_posting == "summarized"
+        and policy.for_type(EventType.REVENUE_RECOGNIZED).pattern is Pattern.REALTIME
+    ):
+        raise ConfigError(
+            where,
+            "erp.netsuite.revenue_posting",
+            "summarized revenue is posted by the batch route: classify revenue.recognized "
+            "as batch (policy.events.\"revenue.recognized\")",
+        )
     return Settings(
         path=path,
         base_dir=base_dir,

@@ -114,3 +114,19 @@ def test_config_is_found_through_env_then_cwd(
     assert load_settings(cwd=tmp_path).store_url.endswith(f"{tmp_path.name}/cwd.db")
     explicit = _write(elsewhere, "[store]\nurl = 'postgresql://u@h/db'\n")
     assert load_settings(explicit, cwd=tmp_path).store_url == "postgresql://u@h/db"
+
+
+def test_summarized_netsuite_revenue_needs_revenue_to_be_a_batch_class(tmp_path: Path) -> None:
+    """Summarized revenue is posted by the batch route: configured with revenue.recognized in
+    real time, the file is refused at load instead of dead-lettering at month end."""
+    base = '[erp]\nkind = "netsuite"\n\n[erp.netsuite]\nrevenue_posting = "summarized"\n'
+    good = tmp_path / "good.toml"
+    good.write_text(base)
+    assert load_settings(good).raw.erp.netsuite.revenue_posting == "summarized"
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        base + '\n[policy.events."revenue.recognized"]\npattern = "realtime"\n'
+        'rationale = "Revenue as it is recognized."\n'
+    )
+    with pytest.raises(ConfigError, match=r"erp\.netsuite\.revenue_posting.*batch"):
+        load_settings(bad)
