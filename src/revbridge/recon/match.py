@@ -116,6 +116,10 @@ class StatusMap:
 # ERP and NetSuite's read-back (``open`` / ``paid_in_full``), Tryton's invoice states.
 DEFAULT_STATUS_MAP = StatusMap(
     source=(
+        # A credit memo is "in force" on both sides however much of it has been applied:
+        # Salesforce keeps a credit note Posted, an org that tracks application says Paid.
+        ("credit_memo:Paid", "open"),
+        ("credit_memo:Partially Paid", "open"),
         ("Unpaid", "open"),
         ("Partially Paid", "open"),
         ("Paid", "paid"),
