@@ -165,3 +165,29 @@ def test_a_label_cannot_inject_markup_into_the_page(report: ReconReport) -> None
     page = render(replace(report, lines=(line,)), "html").decode()
     assert "<script>" not in page
     assert "&lt;script&gt;" in page
+
+
+def test_amounts_are_shown_at_their_currency_scale_when_that_is_exact() -> None:
+    """The read-back store keeps four decimals; a report shows 1,200.50 USD, 5,000 JPY and
+    1.125 BHD, but never hides a digit of a value more precise than its currency."""
+    from revbridge.recon.report.render import at_scale
+
+    assert str(at_scale(Decimal("1200.5000"), "USD")) == "1200.50"
+    assert str(at_scale(Decimal("5000.0000"), "JPY")) == "5000"
+    assert str(at_scale(Decimal("1.1250"), "BHD")) == "1.125"
+    assert str(at_scale(Decimal("0.0050"), "USD")) == "0.0050"
+    assert str(at_scale(Decimal("7.5000"), None)) == "7.5000"
+
+
+def test_the_page_and_the_csv_show_cents_not_four_decimals(report: ReconReport) -> None:
+    """A USD line reads 400.00 on the page and in the CSV; the workbook formats EUR with two
+    decimals."""
+    page = render(report, "html").decode()
+    assert ">400.00<" in page
+    assert "400.0000" not in page
+    rows = list(csv.DictReader(io.StringIO(render(report, "csv").decode())))
+    assert next(r for r in rows if r["ref"] == "a0X4")["source_amount"] == "400.00"
+    book = load_workbook(io.BytesIO(render(report, "xlsx")))
+    header = [c.value for c in book["ar"][1]]
+    eur = next(r for r in book["ar"].iter_rows(min_row=2) if r[2].value == "a0X6")
+    assert eur[header.index("erp_amount")].number_format == '#,##0.00 "EUR"'

@@ -14,6 +14,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from revbridge.core.money import MINOR_UNITS
 from revbridge.recon.report.model import ReconReport, ReportLine
 from revbridge.recon.report.svg import aging_chart, trend_chart
 
@@ -42,15 +43,28 @@ CSV_COLUMNS = (
 )
 
 
-def _text(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
+def at_scale(value: Decimal, currency: str | None) -> Decimal:
+    """``value`` at its currency's minor unit when that loses nothing (1200.5000 USD -> 1200.50).
+
+    The read-back store keeps four decimals for every currency; a report shows the currency's
+    own scale. A value more precise than its currency (or of an unknown currency) is shown whole.
+    """
+    places = MINOR_UNITS.get(currency or "")
+    if places is None or not value.is_finite():
+        return value
+    exact = value.quantize(Decimal(1).scaleb(-places))
+    return exact if exact == value else value
+
+
+def _text(value: Decimal | None, currency: str | None = None) -> str | None:
+    return None if value is None else format(at_scale(value, currency), "f")
 
 
 def _line_dict(line: ReportLine) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for column in CSV_COLUMNS:
         value = getattr(line, column)
-        out[column] = _text(value) if isinstance(value, Decimal) else value
+        out[column] = _text(value, line.currency) if isinstance(value, Decimal) else value
     return out
 
 
@@ -63,7 +77,7 @@ def report_dict(report: ReconReport) -> dict[str, Any]:
         "generated_at": report.generated_at.isoformat(),
         "read_at": report.read_at.isoformat(),
         "matched": report.matched_count,
-        "matched_amounts": {c: _text(a) for c, a in report.matched_amounts},
+        "matched_amounts": {c: _text(a, c) for c, a in report.matched_amounts},
         "within_tolerance": report.within_tolerance,
         "timing_differences": report.timing_differences,
         "open_cases": report.open_cases,
@@ -74,7 +88,7 @@ def report_dict(report: ReconReport) -> dict[str, Any]:
                 "source_count": s.source_count,
                 "erp_count": s.erp_count,
                 "matched": s.matched_count,
-                "matched_amounts": {c: _text(a) for c, a in s.matched_amounts},
+                "matched_amounts": {c: _text(a, c) for c, a in s.matched_amounts},
                 "variances": s.variance_count,
                 "within_tolerance": s.within_tolerance,
             }
@@ -86,7 +100,7 @@ def report_dict(report: ReconReport) -> dict[str, Any]:
                 "kind": c.kind,
                 "count": c.count,
                 "within_tolerance": c.within_tolerance,
-                "amounts": {cur: _text(a) for cur, a in c.amounts},
+                "amounts": {cur: _text(a, cur) for cur, a in c.amounts},
             }
             for c in report.categories
         ],
@@ -128,8 +142,11 @@ def _excel_number(value: Decimal | None) -> float | None:
 
 
 def _money_format(currency: str | None) -> str:
-    """Two decimals with thousands separators and the ISO code as a literal suffix."""
-    return f'#,##0.00 "{currency}"' if currency else "#,##0.00"
+    """The currency's decimals (JPY none, BHD three) with thousands separators and the ISO code
+    as a literal suffix."""
+    places = MINOR_UNITS.get(currency or "", 2)
+    number = "#,##0" + ("." + "0" * places if places else "")
+    return f'{number} "{currency}"' if currency else number
 
 
 def render_xlsx(report: ReconReport) -> bytes:
@@ -205,7 +222,9 @@ def render_html(report: ReconReport) -> bytes:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["amount"] = lambda v: "" if v is None else format(v, ",f")
+    env.filters["amount"] = lambda v, currency=None: (
+        "" if v is None else format(at_scale(v, currency), ",f")
+    )
     page = env.get_template("report.html.j2").render(
         report=report,
         trend_svg=trend_chart(report.trend),
