@@ -7,7 +7,8 @@
     ├── DomainError            a business rule was broken (never retried)
     │   ├── InvalidMoney       bad currency, over-precise amount, mixed currencies
     │   ├── UnbalancedJournal  debits and credits differ in some currency
-    │   └── InvalidEvent       an envelope or payload that is not a canonical event
+    │   ├── InvalidEvent       an envelope or payload that is not a canonical event
+    │   └── Held               a person must decide first (held for review, not a failure)
     ├── StoreError             the ledger could not be read or written
     └── DeliveryError          a call to an external system failed
         ├── TransientError     worth retrying (timeouts, 429, 5xx); may carry retry_after
@@ -50,6 +51,19 @@ class UnbalancedJournal(DomainError):
 
 class InvalidEvent(DomainError):
     """An envelope or payload that is not a valid canonical event."""
+
+
+class Held(DomainError):
+    """The record waits for a person's decision (``waits_for`` names it, e.g. ``review:12``).
+
+    Not a failure: the delivery is held, neither retried nor dead-lettered, and released when
+    the decision is made. A route that does not know holds still refuses the record (it is a
+    ``DomainError``), so nothing is ever sent by mistake.
+    """
+
+    def __init__(self, message: str, *, waits_for: str) -> None:
+        self.waits_for = waits_for
+        super().__init__(message)
 
 
 class StoreError(RevbridgeError):

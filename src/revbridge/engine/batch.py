@@ -44,9 +44,16 @@ from revbridge.core.events import (
 )
 from revbridge.engine.concurrency import slots_for
 from revbridge.engine.dispatch import plan_for
-from revbridge.engine.ports import BatchItem, BatchPort, ErpPort, RecordKind, SummaryPort
+from revbridge.engine.ports import (
+    BatchItem,
+    BatchPort,
+    BatchScreen,
+    ErpPort,
+    RecordKind,
+    SummaryPort,
+)
 from revbridge.engine.queue import Claimed, _ts
-from revbridge.errors import DomainError, TerminalError
+from revbridge.errors import DomainError, Held, TerminalError
 from revbridge.store.schema import batch_items, batches, deliveries, events
 from revbridge.store.tables_engine import summary_lines
 
@@ -78,6 +85,7 @@ class BatchReport:
     failed: int = 0
     retried: int = 0
     parked: int = 0
+    held: int = 0
     found_existing: int = 0
     file_path: str | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
@@ -214,6 +222,11 @@ class BatchRunner:
         items = [
             BatchItem(external_ref=ref, data=data, refs=refs) for _, data, ref, refs in pending
         ]
+        if isinstance(port, BatchScreen):
+            pending, items = await self._screen(target, port, kind, pending, items, report)
+            if not pending:
+                self.worker.flush_outcomes()
+                return report
         content = port.render_batch(kind, items)
         manifest = manifest_for(
             event_type, target_name, port.batch_format, content, [i.data for i in items]
@@ -252,6 +265,36 @@ class BatchRunner:
         state = "completed" if report.failed == 0 and report.retried == 0 else "partial"
         self._finish_batch(batch_id, state, now, report.as_dict())
         return report
+
+    async def _screen(
+        self,
+        target: Target,
+        port: BatchScreen,
+        kind: RecordKind,
+        pending: list[tuple[Claimed, EventData, str, dict[str, str]]],
+        items: list[BatchItem],
+        report: BatchReport,
+    ) -> tuple[list[tuple[Claimed, EventData, str, dict[str, str]]], list[BatchItem]]:
+        """The port's per-record checks: the records it lets through (as it changed them);
+        the others are held, dead-lettered or retried, like their real-time twins."""
+        kept: list[tuple[Claimed, EventData, str, dict[str, str]]] = []
+        kept_items: list[BatchItem] = []
+        for (c, _, ref, refs), result in zip(
+            pending, await port.screen_batch(kind, items), strict=True
+        ):
+            if isinstance(result, Held):
+                self.worker.record_held(c, result.waits_for, str(result))
+                report.held += 1
+            elif isinstance(result, (TerminalError, DomainError)):
+                self.worker.record_dead(c, f"terminal: {result}")
+                report.failed += 1
+            elif isinstance(result, Exception):
+                self.worker.record_transient(target, c, result)
+                report.retried += 1
+            else:
+                kept.append((c, result.data, ref, refs))
+                kept_items.append(result)
+        return kept, kept_items
 
     async def _summarize(
         self,

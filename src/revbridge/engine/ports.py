@@ -179,6 +179,22 @@ class BatchPort(Protocol):
     ) -> Sequence[BatchOutcome]: ...
 
 
+@runtime_checkable
+class BatchScreen(Protocol):
+    """A port that checks each record of a batch before the file is written (the customer
+    master: a hierarchy cycle, a likely duplicate held for review, attributes the source does
+    not own), so a record delivered by batch gets the same treatment as in real time.
+
+    ``screen_batch`` returns one entry per item, in order: the item to send (possibly
+    changed), or the exception that says why it is not sent: ``Held`` (held for a person's
+    decision), ``DomainError``/``TerminalError`` (dead letter), any other (retried).
+    """
+
+    async def screen_batch(
+        self, kind: RecordKind, items: Sequence[BatchItem]
+    ) -> Sequence[BatchItem | Exception]: ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SummaryLine:
     """One source record's share of one line of a summarized document.

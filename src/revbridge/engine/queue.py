@@ -82,10 +82,13 @@ class Outcomes:
     retries: list[tuple[Claimed, datetime, str]] = field(default_factory=list)  # (c, due, error)
     dead: list[tuple[Claimed, str, str]] = field(default_factory=list)  # (c, error, actor)
     parked: list[tuple[Claimed, str, str]] = field(default_factory=list)  # (c, target, waits for)
+    held: list[tuple[Claimed, str, str]] = field(default_factory=list)  # (c, waits for, why)
     released: list[Claimed] = field(default_factory=list)
 
     def empty(self) -> bool:
-        return not (self.delivered or self.retries or self.dead or self.parked or self.released)
+        return not (
+            self.delivered or self.retries or self.dead or self.parked or self.held or self.released
+        )
 
 
 def _attempt(
@@ -222,6 +225,36 @@ class DeliveryQueue:
                 [
                     {"on": on, "now": ts(now), "why": f"waiting for {on}", "id": c.event_id}
                     for c, _, on in out.parked
+                ],
+            )
+        if out.held:
+            # Waiting for a person (a review item), not for a retry: the attempt is not
+            # counted, and the decision puts it back in line (``services.mdm``).
+            conn.execute(
+                text(
+                    "UPDATE deliveries SET state = 'held', parked_on = :on, "
+                    "attempts = attempts - 1, lease_expires_at = NULL, updated_at = :now, "
+                    "last_error = :why WHERE event_id = :id"
+                ),
+                [
+                    {"on": on, "now": ts(now), "why": why, "id": c.event_id}
+                    for c, on, why in out.held
+                ],
+            )
+            conn.execute(
+                audit_log.insert(),
+                [
+                    {
+                        "at": now,
+                        "actor": out.worker_id,
+                        "action": "held",
+                        "entity_type": "event",
+                        "entity_id": str(c.event_id),
+                        "from_state": "in_flight",
+                        "to_state": "held",
+                        "reason": why,
+                    }
+                    for c, _, why in out.held
                 ],
             )
         if out.retries:

@@ -9,7 +9,8 @@ For each claimed delivery:
    reference first and only create it if it is not there;
 3. call the target through its circuit breaker and rate budget;
 4. record delivered / retry later (backoff with full jitter, ``Retry-After`` honoured) /
-   dead letter (terminal error, or retries exhausted).
+   held for a person's decision (``Held``: a review item) / dead letter (terminal error, or
+   retries exhausted).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from revbridge.engine.targets_state import (
     record_circuit,
     target_states,
 )
-from revbridge.errors import DomainError, RateLimited, TerminalError, TransientError
+from revbridge.errors import DomainError, Held, RateLimited, TerminalError, TransientError
 
 if TYPE_CHECKING:
     from revbridge.engine.batch import BatchRunner
@@ -105,6 +106,11 @@ class OutcomeSink(Protocol):
         """``c`` was not attempted (circuit open): back to pending, attempts unchanged."""
         ...
 
+    def record_held(self, c: Claimed, waits_for: str, reason: str) -> None:
+        """``c`` waits for a person's decision (``waits_for``, e.g. a review item): held,
+        neither retried nor dead-lettered, until the decision releases it."""
+        ...
+
     def count_call(self, target: Target, event_type: str, pattern: str) -> None:
         """One external call, for the API cost counters."""
         ...
@@ -120,6 +126,7 @@ class WorkerStats:
     retried: int = 0
     dead_lettered: int = 0
     parked: int = 0
+    held: int = 0
     expedited: int = 0
     found_existing: int = 0
     calls: int = 0
@@ -431,6 +438,10 @@ class Worker:
     def record_released(self, c: Claimed) -> None:
         self._out.released.append(c)
 
+    def record_held(self, c: Claimed, waits_for: str, reason: str) -> None:
+        self._out.held.append((c, waits_for, reason))
+        self.stats.held += 1
+
     def count_call(self, target: Target, event_type: str, pattern: str) -> None:
         self.api_calls[(target.name, event_type, pattern)] += 1
 
@@ -475,6 +486,11 @@ class Worker:
             if target.bucket is not None:
                 await target.bucket.acquire()
             external_id = await self._call(target, c, data, plan.kind, plan.external_ref, refs)
+        except Held as exc:
+            # A person must decide first (a likely duplicate customer): not a failure.
+            target.breaker.record_success()
+            self.record_held(c, exc.waits_for, str(exc))
+            bound.info("held", waits_for=exc.waits_for)
         except (TerminalError, DomainError) as exc:
             # The system answered (it is up), or a business rule refused the record: retrying
             # the same request cannot help.

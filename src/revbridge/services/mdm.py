@@ -599,7 +599,19 @@ def decide_review(
         )
         released = 0
         if row["kind"] in ("match", "held") and row["sf_account_id"]:
-            released = _release_held(conn, row["sf_account_id"], now, actor, review_id)
+            why = (
+                "approved: delivered as the linked ERP customer"
+                if approve
+                else "rejected: not the same customer, created as a new one"
+            )
+            released = _release_held(
+                conn,
+                row["sf_account_id"],
+                now,
+                actor,
+                review_id,
+                why + (f" ({note})" if note else ""),
+            )
     return show_review(engine, review_id) | {"released": released}
 
 
@@ -620,18 +632,29 @@ def adopt_ref(conn: Connection, sf_account_id: str, erp_internal_id: str, now: d
 
 
 def _release_held(
-    conn: Connection, sf_account_id: str, now: datetime, actor: str, review_id: int
+    conn: Connection, sf_account_id: str, now: datetime, actor: str, review_id: int, why: str
 ) -> int:
-    """Dead-lettered (held) customer deliveries of the Account, back in line."""
+    """The customer deliveries held on this review item, back in line (and those a version
+    before holds existed had dead-lettered as held)."""
     ids = [
         r.event_id
         for r in conn.execute(
-            select(deliveries.c.event_id)
+            select(deliveries.c.event_id, deliveries.c.state)
             .join(events, events.c.id == deliveries.c.event_id)
             .where(
-                deliveries.c.state == "dead_letter",
+                deliveries.c.target == "erp",
                 events.c.type == "customer.upserted",
                 events.c.subject_ref == f"customer:{sf_account_id}",
+                or_(
+                    and_(
+                        deliveries.c.state == "held",
+                        deliveries.c.parked_on == f"review:{review_id}",
+                    ),
+                    and_(
+                        deliveries.c.state == "dead_letter",
+                        deliveries.c.last_error.like("%held for review%"),
+                    ),
+                ),
             )
         )
     ]
@@ -639,19 +662,27 @@ def _release_held(
         conn.execute(
             update(deliveries)
             .where(deliveries.c.event_id.in_(ids), deliveries.c.target == "erp")
-            .values(state="pending", attempts=0, due_at=now, updated_at=now, lease_expires_at=None)
+            .values(
+                state="pending",
+                attempts=0,
+                due_at=now,
+                updated_at=now,
+                lease_expires_at=None,
+                parked_on=None,
+                last_error=None,
+            )
         )
         for event_id in ids:
             _audit(
                 conn,
                 now=now,
                 actor=actor,
-                action="replay",
+                action="release",
                 entity_type="event",
                 entity_id=str(event_id),
-                from_state="dead_letter",
+                from_state="held",
                 to_state="pending",
-                reason=f"customer held for review {review_id}, decided",
+                reason=f"review {review_id} {why}",
             )
     return len(ids)
 

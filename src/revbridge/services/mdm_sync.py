@@ -42,8 +42,16 @@ from revbridge.core.events import (
     ReportingRefreshed,
     RevenueRecognized,
 )
-from revbridge.engine.ports import Capabilities, ErpPort, ErpRecord, RecordKind, SalesforcePort
-from revbridge.errors import DomainError, RevbridgeError, TerminalError
+from revbridge.engine.ports import (
+    BatchItem,
+    Capabilities,
+    ErpPort,
+    ErpRecord,
+    RecordKind,
+    SalesforcePort,
+)
+from revbridge.errors import DomainError, Held, RevbridgeError, TerminalError
+from revbridge.mdm.hierarchy import depth_of
 from revbridge.mdm.match import Candidate, Proposal, likely_match, propose_links
 from revbridge.mdm.ownership import Action, Ownership
 from revbridge.services import mdm
@@ -52,6 +60,18 @@ from revbridge.services import mdm
 
 
 NATIVE_TTL = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Prepared:
+    """A customer checked by the master, ready for the ERP: what is sent (``outgoing``) and
+    what Salesforce gets back once it landed (``reverts``)."""
+
+    sf: str
+    canonical: str
+    customer: CustomerUpserted
+    outgoing: CustomerUpserted
+    reverts: dict[str, Any]
 
 
 class MdmErp:
@@ -76,12 +96,16 @@ class MdmErp:
         self.erp_entity = erp_entity
         self.clock = clock or SystemClock()
         self.salesforce = salesforce
+        # Batch items checked by ``screen_batch``, by reference, until the ERP answers.
+        self._batch_prepared: dict[str, _Prepared] = {}
 
     def __getattr__(self, name: str) -> Any:  # capture, read-back, batches: the adapter's own
         attr = getattr(self.inner, name)
         if name == "submit_batch":
             # Only when the adapter takes batch files at all (the engine asks ``hasattr``).
             return self._submit_batch_linking(attr)
+        if name == "render_batch":
+            return self._render_parents_first(attr)
         return attr
 
     def _submit_batch_linking(self, submit: Any) -> Any:
@@ -92,18 +116,48 @@ class MdmErp:
         ) -> Sequence[Any]:
             outcomes: Sequence[Any] = await submit(kind, content, manifest)
             if kind is RecordKind.CUSTOMER:
-                self._link_batch(outcomes)
+                await self._link_batch(outcomes)
             return outcomes
 
         return submit_batch
 
-    def _link_batch(self, outcomes: Sequence[Any]) -> None:
-        now = self.clock.now()
-        with self.engine.begin() as conn:
-            for outcome in outcomes:
-                ref = str(outcome.external_ref)
-                if not outcome.erp_id or not sfid.is_valid(ref):
-                    continue
+    def _render_parents_first(self, render: Any) -> Any:
+        """A parent in the same customer batch is written before its children, so the ERP's
+        import finds it (rows are applied in file order)."""
+
+        def render_batch(kind: RecordKind, items: Sequence[BatchItem]) -> bytes:
+            if kind is not RecordKind.CUSTOMER:
+                return bytes(render(kind, items))
+            parents = {
+                i.data.customer_id: i.data.parent_customer_id
+                for i in items
+                if isinstance(i.data, CustomerUpserted)
+            }
+
+            def depth(n: int) -> int:
+                data = items[n].data
+                return (
+                    depth_of(parents, data.customer_id) if isinstance(data, CustomerUpserted) else 0
+                )
+
+            ordered = [items[n] for n in sorted(range(len(items)), key=lambda n: (depth(n), n))]
+            return bytes(render(kind, ordered))
+
+        return render_batch
+
+    async def _link_batch(self, outcomes: Sequence[Any]) -> None:
+        for outcome in outcomes:
+            ref = str(outcome.external_ref)
+            prepared = self._batch_prepared.pop(ref, None)
+            if not outcome.erp_id:
+                continue
+            if prepared is not None:
+                await self._landed(prepared, str(outcome.erp_id), None)
+                continue
+            if not sfid.is_valid(ref):
+                continue
+            now = self.clock.now()
+            with self.engine.begin() as conn:
                 try:
                     with conn.begin_nested():
                         mdm.link_customer(
@@ -134,6 +188,16 @@ class MdmErp:
         if not sfid.is_valid(customer.customer_id):
             # Not a Salesforce Account (a feed with its own keys): outside the master.
             return await self.inner.upsert_customer(external_ref, customer, parent_erp_id)
+        prepared = await self._prepare(external_ref, customer)
+        record = await self.inner.upsert_customer(external_ref, prepared.outgoing, parent_erp_id)
+        await self._landed(prepared, record.erp_id, record.number)
+        return record
+
+    async def _prepare(self, external_ref: str, customer: CustomerUpserted) -> _Prepared:
+        """The master's checks before a customer goes to the ERP, on every route (real time,
+        expedited, the nightly batch): a hierarchy cycle is refused (``DomainError``), an
+        unlinked Account with a likely ERP customer is held for review (``Held``), changes
+        to attributes Salesforce does not own are not sent (the synced value goes instead)."""
         now = self.clock.now()
         sf = mdm.sf18(customer.customer_id)
         reverts: dict[str, Any] = {}
@@ -189,38 +253,70 @@ class MdmErp:
                 )
         if link is not None and link.erp_internal_id:
             await self._adopt(external_ref, link.erp_internal_id)
-        record = await self.inner.upsert_customer(external_ref, outgoing, parent_erp_id)
+        return _Prepared(
+            sf=sf, canonical=canonical, customer=customer, outgoing=outgoing, reverts=reverts
+        )
+
+    async def _landed(self, p: _Prepared, erp_id: str, number: str | None) -> None:
+        """The ERP took the customer: link it, remember what was written (no echo), and
+        write the owner's values back over the non-owner's edits."""
+        now = self.clock.now()
         with self.engine.begin() as conn:
-            mdm.link_customer(
-                conn,
-                sf_account_id=sf,
-                erp_system=self.erp_system,
-                erp_entity=self.erp_entity,
-                erp_customer_number=record.number or customer.erp_customer_number,
-                erp_internal_id=record.erp_id,
-                now=now,
-                actor="mdm",
-                reason="the ERP answered the customer upsert",
-            )
-            mdm.remember_written(
-                conn, self.erp_system, record.erp_id, mdm.customer_attributes(outgoing), now
-            )
-            written = mdm.customer_attributes(outgoing)
+            try:
+                with conn.begin_nested():
+                    mdm.link_customer(
+                        conn,
+                        sf_account_id=p.sf,
+                        erp_system=self.erp_system,
+                        erp_entity=self.erp_entity,
+                        erp_customer_number=number or p.customer.erp_customer_number,
+                        erp_internal_id=erp_id,
+                        now=now,
+                        actor="mdm",
+                        reason="the ERP answered the customer upsert",
+                    )
+            except DomainError:
+                pass  # a contradiction waits for the crosswalk's owner; the record landed
+            written = mdm.customer_attributes(p.outgoing)
+            mdm.remember_written(conn, self.erp_system, erp_id, written, now)
             mdm.seed_synced(
                 conn,
                 self.ownership,
-                canonical_id=canonical,
+                canonical_id=p.canonical,
                 values={k: v for k, v in written.items() if self.ownership.owner_of(k) == "erp"},
                 now=now,
                 set_by="erp",
             )
-        if reverts and self.salesforce is not None:
+        if p.reverts and self.salesforce is not None:
             revert = getattr(self.salesforce, "revert_account_fields", None)
             if revert is not None:
-                await revert(sf, reverts)
+                await revert(p.sf, p.reverts)
                 with self.engine.begin() as conn:
-                    mdm.remember_written(conn, "salesforce", sf, reverts, now)
-        return record
+                    mdm.remember_written(conn, "salesforce", p.sf, p.reverts, now)
+
+    async def screen_batch(
+        self, kind: RecordKind, items: Sequence[BatchItem]
+    ) -> list[BatchItem | Exception]:
+        """The nightly batch gets the real-time checks, per record (``BatchScreen``): each
+        item comes back as the record to send (owner's values in place) or as the reason it
+        is not sent (a cycle: ``DomainError``; a likely duplicate: ``Held``). Parents are
+        kept ahead of their children in the file."""
+        if kind is not RecordKind.CUSTOMER:
+            return list(items)
+        out: list[BatchItem | Exception] = []
+        for item in items:
+            data = item.data
+            if not isinstance(data, CustomerUpserted) or not sfid.is_valid(data.customer_id):
+                out.append(item)
+                continue
+            try:
+                prepared = await self._prepare(item.external_ref, data)
+            except DomainError as exc:
+                out.append(exc)
+                continue
+            self._batch_prepared[item.external_ref] = prepared
+            out.append(dataclasses.replace(item, data=prepared.outgoing))
+        return out
 
     async def _adopt(self, external_ref: str, erp_internal_id: str) -> None:
         """A customer linked at go-live gets the hub's reference before its first upsert, so
@@ -265,10 +361,11 @@ class MdmErp:
                     now=self.clock.now(),
                 )
             held = {"id": review, "erp_customer_number": proposal.erp_id}
-        raise DomainError(
+        raise Held(
             f"customer {sf} ({customer.name}) held for review {held['id']}: likely the "
             f"existing ERP customer {held['erp_customer_number']}; approve to link, reject "
-            "to create a new customer (`revbridge mdm review`)"
+            "to create a new customer (`revbridge mdm review`)",
+            waits_for=f"review:{held['id']}",
         )
 
     async def _likely_native(

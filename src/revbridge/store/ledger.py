@@ -30,9 +30,10 @@ from revbridge.store.schema import (
 )
 
 # Delivery states. ``pending`` waits for its due time; ``parked`` waits for another record;
+# ``held`` waits for a person's decision (a review item: ``parked_on`` names it);
 # ``in_flight`` is leased to a worker; ``delivered`` and ``dead_letter`` are final.
-DELIVERY_STATES = ("pending", "parked", "in_flight", "delivered", "dead_letter")
-UNDELIVERED_STATES = ("pending", "parked", "in_flight")
+DELIVERY_STATES = ("pending", "parked", "held", "in_flight", "delivered", "dead_letter")
+UNDELIVERED_STATES = ("pending", "parked", "held", "in_flight")
 NOTIFY_CHANNEL = "revbridge_events"
 _LOOKUP_CHUNK = 500
 

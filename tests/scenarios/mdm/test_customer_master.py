@@ -125,28 +125,42 @@ def credit(number: str, *, hold: bool, limit: str, version: str = "v1") -> dict:
 class Hub:
     """The worker with the customer master in front of the fakes."""
 
-    def __init__(self, ledger: Ledger, ownership: Ownership | None = None) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        ownership: Ownership | None = None,
+        *,
+        batch_dir: Path | None = None,
+    ) -> None:
         self.ledger, self.clock = ledger, ManualClock(START)
         self.erp, self.sf = FakeErp(), FakeSalesforce()
         own = ownership or Ownership()
         erp = MdmErp(self.erp, ledger.engine, own, clock=self.clock, salesforce=self.sf)
         sf = MdmSalesforce(self.sf, ledger.engine, own, erp_system=erp.erp_system, clock=self.clock)
         self.erp_system = erp.erp_system
+        # With a batch directory, customers follow the default policy: the nightly batch.
+        self.policy = POLICY if batch_dir is None else build_policy()
         self.worker = Worker(
             ledger.engine,
             {"erp": Target("erp", erp), "salesforce": Target("salesforce", sf)},  # type: ignore[arg-type]
             clock=self.clock,
             seed=1,
+            batch_dir=batch_dir,
         )
 
     def send(self, *envs: dict) -> None:
         lines = [json.dumps(e).encode() for e in envs]
-        result = ingest_lines(self.ledger, lines, policy=POLICY, origin="t", clock=self.clock)
+        result = ingest_lines(self.ledger, lines, policy=self.policy, origin="t", clock=self.clock)
         assert result.rejected == 0
 
     def run(self) -> None:
         for _ in range(6):  # parked deliveries are released as their dependencies land
             asyncio.run(self.worker.run_until_idle())
+
+    def nightly(self) -> None:
+        """The night passes: the batch classes run."""
+        self.clock.advance(timedelta(days=1))
+        self.run()
 
     def states(self, type_: str) -> dict[str, str]:
         with self.ledger.engine.connect() as conn:
@@ -156,6 +170,16 @@ class Hub:
                 .where(events.c.type == type_)
             ).all()
         return {f"{r.source_id}@{r.source_version}": r.state for r in rows}
+
+    def held_on(self) -> dict[str, str]:
+        """Held deliveries and the review item each waits for."""
+        with self.ledger.engine.connect() as conn:
+            rows = conn.execute(
+                select(events.c.source_id, events.c.source_version, deliveries.c.parked_on)
+                .join(deliveries, deliveries.c.event_id == events.c.id)
+                .where(deliveries.c.state == "held")
+            ).all()
+        return {f"{r.source_id}@{r.source_version}": r.parked_on for r in rows}
 
     def errors(self) -> list[str]:
         with self.ledger.engine.connect() as conn:
@@ -238,19 +262,23 @@ def test_a_likely_match_holds_the_customer_instead_of_creating_a_second(ledger: 
     hub.send(customer(5, "Globex Corp"), invoice(2, account=5))
     hub.run()
     assert len(hub.erp.customers()) == 1
-    assert hub.states("customer.upserted")[f"{acc(5)}@v1"] == "dead_letter"
-    assert "held for review" in hub.errors()[0]
+    # Held for a person, not failed: no dead letter, counted as held in `revbridge status`.
+    assert hub.states("customer.upserted")[f"{acc(5)}@v1"] == "held"
+    assert hub.errors() == []
+    assert ledger.status(START)["events"]["by_state"]["held"] == 1
     [item] = mdm.list_reviews(ledger.engine)
+    assert hub.held_on() == {f"{acc(5)}@v1": f"review:{item['id']}"}
     decided = mdm.decide_review(ledger.engine, item["id"], approve=True, actor="mdo", now=START)
     assert decided["released"] == 1
     hub.run()
+    assert hub.states("customer.upserted")[f"{acc(5)}@v1"] == "delivered"
     [only] = hub.erp.customers()
     assert (only["erp_id"], only["external_ref"], only["name"]) == (erp_id, acc(5), "Globex Corp")
     [inv] = hub.erp.records("invoice")
     assert inv.customer == erp_id
     with ledger.engine.connect() as conn:
         actions = set(conn.execute(select(audit_log.c.action)).scalars())
-    assert {"mdm_review_approved", "mdm_link", "replay"} <= actions
+    assert {"held", "mdm_review_approved", "mdm_link", "release"} <= actions
 
 
 def test_salesforce_cannot_change_the_tax_id_the_erp_owns(ledger: Ledger) -> None:
@@ -351,10 +379,23 @@ def test_without_a_match_run_a_lookalike_is_still_held_and_reject_creates_it(
     [item] = mdm.list_reviews(ledger.engine, kind="held")
     assert item["erp_customer_number"] == "V-1"
     assert "tax_id" in item["message"]
-    decided = mdm.decide_review(ledger.engine, item["id"], approve=False, actor="mdo", now=START)
+    assert hub.states("customer.upserted")[f"{acc(9)}@v1"] == "held"
+    decided = mdm.decide_review(
+        ledger.engine, item["id"], approve=False, actor="mdo", now=START, note="another firm"
+    )
     assert decided["released"] == 1
     hub.run()
     assert sorted(c["external_ref"] for c in hub.erp.customers()) == [acc(9), "erp-native:V-1"]
+    assert hub.states("customer.upserted")[f"{acc(9)}@v1"] == "delivered"
+    with ledger.engine.connect() as conn:
+        reasons = list(
+            conn.execute(
+                select(audit_log.c.reason).where(audit_log.c.action == "release")
+            ).scalars()
+        )
+    assert reasons == [
+        f"review {item['id']} rejected: not the same customer, created as a new one (another firm)"
+    ]
 
 
 def test_an_account_read_without_the_erp_owned_fields_is_no_change(ledger: Ledger) -> None:
@@ -405,3 +446,81 @@ def test_terms_owned_by_salesforce_are_not_overwritten_by_the_erp(ledger: Ledger
         "Net 30",
         "salesforce",
     )
+
+
+# ---------------------------------------------------------------------- the nightly batch
+
+
+def test_the_nightly_batch_writes_parents_before_their_children(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """A hierarchy that arrives leaf first in one nightly batch lands with every parent set."""
+    hub = Hub(ledger, batch_dir=tmp_path)
+    # Three separate ingests (ingest orders one file parents first; a day's files do not).
+    hub.send(customer(63, "Leaf Ltd", parent=62))
+    hub.send(customer(62, "Branch Ltd", parent=61))
+    hub.send(customer(61, "Holding Ltd"))
+    hub.nightly()
+    by_ref = {c["external_ref"]: c for c in hub.erp.customers()}
+    assert by_ref[acc(63)]["parent"] == by_ref[acc(62)]["erp_id"]
+    assert by_ref[acc(62)]["parent"] == by_ref[acc(61)]["erp_id"]
+    assert hub.erp.batches_received[-1]["record_count"] == 3
+
+
+def test_the_nightly_batch_refuses_a_cycle_like_real_time(ledger: Ledger, tmp_path: Path) -> None:
+    """A re-parenting that closes a cycle is refused by the batch too, the cycle named, and the
+    rest of the batch goes through."""
+    hub = Hub(ledger, batch_dir=tmp_path)
+    hub.send(customer(71, "A Corp"), customer(72, "B Corp", parent=71))
+    hub.nightly()
+    hub.send(customer(71, "A Corp", parent=72, version=2), customer(73, "C Corp", version=1))
+    hub.nightly()
+    assert hub.states("customer.upserted")[f"{acc(71)}@v2"] == "dead_letter"
+    [error] = hub.errors()
+    assert f"cycle rejected: {acc(71)} -> {acc(72)} -> {acc(71)}" in error
+    assert [i["kind"] for i in mdm.list_reviews(ledger.engine)] == ["cycle"]
+    by_ref = {c["external_ref"]: c for c in hub.erp.customers()}
+    assert by_ref[acc(71)]["parent"] is None  # the ERP never saw the cycle
+    assert acc(73) in by_ref
+
+
+def test_the_nightly_batch_holds_a_likely_duplicate_instead_of_creating_it(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """A new Account that looks like an ERP customer keyed before go-live is held by the batch
+    (not created, not dead-lettered); approving the review sends it to that customer."""
+    hub = Hub(ledger, batch_dir=tmp_path)
+    erp_id = hub.erp.add_customer("K-1", "Kramerica Industries", tax_id="US-77")
+    hub.send(customer(81, "Kramerica Industries Inc", tax_id="US 77"), customer(82, "Other Co"))
+    hub.nightly()
+    assert hub.states("customer.upserted") == {
+        f"{acc(81)}@v1": "held",
+        f"{acc(82)}@v1": "delivered",
+    }
+    assert sorted(c["external_ref"] for c in hub.erp.customers()) == [acc(82), "erp-native:K-1"]
+    assert hub.errors() == []
+    [item] = mdm.list_reviews(ledger.engine, kind="held")
+    assert hub.held_on() == {f"{acc(81)}@v1": f"review:{item['id']}"}
+    mdm.decide_review(ledger.engine, item["id"], approve=True, actor="mdo", now=START)
+    hub.run()  # released as due now: delivered with the next round, not a night later
+    assert hub.states("customer.upserted")[f"{acc(81)}@v1"] == "delivered"
+    by_ref = {c["external_ref"]: c["erp_id"] for c in hub.erp.customers()}
+    assert by_ref == {acc(81): erp_id, acc(82): by_ref[acc(82)]}
+
+
+def test_the_nightly_batch_never_sends_an_attribute_salesforce_does_not_own(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """A tax id changed in Salesforce is not sent by the batch either: the ERP keeps its own,
+    Salesforce gets it back, and the review queue has both values."""
+    hub = Hub(ledger, batch_dir=tmp_path)
+    hub.send(customer(91, "Vehement Capital", tax_id="US-91"))
+    hub.nightly()
+    hub.send(customer(91, "Vehement Capital Partners", tax_id="US-00", version=2))
+    hub.nightly()
+    [row] = hub.erp.customers()
+    assert (row["name"], row["tax_id"]) == ("Vehement Capital Partners", "US-91")
+    assert hub.sf.accounts[acc(91)]["tax_id"] == "US-91"
+    [item] = mdm.list_reviews(ledger.engine, kind="conflict")
+    assert (item["sf_value"], item["erp_value"], item["winner"]) == ("US-00", "US-91", "erp")
+    assert mdm.lookup(ledger.engine, acc(91))[0].erp_internal_id == row["erp_id"]
