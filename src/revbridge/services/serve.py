@@ -78,7 +78,8 @@ def overview(settings: Settings, ledger: Ledger, now: datetime) -> dict[str, Any
 
 
 def parked(engine: Engine, *, limit: int = 200) -> list[dict[str, Any]]:
-    """Parked deliveries with what each waits for (a record that must reach the target first)."""
+    """Parked and held deliveries with what each waits for: a record that must reach the
+    target first, or a review item a person must decide (``review:N``, state ``held``)."""
     with engine.connect() as conn:
         return [
             dict(r._mapping)
@@ -88,11 +89,12 @@ def parked(engine: Engine, *, limit: int = 200) -> list[dict[str, Any]]:
                     events.c.type,
                     events.c.subject_ref,
                     deliveries.c.target,
+                    deliveries.c.state,
                     deliveries.c.parked_on,
                     deliveries.c.updated_at,
                 )
                 .join(deliveries, deliveries.c.event_id == events.c.id)
-                .where(deliveries.c.state == "parked")
+                .where(deliveries.c.state.in_(("parked", "held")))
                 .order_by(events.c.id)
                 .limit(limit)
             )
@@ -146,7 +148,9 @@ def backlog(engine: Engine, now: datetime) -> list[tuple[str, str, int, float]]:
                 func.min(events.c.received_at),
             )
             .join(events, events.c.id == deliveries.c.event_id)
-            .where(deliveries.c.state.in_(("pending", "parked", "in_flight", "dead_letter")))
+            .where(
+                deliveries.c.state.in_(("pending", "parked", "held", "in_flight", "dead_letter"))
+            )
             .group_by(deliveries.c.target, deliveries.c.state)
         ).all()
         out = []

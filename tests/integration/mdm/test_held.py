@@ -13,7 +13,7 @@ from revbridge.core.events import EventType
 from revbridge.core.policy import EventPolicy, Pattern, build_policy
 from revbridge.core.sfid import make_id
 from revbridge.engine.queue import DeliveryQueue, Outcomes
-from revbridge.services import mdm
+from revbridge.services import mdm, serve
 from revbridge.services.ingest import ingest_lines
 from revbridge.store.ledger import Ledger
 from revbridge.store.schema import audit_log, deliveries
@@ -92,6 +92,8 @@ def test_a_held_customer_waits_for_its_review_item_not_as_a_dead_letter(ledger: 
         ids[0]: ("held", f"review:{first}", 0),
         ids[1]: ("held", f"review:{second}", 0),
     }
+    on_console = {(r["id"], r["state"], r["parked_on"]) for r in serve.parked(ledger.engine)}
+    assert on_console == {(ids[0], "held", f"review:{first}"), (ids[1], "held", f"review:{second}")}
     by_state = ledger.status(NOW)["events"]["by_state"]
     assert (by_state["held"], by_state["dead_letter"], by_state["pending"]) == (2, 0, 0)
     later = NOW + timedelta(days=1)
