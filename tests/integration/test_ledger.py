@@ -151,15 +151,43 @@ def test_status_reports_types_states_quarantine_and_oldest_age(ledger: Ledger) -
 def test_parallel_validation_gives_the_same_outcome_as_in_process(
     ledger: Ledger, tmp_path: Path
 ) -> None:
-    """Worker processes validate, this one writes in input order: same counts, same quarantine."""
+    """Worker processes validate, this one writes in input order: same counts, same quarantine,
+    the same stored rows (the events cross the process boundary in their compact form)."""
     envs = list(generate_events(900, seed=31))
-    lines = [*_lines(envs[:400]), b"{broken\n", *_lines(envs[400:]), *_lines(envs[:50])]
+    tampered = json.loads(json.dumps(next(e for e in envs if e["type"] == "invoice.posted")))
+    tampered["data"]["invoice_number"] = "INV-TAMPERED"
+    lines = [
+        *_lines(envs[:400]),
+        b"{broken\n",
+        *_lines(envs[400:]),
+        *_lines(envs[:50]),
+        *_lines([tampered]),
+    ]
     path = tmp_path / "big.jsonl"
     path.write_bytes(b"".join(lines))
     result = ingest_path(
         ledger, path, policy=build_policy(), clock=ManualClock(NOW), workers=2, batch_size=100
     )
-    assert result.as_dict() == {"accepted": 900, "duplicates": 50, "conflicts": 0, "rejected": 1}
-    (q,) = ledger.list_quarantine()
-    assert (q["line_no"], q["reason_code"]) == (401, "invalid_json")
-    assert result.lines == 951
+    assert result.as_dict() == {"accepted": 900, "duplicates": 50, "conflicts": 1, "rejected": 1}
+    broken, conflict = ledger.list_quarantine()
+    assert (broken["line_no"], broken["reason_code"]) == (401, "invalid_json")
+    assert (conflict["line_no"], conflict["reason_code"]) == (952, "idempotency_conflict")
+    assert "INV-TAMPERED" in conflict["raw"]
+    assert result.lines == 952
+
+    in_process = Ledger(ledger.engine)
+    with ledger.engine.begin() as conn:
+        parallel_rows = conn.execute(select(events).order_by(events.c.id)).mappings().all()
+        parallel_deliveries = conn.execute(select(deliveries)).mappings().all()
+        conn.execute(deliveries.delete())
+        conn.execute(quarantine.delete())
+        conn.execute(events.delete())
+    ingest_path(in_process, path, policy=build_policy(), clock=ManualClock(NOW), batch_size=100)
+    with ledger.engine.connect() as conn:
+        serial_rows = conn.execute(select(events).order_by(events.c.id)).mappings().all()
+        serial_deliveries = conn.execute(select(deliveries)).mappings().all()
+    drop = {"id"}
+    assert [{k: v for k, v in r.items() if k not in drop} for r in parallel_rows] == [
+        {k: v for k, v in r.items() if k not in drop} for r in serial_rows
+    ]
+    assert len(parallel_deliveries) == len(serial_deliveries) == 900

@@ -52,6 +52,57 @@ class NewEvent:
     params: tuple[Any, ...] | None = None  # precomputed driver parameters, see event_params
     params_dialect: str | None = None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Crossing a process boundary (ingest's validation workers): with the driver parameters
+        # precomputed, the row travels inside them instead of beside them. Pickling the row
+        # (a dict with timezone-aware datetimes) cost a third of validating the event.
+        if self.params is None:
+            fields = (self.row, self.target, self.pattern, self.due_at, self.raw)
+            return (NewEvent, (*fields, self.origin, self.line_no))
+        return (
+            _from_params,
+            (
+                self.params,
+                self.params_dialect,
+                self.target,
+                self.pattern,
+                self.due_at,
+                self.raw,
+                self.origin,
+                self.line_no,
+            ),
+        )
+
+
+def _from_params(
+    params: tuple[Any, ...],
+    dialect: str,
+    target: str,
+    pattern: str,
+    due_at: datetime,
+    raw: str,
+    origin: str | None,
+    line_no: int | None,
+) -> NewEvent:
+    """A ``NewEvent`` rebuilt from its driver parameters after pickling (see ``__reduce__``).
+
+    Its row holds every column but the two timestamps, which exist only in their driver form
+    (in ``params``): nothing reads them from the row once the parameters are computed.
+    """
+    key, type_, source, source_id, version, _, _, customer, subject, digest, payload = params
+    row = {
+        "idempotency_key": key,
+        "type": type_,
+        "source": source,
+        "source_id": source_id,
+        "source_version": version,
+        "customer_ref": customer,
+        "subject_ref": subject,
+        "payload_hash": digest,
+        "payload": payload,
+    }
+    return NewEvent(row, target, pattern, due_at, raw, origin, line_no, params, dialect)
+
 
 @dataclass(frozen=True, slots=True)
 class QuarantineRecord:
