@@ -382,6 +382,7 @@ def capture_erp(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
     from revbridge.services import open_ledger
     from revbridge.services.capture import capture_once, source_for
+    from revbridge.services.mdm_sync import ownership_from
     from revbridge.services.targets import build_erp
 
     settings = _settings(config)
@@ -394,7 +395,11 @@ def capture_erp(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
     async def run() -> dict[str, Any]:
         try:
-            return (await capture_once(source, ledger, settings.policy)).as_dict()
+            return (
+                await capture_once(
+                    source, ledger, settings.policy, ownership=ownership_from(settings)
+                )
+            ).as_dict()
         finally:
             await erp.close()
 
@@ -516,6 +521,7 @@ async def _capture_loop(settings: Settings, ledger: Any, w: Any, stop: Any) -> N
     import asyncio
 
     from revbridge.services.capture import capture_once, source_for
+    from revbridge.services.mdm_sync import ownership_from
 
     erp = w.targets["erp"].port
     source = source_for(erp)
@@ -523,7 +529,9 @@ async def _capture_loop(settings: Settings, ledger: Any, w: Any, stop: Any) -> N
         return
     while not stop.is_set():
         try:
-            result = await capture_once(source, ledger, settings.policy)
+            result = await capture_once(
+                source, ledger, settings.policy, ownership=ownership_from(settings)
+            )
             if result.ingest.accepted:
                 w.wakeup.set()
         except Exception as exc:  # the ERP is down or slow: the worker's breaker handles calls

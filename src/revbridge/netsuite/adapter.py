@@ -408,14 +408,15 @@ class NetSuiteErp:
     # ------------------------------------------------------------------ capture, read-back
 
     async def capture_changes(
-        self, watermark: str | None, *, max_rows: int = 10_000
+        self, watermark: str | None, *, max_rows: int = 10_000, with_master: bool = False
     ) -> tuple[list[dict[str, Any]], str]:
         """ERP-side changes since ``watermark`` as canonical envelopes, and the new mark.
 
         See ``capture.py``: accountant-entered payments (``erp.payment.received``, never the
-        hub's own), credit hold and limit changes, GL postings (``gl.posted``).
+        hub's own), credit hold and limit changes, GL postings (``gl.posted``);
+        ``with_master`` adds the customer's name beside a credit status (for the master).
         """
-        return await self._capture.changes(watermark, max_rows=max_rows)
+        return await self._capture.changes(watermark, max_rows=max_rows, with_master=with_master)
 
     async def ar_by_invoice(self, customer_erp_id: str | None = None) -> tuple[ArInvoice, ...]:
         return await self._readback.ar_by_invoice(customer_erp_id)

@@ -7,7 +7,9 @@ occurred_at, data``):
 * ``erp.payment.received``: customer payments *not* written by the hub (their external id
   does not carry the hub's prefix), so the hub never echoes its own cash receipts back;
 * ``customer.credit_status_changed``: customers whose record changed (credit hold override,
-  credit limit, terms, inactive), with the status as it is now;
+  credit limit, terms, inactive), with the status as it is now (and, asked ``with_master``,
+  beside the event the customer's name as NetSuite holds it, so that an edit there to an
+  attribute Salesforce owns is caught by the customer master);
 * ``gl.posted``: the general-ledger impact of every posting (``transactionaccountingline``,
   base currency), keyed on the lines' own ``lastmodifieddate`` so that an invoice merely
   being paid does not re-send its unchanged GL.
@@ -128,12 +130,14 @@ class Capture:
         self.page_size = page_size
 
     async def changes(
-        self, watermark: str | None, *, max_rows: int = 10_000
+        self, watermark: str | None, *, max_rows: int = 10_000, with_master: bool = False
     ) -> tuple[list[Envelope], str]:
         """Envelopes for changes after ``watermark`` (None: from the beginning), new mark.
 
         At most about ``max_rows`` rows per stream are read in one call; the returned mark
         covers exactly what was returned, so the next call continues from there.
+        ``with_master``: credit status envelopes also carry ``master`` (the customer's name as
+        NetSuite holds it) beside the event, for the customer master; it is not ingestable.
         """
         marks = parse_watermark(watermark)
         envelopes: list[Envelope] = []
@@ -154,6 +158,8 @@ class Capture:
                 seen += self.page_size
                 if not more or seen >= max_rows:
                     break
+        if not with_master:
+            envelopes = [{k: v for k, v in e.items() if k != "master"} for e in envelopes]
         return envelopes, dump_watermark(marks)
 
     async def _page(self, query: str) -> tuple[list[JsonObject], bool]:
@@ -223,8 +229,8 @@ class Capture:
     async def _customers_page(self, mark: str | None) -> tuple[list[Envelope], str | None, bool]:
         prefix = self.config.external_id_prefix
         rows, more = await self._page(
-            "SELECT e.id, e.entityid, e.externalid, e.creditholdoverride, e.creditlimit,"
-            " e.balance, e.isinactive, tm.name AS terms, bc.symbol AS basecurrency,"
+            "SELECT e.id, e.entityid, e.externalid, e.companyname, e.creditholdoverride,"
+            " e.creditlimit, e.balance, e.isinactive, tm.name AS terms, bc.symbol AS basecurrency,"
             f" TO_CHAR(e.lastmodifieddate, '{STAMP}') AS modified,"
             f" TO_CHAR(e.datecreated, '{STAMP}') AS created"
             " FROM customer e"
@@ -266,9 +272,14 @@ class Capture:
                 "reason": reason,
                 "changed_at": _moment(r["modified"]).isoformat(),
             }
-            out.append(
-                _envelope("customer.credit_status_changed", str(r["id"]), r["modified"], data)
+            envelope = _envelope(
+                "customer.credit_status_changed", str(r["id"]), r["modified"], data
             )
+            if r.get("companyname"):
+                # Master attributes as NetSuite holds them, for the customer master's
+                # ownership check (``services.mdm_sync.filter_erp_capture``; not ingested).
+                envelope["master"] = {"name": str(r["companyname"])}
+            out.append(envelope)
         return out, str(rows[-1]["modified"]), more
 
     # ------------------------------------------------------------------ GL

@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from revbridge.clock import Clock, SystemClock
 from revbridge.core.policy import RoutingPolicy
 from revbridge.engine.ports import ErpPort
+from revbridge.mdm.ownership import Ownership
 from revbridge.services.ingest import IngestResult, ingest_lines
 from revbridge.services.mdm_sync import filter_erp_capture
 from revbridge.store.ledger import Ledger
@@ -40,7 +41,7 @@ class NetSuiteSource:
     name: str = "netsuite"
 
     async def changes(self, watermark: str | None) -> tuple[Sequence[dict[str, Any]], str]:
-        envelopes, mark = await self.erp.capture_changes(watermark)
+        envelopes, mark = await self.erp.capture_changes(watermark, with_master=True)
         return envelopes, mark
 
 
@@ -60,7 +61,7 @@ class TrytonSource:
             else dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
         )
         payments, mark_p = await capture_erp_payments(self.erp, since)
-        credit, mark_c = await capture_credit_status(self.erp, since)
+        credit, mark_c = await capture_credit_status(self.erp, since, with_master=True)
         return [*payments, *credit], min(mark_p, mark_c).isoformat()
 
 
@@ -104,15 +105,23 @@ class CaptureResult:
 
 
 async def capture_once(
-    source: ErpSource, ledger: Ledger, policy: RoutingPolicy, *, clock: Clock | None = None
+    source: ErpSource,
+    ledger: Ledger,
+    policy: RoutingPolicy,
+    *,
+    clock: Clock | None = None,
+    ownership: Ownership | None = None,
 ) -> CaptureResult:
-    """Read one round of changes, ingest them, then (only then) advance the watermark."""
+    """Read one round of changes, ingest them, then (only then) advance the watermark.
+    ``ownership``: the customer master's (``[mdm]``); the default owners when not given."""
     clock = clock or SystemClock()
     stream = f"erp:{source.name}"
     mark = load_watermark(ledger.engine, stream)
     envelopes, new_mark = await source.changes(mark)
     # The customer master links the customers the ERP names and drops its own echoes.
-    envelopes, _echoes = filter_erp_capture(ledger.engine, source.name, envelopes, now=clock.now())
+    envelopes, _echoes = filter_erp_capture(
+        ledger.engine, source.name, envelopes, now=clock.now(), ownership=ownership
+    )
     lines = [json.dumps(e, default=str).encode() for e in envelopes]
     result = ingest_lines(ledger, lines, policy=policy, origin=f"capture:{stream}", clock=clock)
     save_watermark(ledger.engine, stream, new_mark, clock.now())

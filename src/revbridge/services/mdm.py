@@ -687,6 +687,51 @@ def _release_held(
     return len(ids)
 
 
+def resend_customer(
+    conn: Connection, sf_account_id: str, *, now: datetime, reason: str
+) -> int | None:
+    """Send the Account's last delivered version to the ERP again (a revert: the owner's
+    values written back over an edit made in the ERP); returns its event id. Nothing when a
+    newer version is still on its way (it carries the owner's values anyway)."""
+    row = conn.execute(
+        select(deliveries.c.event_id, deliveries.c.state)
+        .join(events, events.c.id == deliveries.c.event_id)
+        .where(
+            deliveries.c.target == "erp",
+            events.c.type == "customer.upserted",
+            events.c.subject_ref == f"customer:{sf18(sf_account_id)}",
+        )
+        .order_by(events.c.id.desc())
+        .limit(1)
+    ).first()
+    if row is None or row.state != "delivered":
+        return None
+    conn.execute(
+        update(deliveries)
+        .where(deliveries.c.event_id == row.event_id, deliveries.c.target == "erp")
+        .values(
+            state="pending",
+            attempts=0,
+            due_at=now,
+            updated_at=now,
+            lease_expires_at=None,
+            last_error=None,
+        )
+    )
+    _audit(
+        conn,
+        now=now,
+        actor="mdm",
+        action="mdm_revert",
+        entity_type="event",
+        entity_id=str(row.event_id),
+        from_state="delivered",
+        to_state="pending",
+        reason=reason,
+    )
+    return int(row.event_id)
+
+
 def held_review_for(conn: Connection, sf_account_id: str) -> dict[str, Any] | None:
     """The open match or held item of an Account: its customer must not be created yet."""
     row = (

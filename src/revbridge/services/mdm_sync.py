@@ -557,9 +557,18 @@ def filter_erp_capture(
     *,
     now: datetime,
     erp_entity: str = "",
+    ownership: Ownership | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """Link the customers the ERP names with the hub's id; drop credit changes that only
-    repeat what is synced. Returns the envelopes kept and how many echoes were dropped."""
+    """Link the customers the ERP names with the hub's id; decide the master attributes the
+    capture read from the customer (``master``: its name as the ERP holds it); drop credit
+    changes that only repeat what is synced. Returns the envelopes kept and how many echoes
+    were dropped.
+
+    An ERP edit to an attribute Salesforce owns (the name changed in the ERP) is not
+    propagated: it opens a conflict review with both values and an audit entry naming the
+    winner, and with ``on_conflict = "revert"`` the Account's last version is sent to the ERP
+    again (Salesforce's values written back over the edit)."""
+    own = ownership or Ownership()
     kept: list[dict[str, Any]] = []
     echoes = 0
     with engine.begin() as conn:
@@ -567,6 +576,8 @@ def filter_erp_capture(
             if env.get("type") != "customer.credit_status_changed":
                 kept.append(env)
                 continue
+            master = env.get("master") or {}
+            env = {k: v for k, v in env.items() if k != "master"}  # not part of the event
             data = env.get("data") or {}
             number = data.get("erp_customer_number")
             sf = data.get("customer_id")
@@ -589,6 +600,8 @@ def filter_erp_capture(
             link = mdm.find_link(
                 conn, erp_system=erp_system, erp_entity=erp_entity, erp_customer_number=number
             )
+            if link is not None and link.sf_account_id and master:
+                _decide_erp_master(conn, own, link, dict(master), str(number), erp_system, now)
             values = {
                 "credit_hold": data.get("credit_hold"),
                 "credit_limit": data.get("credit_limit"),
@@ -605,6 +618,40 @@ def filter_erp_capture(
                 continue
             kept.append(env)
     return kept, echoes
+
+
+def _decide_erp_master(
+    conn: Any,
+    ownership: Ownership,
+    link: mdm.Link,
+    values: dict[str, Any],
+    number: str,
+    erp_system: str,
+    now: datetime,
+) -> None:
+    """The master attributes an ERP capture read, decided like Salesforce's: a change to one
+    Salesforce owns is reviewed, and reverted by sending the Account's last version again."""
+    assert link.sf_account_id is not None
+    decisions = mdm.apply_reported(
+        conn,
+        ownership,
+        canonical_id=link.canonical_id,
+        side="erp",
+        values=values,
+        now=now,
+        actor="capture",
+        sf_account_id=link.sf_account_id,
+        erp_customer_number=number,
+    )
+    reverted = sorted(d.attribute for d in decisions if d.action is Action.REVERT)
+    if reverted:
+        mdm.resend_customer(
+            conn,
+            link.sf_account_id,
+            now=now,
+            reason=f"{', '.join(reverted)} changed in {erp_system}, which does not own it: "
+            "Salesforce's values written back",
+        )
 
 
 def filter_salesforce_capture(

@@ -199,13 +199,19 @@ class InProcessRunner:
 
     async def _capture_loop(self) -> None:
         from revbridge.services.capture import capture_once, source_for
+        from revbridge.services.mdm_sync import ownership_from
 
         source = source_for(self.worker.targets["erp"].port)
         if source is None:
             return
         while not self.stop.is_set():
             try:
-                result = await capture_once(source, self.ledger, self.settings.policy)
+                result = await capture_once(
+                    source,
+                    self.ledger,
+                    self.settings.policy,
+                    ownership=ownership_from(self.settings),
+                )
                 if result.ingest.accepted:
                     self.wake()
             except Exception as exc:  # the ERP is down or slow; the breaker handles delivery

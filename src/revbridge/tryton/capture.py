@@ -148,9 +148,12 @@ async def capture_erp_payments(
 
 
 async def capture_credit_status(
-    erp: TrytonErp, since: dt.datetime
+    erp: TrytonErp, since: dt.datetime, *, with_master: bool = False
 ) -> tuple[list[Envelope], dt.datetime]:
     """``customer.credit_status_changed`` for parties whose credit position moved.
+
+    ``with_master``: each envelope also carries ``master`` (the party's name as Tryton holds
+    it) beside the event, for the customer master's ownership check; it is not ingestable.
 
     A party is read when its credit limit was set or changed, or a receivable line of it was
     created or changed (an invoice posted, a payment entered) at or after ``since``. Only
@@ -192,7 +195,7 @@ async def capture_credit_status(
         "party.party",
         "read",
         sorted(changed),
-        ["code", "credit_amount", "credit_limit_amount", "customer_payment_term.name"],
+        ["code", "name", "credit_amount", "credit_limit_amount", "customer_payment_term.name"],
     )
     parties = await _parties(erp, set(changed))
     currency = await erp.company_currency()
@@ -231,6 +234,9 @@ async def capture_credit_status(
                     "reason": reason,
                     "changed_at": at.isoformat(),
                 },
+                # The party's name as Tryton holds it, for the customer master's ownership
+                # check (``services.mdm_sync.filter_erp_capture``; not ingested).
+                **({"master": {"name": row["name"]}} if with_master and row.get("name") else {}),
             }
         )
     return envelopes, watermark

@@ -125,3 +125,43 @@ def test_a_netsuite_customer_linked_at_go_live_is_updated_not_duplicated(
         (erp.external_id(acct), "Kramerica Industries")
     ]
     engine.dispose()
+
+
+def test_a_name_changed_in_netsuite_is_caught_by_the_capture(
+    erp: NetSuiteErp, sandbox: Any, sqlite_url: str
+) -> None:
+    """The accountant renames a hub customer in NetSuite: the capture reads the new name with
+    the customer, and the master opens a conflict (Salesforce owns the name) with both values;
+    the name is not part of the ingested event."""
+    engine = create_store_engine(sqlite_url)
+    port = MdmErp(erp, engine, Ownership())
+    acct = make_id("001", 301)
+
+    async def story() -> list[dict[str, Any]]:
+        record = await port.upsert_customer(acct, customer(acct, "Sabre Corporation"), None)
+        _, mark = await erp.capture_changes(None)
+        await erp.http.request(
+            "PATCH",
+            f"/record/v1/customer/{record.erp_id}",
+            body={"companyName": "Sabre Corp (renamed in NetSuite)"},
+        )
+        plain, _ = await erp.capture_changes(mark)
+        assert all("master" not in e for e in plain)  # what ingest takes, by default
+        envelopes, _ = await erp.capture_changes(mark, with_master=True)
+        kept, _ = filter_erp_capture(engine, "netsuite", envelopes, now=NOW)
+        await erp.close()
+        return kept
+
+    kept = run(story())
+    mine = [e for e in kept if e["data"].get("customer_id") == acct]
+    assert [sorted(e) for e in mine] == [
+        ["data", "occurred_at", "source", "source_id", "source_version", "type"]
+    ]
+    [item] = mdm.list_reviews(engine, kind="conflict")
+    assert (item["attribute"], item["sf_value"], item["erp_value"], item["winner"]) == (
+        "name",
+        "Sabre Corporation",
+        "Sabre Corp (renamed in NetSuite)",
+        "salesforce",
+    )
+    engine.dispose()

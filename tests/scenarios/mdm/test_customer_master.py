@@ -524,3 +524,81 @@ def test_the_nightly_batch_never_sends_an_attribute_salesforce_does_not_own(
     [item] = mdm.list_reviews(ledger.engine, kind="conflict")
     assert (item["sf_value"], item["erp_value"], item["winner"]) == ("US-00", "US-91", "erp")
     assert mdm.lookup(ledger.engine, acc(91))[0].erp_internal_id == row["erp_id"]
+
+
+# ---------------------------------------------------------------------- edits in the ERP
+
+
+def _renamed_in_erp(hub: Hub, n: int, name: str) -> dict:
+    """The accountant renames the customer in the ERP; the ERP capture reads the customer (a
+    credit status as it stands, and its name beside it)."""
+    [doc] = [d for d in hub.erp.docs if d.kind == "customer" and d.external_ref == acc(n)]
+    doc.data["name"] = name
+    env = credit(doc.data["number"], hold=False, limit="100.00", version="v-renamed")
+    env["master"] = {"name": name}
+    return env
+
+
+def test_a_name_changed_in_the_erp_is_written_back_from_salesforce(ledger: Ledger) -> None:
+    """Salesforce owns the name: an ERP-side rename is not propagated, the Account's name is
+    written back into the ERP, and the review queue shows both values, Salesforce the winner."""
+    hub = Hub(ledger)
+    hub.send(customer(101, "Dunder Mifflin"))
+    hub.run()
+    captured = _renamed_in_erp(hub, 101, "Dunder Mifflin Paper (old)")
+    kept, _ = filter_erp_capture(ledger.engine, hub.erp_system, [captured], now=START)
+    assert all("master" not in e for e in kept)  # beside the event, never ingested
+    hub.run()
+    [row] = hub.erp.customers()
+    assert row["name"] == "Dunder Mifflin"  # reverted in the ERP
+    assert hub.sf.accounts.get(acc(101), {}).get("name") != "Dunder Mifflin Paper (old)"
+    [item] = mdm.list_reviews(ledger.engine, kind="conflict")
+    assert (item["attribute"], item["sf_value"], item["erp_value"], item["winner"]) == (
+        "name",
+        "Dunder Mifflin",
+        "Dunder Mifflin Paper (old)",
+        "salesforce",
+    )
+    with ledger.engine.connect() as conn:
+        audit = {
+            a.action: a.reason
+            for a in conn.execute(
+                select(audit_log.c.action, audit_log.c.reason).where(
+                    audit_log.c.action.in_(("mdm_conflict_revert", "mdm_revert"))
+                )
+            )
+        }
+    assert audit["mdm_conflict_revert"] == "name: salesforce owns it and wins over erp"
+    assert audit["mdm_revert"].startswith(f"name changed in {hub.erp_system}")
+    # Read again after the write-back: the ERP holds the owner's value, nothing to decide.
+    again = _renamed_in_erp(hub, 101, "Dunder Mifflin")
+    filter_erp_capture(ledger.engine, hub.erp_system, [again], now=START)
+    assert len(mdm.list_reviews(ledger.engine, kind="conflict")) == 1
+    assert hub.states("customer.upserted") == {f"{acc(101)}@v1": "delivered"}
+
+
+def test_flag_mode_leaves_an_erp_rename_in_place_and_reviews_it(ledger: Ledger) -> None:
+    """With on_conflict = "flag" the ERP's rename stays, is not sent to Salesforce, and is
+    reviewed; nothing is sent to the ERP again."""
+    hub = Hub(ledger, Ownership(on_conflict="flag"))
+    hub.send(customer(102, "Vance Refrigeration"))
+    hub.run()
+    calls = hub.erp.calls["upsert_customer"]
+    captured = _renamed_in_erp(hub, 102, "Vance Refrigeration LLC")
+    filter_erp_capture(
+        ledger.engine,
+        hub.erp_system,
+        [captured],
+        now=START,
+        ownership=Ownership(on_conflict="flag"),
+    )
+    hub.run()
+    assert hub.erp.customers()[0]["name"] == "Vance Refrigeration LLC"
+    assert hub.erp.calls["upsert_customer"] == calls
+    [item] = mdm.list_reviews(ledger.engine, kind="conflict")
+    assert (item["attribute"], item["erp_value"], item["winner"]) == (
+        "name",
+        "Vance Refrigeration LLC",
+        "salesforce",
+    )
+    assert "flagged" in item["message"]

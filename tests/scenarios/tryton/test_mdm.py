@@ -4,16 +4,34 @@ each party is linked (id and code) as Tryton answers."""
 
 from __future__ import annotations
 
+import datetime as dt
 from datetime import timedelta
+from decimal import Decimal
 
 from revbridge.engine.ports import RecordKind
 from revbridge.engine.worker import Target, Worker
 from revbridge.mdm.ownership import Ownership
 from revbridge.services import mdm
-from revbridge.services.mdm_sync import MdmErp
+from revbridge.services.mdm_sync import MdmErp, filter_erp_capture
 from revbridge.store.ledger import Ledger
+from revbridge.tryton.capture import capture_credit_status
 from revbridge.tryton.instance import InstanceInfo
-from tests.scenarios.tryton.conftest import Hub, Ids, customer, run
+from tests.scenarios.tryton.conftest import Hub, Ids, accountant, customer, run
+
+EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+
+def _mastered_hub(ledger: Ledger, tryton: InstanceInfo) -> Hub:
+    """The scenario hub with the customer master in front of Tryton."""
+    hub = Hub(ledger, tryton)
+    port = MdmErp(hub.erp, ledger.engine, Ownership(), clock=hub.clock)
+    hub.worker = Worker(
+        ledger.engine,
+        {"erp": Target("erp", port), "salesforce": Target("salesforce", hub.salesforce)},  # type: ignore[arg-type]
+        clock=hub.clock,
+        seed=7,
+    )
+    return hub
 
 
 def _under(envelope: dict, parent: str | None, version: str) -> dict:
@@ -30,14 +48,7 @@ def test_a_hierarchy_is_kept_in_the_crosswalk_for_tryton(
     top, mid, leaf = Ids.make("001"), Ids.make("001"), Ids.make("001")
 
     async def scenario() -> None:
-        hub = Hub(ledger, tryton)
-        port = MdmErp(hub.erp, ledger.engine, Ownership(), clock=hub.clock)
-        hub.worker = Worker(
-            ledger.engine,
-            {"erp": Target("erp", port), "salesforce": Target("salesforce", hub.salesforce)},  # type: ignore[arg-type]
-            clock=hub.clock,
-            seed=7,
-        )
+        hub = _mastered_hub(ledger, tryton)
         try:
             hub.ingest(
                 _under(customer(leaf, "Leaf Pty"), mid, "1"),
@@ -57,6 +68,50 @@ def test_a_hierarchy_is_kept_in_the_crosswalk_for_tryton(
             [reason] = hub.dead_letters().values()
             assert f"cycle rejected: {top} -> {leaf} -> {mid} -> {top}" in reason
         finally:
+            await hub.erp.close()
+
+    run(scenario())
+
+
+def test_a_party_renamed_in_tryton_gets_the_salesforce_name_back(
+    tryton: InstanceInfo, ledger: Ledger
+) -> None:
+    """The accountant renames a party in Tryton; the name is Salesforce's: the capture reads
+    the new name with the party, the conflict is reviewed with both values, and the Account's
+    name is written back into Tryton."""
+    globex = Ids.make("001")
+
+    async def scenario() -> None:
+        hub = _mastered_hub(ledger, tryton)
+        client, books = accountant(tryton)
+        try:
+            hub.ingest(customer(globex, "Globex Corporation"))
+            await hub.deliver()
+            party = await hub.erp.find(RecordKind.CUSTOMER, globex)
+            assert party is not None
+            await client.login()
+            await books.set_credit_limit(int(party.erp_id), Decimal("5000.00"))
+            await client.model(
+                "party.party", "write", [int(party.erp_id)], {"name": "Globex (renamed)"}
+            )
+            envelopes, _ = await capture_credit_status(hub.erp, EPOCH, with_master=True)
+            mine = [e for e in envelopes if e["data"]["customer_id"] == globex]
+            assert [e["master"] for e in mine] == [{"name": "Globex (renamed)"}]
+            filter_erp_capture(ledger.engine, "tryton", mine, now=hub.clock.now())
+            [item] = mdm.list_reviews(ledger.engine, kind="conflict")
+            assert (item["attribute"], item["sf_value"], item["erp_value"], item["winner"]) == (
+                "name",
+                "Globex Corporation",
+                "Globex (renamed)",
+                "salesforce",
+            )
+            hub.clock.advance(timedelta(seconds=1))
+            await hub.deliver()
+            (row,) = await client.model("party.party", "read", [int(party.erp_id)], ["name"])
+            assert row["name"] == "Globex Corporation"
+            assert hub.dead_letters() == {}
+        finally:
+            await client.aclose()
             await hub.erp.close()
 
     run(scenario())
