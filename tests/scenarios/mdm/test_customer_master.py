@@ -131,9 +131,10 @@ class Hub:
         ownership: Ownership | None = None,
         *,
         batch_dir: Path | None = None,
+        erp_name: str = "fake-erp",
     ) -> None:
         self.ledger, self.clock = ledger, ManualClock(START)
-        self.erp, self.sf = FakeErp(), FakeSalesforce()
+        self.erp, self.sf = FakeErp(name=erp_name), FakeSalesforce()
         own = ownership or Ownership()
         erp = MdmErp(self.erp, ledger.engine, own, clock=self.clock, salesforce=self.sf)
         sf = MdmSalesforce(self.sf, ledger.engine, own, erp_system=erp.erp_system, clock=self.clock)
@@ -156,6 +157,9 @@ class Hub:
     def run(self) -> None:
         for _ in range(6):  # parked deliveries are released as their dependencies land
             asyncio.run(self.worker.run_until_idle())
+
+    def run_once(self) -> None:
+        asyncio.run(self.worker.run_until_idle())
 
     def nightly(self) -> None:
         """The night passes: the batch classes run."""
