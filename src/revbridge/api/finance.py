@@ -139,6 +139,16 @@ def reviews(
     return mdm.list_reviews(_engine(request), state=None if state == "all" else state, kind=kind)
 
 
+@api.get("/customers/{any_id}/links")
+def customer_links(request: Request, any_id: str, _p: Viewer) -> dict[str, Any]:
+    """Every id of one customer in every ERP and legal entity, found by any of them
+    (canonical id, Account id in 15 or 18 characters, ERP number or internal id)."""
+    links = mdm.lookup(_engine(request), any_id)
+    if not links:
+        raise mdm.NotFound(f"no customer has the id {any_id!r}")
+    return {"links": [link.as_dict() for link in links]}
+
+
 @api.get("/customers/reviews/{review_id}")
 def review(request: Request, review_id: int, _p: Viewer) -> dict[str, Any]:
     """One review item with its audit trail."""

@@ -311,7 +311,7 @@ class MdmErp:
                 continue
             try:
                 prepared = await self._prepare(item.external_ref, data)
-            except DomainError as exc:
+            except Exception as exc:  # per record: held, dead letter, or (unknown) retried
                 out.append(exc)
                 continue
             self._batch_prepared[item.external_ref] = prepared
