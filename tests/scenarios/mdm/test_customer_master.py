@@ -22,6 +22,7 @@ from revbridge.core.events import EventType
 from revbridge.core.policy import EventPolicy, Pattern, build_policy
 from revbridge.core.sfid import make_id
 from revbridge.engine.worker import Target, Worker
+from revbridge.errors import TransientError
 from revbridge.mdm.match import Candidate
 from revbridge.mdm.ownership import Ownership
 from revbridge.services import mdm
@@ -606,3 +607,39 @@ def test_flag_mode_leaves_an_erp_rename_in_place_and_reviews_it(ledger: Ledger) 
         "salesforce",
     )
     assert "flagged" in item["message"]
+
+
+class _ErpListingTimesOut(FakeErp):
+    """An ERP whose customer list (read for the duplicate check) times out."""
+
+    async def native_customers(self) -> list[dict[str, Any]]:
+        raise TransientError("customer search timed out")
+
+
+def test_a_batch_record_whose_check_cannot_run_is_retried_not_sent(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """When the duplicate check cannot read the ERP, the new customer is neither sent nor
+    dead-lettered: it is retried later, and the rest of the run goes on."""
+    clock = ManualClock(START)
+    erp = _ErpListingTimesOut()
+    lines = [json.dumps(customer(n, f"Unchecked Co {n}")).encode() for n in (111, 112)]
+    ingest_lines(ledger, lines, policy=build_policy(), origin="t", clock=clock)
+    port = MdmErp(erp, ledger.engine, Ownership(), clock=clock)
+    worker = Worker(
+        ledger.engine,
+        {"erp": Target("erp", port), "salesforce": Target("salesforce", FakeSalesforce())},  # type: ignore[arg-type]
+        clock=clock,
+        seed=1,
+        batch_dir=tmp_path,
+    )
+    clock.advance(timedelta(days=1))
+    asyncio.run(worker.run_until_idle())
+    assert erp.customers() == []
+    assert erp.batches_received == []
+    [report] = worker.batch_reports
+    assert (report["items"], report["retried"], report["failed"]) == (2, 2, 0)
+    with ledger.engine.connect() as conn:
+        rows = conn.execute(select(deliveries.c.state, deliveries.c.last_error)).all()
+    assert [r.state for r in rows] == ["pending", "pending"]
+    assert all("customer search timed out" in r.last_error for r in rows)
