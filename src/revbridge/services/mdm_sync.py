@@ -4,14 +4,17 @@
 engine stays unaware of master data:
 
 - a customer upsert is checked for a hierarchy cycle (refused, queued for review), held when
-  the Account is not linked yet but a likely ERP customer exists (never a second customer),
-  stripped of changes to attributes Salesforce does not own (reverted or flagged), and its
-  answer from the ERP becomes the crosswalk link;
+  the Account is not linked yet but a likely ERP customer exists (``Held``: the delivery
+  waits on the review item; never a second customer), stripped of changes to attributes
+  Salesforce does not own (reverted or flagged), and its answer from the ERP becomes the
+  crosswalk link; the nightly batch gets the same checks per record (``screen_batch``);
 - a credit status change finds its Account through the crosswalk (ERP customer number ->
   Account id) and is remembered as written, so it does not come back as a change.
 
 ``filter_erp_capture`` and ``filter_salesforce_capture`` drop echoes from what a capture
-read, and link the customers an ERP capture names with the hub's external id.
+read, and link the customers an ERP capture names with the hub's external id; the ERP
+capture's ``master`` values (the name as the ERP holds it) are decided like Salesforce's, so
+an ERP edit to an attribute Salesforce owns is reviewed and reverted too.
 """
 
 from __future__ import annotations
