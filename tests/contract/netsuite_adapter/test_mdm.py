@@ -4,20 +4,28 @@ crosswalk, then not echoed when the hub touches the customer again."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from revbridge.clock import ManualClock
 from revbridge.codec import decode_obj
-from revbridge.core.events import CustomerCreditStatusChanged
+from revbridge.core.events import CustomerCreditStatusChanged, EventType
+from revbridge.core.policy import EventPolicy, Pattern, build_policy
 from revbridge.core.sfid import make_id
+from revbridge.engine.ports import RecordKind
+from revbridge.engine.worker import Target, Worker
 from revbridge.errors import DomainError
 from revbridge.mdm.ownership import Ownership
 from revbridge.netsuite.adapter import NetSuiteErp
-from revbridge.services import mdm
+from revbridge.services import mdm, operations
+from revbridge.services.capture import NetSuiteSource, capture_once
+from revbridge.services.ingest import ingest_lines
 from revbridge.services.mdm_sync import MdmErp, MdmSalesforce, filter_erp_capture
 from revbridge.store.db import create_store_engine
+from revbridge.store.ledger import Ledger
 from revbridge.testing import FakeSalesforce
 from tests.contract.netsuite_adapter.conftest import Admin, run, suiteql
 from tests.contract.netsuite_adapter.test_port import customer
@@ -164,4 +172,68 @@ def test_a_name_changed_in_netsuite_is_caught_by_the_capture(
         "Sabre Corp (renamed in NetSuite)",
         "salesforce",
     )
+    engine.dispose()
+
+
+def test_a_netsuite_rename_is_written_back_by_the_hub(
+    erp: NetSuiteErp, sandbox: Any, sqlite_url: str
+) -> None:
+    """End to end on the sandbox: the Account reaches NetSuite through the worker, the
+    accountant renames the customer, `capture erp` (capture_once) catches it, and the worker
+    writes Salesforce's name back into NetSuite; nothing is dead-lettered."""
+    engine = create_store_engine(sqlite_url)
+    ledger = Ledger(engine)
+    clock = ManualClock(NOW)
+    port = MdmErp(erp, engine, Ownership(), clock=clock)
+    sf = MdmSalesforce(FakeSalesforce(), engine, Ownership(), erp_system="netsuite", clock=clock)
+    worker = Worker(
+        engine,
+        {"erp": Target("erp", port), "salesforce": Target("salesforce", sf)},  # type: ignore[arg-type]
+        clock=clock,
+        seed=3,
+    )
+    acct = make_id("001", 401)
+    envelope = {
+        "type": "customer.upserted",
+        "source": "salesforce",
+        "source_id": acct,
+        "source_version": "v1",
+        "occurred_at": NOW.isoformat(),
+        "data": {"customer_id": acct, "name": "Bluth Company", "currency": "USD"},
+    }
+    policy = build_policy(
+        {
+            EventType.CUSTOMER_UPSERTED: EventPolicy(
+                type=EventType.CUSTOMER_UPSERTED,
+                pattern=Pattern.REALTIME,
+                schedule=None,
+                rationale="test: customers in real time",
+            )
+        }
+    )
+
+    async def story() -> None:
+        ingest_lines(
+            ledger, [json.dumps(envelope).encode()], policy=policy, origin="t", clock=clock
+        )
+        await worker.run_until_idle()
+        found = await erp.find(RecordKind.CUSTOMER, acct)
+        assert found is not None
+        source = NetSuiteSource(port)
+        await capture_once(source, ledger, policy, clock=clock)  # the hub's own customer
+        await erp.http.request(
+            "PATCH", f"/record/v1/customer/{found.erp_id}", body={"companyName": "Bluth Co (old)"}
+        )
+        await capture_once(source, ledger, policy, clock=clock, ownership=Ownership())
+        await worker.run_until_idle()
+        await erp.close()
+
+    run(story())
+    rows = suiteql(sandbox, "SELECT externalid, companyname FROM customer")
+    assert [(r["externalid"], r["companyname"]) for r in rows] == [
+        (erp.external_id(acct), "Bluth Company")
+    ]
+    [item] = mdm.list_reviews(engine, kind="conflict")
+    assert (item["sf_value"], item["erp_value"]) == ("Bluth Company", "Bluth Co (old)")
+    assert operations.list_dead_letters(engine) == []
     engine.dispose()
