@@ -320,6 +320,68 @@ class TrytonErp:
             return found
         return party
 
+    async def native_customers(self) -> list[dict[str, Any]]:
+        """Parties keyed in Tryton, not by the hub (no Salesforce identifier), for the
+        customer master: ``mdm match`` and the check that holds a likely duplicate instead
+        of creating a second party. Rows: erp_id, number (the code), name, tax_id (a typed
+        identifier such as a VAT number), city, postal_code."""
+        async with self._boundary("customer list", "*"):
+            parties = await self.client.search_read(
+                "party.party", [], ["code", "name", "identifiers", "addresses"]
+            )
+            ident_ids = [i for p in parties for i in p["identifiers"]]
+            idents = (
+                await self.client.model(
+                    "party.identifier", "read", ident_ids, ["code", "type", "party"]
+                )
+                if ident_ids
+                else []
+            )
+            first_address = [p["addresses"][0] for p in parties if p["addresses"]]
+            addresses = {
+                a["id"]: a
+                for a in (
+                    await self.client.model(
+                        "party.address", "read", first_address, ["city", "postal_code"]
+                    )
+                    if first_address
+                    else []
+                )
+            }
+        hub_parties = {i["party"] for i in idents if str(i["code"]).startswith(IDENTIFIER_PREFIX)}
+        tax_ids = {i["party"]: i["code"] for i in idents if i["type"]}
+        out = []
+        for p in parties:
+            if p["id"] in hub_parties:
+                continue
+            address = addresses.get(p["addresses"][0]) if p["addresses"] else None
+            out.append(
+                {
+                    "erp_id": str(p["id"]),
+                    "number": p["code"],
+                    "name": p["name"],
+                    "tax_id": tax_ids.get(p["id"]),
+                    "city": (address or {}).get("city"),
+                    "postal_code": (address or {}).get("postal_code"),
+                }
+            )
+        return out
+
+    async def adopt_customer(self, external_ref: str, erp_id: str) -> None:
+        """Give a party keyed in Tryton the hub's Salesforce identifier (a go-live link), so
+        the customer's upsert finds and updates it instead of creating a second party."""
+        async with self._boundary("customer", external_ref):
+            await self.client.model(
+                "party.party",
+                "write",
+                [int(erp_id)],
+                {
+                    "identifiers": [
+                        ["create", [{"type": None, "code": IDENTIFIER_PREFIX + external_ref}]]
+                    ]
+                },
+            )
+
     async def _write_address(self, party_id: int, address: Address) -> None:
         (row,) = await self.client.model("party.party", "read", [party_id], ["addresses"])
         street = "\n".join(x for x in (address.line1, address.line2) if x)

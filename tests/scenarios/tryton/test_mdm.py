@@ -19,6 +19,7 @@ from revbridge.tryton.instance import InstanceInfo
 from tests.scenarios.tryton.conftest import Hub, Ids, accountant, customer, run
 
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+NOW = dt.datetime.now(dt.UTC)
 
 
 def _mastered_hub(ledger: Ledger, tryton: InstanceInfo) -> Hub:
@@ -110,6 +111,47 @@ def test_a_party_renamed_in_tryton_gets_the_salesforce_name_back(
             (row,) = await client.model("party.party", "read", [int(party.erp_id)], ["name"])
             assert row["name"] == "Globex Corporation"
             assert hub.dead_letters() == {}
+        finally:
+            await client.aclose()
+            await hub.erp.close()
+
+    run(scenario())
+
+
+def test_a_party_keyed_in_tryton_is_linked_not_duplicated(
+    tryton: InstanceInfo, ledger: Ledger
+) -> None:
+    """A party the accountant keyed in Tryton before go-live holds the lookalike Account for
+    review (held, not a dead letter); once approved, the Account's upsert updates that party:
+    one party, now carrying the Salesforce identifier and the Account's name."""
+    account = Ids.make("001")
+    code = f"GL-{account[-6:]}"
+
+    async def scenario() -> None:
+        hub = _mastered_hub(ledger, tryton)
+        client, books = accountant(tryton)
+        try:
+            await client.login()
+            keyed = await books.ensure_party(code, f"Vandelay Industries {code}")
+            hub.ingest(customer(account, f"Vandelay Industries Inc {code}"))
+            await hub.deliver()
+            assert hub.states()["held"] == 1
+            assert hub.dead_letters() == {}
+            [item] = mdm.list_reviews(ledger.engine, kind="held")
+            assert item["erp_customer_number"] == code
+            mdm.decide_review(ledger.engine, item["id"], approve=True, actor="mdo", now=NOW)
+            hub.clock.advance(timedelta(seconds=1))
+            await hub.deliver()
+            assert hub.states()["delivered"] == 1
+            party = await hub.erp.find(RecordKind.CUSTOMER, account)
+            assert party is not None
+            assert party.erp_id == str(keyed.id)
+            rows = await client.search_read(
+                "party.party", [("name", "ilike", f"%{code}%")], ["code", "name"]
+            )
+            assert [(r["code"], r["name"]) for r in rows] == [
+                (code, f"Vandelay Industries Inc {code}")
+            ]
         finally:
             await client.aclose()
             await hub.erp.close()
