@@ -4,11 +4,13 @@ The org is filled through its real REST API (sObject Collections, 200 records a 
 then posted invoices with one line each, so every invoice makes three change events (create,
 line create, status update) and every account one. Measured, median of 3:
 
-- the baseline, the sandbox's bare emission rate: a client that only pages through
-  ``/sandbox/events/batch`` (500 a page) and keeps nothing;
-- the value, the hub's stream path (``SalesforceCapture.stream``): the same pages, echo and
-  record-type filtering, re-reading the changed records by SOQL, mapping them to canonical
-  events and storing them idempotently in a fresh SQLite ledger, replay id persisted per page.
+- the baseline, the sandbox's bare emission rate: a CometD client that only handshakes,
+  subscribes to ``/data/ChangeEvents`` at replay -2 and connects until nothing is left (1,000
+  events a connect answer), keeping nothing;
+- the value, the hub's stream path (``SalesforceCapture.stream``): the same CometD session and
+  batches, echo and record-type filtering, re-reading the changed records by SOQL, mapping them
+  to canonical events and storing them idempotently in a fresh SQLite ledger, replay id
+  persisted per batch.
 
 Target: at least 5,000 changes/s through the stream path (issue 5).
 """
@@ -38,6 +40,7 @@ from revbridge.store.db import create_store_engine, upgrade
 from revbridge.store.ledger import Ledger
 
 API = "/services/data/v62.0"
+COMETD = "/cometd/62.0"
 ACCOUNTS = 2_000
 INVOICES = 6_000
 TARGET = 5_000.0
@@ -113,20 +116,50 @@ def _fill(http: httpx.Client) -> int:
 
 
 def _bare_emission(http: httpx.Client) -> float:
-    """Changes/s a do-nothing subscriber reads from the stream endpoint."""
+    """Changes/s a do-nothing CometD subscriber reads (handshake, subscribe at -2, connects)."""
     start = time.perf_counter()
-    replay, read = -2, 0
+    handshake = http.post(
+        COMETD,
+        json=[
+            {
+                "channel": "/meta/handshake",
+                "version": "1.0",
+                "supportedConnectionTypes": ["long-polling"],
+            }
+        ],
+    ).json()[0]
+    client_id = handshake["clientId"]
+    http.post(
+        COMETD,
+        json=[
+            {
+                "channel": "/meta/subscribe",
+                "clientId": client_id,
+                "subscription": "/data/ChangeEvents",
+                "ext": {"replay": {"/data/ChangeEvents": -2}},
+            }
+        ],
+    ).raise_for_status()
+    read = 0
     while True:
-        batch = http.get(
-            "/sandbox/events/batch",
-            params={"channel": "/data/ChangeEvents", "replayId": str(replay), "limit": "500"},
+        answer = http.post(
+            COMETD,
+            json=[
+                {
+                    "channel": "/meta/connect",
+                    "clientId": client_id,
+                    "connectionType": "long-polling",
+                    "advice": {"timeout": 0},
+                }
+            ],
         ).json()
-        read += len(batch["events"])
-        latest = int(batch["latestReplayId"])
-        if latest == replay or not batch["events"]:
+        events = [m for m in answer if m.get("channel") == "/data/ChangeEvents"]
+        if not events:
             break
-        replay = latest
-    return read / (time.perf_counter() - start)
+        read += len(events)
+    elapsed = time.perf_counter() - start
+    http.post(COMETD, json=[{"channel": "/meta/disconnect", "clientId": client_id}])
+    return read / elapsed
 
 
 def _stream_capture(base_url: str, key_path: Path, config: SandboxConfig, folder: Path) -> float:

@@ -6,12 +6,13 @@ Two ways in, one way through (``Mapper`` then ``ingest_lines``):
   minus an overlap window (a record committed late with an earlier stamp is still read),
   following ``nextRecordsUrl`` page by page. Each page is ingested, and only then the
   watermark moves to the page's last ``SystemModstamp``: a crash re-reads, never skips.
-* **stream**: the change-event stream (``/sandbox/events/batch``, CometD-shaped CDC messages)
-  from a persisted replay id. The records named by the events are re-read by id (an UPDATE
-  event carries only the changed fields) and ingested; then the batch's latest replay id is
-  persisted. A replay id outside retention (400 ``INVALID_REPLAY_ID``) is logged as an
-  alert-worthy warning, the gap is backfilled by a poll, and the stream restarts from every
-  retained event (``-2``): what it repeats is a duplicate in the ledger, not a double.
+* **stream**: Change Data Capture over the Streaming API's CometD (``streaming.py``) from a
+  persisted replay id. The records named by the events are re-read by id (an UPDATE event
+  carries only the changed fields) and ingested; then the batch's latest replay id is
+  persisted. A replay id outside retention (the subscription fails with ``400::The replayId
+  {N} you provided was invalid``) is logged as an alert-worthy warning, the gap is backfilled
+  by a poll, and the stream restarts from every retained event (``-2``): what it repeats is a
+  duplicate in the ledger, not a double.
 
 No echo: the hub's own writes must not come back as new events.
 
@@ -41,7 +42,7 @@ from sqlalchemy import select
 from revbridge.clock import Clock, SystemClock
 from revbridge.core import sfid
 from revbridge.core.policy import RoutingPolicy
-from revbridge.salesforce.client import SalesforceApiError, SalesforceClient
+from revbridge.salesforce.client import SalesforceClient
 from revbridge.salesforce.mapping import (
     BILLING,
     Mapped,
@@ -51,6 +52,12 @@ from revbridge.salesforce.mapping import (
     child_fields,
     select_fields,
 )
+from revbridge.salesforce.streaming import (
+    REPLAY_ALL,
+    CometdSubscriber,
+    InvalidReplayId,
+    replay_id_of,
+)
 from revbridge.services.capture import load_watermark, save_watermark
 from revbridge.services.ingest import ingest_lines
 from revbridge.store.ledger import Ledger, QuarantineRecord
@@ -58,7 +65,6 @@ from revbridge.store.schema import quarantine
 
 log = logging.getLogger(__name__)
 
-REPLAY_ALL = -2
 _CURRENT_MAX = 200_000
 _IN_CHUNK = 200  # ids per ``IN (...)``: keeps the URI far below Salesforce's 16 KB
 
@@ -101,7 +107,7 @@ class CaptureSettings:
     integration_user_id: str | None = None
     echo_fields: frozenset[str] = DEFAULT_ECHO_FIELDS
     channel: str = "/data/ChangeEvents"
-    stream_batch: int = 500
+    stream_wait: timedelta = timedelta(0)
 
 
 @dataclass(slots=True)
@@ -334,41 +340,40 @@ class SalesforceCapture:
     # ------------------------------------------------------------------ stream
 
     async def stream(self, *, start_replay_id: int = REPLAY_ALL) -> CaptureReport:
-        """Read the change-event stream from the stored replay id until it is drained."""
+        """Read the change events from the stored replay id over CometD until none waits
+        (or, with ``CaptureSettings.stream_wait``, until none came within that wait)."""
         report = CaptureReport()
         stored = load_watermark(self.ledger.engine, self.replay_name)
-        replay_id = int(stored) if stored is not None else start_replay_id
-        while True:
-            try:
-                batch = await self.client.get_json(
-                    "/sandbox/events/batch",
-                    {
-                        "channel": self.settings.channel,
-                        "replayId": str(replay_id),
-                        "limit": str(self.settings.stream_batch),
-                    },
-                )
-            except SalesforceApiError as exc:
-                if exc.error_code != "INVALID_REPLAY_ID":
-                    raise
-                log.warning(
-                    "ALERT salesforce change events lost: replay id %s is outside retention; "
-                    "backfilling by poll and replaying every retained event",
-                    replay_id,
-                )
-                report.add(await self.poll())
-                report.backfilled = True
-                replay_id = REPLAY_ALL
-                continue
-            events: list[Mapping[str, Any]] = list(batch.get("events", []))
-            latest = int(batch.get("latestReplayId", replay_id))
-            if events:
+        subscriber = CometdSubscriber(
+            self.client, self.settings.channel, wait=self.settings.stream_wait
+        )
+        subscriber.replay_id = int(stored) if stored is not None else start_replay_id
+        try:
+            while True:
+                try:
+                    events = await subscriber.receive()
+                except InvalidReplayId:
+                    log.warning(
+                        "ALERT salesforce change events lost: replay id %s is outside retention; "
+                        "backfilling by poll and replaying every retained event",
+                        subscriber.replay_id,
+                    )
+                    report.add(await self.poll())
+                    report.backfilled = True
+                    await subscriber.subscribe(REPLAY_ALL)
+                    continue
+                if not events:
+                    break
                 report.add(await self._apply_events(events))
-            if latest == replay_id or (replay_id < 0 and not events):
-                break
-            save_watermark(self.ledger.engine, self.replay_name, str(latest), self.clock.now())
-            report.watermarks[self.replay_name] = str(latest)
-            replay_id = latest
+                latest = max(replay_id_of(e) for e in events)
+                if latest > subscriber.replay_id:
+                    save_watermark(
+                        self.ledger.engine, self.replay_name, str(latest), self.clock.now()
+                    )
+                    report.watermarks[self.replay_name] = str(latest)
+                    subscriber.replay_id = latest
+        finally:
+            await subscriber.close()
         return report
 
     def _is_echo(self, header: Mapping[str, Any]) -> bool:

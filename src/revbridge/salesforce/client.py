@@ -290,17 +290,19 @@ class SalesforceClient:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         headers: Mapping[str, str] | None = None,
+        timeout: timedelta | None = None,
     ) -> httpx.Response:
-        """One API call; ``path`` starts with ``/`` (``/services/...`` or data-relative)."""
-        if not path.startswith("/services/") and not path.startswith("/sandbox/"):
+        """One API call; ``path`` starts with ``/`` (``/services/...``, ``/cometd/...`` or
+        data-relative). ``timeout`` replaces the client's for this call (a long poll)."""
+        if not path.startswith(("/services/", "/sandbox/", "/cometd/")):
             path = self.data_path + path
         session = await self.session()
-        response = await self._send(session, method, path, params, body, headers)
+        response = await self._send(session, method, path, params, body, headers, timeout)
         if response.status_code == 401:
             code, _, _ = _errors(response)
             log.info("salesforce session rejected (%s): renewing the token once", code)
             session = await self._renew(session)
-            response = await self._send(session, method, path, params, body, headers)
+            response = await self._send(session, method, path, params, body, headers, timeout)
             if response.status_code == 401:
                 code, message, _ = _errors(response)
                 raise SalesforceAuthError(
@@ -319,6 +321,7 @@ class SalesforceClient:
         params: Mapping[str, str] | None,
         body: Any,
         headers: Mapping[str, str] | None,
+        timeout: timedelta | None = None,
     ) -> httpx.Response:
         all_headers = {"Authorization": f"Bearer {session.access_token}", **(headers or {})}
         content = None
@@ -333,6 +336,7 @@ class SalesforceClient:
                 params=params,
                 content=content,
                 headers=all_headers,
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout.total_seconds(),
             )
         except httpx.TimeoutException as exc:
             raise TransientError(f"salesforce {method} {path} timed out") from exc

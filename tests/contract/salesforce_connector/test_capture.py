@@ -130,7 +130,10 @@ def test_poll_reads_the_revenue_cloud_model(org: Org, sf_ledger: Ledger) -> None
     assert event_types(sf_ledger) == {"customer.upserted": 1, "invoice.posted": 1}
 
 
-def test_stream_resumes_from_the_persisted_replay_id(org: Org, sf_ledger: Ledger) -> None:
+def test_stream_resumes_from_the_persisted_replay_id(org: Org, ledger: Ledger) -> None:
+    """Over CometD, on both stores: a second stream reads only what came after the replay id
+    the first one persisted."""
+    sf_ledger = ledger
     account = org.create("Account", {"Name": "Streamed"})
     posted_invoice(org, account)
     first = capture(org, sf_ledger, "stream")
@@ -148,8 +151,11 @@ def test_stream_resumes_from_the_persisted_replay_id(org: Org, sf_ledger: Ledger
 
 
 def test_an_expired_replay_id_is_backfilled_by_a_poll(
-    org: Org, sf_ledger: Ledger, caplog: Any
+    org: Org, ledger: Ledger, caplog: Any
 ) -> None:
+    """The subscription is refused (400::The replayId {N} ... was invalid): ALERT, a poll fills
+    the gap, the stream restarts at -2; on both stores."""
+    sf_ledger = ledger
     account = org.create("Account", {"Name": "Before the gap"})
     capture(org, sf_ledger, "stream")
     posted_invoice(org, account)  # happens while the hub is away...
@@ -247,9 +253,9 @@ def test_changes_already_in_the_ledger_are_not_read_again(org: Org, sf_ledger: L
 
     async def twice() -> tuple[CaptureReport, CaptureReport]:
         async with org.client() as client:
-            # One change event a page: nothing is merged within a page.
-            settings = CaptureSettings(stream_batch=1)
-            cap = SalesforceCapture(client, sf_ledger, build_policy(), settings)
+            # One change event a connect: nothing is merged within a batch.
+            org.running.sandbox.cometd.max_events = 1
+            cap = SalesforceCapture(client, sf_ledger, build_policy(), CaptureSettings())
             first = await cap.stream()
             org.update("blng__Invoice__c", invoice, {"blng__DueDate__c": "2026-12-15"})
             return first, await cap.stream()

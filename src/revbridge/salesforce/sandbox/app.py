@@ -20,14 +20,14 @@ from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from revbridge.salesforce.sandbox.auth import Authenticator, OAuthError
 from revbridge.salesforce.sandbox.bulk import BulkJobs
+from revbridge.salesforce.sandbox.cometd import CometdServer
 from revbridge.salesforce.sandbox.config import SandboxConfig
-from revbridge.salesforce.sandbox.errors import SalesforceError
-from revbridge.salesforce.sandbox.events import REPLAY_NEW, ChangeEvents
+from revbridge.salesforce.sandbox.events import ChangeEvents
 from revbridge.salesforce.sandbox.faults import (
     FaultState,
     FaultSyntaxError,
@@ -38,7 +38,7 @@ from revbridge.salesforce.sandbox.http_types import ApiRequest, ApiResponse
 from revbridge.salesforce.sandbox.limits import ApiUsage
 from revbridge.salesforce.sandbox.org import Org
 from revbridge.salesforce.sandbox.outbound import OutboundNotifier
-from revbridge.salesforce.sandbox.rest import RestApi, supported_versions
+from revbridge.salesforce.sandbox.rest import RestApi, is_supported_version, supported_versions
 from revbridge.salesforce.sandbox.store import Store
 from revbridge.salesforce.sandbox.values import json_default
 
@@ -58,6 +58,7 @@ class Sandbox:
         self.bulk = BulkJobs(self.org)
         self.api = RestApi(self.org, self.usage, bulk=self.bulk.handle)
         self.events = ChangeEvents(config, self.store, self.org.objects, self.faults)
+        self.cometd = CometdServer(config, self.events)
         self.outbound = OutboundNotifier(config, self.store, self.faults)
         # REST requests being served and when each started: the concurrent long-request limit.
         self.in_flight: dict[object, datetime] = {}
@@ -80,6 +81,7 @@ class Sandbox:
         self.auth.revoke_all()
         self.api.forget_cursors()
         self.bulk.forget_jobs()
+        self.cometd.reset()
         self.faults.apply(parse_faults(self.config.faults), self.config.clock.now())
         if self.config.seed:
             from revbridge.salesforce.sandbox.seed import seed_org
@@ -87,6 +89,7 @@ class Sandbox:
             seed_org(self.org)
 
     def close(self) -> None:
+        self.cometd.closed = True
         self.store.close()
 
 
@@ -242,75 +245,43 @@ class _Routes:
         response.headers["Sforce-Limit-Info"] = usage.header(self.sandbox.config.clock.now())
         return response
 
-    # -- change events ---------------------------------------------------------------------------
+    # -- streaming API (CometD) -----------------------------------------------------------------
 
-    async def event_stream(self, request: Request) -> Response:
+    async def cometd(self, request: Request) -> Response:
+        """``POST /cometd/{version}``: Bayeux messages in, Bayeux messages out (``cometd.py``)."""
         sandbox = self.sandbox
-        if sandbox.auth.check_bearer(request.headers.get("authorization")) is None:
-            return _json(401, _INVALID_SESSION)
-        params = request.query_params
-        channel = params.get("channel", "/data/ChangeEvents")
-        replay_text = request.headers.get("last-event-id") or params.get(
-            "replayId", str(REPLAY_NEW)
-        )
-        follow = params.get("follow", "true").lower() != "false"
-        limit_text = params.get("limit")
-        try:
-            replay_id = int(replay_text)
-            limit = None if limit_text is None else int(limit_text)
-            subscription = sandbox.events.subscribe(channel, replay_id)
-        except ValueError:
+        if not is_supported_version(request.path_params["version"]):
             return _json(
-                400,
+                404,
+                [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}],
+            )
+        if sandbox.faults.in_outage(sandbox.config.clock.now()):
+            return _json(
+                503, [{"message": "Server unavailable", "errorCode": "SERVER_UNAVAILABLE"}]
+            )
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            body = None
+        messages = [body] if isinstance(body, dict) else body
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            return _json(400, [{"successful": False, "error": "400::Malformed Bayeux message"}])
+        if sandbox.auth.check_bearer(request.headers.get("authorization")) is None:
+            return _json(
+                401,
                 [
                     {
-                        "message": "replayId and limit must be integers",
-                        "errorCode": "INVALID_REQUEST",
+                        "channel": m.get("channel"),
+                        "successful": False,
+                        "error": "401::Authentication invalid",
+                        "advice": {"reconnect": "none"},
                     }
+                    for m in messages
                 ],
             )
-        except SalesforceError as exc:
-            return _json(exc.status, exc.rest_body())
-        return StreamingResponse(
-            sandbox.events.stream(subscription, follow=follow, limit=limit),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-
-    async def event_batch(self, request: Request) -> Response:
-        """The same events as the stream, as one JSON document: for clients without SSE."""
-        sandbox = self.sandbox
-        if sandbox.auth.check_bearer(request.headers.get("authorization")) is None:
-            return _json(401, _INVALID_SESSION)
-        params = request.query_params
-        try:
-            replay_id = int(params.get("replayId", str(REPLAY_NEW)))
-            limit = int(params.get("limit", "100"))
-            subscription = sandbox.events.subscribe(
-                params.get("channel", "/data/ChangeEvents"), replay_id
-            )
-        except ValueError:
-            return _json(
-                400,
-                [
-                    {
-                        "message": "replayId and limit must be integers",
-                        "errorCode": "INVALID_REQUEST",
-                    }
-                ],
-            )
-        except SalesforceError as exc:
-            return _json(exc.status, exc.rest_body())
-        events = sandbox.events.fetch(subscription, subscription.after_replay_id, min(limit, 1000))
-        delivered = sandbox.events.deliverable(events)
-        latest = max((e.replay_id for e in events), default=subscription.after_replay_id)
-        return _json(
-            200,
-            {
-                "events": [sandbox.events.message(e) for e in delivered],
-                "latestReplayId": latest,
-            },
-        )
+        if sandbox.faults.spec.latency:
+            await asyncio.sleep(sandbox.faults.spec.latency.total_seconds())
+        return _json(200, await sandbox.cometd.handle(messages, request.is_disconnected))
 
     # -- admin -----------------------------------------------------------------------------------
 
@@ -409,8 +380,7 @@ def create_app(config: SandboxConfig, *, sandbox: Sandbox | None = None) -> Star
             Route("/services/oauth2/token", routes.token, methods=["POST"]),
             Route("/services/oauth2/revoke", routes.revoke, methods=["POST"]),
             Route("/id/{org_id}/{user_id}", routes.identity, methods=["GET"]),
-            Route("/sandbox/events", routes.event_stream, methods=["GET"]),
-            Route("/sandbox/events/batch", routes.event_batch, methods=["GET"]),
+            Route("/cometd/{version}", routes.cometd, methods=["POST"]),
             Route("/sandbox/admin/faults", routes.admin_faults, methods=["GET", "PUT"]),
             Route("/sandbox/admin/clock", routes.admin_clock, methods=["GET", "POST"]),
             Route("/sandbox/admin/outbound", routes.admin_outbound, methods=["GET"]),

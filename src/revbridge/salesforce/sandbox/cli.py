@@ -97,7 +97,7 @@ def salesforce_command(
             ("faults", faults or "none"),
             ("outbound URL", outbound_url or "none"),
             ("API limit", f"{api_limit} requests / 24 h"),
-            ("change events", f"{base}/sandbox/events?channel=/data/ChangeEvents&replayId=-2"),
+            ("change events", f"{base}/cometd/62.0 (Bayeux long-polling, /data/ChangeEvents)"),
             ("admin", f"{base}/sandbox/admin/faults (GET/PUT), /sandbox/admin/clock"),
         ]
         lines = ["Salesforce sandbox", *(f"  {label:<17}{value}" for label, value in rows)]

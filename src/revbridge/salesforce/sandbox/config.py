@@ -44,6 +44,11 @@ class SandboxConfig:
     query_cursor_ttl: timedelta = timedelta(minutes=15)
     event_retention: timedelta = timedelta(hours=72)
     event_poll_interval: timedelta = timedelta(milliseconds=100)
+    # CometD: the long-poll (socket) timeout, how long a client may stay away between two
+    # requests before it is forgotten, and the most data messages one connect answer carries.
+    cometd_timeout: timedelta = timedelta(seconds=110)
+    cometd_reconnect: timedelta = timedelta(seconds=40)
+    cometd_max_events: int = 1000
     outbound_url: str | None = None
     outbound_objects: tuple[str, ...] = DEFAULT_OUTBOUND_OBJECTS
     outbound_retry_base: timedelta = timedelta(seconds=1)

@@ -1,23 +1,18 @@
-"""Change Data Capture for the sandbox: retained events, replay validation and the stream.
+"""Change Data Capture for the sandbox: retained events and replay validation.
 
-Salesforce delivers CDC over the Pub/Sub API (gRPC, Avro payloads) or CometD. Neither is practical
-to emulate faithfully in a small HTTP server, so the sandbox streams the CometD message shape over
-server-sent events under ``/sandbox/events`` (see the README): each SSE event carries
-``{"channel", "data": {"schema", "payload": {"ChangeEventHeader", ...fields}, "event":
-{"replayId"}}}`` with the replay id also as the SSE ``id``. Replay follows CometD: ``-1`` new
-events only, ``-2`` every retained event, ``N`` the events after ``N``.
+The org writes one event per record change, in the same transaction as the record (``Org``);
+this module reads them back for subscribers. Delivery is the Streaming API's Bayeux/CometD
+long-polling (``cometd.py``). Replay follows CometD: ``-1`` new events only, ``-2`` every
+retained event, ``N`` the events after ``N``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from revbridge.salesforce.sandbox.config import SandboxConfig
-from revbridge.salesforce.sandbox.errors import fail
 from revbridge.salesforce.sandbox.faults import FaultState
 from revbridge.salesforce.sandbox.schema import ObjectDef
 from revbridge.salesforce.sandbox.store import Store, StoredEvent
@@ -26,7 +21,14 @@ from revbridge.salesforce.sandbox.values import format_datetime
 ALL_CHANGE_EVENTS = "/data/ChangeEvents"
 REPLAY_NEW = -1
 REPLAY_ALL = -2
-_BATCH = 200
+
+
+class UnknownChannel(ValueError):
+    """No such change-event channel in this org."""
+
+
+class InvalidReplayId(ValueError):
+    """The replay id is outside retention or was never issued; the text is Salesforce's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +65,10 @@ class ChangeEvents:
         """Check ``channel`` and ``replay_id`` and say where delivery starts.
 
         A replay id is accepted only while the event it names is still retained and was issued;
-        otherwise the request is refused with CometD's invalid-replay-id message.
+        otherwise ``InvalidReplayId`` carries the Streaming API's message.
         """
         if channel not in self.channels:
-            raise fail(404, "NOT_FOUND", f"Unknown channel: {channel}")
+            raise UnknownChannel(channel)
         oldest, newest = self._store.event_bounds(self._retention_start())
         expired_through = self._expired_through()
         first_retained = max(newest + 1 if oldest is None else oldest, expired_through + 1)
@@ -76,17 +78,13 @@ class ChangeEvents:
         if replay_id == REPLAY_ALL:
             return Subscription(channel, channel_filter, first_retained - 1)
         if replay_id < first_retained or replay_id > newest:
-            raise fail(
-                400,
-                "INVALID_REPLAY_ID",
-                f"The replayId {replay_id} you provided was invalid. Please provide a valid ID, "
-                "-2 to replay all events, or -1 to replay only new events.",
+            raise InvalidReplayId(
+                f"The replayId {{{replay_id}}} you provided was invalid. Please provide a valid "
+                "ID, -2 to replay all events, or -1 to replay only new events."
             )
         return Subscription(channel, channel_filter, replay_id)
 
-    def fetch(
-        self, subscription: Subscription, after: int, limit: int = _BATCH
-    ) -> list[StoredEvent]:
+    def fetch(self, subscription: Subscription, after: int, limit: int) -> list[StoredEvent]:
         floor = max(after, self._expired_through())
         return self._store.events_after(
             floor, subscription.channel_filter, self._retention_start(), limit
@@ -105,41 +103,8 @@ class ChangeEvents:
         return out
 
     @staticmethod
-    def message(event: StoredEvent) -> dict[str, Any]:
+    def message(event: StoredEvent, channel: str) -> dict[str, Any]:
+        """The Bayeux data message for ``event`` on the subscribed ``channel``."""
         data: dict[str, Any] = json.loads(event.payload)
         data["event"] = {"replayId": event.replay_id}
-        return {"channel": event.channel, "data": data}
-
-    async def stream(
-        self,
-        subscription: Subscription,
-        *,
-        follow: bool,
-        limit: int | None,
-        keepalive_s: float = 15.0,
-    ) -> AsyncIterator[str]:
-        """SSE text: one ``id``/``event``/``data`` block per event, comments as keep-alives."""
-        cursor = subscription.after_replay_id
-        sent = 0
-        idle_s = 0.0
-        poll_s = self._config.event_poll_interval.total_seconds()
-        yield ": connected\n\n"
-        while True:
-            batch = self.fetch(subscription, cursor)
-            for event in self.deliverable(batch):
-                body = json.dumps(self.message(event), separators=(",", ":"))
-                yield f"id: {event.replay_id}\nevent: {event.channel}\ndata: {body}\n\n"
-                sent += 1
-                if limit is not None and sent >= limit:
-                    return
-            if batch:
-                cursor = max(cursor, max(e.replay_id for e in batch))
-                idle_s = 0.0
-                continue
-            if not follow:
-                return
-            await asyncio.sleep(poll_s)
-            idle_s += poll_s
-            if idle_s >= keepalive_s:
-                idle_s = 0.0
-                yield ": keepalive\n\n"
+        return {"channel": channel, "data": data}
