@@ -62,6 +62,7 @@ Envelope = dict[str, Any]
 
 
 SUITEQL_MAX_PAGE = 1000
+COMPANY_NAME_MAX = 83  # NetSuite's companyName length; the hub writes names cut to it
 
 
 def _check_mark(mark: str) -> str:
@@ -275,10 +276,13 @@ class Capture:
             envelope = _envelope(
                 "customer.credit_status_changed", str(r["id"]), r["modified"], data
             )
-            if r.get("companyname"):
+            name = str(r.get("companyname") or "")
+            if name and len(name) < COMPANY_NAME_MAX:
                 # Master attributes as NetSuite holds them, for the customer master's
                 # ownership check (``services.mdm_sync.filter_erp_capture``; not ingested).
-                envelope["master"] = {"name": str(r["companyname"])}
+                # A name at the field's limit may be Salesforce's, cut by the hub's own
+                # write (``mapping.customer_body``): not reported, it says nothing sure.
+                envelope["master"] = {"name": name}
             out.append(envelope)
         return out, str(rows[-1]["modified"]), more
 

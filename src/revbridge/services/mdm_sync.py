@@ -633,8 +633,14 @@ def _decide_erp_master(
     now: datetime,
 ) -> None:
     """The master attributes an ERP capture read, decided like Salesforce's: a change to one
-    Salesforce owns is reviewed, and reverted by sending the Account's last version again."""
+    Salesforce owns is reviewed, and reverted by sending the Account's last version again.
+
+    A text the ERP keeps in its own case or spacing (a system that stores names in capitals)
+    is the synced value, not an edit: otherwise every write-back would be read as a new
+    conflict and written back again, forever."""
     assert link.sf_account_id is not None
+    synced = mdm.synced_values(conn, link.canonical_id)
+    values = {k: synced[k] if _same_text(v, synced.get(k)) else v for k, v in values.items()}
     decisions = mdm.apply_reported(
         conn,
         ownership,
@@ -655,6 +661,12 @@ def _decide_erp_master(
             reason=f"{', '.join(reverted)} changed in {erp_system}, which does not own it: "
             "Salesforce's values written back",
         )
+
+
+def _same_text(reported: Any, synced: Any) -> bool:
+    if not isinstance(reported, str) or not isinstance(synced, str):
+        return False
+    return " ".join(reported.split()).casefold() == " ".join(synced.split()).casefold()
 
 
 def filter_salesforce_capture(

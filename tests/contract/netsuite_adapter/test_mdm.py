@@ -237,3 +237,32 @@ def test_a_netsuite_rename_is_written_back_by_the_hub(
     assert (item["sf_value"], item["erp_value"]) == ("Bluth Company", "Bluth Co (old)")
     assert operations.list_dead_letters(engine) == []
     engine.dispose()
+
+
+def test_a_name_cut_to_netsuites_limit_is_not_taken_for_an_edit(
+    erp: NetSuiteErp, sqlite_url: str
+) -> None:
+    """NetSuite keeps 83 characters of a longer Account name: the capture does not report
+    that cut name as the ERP's, so no conflict is opened and nothing is written back."""
+    engine = create_store_engine(sqlite_url)
+    port = MdmErp(erp, engine, Ownership())
+    acct = make_id("001", 501)
+    long_name = (
+        "The Very Long Official Registered Name Of A Holding Company With Many Words Ltd Group"
+    )
+
+    async def story() -> list[dict[str, Any]]:
+        record = await port.upsert_customer(acct, customer(acct, long_name), None)
+        await erp.http.request(  # touched for another reason: the record is read again
+            "PATCH", f"/record/v1/customer/{record.erp_id}", body={"email": "ap@example.com"}
+        )
+        envelopes, _ = await erp.capture_changes(None, with_master=True)
+        filter_erp_capture(engine, "netsuite", envelopes, now=NOW)
+        await erp.close()
+        return [e for e in envelopes if e["data"].get("customer_id") == acct]
+
+    mine = run(story())
+    assert len(long_name) > 83
+    assert [("master" in e) for e in mine] == [False]
+    assert mdm.list_reviews(engine) == []
+    engine.dispose()

@@ -10,6 +10,7 @@ reaches the Account through the crosswalk, and does not come back as a change.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 
 from revbridge.clock import ManualClock
-from revbridge.core.events import EventType
+from revbridge.core.events import CustomerUpserted, EventType
 from revbridge.core.policy import EventPolicy, Pattern, build_policy
 from revbridge.core.sfid import make_id
 from revbridge.engine.worker import Target, Worker
@@ -133,9 +134,10 @@ class Hub:
         *,
         batch_dir: Path | None = None,
         erp_name: str = "fake-erp",
+        erp: FakeErp | None = None,
     ) -> None:
         self.ledger, self.clock = ledger, ManualClock(START)
-        self.erp, self.sf = FakeErp(name=erp_name), FakeSalesforce()
+        self.erp, self.sf = erp or FakeErp(name=erp_name), FakeSalesforce()
         own = ownership or Ownership()
         erp = MdmErp(self.erp, ledger.engine, own, clock=self.clock, salesforce=self.sf)
         sf = MdmSalesforce(self.sf, ledger.engine, own, erp_system=erp.erp_system, clock=self.clock)
@@ -643,3 +645,42 @@ def test_a_batch_record_whose_check_cannot_run_is_retried_not_sent(
         rows = conn.execute(select(deliveries.c.state, deliveries.c.last_error)).all()
     assert [r.state for r in rows] == ["pending", "pending"]
     assert all("customer search timed out" in r.last_error for r in rows)
+
+
+class _ErpThatShouts(FakeErp):
+    """An ERP that stores customer names in capitals: it cannot hold Salesforce's name."""
+
+    def _upsert_customer_row(
+        self, external_ref: str, customer: CustomerUpserted, parent_erp_id: str | None
+    ) -> Any:
+        shouted = dataclasses.replace(customer, name=customer.name.upper())
+        return super()._upsert_customer_row(external_ref, shouted, parent_erp_id)
+
+
+def test_a_name_the_erp_keeps_in_its_own_case_is_no_edit(ledger: Ledger) -> None:
+    """The ERP stores names in capitals: reading that form back is not a conflict and writes
+    nothing back (no endless write-back); a real edit in the ERP still is, once."""
+    hub = Hub(ledger, erp=_ErpThatShouts())
+    hub.send(customer(120, "Prestige Worldwide"))
+    hub.run()
+
+    def capture_round() -> None:
+        [doc] = [d for d in hub.erp.docs if d.kind == "customer"]
+        env = credit(doc.data["number"], hold=False, limit="100.00", version="v1")
+        env["master"] = {"name": doc.data["name"]}
+        filter_erp_capture(ledger.engine, hub.erp_system, [env], now=START)
+        hub.run()
+
+    for _ in range(3):
+        capture_round()
+    assert hub.erp.calls["upsert_customer"] == 1  # the delivery only
+    assert mdm.list_reviews(ledger.engine) == []
+    [doc] = [d for d in hub.erp.docs if d.kind == "customer"]
+    doc.data["name"] = "Prestige Worldwide (edited)"
+    for _ in range(3):
+        capture_round()
+    assert hub.erp.calls["upsert_customer"] == 2  # written back once, then read as its own
+    assert doc.data["name"] == "PRESTIGE WORLDWIDE"
+    assert [i["erp_value"] for i in mdm.list_reviews(ledger.engine)] == [
+        "Prestige Worldwide (edited)"
+    ]
