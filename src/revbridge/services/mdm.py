@@ -527,7 +527,7 @@ def _review(row: Any) -> dict[str, Any]:
 
 
 def show_review(engine: Engine, review_id: int) -> dict[str, Any]:
-    """The item, and its audit trail."""
+    """The item, its audit trail, and the events whose delivery is held on it."""
     with engine.connect() as conn:
         row = conn.execute(select(mdm_reviews).where(mdm_reviews.c.id == review_id)).mappings()
         found = row.first()
@@ -538,7 +538,15 @@ def show_review(engine: Engine, review_id: int) -> dict[str, Any]:
             .where(audit_log.c.entity_type == "mdm_review", audit_log.c.entity_id == str(review_id))
             .order_by(audit_log.c.id)
         ).mappings()
-        return _review(found) | {"audit": [dict(a) for a in audit]}
+        held = conn.execute(
+            select(deliveries.c.event_id)
+            .where(deliveries.c.state == "held", deliveries.c.parked_on == f"review:{review_id}")
+            .order_by(deliveries.c.event_id)
+        ).scalars()
+        return _review(found) | {
+            "audit": [dict(a) for a in audit],
+            "held_events": [int(e) for e in held],
+        }
 
 
 def decide_review(

@@ -92,6 +92,7 @@ def test_a_held_customer_waits_for_its_review_item_not_as_a_dead_letter(ledger: 
         ids[0]: ("held", f"review:{first}", 0),
         ids[1]: ("held", f"review:{second}", 0),
     }
+    assert mdm.show_review(ledger.engine, first)["held_events"] == [ids[0]]
     on_console = {(r["id"], r["state"], r["parked_on"]) for r in serve.parked(ledger.engine)}
     assert on_console == {(ids[0], "held", f"review:{first}"), (ids[1], "held", f"review:{second}")}
     by_state = ledger.status(NOW)["events"]["by_state"]
@@ -103,6 +104,7 @@ def test_a_held_customer_waits_for_its_review_item_not_as_a_dead_letter(ledger: 
         ledger.engine, first, approve=False, actor="mdo", now=later, note="a different firm"
     )
     assert decided["released"] == 1
+    assert decided["held_events"] == []
     assert _state(ledger)[ids[0]] == ("pending", None, 0)
     assert _state(ledger)[ids[1]] == ("held", f"review:{second}", 0)
     with ledger.engine.connect() as conn:
