@@ -61,6 +61,18 @@ _BLNG_PAYMENT_TYPES = {
 }
 
 
+# The documents the ERP posts journals for: each carries ``ERP_GL_Reference__c`` by default.
+# Not the Revenue Cloud ``Payment``: it cannot be edited once Processed.
+GL_REFERENCE_OBJECTS: tuple[str, ...] = (
+    "blng__Invoice__c",
+    "blng__Payment__c",
+    "blng__CreditNote__c",
+    "blng__RevenueTransaction__c",
+    "Invoice",
+    "CreditMemo",
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WriteBackSettings:
     """Which object model receives payments, and which Account fields hold what."""
@@ -72,11 +84,15 @@ class WriteBackSettings:
     payment_terms_field: str = "Payment_Terms__c"
     credit_status_field: str | None = "ERP_Sync_Status__c"
     last_sync_field: str | None = "ERP_Last_Sync__c"
-    open_balance_field: str | None = None
-    overdue_balance_field: str | None = None
-    days_overdue_field: str | None = None
+    open_balance_field: str | None = "AR_Open_Balance__c"
+    overdue_balance_field: str | None = "AR_Overdue_Balance__c"
+    days_overdue_field: str | None = "AR_Days_Overdue__c"
+    last_payment_date_field: str | None = "AR_Last_Payment_Date__c"
+    last_payment_amount_field: str | None = "AR_Last_Payment_Amount__c"
     # Object name -> field that receives the ERP journal number of a ``gl.posted``.
-    gl_reference_fields: Mapping[str, str] = field(default_factory=dict)
+    gl_reference_fields: Mapping[str, str] = field(
+        default_factory=lambda: dict.fromkeys(GL_REFERENCE_OBJECTS, "ERP_GL_Reference__c")
+    )
     receipt_field: str = "ERP_Receipt_Number__c"
     concurrency_limit: int = 5
 
@@ -349,6 +365,11 @@ class SalesforceWriteBack:
                 record[s.overdue_balance_field] = b.overdue_balance
             if s.days_overdue_field:
                 record[s.days_overdue_field] = b.days_overdue
+            if s.last_payment_date_field:
+                paid_on = b.last_payment_on
+                record[s.last_payment_date_field] = paid_on.isoformat() if paid_on else None
+            if s.last_payment_amount_field:
+                record[s.last_payment_amount_field] = b.last_payment_amount
             if s.last_sync_field:
                 record[s.last_sync_field] = f"{report.as_of.isoformat()}T00:00:00Z"
             records.append(record)

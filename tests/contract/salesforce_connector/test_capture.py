@@ -197,7 +197,8 @@ def test_bad_records_land_in_the_quarantine_once(org: Org, sf_ledger: Ledger) ->
 
 
 def test_the_hubs_own_writes_do_not_come_back(org: Org, sf_ledger: Ledger) -> None:
-    """Credit status and ERP ids written by the integration: echoes, not new events."""
+    """Credit status, AR position, GL references and ERP ids written by the integration:
+    echoes, not new events."""
     account = org.create("Account", {"Name": "Echo Inc"})
     invoice = posted_invoice(org, account)
     capture(org, sf_ledger, "stream")
@@ -206,8 +207,20 @@ def test_the_hubs_own_writes_do_not_come_back(org: Org, sf_ledger: Ledger) -> No
         "Account", account, {"Credit_Hold__c": True, "Credit_Limit__c": 5000, "ERP_Id__c": "E-77"}
     )
     org.update("blng__Invoice__c", invoice, {"ERP_Document_Number__c": "AR-77"})
+    org.update(
+        "Account",
+        account,
+        {
+            "AR_Open_Balance__c": 120.5,
+            "AR_Overdue_Balance__c": 20,
+            "AR_Days_Overdue__c": 3,
+            "AR_Last_Payment_Date__c": "2026-11-20",
+            "AR_Last_Payment_Amount__c": 80,
+        },
+    )
+    org.update("blng__Invoice__c", invoice, {"ERP_GL_Reference__c": "JE-77"})
     streamed = capture(org, sf_ledger, "stream")
-    assert streamed.echoes == 2
+    assert streamed.echoes == 4
     polled = capture(org, sf_ledger, "poll")
     assert polled.accepted == 0
     assert event_types(sf_ledger) == before

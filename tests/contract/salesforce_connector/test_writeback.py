@@ -188,19 +188,37 @@ def test_reporting_refresh_updates_accounts_in_collections(org: Org) -> None:
             CustomerBalance(
                 erp_customer_number=n,
                 currency="USD",
-                open_balance=Decimal("10.00"),
-                overdue_balance=Decimal(0),
-                days_overdue=0,
+                open_balance=Decimal("10.25"),
+                overdue_balance=Decimal("4.50") if i % 2 else Decimal(0),
+                days_overdue=12 if i % 2 else 0,
+                last_payment_on=date(2026, 11, 3) if i % 2 else None,
+                last_payment_amount=Decimal("99.95") if i % 2 else None,
             )
-            for n in [*numbers, "C-unknown"]
+            for i, n in enumerate([*numbers, "C-unknown"])
         ),
     )
-    settings = WriteBackSettings(open_balance_field="Credit_Limit__c")  # a currency field here
-    call(org, "refresh_reporting", "erp:R-1", report, settings=settings)
-    rows = org.records("SELECT Credit_Limit__c, ERP_Last_Sync__c FROM Account")
+    call(org, "refresh_reporting", "erp:R-1", report)  # the defaults: the org's AR fields
+    rows = org.records(
+        "SELECT ERP_Customer_Number__c, AR_Open_Balance__c, AR_Overdue_Balance__c, "
+        "AR_Days_Overdue__c, AR_Last_Payment_Date__c, AR_Last_Payment_Amount__c, "
+        "ERP_Last_Sync__c FROM Account"
+    )
     assert len(rows) == 250
-    assert {(r["Credit_Limit__c"], r["ERP_Last_Sync__c"][:10]) for r in rows} == {
-        (10, "2026-11-25")
+    odd = {n for i, n in enumerate(numbers) if i % 2}
+    assert {
+        (
+            r["ERP_Customer_Number__c"] in odd,
+            r["AR_Open_Balance__c"],
+            r["AR_Overdue_Balance__c"],
+            r["AR_Days_Overdue__c"],
+            r["AR_Last_Payment_Date__c"],
+            r["AR_Last_Payment_Amount__c"],
+            r["ERP_Last_Sync__c"][:10],
+        )
+        for r in rows
+    } == {
+        (True, 10.25, 4.5, 12, "2026-11-03", 99.95, "2026-11-25"),
+        (False, 10.25, 0, 0, None, None, "2026-11-25"),
     }
 
 
@@ -218,6 +236,9 @@ def test_gl_posting_reference_lands_on_the_source_record(org: Org) -> None:
             JournalLine(account="4000", credit=Decimal(100), currency="USD"),
         ),
     )
+    assert call(org, "record_gl_posting", "erp:JE-1", journal) == inv  # the default field
+    (row,) = org.records("SELECT ERP_GL_Reference__c FROM blng__Invoice__c")
+    assert row["ERP_GL_Reference__c"] == "JE-0001"
     settings = WriteBackSettings(gl_reference_fields={"blng__Invoice__c": "ERP_Document_Number__c"})
     assert call(org, "record_gl_posting", "erp:JE-1", journal, settings=settings) == inv
     (row,) = org.records("SELECT ERP_Document_Number__c FROM blng__Invoice__c")

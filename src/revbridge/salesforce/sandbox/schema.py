@@ -183,6 +183,9 @@ _STATUS_BLNG_INVOICE = (
     "Rebilled",
     "Error",
 )
+# Where the hub writes the ERP journal number of a ``gl.posted`` (custom; on every document the
+# ERP posts a journal for).
+_GL_REFERENCE = _f("ERP_GL_Reference__c", "string", length=40, label="ERP GL Reference")
 
 
 def _obj(
@@ -283,6 +286,12 @@ def build_objects() -> dict[str, ObjectDef]:
                 ),
                 _f("ERP_Sync_Status__c", "string", length=40),
                 _f("ERP_Last_Sync__c", "datetime"),
+                # The ERP's AR position, written back by ``reporting.refreshed``.
+                _f("AR_Open_Balance__c", "currency", label="AR Open Balance"),
+                _f("AR_Overdue_Balance__c", "currency", label="AR Overdue Balance"),
+                _f("AR_Days_Overdue__c", "int", label="AR Days Overdue"),
+                _f("AR_Last_Payment_Date__c", "date", label="AR Last Payment Date"),
+                _f("AR_Last_Payment_Amount__c", "currency", label="AR Last Payment Amount"),
             ],
             owner=True,
             change_events=True,
@@ -381,6 +390,7 @@ def build_objects() -> dict[str, ObjectDef]:
                 _f("blng__BaseCurrencyAmount__c", "currency"),
                 _f("blng__BaseCurrencyFXRate__c", "double"),
                 _f("ERP_Document_Number__c", "string", external_id=True, length=40),
+                _GL_REFERENCE,
             ],
             change_events=True,
         ),
@@ -438,6 +448,7 @@ def build_objects() -> dict[str, ObjectDef]:
                 ),
                 _CURRENCY,
                 _f("ERP_Receipt_Number__c", "string", external_id=True, unique=True, length=40),
+                _GL_REFERENCE,
             ],
             change_events=True,
         ),
@@ -484,6 +495,7 @@ def build_objects() -> dict[str, ObjectDef]:
                 _pick("blng__Status__c", ("Draft", "Posted", "Cancelled"), default="Draft"),
                 _CURRENCY,
                 _f("ERP_Document_Number__c", "string", external_id=True, unique=True, length=40),
+                _GL_REFERENCE,
             ],
             change_events=True,
         ),
@@ -525,6 +537,7 @@ def build_objects() -> dict[str, ObjectDef]:
                 _pick(
                     "blng__Status__c", ("Deferred", "Recognized", "Canceled"), default="Deferred"
                 ),
+                _GL_REFERENCE,
                 _CURRENCY,
             ],
             change_events=True,
@@ -573,6 +586,7 @@ def build_objects() -> dict[str, ObjectDef]:
                 ),
                 _CURRENCY,
                 _f("ERP_Document_Number__c", "string", external_id=True, unique=True, length=40),
+                _GL_REFERENCE,
             ],
             change_events=True,
         ),
@@ -641,6 +655,7 @@ def build_objects() -> dict[str, ObjectDef]:
                 ),
                 _CURRENCY,
                 _f("ERP_Document_Number__c", "string", external_id=True, unique=True, length=40),
+                _GL_REFERENCE,
             ],
             change_events=True,
         ),
