@@ -13,6 +13,7 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -27,11 +28,13 @@ from bench.common import emit, progress, scratch_pg
 from revbridge.clock import SystemClock
 from revbridge.core.events import ErpPaymentReceived
 from revbridge.core.policy import build_policy
+from revbridge.engine.queue import claim_sql
 from revbridge.engine.ratelimit import TokenBucket
 from revbridge.engine.worker import Target, Worker, WorkerSettings
 from revbridge.services.ingest import ingest_lines
 from revbridge.store.db import create_store_engine, upgrade
 from revbridge.store.ledger import Ledger
+from revbridge.store.schema import timestamp_param
 from revbridge.testing import FakeErp, FakeSalesforce
 
 N = int(os.environ.get("BENCH_ENGINE_EVENTS", "20000"))
@@ -90,23 +93,29 @@ def _worker_rate(url: str, n: int, claim_batch: int = 200) -> float:
 
 
 def _floor_rate(url: str, n: int, claim_batch: int = 200) -> float:
-    """Claim a batch with the same lease UPDATE, then acknowledge it: no events read, no call."""
+    """The floor: the engine's own claim statement (a lease, each customer's head of line,
+    SKIP LOCKED on PostgreSQL), then an acknowledgement of the batch; no event read, no
+    call, no attempt or reference written."""
     engine = create_store_engine(url)
+    claim = text(claim_sql(engine.dialect.name))
     done = 0
-    lock = "FOR UPDATE SKIP LOCKED" if engine.dialect.name == "postgresql" else ""
     start = time.perf_counter()
     while True:
+        now = datetime.now(UTC)
         with engine.begin() as conn:
+            ts = timestamp_param(conn.dialect.name)
             ids = [
                 r[0]
                 for r in conn.execute(
-                    text(
-                        "UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1 "
-                        "WHERE event_id IN (SELECT event_id FROM deliveries "
-                        f"WHERE state = 'pending' ORDER BY event_id LIMIT :n {lock}) "
-                        "RETURNING event_id"
-                    ),
-                    {"n": claim_batch},
+                    claim,
+                    {
+                        "lease": ts(now + timedelta(seconds=60)),
+                        "worker": "floor",
+                        "now": ts(now),
+                        "target": "salesforce",
+                        "pattern": "realtime",
+                        "limit": claim_batch,
+                    },
                 )
             ]
         if not ids:
@@ -230,32 +239,47 @@ DRAIN_EVENTS = int(os.environ.get("BENCH_DRAIN_EVENTS", "100000"))
 DRAIN_RATE = float(os.environ.get("BENCH_DRAIN_RATE", "1000"))
 
 
+def _drain_once(url: str) -> tuple[float, int, int]:
+    """One drain of the backlog at ``url``: (achieved rate, most calls in a 1 s window, calls)."""
+    engine = create_store_engine(url)
+    sf = _CallLog()
+    bucket = TokenBucket(DRAIN_RATE, burst=1)
+    targets = {
+        "erp": Target("erp", FakeErp()),
+        "salesforce": Target("salesforce", sf, bucket=bucket),
+    }
+    # Half-second rounds, as `revbridge dr drain --rate` sizes them.
+    batch = max(WorkerSettings().claim_batch, int(DRAIN_RATE / 2))
+    worker = Worker(
+        engine, targets, clock=SystemClock(), settings=WorkerSettings(claim_batch=batch)
+    )
+    asyncio.run(worker.run_until_idle())
+    engine.dispose()
+    stamps = sf.stamps
+    achieved = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    worst = 0
+    j = 0
+    for i, t in enumerate(stamps):  # the most calls in any one-second window
+        while stamps[j] <= t - 1.0:
+            j += 1
+        worst = max(worst, i - j + 1)
+    return achieved, worst, len(stamps)
+
+
 def bench_drain() -> None:
-    """A backlog drained under a rate limit: close to the limit, never over it."""
+    """A backlog drained under a rate limit: close to the limit, never over it (median of 3)."""
     with tempfile.TemporaryDirectory() as tmp:
-        url = _sqlite_url(tmp, "drain.db")
-        progress(f"drain: {DRAIN_EVENTS} backlog at a limit of {DRAIN_RATE}/s")
-        _prepare(url, DRAIN_EVENTS)
-        engine = create_store_engine(url)
-        sf = _CallLog()
-        bucket = TokenBucket(DRAIN_RATE, burst=1)
-        targets = {
-            "erp": Target("erp", FakeErp()),
-            "salesforce": Target("salesforce", sf, bucket=bucket),
-        }
-        worker = Worker(
-            engine, targets, clock=SystemClock(), settings=WorkerSettings(claim_batch=500)
-        )
-        asyncio.run(worker.run_until_idle())
-        engine.dispose()
-        stamps = sf.stamps
-        achieved = (len(stamps) - 1) / (stamps[-1] - stamps[0])
-        worst = 0
-        j = 0
-        for i, t in enumerate(stamps):  # the most calls in any one-second window
-            while stamps[j] <= t - 1.0:
-                j += 1
-            worst = max(worst, i - j + 1)
+        backlog = Path(tmp) / "backlog.db"
+        progress(f"drain: {DRAIN_EVENTS} backlog at a limit of {DRAIN_RATE}/s, 3 runs")
+        _prepare(f"sqlite:///{backlog}", DRAIN_EVENTS)
+        runs = []
+        for i in range(3):
+            copy = Path(tmp) / f"drain{i}.db"
+            shutil.copyfile(backlog, copy)
+            runs.append(_drain_once(f"sqlite:///{copy}"))
+            copy.unlink()
+        achieved = statistics.median(r[0] for r in runs)
+        worst = max(r[1] for r in runs)
         emit(
             "drain_rate_fraction_of_limit",
             achieved / DRAIN_RATE,
@@ -263,15 +287,15 @@ def bench_drain() -> None:
             "rate limit (calls/s)",
             DRAIN_RATE,
             ">= 0.95 and no 1 s window over the limit",
-            achieved / DRAIN_RATE >= 0.95 and worst <= DRAIN_RATE + 1,
+            achieved / DRAIN_RATE >= 0.95 and worst <= DRAIN_RATE,
             max_calls_in_any_1s=worst,
-            events=len(stamps),
+            events=runs[0][2],
+            runs=[round(r[0] / DRAIN_RATE, 3) for r in runs],
         )
 
 
-def bench_latency() -> None:
-    """Ingest commit to target call, real-time events arriving at 200/s, one process."""
-    rate, seconds = 200, int(os.environ.get("BENCH_LATENCY_SECONDS", "15"))
+def _latency_once(rate: int, seconds: int) -> tuple[float, float, int]:
+    """One run of real-time events at ``rate``/s: (p99 ms, p50 ms, events)."""
     with tempfile.TemporaryDirectory() as tmp:
         url = _sqlite_url(tmp, "lat.db")
         engine = create_store_engine(url)
@@ -284,7 +308,6 @@ def bench_latency() -> None:
         )
         committed: dict[int, float] = {}
         lines = payment_envelopes(rate * seconds, start=10_000_000)
-        progress(f"latency: {len(lines)} events at {rate}/s")
 
         async def scenario() -> None:
             stop = asyncio.Event()
@@ -310,15 +333,26 @@ def bench_latency() -> None:
 
         asyncio.run(scenario())
         engine.dispose()
-        latencies = sorted((sf.stamps[i] - committed[i]) * 1000 for i in range(len(lines)))
-        p99 = latencies[int(len(latencies) * 0.99) - 1]
-        emit(
-            "realtime_hub_latency_p99_ms",
-            p99,
-            "ms",
-            "p50 (ms)",
-            latencies[len(latencies) // 2],
-            "< 50 ms at 200 events/s",
-            p99 < 50,
-            events=len(latencies),
-        )
+    latencies = sorted((sf.stamps[i] - committed[i]) * 1000 for i in range(len(lines)))
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    return p99, latencies[len(latencies) // 2], len(latencies)
+
+
+def bench_latency() -> None:
+    """Ingest commit to target call, real-time events arriving at 200/s, one process
+    (median of 3 runs)."""
+    rate, seconds = 200, int(os.environ.get("BENCH_LATENCY_SECONDS", "15"))
+    progress(f"latency: {rate * seconds} events at {rate}/s, 3 runs")
+    runs = sorted(_latency_once(rate, seconds) for _ in range(3))
+    p99, p50, events = runs[1]
+    emit(
+        "realtime_hub_latency_p99_ms",
+        p99,
+        "ms",
+        "p50 (ms)",
+        p50,
+        "< 50 ms at 200 events/s",
+        p99 < 50,
+        events=events,
+        runs_p99_ms=[round(r[0], 1) for r in runs],
+    )

@@ -691,8 +691,9 @@ def dr_drain(
     if rate is not None:
         for t in w.targets.values():
             t.bucket = TokenBucket(rate, burst=1)
-        # Rounds of about two seconds of calls, so the ledger writes between them cost little.
-        w.settings = replace(w.settings, claim_batch=max(w.settings.claim_batch, int(rate * 2)))
+        # Rounds of about half a second of calls: the limiter makes up the pause between
+        # rounds, and a longer round only makes that pause longer (docs/decisions/0015).
+        w.settings = replace(w.settings, claim_batch=max(w.settings.claim_batch, int(rate / 2)))
 
     async def run() -> dict[str, int]:
         try:

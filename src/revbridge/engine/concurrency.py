@@ -23,9 +23,9 @@ take a second one (that would count one call twice, and could deadlock at the li
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
-from contextvars import ContextVar
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
+from contextvars import ContextVar, Token
 from datetime import timedelta
 from typing import Protocol
 
@@ -88,19 +88,38 @@ class LocalSlots:
             self._loop, self._semaphore = loop, asyncio.Semaphore(self._limit)
         return self._semaphore
 
-    @asynccontextmanager
-    async def hold(self) -> AsyncIterator[None]:
-        if holds(self.scope):
-            yield
+    def hold(self) -> AbstractAsyncContextManager[None]:
+        # A plain class, not a generator context manager: this is on every delivery's path,
+        # and the generator machinery cost more than a zero-latency call.
+        return _LocalHold(self)
+
+
+class _LocalHold:
+    __slots__ = ("_semaphore", "_slots", "_token")
+
+    def __init__(self, slots: LocalSlots) -> None:
+        self._slots = slots
+        self._semaphore: asyncio.Semaphore | None = None
+        self._token: Token[frozenset[str]] | None = None
+
+    async def __aenter__(self) -> None:
+        slots = self._slots
+        if holds(slots.scope):
+            return  # re-entrant: the task already holds this scope's slot
+        semaphore = self._semaphore = slots._current()
+        await semaphore.acquire()
+        slots.in_use += 1
+        slots.peak = max(slots.peak, slots.in_use)
+        if slots.scope is not None:
+            self._token = _HELD.set(_HELD.get() | {slots.scope})
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._semaphore is None:
             return
-        async with self._current():
-            self.in_use += 1
-            self.peak = max(self.peak, self.in_use)
-            try:
-                with mark_held(self.scope):
-                    yield
-            finally:
-                self.in_use -= 1
+        if self._token is not None:
+            _HELD.reset(self._token)
+        self._slots.in_use -= 1
+        self._semaphore.release()
 
 
 _BY_SCOPE: dict[tuple[str, str, int], Slots] = {}

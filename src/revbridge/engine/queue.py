@@ -41,7 +41,7 @@ SET state = 'in_flight', lease_expires_at = :lease, worker_id = :worker,
 WHERE event_id IN (
     SELECT d.event_id FROM deliveries d
     WHERE d.target = :target AND d.pattern = :pattern AND d.state = 'pending'
-      AND d.due_at <= :now
+      AND {due_at} <= :now
       AND (
           d.customer_ref IS NULL
           OR d.event_id = (
@@ -56,6 +56,22 @@ WHERE event_id IN (
 )
 RETURNING event_id, attempts
 """
+
+
+
+
+def claim_sql(dialect: str) -> str:
+    """The claim statement: lease the due head-of-line deliveries of a target and pattern.
+
+    It walks ``ix_deliveries_pending_line`` in event order and stops at its limit.
+
+    SQLite's planner would rather range-scan ``(state, due_at)``, which reads and sorts the
+    whole due backlog each round (quadratic over a drain); ``+due_at`` takes that index out of
+    its choice. PostgreSQL picks the pending-line index on its own (docs/decisions/0015).
+    """
+    if dialect == "postgresql":
+        return _CLAIM_SQL.format(due_at="d.due_at", lock="FOR UPDATE SKIP LOCKED")
+    return _CLAIM_SQL.format(due_at="+d.due_at", lock="")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +138,45 @@ def _ts(conn: Connection, value: datetime) -> Any:
     return timestamp_param(conn.dialect.name)(value)
 
 
+_DELIVERED_SQL = """
+UPDATE deliveries SET state = 'delivered', external_ref = :ext, delivered_at = :now,
+    updated_at = :now, lease_expires_at = NULL, last_error = NULL
+WHERE event_id = :id AND state = 'in_flight' AND worker_id = :worker
+"""
+_DELIVERED_PG_SQL = """
+UPDATE deliveries AS d SET state = 'delivered', external_ref = v.ext, delivered_at = :now,
+    updated_at = :now, lease_expires_at = NULL, last_error = NULL
+FROM unnest(CAST(:ids AS bigint[]), CAST(:exts AS text[])) AS v(id, ext)
+WHERE d.event_id = v.id AND d.state = 'in_flight' AND d.worker_id = :worker
+"""
+
+
+def _mark_delivered(conn: Connection, out: Outcomes, now: Any) -> None:
+    """Mark a round's delivered rows, as the lease holder.
+
+    On PostgreSQL one statement over arrays: a statement per row costs the server a plan and
+    an executor start each, a round trip's worth apiece in a pipeline.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text(_DELIVERED_PG_SQL),
+            {
+                "ids": [c.event_id for c, _, _ in out.delivered],
+                "exts": [ext for _, _, ext in out.delivered],
+                "now": now,
+                "worker": out.worker_id,
+            },
+        )
+        return
+    conn.execute(
+        text(_DELIVERED_SQL),
+        [
+            {"ext": ext, "now": now, "id": c.event_id, "worker": out.worker_id}
+            for c, _, ext in out.delivered
+        ],
+    )
+
+
 class DeliveryQueue:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -137,9 +192,8 @@ class DeliveryQueue:
         pattern: str = "realtime",
     ) -> list[Claimed]:
         with self.engine.begin() as conn:
-            lock = "FOR UPDATE SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
             rows = conn.execute(
-                text(_CLAIM_SQL.format(lock=lock)),
+                text(claim_sql(conn.dialect.name)),
                 {
                     "lease": _ts(conn, now + lease),
                     "worker": worker_id,
@@ -151,27 +205,32 @@ class DeliveryQueue:
             ).all()
             if not rows:
                 return []
-            attempt_of: dict[int, int] = dict(rows)
-        return self.claimed_rows(attempt_of, worker_id, now, pattern)
+            # Read in the claim's transaction: one connection and one commit per round.
+            return self._claimed_rows(conn, dict(rows), now, pattern)
 
     def claimed_rows(
         self, attempt_of: dict[int, int], worker_id: str, now: datetime, pattern: str = "realtime"
     ) -> list[Claimed]:
         """Load the claimed deliveries' events (the attempt row is written with the outcome)."""
         with self.engine.connect() as conn:
-            found = conn.execute(
-                select(
-                    events.c.id,
-                    events.c.type,
-                    events.c.idempotency_key,
-                    events.c.subject_ref,
-                    events.c.customer_ref,
-                    events.c.received_at,
-                    events.c.payload,
-                )
-                .where(events.c.id.in_(list(attempt_of)))
-                .order_by(events.c.id)
-            ).all()
+            return self._claimed_rows(conn, attempt_of, now, pattern)
+
+    def _claimed_rows(
+        self, conn: Connection, attempt_of: dict[int, int], now: datetime, pattern: str
+    ) -> list[Claimed]:
+        found = conn.execute(
+            select(
+                events.c.id,
+                events.c.type,
+                events.c.idempotency_key,
+                events.c.subject_ref,
+                events.c.customer_ref,
+                events.c.received_at,
+                events.c.payload,
+            )
+            .where(events.c.id.in_(list(attempt_of)))
+            .order_by(events.c.id)
+        ).all()
         return [
             Claimed(
                 event_id=r.id,
@@ -299,18 +358,7 @@ class DeliveryQueue:
         if out.delivered:
             # Only the lease holder completes: a worker whose lease was taken over loses the
             # race harmlessly (the record it made is remembered all the same).
-            conn.execute(
-                text(
-                    "UPDATE deliveries SET state = 'delivered', external_ref = :ext, "
-                    "delivered_at = :now, updated_at = :now, lease_expires_at = NULL, "
-                    "last_error = NULL WHERE event_id = :id AND state = 'in_flight' "
-                    "AND worker_id = :worker"
-                ),
-                [
-                    {"ext": ext, "now": ts(now), "id": c.event_id, "worker": out.worker_id}
-                    for c, _, ext in out.delivered
-                ],
-            )
+            _mark_delivered(conn, out, ts(now))
             attempt_rows += [
                 _attempt(c, now, "delivered", None, ext) for c, _, ext in out.delivered
             ]

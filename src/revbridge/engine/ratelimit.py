@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Protocol
 
 from sqlalchemy import Engine, text
 
 
 class TokenBucket:
-    """A rate limit in one process, as a virtual schedule (GCRA, the token bucket's twin).
+    """A rate limit in one process, as a virtual schedule (GCRA, the token bucket's twin),
+    capped by a sliding one-second window.
 
     Each call takes the next slot ``1/rate`` after the previous one. A caller that wakes late
-    (the event loop's sleep overshoots) keeps its place in the schedule, up to ``burst`` slots
-    of catching up, so the achieved rate stays at the limit instead of losing every overshoot,
-    and no one-second window ever holds more than ``rate + burst`` calls.
+    (the event loop's sleep overshoots, or the worker paused between rounds to claim the next
+    one) keeps its place in the schedule: it may catch up on slots missed in the last
+    ``catch_up`` (100 ms by default, at least ``burst`` slots), so the achieved rate stays at
+    the limit instead of losing every pause. Catching up never breaks the limit: no window of
+    one second ever holds more than ``rate`` calls (at least one), whatever the pauses were
+    (docs/decisions/0015).
     """
 
     def __init__(
@@ -30,16 +36,19 @@ class TokenBucket:
         burst: float = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
         floor_fraction: float = 0.05,
+        catch_up: timedelta = timedelta(milliseconds=100),
     ) -> None:
         if rate_per_s <= 0:
             raise ValueError("rate_per_s must be positive")
         self.configured_rate = rate_per_s
         self.rate = rate_per_s
         self.burst = burst
+        self.catch_up_s = catch_up.total_seconds()
         self._monotonic = monotonic
         self._tat = monotonic()  # the theoretical arrival time of the next call
         self._floor = rate_per_s * floor_fraction
         self._locks: dict[int, asyncio.Lock] = {}
+        self._window: deque[float] = deque()  # the slots taken in the last second
         self.calls = 0
 
     def _lock(self) -> asyncio.Lock:
@@ -50,14 +59,35 @@ class TokenBucket:
             lock = self._locks[loop] = asyncio.Lock()
         return lock
 
+    def reserve(self, now: float) -> float:
+        """Take the next slot for a caller arriving at ``now``: when it may call."""
+        lag = max(self.burst / self.rate, self.catch_up_s)
+        slot = max(self._tat, now - lag)
+        window = self._window
+        while window and window[0] <= slot - 1.0:
+            window.popleft()
+        cap = max(1, int(self.rate))
+        if len(window) >= cap:
+            # The cap-th latest call must have left the window (1 ms over: it is counted when
+            # it was allowed, a hair before it reached the target).
+            slot = max(slot, window[len(window) - cap] + 1.001)
+            while window and window[0] <= slot - 1.0:
+                window.popleft()
+        # A caller catching up calls now, not at its (past) slot: the window counts it now.
+        window.append(max(slot, now))
+        self._tat = slot + 1 / self.rate
+        self.calls += 1
+        return slot
+
     async def acquire(self) -> None:
         async with self._lock():
             now = self._monotonic()
-            slot = max(self._tat, now - self.burst / self.rate)
+            slot = self.reserve(now)
             if slot > now:
                 await asyncio.sleep(slot - now)
-            self._tat = slot + 1 / self.rate
-            self.calls += 1
+                # The window counts when calls really went out (a sleep overshoots), so that
+                # a late call and an on-time one a second later never share a window over it.
+                self._window[-1] = max(slot, self._monotonic())
 
     def throttled(self) -> None:
         """The system said "too many requests": halve the rate, down to a floor."""

@@ -149,6 +149,9 @@ def default_worker_id() -> str:
 
 TARGET_OF = {Direction.TO_ERP: "erp", Direction.TO_SALESFORCE: "salesforce"}
 
+# How often a busy worker looks for expired leases and writes its API call counters.
+_HOUSEKEEPING = timedelta(seconds=1)
+
 
 class Worker:
     def __init__(
@@ -183,6 +186,8 @@ class Worker:
         self.api_calls: Counter[tuple[str, str, str]] = Counter()
         self._out = Outcomes(self.worker_id)
         self._unwritten: Outcomes | None = None  # the last round's, written with the next
+        self._next_lease_check: datetime | None = None
+        self._next_api_flush = self.clock.now()
 
     # ------------------------------------------------------------------ loops
 
@@ -262,6 +267,7 @@ class Worker:
                 stopper.cancel()
         try:
             self.write_outcomes()
+            self.flush_api_calls(self.clock.now())
         except DBAPIError as exc:  # leases protect them: resumed and looked up first
             log.warning("outcomes_unwritten", error=str(exc).splitlines()[0])
         return self.stats
@@ -269,7 +275,11 @@ class Worker:
     async def step(self) -> bool:
         """One round over all targets; True when some delivery made progress."""
         now = self.clock.now()
-        self.queue.recover_expired_leases(now=now)
+        if self._next_lease_check is None or now >= self._next_lease_check:
+            # Leases last a minute; looking for expired ones every round cost a write
+            # transaction per round for nothing (docs/decisions/0015).
+            self.queue.recover_expired_leases(now=now)
+            self._next_lease_check = now + min(self.settings.lease / 10, _HOUSEKEEPING)
         shared = target_states(self.queue.engine)
         paused = {name for name, st in shared.items() if st.paused}
         progressed = False
@@ -304,10 +314,17 @@ class Worker:
             progressed = True  # the write may have released parked deliveries: look again
         if self.batch is not None:
             progressed = await self._run_due_batches(paused) or progressed
+        if self.api_calls and (not progressed or now >= self._next_api_flush):
+            self.flush_api_calls(now)
+        return progressed
+
+    def flush_api_calls(self, now: datetime) -> None:
+        """Add the calls counted since the last flush to today's counters (at most once a
+        second while busy, and whenever the worker goes idle or stops)."""
         if self.api_calls:
             self.queue.add_api_calls(now, self.api_calls)
             self.api_calls.clear()
-        return progressed
+        self._next_api_flush = now + _HOUSEKEEPING
 
     def _circuit_gate(
         self, target: Target, shared: TargetState | None, now: datetime

@@ -148,6 +148,16 @@ deliveries = Table(
         postgresql_where=text("state IN ('pending', 'in_flight')"),
         sqlite_where=text("state IN ('pending', 'in_flight')"),
     ),
+    # What the claim walks: pending deliveries in event order, so that it stops at its limit
+    # instead of reading and sorting the whole backlog each round (decision 0015).
+    Index(
+        "ix_deliveries_pending_line",
+        "target",
+        "pattern",
+        "event_id",
+        postgresql_where=text("state = 'pending'"),
+        sqlite_where=text("state = 'pending'"),
+    ),
 )
 
 attempts = Table(
