@@ -199,8 +199,8 @@ def payload_hash(event: Event, payload: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
-def encode_envelope(event: Event) -> dict[str, Any]:
-    """The JSON envelope of an event (amounts as strings), as ``ingest`` reads it."""
+def envelope_head(event: Event) -> dict[str, Any]:
+    """The envelope of an event without its ``data``."""
     return {
         "type": event.type.value,
         "source": event.source,
@@ -208,5 +208,11 @@ def encode_envelope(event: Event) -> dict[str, Any]:
         "source_version": event.source_version,
         "occurred_at": event.occurred_at.isoformat(),
         "idempotency_key": event.idempotency_key,
-        "data": _payload_adapter(event.type).dump_python(event.data, mode="json"),
+    }
+
+
+def encode_envelope(event: Event) -> dict[str, Any]:
+    """The JSON envelope of an event (amounts as strings), as ``ingest`` reads it."""
+    return envelope_head(event) | {
+        "data": _payload_adapter(event.type).dump_python(event.data, mode="json")
     }

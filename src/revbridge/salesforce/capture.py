@@ -29,7 +29,7 @@ record version), with the object, the id, the code and the reason.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -40,6 +40,7 @@ from typing import Any
 from sqlalchemy import select
 
 from revbridge.clock import Clock, SystemClock
+from revbridge.codec import encode_envelope
 from revbridge.core import sfid
 from revbridge.core.policy import RoutingPolicy
 from revbridge.salesforce.client import SalesforceClient
@@ -59,7 +60,7 @@ from revbridge.salesforce.streaming import (
     replay_id_of,
 )
 from revbridge.services.capture import load_watermark, save_watermark
-from revbridge.services.ingest import ingest_lines
+from revbridge.services.ingest import ingest_events
 from revbridge.store.ledger import Ledger, QuarantineRecord
 from revbridge.store.schema import quarantine
 
@@ -67,6 +68,7 @@ log = logging.getLogger(__name__)
 
 _CURRENT_MAX = 200_000
 _IN_CHUNK = 200  # ids per ``IN (...)``: keeps the URI far below Salesforce's 16 KB
+_READ_AHEAD = 3  # re-reads in flight while the capture maps and stores
 
 # Fields only the hub writes (write-back), and the roll-ups its writes move.
 DEFAULT_ECHO_FIELDS: frozenset[str] = frozenset(
@@ -255,15 +257,17 @@ class SalesforceCapture:
     def _store(self, page: tuple[Mapped, list[Any]], origin: str, report: CaptureReport) -> None:
         """Ingest the envelopes and quarantine the rejections (each record version once)."""
         mapped, read = page
-        envelopes = list(mapped.envelopes)
-        if envelopes and self.envelope_filter is not None:
-            envelopes, echoes = self.envelope_filter(envelopes)
+        events = mapped.events
+        if events and self.envelope_filter is not None:
+            envelopes = [encode_envelope(e) for e in events]
+            by_envelope = {id(env): event for env, event in zip(envelopes, events, strict=True)}
+            kept, echoes = self.envelope_filter(envelopes)
             report.echoes += echoes
-        if envelopes:
-            lines = [json.dumps(e).encode() for e in envelopes]
-            result = ingest_lines(
+            events = [by_envelope[id(env)] for env in kept]
+        if events:
+            result = ingest_events(
                 self.ledger,
-                lines,
+                events,
                 policy=self.policy,
                 origin=origin,
                 clock=self.clock,
@@ -354,10 +358,14 @@ class SalesforceCapture:
             self.client, self.settings.channel, wait=self.settings.stream_wait
         )
         subscriber.replay_id = int(stored) if stored is not None else start_replay_id
+        # The next connect is asked for while a batch is applied (the org prepares it in the
+        # meantime); a session re-established then resumes from the replay id persisted so
+        # far, which at worst repeats the batch being applied: duplicates, never a gap.
+        upcoming = asyncio.create_task(subscriber.receive())
         try:
             while True:
                 try:
-                    events = await subscriber.receive()
+                    events = await upcoming
                 except InvalidReplayId:
                     log.warning(
                         "ALERT salesforce change events lost: replay id %s is outside retention; "
@@ -367,9 +375,11 @@ class SalesforceCapture:
                     report.add(await self.poll())
                     report.backfilled = True
                     await subscriber.subscribe(REPLAY_ALL)
+                    upcoming = asyncio.create_task(subscriber.receive())
                     continue
                 if not events:
                     break
+                upcoming = asyncio.create_task(subscriber.receive())
                 report.add(await self._apply_events(events))
                 latest = max(replay_id_of(e) for e in events)
                 if latest > subscriber.replay_id:
@@ -379,6 +389,8 @@ class SalesforceCapture:
                     report.watermarks[self.replay_name] = str(latest)
                     subscriber.replay_id = latest
         finally:
+            upcoming.cancel()
+            await asyncio.gather(upcoming, return_exceptions=True)
             await subscriber.close()
         return report
 
@@ -436,6 +448,17 @@ class SalesforceCapture:
                 wanted.setdefault(parent_object, set()).update(
                     str(r[parent_field]) for r in rows if r.get(parent_field)
                 )
+        # Every chunk's re-read (records, then their children) is started at once, at most
+        # _READ_AHEAD at a time: the org answers the next chunks while this process maps and
+        # stores the previous one. Stored in order; each store is idempotent on its own.
+        gate = asyncio.Semaphore(_READ_AHEAD)
+
+        async def read(sobject: str, kind: str, soql: str) -> tuple[Mapped, list[Any]]:
+            async with gate:
+                records = await self.client.query(soql)
+                return await self._map_page(sobject, kind, records)
+
+        reads: list[tuple[str, asyncio.Task[tuple[Mapped, list[Any]]]]] = []
         for sobject, ids in wanted.items():
             kind = kinds[sobject]
             fields = ", ".join(select_fields(profile, kind))
@@ -443,12 +466,16 @@ class SalesforceCapture:
             ordered = sorted(ids)
             for start in range(0, len(ordered), _IN_CHUNK):
                 chunk = _quote_ids(ordered[start : start + _IN_CHUNK])
-                if not chunk:
-                    continue
-                records = await self.client.query(
-                    f"SELECT {fields} FROM {sobject} WHERE Id IN ({chunk})"
-                )
-                self._store(await self._map_page(sobject, kind, records), origin, report)
+                if chunk:
+                    soql = f"SELECT {fields} FROM {sobject} WHERE Id IN ({chunk})"
+                    reads.append((origin, asyncio.create_task(read(sobject, kind, soql))))
+        try:
+            for origin, task in reads:
+                self._store(await task, origin, report)
+        finally:
+            for _, task in reads:
+                task.cancel()
+            await asyncio.gather(*(t for _, t in reads), return_exceptions=True)
         if overflowed:
             log.warning("salesforce change events overflowed for %s: polling", sorted(overflowed))
             report.add(await self.poll(sorted(overflowed)))

@@ -40,7 +40,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from revbridge.codec import encode_payload
+from revbridge.codec import encode_envelope, encode_payload
 from revbridge.core import sfid
 from revbridge.core.events import (
     Address,
@@ -48,6 +48,7 @@ from revbridge.core.events import (
     CreditMemoIssued,
     CustomerUpserted,
     DocumentLine,
+    Event,
     EventData,
     EventType,
     InvoicePosted,
@@ -398,12 +399,20 @@ class Rejection:
 
 @dataclass(slots=True)
 class Mapped:
-    envelopes: list[dict[str, Any]] = field(default_factory=list)
+    """Canonical events (built through the domain types, so already checked), rejections, and
+    how many records were skipped by design (drafts, hub-written payments...)."""
+
+    events: list[Event] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     skipped: int = 0
 
+    @property
+    def envelopes(self) -> list[dict[str, Any]]:
+        """The events as JSON envelopes, as ``ingest`` reads them."""
+        return [encode_envelope(e) for e in self.events]
+
     def extend(self, other: Mapped) -> None:
-        self.envelopes.extend(other.envelopes)
+        self.events.extend(other.events)
         self.rejections.extend(other.rejections)
         self.skipped += other.skipped
 
@@ -593,7 +602,7 @@ class Mapper:
                 out.skipped += 1
                 return out
             event_type, data = built
-            out.envelopes.append(self._envelope(event_type, data, record))
+            out.events.append(self._event(event_type, data, record))
         except _Reject as exc:
             out.rejections.append(
                 self._rejection(exc.code, exc.reason, kind, sobject, record, kids)
@@ -623,21 +632,20 @@ class Mapper:
             raw=_raw(record, kids),
         )
 
-    def _envelope(self, event_type: EventType, data: EventData, record: Record) -> dict[str, Any]:
+    def _event(self, event_type: EventType, data: EventData, record: Record) -> Event:
         payload = encode_payload(event_type, data)
         version = "c" + hashlib.sha256(payload.encode()).hexdigest()[:24]
-        occurred = _timestamp(record, "CreatedDate")
         source_id = sfid.to_18(str(record["Id"]))
         if event_type is EventType.CREDIT_MEMO_ISSUED and isinstance(data, CreditMemoIssued):
             source_id = data.credit_memo_id
-        return {
-            "type": event_type.value,
-            "source": self.source,
-            "source_id": source_id,
-            "source_version": version,
-            "occurred_at": occurred.isoformat(),
-            "data": json.loads(payload),
-        }
+        return Event(
+            type=event_type,
+            source=self.source,
+            source_id=source_id,
+            source_version=version,
+            occurred_at=_timestamp(record, "CreatedDate"),
+            data=data,
+        )
 
     # ------------------------------------------------------------------ per kind
 
