@@ -89,6 +89,8 @@ def _worker_rate(url: str, n: int, claim_batch: int = 200) -> float:
     stats = asyncio.run(worker.run_until_idle())
     seconds = time.perf_counter() - start
     engine.dispose()
+    if stats.delivered != n:
+        raise RuntimeError(f"the worker delivered {stats.delivered} of {n} events")
     return stats.delivered / seconds
 
 
@@ -181,7 +183,7 @@ def _proc_worker(url: str, barrier: Any, out: Any) -> None:
     engine.dispose()
 
 
-def _processes_rate(url: str, procs: int) -> float:
+def _processes_rate(url: str, procs: int, n: int) -> float:
     ctx = mp.get_context("spawn")
     barrier, out = ctx.Barrier(procs), ctx.Queue()
     ps = [ctx.Process(target=_proc_worker, args=(url, barrier, out)) for _ in range(procs)]
@@ -191,6 +193,8 @@ def _processes_rate(url: str, procs: int) -> float:
     for p in ps:
         p.join()
     delivered = sum(r[0] for r in results)
+    if delivered != n:  # each event delivered once, by one process: else the rate means nothing
+        raise RuntimeError(f"{procs} processes delivered {delivered} of {n} events")
     span = max(r[2] for r in results) - min(r[1] for r in results)
     return delivered / span
 
@@ -201,10 +205,10 @@ def bench_scale_out() -> None:
     for _ in range(3):
         with scratch_pg() as url:
             _prepare(url, N)
-            one.append(_processes_rate(url, 1))
+            one.append(_processes_rate(url, 1, N))
         with scratch_pg() as url:
             _prepare(url, N)
-            two.append(_processes_rate(url, 2))
+            two.append(_processes_rate(url, 2, N))
     r1, r2 = statistics.median(one), statistics.median(two)
     emit(
         "scale_out_2_vs_1_postgresql",
