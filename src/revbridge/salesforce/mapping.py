@@ -432,6 +432,8 @@ class _Reject(Exception):
 
 def get(record: Record, path: str) -> Any:
     """A field or a parent path (``Parent__r.Field``) of a SOQL record; None when absent."""
+    if "." not in path:  # the common case, called for every field of every record
+        return record.get(path)
     value: Any = record
     for part in path.split("."):
         if not isinstance(value, Mapping):
