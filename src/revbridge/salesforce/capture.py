@@ -8,8 +8,9 @@ Two ways in, one way through (``Mapper`` then ``ingest_lines``):
   watermark moves to the page's last ``SystemModstamp``: a crash re-reads, never skips.
 * **stream**: Change Data Capture over the Streaming API's CometD (``streaming.py``) from a
   persisted replay id. The records named by the events are re-read by id (an UPDATE event
-  carries only the changed fields) and ingested; then the batch's latest replay id is
-  persisted. A replay id outside retention (the subscription fails with ``400::The replayId
+  carries only the changed fields; a CREATE of an object mapped without children or parent
+  paths, such as an Account, is mapped from the event itself) and ingested; then the batch's
+  latest replay id is persisted. A replay id outside retention (the subscription fails with ``400::The replayId
   {N} you provided was invalid``) is logged as an alert-worthy warning, the gap is backfilled
   by a poll, and the stream restarts from every retained event (``-2``): what it repeats is a
   duplicate in the ledger, not a double.
@@ -164,6 +165,28 @@ def _quote_ids(ids: Iterable[str]) -> str:
     return ", ".join(f"'{i}'" for i in ids if sfid.is_valid(i))
 
 
+def created_record(header: Mapping[str, Any], payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The record a CREATE change event describes, shaped as a SOQL row, or None for any other
+    event. A CREATE carries every non-null field; compound address fields, nested in CDC
+    (``BillingAddress: {"Street": ...}``), become their components (``BillingStreet``)."""
+    ids = [str(i) for i in header.get("recordIds") or ()]
+    if header.get("changeType") != "CREATE" or len(ids) != 1 or not sfid.is_valid(ids[0]):
+        return None
+    record: dict[str, Any] = {
+        "attributes": {"type": str(header.get("entityName", ""))},
+        "Id": sfid.to_18(ids[0]),
+    }
+    for name, value in payload.items():
+        if name == "ChangeEventHeader":
+            continue
+        if isinstance(value, Mapping) and name.endswith("Address"):
+            prefix = name.removesuffix("Address")
+            record.update({f"{prefix}{part}": v for part, v in value.items()})
+        else:
+            record[name] = value
+    return record
+
+
 # Envelopes in, (envelopes kept, how many were echoes) out.
 EnvelopeFilter = Callable[[list[dict[str, Any]]], tuple[list[dict[str, Any]], int]]
 
@@ -190,6 +213,15 @@ class SalesforceCapture:
         self.settings = settings or CaptureSettings()
         self.clock = clock or SystemClock()
         self.mapper = Mapper(self.settings.profile)
+        # Objects whose CREATE event carries all the mapping needs (no child records, no parent
+        # paths): mapped from the event, not re-read.
+        profile = self.settings.profile
+        self._from_payload = frozenset(
+            sobject
+            for sobject, kind in profile.objects().items()
+            if child_fields(profile, kind) is None
+            and not any("." in f for f in select_fields(profile, kind))
+        )
         # Record id -> LastModifiedDate (epoch ms) of the version last stored in the ledger. A
         # change event describing that version or an older one is already reflected there:
         # re-reading would only find a duplicate. Bounded; forgetting costs a re-read, not a loss.
@@ -407,6 +439,7 @@ class SalesforceCapture:
         profile = self.settings.profile
         kinds, children = profile.objects(), profile.child_objects()
         wanted: dict[str, set[str]] = {}
+        created: dict[str, dict[str, dict[str, Any]]] = {}
         child_ids: dict[str, set[str]] = {}
         overflowed: set[str] = set()
         for message in events:
@@ -430,7 +463,11 @@ class SalesforceCapture:
                 report.already_current += 1
                 continue
             if entity in kinds:
-                wanted.setdefault(entity, set()).update(ids)
+                record = created_record(header, payload) if entity in self._from_payload else None
+                if record is not None:
+                    created.setdefault(entity, {})[sfid.to_18(str(record["Id"]))] = record
+                else:
+                    wanted.setdefault(entity, set()).update(ids)
             elif entity in children:
                 child_ids.setdefault(entity, set()).update(ids)
             else:
@@ -448,6 +485,13 @@ class SalesforceCapture:
                 wanted.setdefault(parent_object, set()).update(
                     str(r[parent_field]) for r in rows if r.get(parent_field)
                 )
+        for sobject, by_id in created.items():
+            # A record created and changed again in this batch is re-read (its latest version).
+            rereads = {sfid.to_18(i) for i in wanted.get(sobject, ()) if sfid.is_valid(i)}
+            rows = [r for i, r in by_id.items() if i not in rereads]
+            if rows:
+                origin = f"capture:{self.settings.name}:stream:{sobject}"
+                self._store((self.mapper.map_records(sobject, rows, {}), rows), origin, report)
         # Every chunk's re-read (records, then their children) is started at once, at most
         # _READ_AHEAD at a time: the org answers the next chunks while this process maps and
         # stores the previous one. Stored in order; each store is idempotent on its own.

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from revbridge.core.policy import build_policy
-from revbridge.salesforce.capture import CaptureSettings, SalesforceCapture
+from revbridge.salesforce.capture import CaptureSettings, SalesforceCapture, created_record
 from revbridge.salesforce.streaming import (
     CometdSubscriber,
     InvalidReplayId,
@@ -174,3 +174,70 @@ def test_stream_with_a_wait_picks_up_a_change_committed_while_it_listens(
     report = run(go())
     assert report.accepted == 2
     assert event_types(ledger) == {"customer.upserted": 2}
+
+
+def test_created_accounts_are_mapped_from_their_events_without_a_re_read(
+    org: Org, ledger: Ledger
+) -> None:
+    """A CREATE event carries every field the account mapping needs: no API call is spent on
+    it, and the poll later finds the very same versions (duplicates, nothing new)."""
+    for i in range(3):
+        org.create(
+            "Account",
+            {
+                "Name": f"Payload {i}",
+                "BillingStreet": "1 Main St",
+                "BillingCity": "Lyon",
+                "BillingCountryCode": "FR",
+                "ERP_Customer_Number__c": f"C-{i}",
+            },
+        )
+    used_before = org.http.get("/sandbox/admin/usage").json()["used"]
+    report = capture_stream(org, ledger)
+    assert report.accepted == 3
+    assert org.http.get("/sandbox/admin/usage").json()["used"] == used_before
+    polled = capture_poll(org, ledger)
+    assert (polled.accepted, polled.duplicates) == (0, 3)
+
+
+def capture_stream(org: Org, ledger: Ledger) -> Any:
+    async def go() -> Any:
+        async with org.client() as client:
+            return await SalesforceCapture(client, ledger, build_policy()).stream()
+
+    return run(go())
+
+
+def capture_poll(org: Org, ledger: Ledger) -> Any:
+    async def go() -> Any:
+        async with org.client() as client:
+            return await SalesforceCapture(client, ledger, build_policy()).poll()
+
+    return run(go())
+
+
+def test_created_record_flattens_cdc_compound_fields() -> None:
+    """Salesforce nests compound fields in change events; the record gets the components."""
+    header = {
+        "entityName": "Account",
+        "recordIds": ["001000000000001"],
+        "changeType": "CREATE",
+    }
+    payload = {
+        "ChangeEventHeader": header,
+        "Name": "Nested Ltd",
+        "BillingAddress": {"Street": "2 Quay", "City": "Cork", "CountryCode": "IE"},
+        "CreatedDate": "2026-11-02T10:00:00.000Z",
+    }
+    record = created_record(header, payload)
+    assert record == {
+        "attributes": {"type": "Account"},
+        "Id": "001000000000001AAA",
+        "Name": "Nested Ltd",
+        "BillingStreet": "2 Quay",
+        "BillingCity": "Cork",
+        "BillingCountryCode": "IE",
+        "CreatedDate": "2026-11-02T10:00:00.000Z",
+    }
+    assert created_record({**header, "changeType": "UPDATE"}, payload) is None
+    assert created_record({**header, "recordIds": ["001000000000001", "x"]}, payload) is None
