@@ -10,10 +10,10 @@ Two ways in, one way through (``Mapper`` then ``ingest_lines``):
   persisted replay id. The records named by the events are re-read by id (an UPDATE event
   carries only the changed fields; a CREATE of an object mapped without children or parent
   paths, such as an Account, is mapped from the event itself) and ingested; then the batch's
-  latest replay id is persisted. A replay id outside retention (the subscription fails with ``400::The replayId
-  {N} you provided was invalid``) is logged as an alert-worthy warning, the gap is backfilled
-  by a poll, and the stream restarts from every retained event (``-2``): what it repeats is a
-  duplicate in the ledger, not a double.
+  latest replay id is persisted. A replay id outside retention (the subscription fails with
+  ``400::The replayId {N} you provided was invalid``) is logged as an alert-worthy warning,
+  the gap is backfilled by a poll, and the stream restarts from every retained event
+  (``-2``): what it repeats is a duplicate in the ledger, not a double.
 
 No echo: the hub's own writes must not come back as new events.
 
