@@ -8,8 +8,9 @@ line create, status update) and every account one. Measured, median of 3:
   subscribes to ``/data/ChangeEvents`` at replay -2 and connects until nothing is left (1,000
   events a connect answer), keeping nothing;
 - the value, the hub's stream path (``SalesforceCapture.stream``): the same CometD session and
-  batches, echo and record-type filtering, re-reading the changed records by SOQL, mapping them
-  to canonical events and storing them idempotently in a fresh SQLite ledger, replay id
+  batches, echo and record-type filtering, re-reading the changed records by SOQL (created
+  accounts are mapped from their CREATE events, which carry every field), mapping them to
+  canonical events and storing them idempotently in a fresh SQLite ledger, replay id
   persisted per batch.
 
 Target: at least 5,000 changes/s through the stream path (issue 5).
