@@ -84,6 +84,7 @@ DEFAULT_ECHO_FIELDS: frozenset[str] = frozenset(
         "Credit_Hold__c",
         "Credit_Limit__c",
         "Payment_Terms__c",
+        "Tax_Registration__c",
         "AR_Open_Balance__c",
         "AR_Overdue_Balance__c",
         "AR_Days_Overdue__c",

@@ -104,6 +104,7 @@ _ACCOUNT_MASTER_FIELDS = {
     "segment": "Type",
     "website": "Website",
     "parent": "ParentId",
+    "tax_id": "Tax_Registration__c",  # the ERP's, written when it changes there
 }
 
 
@@ -330,8 +331,8 @@ class SalesforceWriteBack:
     async def revert_account_fields(self, account_id: str, values: Mapping[str, Any]) -> None:
         """The customer master writes the owner's values back over a change Salesforce made to
         attributes it does not own (``[mdm] on_conflict = "revert"``). Attributes with no
-        Account field here (e.g. the tax id, which the Account mapping does not carry) are
-        left to the review queue."""
+        Account field here are left to the review queue. The customer master also writes the
+        ERP's new values of what the ERP owns here (the tax registration)."""
         fields = _ACCOUNT_MASTER_FIELDS
         record: dict[str, Any] = {
             "attributes": {"type": "Account"},

@@ -54,6 +54,7 @@ from revbridge.engine.ports import (
     SalesforcePort,
 )
 from revbridge.errors import DomainError, Held, RevbridgeError, TerminalError
+from revbridge.mdm.erp_reading import ERP_MASTER_ATTRIBUTES, reads_as_synced
 from revbridge.mdm.hierarchy import depth_of
 from revbridge.mdm.match import Candidate, Proposal, likely_match, propose_links
 from revbridge.mdm.ownership import Action, Ownership
@@ -290,6 +291,16 @@ class MdmErp:
                 now=now,
                 set_by="erp",
             )
+            # The ERP-owned values the Account already holds (sent from it, or written back
+            # below) need no write with the next credit status (``MdmSalesforce``).
+            sent = mdm.customer_attributes(p.customer)
+            owned = {
+                a: written[a]
+                for a in ERP_MASTER_ATTRIBUTES
+                if self.ownership.owner_of(a) == "erp" and written.get(a) is not None
+            }
+            if owned and all(sent.get(a) == v or a in p.reverts for a, v in owned.items()):
+                mdm.remember_written(conn, "salesforce", f"master:{p.sf}", owned, now)
         if p.reverts and self.salesforce is not None:
             revert = getattr(self.salesforce, "revert_account_fields", None)
             if revert is not None:
@@ -532,7 +543,37 @@ class MdmSalesforce:
                 mdm.credit_attributes(status),
                 now,
             )
+            owned = (
+                self._erp_owned_master(conn, link.canonical_id)
+                if link is not None and link.sf_account_id
+                else {}
+            )
+        if owned and link is not None and link.sf_account_id:
+            await self._write_erp_owned(link.sf_account_id, owned, now)
         return account
+
+    def _erp_owned_master(self, conn: Any, canonical_id: str) -> dict[str, Any]:
+        """The synced values of the master attributes the ERP owns (the tax registration)."""
+        synced = mdm.synced_values(conn, canonical_id)
+        return {
+            a: synced[a]
+            for a in ERP_MASTER_ATTRIBUTES
+            if self.ownership.owner_of(a) == "erp" and synced.get(a) is not None
+        }
+
+    async def _write_erp_owned(self, sf: str, owned: dict[str, Any], now: datetime) -> None:
+        """The ERP's values of the attributes it owns, on the Account, when they are not
+        there yet (remembered per Account: written once per change, never echoed)."""
+        key = f"master:{sf}"
+        with self.engine.connect() as conn:
+            if mdm.is_echo(conn, "salesforce", key, owned, None):
+                return
+        write = getattr(self.inner, "revert_account_fields", None)
+        if write is None:
+            return
+        await write(sf, owned)
+        with self.engine.begin() as conn:
+            mdm.remember_written(conn, "salesforce", key, owned, now)
 
     async def apply_erp_payment(self, external_ref: str, payment: ErpPaymentReceived) -> str:
         return await self.inner.apply_erp_payment(external_ref, payment)
@@ -563,14 +604,16 @@ def filter_erp_capture(
     ownership: Ownership | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """Link the customers the ERP names with the hub's id; decide the master attributes the
-    capture read from the customer (``master``: its name as the ERP holds it); drop credit
-    changes that only repeat what is synced. Returns the envelopes kept and how many echoes
-    were dropped.
+    capture read from the customer (``master``: name, billing address, web site, industry,
+    tax id, as far as the ERP record holds them); drop credit changes that only repeat what
+    is synced. Returns the envelopes kept and how many echoes were dropped.
 
-    An ERP edit to an attribute Salesforce owns (the name changed in the ERP) is not
-    propagated: it opens a conflict review with both values and an audit entry naming the
+    An ERP edit to an attribute Salesforce owns (the name or address changed in the ERP) is
+    not propagated: it opens a conflict review with both values and an audit entry naming the
     winner, and with ``on_conflict = "revert"`` the Account's last version is sent to the ERP
-    again (Salesforce's values written back over the edit)."""
+    again (Salesforce's values written back over the edit). An ERP edit to one the ERP owns
+    (the tax registration) becomes the synced value, and its credit status envelope is kept
+    even when the credit values are unchanged: its delivery writes it on the Account."""
     own = ownership or Ownership()
     kept: list[dict[str, Any]] = []
     echoes = 0
@@ -603,19 +646,28 @@ def filter_erp_capture(
             link = mdm.find_link(
                 conn, erp_system=erp_system, erp_entity=erp_entity, erp_customer_number=number
             )
+            propagated: list[str] = []
             if link is not None and link.sf_account_id and master:
-                _decide_erp_master(conn, own, link, dict(master), str(number), erp_system, now)
+                propagated = _decide_erp_master(
+                    conn, own, link, dict(master), str(number), erp_system, now
+                )
             values = {
                 "credit_hold": data.get("credit_hold"),
                 "credit_limit": data.get("credit_limit"),
                 "payment_terms": data.get("payment_terms"),
             }
-            if link is not None and mdm.is_echo(
-                conn,
-                "salesforce",
-                f"credit:{link.sf_account_id}",
-                values,
-                link.canonical_id,
+            # A credit status that repeats what is synced still carries an ERP-owned master
+            # change (a new tax registration) to the Account: kept.
+            if (
+                not propagated
+                and link is not None
+                and mdm.is_echo(
+                    conn,
+                    "salesforce",
+                    f"credit:{link.sf_account_id}",
+                    values,
+                    link.canonical_id,
+                )
             ):
                 echoes += 1
                 continue
@@ -631,16 +683,22 @@ def _decide_erp_master(
     number: str,
     erp_system: str,
     now: datetime,
-) -> None:
+) -> list[str]:
     """The master attributes an ERP capture read, decided like Salesforce's: a change to one
-    Salesforce owns is reviewed, and reverted by sending the Account's last version again.
+    Salesforce owns is reviewed, and reverted by sending the Account's last version again; a
+    change to one the ERP owns (its tax registration) becomes the synced value, and the
+    attributes so propagated are returned (``MdmSalesforce`` writes them on the Account).
 
-    A text the ERP keeps in its own case or spacing (a system that stores names in capitals)
-    is the synced value, not an edit: otherwise every write-back would be read as a new
-    conflict and written back again, forever."""
+    A value the ERP keeps in its own form (a name in capitals, a street in one field, a web
+    site with its scheme) is the synced value, not an edit (``erp_reading.reads_as_synced``):
+    otherwise every write-back would be read as a new conflict and written back again."""
     assert link.sf_account_id is not None
     synced = mdm.synced_values(conn, link.canonical_id)
-    values = {k: synced[k] if _same_text(v, synced.get(k)) else v for k, v in values.items()}
+    values = {
+        k: synced[k] if k in synced and reads_as_synced(k, v, synced[k]) else v
+        for k, v in values.items()
+        if k in ERP_MASTER_ATTRIBUTES and v is not None
+    }
     decisions = mdm.apply_reported(
         conn,
         ownership,
@@ -661,12 +719,11 @@ def _decide_erp_master(
             reason=f"{', '.join(reverted)} changed in {erp_system}, which does not own it: "
             "Salesforce's values written back",
         )
-
-
-def _same_text(reported: Any, synced: Any) -> bool:
-    if not isinstance(reported, str) or not isinstance(synced, str):
-        return False
-    return " ".join(reported.split()).casefold() == " ".join(synced.split()).casefold()
+    return sorted(
+        d.attribute
+        for d in decisions
+        if d.owner == "erp" and d.action in (Action.FIRST, Action.PROPAGATE)
+    )
 
 
 def filter_salesforce_capture(

@@ -19,7 +19,7 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -334,6 +334,12 @@ class FakeErp:
             "currency": customer.currency,
             "tax_id": customer.tax_id,
             "website": customer.website,
+            "industry": customer.industry,
+            "billing_address": (
+                None
+                if customer.billing_address is None
+                else dataclasses.asdict(customer.billing_address)
+            ),
         }
         if existing is None:
             existing = self._new(
@@ -371,6 +377,64 @@ class FakeErp:
             for d in self.docs
             if d.kind == "customer"
         ]
+
+    def edit_customer(self, erp_id: str, **fields: Any) -> None:
+        """An accountant's edit of a customer in the ERP (name, billing_address, website,
+        industry, tax_id, credit_hold): the next capture reads it."""
+        doc = self._get("customer", erp_id)
+        hold = fields.pop("credit_hold", None)
+        if hold is not None:
+            (self.credit_hold.add if hold else self.credit_hold.discard)(erp_id)
+        doc.data.update(fields)
+        self.touch(doc)
+
+    async def capture_changes(
+        self,
+        watermark: str | None,
+        *,
+        max_rows: int = 10_000,
+        with_master: bool = False,
+        at: datetime | None = None,
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Customers changed since ``watermark`` as ``customer.credit_status_changed``
+        envelopes, like NetSuite's capture (``with_master``: the customer's master attributes
+        as the ERP holds them beside each event, empty ones left out); the new mark."""
+        await self._call("capture_changes")
+        since = int(watermark or 0)
+        stamp = (at or datetime.now(UTC)).isoformat()
+        changed = sorted(
+            (d for d in self.docs if d.kind == "customer" and d.seq > since), key=lambda d: d.seq
+        )[:max_rows]
+        out: list[dict[str, Any]] = []
+        for d in changed:
+            hold = d.erp_id in self.credit_hold
+            envelope: dict[str, Any] = {
+                "type": "customer.credit_status_changed",
+                "source": self.capabilities.name,
+                "source_id": f"credit:{d.erp_id}",
+                "source_version": str(d.seq),
+                "occurred_at": stamp,
+                "data": {
+                    "erp_customer_number": d.data["number"],
+                    "customer_id": None,
+                    "status": "on_hold" if hold else "active",
+                    "credit_hold": hold,
+                    "currency": d.currency,
+                    "changed_at": stamp,
+                },
+            }
+            if with_master:
+                master = {
+                    k: d.data.get(k)
+                    for k in ("name", "billing_address", "website", "industry", "tax_id")
+                }
+                address = master.get("billing_address")
+                if address:
+                    master["billing_address"] = {k: v for k, v in address.items() if v}
+                envelope["master"] = {k: v for k, v in master.items() if v}
+            out.append(envelope)
+        mark = max((d.seq for d in changed), default=since)
+        return out, str(mark)
 
     async def adopt_customer(self, external_ref: str, erp_id: str) -> None:
         """Give an existing ERP customer the hub's reference (a go-live link)."""

@@ -286,6 +286,7 @@ def build_objects() -> dict[str, ObjectDef]:
                 ),
                 _f("ERP_Sync_Status__c", "string", length=40),
                 _f("ERP_Last_Sync__c", "datetime"),
+                _f("Tax_Registration__c", "string", length=40, label="Tax Registration"),
                 # The ERP's AR position, written back by ``reporting.refreshed``.
                 _f("AR_Open_Balance__c", "currency", label="AR Open Balance"),
                 _f("AR_Overdue_Balance__c", "currency", label="AR Overdue Balance"),

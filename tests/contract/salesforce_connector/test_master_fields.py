@@ -1,0 +1,24 @@
+"""The customer master's Account fields over real HTTP: the ERP's tax registration and the
+owner's values written back land on the Account."""
+
+from __future__ import annotations
+
+from revbridge.salesforce.writeback import SalesforceWriteBack
+
+from .conftest import Org, run
+
+
+def test_the_erps_tax_registration_lands_on_the_account(org: Org) -> None:
+    """``Tax_Registration__c`` holds the ERP's tax id; a name goes to ``Name`` beside it."""
+    account = org.create("Account", {"Name": "Initech (edited)"})
+
+    async def go() -> None:
+        port = SalesforceWriteBack(org.client())
+        try:
+            await port.revert_account_fields(account, {"tax_id": "US-222", "name": "Initech"})
+        finally:
+            await port.close()
+
+    run(go())
+    (row,) = org.records("SELECT Name, Tax_Registration__c FROM Account")
+    assert (row["Name"], row["Tax_Registration__c"]) == ("Initech", "US-222")
