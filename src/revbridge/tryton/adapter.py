@@ -47,6 +47,7 @@ from revbridge.core.events import (
 from revbridge.core.money import minor_unit
 from revbridge.engine.ports import Capabilities, ErpRecord, ReadbackKind, ReadPage, RecordKind
 from revbridge.errors import DomainError, TerminalError
+from revbridge.mdm.normalize import normalize_tax_id
 from revbridge.tryton.operations import (
     Invoice,
     InvoiceLine,
@@ -287,6 +288,8 @@ class TrytonErp:
             address = customer.billing_address or customer.shipping_address
             if address is not None:
                 await self._write_address(party.id, address)
+            if customer.tax_id:
+                await self._write_tax_id(party.id, customer.tax_id)
             return ErpRecord(
                 kind=RecordKind.CUSTOMER,
                 external_ref=external_ref,
@@ -397,6 +400,20 @@ class TrytonErp:
             await self.client.model("party.address", "write", [row["addresses"][0]], values)
         else:
             await self.client.model("party.address", "create", [{"party": party_id, **values}])
+
+    async def _write_tax_id(self, party_id: int, tax_id: str) -> None:
+        """The tax id on the party's tax identifier (Tryton's ``tax_identifier``: its first
+        identifier of a tax type) when it has one holding another number. A party without
+        one gets none: the identifier's type (a country's scheme such as ``eu_vat`` or
+        ``us_ein``) decides how Tryton validates the code, and the text does not say which."""
+        (row,) = await self.client.model(
+            "party.party", "read", [party_id], ["tax_identifier", "tax_identifier.code"]
+        )
+        identifier = row.get("tax_identifier")
+        current = (row.get("tax_identifier.") or {}).get("code")
+        if identifier is None or normalize_tax_id(current) == normalize_tax_id(tax_id):
+            return
+        await self.client.model("party.identifier", "write", [identifier], {"code": tax_id})
 
     # Port: invoices and credit notes -----------------------------------------------------
 

@@ -10,10 +10,11 @@ Two readers, each taking a watermark (an aware datetime, Tryton's own clock) and
   ``erp.payment.received``. Payments the hub itself posted never echo back: a move created
   by the hub's own Tryton user is skipped, and so is one whose reference the caller says the
   hub delivered (``is_hub_payment``, e.g. "this Salesforce payment id is in the ledger").
-* ``capture_credit_status``: parties with a credit limit whose limit or receivable changed
-  since the watermark become ``customer.credit_status_changed``: ``on_hold`` while what they
-  owe exceeds the limit, ``active`` otherwise. Tryton itself blocks nothing on a limit (only
-  ``sale_credit_limit`` would): the hold is the hub's reading of Tryton's numbers.
+* ``capture_credit_status``: parties with a credit limit or linked by the hub whose limit,
+  record or receivable changed since the watermark become ``customer.credit_status_changed``:
+  ``on_hold`` while what they owe exceeds the limit, ``active`` otherwise. Tryton itself
+  blocks nothing on a limit (only ``sale_credit_limit`` would): the hold is the hub's reading
+  of Tryton's numbers.
 
 Watermarks are inclusive: records changed exactly at the watermark are read again on the
 next call and produce the same envelope (same ``source_id`` and ``source_version``), which
@@ -29,6 +30,7 @@ from decimal import Decimal
 from typing import Any
 
 from revbridge.core.money import minor_unit
+from revbridge.mdm.erp_reading import reading_of_address
 from revbridge.tryton.adapter import IDENTIFIER_PREFIX, TrytonErp, split_payment_reference
 
 __all__ = ["SOURCE", "capture_credit_status", "capture_erp_payments"]
@@ -150,14 +152,19 @@ async def capture_erp_payments(
 async def capture_credit_status(
     erp: TrytonErp, since: dt.datetime, *, with_master: bool = False
 ) -> tuple[list[Envelope], dt.datetime]:
-    """``customer.credit_status_changed`` for parties whose credit position moved.
+    """``customer.credit_status_changed`` for parties whose credit position or record moved.
 
-    ``with_master``: each envelope also carries ``master`` (the party's name as Tryton holds
-    it) beside the event, for the customer master's ownership check; it is not ingestable.
+    ``with_master``: each envelope also carries ``master`` beside the event (not ingestable),
+    for the customer master's ownership check: the party's name, its first address as the
+    hub writes it (street, city, postal code, country), and its tax identifier (Tryton's
+    ``tax_identifier``: the first identifier of a tax type), each only when Tryton holds one.
 
-    A party is read when its credit limit was set or changed, or a receivable line of it was
-    created or changed (an invoice posted, a payment entered) at or after ``since``. Only
-    parties with a limit are considered; removing a limit reports ``active`` with no limit.
+    The parties read are those with a credit limit and those the hub links (a Salesforce
+    identifier: created by the hub or adopted at go-live), so a rename of a party without a
+    limit is seen too. One is read when it was written (its limit, name, identifiers), its
+    address or an identifier of it changed, or a receivable line of it was created or
+    changed (an invoice posted, a payment entered) at or after ``since``. A party without a
+    limit reports ``active`` with no limit.
     """
     client = erp.client
     await client.ensure_login()
@@ -168,23 +175,36 @@ async def capture_credit_status(
         [("credit_limit_amounts.company", "=", client.company_id)],
         ["create_date", "write_date"],
     )
+    linked = await client.search_read(
+        "party.party",
+        [("identifiers.code", "like", IDENTIFIER_PREFIX + "%")],
+        ["create_date", "write_date"],
+    )
     changed: dict[int, dt.datetime] = {}
-    for row in limits:
+    for row in [*limits, *linked]:
         at = _changed_at(row)
         if at >= since:
             changed[row["id"]] = at
-    limited = sorted({row["id"] for row in limits})
-    if limited:
+    watched = sorted({row["id"] for row in [*limits, *linked]})
+    if watched:
+        recent = ["OR", ("write_date", ">=", since), ("create_date", ">=", since)]
         moved = await client.search_read(
             "account.move.line",
             [
-                ("party", "in", limited),
+                ("party", "in", watched),
                 ("account.type.receivable", "=", True),
                 ("move.state", "=", "posted"),
-                ["OR", ("write_date", ">=", since), ("create_date", ">=", since)],
+                recent,
             ],
             ["party", "create_date", "write_date"],
         )
+        # An address or identifier edited in its own form does not write the party.
+        for model in ("party.address", "party.identifier"):
+            moved += await client.search_read(
+                model,
+                [("party", "in", watched), recent],
+                ["party", "create_date", "write_date"],
+            )
         for line in moved:
             at = _changed_at(line)
             changed[line["party"]] = max(at, changed.get(line["party"], at))
@@ -195,9 +215,18 @@ async def capture_credit_status(
         "party.party",
         "read",
         sorted(changed),
-        ["code", "name", "credit_amount", "credit_limit_amount", "customer_payment_term.name"],
+        [
+            "code",
+            "name",
+            "credit_amount",
+            "credit_limit_amount",
+            "customer_payment_term.name",
+            "addresses",
+            "tax_identifier.code",
+        ],
     )
     parties = await _parties(erp, set(changed))
+    addresses = await _first_addresses(erp, rows) if with_master else {}
     currency = await erp.company_currency()
     digits = Decimal(1).scaleb(-minor_unit(currency))
     envelopes: list[Envelope] = []
@@ -214,32 +243,62 @@ async def capture_credit_status(
         else:
             reason = f"Owes {owed} {currency}, within the credit limit of {limit.quantize(digits)}"
         term = row.get("customer_payment_term.") or {}
-        envelopes.append(
-            {
-                "type": "customer.credit_status_changed",
-                "source": SOURCE,
-                "source_id": f"credit:{code}",
-                "source_version": at.isoformat(),
-                "occurred_at": at.isoformat(),
-                "data": {
-                    "erp_customer_number": code,
-                    "customer_id": customer_id,
-                    "status": "on_hold" if over else "active",
-                    "credit_hold": over,
-                    "currency": currency,
-                    "credit_limit": (
-                        format(limit.quantize(digits), "f") if limit is not None else None
-                    ),
-                    "payment_terms": term.get("name"),
-                    "reason": reason,
-                    "changed_at": at.isoformat(),
-                },
-                # The party's name as Tryton holds it, for the customer master's ownership
-                # check (``services.mdm_sync.filter_erp_capture``; not ingested).
-                **({"master": {"name": row["name"]}} if with_master and row.get("name") else {}),
+        envelope: Envelope = {
+            "type": "customer.credit_status_changed",
+            "source": SOURCE,
+            "source_id": f"credit:{code}",
+            "source_version": at.isoformat(),
+            "occurred_at": at.isoformat(),
+            "data": {
+                "erp_customer_number": code,
+                "customer_id": customer_id,
+                "status": "on_hold" if over else "active",
+                "credit_hold": over,
+                "currency": currency,
+                "credit_limit": (
+                    format(limit.quantize(digits), "f") if limit is not None else None
+                ),
+                "payment_terms": term.get("name"),
+                "reason": reason,
+                "changed_at": at.isoformat(),
+            },
+        }
+        if with_master:
+            # Master attributes as Tryton holds them, for the customer master's ownership
+            # check (``services.mdm_sync.filter_erp_capture``; not ingested).
+            master = {
+                "name": row.get("name"),
+                "billing_address": addresses.get(row["id"]),
+                "tax_id": (row.get("tax_identifier.") or {}).get("code"),
             }
-        )
+            if any(master.values()):
+                envelope["master"] = {k: v for k, v in master.items() if v}
+        envelopes.append(envelope)
     return envelopes, watermark
+
+
+async def _first_addresses(
+    erp: TrytonErp, rows: list[dict[str, Any]]
+) -> dict[int, dict[str, str] | None]:
+    """Party id to its first address (the one the hub writes), as ``Address`` components."""
+    first = {row["addresses"][0]: row["id"] for row in rows if row.get("addresses")}
+    if not first:
+        return {}
+    read = await erp.client.model(
+        "party.address",
+        "read",
+        sorted(first),
+        ["street_unstructured", "city", "postal_code", "country.code"],
+    )
+    return {
+        first[a["id"]]: reading_of_address(
+            a.get("street_unstructured"),
+            a.get("city"),
+            a.get("postal_code"),
+            (a.get("country.") or {}).get("code"),
+        )
+        for a in read
+    }
 
 
 async def _parties(erp: TrytonErp, ids: set[int]) -> dict[int, tuple[str, str | None]]:

@@ -97,7 +97,7 @@ def test_a_party_renamed_in_tryton_gets_the_salesforce_name_back(
             )
             envelopes, _ = await capture_credit_status(hub.erp, EPOCH, with_master=True)
             mine = [e for e in envelopes if e["data"]["customer_id"] == globex]
-            assert [e["master"] for e in mine] == [{"name": "Globex (renamed)"}]
+            assert [e["master"]["name"] for e in mine] == ["Globex (renamed)"]
             filter_erp_capture(ledger.engine, "tryton", mine, now=hub.clock.now())
             [item] = mdm.list_reviews(ledger.engine, kind="conflict")
             assert (item["attribute"], item["sf_value"], item["erp_value"], item["winner"]) == (
