@@ -98,6 +98,49 @@ class ErpSection(_Strict):
     daily_call_budget: Annotated[int, Field(ge=1)] | None = None
 
 
+_FIELD_NAME = r"^[A-Za-z][A-Za-z0-9_]*$"
+
+
+class SalesforceFieldsSection(_Strict):
+    """The org's field API names the hub writes back (ERP to Salesforce). The defaults are the
+    custom fields the sandbox org has; an optional field set to "" is not written. Every field
+    named here is hub-owned: a change event touching only these is no new change (no echo)."""
+
+    account_erp_number: Annotated[str, Field(pattern=_FIELD_NAME)] = "ERP_Customer_Number__c"
+    credit_hold: Annotated[str, Field(pattern=_FIELD_NAME)] = "Credit_Hold__c"
+    credit_limit: Annotated[str, Field(pattern=_FIELD_NAME)] = "Credit_Limit__c"
+    payment_terms: Annotated[str, Field(pattern=_FIELD_NAME)] = "Payment_Terms__c"
+    receipt: Annotated[str, Field(pattern=_FIELD_NAME)] = "ERP_Receipt_Number__c"
+    credit_status: str = "ERP_Sync_Status__c"
+    last_sync: str = "ERP_Last_Sync__c"
+    tax_registration: str = "Tax_Registration__c"
+    open_balance: str = "AR_Open_Balance__c"
+    overdue_balance: str = "AR_Overdue_Balance__c"
+    days_overdue: str = "AR_Days_Overdue__c"
+    last_payment_date: str = "AR_Last_Payment_Date__c"
+    last_payment_amount: str = "AR_Last_Payment_Amount__c"
+    gl_reference: str = "ERP_GL_Reference__c"  # on each posted document's object
+
+    @field_validator(
+        "credit_status",
+        "last_sync",
+        "tax_registration",
+        "open_balance",
+        "overdue_balance",
+        "days_overdue",
+        "last_payment_date",
+        "last_payment_amount",
+        "gl_reference",
+    )
+    @classmethod
+    def _optional_name(cls, value: str) -> str:
+        import re
+
+        if value and not re.match(_FIELD_NAME, value):
+            raise ValueError(f"{value!r} is not a Salesforce field API name")
+        return value
+
+
 class SalesforceSection(_Strict):
     # "fake": in-process; "salesforce": a real org or the sandbox (`revbridge sandbox
     # salesforce`). Secrets come from the environment: SALESFORCE_CLIENT_SECRET and
@@ -115,6 +158,7 @@ class SalesforceSection(_Strict):
     faults: str = ""
     rate_limit_per_s: Annotated[float, Field(gt=0)] | None = None
     daily_call_budget: Annotated[int, Field(ge=1)] | None = None
+    fields: SalesforceFieldsSection = SalesforceFieldsSection()
 
 
 class EngineSection(_Strict):
@@ -299,7 +343,7 @@ def parse_config(data: dict[str, Any], path: Path | None, base_dir: Path) -> Set
             where,
             "erp.netsuite.revenue_posting",
             "summarized revenue is posted by the batch route: classify revenue.recognized "
-            "as batch (policy.events.\"revenue.recognized\")",
+            'as batch (policy.events."revenue.recognized")',
         )
     return Settings(
         path=path,

@@ -427,7 +427,7 @@ def capture_salesforce(
     from revbridge.salesforce.mapping import PROFILES
     from revbridge.services import open_ledger
     from revbridge.services.mdm_sync import filter_salesforce_capture
-    from revbridge.services.targets import salesforce_client
+    from revbridge.services.targets import echo_fields, salesforce_client
 
     settings = _settings(config)
     sf = settings.raw.salesforce
@@ -444,7 +444,11 @@ def capture_salesforce(
                 client,
                 ledger,
                 settings.policy,
-                CaptureSettings(profile=profile, integration_user_id=sf.integration_user_id),
+                CaptureSettings(
+                    profile=profile,
+                    integration_user_id=sf.integration_user_id,
+                    echo_fields=echo_fields(settings),
+                ),
                 envelope_filter=partial(filter_salesforce_capture, ledger.engine),
             )
             report = await (capture.poll() if mode == "poll" else capture.stream())

@@ -89,6 +89,8 @@ class WriteBackSettings:
     days_overdue_field: str | None = "AR_Days_Overdue__c"
     last_payment_date_field: str | None = "AR_Last_Payment_Date__c"
     last_payment_amount_field: str | None = "AR_Last_Payment_Amount__c"
+    # The ERP's tax registration, written when it changes there (the ERP owns it).
+    tax_registration_field: str | None = "Tax_Registration__c"
     # Object name -> field that receives the ERP journal number of a ``gl.posted``.
     gl_reference_fields: Mapping[str, str] = field(
         default_factory=lambda: dict.fromkeys(GL_REFERENCE_OBJECTS, "ERP_GL_Reference__c")
@@ -104,7 +106,6 @@ _ACCOUNT_MASTER_FIELDS = {
     "segment": "Type",
     "website": "Website",
     "parent": "ParentId",
-    "tax_id": "Tax_Registration__c",  # the ERP's, written when it changes there
 }
 
 
@@ -333,7 +334,9 @@ class SalesforceWriteBack:
         attributes it does not own (``[mdm] on_conflict = "revert"``). Attributes with no
         Account field here are left to the review queue. The customer master also writes the
         ERP's new values of what the ERP owns here (the tax registration)."""
-        fields = _ACCOUNT_MASTER_FIELDS
+        fields = dict(_ACCOUNT_MASTER_FIELDS)
+        if self.settings.tax_registration_field:
+            fields["tax_id"] = self.settings.tax_registration_field
         record: dict[str, Any] = {
             "attributes": {"type": "Account"},
             "Id": _check_id(account_id, "account"),

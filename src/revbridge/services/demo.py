@@ -850,7 +850,7 @@ class _Story:
         from revbridge.salesforce.capture import CaptureSettings, SalesforceCapture
         from revbridge.salesforce.mapping import PROFILES
         from revbridge.services.mdm_sync import filter_salesforce_capture
-        from revbridge.services.targets import salesforce_client
+        from revbridge.services.targets import echo_fields, salesforce_client
 
         # The chart of accounts both demo ERPs share: revenue lands on 4000 Subscription
         # Revenue (NetSuite maps it by number, Tryton by name).
@@ -864,7 +864,7 @@ class _Story:
                 client,
                 self.ledger,
                 self.settings.policy,
-                CaptureSettings(profile=profile),
+                CaptureSettings(profile=profile, echo_fields=echo_fields(self.settings)),
                 clock=self.clock,
                 # As `revbridge capture salesforce`: no echo of what the hub synced itself.
                 envelope_filter=partial(filter_salesforce_capture, self.ledger.engine),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
@@ -17,6 +17,9 @@ from revbridge.engine.ratelimit import PgTokenBucket, RateBudget, TokenBucket
 from revbridge.engine.retry import RetryPolicy
 from revbridge.engine.worker import Target, Worker, WorkerSettings
 from revbridge.services.mdm_sync import with_customer_master
+
+if TYPE_CHECKING:
+    from revbridge.salesforce.writeback import WriteBackSettings
 
 
 def build_erp(settings: Settings, engine: Engine | None = None) -> ErpPort:
@@ -94,16 +97,51 @@ def salesforce_client(settings: Settings) -> Any:
     return SalesforceClient(auth, verify=verify)
 
 
+def writeback_settings(settings: Settings) -> WriteBackSettings:
+    """The write-back's object model and Account fields from ``[salesforce]`` and
+    ``[salesforce.fields]`` ("" leaves an optional field unwritten)."""
+    from revbridge.salesforce.writeback import GL_REFERENCE_OBJECTS, WriteBackSettings
+
+    sf = settings.raw.salesforce
+    f = sf.fields
+    return WriteBackSettings(
+        model=sf.object_model,
+        account_erp_number_field=f.account_erp_number,
+        credit_hold_field=f.credit_hold,
+        credit_limit_field=f.credit_limit,
+        payment_terms_field=f.payment_terms,
+        receipt_field=f.receipt,
+        credit_status_field=f.credit_status or None,
+        last_sync_field=f.last_sync or None,
+        tax_registration_field=f.tax_registration or None,
+        open_balance_field=f.open_balance or None,
+        overdue_balance_field=f.overdue_balance or None,
+        days_overdue_field=f.days_overdue or None,
+        last_payment_date_field=f.last_payment_date or None,
+        last_payment_amount_field=f.last_payment_amount or None,
+        gl_reference_fields=(
+            dict.fromkeys(GL_REFERENCE_OBJECTS, f.gl_reference) if f.gl_reference else {}
+        ),
+    )
+
+
+def echo_fields(settings: Settings) -> frozenset[str]:
+    """The fields capture treats as hub-owned: the built-in set and every configured
+    write-back field (a change event touching only these is the hub's own write)."""
+    from revbridge.salesforce.capture import DEFAULT_ECHO_FIELDS
+
+    named = settings.raw.salesforce.fields.model_dump().values()
+    return DEFAULT_ECHO_FIELDS | {name for name in named if name}
+
+
 def build_salesforce(settings: Settings) -> SalesforcePort:
     from revbridge.testing.fakes import FakeSalesforce, Faults
 
     sf = settings.raw.salesforce
     if sf.kind == "salesforce":
-        from revbridge.salesforce.writeback import SalesforceWriteBack, WriteBackSettings
+        from revbridge.salesforce.writeback import SalesforceWriteBack
 
-        return SalesforceWriteBack(
-            salesforce_client(settings), WriteBackSettings(model=sf.object_model)
-        )
+        return SalesforceWriteBack(salesforce_client(settings), writeback_settings(settings))
     return FakeSalesforce(
         state_file=settings.path_in_base(sf.state_file), faults=Faults.parse(sf.faults)
     )
