@@ -98,7 +98,9 @@ class ErpSection(_Strict):
     daily_call_budget: Annotated[int, Field(ge=1)] | None = None
 
 
-_FIELD_NAME = r"^[A-Za-z][A-Za-z0-9_]*$"
+# A Salesforce field API name; the optional ones may be "" (not written).
+_FieldName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
+_OptionalFieldName = Annotated[str, Field(pattern=r"^([A-Za-z][A-Za-z0-9_]*)?$")]
 
 
 class SalesforceFieldsSection(_Strict):
@@ -106,39 +108,20 @@ class SalesforceFieldsSection(_Strict):
     custom fields the sandbox org has; an optional field set to "" is not written. Every field
     named here is hub-owned: a change event touching only these is no new change (no echo)."""
 
-    account_erp_number: Annotated[str, Field(pattern=_FIELD_NAME)] = "ERP_Customer_Number__c"
-    credit_hold: Annotated[str, Field(pattern=_FIELD_NAME)] = "Credit_Hold__c"
-    credit_limit: Annotated[str, Field(pattern=_FIELD_NAME)] = "Credit_Limit__c"
-    payment_terms: Annotated[str, Field(pattern=_FIELD_NAME)] = "Payment_Terms__c"
-    receipt: Annotated[str, Field(pattern=_FIELD_NAME)] = "ERP_Receipt_Number__c"
-    credit_status: str = "ERP_Sync_Status__c"
-    last_sync: str = "ERP_Last_Sync__c"
-    tax_registration: str = "Tax_Registration__c"
-    open_balance: str = "AR_Open_Balance__c"
-    overdue_balance: str = "AR_Overdue_Balance__c"
-    days_overdue: str = "AR_Days_Overdue__c"
-    last_payment_date: str = "AR_Last_Payment_Date__c"
-    last_payment_amount: str = "AR_Last_Payment_Amount__c"
-    gl_reference: str = "ERP_GL_Reference__c"  # on each posted document's object
-
-    @field_validator(
-        "credit_status",
-        "last_sync",
-        "tax_registration",
-        "open_balance",
-        "overdue_balance",
-        "days_overdue",
-        "last_payment_date",
-        "last_payment_amount",
-        "gl_reference",
-    )
-    @classmethod
-    def _optional_name(cls, value: str) -> str:
-        import re
-
-        if value and not re.match(_FIELD_NAME, value):
-            raise ValueError(f"{value!r} is not a Salesforce field API name")
-        return value
+    account_erp_number: _FieldName = "ERP_Customer_Number__c"
+    credit_hold: _FieldName = "Credit_Hold__c"
+    credit_limit: _FieldName = "Credit_Limit__c"
+    payment_terms: _FieldName = "Payment_Terms__c"
+    receipt: _FieldName = "ERP_Receipt_Number__c"
+    credit_status: _OptionalFieldName = "ERP_Sync_Status__c"
+    last_sync: _OptionalFieldName = "ERP_Last_Sync__c"
+    tax_registration: _OptionalFieldName = "Tax_Registration__c"
+    open_balance: _OptionalFieldName = "AR_Open_Balance__c"
+    overdue_balance: _OptionalFieldName = "AR_Overdue_Balance__c"
+    days_overdue: _OptionalFieldName = "AR_Days_Overdue__c"
+    last_payment_date: _OptionalFieldName = "AR_Last_Payment_Date__c"
+    last_payment_amount: _OptionalFieldName = "AR_Last_Payment_Amount__c"
+    gl_reference: _OptionalFieldName = "ERP_GL_Reference__c"  # on each posted document's object
 
 
 class SalesforceSection(_Strict):
