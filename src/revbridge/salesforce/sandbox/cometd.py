@@ -91,20 +91,24 @@ class CometdServer:
     def _now(self) -> datetime:
         return self._config.clock.now()
 
+    def _expired(self, client: _Client, now: datetime) -> bool:
+        """Away (no connect waiting) for longer than the reconnect timeout."""
+        return client.polling == 0 and now - client.last_seen > self._config.cometd_reconnect
+
     def _client(self, message: Message) -> _Client | None:
         """The live client the message names; an expired one is forgotten first."""
         client = self._clients.get(str(message.get("clientId", "")))
         if client is None:
             return None
-        if client.polling == 0 and self._now() - client.last_seen > self._config.cometd_reconnect:
+        if self._expired(client, self._now()):
             del self._clients[client.client_id]
             return None
         return client
 
     def _expire(self) -> None:
-        limit = self._now() - self._config.cometd_reconnect
+        now = self._now()
         for client_id, client in list(self._clients.items()):
-            if client.polling == 0 and client.last_seen < limit:
+            if self._expired(client, now):
                 del self._clients[client_id]
 
     @staticmethod
