@@ -56,8 +56,8 @@ WHERE event_id IN (
 )
 RETURNING event_id, attempts
 """
-
-
+_CLAIM_PG_SQL = _CLAIM_SQL.format(due_at="d.due_at", lock="FOR UPDATE SKIP LOCKED")
+_CLAIM_SQLITE_SQL = _CLAIM_SQL.format(due_at="+d.due_at", lock="")
 
 
 def claim_sql(dialect: str) -> str:
@@ -69,9 +69,7 @@ def claim_sql(dialect: str) -> str:
     whole due backlog each round (quadratic over a drain); ``+due_at`` takes that index out of
     its choice. PostgreSQL picks the pending-line index on its own (docs/decisions/0015).
     """
-    if dialect == "postgresql":
-        return _CLAIM_SQL.format(due_at="d.due_at", lock="FOR UPDATE SKIP LOCKED")
-    return _CLAIM_SQL.format(due_at="+d.due_at", lock="")
+    return _CLAIM_PG_SQL if dialect == "postgresql" else _CLAIM_SQLITE_SQL
 
 
 @dataclass(frozen=True, slots=True)
