@@ -181,11 +181,12 @@ def ingest_events(
     now = clock.now()
     dialect = ledger.engine.dialect.name
     chunk = Chunk([], [])
+    result = IngestResult()
     for event in events:
         payload = encode_payload(event.type, event.data)
         raw = _raw_envelope(event, payload)
         _admit(chunk, event, policy, now, raw, origin, None, dialect, payload)
-    result = IngestResult()
+        result.lines += 1
     _append(ledger, chunk, result, now)
     _audit(ledger, actor, origin, result, clock)
     return result

@@ -14,7 +14,7 @@ from revbridge.salesforce.mapping import BILLING
 from revbridge.services.ingest import ingest_events, ingest_lines
 from revbridge.store.db import create_store_engine, upgrade
 from revbridge.store.ledger import Ledger
-from revbridge.store.schema import events, quarantine
+from revbridge.store.schema import audit_log, events, quarantine
 
 from .test_mapping import map_all, recorded
 
@@ -25,6 +25,16 @@ def stored(ledger: Ledger) -> list[tuple[str, str, str, str]]:
             select(events.c.idempotency_key, events.c.type, events.c.payload_hash, events.c.payload)
         )
         return sorted(tuple(r) for r in rows)  # type: ignore[misc]
+
+
+def audited(ledger: Ledger) -> list[dict[str, int]]:
+    with ledger.engine.connect() as conn:
+        rows = conn.execute(
+            select(audit_log.c.details)
+            .where(audit_log.c.action == "ingest")
+            .order_by(audit_log.c.id)
+        )
+        return [json.loads(details) for (details,) in rows]
 
 
 def test_ingest_events_matches_ingest_lines(ledger: Ledger, tmp_path: Path) -> None:
@@ -41,7 +51,10 @@ def test_ingest_events_matches_ingest_lines(ledger: Ledger, tmp_path: Path) -> N
     by_lines = Ledger(engine)
     lines = [json.dumps(e).encode() for e in mapped.envelopes]
     ingest_lines(by_lines, lines, policy=policy, origin="test")
+    ingest_lines(by_lines, lines, policy=policy, origin="test")
     assert stored(ledger) == stored(by_lines)
+    assert audited(ledger) == audited(by_lines)
+    assert audited(ledger)[0]["lines"] == len(mapped.events)
     engine.dispose()
 
 
