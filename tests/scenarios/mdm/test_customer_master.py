@@ -354,21 +354,11 @@ def test_the_nightly_customer_batch_links_what_the_erp_created(
     ledger: Ledger, tmp_path: Path
 ) -> None:
     """Customers on the default (batch) policy are linked when the ERP answers the batch."""
-    clock = ManualClock(START)
-    erp = FakeErp()
-    lines = [json.dumps(customer(n, f"Batch Co {n}")).encode() for n in (31, 32)]
-    ingest_lines(ledger, lines, policy=build_policy(), origin="t", clock=clock)
-    port = MdmErp(erp, ledger.engine, Ownership(), clock=clock)
-    worker = Worker(
-        ledger.engine,
-        {"erp": Target("erp", port), "salesforce": Target("salesforce", FakeSalesforce())},  # type: ignore[arg-type]
-        clock=clock,
-        seed=1,
-        batch_dir=tmp_path / "batches",
-    )
-    clock.advance(timedelta(days=2))  # past the nightly run
-    asyncio.run(worker.run_until_idle())
-    by_ref = {c["external_ref"]: c["erp_id"] for c in erp.customers()}
+    hub = Hub(ledger, batch_dir=tmp_path / "batches")
+    hub.send(*(customer(n, f"Batch Co {n}") for n in (31, 32)))
+    hub.clock.advance(timedelta(days=2))  # past the nightly run
+    hub.run_once()
+    by_ref = {c["external_ref"]: c["erp_id"] for c in hub.erp.customers()}
     for n in (31, 32):
         assert mdm.lookup(ledger.engine, acc(n))[0].erp_internal_id == by_ref[acc(n)]
 
@@ -623,23 +613,14 @@ def test_a_batch_record_whose_check_cannot_run_is_retried_not_sent(
 ) -> None:
     """When the duplicate check cannot read the ERP, the new customer is neither sent nor
     dead-lettered: it is retried later, and the rest of the run goes on."""
-    clock = ManualClock(START)
     erp = _ErpListingTimesOut()
-    lines = [json.dumps(customer(n, f"Unchecked Co {n}")).encode() for n in (111, 112)]
-    ingest_lines(ledger, lines, policy=build_policy(), origin="t", clock=clock)
-    port = MdmErp(erp, ledger.engine, Ownership(), clock=clock)
-    worker = Worker(
-        ledger.engine,
-        {"erp": Target("erp", port), "salesforce": Target("salesforce", FakeSalesforce())},  # type: ignore[arg-type]
-        clock=clock,
-        seed=1,
-        batch_dir=tmp_path,
-    )
-    clock.advance(timedelta(days=1))
-    asyncio.run(worker.run_until_idle())
+    hub = Hub(ledger, batch_dir=tmp_path, erp=erp)
+    hub.send(*(customer(n, f"Unchecked Co {n}") for n in (111, 112)))
+    hub.clock.advance(timedelta(days=1))
+    hub.run_once()
     assert erp.customers() == []
     assert erp.batches_received == []
-    [report] = worker.batch_reports
+    [report] = hub.worker.batch_reports
     assert (report["items"], report["retried"], report["failed"]) == (2, 2, 0)
     with ledger.engine.connect() as conn:
         rows = conn.execute(select(deliveries.c.state, deliveries.c.last_error)).all()
