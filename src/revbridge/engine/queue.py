@@ -272,32 +272,32 @@ class DeliveryQueue:
                 ),
                 [{"now": ts(now), "id": c.event_id} for c in out.released],
             )
-        if out.parked:
+        if out.parked or out.held:
+            # Waiting for another record (parked) or for a person (held: a review item, which
+            # puts it back in line when decided, ``services.mdm``): not a retry, the attempt
+            # is not counted.
             conn.execute(
                 text(
-                    "UPDATE deliveries SET state = 'parked', parked_on = :on, "
+                    "UPDATE deliveries SET state = :state, parked_on = :on, "
                     "attempts = attempts - 1, lease_expires_at = NULL, updated_at = :now, "
                     "last_error = :why WHERE event_id = :id"
                 ),
                 [
-                    {"on": on, "now": ts(now), "why": f"waiting for {on}", "id": c.event_id}
+                    {
+                        "state": "parked",
+                        "on": on,
+                        "now": ts(now),
+                        "why": f"waiting for {on}",
+                        "id": c.event_id,
+                    }
                     for c, _, on in out.parked
-                ],
-            )
-        if out.held:
-            # Waiting for a person (a review item), not for a retry: the attempt is not
-            # counted, and the decision puts it back in line (``services.mdm``).
-            conn.execute(
-                text(
-                    "UPDATE deliveries SET state = 'held', parked_on = :on, "
-                    "attempts = attempts - 1, lease_expires_at = NULL, updated_at = :now, "
-                    "last_error = :why WHERE event_id = :id"
-                ),
-                [
-                    {"on": on, "now": ts(now), "why": why, "id": c.event_id}
+                ]
+                + [
+                    {"state": "held", "on": on, "now": ts(now), "why": why, "id": c.event_id}
                     for c, on, why in out.held
                 ],
             )
+        if out.held:
             conn.execute(
                 audit_log.insert(),
                 [
