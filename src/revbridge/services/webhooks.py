@@ -21,7 +21,7 @@ from revbridge.codec import DecodeError, decode_line
 from revbridge.config import Settings
 from revbridge.errors import RevbridgeError
 from revbridge.salesforce.mapping import PROFILES, Mapped, Mapper
-from revbridge.services.ingest import ingest_lines
+from revbridge.services.ingest import ingest_events, ingest_lines
 from revbridge.store.ledger import Ledger, QuarantineRecord
 
 OM_NS = "http://soap.sforce.com/2005/09/outbound"
@@ -137,13 +137,12 @@ def store_mapped(
     actor: str,
     clock: Clock | None = None,
 ) -> WebhookResult:
-    """Ingest mapped envelopes and quarantine rejections; durable when this returns."""
+    """Ingest mapped events and quarantine rejections; durable when this returns."""
     clock = clock or SystemClock()
     out = WebhookResult(skipped=mapped.skipped)
-    if mapped.envelopes:
-        lines = [json.dumps(e).encode() for e in mapped.envelopes]
-        result = ingest_lines(
-            ledger, lines, policy=settings.policy, origin=origin, clock=clock, actor=actor
+    if mapped.events:
+        result = ingest_events(
+            ledger, mapped.events, policy=settings.policy, origin=origin, clock=clock, actor=actor
         )
         out.accepted, out.duplicates = result.accepted, result.duplicates
         out.conflicts = result.conflicts
