@@ -667,19 +667,7 @@ def _release_held(
         )
     ]
     if ids:
-        conn.execute(
-            update(deliveries)
-            .where(deliveries.c.event_id.in_(ids), deliveries.c.target == "erp")
-            .values(
-                state="pending",
-                attempts=0,
-                due_at=now,
-                updated_at=now,
-                lease_expires_at=None,
-                parked_on=None,
-                last_error=None,
-            )
-        )
+        _back_in_line(conn, ids, now)
         for event_id in ids:
             _audit(
                 conn,
@@ -693,6 +681,24 @@ def _release_held(
                 reason=f"review {review_id} {why}",
             )
     return len(ids)
+
+
+def _back_in_line(conn: Connection, event_ids: list[int], now: datetime) -> None:
+    """The events' ERP deliveries pending again, due now, with a fresh attempt count (waiting
+    on nothing, no error)."""
+    conn.execute(
+        update(deliveries)
+        .where(deliveries.c.event_id.in_(event_ids), deliveries.c.target == "erp")
+        .values(
+            state="pending",
+            attempts=0,
+            due_at=now,
+            updated_at=now,
+            lease_expires_at=None,
+            parked_on=None,
+            last_error=None,
+        )
+    )
 
 
 def resend_customer(
@@ -714,18 +720,7 @@ def resend_customer(
     ).first()
     if row is None or row.state != "delivered":
         return None
-    conn.execute(
-        update(deliveries)
-        .where(deliveries.c.event_id == row.event_id, deliveries.c.target == "erp")
-        .values(
-            state="pending",
-            attempts=0,
-            due_at=now,
-            updated_at=now,
-            lease_expires_at=None,
-            last_error=None,
-        )
-    )
+    _back_in_line(conn, [row.event_id], now)
     _audit(
         conn,
         now=now,
