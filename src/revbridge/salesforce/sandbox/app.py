@@ -43,6 +43,7 @@ from revbridge.salesforce.sandbox.store import Store
 from revbridge.salesforce.sandbox.values import json_default
 
 _INVALID_SESSION = [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
+_SERVER_UNAVAILABLE = [{"message": "Server unavailable", "errorCode": "SERVER_UNAVAILABLE"}]
 
 
 class Sandbox:
@@ -172,9 +173,7 @@ class _Routes:
         clock = sandbox.config.clock
         faults = sandbox.faults
         if faults.in_outage(clock.now()):
-            return self._with_usage(
-                _json(503, [{"message": "Server unavailable", "errorCode": "SERVER_UNAVAILABLE"}])
-            )
+            return self._with_usage(_json(503, _SERVER_UNAVAILABLE))
         started = clock.now()
         if sandbox.long_requests_running(started) >= sandbox.config.max_concurrent_long_requests:
             return self._with_usage(
@@ -256,9 +255,7 @@ class _Routes:
                 [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}],
             )
         if sandbox.faults.in_outage(sandbox.config.clock.now()):
-            return _json(
-                503, [{"message": "Server unavailable", "errorCode": "SERVER_UNAVAILABLE"}]
-            )
+            return _json(503, _SERVER_UNAVAILABLE)
         try:
             body = json.loads(await request.body())
         except ValueError:
