@@ -193,8 +193,8 @@ class Worker:
         self.api_calls: Counter[tuple[str, str, str]] = Counter()
         self._out = Outcomes(self.worker_id)
         self._unwritten: Outcomes | None = None  # the last round's, written with the next
-        self._next_lease_check: datetime | None = None
-        self._next_api_flush = self.clock.now()
+        # When to look for expired leases and write the API call counters: the first round does.
+        self._next_lease_check = self._next_api_flush = self.clock.now()
 
     # ------------------------------------------------------------------ loops
 
@@ -282,7 +282,7 @@ class Worker:
     async def step(self) -> bool:
         """One round over all targets; True when some delivery made progress."""
         now = self.clock.now()
-        if self._next_lease_check is None or now >= self._next_lease_check:
+        if now >= self._next_lease_check:
             # Leases last a minute; looking for expired ones every round cost a write
             # transaction per round for nothing (docs/decisions/0015).
             self.queue.recover_expired_leases(now=now)
