@@ -644,43 +644,40 @@ def _release_held(
 ) -> int:
     """The customer deliveries held on this review item, back in line (and those a version
     before holds existed had dead-lettered as held)."""
-    ids = [
-        r.event_id
-        for r in conn.execute(
-            select(deliveries.c.event_id, deliveries.c.state)
-            .join(events, events.c.id == deliveries.c.event_id)
-            .where(
-                deliveries.c.target == "erp",
-                events.c.type == "customer.upserted",
-                events.c.subject_ref == f"customer:{sf_account_id}",
-                or_(
-                    and_(
-                        deliveries.c.state == "held",
-                        deliveries.c.parked_on == f"review:{review_id}",
-                    ),
-                    and_(
-                        deliveries.c.state == "dead_letter",
-                        deliveries.c.last_error.like("%held for review%"),
-                    ),
+    rows = conn.execute(
+        select(deliveries.c.event_id, deliveries.c.state)
+        .join(events, events.c.id == deliveries.c.event_id)
+        .where(
+            deliveries.c.target == "erp",
+            events.c.type == "customer.upserted",
+            events.c.subject_ref == f"customer:{sf_account_id}",
+            or_(
+                and_(
+                    deliveries.c.state == "held",
+                    deliveries.c.parked_on == f"review:{review_id}",
                 ),
-            )
+                and_(
+                    deliveries.c.state == "dead_letter",
+                    deliveries.c.last_error.like("%held for review%"),
+                ),
+            ),
         )
-    ]
-    if ids:
-        _back_in_line(conn, ids, now)
-        for event_id in ids:
+    ).all()
+    if rows:
+        _back_in_line(conn, [r.event_id for r in rows], now)
+        for r in rows:
             _audit(
                 conn,
                 now=now,
                 actor=actor,
                 action="release",
                 entity_type="event",
-                entity_id=str(event_id),
-                from_state="held",
+                entity_id=str(r.event_id),
+                from_state=r.state,
                 to_state="pending",
                 reason=f"review {review_id} {why}",
             )
-    return len(ids)
+    return len(rows)
 
 
 def _back_in_line(conn: Connection, event_ids: list[int], now: datetime) -> None:

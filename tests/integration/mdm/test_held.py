@@ -121,3 +121,32 @@ def test_a_held_customer_waits_for_its_review_item_not_as_a_dead_letter(ledger: 
     assert trail[-1].reason == (
         f"review {first} rejected: not the same customer, created as a new one (a different firm)"
     )
+
+
+def test_a_customer_dead_lettered_as_held_before_holds_existed_is_released_too(
+    ledger: Ledger,
+) -> None:
+    """A delivery an older version dead-lettered as held goes back in line with its Account's
+    decision, audited as coming from the dead-letter queue."""
+    clock = ManualClock(NOW)
+    ingest_lines(ledger, [_customer(3)], policy=POLICY, origin="t", clock=clock)
+    review = _review(ledger, 3)
+    queue = DeliveryQueue(ledger.engine)
+    [claimed] = queue.claim(
+        target="erp", worker_id="w", now=NOW, lease=timedelta(seconds=60), limit=10
+    )
+    out = Outcomes("w")
+    out.dead = [(claimed, f"terminal: customer held for review {review}", "worker")]
+    queue.record(out, now=NOW)
+    assert _state(ledger)[claimed.event_id][0] == "dead_letter"
+
+    decided = mdm.decide_review(ledger.engine, review, approve=True, actor="mdo", now=NOW)
+    assert decided["released"] == 1
+    assert _state(ledger)[claimed.event_id] == ("pending", None, 0)
+    with ledger.engine.connect() as conn:
+        [(from_state, to_state)] = conn.execute(
+            select(audit_log.c.from_state, audit_log.c.to_state).where(
+                audit_log.c.action == "release"
+            )
+        ).all()
+    assert (from_state, to_state) == ("dead_letter", "pending")
