@@ -294,7 +294,7 @@ class SalesforceClient:
     ) -> httpx.Response:
         """One API call; ``path`` starts with ``/`` (``/services/...``, ``/cometd/...`` or
         data-relative). ``timeout`` replaces the client's for this call (a long poll)."""
-        if not path.startswith(("/services/", "/sandbox/", "/cometd/")):
+        if not path.startswith(("/services/", "/cometd/")):
             path = self.data_path + path
         session = await self.session()
         response = await self._send(session, method, path, params, body, headers, timeout)
