@@ -35,7 +35,7 @@ from revbridge.services.ingest import ingest_lines
 from revbridge.store.db import create_store_engine, upgrade
 from revbridge.store.ledger import Ledger
 from revbridge.store.schema import timestamp_param
-from revbridge.testing import FakeErp, FakeSalesforce
+from revbridge.testing import FakeErp, FakeSalesforce, most_calls_in_one_second
 
 N = int(os.environ.get("BENCH_ENGINE_EVENTS", "20000"))
 CUSTOMERS = 2000
@@ -261,13 +261,7 @@ def _drain_once(url: str) -> tuple[float, int, int]:
     engine.dispose()
     stamps = sf.stamps
     achieved = (len(stamps) - 1) / (stamps[-1] - stamps[0])
-    worst = 0
-    j = 0
-    for i, t in enumerate(stamps):  # the most calls in any one-second window
-        while stamps[j] <= t - 1.0:
-            j += 1
-        worst = max(worst, i - j + 1)
-    return achieved, worst, len(stamps)
+    return achieved, most_calls_in_one_second(stamps), len(stamps)
 
 
 def bench_drain() -> None:

@@ -8,15 +8,7 @@ from datetime import timedelta
 import pytest
 
 from revbridge.engine.ratelimit import TokenBucket
-
-
-def _most_in_one_second(slots: list[float]) -> int:
-    worst, j = 0, 0
-    for i, t in enumerate(slots):
-        while slots[j] <= t - 1.0:
-            j += 1
-        worst = max(worst, i - j + 1)
-    return worst
+from revbridge.testing import most_calls_in_one_second
 
 
 def test_calls_are_paced_one_interval_apart() -> None:
@@ -50,7 +42,7 @@ def test_no_second_ever_holds_more_calls_than_the_limit() -> None:
     for burst in range(20):
         slots += [bucket.reserve(now) for _ in range(150)]
         now = slots[-1] + (0.9 if burst % 3 == 0 else 0.05)
-    assert _most_in_one_second(slots) == 200
+    assert most_calls_in_one_second(slots) == 200
     assert slots == sorted(slots)
 
 

@@ -5,5 +5,6 @@ JSON file), and take injected faults: outages, failures, throttling, lost respon
 """
 
 from revbridge.testing.fakes import FakeErp, FakeSalesforce, Faults
+from revbridge.testing.rates import most_calls_in_one_second
 
-__all__ = ["FakeErp", "FakeSalesforce", "Faults"]
+__all__ = ["FakeErp", "FakeSalesforce", "Faults", "most_calls_in_one_second"]
