@@ -78,6 +78,16 @@ class _Prepared:
     reverts: dict[str, Any]
 
 
+def _erp_owned(ownership: Ownership, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of the master attributes an ERP capture reports that the ERP owns (the
+    tax registration), where there is one."""
+    return {
+        a: values[a]
+        for a in ERP_MASTER_ATTRIBUTES
+        if ownership.owner_of(a) == "erp" and values.get(a) is not None
+    }
+
+
 class MdmErp:
     """An ERP port with the customer master in front of ``upsert_customer``."""
 
@@ -294,11 +304,7 @@ class MdmErp:
             # The ERP-owned values the Account already holds (sent from it, or written back
             # below) need no write with the next credit status (``MdmSalesforce``).
             sent = mdm.customer_attributes(p.customer)
-            owned = {
-                a: written[a]
-                for a in ERP_MASTER_ATTRIBUTES
-                if self.ownership.owner_of(a) == "erp" and written.get(a) is not None
-            }
+            owned = _erp_owned(self.ownership, written)
             if owned and all(sent.get(a) == v or a in p.reverts for a, v in owned.items()):
                 mdm.remember_written(conn, "salesforce", f"master:{p.sf}", owned, now)
         if p.reverts and self.salesforce is not None:
@@ -554,12 +560,7 @@ class MdmSalesforce:
 
     def _erp_owned_master(self, conn: Any, canonical_id: str) -> dict[str, Any]:
         """The synced values of the master attributes the ERP owns (the tax registration)."""
-        synced = mdm.synced_values(conn, canonical_id)
-        return {
-            a: synced[a]
-            for a in ERP_MASTER_ATTRIBUTES
-            if self.ownership.owner_of(a) == "erp" and synced.get(a) is not None
-        }
+        return _erp_owned(self.ownership, mdm.synced_values(conn, canonical_id))
 
     async def _write_erp_owned(self, sf: str, owned: dict[str, Any], now: datetime) -> None:
         """The ERP's values of the attributes it owns, on the Account, when they are not
