@@ -51,6 +51,7 @@ from revbridge.engine.ports import (
     RecordKind,
 )
 from revbridge.errors import RateLimited, TerminalError, TransientError
+from revbridge.mdm.erp_reading import ERP_MASTER_ATTRIBUTES
 
 _READBACK_KINDS = {
     ReadbackKind.AR: ("invoice", "credit_memo"),
@@ -424,10 +425,7 @@ class FakeErp:
                 },
             }
             if with_master:
-                master = {
-                    k: d.data.get(k)
-                    for k in ("name", "billing_address", "website", "industry", "tax_id")
-                }
+                master = {k: d.data.get(k) for k in ERP_MASTER_ATTRIBUTES}
                 address = master.get("billing_address")
                 if address:
                     master["billing_address"] = {k: v for k, v in address.items() if v}
