@@ -136,17 +136,17 @@ def _ts(conn: Connection, value: datetime) -> Any:
     return timestamp_param(conn.dialect.name)(value)
 
 
-_DELIVERED_SQL = """
-UPDATE deliveries SET state = 'delivered', external_ref = :ext, delivered_at = :now,
-    updated_at = :now, lease_expires_at = NULL, last_error = NULL
-WHERE event_id = :id AND state = 'in_flight' AND worker_id = :worker
+_DELIVERED = """
+UPDATE deliveries SET state = 'delivered', external_ref = {ext}, delivered_at = :now,
+    updated_at = :now, lease_expires_at = NULL, last_error = NULL{source}
+WHERE event_id = {id} AND state = 'in_flight' AND worker_id = :worker
 """
-_DELIVERED_PG_SQL = """
-UPDATE deliveries AS d SET state = 'delivered', external_ref = v.ext, delivered_at = :now,
-    updated_at = :now, lease_expires_at = NULL, last_error = NULL
-FROM unnest(CAST(:ids AS bigint[]), CAST(:exts AS text[])) AS v(id, ext)
-WHERE d.event_id = v.id AND d.state = 'in_flight' AND d.worker_id = :worker
-"""
+_DELIVERED_SQL = _DELIVERED.format(ext=":ext", source="", id=":id")
+_DELIVERED_PG_SQL = _DELIVERED.format(
+    ext="v.ext",
+    source="\nFROM unnest(CAST(:ids AS bigint[]), CAST(:exts AS text[])) AS v(id, ext)",
+    id="v.id",
+)
 
 
 def _mark_delivered(conn: Connection, out: Outcomes, now: Any) -> None:
