@@ -23,7 +23,9 @@ from revbridge.core.events import EventType
 from revbridge.core.policy import EventPolicy, Pattern, build_policy
 from revbridge.core.sfid import make_id
 from revbridge.engine.worker import Target, Worker, WorkerStats
+from revbridge.mdm.ownership import Ownership
 from revbridge.services.ingest import IngestResult, ingest_lines
+from revbridge.services.mdm_sync import MdmErp, MdmSalesforce
 from revbridge.store.db import create_store_engine
 from revbridge.store.ledger import Ledger
 from revbridge.store.schema import deliveries, events
@@ -125,6 +127,21 @@ class Hub:
 
     async def close(self) -> None:
         await self.erp.close()
+
+
+def mastered_hub(ledger: Ledger, info: InstanceInfo, ownership: Ownership | None = None) -> Hub:
+    """The scenario hub with the customer master in front of Tryton and Salesforce."""
+    hub = Hub(ledger, info)
+    own = ownership or Ownership()
+    erp = MdmErp(hub.erp, ledger.engine, own, clock=hub.clock, salesforce=hub.salesforce)
+    sf = MdmSalesforce(hub.salesforce, ledger.engine, own, erp_system="tryton", clock=hub.clock)
+    hub.worker = Worker(
+        ledger.engine,
+        {"erp": Target("erp", erp), "salesforce": Target("salesforce", sf)},  # type: ignore[arg-type]
+        clock=hub.clock,
+        seed=7,
+    )
+    return hub
 
 
 def accountant(info: InstanceInfo) -> tuple[TrytonClient, TrytonAccounting]:

@@ -9,30 +9,15 @@ from datetime import timedelta
 from decimal import Decimal
 
 from revbridge.engine.ports import RecordKind
-from revbridge.engine.worker import Target, Worker
-from revbridge.mdm.ownership import Ownership
 from revbridge.services import mdm
-from revbridge.services.mdm_sync import MdmErp, filter_erp_capture
+from revbridge.services.mdm_sync import filter_erp_capture
 from revbridge.store.ledger import Ledger
 from revbridge.tryton.capture import capture_credit_status
 from revbridge.tryton.instance import InstanceInfo
-from tests.scenarios.tryton.conftest import Hub, Ids, accountant, customer, run
+from tests.scenarios.tryton.conftest import Ids, accountant, customer, mastered_hub, run
 
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 NOW = dt.datetime.now(dt.UTC)
-
-
-def _mastered_hub(ledger: Ledger, tryton: InstanceInfo) -> Hub:
-    """The scenario hub with the customer master in front of Tryton."""
-    hub = Hub(ledger, tryton)
-    port = MdmErp(hub.erp, ledger.engine, Ownership(), clock=hub.clock)
-    hub.worker = Worker(
-        ledger.engine,
-        {"erp": Target("erp", port), "salesforce": Target("salesforce", hub.salesforce)},  # type: ignore[arg-type]
-        clock=hub.clock,
-        seed=7,
-    )
-    return hub
 
 
 def _under(envelope: dict, parent: str | None, version: str) -> dict:
@@ -49,7 +34,7 @@ def test_a_hierarchy_is_kept_in_the_crosswalk_for_tryton(
     top, mid, leaf = Ids.make("001"), Ids.make("001"), Ids.make("001")
 
     async def scenario() -> None:
-        hub = _mastered_hub(ledger, tryton)
+        hub = mastered_hub(ledger, tryton)
         try:
             hub.ingest(
                 _under(customer(leaf, "Leaf Pty"), mid, "1"),
@@ -83,7 +68,7 @@ def test_a_party_renamed_in_tryton_gets_the_salesforce_name_back(
     globex = Ids.make("001")
 
     async def scenario() -> None:
-        hub = _mastered_hub(ledger, tryton)
+        hub = mastered_hub(ledger, tryton)
         client, books = accountant(tryton)
         try:
             hub.ingest(customer(globex, "Globex Corporation"))
@@ -128,7 +113,7 @@ def test_a_party_keyed_in_tryton_is_linked_not_duplicated(
     code = f"GL-{account[-6:]}"
 
     async def scenario() -> None:
-        hub = _mastered_hub(ledger, tryton)
+        hub = mastered_hub(ledger, tryton)
         client, books = accountant(tryton)
         try:
             await client.login()

@@ -12,34 +12,17 @@ from datetime import timedelta
 from typing import Any
 
 from revbridge.engine.ports import ErpRecord, RecordKind
-from revbridge.engine.worker import Target, Worker
 from revbridge.mdm.ownership import Ownership
 from revbridge.services import mdm
-from revbridge.services.mdm_sync import MdmErp, MdmSalesforce, filter_erp_capture
+from revbridge.services.mdm_sync import filter_erp_capture
 from revbridge.store.ledger import Ledger
 from revbridge.tryton.capture import capture_credit_status
 from revbridge.tryton.instance import InstanceInfo
 from revbridge.tryton.rpc import TrytonClient
-from tests.scenarios.tryton.conftest import Hub, Ids, accountant, customer, run
+from tests.scenarios.tryton.conftest import Hub, Ids, accountant, customer, mastered_hub, run
 
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 EIN = "04-2103594"  # a well-formed US employer id (Tryton checks it for the us_ein type)
-
-
-def _mastered_hub(ledger: Ledger, tryton: InstanceInfo, ownership: Ownership) -> Hub:
-    """The scenario hub with the customer master in front of Tryton and Salesforce."""
-    hub = Hub(ledger, tryton)
-    erp = MdmErp(hub.erp, ledger.engine, ownership, clock=hub.clock, salesforce=hub.salesforce)
-    sf = MdmSalesforce(
-        hub.salesforce, ledger.engine, ownership, erp_system="tryton", clock=hub.clock
-    )
-    hub.worker = Worker(
-        ledger.engine,
-        {"erp": Target("erp", erp), "salesforce": Target("salesforce", sf)},  # type: ignore[arg-type]
-        clock=hub.clock,
-        seed=7,
-    )
-    return hub
 
 
 async def _capture(
@@ -91,7 +74,7 @@ def test_an_address_edited_in_tryton_goes_back_once(tryton: InstanceInfo, ledger
     own = Ownership()
 
     async def scenario() -> None:
-        hub = _mastered_hub(ledger, tryton, own)
+        hub = mastered_hub(ledger, tryton, own)
         client, _books = accountant(tryton)
         try:
             hub.ingest(customer(wayne, "Wayne Enterprises", street="1007 Mountain Drive"))
@@ -159,7 +142,7 @@ def test_a_tax_identifier_keyed_in_tryton_reaches_the_account(
     own = Ownership()
 
     async def scenario() -> None:
-        hub = _mastered_hub(ledger, tryton, own)
+        hub = mastered_hub(ledger, tryton, own)
         client, _books = accountant(tryton)
         try:
             await _party_with_ein(hub, client, acme, "Acme Anvils", EIN)
@@ -184,7 +167,7 @@ def test_a_tax_id_salesforce_owns_is_written_on_the_partys_tax_identifier(
     own = Ownership.from_config({"tax_registration": "salesforce"})
 
     async def scenario() -> None:
-        hub = _mastered_hub(ledger, tryton, own)
+        hub = mastered_hub(ledger, tryton, own)
         client, _books = accountant(tryton)
         try:
             party = await _party_with_ein(hub, client, stark, "Stark Tools", "04-0000001")
