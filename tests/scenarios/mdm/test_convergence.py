@@ -22,7 +22,7 @@ from revbridge.services import mdm
 from revbridge.services.ingest import ingest_lines
 from revbridge.services.mdm_sync import filter_erp_capture, filter_salesforce_capture
 from revbridge.store.ledger import Ledger
-from tests.scenarios.mdm.test_customer_master import Hub, acc, credit, customer
+from tests.scenarios.mdm.story import Hub, acc, credit, customer
 
 _accounts = itertools.count(1000)
 

@@ -21,7 +21,7 @@ from revbridge.services.capture import CaptureResult, capture_once
 from revbridge.store.ledger import Ledger
 from revbridge.store.schema import audit_log
 from revbridge.testing import FakeErp
-from tests.scenarios.mdm.test_customer_master import START, Hub, acc, customer
+from tests.scenarios.mdm.story import START, Hub, acc, customer
 
 ADDRESS = {
     "line1": "1725 Slough Avenue",
@@ -56,14 +56,13 @@ def _capture(hub: Hub, ownership: Ownership | None = None) -> CaptureResult:
     )
 
 
-def _erp_id(hub: Hub, n: int) -> str:
-    [row] = [c for c in hub.erp.customers() if c["external_ref"] == acc(n)]
-    return str(row["erp_id"])
-
-
 def _row(hub: Hub, n: int) -> dict[str, Any]:
     [row] = [c for c in hub.erp.customers() if c["external_ref"] == acc(n)]
     return row
+
+
+def _erp_id(hub: Hub, n: int) -> str:
+    return str(_row(hub, n)["erp_id"])
 
 
 def test_a_billing_address_edited_in_the_erp_is_reviewed_and_written_back(
