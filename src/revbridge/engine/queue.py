@@ -14,6 +14,7 @@ queued behind it, could never pass), and rejoins it by event id when released.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,16 +23,16 @@ from typing import Any
 from sqlalchemy import Engine, and_, select, text, update
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, CursorResult
 
 from revbridge.store.schema import (
     api_calls,
-    attempts,
     audit_log,
     deliveries,
     events,
     external_refs,
     timestamp_param,
+    utc_result,
 )
 
 _CLAIM_SQL = """
@@ -72,6 +73,26 @@ def claim_sql(dialect: str) -> str:
     return _CLAIM_PG_SQL if dialect == "postgresql" else _CLAIM_SQLITE_SQL
 
 
+_EVENT_COLUMNS = (
+    "e.id, e.type, e.idempotency_key, e.subject_ref, e.customer_ref, e.received_at, e.payload"
+)
+_CLAIM_SQLITE = text(_CLAIM_SQLITE_SQL)
+_CLAIM_WITH_EVENTS_PG = text(
+    f"WITH c AS ({_CLAIM_PG_SQL}) SELECT {_EVENT_COLUMNS}, c.attempts "
+    "FROM c JOIN events e ON e.id = c.event_id ORDER BY e.id"
+)
+_EVENTS_BY_ID = {
+    "sqlite": text(
+        f"SELECT {_EVENT_COLUMNS} FROM events e "
+        "WHERE e.id IN (SELECT value FROM json_each(:ids)) ORDER BY e.id"
+    ),
+    "postgresql": text(
+        f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.id = ANY(CAST(:ids AS bigint[])) "
+        "ORDER BY e.id"
+    ),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Claimed:
     event_id: int
@@ -85,6 +106,23 @@ class Claimed:
     outcome_unknown: bool
     pattern: str = "realtime"
     claimed_at: datetime | None = None
+
+
+def _claimed(r: Any, attempt: int, now: datetime, pattern: str) -> Claimed:
+    return Claimed(
+        event_id=r.id,
+        attempt=attempt,
+        type=r.type,
+        idempotency_key=r.idempotency_key,
+        subject_ref=r.subject_ref,
+        customer_ref=r.customer_ref,
+        received_at=utc_result(r.received_at),
+        payload=r.payload,
+        # Any earlier attempt may have reached the target before failing or dying.
+        outcome_unknown=attempt > 1,
+        pattern=pattern,
+        claimed_at=now,
+    )
 
 
 @dataclass(slots=True)
@@ -106,17 +144,10 @@ class Outcomes:
 
 
 def _attempt(
-    c: Claimed, now: datetime, outcome: str, error: str | None, external_ref: str | None
-) -> dict[str, Any]:
-    return {
-        "event_id": c.event_id,
-        "attempt_no": c.attempt,
-        "started_at": c.claimed_at or now,
-        "finished_at": now,
-        "outcome": outcome,
-        "error": error,
-        "external_ref": external_ref,
-    }
+    c: Claimed, now: Any, outcome: str, error: str | None, external_ref: str | None
+) -> tuple[Any, ...]:
+    """An ``attempts`` row for ``_ADD_ATTEMPTS``: its start is the claim's time."""
+    return (c.event_id, c.attempt, c.claimed_at or now, outcome, error, external_ref)
 
 
 def _memo_ts(conn: Connection) -> Any:
@@ -136,43 +167,96 @@ def _ts(conn: Connection, value: datetime) -> Any:
     return timestamp_param(conn.dialect.name)(value)
 
 
-_DELIVERED = """
-UPDATE deliveries SET state = 'delivered', external_ref = {ext}, delivered_at = :now,
-    updated_at = :now, lease_expires_at = NULL, last_error = NULL{source}
-WHERE event_id = {id} AND state = 'in_flight' AND worker_id = :worker
-"""
-_DELIVERED_SQL = _DELIVERED.format(ext=":ext", source="", id=":id")
-_DELIVERED_PG_SQL = _DELIVERED.format(
-    ext="v.ext",
-    source="\nFROM unnest(CAST(:ids AS bigint[]), CAST(:exts AS text[])) AS v(id, ext)",
-    id="v.id",
-)
+def _row_source(dialect: str, columns: Sequence[tuple[str, str]]) -> str:
+    """The ``FROM`` item ``r`` that yields one row per outcome of a round, from one parameter
+    per statement, so that each write of a round is one statement whatever its size (a
+    statement per row costs a plan and an executor start each, and their Python overhead).
 
-
-def _mark_delivered(conn: Connection, out: Outcomes, now: Any) -> None:
-    """Mark a round's delivered rows, as the lease holder.
-
-    On PostgreSQL one statement over arrays: a statement per row costs the server a plan and
-    an executor start each, a round trip's worth apiece in a pipeline.
+    On PostgreSQL: ``unnest`` over one array parameter per column. On SQLite: ``json_each``
+    over one JSON array of rows. Each write below is one SQL text for both databases.
     """
-    if conn.dialect.name == "postgresql":
-        conn.execute(
-            text(_DELIVERED_PG_SQL),
-            {
-                "ids": [c.event_id for c, _, _ in out.delivered],
-                "exts": [ext for _, _, ext in out.delivered],
-                "now": now,
-                "worker": out.worker_id,
-            },
-        )
-        return
-    conn.execute(
-        text(_DELIVERED_SQL),
-        [
-            {"ext": ext, "now": now, "id": c.event_id, "worker": out.worker_id}
-            for c, _, ext in out.delivered
-        ],
+    names = ", ".join(name for name, _ in columns)
+    if dialect == "postgresql":
+        arrays = ", ".join(f"CAST(:{name} AS {pg_type}[])" for name, pg_type in columns)
+        return f"unnest({arrays}) AS r({names})"
+    picks = ", ".join(
+        f"json_extract(j.value, '$[{i}]') AS {name}" for i, (name, _) in enumerate(columns)
     )
+    return f"(SELECT {picks} FROM json_each(:rows) AS j) AS r"
+
+
+class _PerRow:
+    """One SQL statement over all the rows of a round's outcomes (see ``_row_source``)."""
+
+    def __init__(self, template: str, columns: Sequence[tuple[str, str]]) -> None:
+        self.columns = tuple(name for name, _ in columns)
+        # ``{by_key}`` before a condition on ``deliveries``: on SQLite a unary ``+``, which takes
+        # that column out of the planner's index choice, so that it drives the join from the
+        # round's rows and finds each delivery by its key (else it scans the state index and
+        # reads the JSON once per row it finds); PostgreSQL plans this well by itself.
+        self._sql = {
+            dialect: text(
+                template.format(
+                    rows=_row_source(dialect, columns), by_key="+" if dialect == "sqlite" else ""
+                )
+            )
+            for dialect in ("sqlite", "postgresql")
+        }
+
+    def run(
+        self, conn: Connection, rows: Sequence[Sequence[Any]], **common: Any
+    ) -> CursorResult[Any]:
+        """``rows`` hold the values of ``columns`` in order (timestamps already in their
+        stored form, ``timestamp_param``); ``common`` holds the shared parameters."""
+        if conn.dialect.name == "postgresql":
+            arrays = dict(zip(self.columns, map(list, zip(*rows, strict=True)), strict=True))
+            return conn.execute(self._sql["postgresql"], arrays | common)
+        return conn.execute(self._sql["sqlite"], {"rows": json.dumps(rows)} | common)
+
+
+# Only the lease holder completes: a worker whose lease was taken over loses the race
+# harmlessly (the record it made is remembered all the same, in ``external_refs``).
+_MARK_DELIVERED = _PerRow(
+    "UPDATE deliveries SET state = 'delivered', external_ref = r.ext, delivered_at = :now, "
+    "updated_at = :now, lease_expires_at = NULL, last_error = NULL FROM {rows} "
+    "WHERE deliveries.event_id = r.id AND {by_key}deliveries.state = 'in_flight' "
+    "AND deliveries.worker_id = :worker",
+    (("id", "bigint"), ("ext", "text")),
+)
+_REMEMBER_REFS = _PerRow(
+    "INSERT INTO external_refs (target, subject_ref, external_id, event_id, created_at) "
+    "SELECT r.target, r.subject, r.ext, r.id, :now FROM {rows} "
+    "WHERE true ON CONFLICT (target, subject_ref) DO NOTHING",
+    (("target", "text"), ("subject", "text"), ("ext", "text"), ("id", "bigint")),
+)
+_ADD_ATTEMPTS = _PerRow(
+    "INSERT INTO attempts "
+    "(event_id, attempt_no, worker_id, started_at, finished_at, outcome, error, external_ref) "
+    "SELECT r.id, r.no, :worker, r.started, :now, r.outcome, r.error, r.ext FROM {rows}",
+    (
+        ("id", "bigint"),
+        ("no", "integer"),
+        ("started", "timestamptz"),
+        ("outcome", "text"),
+        ("error", "text"),
+        ("ext", "text"),
+    ),
+)
+# A delivered record lets go of what was parked on it; a parked delivery is let go at once
+# when its record landed between the round's look-up and its park.
+_RELEASE_PARKED = _PerRow(
+    "UPDATE deliveries SET state = 'pending', parked_on = NULL, due_at = :now, updated_at = :now "
+    "FROM {rows} WHERE deliveries.state = 'parked' AND deliveries.target = r.target "
+    "AND deliveries.parked_on = r.subject",
+    (("target", "text"), ("subject", "text")),
+)
+_RELEASE_LANDED = _PerRow(
+    "UPDATE deliveries SET state = 'pending', parked_on = NULL, due_at = :now, updated_at = :now "
+    "FROM {rows} WHERE deliveries.state = 'parked' AND deliveries.target = r.target "
+    "AND deliveries.parked_on = r.subject AND EXISTS (SELECT 1 FROM external_refs x "
+    "WHERE x.target = r.target AND x.subject_ref = r.subject)",
+    (("target", "text"), ("subject", "text")),
+)
 
 
 class DeliveryQueue:
@@ -190,21 +274,24 @@ class DeliveryQueue:
         pattern: str = "realtime",
     ) -> list[Claimed]:
         with self.engine.begin() as conn:
-            rows = conn.execute(
-                text(claim_sql(conn.dialect.name)),
-                {
-                    "lease": _ts(conn, now + lease),
-                    "worker": worker_id,
-                    "now": _ts(conn, now),
-                    "target": target,
-                    "pattern": pattern,
-                    "limit": limit,
-                },
-            ).all()
-            if not rows:
+            dialect = conn.dialect.name
+            params = {
+                "lease": _ts(conn, now + lease),
+                "worker": worker_id,
+                "now": _ts(conn, now),
+                "target": target,
+                "pattern": pattern,
+                "limit": limit,
+            }
+            if dialect == "postgresql":
+                # One statement: the claim, joined to its events.
+                rows = conn.execute(_CLAIM_WITH_EVENTS_PG, params).all()
+                return [_claimed(r, r.attempts, now, pattern) for r in rows]
+            attempt_of = {i: n for i, n in conn.execute(_CLAIM_SQLITE, params)}
+            if not attempt_of:
                 return []
             # Read in the claim's transaction: one connection and one commit per round.
-            return self._claimed_rows(conn, dict(rows), now, pattern)
+            return self._claimed_rows(conn, attempt_of, now, pattern)
 
     def claimed_rows(
         self, attempt_of: dict[int, int], worker_id: str, now: datetime, pattern: str = "realtime"
@@ -216,36 +303,11 @@ class DeliveryQueue:
     def _claimed_rows(
         self, conn: Connection, attempt_of: dict[int, int], now: datetime, pattern: str
     ) -> list[Claimed]:
+        dialect, ids = conn.dialect.name, sorted(attempt_of)
         found = conn.execute(
-            select(
-                events.c.id,
-                events.c.type,
-                events.c.idempotency_key,
-                events.c.subject_ref,
-                events.c.customer_ref,
-                events.c.received_at,
-                events.c.payload,
-            )
-            .where(events.c.id.in_(list(attempt_of)))
-            .order_by(events.c.id)
+            _EVENTS_BY_ID[dialect], {"ids": json.dumps(ids) if dialect == "sqlite" else ids}
         ).all()
-        return [
-            Claimed(
-                event_id=r.id,
-                attempt=attempt_of[r.id],
-                type=r.type,
-                idempotency_key=r.idempotency_key,
-                subject_ref=r.subject_ref,
-                customer_ref=r.customer_ref,
-                received_at=r.received_at,
-                payload=r.payload,
-                # Any earlier attempt may have reached the target before failing or dying.
-                outcome_unknown=attempt_of[r.id] > 1,
-                pattern=pattern,
-                claimed_at=now,
-            )
-            for r in found
-        ]
+        return [_claimed(r, attempt_of[r.id], now, pattern) for r in found]
 
     # ------------------------------------------------------------------ outcomes
 
@@ -263,7 +325,7 @@ class DeliveryQueue:
     def _record(self, conn: Connection, out: Outcomes, now: datetime) -> int:
         ts = _memo_ts(conn)
         released = 0
-        attempt_rows: list[dict[str, Any]] = []
+        attempt_rows: list[tuple[Any, ...]] = []
         if out.released:
             conn.execute(
                 text(
@@ -354,57 +416,36 @@ class DeliveryQueue:
                 ],
             )
         if out.delivered:
-            # Only the lease holder completes: a worker whose lease was taken over loses the
-            # race harmlessly (the record it made is remembered all the same).
-            _mark_delivered(conn, out, ts(now))
+            _MARK_DELIVERED.run(
+                conn,
+                [(c.event_id, ext) for c, _, ext in out.delivered],
+                now=ts(now),
+                worker=out.worker_id,
+            )
+            _REMEMBER_REFS.run(
+                conn,
+                [(target, c.subject_ref, ext, c.event_id) for c, target, ext in out.delivered],
+                now=ts(now),
+            )
             attempt_rows += [
                 _attempt(c, now, "delivered", None, ext) for c, _, ext in out.delivered
             ]
-            dialect = sqlite_dialect if conn.dialect.name == "sqlite" else pg_dialect
-            conn.execute(
-                dialect.insert(external_refs).on_conflict_do_nothing(
-                    index_elements=["target", "subject_ref"]
-                ),
-                [
-                    {
-                        "target": target,
-                        "subject_ref": c.subject_ref,
-                        "external_id": ext,
-                        "event_id": c.event_id,
-                        "created_at": now,
-                    }
-                    for c, target, ext in out.delivered
-                ],
-            )
         if attempt_rows:
-            conn.execute(
-                attempts.insert(), [r | {"worker_id": out.worker_id} for r in attempt_rows]
+            _ADD_ATTEMPTS.run(
+                conn,
+                [(i, no, ts(started), *rest) for i, no, started, *rest in attempt_rows],
+                now=ts(now),
+                worker=out.worker_id,
             )
-        # Release what waited for records that are now in the target: delivered in this round,
-        # or by another worker between our look-up and our park.
-        by_target: dict[str, set[str]] = {}
-        for c, target, _ in out.delivered:
-            by_target.setdefault(target, set()).add(c.subject_ref)
-        for _, target, on in out.parked:
-            by_target.setdefault(target, set()).add(on)
-        for target, subjects in by_target.items():
-            ordered = sorted(subjects)
-            for i in range(0, len(ordered), 500):
-                chunk = ordered[i : i + 500]
-                landed = select(external_refs.c.subject_ref).where(
-                    and_(external_refs.c.target == target, external_refs.c.subject_ref.in_(chunk))
-                )
-                released += conn.execute(
-                    update(deliveries)
-                    .where(
-                        and_(
-                            deliveries.c.state == "parked",
-                            deliveries.c.target == target,
-                            deliveries.c.parked_on.in_(landed),
-                        )
-                    )
-                    .values(state="pending", parked_on=None, due_at=now, updated_at=now)
-                ).rowcount
+        # Release what waited for records that are now in the target: delivered in this round
+        # (the record is there, whoever remembered it first), or by another worker between
+        # this round's look-up and its park.
+        if out.delivered:
+            delivered = {(target, c.subject_ref) for c, target, _ in out.delivered}
+            released += _RELEASE_PARKED.run(conn, sorted(delivered), now=ts(now)).rowcount
+        if out.parked:
+            waits = {(target, on) for _, target, on in out.parked}
+            released += _RELEASE_LANDED.run(conn, sorted(waits), now=ts(now)).rowcount
         return released
 
     def expedite(self, *, target: str, subject_ref: str, now: datetime, reason: str) -> int:
