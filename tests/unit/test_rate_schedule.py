@@ -3,11 +3,14 @@ more than the limit in any one-second window."""
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
 from datetime import timedelta
 
 import pytest
 
-from revbridge.engine.ratelimit import TokenBucket
+from revbridge.engine.ratelimit import Schedule, TokenBucket
 from revbridge.testing import most_calls_in_one_second
 
 
@@ -56,3 +59,76 @@ def test_throttling_halves_the_pace() -> None:
     bucket.reserve(0.0)
     bucket.throttled()
     assert bucket.rate == 50
+
+
+def test_acquire_sleeps_until_the_slot_and_counts_when_the_call_really_went_out() -> None:
+    # The clock is injected; the sleeps are real (tens of milliseconds).
+    readings = iter([0.0, 0.0, 0.45, 0.58, 1.0, 1.001, 1.55, 1.581, 5.0])
+    bucket = TokenBucket(2, monotonic=lambda: next(readings))  # cap: 2 calls in any second
+
+    def timed_acquire() -> float:
+        start = time.perf_counter()
+        asyncio.run(bucket.acquire())
+        return time.perf_counter() - start
+
+    assert timed_acquire() < 0.02  # on time: calls at once
+    # Early: its slot is 0.5, it arrives at 0.45 and sleeps 50 ms; the sleep overshoots and
+    # the call goes out at 0.58.
+    assert timed_acquire() >= 0.045
+    timed_acquire()  # 1.0: its slot is 1.001, a second after the first call
+    # At 1.55 its schedule slot (1.501) has passed, but the call at 0.58 is still in the
+    # window: it sleeps until 1.581, one second after that call really went out.
+    assert 0.028 <= timed_acquire() < 0.5
+    # Late: its slot is long past, it calls at once.
+    assert timed_acquire() < 0.02
+    assert bucket.calls == 5
+    assert next(readings, None) is None  # every reading was taken, none more
+
+
+def test_schedule_paces_one_interval_apart_and_keeps_the_margin_on_the_window() -> None:
+    schedule = Schedule(tat=0.0)
+    slots = [schedule.reserve(0.0, rate=10, lag=5.0, margin=0.02) for _ in range(11)]
+    assert slots[:10] == pytest.approx([i / 10 for i in range(10)])
+    # The 11th waits until the first call is 1 s + the margin behind it, not only 1 s.
+    assert slots[10] == pytest.approx(1.02)
+
+
+def test_schedule_catches_up_on_missed_slots_but_not_over_the_window() -> None:
+    schedule = Schedule(tat=0.0)
+    schedule.reserve(0.0, rate=10, lag=0.5, margin=0.02)
+    # Back after a pause, at 10.0: the slots of the last 0.5 s are taken at once (their time
+    # has passed, so the calls go out now and the window counts them now)...
+    slots = [schedule.reserve(10.0, rate=10, lag=0.5, margin=0.02) for _ in range(6)]
+    assert slots == pytest.approx([9.5, 9.6, 9.7, 9.8, 9.9, 10.0])
+    assert list(schedule.recent)[-6:] == pytest.approx([10.0] * 6)
+    # ...then pacing resumes.
+    assert schedule.reserve(10.0, rate=10, lag=0.5, margin=0.02) == pytest.approx(10.1)
+
+    # A long catch-up is bounded by the window: 10 calls now, the 11th 1 s + margin later.
+    schedule = Schedule(tat=0.0)
+    slots = []
+    for _ in range(11):
+        slots.append(schedule.reserve(10.0, rate=10, lag=5.0, margin=0.02))
+        assert len(schedule.recent) <= 10  # only the last `cap` calls are kept (the shared row)
+    assert max(slots[:10]) < 10.0
+    assert slots[10] == pytest.approx(11.02)
+
+
+def _late_calls(margin: float, lateness: float) -> list[float]:
+    """Callers in bursts and pauses; each call goes out up to ``lateness`` after the time
+    the window counted it (a process that sleeps until its slot wakes late)."""
+    rng = random.Random(15)
+    schedule = Schedule(tat=0.0)
+    went_out: list[float] = []
+    now = 0.0
+    for _ in range(3000):
+        now += rng.choice([0.0, 0.0, 0.0, 0.002, 0.01, 0.3, 1.2])
+        slot = schedule.reserve(now, rate=20, lag=2.0, margin=margin)
+        went_out.append(max(slot, now) + rng.uniform(0, lateness))
+    return sorted(went_out)
+
+
+def test_calls_up_to_the_margin_late_never_put_more_than_the_rate_into_a_second() -> None:
+    assert most_calls_in_one_second(_late_calls(margin=0.02, lateness=0.02)) <= 20
+    # The margin is what holds the bound: without it, late calls break it.
+    assert most_calls_in_one_second(_late_calls(margin=0.0, lateness=0.02)) > 20

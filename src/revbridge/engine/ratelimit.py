@@ -10,22 +10,74 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
 
 from sqlalchemy import Engine, text
 
+# A call is counted in the window when it was allowed, a hair before it reaches the target.
+_HAIR = timedelta(milliseconds=1)
+# How late a call shared through PostgreSQL may go out after its slot (the commit, the thread
+# hand-off back to the event loop, the sleep's overshoot) and still never share a one-second
+# window with the call ``rate`` slots after it (docs/decisions/0015).
+LATE_MARGIN = timedelta(milliseconds=20)
+
+
+@dataclass
+class Schedule:
+    """The slot arithmetic of a rate limit, with no clock and no I/O: a virtual schedule
+    (GCRA, the token bucket's twin) capped by a sliding window over recent calls.
+
+    Each call takes the next slot ``1/rate`` after the previous one, or ``now - lag`` when the
+    caller comes back late (it catches up on slots it missed in the last ``lag`` seconds).
+    Whatever the catch-up, a slot is never less than ``1 + margin`` seconds after the call
+    ``cap = max(1, int(rate))`` places before it, so as long as every call goes out between its
+    recorded time and ``margin`` later, no one-second window holds more than ``cap`` calls.
+    ``TokenBucket`` (one process) and ``PgTokenBucket`` (a row in PostgreSQL) both use it.
+    """
+
+    tat: float  # the theoretical arrival time of the next call
+    recent: deque[float] = field(default_factory=deque)  # when the last calls went out, in order
+
+    def reserve(self, now: float, *, rate: float, lag: float, margin: float) -> float:
+        """Take the next slot for a caller arriving at ``now``: when it may call."""
+        horizon = 1.0 + margin
+        cap = max(1, int(rate))
+        recent = self.recent
+        slot = max(self.tat, now - lag)
+        while recent and recent[0] <= slot - horizon:
+            recent.popleft()
+        if len(recent) >= cap:
+            # The cap-th latest call must have left the window, margin included.
+            slot = max(slot, recent[len(recent) - cap] + horizon)
+            while recent and recent[0] <= slot - horizon:
+                recent.popleft()
+        # A caller catching up calls now, not at its (past) slot: the window counts it now.
+        recent.append(max(slot, now))
+        while len(recent) > cap:  # only the last cap calls can hold a slot back
+            recent.popleft()
+        self.tat = slot + 1 / rate
+        return slot
+
+    def went_out(self, at: float) -> None:
+        """The latest call really went out at ``at`` (a sleep overshoots): count it then."""
+        self.recent[-1] = max(self.recent[-1], at)
+
+    def slow_down(self, now: float, rate: float) -> None:
+        """After a limit error: the next slot is one (new, slower) interval from now."""
+        self.tat = max(self.tat, now) + 1 / rate
+
 
 class TokenBucket:
-    """A rate limit in one process, as a virtual schedule (GCRA, the token bucket's twin),
-    capped by a sliding one-second window.
+    """A rate limit in one process, as a ``Schedule``.
 
-    Each call takes the next slot ``1/rate`` after the previous one. A caller that wakes late
-    (the event loop's sleep overshoots, or the worker paused between rounds to claim the next
-    one) keeps its place in the schedule: it may catch up on slots missed in the last
-    ``catch_up`` (100 ms by default, at least ``burst`` slots), so the achieved rate stays at
-    the limit instead of losing every pause. Catching up never breaks the limit: no window of
-    one second ever holds more than ``rate`` calls (at least one), whatever the pauses were
+    A caller that wakes late (the event loop's sleep overshoots, or the worker paused between
+    rounds to claim the next one) keeps its place in the schedule: it may catch up on slots
+    missed in the last ``catch_up`` (100 ms by default, at least ``burst`` slots), so the
+    achieved rate stays at the limit instead of losing every pause. Catching up never breaks
+    the limit: no window of one second ever holds more than ``rate`` calls (at least one),
+    whatever the pauses were, because the window counts when calls really went out
     (docs/decisions/0015).
     """
 
@@ -45,10 +97,9 @@ class TokenBucket:
         self.burst = burst
         self.catch_up_s = catch_up.total_seconds()
         self._monotonic = monotonic
-        self._tat = monotonic()  # the theoretical arrival time of the next call
+        self._schedule = Schedule(tat=monotonic())
         self._floor = rate_per_s * floor_fraction
         self._locks: dict[int, asyncio.Lock] = {}
-        self._window: deque[float] = deque()  # the slots taken in the last second
         self.calls = 0
 
     def _lock(self) -> asyncio.Lock:
@@ -61,23 +112,13 @@ class TokenBucket:
 
     def reserve(self, now: float) -> float:
         """Take the next slot for a caller arriving at ``now``: when it may call."""
-        lag = max(self.burst / self.rate, self.catch_up_s)
-        slot = max(self._tat, now - lag)
-        window = self._window
-        while window and window[0] <= slot - 1.0:
-            window.popleft()
-        cap = max(1, int(self.rate))
-        if len(window) >= cap:
-            # The cap-th latest call must have left the window (1 ms over: it is counted when
-            # it was allowed, a hair before it reached the target).
-            slot = max(slot, window[len(window) - cap] + 1.001)
-            while window and window[0] <= slot - 1.0:
-                window.popleft()
-        # A caller catching up calls now, not at its (past) slot: the window counts it now.
-        window.append(max(slot, now))
-        self._tat = slot + 1 / self.rate
         self.calls += 1
-        return slot
+        return self._schedule.reserve(
+            now,
+            rate=self.rate,
+            lag=max(self.burst / self.rate, self.catch_up_s),
+            margin=_HAIR.total_seconds(),
+        )
 
     async def acquire(self) -> None:
         async with self._lock():
@@ -87,12 +128,12 @@ class TokenBucket:
                 await asyncio.sleep(slot - now)
                 # The window counts when calls really went out (a sleep overshoots), so that
                 # a late call and an on-time one a second later never share a window over it.
-                self._window[-1] = max(slot, self._monotonic())
+                self._schedule.went_out(self._monotonic())
 
     def throttled(self) -> None:
         """The system said "too many requests": halve the rate, down to a floor."""
         self.rate = max(self._floor, self.rate / 2)
-        self._tat = max(self._tat, self._monotonic()) + 1 / self.rate
+        self._schedule.slow_down(self._monotonic(), self.rate)
 
     def succeeded(self) -> None:
         if self.rate < self.configured_rate:
@@ -109,80 +150,159 @@ class RateBudget(Protocol):
     def succeeded(self) -> None: ...
 
 
-_TAKE_SQL = """
-UPDATE rate_buckets
-SET tokens = LEAST(burst, tokens + EXTRACT(EPOCH FROM (clock_timestamp() - updated_at)) * rate)
-             - 1,
-    updated_at = clock_timestamp()
-WHERE name = :name
-  AND LEAST(burst, tokens + EXTRACT(EPOCH FROM (clock_timestamp() - updated_at)) * rate) >= 1
-RETURNING tokens
+_LOCK_SQL = """
+SELECT rate, configured_rate, burst, tat, recent FROM rate_buckets WHERE name = :name FOR UPDATE
 """
-_WAIT_SQL = """
-SELECT (1 - LEAST(burst, tokens + EXTRACT(EPOCH FROM (clock_timestamp() - updated_at)) * rate))
-       / rate
-FROM rate_buckets WHERE name = :name
+# Read after the row lock is held (a SELECT … FOR UPDATE computes its columns before it waits
+# for the lock): the slot is then never computed from a time before the previous taker's.
+_NOW_SQL = "SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8"
+# The rate's state is soft: a commit that waits for no disk flush keeps the row lock short.
+_NO_FLUSH_SQL = "SET LOCAL synchronous_commit TO OFF"
+_MAX_LEAD_S = 0.5
+_SAVE_SQL = """
+UPDATE rate_buckets
+SET rate = :rate, tat = :tat, recent = CAST(:recent AS float8[]), updated_at = clock_timestamp()
+WHERE name = :name
 """
 
 
 class PgTokenBucket:
-    """One token bucket for every worker process, kept in PostgreSQL.
+    """One rate schedule for every worker process, kept in PostgreSQL: the same ``Schedule``
+    as ``TokenBucket``, in one ``rate_buckets`` row, on the database clock.
 
-    Taking a token is one atomic UPDATE (the row lock serializes takers); the refill is computed
-    from the database clock, so processes on different hosts agree. Adaptive like
-    ``TokenBucket``: a 429 halves the shared rate for everyone, successes restore it.
+    A take is one transaction: lock the row (``SELECT … FOR UPDATE``, which serializes every
+    taker on every host), read ``clock_timestamp()``, compute the slot in Python, write the
+    schedule back. The caller then sleeps until its slot, outside the transaction. So no
+    one-second window across all processes ever holds more than ``rate`` calls (at least
+    one). A process cannot report when its call really went out without a second
+    transaction, so the window counts each call at its slot and keeps ``margin`` (20 ms by
+    default, ``LATE_MARGIN``) between a call and the one ``rate`` slots later: a call that goes
+    out up to ``margin`` late (commit, thread hand-off, the sleep's overshoot) still never
+    shares a second with it; a take asks for a slot no earlier than its last round trip from
+    now, so the sleep absorbs the commit, and a process that wakes later than the margin gives
+    its slot up and takes another (``late`` counts them). That costs ``margin`` per second of
+    calls (about 2 % of a steady drain). ``burst`` is the catch-up allowance in slots (a
+    caller that comes back late may take slots missed in the last ``max(burst / rate,
+    catch_up)`` seconds), no longer calls on top of the rate. Adaptive like ``TokenBucket``: a
+    429 halves the shared rate for everyone (down to 5 % of the configured rate), successes
+    restore it.
     """
 
     def __init__(
-        self, engine: Engine, name: str, rate_per_s: float, *, burst: float | None = None
+        self,
+        engine: Engine,
+        name: str,
+        rate_per_s: float,
+        *,
+        burst: float | None = None,
+        catch_up: timedelta = timedelta(milliseconds=100),
+        margin: timedelta = LATE_MARGIN,
     ) -> None:
         if engine.dialect.name != "postgresql":
             raise ValueError("PgTokenBucket needs PostgreSQL; use TokenBucket in one process")
+        if rate_per_s <= 0:
+            raise ValueError("rate_per_s must be positive")
         self.engine = engine
         self.name = name
         self.configured_rate = rate_per_s
-        self.burst = burst if burst is not None else max(1.0, rate_per_s)
+        self.burst = burst if burst is not None else 1.0
+        self.catch_up_s = catch_up.total_seconds()
+        self.margin_s = margin.total_seconds()
         self.calls = 0
+        self.late = 0  # slots given up because this process woke too late to use them
+        self._rate_seen = rate_per_s  # the shared rate at this process's last take
+        self._lead = 0.0  # how long this process's last take took to come back
         with engine.begin() as conn:
             conn.execute(
                 text(
                     "INSERT INTO rate_buckets "
-                    "(name, rate, configured_rate, burst, tokens, updated_at) "
-                    "VALUES (:name, :rate, :rate, :burst, :burst, clock_timestamp()) "
+                    "(name, rate, configured_rate, burst, tat, recent, updated_at) "
+                    "VALUES (:name, :rate, :rate, :burst, 0, '{}', clock_timestamp()) "
                     "ON CONFLICT (name) DO UPDATE SET configured_rate = :rate, burst = :burst, "
                     "rate = LEAST(rate_buckets.rate, :rate)"
                 ),
                 {"name": name, "rate": rate_per_s, "burst": self.burst},
             )
 
-    def _take(self) -> float:
-        """0 when a token was taken, else how long to wait for the next one."""
+    def _locked(
+        self, change: Callable[[Schedule, float, float, float], float]
+    ) -> tuple[float, float, float]:
+        """Run ``change(schedule, now, rate, burst) -> new rate`` on the shared row, locked.
+
+        Returns the database clock's ``now`` (epoch seconds), and this process's monotonic
+        clock just before and just after it was read."""
         with self.engine.begin() as conn:
-            if conn.execute(text(_TAKE_SQL), {"name": self.name}).first() is not None:
-                return 0.0
-            wait = conn.execute(text(_WAIT_SQL), {"name": self.name}).scalar()
-            return max(float(wait or 0.0), 0.001)
+            conn.execute(text(_NO_FLUSH_SQL))
+            row = conn.execute(text(_LOCK_SQL), {"name": self.name}).one()
+            before = time.monotonic()
+            now = float(conn.execute(text(_NOW_SQL)).scalar_one())
+            after = time.monotonic()
+            schedule = Schedule(tat=float(row.tat), recent=deque(map(float, row.recent)))
+            rate = change(schedule, now, float(row.rate), float(row.burst))
+            conn.execute(
+                text(_SAVE_SQL),
+                {
+                    "name": self.name,
+                    "rate": rate,
+                    "tat": schedule.tat,
+                    "recent": list(schedule.recent),
+                },
+            )
+        self._rate_seen = rate
+        return now, before, after
+
+    def _take(self, lead: float) -> tuple[float, float, float]:
+        """Take the next shared slot for a call ``lead`` seconds from now (the time a take
+        takes to come back, so the sleep absorbs it). Returns, on this process's monotonic
+        clock, when the call may go out at the earliest (never before the time the window
+        counted it), at the latest (that time plus the margin), and when the take began."""
+        counted = 0.0
+
+        def take(schedule: Schedule, now: float, rate: float, burst: float) -> float:
+            nonlocal counted
+            lag = max(burst / rate, self.catch_up_s)
+            schedule.reserve(now + lead, rate=rate, lag=lag, margin=self.margin_s)
+            counted = schedule.recent[-1]
+            return rate
+
+        now, before, after = self._locked(take)
+        wait = counted - now
+        return after + wait, before + wait + self.margin_s, before
 
     async def acquire(self) -> None:
         while True:
-            wait = await asyncio.to_thread(self._take)
-            if wait == 0.0:
-                self.calls += 1
-                return
-            await asyncio.sleep(wait)
-
-    def _set_rate(self, sql: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(text(sql), {"name": self.name})
+            earliest, latest, began = await asyncio.to_thread(self._take, self._lead)
+            self._lead = min(_MAX_LEAD_S, time.monotonic() - began)
+            wait = earliest - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            # A call later than the margin (this process was descheduled, the commit was slow)
+            # could share a second with the call ``rate`` slots after it: it takes another slot
+            # instead. The missed one stays counted, which only holds later calls back.
+            if time.monotonic() <= latest:
+                break
+            self.late += 1
+        self.calls += 1
 
     def throttled(self) -> None:
-        self._set_rate(
-            "UPDATE rate_buckets SET rate = GREATEST(configured_rate * 0.05, rate / 2), "
-            "tokens = LEAST(tokens, 0) WHERE name = :name"
-        )
+        """The system said "too many requests": halve the shared rate, down to 5 %."""
+
+        def halve(schedule: Schedule, now: float, rate: float, burst: float) -> float:
+            rate = max(self.configured_rate * 0.05, rate / 2)
+            schedule.slow_down(now, rate)
+            return rate
+
+        self._locked(halve)
 
     def succeeded(self) -> None:
-        self._set_rate(
-            "UPDATE rate_buckets SET rate = LEAST(configured_rate, rate + configured_rate * 0.01) "
-            "WHERE name = :name AND rate < configured_rate"
-        )
+        if self._rate_seen >= self.configured_rate:
+            return  # nothing to restore (as of this process's last take): no round trip
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE rate_buckets "
+                    "SET rate = LEAST(configured_rate, rate + configured_rate * 0.01) "
+                    "WHERE name = :name AND rate < configured_rate"
+                ),
+                {"name": self.name},
+            )

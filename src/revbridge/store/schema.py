@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
+    JSON,
     BigInteger,
     Boolean,
     Column,
@@ -325,7 +327,10 @@ watermarks = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
 )
 
-# Token buckets shared by every worker process on PostgreSQL (per ERP account).
+# Rate schedules shared by every worker process on PostgreSQL (per ERP account), in epoch
+# seconds of the database clock: ``tat`` is the next call's slot, ``recent`` when the last
+# ``int(rate)`` calls went out (``engine.ratelimit.PgTokenBucket``; the table exists on SQLite
+# too, where nothing uses it). ``burst`` is the catch-up allowance in slots.
 rate_buckets = Table(
     "rate_buckets",
     metadata,
@@ -333,7 +338,8 @@ rate_buckets = Table(
     Column("rate", Float, nullable=False),
     Column("configured_rate", Float, nullable=False),
     Column("burst", Float, nullable=False),
-    Column("tokens", Float, nullable=False),
+    Column("tat", Float, nullable=False),
+    Column("recent", ARRAY(Float).with_variant(JSON(), "sqlite"), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
 from revbridge.store import tables_engine as tables_engine  # noqa: E402  (registers its tables)
