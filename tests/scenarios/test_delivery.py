@@ -259,15 +259,15 @@ def test_two_workers_on_postgresql_share_the_circuit_and_one_probes_at_a_time(
 def test_rounds_of_one_each_needing_the_last_still_deliver_everything_once(
     ledger: Ledger,
 ) -> None:
-    """A round's outcomes are written during the next round's calls: a payment claimed right
-    after its invoice (not yet recorded) waits one round, then lands, once, in order."""
+    """A round's outcomes are written with the next claim (docs/decisions/0016): a payment
+    claimed right after its invoice parks or waits its turn, then lands, once, in order."""
     clock = ManualClock(START)
     envs = list(generate_events(120, seed=8))
     _ingest(ledger, envs, clock)
     erp, sf = FakeErp(), FakeSalesforce()
     w = _worker(ledger, erp, sf, clock, settings=WorkerSettings(claim_batch=1))
     asyncio.run(w.run_until_idle())
-    assert w._unwritten is None  # idle: every outcome is in the ledger
+    assert not w._unwritten  # idle: every outcome is in the ledger
     states = _states(ledger)
     assert states["in_flight"] == 0
     assert states["parked"] == 0
@@ -318,3 +318,107 @@ def test_a_circuit_whose_opening_never_reached_the_ledger_still_probes_and_close
         asyncio.run(w.run_until_idle())
     assert w.targets["erp"].breaker.state == "closed"
     _assert_each_real_time_event_once(erp, envs)
+
+
+def test_a_stored_payload_that_no_longer_decodes_is_dead_lettered_and_the_round_goes_on(
+    ledger: Ledger,
+) -> None:
+    """An accepted event that this version's rules refuse (amount finer than the currency)
+    cannot be delivered: it goes to the dead-letter queue with why, and the others of its
+    round are delivered all the same."""
+    clock = ManualClock(START)
+    envs = [e for e in generate_events(200, seed=3) if e["type"] == "erp.payment.received"]
+    assert len(envs) >= 3
+    _ingest(ledger, envs, clock)
+    bad = envs[1]["source_id"]
+    with ledger.engine.begin() as conn:
+        (payload,) = conn.execute(select(events.c.payload).where(events.c.source_id == bad)).one()
+        data = json.loads(payload)
+        data["amount"] = data["amount"] + "1"  # one digit finer than the currency allows
+        conn.execute(
+            events.update().where(events.c.source_id == bad).values(payload=json.dumps(data))
+        )
+    sf = FakeSalesforce()
+    stats = asyncio.run(_worker(ledger, FakeErp(), sf, clock).run_until_idle())
+    with ledger.engine.connect() as conn:
+        state = dict(
+            conn.execute(
+                select(events.c.source_id, deliveries.c.state).join(
+                    deliveries, deliveries.c.event_id == events.c.id
+                )
+            ).all()
+        )
+        (reason,) = conn.execute(
+            select(deliveries.c.last_error)
+            .join(events, deliveries.c.event_id == events.c.id)
+            .where(events.c.source_id == bad)
+        ).one()
+    assert state.pop(bad) == "dead_letter"
+    assert "stored payload no longer decodes" in reason
+    assert "amount" in reason
+    assert set(state.values()) == {"delivered"}
+    assert (stats.delivered, stats.dead_lettered) == (len(envs) - 1, 1)
+    assert sf.calls["apply_erp_payment"] == len(envs) - 1
+
+
+def test_on_postgresql_a_round_claimed_ahead_is_put_back_when_the_target_pauses_or_the_worker_stops(
+    pg_url: str,
+) -> None:
+    """On PostgreSQL the next round is claimed while this one calls (docs/decisions/0016).
+    A round claimed ahead that is not going to be called goes back to pending at once, its
+    attempts unchanged: nothing waits a lease for a worker that will not call it."""
+    from revbridge.engine.targets_state import upsert_target
+    from revbridge.store.db import create_store_engine
+
+    clock = ManualClock(START)
+    engine = create_store_engine(pg_url)
+    try:
+        ledger = Ledger(engine)
+        envs = [e for e in generate_events(400, seed=4) if e["type"] == "erp.payment.received"]
+        _ingest(ledger, envs, clock)
+        sf = FakeSalesforce()
+        w = _worker(ledger, FakeErp(), sf, clock, settings=WorkerSettings(claim_batch=5))
+
+        def rows() -> Counter[tuple[str, int]]:
+            with engine.connect() as conn:
+                return Counter(
+                    (s, n)
+                    for s, n in conn.execute(
+                        select(deliveries.c.state, deliveries.c.attempts).where(
+                            deliveries.c.target == "salesforce"
+                        )
+                    )
+                )
+
+        async def one_step_then_pause() -> None:
+            assert await w.step()
+            assert "salesforce" in w._ahead  # the next round, claimed during this one
+            with engine.begin() as conn:
+                upsert_target(conn, "salesforce", clock.now(), paused=True)
+            calls = sf.calls["apply_erp_payment"]
+            await w.step()  # paused: the round claimed ahead is put back, not called
+            assert sf.calls["apply_erp_payment"] == calls
+            w.write_outcomes()
+
+        asyncio.run(one_step_then_pause())
+        assert rows() == Counter({("delivered", 1): 5, ("pending", 0): len(envs) - 5})
+
+        with engine.begin() as conn:
+            upsert_target(conn, "salesforce", clock.now(), paused=False)
+
+        async def run_then_stop() -> None:
+            stop = asyncio.Event()
+            task = asyncio.create_task(w.run_forever(stop))
+            while sf.calls["apply_erp_payment"] < 15:
+                await asyncio.sleep(0)
+            stop.set()
+            await task
+
+        asyncio.run(run_then_stop())
+        left = rows()
+        assert not any(state == "in_flight" for state, _ in left)
+        delivered = sum(n for (state, _), n in left.items() if state == "delivered")
+        assert delivered == sf.calls["apply_erp_payment"]
+        assert left[("pending", 0)] == len(envs) - delivered
+    finally:
+        engine.dispose()

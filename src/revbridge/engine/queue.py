@@ -142,6 +142,15 @@ class Outcomes:
             self.delivered or self.retries or self.dead or self.parked or self.held or self.released
         )
 
+    def merge(self, other: Outcomes) -> None:
+        """Add ``other``'s outcomes to these (written together)."""
+        self.delivered += other.delivered
+        self.retries += other.retries
+        self.dead += other.dead
+        self.parked += other.parked
+        self.held += other.held
+        self.released += other.released
+
 
 def _attempt(
     c: Claimed, now: Any, outcome: str, error: str | None, external_ref: str | None
@@ -272,8 +281,15 @@ class DeliveryQueue:
         lease: timedelta,
         limit: int,
         pattern: str = "realtime",
+        outcomes: Outcomes | None = None,
     ) -> list[Claimed]:
+        """Lease the due head-of-line deliveries of ``target`` and ``pattern``, after writing
+        ``outcomes`` (the last round's) in the same transaction: one commit per round, and
+        what those outcomes let go (a customer's next event, a parked delivery) is claimable
+        in this very claim."""
         with self.engine.begin() as conn:
+            if outcomes is not None and not outcomes.empty():
+                self._record(conn, outcomes, now)
             dialect = conn.dialect.name
             params = {
                 "lease": _ts(conn, now + lease),
@@ -287,7 +303,7 @@ class DeliveryQueue:
                 # One statement: the claim, joined to its events.
                 rows = conn.execute(_CLAIM_WITH_EVENTS_PG, params).all()
                 return [_claimed(r, r.attempts, now, pattern) for r in rows]
-            attempt_of = {i: n for i, n in conn.execute(_CLAIM_SQLITE, params)}
+            attempt_of: dict[int, int] = dict(conn.execute(_CLAIM_SQLITE, params).all())
             if not attempt_of:
                 return []
             # Read in the claim's transaction: one connection and one commit per round.

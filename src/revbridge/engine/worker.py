@@ -20,6 +20,7 @@ import os
 import random
 import socket
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -192,7 +193,18 @@ class Worker:
         self._next_alert_check: datetime | None = None
         self.api_calls: Counter[tuple[str, str, str]] = Counter()
         self._out = Outcomes(self.worker_id)
-        self._unwritten: Outcomes | None = None  # the last round's, written with the next
+        # Each target's last round's outcomes, written with that target's next claim (which
+        # may then claim what they let go: a customer's next event, a parked delivery).
+        self._unwritten: dict[str, Outcomes] = {}
+        # Each target's next round, claimed (with the outcomes before it) while this one calls.
+        # (A future of a thread of its own, not of an event loop: ``step`` may be run by a new
+        # loop each time, and a claim must never be lost with the loop that started it.)
+        self._ahead: dict[str, Future[list[Claimed]]] = {}
+        self._claimer: ThreadPoolExecutor | None = None
+        self._writing: Future[None] | None = None  # outcomes being written in a thread
+        # Only where the database works beside Python: PostgreSQL is another process, while
+        # SQLite runs in this one, under its lock and the GIL (docs/decisions/0016).
+        self._overlap = engine.dialect.name == "postgresql"
         # When to look for expired leases and write the API call counters: the first round does.
         self._next_lease_check = self._next_api_flush = self.clock.now()
 
@@ -202,6 +214,7 @@ class Worker:
         """Deliver everything that is due now, then return."""
         while await self.step():
             pass
+        await self.release_ahead()  # idle: nothing was claimed ahead; the thread ends
         self.check_alerts(force=True)
         return self.stats
 
@@ -273,7 +286,7 @@ class Worker:
                 waiter.cancel()
                 stopper.cancel()
         try:
-            self.write_outcomes()
+            await self.release_ahead()
             self.flush_api_calls(self.clock.now())
         except DBAPIError as exc:  # leases protect them: resumed and looked up first
             log.warning("outcomes_unwritten", error=str(exc).splitlines()[0])
@@ -292,22 +305,38 @@ class Worker:
         progressed = False
         for target in self.targets.values():
             if target.name in paused:
-                continue  # an operator paused it (`revbridge dr pause`); events keep buffering
+                # An operator paused it (`revbridge dr pause`); events keep buffering.
+                await self._set_aside(target.name)
+                continue
             limit = self._circuit_gate(target, shared.get(target.name), now)
             if limit is None:
-                continue  # events stay buffered in the ledger; nobody calls the system
-            claimed = self.queue.claim(
-                target=target.name,
-                worker_id=self.worker_id,
-                now=now,
-                lease=self.settings.lease,
-                limit=limit,
-            )
-            if not claimed:
+                # Events stay buffered in the ledger; nobody calls the system.
+                await self._set_aside(target.name)
                 continue
-            progressed = True
-            before = target.breaker.state
-            await self.deliver_round(target, claimed)
+            progressed = await self._round(target, limit, now) or progressed
+        if not progressed and (await self._written() | self.write_outcomes()):
+            progressed = True  # the write may have released parked deliveries: look again
+        if self.batch is not None:
+            progressed = await self._run_due_batches(paused) or progressed
+        if self.api_calls and (not progressed or now >= self._next_api_flush):
+            self.flush_api_calls(now)
+        return progressed
+
+    async def _round(self, target: Target, limit: int, now: datetime) -> bool:
+        """Claim and deliver one round for ``target``; False when nothing was due."""
+        delivered_some = False
+        while True:
+            claimed = await self._claim(target, limit, now)
+            if not claimed:
+                return delivered_some
+            delivered_some = True
+            before, calls, left = target.breaker.state, self.stats.calls, self._left_line()
+            plans, refs = self._prepare(target, claimed)
+            if self._overlap and limit > 1 and before is CircuitState.CLOSED:
+                # Claim the next round, writing the last one's outcomes in the same
+                # transaction, in a thread while this round calls (docs/decisions/0016).
+                await self._claim_ahead(target, limit)
+            await self._calls(target, plans, refs)
             if target.breaker.state is not before:
                 target.probe_until = None
                 record_circuit(
@@ -317,13 +346,89 @@ class Worker:
                     failures=target.breaker.consecutive_failures,
                     now=self.clock.now(),
                 )
-        if not progressed and self.write_outcomes():
-            progressed = True  # the write may have released parked deliveries: look again
-        if self.batch is not None:
-            progressed = await self._run_due_batches(paused) or progressed
-        if self.api_calls and (not progressed or now >= self._next_api_flush):
-            self.flush_api_calls(now)
-        return progressed
+            if before is CircuitState.CLOSED or self.stats.calls > calls:
+                return True
+            if self._left_line() == left:
+                return True  # not attempted (released): it keeps its place; probe next step
+            # A probe whose delivery left the line without reaching the system (it parked,
+            # waits for a person, or cannot be decoded) proved nothing: probe with the next.
+
+    def _left_line(self) -> int:
+        return self.stats.parked + self.stats.held + self.stats.dead_lettered
+
+    async def _claim(self, target: Target, limit: int, now: datetime) -> list[Claimed]:
+        """``target``'s next round: the one claimed ahead while the last round called, or,
+        when there is none (or it came back empty), one claimed now with the outcomes still
+        unwritten, so that an empty answer means nothing is due."""
+        if target.breaker.state is not CircuitState.CLOSED:
+            await self._release_ahead(target.name)  # claimed for a closed circuit: too many
+        ahead = self._ahead.pop(target.name, None)
+        if ahead is not None:
+            claimed = await asyncio.wrap_future(ahead)
+            if claimed:
+                return claimed
+        await self._written()
+        return self.queue.claim(
+            target=target.name,
+            worker_id=self.worker_id,
+            now=now,
+            lease=self.settings.lease,
+            limit=limit,
+            outcomes=self._unwritten.pop(target.name, None),
+        )
+
+    async def _claim_ahead(self, target: Target, limit: int) -> None:
+        """Claim ``target``'s next round, and write its last round's outcomes, in two
+        transactions of their own, in threads, while this round calls: the database works
+        beside the calls. The write before it has ended first: at most one is in flight."""
+        if self._claimer is None:
+            self._claimer = ThreadPoolExecutor(2, thread_name_prefix="revbridge-ledger")
+        await self._written()
+        unwritten = self._unwritten.pop(target.name, None)
+        if unwritten is not None and not unwritten.empty():
+            self._writing = self._claimer.submit(self._write, unwritten)
+        self._ahead[target.name] = self._claimer.submit(
+            self.queue.claim,
+            target=target.name,
+            worker_id=self.worker_id,
+            now=self.clock.now(),
+            lease=self.settings.lease,
+            limit=limit,
+        )
+
+    async def _written(self) -> bool:
+        """Wait for the outcomes being written in a thread, if any (True then); an error is
+        the ledger's, raised here."""
+        writing, self._writing = self._writing, None
+        if writing is None:
+            return False
+        await asyncio.wrap_future(writing)
+        return True
+
+    async def _release_ahead(self, name: str) -> None:
+        """Put back a round claimed ahead that will not be called (the target was paused,
+        its circuit opened, the worker stops): pending again, attempts unchanged."""
+        ahead = self._ahead.pop(name, None)
+        claimed = await asyncio.wrap_future(ahead) if ahead is not None else []
+        if claimed:
+            self._unwritten.setdefault(name, Outcomes(self.worker_id)).released.extend(claimed)
+
+    async def _set_aside(self, name: str) -> None:
+        """No round for ``name`` now: put back what was claimed ahead for it, and write its
+        outcomes (no claim of its own will carry them soon)."""
+        await self._release_ahead(name)
+        self.write_outcomes(name)
+
+    async def release_ahead(self) -> None:
+        """Put back every round claimed ahead and write what is unwritten: what a worker
+        does before it stops, so that nothing it leased waits for its lease to expire."""
+        for name in list(self._ahead):
+            await self._release_ahead(name)
+        await self._written()
+        self.write_outcomes()
+        if self._claimer is not None:
+            self._claimer.shutdown()
+            self._claimer = None
 
     def flush_api_calls(self, now: datetime) -> None:
         """Add the calls counted since the last flush to today's counters (at most once a
@@ -388,6 +493,7 @@ class Worker:
     async def _run_due_batches(self, paused: set[str]) -> bool:
         """Run every batch class whose schedule has come (its deliveries are due)."""
         assert self.batch is not None
+        await self._written()
         self.write_outcomes()
         ran = False
         now = self.clock.now()
@@ -405,41 +511,68 @@ class Worker:
 
     async def deliver_round(self, target: Target, claimed: list[Claimed]) -> None:
         """Deliver claimed deliveries concurrently (within the target's budget); their
-        outcomes are written in one transaction while the *next* round's calls run.
+        outcomes are written with the next claim, or at once when none follows
+        (``write_outcomes``)."""
+        plans, refs = self._prepare(target, claimed)
+        await self._calls(target, plans, refs)
 
-        Pipelined (docs/decisions/0010-pipelined-outcome-writes.md): this round's claim is
-        already committed when the previous round's outcomes start writing, in a thread,
-        alongside this round's calls, and that write is awaited before this round ends. So at
-        most one round's outcomes are unwritten at a time, each written one claim later than
-        it was delivered, well inside its lease; a worker killed in between leaves leased
-        deliveries that are resumed and looked up first, as before.
-        """
-        decoded = [(c, decode_payload(EventType(c.type), c.payload)) for c in claimed]
-        plans = [(c, data, plan_for(data, c.idempotency_key)) for c, data in decoded]
-        wanted = {r for c, _, p in plans for r in (*p.needs, c.subject_ref)}
-        refs = self.queue.resolve(target.name, sorted(wanted))
-        previous, self._unwritten = self._unwritten, None
-        writing = (
-            asyncio.ensure_future(asyncio.to_thread(self._write, previous))
-            if previous is not None
-            else None
-        )
+    def _prepare(
+        self, target: Target, claimed: list[Claimed]
+    ) -> tuple[list[tuple[Claimed, Any, Plan]], dict[str, str]]:
+        """Decode a round and look up, in one query, the records it needs and those it would
+        create (a posted document is never created twice)."""
         self._out = Outcomes(self.worker_id)
-        try:
-            await asyncio.gather(*(self._guarded(target, c, d, p, refs) for c, d, p in plans))
-        finally:
-            if writing is not None:
-                await writing
-        self._unwritten, self._out = self._out, Outcomes(self.worker_id)
+        plans: list[tuple[Claimed, Any, Plan]] = []
+        for c in claimed:
+            try:
+                data = decode_payload(EventType(c.type), c.payload)
+            except (ValueError, DomainError) as exc:  # pydantic's ValidationError included
+                # Accepted once, refused by this version's rules (or changed in the ledger by
+                # hand): it cannot be delivered as it is, and must not stop the round.
+                self.record_dead(c, f"terminal: the stored payload no longer decodes: {exc}")
+                _log(c, target).error("undecodable_payload", error=str(exc))
+                continue
+            plans.append((c, data, plan_for(data, c.idempotency_key)))
+        wanted = {r for _, _, p in plans for r in p.needs}
+        wanted.update(c.subject_ref for c, _, p in plans if p.creates_document)
+        return plans, self.queue.resolve(target.name, sorted(wanted))
+
+    async def _calls(
+        self, target: Target, plans: list[tuple[Claimed, Any, Plan]], refs: dict[str, str]
+    ) -> None:
+        """Call the target for a prepared round; its outcomes become the unwritten ones.
+
+        As many lanes as calls may be in flight at once, each taking the next delivery when
+        its last one is done: the concurrency of a task per delivery without creating one
+        (a task cost more than a zero-latency call).
+        """
+        assert target.slots is not None
+        pending = iter(plans)
+
+        async def lane() -> None:
+            for c, data, plan in pending:
+                await self._guarded(target, c, data, plan, refs)
+
+        await asyncio.gather(*(lane() for _ in range(min(len(plans), target.slots.limit))))
+        out, self._out = self._out, Outcomes(self.worker_id)
+        if target.name in self._unwritten:  # a release put some there
+            self._unwritten[target.name].merge(out)
+        else:
+            self._unwritten[target.name] = out
 
     def _write(self, out: Outcomes) -> None:
         self.queue.record(out, now=self.clock.now())
 
-    def write_outcomes(self) -> bool:
-        """Write the last round's outcomes now (when no next round follows to carry them);
-        True when there were some."""
-        out, self._unwritten = self._unwritten, None
-        if out is None or out.empty():
+    def write_outcomes(self, target: str | None = None) -> bool:
+        """Write the last rounds' outcomes now (of ``target``, or of all), when no claim of
+        theirs follows to carry them; True when there were some."""
+        names = [target] if target is not None else list(self._unwritten)
+        out = Outcomes(self.worker_id)
+        for name in names:
+            found = self._unwritten.pop(name, None)
+            if found is not None:
+                out.merge(found)
+        if out.empty():
             return False
         self._write(out)
         return True
@@ -548,11 +681,11 @@ class Worker:
         port = target.port
         self.stats.calls += 1
         self.api_calls[(target.name, c.type, c.pattern)] += 1
-        # Dispatch on the event's direction, not isinstance() on the runtime-checkable port
-        # protocols (that check costs more than a fast target's whole call).
-        if SPECS[EventType(c.type)].direction is Direction.TO_ERP:
+        # Dispatch on the plan: a record kind is a record in the ERP; none is a write-back to
+        # Salesforce (not isinstance() on the runtime-checkable port protocols: that check
+        # costs more than a fast target's whole call).
+        if isinstance(kind, RecordKind):
             erp = cast(ErpPort, port)
-            assert isinstance(kind, RecordKind)
             if c.outcome_unknown:
                 self.api_calls[(target.name, c.type, c.pattern)] += 1
                 found = await erp.find(kind, ref)
