@@ -196,9 +196,10 @@ class Worker:
         # Each target's last round's outcomes, written with that target's next claim (which
         # may then claim what they let go: a customer's next event, a parked delivery).
         self._unwritten: dict[str, Outcomes] = {}
-        # Each target's next round, claimed (with the outcomes before it) while this one calls.
-        # (A future of a thread of its own, not of an event loop: ``step`` may be run by a new
-        # loop each time, and a claim must never be lost with the loop that started it.)
+        # On PostgreSQL, each target's next round, claimed while this one calls, and the
+        # outcomes being written meanwhile: futures of the worker's own threads, not of an
+        # event loop (``step`` may run under a new loop each time, and a claim or a write
+        # must never be lost with the loop that started it).
         self._ahead: dict[str, Future[list[Claimed]]] = {}
         self._claimer: ThreadPoolExecutor | None = None
         self._writing: Future[None] | None = None  # outcomes being written in a thread
@@ -314,6 +315,7 @@ class Worker:
                 await self._set_aside(target.name)
                 continue
             progressed = await self._round(target, limit, now) or progressed
+        # Both, not either: wait for a write in flight and write what is left.
         if not progressed and (await self._written() | self.write_outcomes()):
             progressed = True  # the write may have released parked deliveries: look again
         if self.batch is not None:
@@ -333,8 +335,8 @@ class Worker:
             before, calls, left = target.breaker.state, self.stats.calls, self._left_line()
             plans, refs = self._prepare(target, claimed)
             if self._overlap and limit > 1 and before is CircuitState.CLOSED:
-                # Claim the next round, writing the last one's outcomes in the same
-                # transaction, in a thread while this round calls (docs/decisions/0016).
+                # Claim the next round and write the last one's outcomes, in threads, while
+                # this round calls (docs/decisions/0016).
                 await self._claim_ahead(target, limit)
             await self._calls(target, plans, refs)
             if target.breaker.state is not before:
