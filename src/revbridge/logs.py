@@ -58,6 +58,13 @@ def redact_personal_data(
     return event_dict
 
 
+def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    """A logger on the ``sys.stderr`` of the moment it logs, not of the moment logging was
+    configured: a stream swapped in for a while (a test's capture, a redirect) and closed
+    since must not make every later log line fail."""
+    return structlog.PrintLogger(file=sys.stderr)
+
+
 def configure(level: str = "WARNING", *, json_logs: bool = False) -> None:
     """Configure structlog once; the core and the engine only ever get loggers."""
     processors: list[structlog.types.Processor] = [
@@ -74,6 +81,6 @@ def configure(level: str = "WARNING", *, json_logs: bool = False) -> None:
     structlog.configure(
         processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
