@@ -13,7 +13,6 @@ import pytest
 from revbridge.clock import ManualClock
 from revbridge.codec import decode_obj
 from revbridge.core.events import CustomerCreditStatusChanged, EventType
-from revbridge.core.policy import EventPolicy, Pattern, build_policy
 from revbridge.core.sfid import make_id
 from revbridge.engine.ports import RecordKind
 from revbridge.engine.worker import Target, Worker
@@ -27,6 +26,7 @@ from revbridge.services.mdm_sync import MdmErp, MdmSalesforce, filter_erp_captur
 from revbridge.store.db import create_store_engine
 from revbridge.store.ledger import Ledger
 from revbridge.testing import FakeSalesforce
+from revbridge.testing.policy import realtime_policy
 from tests.contract.netsuite_adapter.conftest import Admin, run, suiteql
 from tests.contract.netsuite_adapter.test_port import customer
 
@@ -201,16 +201,7 @@ def test_a_netsuite_rename_is_written_back_by_the_hub(
         "occurred_at": NOW.isoformat(),
         "data": {"customer_id": acct, "name": "Bluth Company", "currency": "USD"},
     }
-    policy = build_policy(
-        {
-            EventType.CUSTOMER_UPSERTED: EventPolicy(
-                type=EventType.CUSTOMER_UPSERTED,
-                pattern=Pattern.REALTIME,
-                schedule=None,
-                rationale="test: customers in real time",
-            )
-        }
-    )
+    policy = realtime_policy(EventType.CUSTOMER_UPSERTED)
 
     async def story() -> None:
         ingest_lines(

@@ -11,7 +11,6 @@ from sqlalchemy import select
 
 from revbridge.clock import ManualClock
 from revbridge.core.events import EventType
-from revbridge.core.policy import EventPolicy, Pattern, build_policy
 from revbridge.engine.worker import Target, Worker
 from revbridge.mdm.ownership import Ownership
 from revbridge.salesforce.capture import CaptureReport, SalesforceCapture
@@ -22,20 +21,12 @@ from revbridge.services.mdm_sync import MdmErp, MdmSalesforce, filter_salesforce
 from revbridge.store.ledger import Ledger
 from revbridge.store.schema import events
 from revbridge.testing import FakeErp
+from revbridge.testing.policy import realtime_policy
 
 from .conftest import Org
 
 NOW = datetime.now(UTC)  # the capture stamps with the real clock
-POLICY = build_policy(
-    {
-        EventType.CUSTOMER_UPSERTED: EventPolicy(
-            type=EventType.CUSTOMER_UPSERTED,
-            pattern=Pattern.REALTIME,
-            schedule=None,
-            rationale="test: customers in real time",
-        )
-    }
-)
+POLICY = realtime_policy(EventType.CUSTOMER_UPSERTED)
 
 
 def _customer_events(ledger: Ledger) -> int:

@@ -10,25 +10,16 @@ from sqlalchemy import select
 
 from revbridge.clock import ManualClock
 from revbridge.core.events import EventType
-from revbridge.core.policy import EventPolicy, Pattern, build_policy
 from revbridge.core.sfid import make_id
 from revbridge.engine.queue import DeliveryQueue, Outcomes
 from revbridge.services import mdm, serve
 from revbridge.services.ingest import ingest_lines
 from revbridge.store.ledger import Ledger
 from revbridge.store.schema import audit_log, deliveries
+from revbridge.testing.policy import realtime_policy
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
-POLICY = build_policy(
-    {
-        EventType.CUSTOMER_UPSERTED: EventPolicy(
-            type=EventType.CUSTOMER_UPSERTED,
-            pattern=Pattern.REALTIME,
-            schedule=None,
-            rationale="test: customers in real time",
-        )
-    }
-)
+POLICY = realtime_policy(EventType.CUSTOMER_UPSERTED)
 
 
 def _customer(n: int) -> bytes:

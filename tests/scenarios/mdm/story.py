@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from revbridge.clock import ManualClock
 from revbridge.core.events import EventType
-from revbridge.core.policy import EventPolicy, Pattern, build_policy
+from revbridge.core.policy import build_policy
 from revbridge.core.sfid import make_id
 from revbridge.engine.worker import Target, Worker
 from revbridge.mdm.ownership import Ownership
@@ -22,18 +22,10 @@ from revbridge.services.mdm_sync import MdmErp, MdmSalesforce
 from revbridge.store.ledger import Ledger
 from revbridge.store.schema import deliveries, events
 from revbridge.testing import FakeErp, FakeSalesforce
+from revbridge.testing.policy import realtime_policy
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-POLICY = build_policy(
-    {
-        EventType.CUSTOMER_UPSERTED: EventPolicy(
-            type=EventType.CUSTOMER_UPSERTED,
-            pattern=Pattern.REALTIME,
-            schedule=None,
-            rationale="test: customers in real time",
-        )
-    }
-)
+POLICY = realtime_policy(EventType.CUSTOMER_UPSERTED)
 
 
 def acc(n: int) -> str:
