@@ -191,3 +191,33 @@ def test_parallel_validation_gives_the_same_outcome_as_in_process(
         {k: v for k, v in r.items() if k not in drop} for r in serial_rows
     ]
     assert len(parallel_deliveries) == len(serial_deliveries) == 900
+
+
+def test_a_reader_reads_its_snapshot_beside_a_writer_on_sqlite(tmp_path: Path) -> None:
+    """The worker's reads (references, target states) never queue for SQLite's write lock:
+    a read taking the lock waited behind every writer (ingest, the other workers)."""
+    import threading
+
+    from revbridge.store.db import create_store_engine, reading, upgrade
+
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    upgrade(engine)
+    seen: list[int] = []
+    with engine.begin() as writer:  # holds the write lock (BEGIN IMMEDIATE)
+        writer.execute(
+            text(
+                "INSERT INTO targets (name, paused, circuit, consecutive_failures, updated_at) "
+                "VALUES ('x', 0, 'closed', 0, '2026-11-02 08:00:00.000000')"
+            )
+        )
+
+        def read() -> None:
+            with reading(engine) as conn:
+                seen.append(int(conn.execute(text("SELECT count(*) FROM targets")).scalar_one()))
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        reader.join(timeout=10)
+        assert not reader.is_alive(), "the read waited for the write lock"
+    assert seen == [0]  # the snapshot before the write's commit
+    engine.dispose()

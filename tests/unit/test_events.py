@@ -85,6 +85,11 @@ def test_json_numbers_are_read_as_exact_decimals_never_floats() -> None:
     ("change", "code", "fragment"),
     [
         ({"data__total": "108.001"}, "invalid_money", "108.001 USD has more decimals"),
+        (
+            {"data__lines__0__tax_amount": "8.001"},
+            "invalid_money",
+            "lines[0].tax_amount: 8.001 USD has more decimals",
+        ),
         ({"data__currency": "ABC"}, "invalid_money", "unknown currency 'ABC'"),
         ({"data__total": "109.00"}, "schema_violation", "total: 109.00 is not subtotal"),
         ({"data__subtotal": "90.00"}, "schema_violation", "subtotal: 90.00 is not the sum"),
@@ -133,8 +138,8 @@ def test_unbalanced_revenue_journal_is_rejected() -> None:
     assert "EUR: debits 100.00 != credits 99.99" in reason
 
 
-def test_payment_cannot_apply_more_than_it_brings() -> None:
-    env = {
+def _jpy_payment(applications: list[dict[str, str]]) -> dict[str, Any]:
+    return {
         "type": "payment.received",
         "source": "salesforce",
         "source_id": "a0P1",
@@ -147,12 +152,43 @@ def test_payment_cannot_apply_more_than_it_brings() -> None:
             "amount": "1000",
             "received_on": "2026-10-31",
             "method": "card",
-            "applications": [{"invoice_id": "a0X1", "amount": "1200"}],
+            "applications": applications,
         },
     }
-    code, reason = _reject(env)
+
+
+def test_payment_cannot_apply_more_than_it_brings() -> None:
+    code, reason = _reject(_jpy_payment([{"invoice_id": "a0X1", "amount": "1200"}]))
     assert code == "schema_violation"
     assert "1200 JPY applied is more than the payment amount of 1000" in reason
+
+
+@pytest.mark.parametrize(
+    ("applications", "code", "fragment"),
+    [
+        (
+            [{"invoice_id": "a0X1", "amount": "10"}, {"invoice_id": "a0X2", "amount": "1.5"}],
+            "invalid_money",
+            "applications[1].amount: 1.5 JPY has more decimals than JPY allows",
+        ),
+        (
+            [{"invoice_id": "a0X1", "amount": "0"}],
+            "schema_violation",
+            "applications[0].amount: 0 must be greater than zero",
+        ),
+        (
+            [{"invoice_id": "a0X1", "amount": "10"}, {"invoice_id": "a0X1", "amount": "20"}],
+            "schema_violation",
+            "applications: an invoice may appear only once",
+        ),
+    ],
+)
+def test_a_bad_application_is_named_by_its_place(
+    applications: list[dict[str, str]], code: str, fragment: str
+) -> None:
+    got_code, reason = _reject(_jpy_payment(applications))
+    assert got_code == code
+    assert fragment in reason
 
 
 _amounts = st.integers(min_value=1, max_value=10**9).map(lambda c: Decimal(c).scaleb(-2))

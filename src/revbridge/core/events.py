@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Literal, Protocol
 
 from revbridge.core.money import check_amount, minor_unit
-from revbridge.errors import InvalidEvent, UnbalancedJournal
+from revbridge.errors import InvalidEvent, InvalidMoney, UnbalancedJournal
 
 _PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _ZERO = Decimal(0)
@@ -45,9 +45,12 @@ class Direction(StrEnum):
     TO_SALESFORCE = "to_salesforce"
 
 
-def _require(condition: bool, message: str) -> None:
+def _require(condition: bool, message: str, *args: object) -> None:
+    """Raise ``InvalidEvent(message)`` unless ``condition``; ``args`` fill ``message``'s ``{}``
+    only then (every stored event is checked again on delivery: formatting amounts into a
+    message that is never raised was a good part of that cost)."""
     if not condition:
-        raise InvalidEvent(message)
+        raise InvalidEvent(message.format(*args) if args else message)
 
 
 def _check_currency(currency: str) -> None:
@@ -57,7 +60,9 @@ def _check_currency(currency: str) -> None:
 def _aware(value: datetime, what: str) -> None:
     _require(
         value.tzinfo is not None and value.utcoffset() is not None,
-        f"{what}: {value.isoformat()} has no timezone; timestamps must be timezone-aware",
+        "{}: {} has no timezone; timestamps must be timezone-aware",
+        what,
+        value,
     )
 
 
@@ -66,7 +71,11 @@ def _money(obj: object, names: Iterable[str], currency: str, prefix: str = "") -
     for name in names:
         value = getattr(obj, name)
         if value is not None:
-            object.__setattr__(obj, name, check_amount(value, currency, what=f"{prefix}{name}"))
+            try:
+                exact = check_amount(value, currency, what=name)
+            except InvalidMoney as exc:
+                raise InvalidMoney(f"{prefix}{exc}") from None
+            object.__setattr__(obj, name, exact)
 
 
 def plain_decimal(value: Decimal) -> Decimal:
@@ -77,7 +86,7 @@ def plain_decimal(value: Decimal) -> Decimal:
 
 
 def _positive(value: Decimal, what: str) -> None:
-    _require(value > _ZERO, f"{what}: {value} must be greater than zero")
+    _require(value > _ZERO, "{}: {} must be greater than zero", what, value)
 
 
 # --------------------------------------------------------------------------- shared parts
@@ -95,7 +104,8 @@ class Address:
     def __post_init__(self) -> None:
         _require(
             len(self.country) == 2 and self.country.isalpha() and self.country.isupper(),
-            f"country: {self.country!r} is not an ISO 3166 alpha-2 code",
+            "country: {!r} is not an ISO 3166 alpha-2 code",
+            self.country,
         )
 
 
@@ -157,11 +167,13 @@ def check_journal(lines: tuple[JournalLine, ...], what: str = "lines") -> tuple[
         _money(line, ("debit", "credit"), line.currency, where)
         _require(
             line.debit >= _ZERO and line.credit >= _ZERO,
-            f"{where}debit/credit: amounts are not negative; use the other side",
+            "{}debit/credit: amounts are not negative; use the other side",
+            where,
         )
         _require(
             (line.debit == _ZERO) != (line.credit == _ZERO),
-            f"{where}debit/credit: exactly one of debit and credit must be non-zero",
+            "{}debit/credit: exactly one of debit and credit must be non-zero",
+            where,
         )
         totals[line.currency][0] += line.debit
         totals[line.currency][1] += line.credit
@@ -192,30 +204,45 @@ def _check_lines(doc: _Document, lines: tuple[DocumentLine, ...], currency: str)
     tax = sum((line.tax_amount for line in lines), _ZERO)
     _require(
         getattr(doc, "subtotal") == subtotal,  # noqa: B009 - shared by two record types
-        f"subtotal: {doc.subtotal} is not the sum of the line amounts ({subtotal})",
+        "subtotal: {} is not the sum of the line amounts ({})",
+        doc.subtotal,
+        subtotal,
     )
     _require(
         getattr(doc, "tax_total") == tax,  # noqa: B009
-        f"tax_total: {doc.tax_total} is not the sum of the line taxes ({tax})",
+        "tax_total: {} is not the sum of the line taxes ({})",
+        doc.tax_total,
+        tax,
     )
     _require(
         getattr(doc, "total") == subtotal + tax,  # noqa: B009
-        f"total: {doc.total} is not subtotal + tax_total ({subtotal + tax})",
+        "total: {} is not subtotal + tax_total ({})",
+        doc.total,
+        subtotal + tax,
     )
 
 
 def _check_applications(
     applications: tuple[Application, ...], currency: str, limit: Decimal, what: str
 ) -> None:
+    applied = _ZERO
     for i, app in enumerate(applications):
-        _money(app, ("amount",), currency, f"applications[{i}].")
-        _positive(app.amount, f"applications[{i}].amount")
-    ids = [a.invoice_id for a in applications]
-    _require(len(set(ids)) == len(ids), "applications: an invoice may appear only once")
-    applied = sum((a.amount for a in applications), _ZERO)
+        try:
+            amount = check_amount(app.amount, currency)
+        except InvalidMoney as exc:
+            raise InvalidMoney(f"applications[{i}].{exc}") from None
+        object.__setattr__(app, "amount", amount)
+        _require(amount > _ZERO, "applications[{}].amount: {} must be greater than zero", i, amount)
+        applied += amount
+    ids = {a.invoice_id for a in applications}
+    _require(len(ids) == len(applications), "applications: an invoice may appear only once")
     _require(
         applied <= limit,
-        f"applications: {applied} {currency} applied is more than the {what} of {limit}",
+        "applications: {} {} applied is more than the {} of {}",
+        applied,
+        currency,
+        what,
+        limit,
     )
 
 
@@ -361,7 +388,7 @@ class RevenueRecognized:
     lines: tuple[JournalLine, ...]
 
     def __post_init__(self) -> None:
-        _require(bool(_PERIOD.match(self.period)), f"period: {self.period!r} is not YYYY-MM")
+        _require(bool(_PERIOD.match(self.period)), "period: {!r} is not YYYY-MM", self.period)
         check_journal(self.lines)
 
     def customer_ref(self) -> str | None:
@@ -425,7 +452,9 @@ class CustomerCreditStatusChanged:
         _aware(self.changed_at, "changed_at")
         _require(
             self.credit_hold == (self.status == "on_hold"),
-            f"credit_hold: {self.credit_hold} contradicts status {self.status!r}",
+            "credit_hold: {} contradicts status {!r}",
+            self.credit_hold,
+            self.status,
         )
         if self.credit_limit is not None:
             _require(self.credit_limit >= _ZERO, "credit_limit: must not be negative")
@@ -453,7 +482,7 @@ class GlPosted:
     lines: tuple[JournalLine, ...]
 
     def __post_init__(self) -> None:
-        _require(bool(_PERIOD.match(self.period)), f"period: {self.period!r} is not YYYY-MM")
+        _require(bool(_PERIOD.match(self.period)), "period: {!r} is not YYYY-MM", self.period)
         check_journal(self.lines)
 
     def customer_ref(self) -> str | None:
@@ -490,7 +519,7 @@ class ReportingRefreshed:
         for i, b in enumerate(self.balances):
             where = f"balances[{i}]."
             _money(b, ("open_balance", "overdue_balance", "last_payment_amount"), b.currency, where)
-            _require(b.days_overdue >= 0, f"{where}days_overdue: must not be negative")
+            _require(b.days_overdue >= 0, "{}days_overdue: must not be negative", where)
 
     def customer_ref(self) -> str | None:
         return None

@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, CursorResult
 
+from revbridge.store.db import reading
 from revbridge.store.schema import (
     api_calls,
     audit_log,
@@ -93,8 +94,11 @@ _EVENTS_BY_ID = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Claimed:
+    """A leased delivery and its event, as one round holds it (not frozen: a frozen
+    dataclass's ``__init__`` costs eight times as much, once per delivery)."""
+
     event_id: int
     attempt: int
     type: str
@@ -109,19 +113,19 @@ class Claimed:
 
 
 def _claimed(r: Any, attempt: int, now: datetime, pattern: str) -> Claimed:
+    event_id, type_, key, subject_ref, customer_ref, received_at, payload = r[:7]
     return Claimed(
-        event_id=r.id,
-        attempt=attempt,
-        type=r.type,
-        idempotency_key=r.idempotency_key,
-        subject_ref=r.subject_ref,
-        customer_ref=r.customer_ref,
-        received_at=utc_result(r.received_at),
-        payload=r.payload,
-        # Any earlier attempt may have reached the target before failing or dying.
-        outcome_unknown=attempt > 1,
-        pattern=pattern,
-        claimed_at=now,
+        event_id,
+        attempt,
+        type_,
+        key,
+        subject_ref,
+        customer_ref,
+        utc_result(received_at),
+        payload,
+        attempt > 1,  # outcome unknown: an earlier attempt may have reached the target
+        pattern,
+        now,
     )
 
 
@@ -313,7 +317,7 @@ class DeliveryQueue:
         self, attempt_of: dict[int, int], worker_id: str, now: datetime, pattern: str = "realtime"
     ) -> list[Claimed]:
         """Load the claimed deliveries' events (the attempt row is written with the outcome)."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return self._claimed_rows(conn, attempt_of, now, pattern)
 
     def _claimed_rows(
@@ -511,7 +515,7 @@ class DeliveryQueue:
         """The external ids of records already in ``target``, by subject ref."""
         if not subject_refs:
             return {}
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(
                 select(external_refs.c.subject_ref, external_refs.c.external_id).where(
                     and_(

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from revbridge.store.db import reading
 from revbridge.store.schema import audit_log, targets
 
 
@@ -49,7 +50,7 @@ class TargetState:
 
 def target_states(engine: Engine) -> dict[str, TargetState]:
     """Every target's shared state, in one query (read at the start of each worker round)."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = conn.execute(
             select(
                 targets.c.name,
@@ -122,7 +123,7 @@ def claim_probe(
 
 
 def paused_targets(engine: Engine) -> set[str]:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return {
             r.name for r in conn.execute(select(targets.c.name).where(targets.c.paused.is_(True)))
         }

@@ -14,7 +14,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from revbridge.errors import StoreError
@@ -28,6 +28,17 @@ def normalize_url(url: str) -> str:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
+
+
+_READ_ONLY = "revbridge_read_only"
+
+
+def reading(engine: Engine) -> Connection:
+    """A connection for reads only: on SQLite its transaction begins deferred, so that it
+    reads a snapshot beside a writer instead of queueing for the write lock (every other
+    transaction begins ``IMMEDIATE``). Never write through it: a deferred transaction that
+    writes can fail with SQLITE_BUSY instead of waiting for the lock."""
+    return engine.connect().execution_options(**{_READ_ONLY: True})
 
 
 def create_store_engine(url: str, **kwargs: Any) -> Engine:
@@ -53,7 +64,12 @@ def create_store_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # A reader (``reading``) begins deferred: in WAL mode it reads a snapshot and
+            # never waits for the writer. Everything else takes the write lock up front.
+            if conn.get_execution_options().get(_READ_ONLY):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
