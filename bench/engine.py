@@ -32,7 +32,7 @@ from revbridge.engine.queue import claim_sql
 from revbridge.engine.ratelimit import TokenBucket
 from revbridge.engine.worker import Target, Worker, WorkerSettings
 from revbridge.services.ingest import ingest_lines
-from revbridge.store.db import create_store_engine, upgrade
+from revbridge.store.db import create_store_engine, one_statement, upgrade
 from revbridge.store.ledger import Ledger
 from revbridge.store.schema import timestamp_param
 from revbridge.testing import FakeErp, FakeSalesforce, most_calls_in_one_second
@@ -97,14 +97,15 @@ def _worker_rate(url: str, n: int, claim_batch: int = 200) -> float:
 def _floor_rate(url: str, n: int, claim_batch: int = 200) -> float:
     """The floor: the engine's own claim statement (a lease, each customer's head of line,
     SKIP LOCKED on PostgreSQL), then an acknowledgement of the batch; no event read, no
-    call, no attempt or reference written."""
+    call, no attempt or reference written. On PostgreSQL the claim, one statement, runs in
+    autocommit as the worker's does (one round trip)."""
     engine = create_store_engine(url)
     claim = text(claim_sql(engine.dialect.name))
     done = 0
     start = time.perf_counter()
     while True:
         now = datetime.now(UTC)
-        with engine.begin() as conn:
+        with one_statement(engine) as conn:
             ts = timestamp_param(conn.dialect.name)
             ids = [
                 r[0]

@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, CursorResult
 
-from revbridge.store.db import reading
+from revbridge.store.db import one_statement, reading
 from revbridge.store.schema import (
     api_calls,
     audit_log,
@@ -185,24 +185,34 @@ def _row_source(dialect: str, columns: Sequence[tuple[str, str]]) -> str:
     per statement, so that each write of a round is one statement whatever its size (a
     statement per row costs a plan and an executor start each, and their Python overhead).
 
-    On PostgreSQL: ``unnest`` over one array parameter per column. On SQLite: ``json_each``
-    over one JSON array of rows. Each write below is one SQL text for both databases.
+    The parameter is one JSON array of rows on both databases: ``jsonb_array_elements`` on
+    PostgreSQL (``jsonb``: each row is parsed once, not once per column), ``json_each`` on
+    SQLite. Array parameters for ``unnest`` cost psycopg about 4 µs an element to adapt, in
+    Python; the JSON text is built in C. Each write below is one SQL text for both databases.
     """
-    names = ", ".join(name for name, _ in columns)
     if dialect == "postgresql":
-        arrays = ", ".join(f"CAST(:{name} AS {pg_type}[])" for name, pg_type in columns)
-        return f"unnest({arrays}) AS r({names})"
+        picks = ", ".join(
+            f"CAST(j.value->>{i} AS {pg_type}) AS {name}"
+            for i, (name, pg_type) in enumerate(columns)
+        )
+        return f"(SELECT {picks} FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS j) AS r"
     picks = ", ".join(
         f"json_extract(j.value, '$[{i}]') AS {name}" for i, (name, _) in enumerate(columns)
     )
     return f"(SELECT {picks} FROM json_each(:rows) AS j) AS r"
 
 
+def _json_default(value: object) -> str:
+    """Timestamps in a PostgreSQL row (SQLite's are text already), as ISO 8601 with offset."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} has no JSON form for a row parameter")
+
+
 class _PerRow:
     """One SQL statement over all the rows of a round's outcomes (see ``_row_source``)."""
 
     def __init__(self, template: str, columns: Sequence[tuple[str, str]]) -> None:
-        self.columns = tuple(name for name, _ in columns)
         # ``{by_key}`` before a condition on ``deliveries``: on SQLite a unary ``+``, which takes
         # that column out of the planner's index choice, so that it drives the join from the
         # round's rows and finds each delivery by its key (else it scans the state index and
@@ -221,10 +231,8 @@ class _PerRow:
     ) -> CursorResult[Any]:
         """``rows`` hold the values of ``columns`` in order (timestamps already in their
         stored form, ``timestamp_param``); ``common`` holds the shared parameters."""
-        if conn.dialect.name == "postgresql":
-            arrays = dict(zip(self.columns, map(list, zip(*rows, strict=True)), strict=True))
-            return conn.execute(self._sql["postgresql"], arrays | common)
-        return conn.execute(self._sql["sqlite"], {"rows": json.dumps(rows)} | common)
+        rows_json = json.dumps(rows, default=_json_default)
+        return conn.execute(self._sql[conn.dialect.name], {"rows": rows_json} | common)
 
 
 # Only the lease holder completes: a worker whose lease was taken over loses the race
@@ -272,6 +280,47 @@ _RELEASE_LANDED = _PerRow(
 )
 
 
+# PostgreSQL: a round whose outcomes are all deliveries (the usual round) is written by one
+# statement, in autocommit: one round trip instead of BEGIN, four statements and COMMIT.
+# Its parts touch different rows (in-flight deliveries, new references and attempts, and
+# deliveries parked before it), so they need not see each other's changes.
+_DELIVERED_ROWS = (
+    ("id", "bigint"),
+    ("no", "integer"),
+    ("started", "timestamptz"),
+    ("target", "text"),
+    ("subject", "text"),
+    ("ext", "text"),
+)
+_DELIVERED_PG = text(
+    "WITH r AS MATERIALIZED (SELECT "
+    + ", ".join(
+        f"CAST(j.value->>{i} AS {pg_type}) AS {name}"
+        for i, (name, pg_type) in enumerate(_DELIVERED_ROWS)
+    )
+    + " FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS j), "
+    "marked AS (UPDATE deliveries SET state = 'delivered', external_ref = r.ext, "
+    "delivered_at = :now, updated_at = :now, lease_expires_at = NULL, last_error = NULL "
+    "FROM r WHERE deliveries.event_id = r.id AND deliveries.state = 'in_flight' "
+    "AND deliveries.worker_id = :worker RETURNING 1), "
+    "remembered AS (INSERT INTO external_refs (target, subject_ref, external_id, event_id, "
+    "created_at) SELECT r.target, r.subject, r.ext, r.id, :now FROM r "
+    "ON CONFLICT (target, subject_ref) DO NOTHING RETURNING 1), "
+    "tried AS (INSERT INTO attempts (event_id, attempt_no, worker_id, started_at, finished_at, "
+    "outcome, error, external_ref) SELECT r.id, r.no, :worker, r.started, :now, 'delivered', "
+    "NULL, r.ext FROM r RETURNING 1) "
+    "UPDATE deliveries SET state = 'pending', parked_on = NULL, due_at = :now, updated_at = :now "
+    "FROM (SELECT DISTINCT target, subject FROM r) AS w WHERE deliveries.state = 'parked' "
+    "AND deliveries.target = w.target AND deliveries.parked_on = w.subject"
+)
+
+
+def _only_delivered(out: Outcomes) -> bool:
+    return bool(out.delivered) and not (
+        out.retries or out.dead or out.parked or out.held or out.released
+    )
+
+
 class DeliveryQueue:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -291,27 +340,43 @@ class DeliveryQueue:
         ``outcomes`` (the last round's) in the same transaction: one commit per round, and
         what those outcomes let go (a customer's next event, a parked delivery) is claimable
         in this very claim."""
+        if self.engine.dialect.name == "postgresql" and (outcomes is None or outcomes.empty()):
+            # The claim and its events are one statement, atomic by itself: in autocommit it
+            # is one round trip instead of BEGIN, the statement and COMMIT.
+            with one_statement(self.engine) as conn:
+                return self._claim(conn, target, worker_id, now, now + lease, limit, pattern)
         with self.engine.begin() as conn:
             if outcomes is not None and not outcomes.empty():
                 self._record(conn, outcomes, now)
-            dialect = conn.dialect.name
-            params = {
-                "lease": _ts(conn, now + lease),
-                "worker": worker_id,
-                "now": _ts(conn, now),
-                "target": target,
-                "pattern": pattern,
-                "limit": limit,
-            }
-            if dialect == "postgresql":
-                # One statement: the claim, joined to its events.
-                rows = conn.execute(_CLAIM_WITH_EVENTS_PG, params).all()
-                return [_claimed(r, r.attempts, now, pattern) for r in rows]
-            attempt_of: dict[int, int] = dict(conn.execute(_CLAIM_SQLITE, params).all())
-            if not attempt_of:
-                return []
-            # Read in the claim's transaction: one connection and one commit per round.
-            return self._claimed_rows(conn, attempt_of, now, pattern)
+            return self._claim(conn, target, worker_id, now, now + lease, limit, pattern)
+
+    def _claim(
+        self,
+        conn: Connection,
+        target: str,
+        worker_id: str,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        pattern: str,
+    ) -> list[Claimed]:
+        params = {
+            "lease": _ts(conn, lease_until),
+            "worker": worker_id,
+            "now": _ts(conn, now),
+            "target": target,
+            "pattern": pattern,
+            "limit": limit,
+        }
+        if conn.dialect.name == "postgresql":
+            # One statement: the claim, joined to its events.
+            rows = conn.execute(_CLAIM_WITH_EVENTS_PG, params).all()
+            return [_claimed(r, r.attempts, now, pattern) for r in rows]
+        attempt_of: dict[int, int] = dict(conn.execute(_CLAIM_SQLITE, params).all())
+        if not attempt_of:
+            return []
+        # Read in the claim's transaction: one connection and one commit per round.
+        return self._claimed_rows(conn, attempt_of, now, pattern)
 
     def claimed_rows(
         self, attempt_of: dict[int, int], worker_id: str, now: datetime, pattern: str = "realtime"
@@ -339,6 +404,14 @@ class DeliveryQueue:
         """
         if out.empty():
             return 0
+        if self.engine.dialect.name == "postgresql" and _only_delivered(out):
+            rows = [
+                (c.event_id, c.attempt, c.claimed_at or now, target, c.subject_ref, ext)
+                for c, target, ext in out.delivered
+            ]
+            params = {"rows": json.dumps(rows, default=_json_default), "now": now}
+            with one_statement(self.engine) as conn:
+                return conn.execute(_DELIVERED_PG, params | {"worker": out.worker_id}).rowcount
         with self.engine.begin() as conn:
             return self._record(conn, out, now)
 

@@ -6,6 +6,7 @@ on the database lock instead of failing on a lock upgrade, and ``busy_timeout`` 
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,26 @@ _READ_ONLY = "revbridge_read_only"
 
 
 def reading(engine: Engine) -> Connection:
-    """A connection for reads only: on SQLite its transaction begins deferred, so that it
-    reads a snapshot beside a writer instead of queueing for the write lock (every other
-    transaction begins ``IMMEDIATE``). Never write through it: a deferred transaction that
-    writes can fail with SQLITE_BUSY instead of waiting for the lock."""
+    """A connection for reads only, which never waits for a writer.
+
+    On SQLite its transaction begins deferred: it reads a snapshot beside a writer instead of
+    queueing for the write lock (every other transaction begins ``IMMEDIATE``). On PostgreSQL
+    it runs in autocommit: each statement is one round trip, without BEGIN and COMMIT, and
+    sees its own snapshot. Never write through it: a deferred transaction that writes can
+    fail with SQLITE_BUSY instead of waiting, and autocommit statements commit one by one.
+    """
+    if engine.dialect.name == "postgresql":
+        return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
     return engine.connect().execution_options(**{_READ_ONLY: True})
+
+
+def one_statement(engine: Engine) -> AbstractContextManager[Connection]:
+    """A connection for a single statement, which is atomic by itself: in autocommit on
+    PostgreSQL (one round trip, where a transaction costs three: BEGIN, the statement,
+    COMMIT); a transaction on SQLite (whose BEGIN and COMMIT are not round trips)."""
+    if engine.dialect.name == "postgresql":
+        return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    return engine.begin()
 
 
 def create_store_engine(url: str, **kwargs: Any) -> Engine:

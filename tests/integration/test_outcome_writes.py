@@ -1,0 +1,135 @@
+"""A round's outcomes as the ledger keeps them, on real SQLite and PostgreSQL.
+
+On PostgreSQL a round whose outcomes are all deliveries is written by one statement in
+autocommit; any other round by several statements in one transaction. Both must leave the
+same ledger: each delivery marked only by its lease holder, the record remembered, the
+attempt kept, and what was parked on a delivered record let go.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from revbridge.clock import ManualClock
+from revbridge.core.events import EventType
+from revbridge.engine.queue import Claimed, DeliveryQueue, Outcomes
+from revbridge.generate import generate_events
+from revbridge.services.ingest import ingest_lines
+from revbridge.store.ledger import Ledger
+from revbridge.store.schema import attempts, deliveries, external_refs
+from revbridge.testing.policy import realtime_policy
+
+NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=60)
+POLICY = realtime_policy(EventType.CUSTOMER_UPSERTED)
+
+
+def _ingest(ledger: Ledger, envs: list[dict]) -> None:  # type: ignore[type-arg]
+    lines = [json.dumps(e).encode() for e in envs]
+    result = ingest_lines(ledger, lines, policy=POLICY, origin="t", clock=ManualClock(NOW))
+    assert result.rejected == 0
+
+
+def _claim(queue: DeliveryQueue, worker: str, at: datetime) -> list[Claimed]:
+    return queue.claim(target="erp", worker_id=worker, now=at, lease=LEASE, limit=50)
+
+
+def _delivered(worker: str, claimed: list[Claimed]) -> Outcomes:
+    out = Outcomes(worker)
+    out.delivered = [(c, "erp", f"ERP-{c.event_id}") for c in claimed]
+    return out
+
+
+def _delivery(ledger: Ledger, event_id: int) -> tuple[object, ...]:
+    with ledger.engine.connect() as conn:
+        row = conn.execute(
+            select(
+                deliveries.c.state,
+                deliveries.c.external_ref,
+                deliveries.c.parked_on,
+                deliveries.c.delivered_at,
+            ).where(deliveries.c.event_id == event_id)
+        ).one()
+    return tuple(row)
+
+
+def test_a_round_of_deliveries_marks_remembers_records_and_lets_go(ledger: Ledger) -> None:
+    envs = list(generate_events(80, seed=8))
+    pay = next(e for e in envs if e["type"] == "payment.received")
+    invoice_id = pay["data"]["applications"][0]["invoice_id"]
+    invoice = next(
+        e for e in envs if e["type"] == "invoice.posted" and e["data"]["invoice_id"] == invoice_id
+    )
+    customers = [e for e in envs if e["type"] == "customer.upserted"]
+    queue = DeliveryQueue(ledger.engine)
+
+    # The customers: rounds of deliveries only (a customer's later versions in later rounds).
+    _ingest(ledger, customers)
+    first = _claim(queue, "w", NOW)
+    assert len(first) == len({e["data"]["customer_id"] for e in customers}) > 1
+    done = NOW + timedelta(seconds=1)
+    assert queue.record(_delivered("w", first), now=done) == 0
+    while later_versions := _claim(queue, "w", done):
+        queue.record(_delivered("w", later_versions), now=done)
+    for c in first:
+        assert _delivery(ledger, c.event_id) == ("delivered", f"ERP-{c.event_id}", None, done)
+    with ledger.engine.connect() as conn:
+        refs = dict(
+            conn.execute(
+                select(external_refs.c.subject_ref, external_refs.c.external_id).where(
+                    external_refs.c.target == "erp"
+                )
+            ).all()
+        )
+        tried = conn.execute(
+            select(
+                attempts.c.event_id,
+                attempts.c.attempt_no,
+                attempts.c.worker_id,
+                attempts.c.started_at,
+                attempts.c.finished_at,
+                attempts.c.outcome,
+                attempts.c.external_ref,
+            ).order_by(attempts.c.event_id)
+        ).all()
+    assert {c.subject_ref: f"ERP-{c.event_id}" for c in first}.items() <= refs.items()
+    assert [tuple(t) for t in tried if t.event_id in {c.event_id for c in first}] == [
+        (c.event_id, 1, "w", NOW, done, "delivered", f"ERP-{c.event_id}")
+        for c in sorted(first, key=lambda c: c.event_id)
+    ]
+
+    # A payment before its invoice parks (a round of another kind)...
+    _ingest(ledger, [pay])
+    (payment,) = _claim(queue, "w", done)
+    parked = Outcomes("w")
+    parked.parked = [(payment, "erp", f"invoice:{invoice_id}")]
+    queue.record(parked, now=done)
+    assert _delivery(ledger, payment.event_id)[:3] == ("parked", None, f"invoice:{invoice_id}")
+
+    # ...and the round that delivers the invoice lets it go.
+    _ingest(ledger, [invoice])
+    (inv,) = _claim(queue, "w", done)
+    assert queue.record(_delivered("w", [inv]), now=done) == 1
+    assert _delivery(ledger, payment.event_id)[:3] == ("pending", None, None)
+    assert [c.event_id for c in _claim(queue, "w", done)] == [payment.event_id]
+
+
+def test_only_the_lease_holder_marks_a_delivery_but_the_record_is_remembered(
+    ledger: Ledger,
+) -> None:
+    """A worker whose lease was taken over loses the race harmlessly: the delivery stays with
+    the new holder, and the record it made is remembered all the same."""
+    customers = [e for e in generate_events(40, seed=3) if e["type"] == "customer.upserted"]
+    queue = DeliveryQueue(ledger.engine)
+    _ingest(ledger, customers[:1])
+    (c,) = _claim(queue, "old", NOW)
+    later = NOW + LEASE + timedelta(seconds=1)
+    assert queue.recover_expired_leases(now=later) == 1
+    (again,) = _claim(queue, "new", later)
+    assert (again.event_id, again.attempt) == (c.event_id, 2)
+    queue.record(_delivered("old", [c]), now=later)
+    assert _delivery(ledger, c.event_id)[0] == "in_flight"
+    assert queue.resolve("erp", [c.subject_ref]) == {c.subject_ref: f"ERP-{c.event_id}"}
