@@ -221,3 +221,45 @@ def test_a_reader_reads_its_snapshot_beside_a_writer_on_sqlite(tmp_path: Path) -
         assert not reader.is_alive(), "the read waited for the write lock"
     assert seen == [0]  # the snapshot before the write's commit
     engine.dispose()
+
+
+def test_writers_of_one_process_take_turns_on_sqlite(tmp_path: Path) -> None:
+    """Threads of one process that write one SQLite file queue for their turn: every
+    transaction commits, none interleaves with another, and a turn is given back however
+    its transaction ends (a rollback too)."""
+    import threading
+
+    from revbridge.store.db import create_store_engine, upgrade
+
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    upgrade(engine)
+    inside: list[int] = []
+    overlaps: list[int] = []
+
+    def write(n: int) -> None:
+        for i in range(25):
+            with engine.begin() as conn:
+                inside.append(n)
+                if len(inside) > 1:
+                    overlaps.append(n)
+                conn.execute(
+                    text(
+                        "INSERT INTO targets (name, paused, circuit, consecutive_failures, "
+                        "updated_at) VALUES (:name, 0, 'closed', 0, '2026-11-02 08:00:00.000000')"
+                    ),
+                    {"name": f"t{n}-{i}"},
+                )
+                inside.remove(n)
+            with pytest.raises(RuntimeError), engine.begin():
+                raise RuntimeError("rolled back: the turn is given back")
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert overlaps == []
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM targets")).scalar_one() == 100
+    engine.dispose()

@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -422,3 +424,43 @@ def test_on_postgresql_a_round_claimed_ahead_is_put_back_when_the_target_pauses_
         assert left[("pending", 0)] == len(envs) - delivered
     finally:
         engine.dispose()
+
+
+def test_a_rate_limited_target_is_drained_with_the_ledger_work_beside_its_calls(
+    ledger: Ledger,
+) -> None:
+    """Under a rate limit the next round is claimed and the last one written in threads while
+    the calls wait for their slots (on SQLite too): still each event once, payments after
+    their invoices, and no second with more calls than the limit."""
+    from revbridge.engine.ratelimit import TokenBucket
+    from revbridge.testing import most_calls_in_one_second
+
+    clock = ManualClock(START)
+    envs = list(generate_events(400, seed=5))
+    _ingest(ledger, envs, clock)
+    erp, sf = FakeErp(), FakeSalesforce()
+    bucket = TokenBucket(400, burst=1)
+    targets = {"erp": Target("erp", erp, bucket=bucket), "salesforce": Target("salesforce", sf)}
+    worker = Worker(ledger.engine, targets, clock=clock, seed=1)
+    stamps: list[float] = []
+    real_call = erp.create_invoice
+
+    async def stamped(*args, **kwargs):  # type: ignore[no-untyped-def]
+        stamps.append(time.monotonic())
+        return await real_call(*args, **kwargs)
+
+    erp.create_invoice = stamped  # type: ignore[method-assign]
+    claimed_in: list[str] = []
+    real_claim = worker.queue.claim
+
+    def claim(**kwargs):  # type: ignore[no-untyped-def]
+        claimed_in.append(threading.current_thread().name)
+        return real_claim(**kwargs)
+
+    worker.queue.claim = claim  # type: ignore[method-assign]
+    asyncio.run(worker.run_until_idle())
+    _assert_each_real_time_event_once(erp, envs)
+    assert erp.duplicates() == {}
+    assert any(name.startswith("revbridge-ledger") for name in claimed_in)  # beside the calls
+    assert len(stamps) > 50
+    assert most_calls_in_one_second(stamps) <= 400

@@ -203,8 +203,9 @@ class Worker:
         self._ahead: dict[str, Future[list[Claimed]]] = {}
         self._claimer: ThreadPoolExecutor | None = None
         self._writing: Future[None] | None = None  # outcomes being written in a thread
-        # Only where the database works beside Python: PostgreSQL is another process, while
-        # SQLite runs in this one, under its lock and the GIL (docs/decisions/0016).
+        # Where the database works beside Python: PostgreSQL is another process, while SQLite
+        # runs in this one, under its lock and the GIL (docs/decisions/0016); on SQLite, for
+        # rate-limited targets only (``_round``).
         self._overlap = engine.dialect.name == "postgresql"
         # When to look for expired leases and write the API call counters: the first round does.
         self._next_lease_check = self._next_api_flush = self.clock.now()
@@ -334,9 +335,12 @@ class Worker:
             delivered_some = True
             before, calls, left = target.breaker.state, self.stats.calls, self._left_line()
             plans, refs = self._prepare(target, claimed)
-            if self._overlap and limit > 1 and before is CircuitState.CLOSED:
+            overlap = self._overlap or target.bucket is not None
+            if overlap and limit > 1 and before is CircuitState.CLOSED:
                 # Claim the next round and write the last one's outcomes, in threads, while
-                # this round calls (docs/decisions/0016).
+                # this round calls (docs/decisions/0016). On SQLite only for a target under
+                # a rate limit: its calls wait for their slots, and the ledger's work fills
+                # those waits instead of pausing the calls between rounds (docs/decisions/0017).
                 await self._claim_ahead(target, limit)
             await self._calls(target, plans, refs)
             if target.breaker.state is not before:

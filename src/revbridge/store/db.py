@@ -6,6 +6,9 @@ on the database lock instead of failing on a lock upgrade, and ``busy_timeout`` 
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import threading
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,85 @@ from revbridge.errors import StoreError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
+class _ProcessWriter:
+    """This process's turn to write one SQLite database.
+
+    SQLite lets one writer in at a time; a writer that finds the lock taken sleeps and
+    retries (1, 2, 5, 10 ... 100 ms), so two threads of one process (the worker, an ingest,
+    the API) that collide wait tens of milliseconds for a lock freed in one. Writers of one
+    process queue here instead and are woken at once; other processes still meet SQLite's
+    own lock. A transaction nested in a thread that already writes goes straight to SQLite,
+    as it did before (it cannot wait for itself).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+
+    def acquire(self) -> bool:
+        """Wait for this process's turn (True), or give up and let SQLite decide (False)."""
+        if self._owner == threading.get_ident():
+            return False
+        if not self._lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+            return False
+        self._owner = threading.get_ident()
+        return True
+
+    def release(self) -> None:
+        self._owner = None
+        self._lock.release()
+
+
+_WRITERS: dict[str, _ProcessWriter] = {}
+_WRITERS_GUARD = threading.Lock()
+
+
+def _process_writer(path: str) -> _ProcessWriter:
+    key = os.path.realpath(path)
+    with _WRITERS_GUARD:
+        return _WRITERS.setdefault(key, _ProcessWriter())
+
+
+class _SqliteConnection(sqlite3.Connection):
+    """A pysqlite connection whose write transactions take this process's turn first
+    (``_ProcessWriter``) and give it back when they end, whichever way."""
+
+    writer: _ProcessWriter | None = None
+    _turn = False
+
+    def begin_immediate(self) -> None:
+        if self.writer is not None:
+            self._turn = self.writer.acquire()
+        try:
+            self.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._end_turn()
+            raise
+
+    def _end_turn(self) -> None:
+        if self._turn and self.writer is not None:
+            self._turn = False
+            self.writer.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._end_turn()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._end_turn()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._end_turn()
 
 
 def normalize_url(url: str) -> str:
@@ -64,13 +146,20 @@ def create_store_engine(url: str, **kwargs: Any) -> Engine:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
+            url,
+            connect_args={
+                "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                "factory": _SqliteConnection,
+            },
+            **kwargs,
         )
+        writer = _process_writer(path) if path and path != ":memory:" else None
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             # Take transaction control from pysqlite; we emit BEGIN IMMEDIATE ourselves.
             dbapi_conn.isolation_level = None
+            dbapi_conn.writer = writer
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
@@ -85,7 +174,7 @@ def create_store_engine(url: str, **kwargs: Any) -> Engine:
             if conn.get_execution_options().get(_READ_ONLY):
                 conn.exec_driver_sql("BEGIN")
             else:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                conn.connection.dbapi_connection.begin_immediate()
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
