@@ -397,10 +397,11 @@ class DeliveryQueue:
     # ------------------------------------------------------------------ outcomes
 
     def record(self, out: Outcomes, *, now: datetime) -> int:
-        """Write a round's outcomes in one transaction; returns parked deliveries released.
+        """Write a round's outcomes atomically; returns parked deliveries released.
 
         One transaction per claimed batch, not per delivery: on PostgreSQL each commit waits
-        for the WAL flush, and that, not the target, would bound throughput.
+        for the WAL flush, and that, not the target, would bound throughput. On PostgreSQL a
+        round of deliveries only is one statement in autocommit (``_DELIVERED_PG``).
         """
         if out.empty():
             return 0
