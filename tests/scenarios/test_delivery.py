@@ -12,13 +12,14 @@ from sqlalchemy import select
 
 from revbridge.clock import ManualClock
 from revbridge.core.policy import build_policy
+from revbridge.engine.ratelimit import TokenBucket
 from revbridge.engine.retry import RetryPolicy
 from revbridge.engine.worker import Target, Worker, WorkerSettings
 from revbridge.generate import generate_events
 from revbridge.services.ingest import ingest_lines
 from revbridge.store.ledger import Ledger
 from revbridge.store.schema import audit_log, deliveries, events
-from revbridge.testing import FakeErp, FakeSalesforce, Faults
+from revbridge.testing import FakeErp, FakeSalesforce, Faults, most_calls_in_one_second
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -432,9 +433,6 @@ def test_a_rate_limited_target_is_drained_with_the_ledger_work_beside_its_calls(
     """Under a rate limit the next round is claimed and the last one written in threads while
     the calls wait for their slots (on SQLite too): still each event once, payments after
     their invoices, and no second with more calls than the limit."""
-    from revbridge.engine.ratelimit import TokenBucket
-    from revbridge.testing import most_calls_in_one_second
-
     clock = ManualClock(START)
     envs = list(generate_events(400, seed=5))
     _ingest(ledger, envs, clock)

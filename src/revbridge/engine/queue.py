@@ -113,7 +113,7 @@ class Claimed:
 
 
 def _claimed(r: Any, attempt: int, now: datetime, pattern: str) -> Claimed:
-    event_id, type_, key, subject_ref, customer_ref, received_at, payload = r[:7]
+    event_id, type_, key, subject_ref, customer_ref, received_at, payload = r[:7]  # _EVENT_COLUMNS
     return Claimed(
         event_id,
         attempt,
@@ -180,6 +180,21 @@ def _ts(conn: Connection, value: datetime) -> Any:
     return timestamp_param(conn.dialect.name)(value)
 
 
+def _json_rows(dialect: str, columns: Sequence[tuple[str, str]]) -> str:
+    """A ``SELECT`` of one row per element of the JSON array parameter ``:rows``, with
+    ``columns`` (name, PostgreSQL type) picked from each element by position."""
+    if dialect == "postgresql":
+        picks = ", ".join(
+            f"CAST(j.value->>{i} AS {pg_type}) AS {name}"
+            for i, (name, pg_type) in enumerate(columns)
+        )
+        return f"SELECT {picks} FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS j"
+    picks = ", ".join(
+        f"json_extract(j.value, '$[{i}]') AS {name}" for i, (name, _) in enumerate(columns)
+    )
+    return f"SELECT {picks} FROM json_each(:rows) AS j"
+
+
 def _row_source(dialect: str, columns: Sequence[tuple[str, str]]) -> str:
     """The ``FROM`` item ``r`` that yields one row per outcome of a round, from one parameter
     per statement, so that each write of a round is one statement whatever its size (a
@@ -190,16 +205,7 @@ def _row_source(dialect: str, columns: Sequence[tuple[str, str]]) -> str:
     SQLite. Array parameters for ``unnest`` cost psycopg about 4 µs an element to adapt, in
     Python; the JSON text is built in C. Each write below is one SQL text for both databases.
     """
-    if dialect == "postgresql":
-        picks = ", ".join(
-            f"CAST(j.value->>{i} AS {pg_type}) AS {name}"
-            for i, (name, pg_type) in enumerate(columns)
-        )
-        return f"(SELECT {picks} FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS j) AS r"
-    picks = ", ".join(
-        f"json_extract(j.value, '$[{i}]') AS {name}" for i, (name, _) in enumerate(columns)
-    )
-    return f"(SELECT {picks} FROM json_each(:rows) AS j) AS r"
+    return f"({_json_rows(dialect, columns)}) AS r"
 
 
 def _json_default(value: object) -> str:
@@ -213,6 +219,7 @@ class _PerRow:
     """One SQL statement over all the rows of a round's outcomes (see ``_row_source``)."""
 
     def __init__(self, template: str, columns: Sequence[tuple[str, str]]) -> None:
+        self.template = template
         # ``{by_key}`` before a condition on ``deliveries``: on SQLite a unary ``+``, which takes
         # that column out of the planner's index choice, so that it drives the join from the
         # round's rows and finds each delivery by its key (else it scans the state index and
@@ -233,6 +240,10 @@ class _PerRow:
         stored form, ``timestamp_param``); ``common`` holds the shared parameters."""
         rows_json = json.dumps(rows, default=_json_default)
         return conn.execute(self._sql[conn.dialect.name], {"rows": rows_json} | common)
+
+    def over(self, rows: str) -> str:
+        """This write's PostgreSQL text over the ``FROM`` item ``rows`` (a CTE, say)."""
+        return self.template.format(rows=rows, by_key="")
 
 
 # Only the lease holder completes: a worker whose lease was taken over loses the race
@@ -291,28 +302,19 @@ _DELIVERED_ROWS = (
     ("target", "text"),
     ("subject", "text"),
     ("ext", "text"),
+    ("outcome", "text"),
+    ("error", "text"),
 )
 _DELIVERED_PG = text(
-    "WITH r AS MATERIALIZED (SELECT "
-    + ", ".join(
-        f"CAST(j.value->>{i} AS {pg_type}) AS {name}"
-        for i, (name, pg_type) in enumerate(_DELIVERED_ROWS)
-    )
-    + " FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS j), "
-    "marked AS (UPDATE deliveries SET state = 'delivered', external_ref = r.ext, "
-    "delivered_at = :now, updated_at = :now, lease_expires_at = NULL, last_error = NULL "
-    "FROM r WHERE deliveries.event_id = r.id AND deliveries.state = 'in_flight' "
-    "AND deliveries.worker_id = :worker RETURNING 1), "
-    "remembered AS (INSERT INTO external_refs (target, subject_ref, external_id, event_id, "
-    "created_at) SELECT r.target, r.subject, r.ext, r.id, :now FROM r "
-    "ON CONFLICT (target, subject_ref) DO NOTHING RETURNING 1), "
-    "tried AS (INSERT INTO attempts (event_id, attempt_no, worker_id, started_at, finished_at, "
-    "outcome, error, external_ref) SELECT r.id, r.no, :worker, r.started, :now, 'delivered', "
-    "NULL, r.ext FROM r RETURNING 1) "
-    "UPDATE deliveries SET state = 'pending', parked_on = NULL, due_at = :now, updated_at = :now "
-    "FROM (SELECT DISTINCT target, subject FROM r) AS w WHERE deliveries.state = 'parked' "
-    "AND deliveries.target = w.target AND deliveries.parked_on = w.subject"
+    f"WITH r AS MATERIALIZED ({_json_rows('postgresql', _DELIVERED_ROWS)}), "
+    f"marked AS ({_MARK_DELIVERED.over('r')} RETURNING 1), "
+    f"remembered AS ({_REMEMBER_REFS.over('r')} RETURNING 1), "
+    f"tried AS ({_ADD_ATTEMPTS.over('r')} RETURNING 1) "
+    + _RELEASE_PARKED.over("(SELECT DISTINCT target, subject FROM r) AS r")
 )
+
+
+_OK = ("delivered", None)  # an attempt's outcome and error
 
 
 def _only_delivered(out: Outcomes) -> bool:
@@ -407,7 +409,7 @@ class DeliveryQueue:
             return 0
         if self.engine.dialect.name == "postgresql" and _only_delivered(out):
             rows = [
-                (c.event_id, c.attempt, c.claimed_at or now, target, c.subject_ref, ext)
+                (c.event_id, c.attempt, c.claimed_at or now, target, c.subject_ref, ext, *_OK)
                 for c, target, ext in out.delivered
             ]
             params = {"rows": json.dumps(rows, default=_json_default), "now": now}

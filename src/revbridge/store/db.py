@@ -126,7 +126,7 @@ def reading(engine: Engine) -> Connection:
     fail with SQLITE_BUSY instead of waiting, and autocommit statements commit one by one.
     """
     if engine.dialect.name == "postgresql":
-        return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return _autocommit(engine)
     return engine.connect().execution_options(**{_READ_ONLY: True})
 
 
@@ -135,8 +135,12 @@ def one_statement(engine: Engine) -> AbstractContextManager[Connection]:
     PostgreSQL (one round trip, where a transaction costs three: BEGIN, the statement,
     COMMIT); a transaction on SQLite (whose BEGIN and COMMIT are not round trips)."""
     if engine.dialect.name == "postgresql":
-        return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return _autocommit(engine)
     return engine.begin()
+
+
+def _autocommit(engine: Engine) -> Connection:
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
 def create_store_engine(url: str, **kwargs: Any) -> Engine:
