@@ -14,10 +14,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
-from revbridge.engine.queue import claim_sql
+from revbridge.engine.queue import DeliveryQueue, Outcomes, claim_sql
+from revbridge.store.db import create_store_engine
 from revbridge.store.ledger import Ledger
 from revbridge.store.schema import timestamp_param
 
@@ -119,3 +120,38 @@ def test_with_statistics_the_claim_still_walks_the_line_and_stops(
     assert max(n.get("Actual Loops", 1) for n in nodes) <= LIMIT, [
         (n["Node Type"], n.get("Actual Loops")) for n in nodes
     ]
+
+
+def test_with_statistics_a_round_is_marked_by_key(pg_url: str) -> None:
+    """The delivered mark finds each delivery by its key. With statistics gathered before
+    the claim (no row in flight then), the planner would rather walk the state index and
+    match each in-flight row against every row of the round: 9.7 ms for 200, from 1.4."""
+    url = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as conn:
+        _fill(conn, delivered=50_000, pending=2_000)
+    engine = create_store_engine(pg_url)
+    queue = DeliveryQueue(engine)
+    now = datetime.now(UTC)
+    claimed = queue.claim(
+        target="salesforce", worker_id="w", now=now, lease=timedelta(minutes=1), limit=LIMIT
+    )
+    assert len(claimed) == LIMIT
+    plans: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _explain(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if "SET state = 'delivered'" in statement:
+            found = cursor.connection.execute("EXPLAIN " + statement, params).fetchall()
+            plans.append("\n".join(row[0] for row in found))
+
+    out = Outcomes("w")
+    out.delivered = [(c, "salesforce", f"SF-{c.event_id}") for c in claimed]
+    queue.record(out, now=now)
+    engine.dispose()
+    assert plans, "the delivered mark ran no statement"
+    assert all("pk_deliveries" in plan for plan in plans), plans
+    with psycopg.connect(url) as conn:
+        (marked,) = conn.execute(
+            "SELECT count(*) FROM deliveries WHERE state = 'delivered' AND external_ref LIKE 'SF-%'"
+        ).fetchone()  # type: ignore[misc]
+    assert marked == LIMIT

@@ -233,16 +233,8 @@ class _PerRow:
 
     def __init__(self, template: str, columns: Sequence[tuple[str, str]]) -> None:
         self.template = template
-        # ``{by_key}`` before a condition on ``deliveries``: on SQLite a unary ``+``, which takes
-        # that column out of the planner's index choice, so that it drives the join from the
-        # round's rows and finds each delivery by its key (else it scans the state index and
-        # reads the JSON once per row it finds); PostgreSQL plans this well by itself.
         self._sql = {
-            dialect: text(
-                template.format(
-                    rows=_row_source(dialect, columns), by_key="+" if dialect == "sqlite" else ""
-                )
-            )
+            dialect: text(template.format(rows=_row_source(dialect, columns)))
             for dialect in ("sqlite", "postgresql")
         }
 
@@ -256,15 +248,19 @@ class _PerRow:
 
     def over(self, rows: str) -> str:
         """This write's PostgreSQL text over the ``FROM`` item ``rows`` (a CTE, say)."""
-        return self.template.format(rows=rows, by_key="")
+        return self.template.format(rows=rows)
 
 
 # Only the lease holder completes: a worker whose lease was taken over loses the race
 # harmlessly (the record it made is remembered all the same, in ``external_refs``).
+# ``state || ''`` takes the state column out of the planner's index choice on both databases,
+# so that the round's rows drive the join and each delivery is found by its key. Otherwise
+# they walk the in-flight rows of the state index and match each against every row of the
+# round: on PostgreSQL with statistics, 9.7 ms for 200 rows instead of 1.4 (decision 0018).
 _MARK_DELIVERED = _PerRow(
     "UPDATE deliveries SET state = 'delivered', external_ref = r.ext, delivered_at = :now, "
     "updated_at = :now, lease_expires_at = NULL, last_error = NULL FROM {rows} "
-    "WHERE deliveries.event_id = r.id AND {by_key}deliveries.state = 'in_flight' "
+    "WHERE deliveries.event_id = r.id AND deliveries.state || '' = 'in_flight' "
     "AND deliveries.worker_id = :worker",
     (("id", "bigint"), ("ext", "text")),
 )
