@@ -208,19 +208,6 @@ def _json_rows(dialect: str, columns: Sequence[tuple[str, str]]) -> str:
     return f"SELECT {picks} FROM json_each(:rows) AS j"
 
 
-def _row_source(dialect: str, columns: Sequence[tuple[str, str]]) -> str:
-    """The ``FROM`` item ``r`` that yields one row per outcome of a round, from one parameter
-    per statement, so that each write of a round is one statement whatever its size (a
-    statement per row costs a plan and an executor start each, and their Python overhead).
-
-    The parameter is one JSON array of rows on both databases: ``jsonb_array_elements`` on
-    PostgreSQL (``jsonb``: each row is parsed once, not once per column), ``json_each`` on
-    SQLite. Array parameters for ``unnest`` cost psycopg about 4 µs an element to adapt, in
-    Python; the JSON text is built in C. Each write below is one SQL text for both databases.
-    """
-    return f"({_json_rows(dialect, columns)}) AS r"
-
-
 def _json_default(value: object) -> str:
     """Timestamps in a PostgreSQL row (SQLite's are text already), as ISO 8601 with offset."""
     if isinstance(value, datetime):
@@ -228,15 +215,34 @@ def _json_default(value: object) -> str:
     raise TypeError(f"{type(value).__name__} has no JSON form for a row parameter")
 
 
+# How the delivered mark finds a round's deliveries: by key, whatever the planner knows of the
+# table (docs/decisions/0018). ``state || ''`` takes the state column out of the index choice
+# on both databases; else a planner that believes few rows are in flight walks the state index
+# and matches each row found against every row of the round (9.7 ms for 200 rows, from 1.4).
+# PostgreSQL without statistics would then scan the whole table instead, so it also gets the
+# round's ids as one array, which only the primary key can serve.
+_BY_KEY = {"sqlite": "", "postgresql": " AND deliveries.event_id = ANY(ARRAY(SELECT r.id FROM r))"}
+
+
 class _PerRow:
-    """One SQL statement over all the rows of a round's outcomes (see ``_row_source``)."""
+    """One SQL statement over all the rows of a round's outcomes, from one parameter, so that
+    each write of a round is one statement whatever its size (a statement per row costs a plan
+    and an executor start each, and their Python overhead).
+
+    The parameter is one JSON array of rows on both databases (``_json_rows``): each row is
+    parsed once, and the text is built in C (array parameters for ``unnest`` cost psycopg
+    about 4 µs an element to adapt, in Python). In ``template``, ``{rows}`` is the ``FROM``
+    item ``r`` of those rows: a sub-query on SQLite, the materialized ``WITH`` query ``r`` on
+    PostgreSQL (which ``{by_key}`` may read again).
+    """
 
     def __init__(self, template: str, columns: Sequence[tuple[str, str]]) -> None:
         self.template = template
-        self._sql = {
-            dialect: text(template.format(rows=_row_source(dialect, columns)))
-            for dialect in ("sqlite", "postgresql")
-        }
+        sqlite = template.format(rows=f"({_json_rows('sqlite', columns)}) AS r", by_key="")
+        postgresql = f"WITH r AS MATERIALIZED ({_json_rows('postgresql', columns)}) " + self.over(
+            "r"
+        )
+        self._sql = {"sqlite": text(sqlite), "postgresql": text(postgresql)}
 
     def run(
         self, conn: Connection, rows: Sequence[Sequence[Any]], **common: Any
@@ -247,20 +253,17 @@ class _PerRow:
         return conn.execute(self._sql[conn.dialect.name], {"rows": rows_json} | common)
 
     def over(self, rows: str) -> str:
-        """This write's PostgreSQL text over the ``FROM`` item ``rows`` (a CTE, say)."""
-        return self.template.format(rows=rows)
+        """This write's PostgreSQL text over the ``FROM`` item ``rows``, in a statement whose
+        ``WITH`` query ``r`` holds the round's rows."""
+        return self.template.format(rows=rows, by_key=_BY_KEY["postgresql"])
 
 
 # Only the lease holder completes: a worker whose lease was taken over loses the race
 # harmlessly (the record it made is remembered all the same, in ``external_refs``).
-# ``state || ''`` takes the state column out of the planner's index choice on both databases,
-# so that the round's rows drive the join and each delivery is found by its key. Otherwise
-# they walk the in-flight rows of the state index and match each against every row of the
-# round: on PostgreSQL with statistics, 9.7 ms for 200 rows instead of 1.4 (decision 0018).
 _MARK_DELIVERED = _PerRow(
     "UPDATE deliveries SET state = 'delivered', external_ref = r.ext, delivered_at = :now, "
     "updated_at = :now, lease_expires_at = NULL, last_error = NULL FROM {rows} "
-    "WHERE deliveries.event_id = r.id AND deliveries.state || '' = 'in_flight' "
+    "WHERE deliveries.event_id = r.id{by_key} AND deliveries.state || '' = 'in_flight' "
     "AND deliveries.worker_id = :worker",
     (("id", "bigint"), ("ext", "text")),
 )
