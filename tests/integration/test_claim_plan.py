@@ -168,3 +168,17 @@ def test_a_round_is_marked_by_key(
             "SELECT count(*) FROM deliveries WHERE state = 'delivered' AND external_ref LIKE 'SF-%'"
         ).fetchone()  # type: ignore[misc]
     assert marked == LIMIT
+
+
+def test_deliveries_are_vacuumed_and_analyzed_as_a_queue(pg_url: str) -> None:
+    """Two writes per delivery: autovacuum visits the table after 2 % of it changed, not the
+    defaults' 10 % (analyze) and 20 % (vacuum), so a long drain keeps fresh plans."""
+    url = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url) as conn:
+        (options,) = conn.execute(
+            "SELECT reloptions FROM pg_class WHERE relname = 'deliveries'"
+        ).fetchone()  # type: ignore[misc]
+    assert set(options) == {
+        "autovacuum_vacuum_scale_factor=0.02",
+        "autovacuum_analyze_scale_factor=0.02",
+    }
