@@ -53,6 +53,11 @@ def test_the_claim_walks_the_pending_line_index(ledger: Ledger) -> None:
 LIMIT = 200
 
 
+def _libpq(url: str) -> str:
+    """The test database's URL as psycopg takes it (without SQLAlchemy's driver name)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def _fill(
     conn: psycopg.Connection[Any], *, delivered: int, pending: int, analyze: bool = True
 ) -> None:
@@ -95,7 +100,7 @@ def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def test_with_statistics_the_claim_still_walks_the_line_and_stops(
     pg_url: str, delivered: int, pending: int
 ) -> None:
-    url = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    url = _libpq(pg_url)
     with psycopg.connect(url, autocommit=True) as conn:
         _fill(conn, delivered=delivered, pending=pending)
         sql = claim_sql("postgresql")
@@ -139,7 +144,7 @@ def test_a_round_is_marked_by_key(
     state index and match each in-flight row against every row of the round (9.7 ms for
     200, from 1.4); without statistics, and the state index out of its choice, it would scan
     the whole table."""
-    url = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    url = _libpq(pg_url)
     with psycopg.connect(url, autocommit=True) as conn:
         _fill(conn, delivered=delivered, pending=pending, analyze=statistics)
     engine = create_store_engine(pg_url)
@@ -173,7 +178,7 @@ def test_a_round_is_marked_by_key(
 def test_deliveries_are_vacuumed_and_analyzed_as_a_queue(pg_url: str) -> None:
     """Two writes per delivery: autovacuum visits the table after 2 % of it changed, not the
     defaults' 10 % (analyze) and 20 % (vacuum), so a long drain keeps fresh plans."""
-    url = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    url = _libpq(pg_url)
     with psycopg.connect(url) as conn:
         (options,) = conn.execute(
             "SELECT reloptions FROM pg_class WHERE relname = 'deliveries'"
