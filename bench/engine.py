@@ -163,6 +163,8 @@ def _ledger_rate(url: str, n: int, claim_batch: int = 200) -> float:
         done += len(claimed)
     seconds = time.perf_counter() - start
     engine.dispose()
+    if done != n:
+        raise RuntimeError(f"the ledger loop claimed {done} of {n} deliveries")
     return done / seconds
 
 
