@@ -60,19 +60,28 @@ from revbridge.store.tables_engine import summary_lines
 if TYPE_CHECKING:
     from revbridge.engine.worker import Target, Worker
 
+# On PostgreSQL the picked ids become one array, picked once (as in ``queue.claim_sql``): an
+# ``IN`` over a ``LIMIT … FOR UPDATE SKIP LOCKED`` sub-query may be run again per row of a
+# nested loop, and each run can lock other rows, so the batch could lease more than its size.
 _CLAIM_BATCH_SQL = """
 UPDATE deliveries
 SET state = 'in_flight', lease_expires_at = :lease, worker_id = :worker,
     attempts = attempts + 1, updated_at = :now
-WHERE event_id IN (
+WHERE event_id {among} (
     SELECT d.event_id FROM deliveries d JOIN events e ON e.id = d.event_id
     WHERE d.target = :target AND d.pattern = 'batch' AND d.state = 'pending'
       AND e.type = :type AND (d.due_at <= :now OR :force)
     ORDER BY d.event_id
     LIMIT :limit {lock}
-)
+){end}
 RETURNING event_id, attempts
 """
+_CLAIM_BATCH = {
+    "postgresql": _CLAIM_BATCH_SQL.format(
+        among="= ANY(ARRAY", lock="FOR UPDATE OF d SKIP LOCKED", end=")"
+    ),
+    "sqlite": _CLAIM_BATCH_SQL.format(among="IN", lock="", end=""),
+}
 
 
 @dataclass(slots=True)
@@ -153,9 +162,8 @@ class BatchRunner:
     def _claim(self, target: str, event_type: str, now: datetime, force: bool) -> list[Claimed]:
         engine = self.queue.engine
         with engine.begin() as conn:
-            lock = "FOR UPDATE OF d SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
             rows = conn.execute(
-                text(_CLAIM_BATCH_SQL.format(lock=lock)),
+                text(_CLAIM_BATCH[conn.dialect.name]),
                 {
                     "lease": _ts(conn, now + self.worker.settings.lease),
                     "worker": self.worker.worker_id,

@@ -81,8 +81,10 @@ def claim_sql(dialect: str) -> str:
       its own line, so the head is never after it), but the planner's guess for ``=`` against a
       sub-query (0.5 % of rows) made it expect to walk the whole backlog for 200 heads, so it
       scanned and sorted all of it instead: 90 ms a claim at 20,000 pending, from 4 ms;
-    * ``= ANY(ARRAY(…))``: the picked ids become one array, and the update finds each row by
-      its key, instead of a hash join over a scan of the whole table.
+    * ``= ANY(ARRAY(…))``: the picked ids become one array, picked once, and the update finds
+      each row by its key, instead of a hash join over a scan of the whole table. (An ``IN``
+      over a ``LIMIT … SKIP LOCKED`` sub-query may also be run again per row of a nested loop,
+      each run locking other rows: a claim of more than its limit.)
     """
     return _CLAIM_PG_SQL if dialect == "postgresql" else _CLAIM_SQLITE_SQL
 
