@@ -52,7 +52,7 @@ from revbridge.engine.ports import (
     RecordKind,
     SummaryPort,
 )
-from revbridge.engine.queue import Claimed, _ts
+from revbridge.engine.queue import PICK_ONCE, Claimed, _ts
 from revbridge.errors import DomainError, Held, TerminalError
 from revbridge.store.schema import batch_items, batches, deliveries, events
 from revbridge.store.tables_engine import summary_lines
@@ -60,9 +60,8 @@ from revbridge.store.tables_engine import summary_lines
 if TYPE_CHECKING:
     from revbridge.engine.worker import Target, Worker
 
-# On PostgreSQL the picked ids become one array, picked once (as in ``queue.claim_sql``): an
-# ``IN`` over a ``LIMIT … FOR UPDATE SKIP LOCKED`` sub-query may be run again per row of a
-# nested loop, and each run can lock other rows, so the batch could lease more than its size.
+# The picked ids are taken as the realtime claim takes them (``queue.PICK_ONCE``): an ``IN``
+# over a ``LIMIT … SKIP LOCKED`` sub-query could lease more than the batch size.
 _CLAIM_BATCH_SQL = """
 UPDATE deliveries
 SET state = 'in_flight', lease_expires_at = :lease, worker_id = :worker,
@@ -78,9 +77,9 @@ RETURNING event_id, attempts
 """
 _CLAIM_BATCH = {
     "postgresql": _CLAIM_BATCH_SQL.format(
-        among="= ANY(ARRAY", lock="FOR UPDATE OF d SKIP LOCKED", end=")"
+        lock="FOR UPDATE OF d SKIP LOCKED", **PICK_ONCE["postgresql"]
     ),
-    "sqlite": _CLAIM_BATCH_SQL.format(among="IN", lock="", end=""),
+    "sqlite": _CLAIM_BATCH_SQL.format(lock="", **PICK_ONCE["sqlite"]),
 }
 
 

@@ -58,10 +58,16 @@ WHERE event_id {among} (
 ){end}
 RETURNING event_id, attempts
 """
+# How a claim's ``UPDATE`` takes the ids its sub-query picked (``{among} (…){end}``): on
+# PostgreSQL as one array, picked once (``claim_sql``); the batch claim shares it.
+PICK_ONCE = {
+    "postgresql": {"among": "= ANY(ARRAY", "end": ")"},
+    "sqlite": {"among": "IN", "end": ""},
+}
 _CLAIM_PG_SQL = _CLAIM_SQL.format(
-    among="= ANY(ARRAY", due_at="d.due_at", lock="FOR UPDATE SKIP LOCKED", end=")"
+    due_at="d.due_at", lock="FOR UPDATE SKIP LOCKED", **PICK_ONCE["postgresql"]
 )
-_CLAIM_SQLITE_SQL = _CLAIM_SQL.format(among="IN", due_at="+d.due_at", lock="", end="")
+_CLAIM_SQLITE_SQL = _CLAIM_SQL.format(due_at="+d.due_at", lock="", **PICK_ONCE["sqlite"])
 
 
 def claim_sql(dialect: str) -> str:
