@@ -18,6 +18,7 @@ from revbridge.core.events import EventType
 from revbridge.engine.queue import Claimed, DeliveryQueue, Outcomes
 from revbridge.generate import generate_events
 from revbridge.services.ingest import ingest_lines
+from revbridge.services.operations import trace
 from revbridge.store.ledger import Ledger
 from revbridge.store.schema import attempts, deliveries, external_refs
 from revbridge.testing.policy import realtime_policy
@@ -133,3 +134,46 @@ def test_only_the_lease_holder_marks_a_delivery_but_the_record_is_remembered(
     queue.record(_delivered("old", [c]), now=later)
     assert _delivery(ledger, c.event_id)[0] == "in_flight"
     assert queue.resolve("erp", [c.subject_ref]) == {c.subject_ref: f"ERP-{c.event_id}"}
+
+
+def test_a_write_back_to_salesforce_keeps_its_id_on_the_delivery_not_in_the_references(
+    ledger: Ledger,
+) -> None:
+    """Only records in the ERP are remembered (later deliveries depend on them, a posted
+    document must never be created twice); a Salesforce write-back's id stays on its delivery
+    and its attempt, whichever way the round is written."""
+    envs = list(generate_events(120, seed=8))
+    customer = next(e for e in envs if e["type"] == "customer.upserted")
+    by_customer = {
+        e["data"]["erp_customer_number"]: e for e in envs if e["type"] == "erp.payment.received"
+    }
+    backs = list(by_customer.values())[:4]  # four customers: four heads of line
+    assert len(backs) == 4
+    _ingest(ledger, [customer, *backs])
+    queue = DeliveryQueue(ledger.engine)
+    to_erp = _claim(queue, "w", NOW)
+    to_sf = queue.claim(target="salesforce", worker_id="w", now=NOW, lease=LEASE, limit=2)
+    assert len(to_erp) == 1
+    assert len(to_sf) == 2
+
+    # A round of deliveries only, to both targets (on PostgreSQL: the one-statement write).
+    out = _delivered("w", to_erp)
+    out.delivered += [(c, "salesforce", f"a0Y{c.event_id}") for c in to_sf]
+    done = NOW + timedelta(seconds=1)
+    queue.record(out, now=done)
+    # A round with a retry in it (the statement-per-outcome write).
+    last, again = queue.claim(target="salesforce", worker_id="w", now=done, lease=LEASE, limit=5)
+    out = Outcomes("w")
+    out.delivered = [(last, "salesforce", f"a0Y{last.event_id}")]
+    out.retries = [(again, done + timedelta(minutes=1), "Timeout: try again")]
+    queue.record(out, now=done)
+
+    with ledger.engine.connect() as conn:
+        refs = conn.execute(select(external_refs.c.target, external_refs.c.subject_ref)).all()
+        tried = dict(conn.execute(select(attempts.c.event_id, attempts.c.external_ref)).all())
+    assert [tuple(r) for r in refs] == [("erp", to_erp[0].subject_ref)]
+    for c in [*to_sf, last]:
+        assert _delivery(ledger, c.event_id) == ("delivered", f"a0Y{c.event_id}", None, done)
+        assert tried[c.event_id] == f"a0Y{c.event_id}"
+        assert trace(ledger.engine, c.event_id)["target_record"] == f"a0Y{c.event_id}"
+    assert trace(ledger.engine, to_erp[0].event_id)["target_record"] == f"ERP-{to_erp[0].event_id}"

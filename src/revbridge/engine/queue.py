@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, CursorResult
 
+from revbridge.core.events import SPECS, Direction
 from revbridge.store.db import one_statement, reading
 from revbridge.store.schema import (
     api_calls,
@@ -266,6 +267,16 @@ class _PerRow:
         return self.template.format(rows=rows, by_key=_BY_KEY_PG)
 
 
+# The event types whose delivered record is remembered in ``external_refs``: records in the
+# ERP, which later deliveries depend on (an invoice's customer, a payment's invoices) or must
+# never create again (a posted document). A write-back to Salesforce is an upsert by external
+# id that nothing depends on: its target id stays on its delivery (``external_ref``) and its
+# attempt, and remembering it too would only cost each one an insert, an index entry and a
+# foreign-key check (about a third of a round's write on PostgreSQL; docs/decisions/0019).
+REMEMBERED_TYPES = frozenset(
+    t.value for t, spec in SPECS.items() if spec.direction is Direction.TO_ERP
+)
+
 # Only the lease holder completes: a worker whose lease was taken over loses the race
 # harmlessly (the record it made is remembered all the same, in ``external_refs``).
 _MARK_DELIVERED = _PerRow(
@@ -278,7 +289,7 @@ _MARK_DELIVERED = _PerRow(
 _REMEMBER_REFS = _PerRow(
     "INSERT INTO external_refs (target, subject_ref, external_id, event_id, created_at) "
     "SELECT r.target, r.subject, r.ext, r.id, :now FROM {rows} "
-    "WHERE true ON CONFLICT (target, subject_ref) DO NOTHING",
+    "WHERE r.subject IS NOT NULL ON CONFLICT (target, subject_ref) DO NOTHING",
     (("target", "text"), ("subject", "text"), ("ext", "text"), ("id", "bigint")),
 )
 _ADD_ATTEMPTS = _PerRow(
@@ -314,7 +325,9 @@ _RELEASE_LANDED = _PerRow(
 # PostgreSQL: a round whose outcomes are all deliveries (the usual round) is written by one
 # statement, in autocommit: one round trip instead of BEGIN, four statements and COMMIT.
 # Its parts touch different rows (in-flight deliveries, new references and attempts, and
-# deliveries parked before it), so they need not see each other's changes.
+# deliveries parked before it), so they need not see each other's changes. A row's subject is
+# null when its record is not remembered (``REMEMBERED_TYPES``): no reference, nothing to
+# let go.
 _DELIVERED_ROWS = (
     ("id", "bigint"),
     ("no", "integer"),
@@ -330,11 +343,18 @@ _DELIVERED_PG = text(
     f"marked AS ({_MARK_DELIVERED.over('r')} RETURNING 1), "
     f"remembered AS ({_REMEMBER_REFS.over('r')} RETURNING 1), "
     f"tried AS ({_ADD_ATTEMPTS.over('r')} RETURNING 1) "
-    + _RELEASE_PARKED.over("(SELECT DISTINCT target, subject FROM r) AS r")
+    + _RELEASE_PARKED.over(
+        "(SELECT DISTINCT target, subject FROM r WHERE subject IS NOT NULL) AS r"
+    )
 )
 
 
 _OK = ("delivered", None)  # an attempt's outcome and error
+
+
+def _subject(c: Claimed) -> str | None:
+    """The subject a delivered record is remembered by, if it is remembered."""
+    return c.subject_ref if c.type in REMEMBERED_TYPES else None
 
 
 def _only_delivered(out: Outcomes) -> bool:
@@ -429,7 +449,7 @@ class DeliveryQueue:
             return 0
         if self.engine.dialect.name == "postgresql" and _only_delivered(out):
             rows = [
-                (c.event_id, c.attempt, c.claimed_at or now, target, c.subject_ref, ext, *_OK)
+                (c.event_id, c.attempt, c.claimed_at or now, target, _subject(c), ext, *_OK)
                 for c, target, ext in out.delivered
             ]
             params = {"rows": json.dumps(rows, default=_json_default), "now": now}
@@ -538,11 +558,13 @@ class DeliveryQueue:
                 now=ts(now),
                 worker=out.worker_id,
             )
-            _REMEMBER_REFS.run(
-                conn,
-                [(target, c.subject_ref, ext, c.event_id) for c, target, ext in out.delivered],
-                now=ts(now),
-            )
+            remembered = [
+                (target, c.subject_ref, ext, c.event_id)
+                for c, target, ext in out.delivered
+                if c.type in REMEMBERED_TYPES
+            ]
+            if remembered:
+                _REMEMBER_REFS.run(conn, remembered, now=ts(now))
             attempt_rows += [
                 _attempt(c, now, "delivered", None, ext) for c, _, ext in out.delivered
             ]
@@ -556,9 +578,9 @@ class DeliveryQueue:
         # Release what waited for records that are now in the target: delivered in this round
         # (the record is there, whoever remembered it first), or by another worker between
         # this round's look-up and its park.
-        if out.delivered:
-            delivered = {(target, c.subject_ref) for c, target, _ in out.delivered}
-            released += _RELEASE_PARKED.run(conn, sorted(delivered), now=ts(now)).rowcount
+        landed = {(t, c.subject_ref) for c, t, _ in out.delivered if c.type in REMEMBERED_TYPES}
+        if landed:
+            released += _RELEASE_PARKED.run(conn, sorted(landed), now=ts(now)).rowcount
         if out.parked:
             waits = {(target, on) for _, target, on in out.parked}
             released += _RELEASE_LANDED.run(conn, sorted(waits), now=ts(now)).rowcount

@@ -78,14 +78,19 @@ def trace(engine: Engine, event_id: int) -> dict[str, Any]:
         )
         ref = None
         if dl is not None:
-            ref = conn.execute(
-                select(external_refs.c.external_id).where(
-                    and_(
-                        external_refs.c.subject_ref == ev["subject_ref"],
-                        external_refs.c.target == dl["target"],
+            # The record's id in the target: as remembered (whichever event created it), else
+            # as this delivery left it (a write-back to Salesforce is not remembered).
+            ref = (
+                conn.execute(
+                    select(external_refs.c.external_id).where(
+                        and_(
+                            external_refs.c.subject_ref == ev["subject_ref"],
+                            external_refs.c.target == dl["target"],
+                        )
                     )
-                )
-            ).scalar()
+                ).scalar()
+                or dl["external_ref"]
+            )
         audit = (
             conn.execute(
                 select(audit_log)
