@@ -176,7 +176,9 @@ def bench_worker_throughput() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for db in ("sqlite", "postgresql"):
             progress(f"{db}: {N} deliveries through one worker process, the floor, the ledger")
-            rates, floors, ledgers = [], [], []
+            rates: list[float] = []
+            floors: list[float] = []
+            ledgers: list[float] = []
             for _ in range(3):
                 for measure, runs in (
                     (_worker_rate, rates),
@@ -217,26 +219,59 @@ def _proc_worker(url: str, barrier: Any, out: Any) -> None:
     }
     worker = Worker(engine, targets, clock=SystemClock(), settings=WorkerSettings(claim_batch=200))
     barrier.wait()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     stats = asyncio.run(worker.run_until_idle())
-    out.put((stats.delivered, start, time.perf_counter()))
+    out.put((stats.delivered, start, time.perf_counter(), time.process_time() - cpu))
     engine.dispose()
 
 
-def _processes_rate(url: str, procs: int, n: int) -> float:
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _pg_cpu_seconds() -> float | None:
+    """CPU time of this host's PostgreSQL processes (backends, writers, autovacuum, and the
+    backends that ended, through the postmaster's reaped children); None when the server is
+    not on this host (no process of it in /proc)."""
+    ticks, seen = 0, False
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :]
+        if name.startswith("postgres") or name == "postmaster":
+            seen = True
+            utime, stime, cutime, cstime = (int(f) for f in fields.split()[11:15])
+            ticks += utime + stime + cutime + cstime
+    return ticks / _TICKS if seen else None
+
+
+def _processes_rate(url: str, procs: int, n: int) -> tuple[float, float | None]:
+    """``procs`` worker processes drain the backlog at ``url``: (deliveries/s, cores busy).
+
+    Cores busy: the workers' CPU (all their threads) and PostgreSQL's over the run's span,
+    divided by the span; None when PostgreSQL runs on another host."""
     ctx = mp.get_context("spawn")
-    barrier, out = ctx.Barrier(procs), ctx.Queue()
+    barrier, out = ctx.Barrier(procs + 1), ctx.Queue()
     ps = [ctx.Process(target=_proc_worker, args=(url, barrier, out)) for _ in range(procs)]
     for p in ps:
         p.start()
+    pg_before = _pg_cpu_seconds()
+    barrier.wait()  # the workers have started and imported: only the run is counted
     results = [out.get(timeout=600) for _ in ps]
     for p in ps:
         p.join()
+    time.sleep(0.2)  # the workers' backends have ended, and the postmaster reaped them
+    pg_after = _pg_cpu_seconds()
     delivered = sum(r[0] for r in results)
     if delivered != n:  # each event delivered once, by one process: else the rate means nothing
         raise RuntimeError(f"{procs} processes delivered {delivered} of {n} events")
     span = max(r[2] for r in results) - min(r[1] for r in results)
-    return delivered / span
+    if pg_before is None or pg_after is None:
+        return delivered / span, None
+    return delivered / span, (sum(r[3] for r in results) + pg_after - pg_before) / span
 
 
 SCALE_OUT_PAIRS = int(os.environ.get("BENCH_SCALE_OUT_PAIRS", "5"))
@@ -245,18 +280,44 @@ SCALE_OUT_PAIRS = int(os.environ.get("BENCH_SCALE_OUT_PAIRS", "5"))
 def bench_scale_out() -> None:
     """Two worker processes against one, in pairs of runs one after the other: the ratio is
     the median of the pairs' ratios. The speed of this shared machine drifts by a quarter
-    between runs a minute apart; the two runs of a pair see the same machine."""
+    between runs a minute apart; the two runs of a pair see the same machine.
+
+    Also the cores each run kept busy (workers and PostgreSQL): one process already keeps
+    more than one core busy (its ledger thread and PostgreSQL work beside its calls), and no
+    number of processes can busy more cores than the machine has. So the ratio cannot exceed
+    ``cores / one_process_cores`` (``cores_bound_x``), however well the work is shared
+    (docs/decisions/0019)."""
     progress(f"PostgreSQL: 2 worker processes against 1, {SCALE_OUT_PAIRS} pairs")
-    one, two = [], []
+    one: list[float] = []
+    two: list[float] = []
+    one_cores: list[float] = []
+    two_cores: list[float] = []
     for _ in range(SCALE_OUT_PAIRS):
-        with scratch_pg() as url:
-            _prepare(url, N)
-            one.append(_processes_rate(url, 1, N))
-        with scratch_pg() as url:
-            _prepare(url, N)
-            two.append(_processes_rate(url, 2, N))
+        for procs, rates, cores in ((1, one, one_cores), (2, two, two_cores)):
+            with scratch_pg() as url:
+                _prepare(url, N)
+                rate, busy = _processes_rate(url, procs, N)
+            rates.append(rate)
+            if busy is not None:
+                cores.append(busy)
     ratios = [b / a for a, b in zip(one, two, strict=True)]
     ratio = statistics.median(ratios)
+    machine = os.cpu_count() or 1
+    busy_fields: dict[str, Any] = {}
+    if one_cores and two_cores:
+        # ratio = (two's cores / one's cores) x (one's CPU a delivery / two's): the second
+        # factor says what sharing the work costs, the first what the machine has left.
+        busy1, busy2 = statistics.median(one_cores), statistics.median(two_cores)
+        busy_fields = {
+            "cores": machine,
+            "one_process_cores": round(busy1, 2),
+            "two_processes_cores": round(busy2, 2),
+            "cores_bound_x": round(machine / busy1, 2),
+            "cpu_us_per_delivery": [
+                round(statistics.median(c / r for c, r in zip(cores, rates, strict=True)) * 1e6)
+                for cores, rates in ((one_cores, one), (two_cores, two))
+            ],
+        }
     emit(
         "scale_out_2_vs_1_postgresql",
         ratio,
@@ -267,6 +328,7 @@ def bench_scale_out() -> None:
         ratio >= 1.6,
         two_processes_per_s=round(statistics.median(two), 1),
         pairs=[round(r, 2) for r in sorted(ratios)],
+        **busy_fields,
     )
 
 
