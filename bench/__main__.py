@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "worker": "bench.engine:bench_worker_throughput",
     "scale_out": "bench.engine:bench_scale_out",
     "drain": "bench.engine:bench_drain",
+    "drain_postgresql": "bench.engine:bench_drain_postgresql",
     "latency": "bench.engine:bench_latency",
     "netsuite": "bench.netsuite:bench_netsuite",
     "recon": "bench.recon:bench_recon",

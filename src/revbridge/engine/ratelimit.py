@@ -7,6 +7,7 @@ of the configured rate (additive increase), so throughput recovers without a sto
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from datetime import timedelta
 from typing import Protocol
 
 from sqlalchemy import Engine, text
+
+from revbridge.store.db import one_statement
 
 # A call is counted in the window when it was allowed, a hair before it reaches the target.
 _HAIR = timedelta(milliseconds=1)
@@ -159,6 +162,11 @@ _NOW_SQL = "SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8"
 # The rate's state is soft: a commit that waits for no disk flush keeps the row lock short.
 _NO_FLUSH_SQL = "SET LOCAL synchronous_commit TO OFF"
 _MAX_LEAD_S = 0.5
+_TAKE_SQL = text(
+    "SELECT clock, counted, current_rate "
+    "FROM rate_bucket_take(:name, :n, :lead, :catch_up, :margin)"
+)
+_GROUP_SPAN_S = 0.02
 _SAVE_SQL = """
 UPDATE rate_buckets
 SET rate = :rate, tat = :tat, recent = CAST(:recent AS float8[]), updated_at = clock_timestamp()
@@ -170,22 +178,30 @@ class PgTokenBucket:
     """One rate schedule for every worker process, kept in PostgreSQL: the same ``Schedule``
     as ``TokenBucket``, in one ``rate_buckets`` row, on the database clock.
 
-    A take is one transaction: lock the row (``SELECT … FOR UPDATE``, which serializes every
-    taker on every host), read ``clock_timestamp()``, compute the slot in Python, write the
-    schedule back. The caller then sleeps until its slot, outside the transaction. So no
-    one-second window across all processes ever holds more than ``rate`` calls (at least
-    one). A process cannot report when its call really went out without a second
-    transaction, so the window counts each call at its slot and keeps ``margin`` (20 ms by
-    default, ``LATE_MARGIN``) between a call and the one ``rate`` slots later: a call that goes
-    out up to ``margin`` late (commit, thread hand-off, the sleep's overshoot) still never
-    shares a second with it; a take asks for a slot no earlier than its last round trip from
-    now, so the sleep absorbs the commit, and a process that wakes later than the margin gives
-    its slot up and takes another (``late`` counts them). That costs ``margin`` per second of
-    calls (about 2 % of a steady drain). ``burst`` is the catch-up allowance in slots (a
-    caller that comes back late may take slots missed in the last ``max(burst / rate,
-    catch_up)`` seconds), no longer calls on top of the rate. Adaptive like ``TokenBucket``: a
-    429 halves the shared rate for everyone (down to 5 % of the configured rate), successes
-    restore it.
+    A take is one statement in autocommit, run by the database (``rate_bucket_take``, migration
+    0016): it locks the row (which serializes every taker on every host), reads
+    ``clock_timestamp()``, computes the slots with ``Schedule.reserve``'s arithmetic
+    (``tests/integration/test_rate_bucket_take.py`` holds the two to the same results) and
+    writes the schedule back. The row is locked for microseconds, and the window's call times
+    never leave the database. A process runs one take at a time, for every caller of its own
+    waiting when the take begins (a round's concurrent calls), plus the callers expected while
+    the next take would be on its way: a slot each, as if each had taken its own, one round trip
+    for them all. A slot taken ahead and not used in time is counted all the same, which only
+    holds later calls back. (A take of five round trips per caller, each caller queueing for the
+    row, held a drain at 1,000/s to about 440 calls/s, whatever the number of processes:
+    docs/decisions/0019.) Each caller then sleeps until its slot. So no one-second window across
+    all processes ever holds more than ``rate`` calls (at least one). A process cannot report
+    when its call really went out without another round trip, so the window counts each call at
+    its slot and keeps ``margin`` (20 ms by default, ``LATE_MARGIN``) between a call and the one
+    ``rate`` slots later: a call that goes out up to ``margin`` late (the round trip, thread
+    hand-off, the sleep's overshoot) still never shares a second with it; a take asks for a slot
+    no earlier than its last round trip from now, so the sleep absorbs the round trip, and a
+    process that wakes later than the margin gives its slot up and takes another (``late``
+    counts them). That costs ``margin`` per second of calls (about 2 % of a steady drain).
+    ``burst`` is the catch-up allowance in slots (a caller that comes back late may take slots
+    missed in the last ``max(burst / rate, catch_up)`` seconds), no longer calls on top of the
+    rate. Adaptive like ``TokenBucket``: a 429 halves the shared rate for everyone (down to 5 %
+    of the configured rate), successes restore it.
     """
 
     def __init__(
@@ -212,6 +228,14 @@ class PgTokenBucket:
         self.late = 0  # slots given up because this process woke too late to use them
         self._rate_seen = rate_per_s  # the shared rate at this process's last take
         self._lead = 0.0  # how long this process's last take took to come back
+        # Callers waiting for the next take, and the task taking for them, in one event loop.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting: list[asyncio.Future[tuple[float, float]]] = []
+        self._taker: asyncio.Task[None] | None = None
+        self._ahead: deque[tuple[float, float]] = deque()  # slots taken for callers to come
+        # At most 20 ms of calls a take: the first calls of a round go out after a short take,
+        # not after one that reserves the slots of the whole round (a drain's round is 500).
+        self._group_max = max(1, math.ceil(rate_per_s * _GROUP_SPAN_S))
         with engine.begin() as conn:
             conn.execute(
                 text(
@@ -224,19 +248,13 @@ class PgTokenBucket:
                 {"name": name, "rate": rate_per_s, "burst": self.burst},
             )
 
-    def _locked(
-        self, change: Callable[[Schedule, float, float, float], float]
-    ) -> tuple[float, float, float]:
-        """Run ``change(schedule, now, rate, burst) -> new rate`` on the shared row, locked.
-
-        Returns the database clock's ``now`` (epoch seconds), and this process's monotonic
-        clock just before and just after it was read."""
+    def _locked(self, change: Callable[[Schedule, float, float, float], float]) -> None:
+        """Run ``change(schedule, now, rate, burst) -> new rate`` on the shared row, locked, in
+        Python (rare: a change of the rate after a 429; takes run in the database)."""
         with self.engine.begin() as conn:
             conn.execute(text(_NO_FLUSH_SQL))
             row = conn.execute(text(_LOCK_SQL), {"name": self.name}).one()
-            before = time.monotonic()
             now = float(conn.execute(text(_NOW_SQL)).scalar_one())
-            after = time.monotonic()
             schedule = Schedule(tat=float(row.tat), recent=deque(map(float, row.recent)))
             rate = change(schedule, now, float(row.rate), float(row.burst))
             conn.execute(
@@ -249,30 +267,35 @@ class PgTokenBucket:
                 },
             )
         self._rate_seen = rate
-        return now, before, after
 
-    def _take(self, lead: float) -> tuple[float, float, float]:
-        """Take the next shared slot for a call ``lead`` seconds from now (the time a take
-        takes to come back, so the sleep absorbs it). Returns, on this process's monotonic
-        clock, when the call may go out at the earliest (never before the time the window
-        counted it), at the latest (that time plus the margin), and when the take began."""
-        counted = 0.0
-
-        def take(schedule: Schedule, now: float, rate: float, burst: float) -> float:
-            nonlocal counted
-            lag = max(burst / rate, self.catch_up_s)
-            schedule.reserve(now + lead, rate=rate, lag=lag, margin=self.margin_s)
-            counted = schedule.recent[-1]
-            return rate
-
-        now, before, after = self._locked(take)
-        wait = counted - now
-        return after + wait, before + wait + self.margin_s, before
+    def _take(self, lead: float, n: int) -> list[tuple[float, float]]:
+        """Take the next ``n`` shared slots, for calls ``lead`` seconds from now at the
+        earliest (the time a take takes to come back, so the sleep absorbs it): one statement
+        in autocommit, the database's ``rate_bucket_take`` (migration 0016), which locks the
+        row, reads the clock and computes the slots as ``Schedule.reserve`` does. Returns, for
+        each, on this process's monotonic clock: when its call may go out at the earliest
+        (never before the time the window counted it) and at the latest (that time plus the
+        margin)."""
+        params = {
+            "name": self.name,
+            "n": n,
+            "lead": lead,
+            "catch_up": self.catch_up_s,
+            "margin": self.margin_s,
+        }
+        with one_statement(self.engine) as conn:
+            before = time.monotonic()
+            row = conn.execute(_TAKE_SQL, params).one()
+            after = time.monotonic()
+        self._rate_seen = float(row.current_rate)
+        self._lead = min(_MAX_LEAD_S, after - before)
+        # The database read its clock between ``before`` and ``after``.
+        now = float(row.clock)
+        return [(after + (c - now), before + (c - now) + self.margin_s) for c in row.counted]
 
     async def acquire(self) -> None:
         while True:
-            earliest, latest, began = await asyncio.to_thread(self._take, self._lead)
-            self._lead = min(_MAX_LEAD_S, time.monotonic() - began)
+            earliest, latest = await self._next_slot()
             wait = earliest - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
@@ -284,8 +307,69 @@ class PgTokenBucket:
             self.late += 1
         self.calls += 1
 
+    def _next_slot(self) -> asyncio.Future[tuple[float, float]]:
+        """This caller's slot: one taken ahead for it if one is still usable, else one from
+        the next take. A process runs one take at a time, for every caller waiting when it
+        begins (the concurrent calls of a round), so that callers of one process never queue
+        for the row's lock against each other."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new event loop (asyncio.run again): start afresh
+            self._loop, self._waiting, self._taker = loop, [], None
+            self._ahead.clear()
+        slot: asyncio.Future[tuple[float, float]] = loop.create_future()
+        now = time.monotonic()
+        while self._ahead:
+            earliest, latest = self._ahead.popleft()
+            if now < latest:
+                slot.set_result((earliest, latest))
+                return slot
+            # Passed unused (the round ended, the process paused): counted all the same,
+            # which only holds later calls back.
+        self._waiting.append(slot)
+        if self._taker is None or self._taker.done():
+            self._taker = loop.create_task(self._take_for_waiting())
+        return slot
+
+    async def _take_for_waiting(self) -> None:
+        group: list[asyncio.Future[tuple[float, float]]] = []
+        try:
+            while self._waiting:
+                group = [f for f in self._waiting[: self._group_max] if not f.cancelled()]
+                self._waiting = self._waiting[self._group_max :]
+                if group:
+                    await self._take_for(group)
+        except BaseException as exc:  # the loop is ending, or a bug: no caller waits forever
+            for f in group + self._waiting:
+                if f.done():
+                    continue
+                if isinstance(exc, asyncio.CancelledError):
+                    f.cancel()
+                else:
+                    f.set_exception(exc)
+            raise
+
+    async def _take_for(self, group: list[asyncio.Future[tuple[float, float]]]) -> None:
+        """One take for ``group``'s callers, and the slots of the callers expected while the
+        next take would be on its way (a take is a few round trips; at 1,000/s a caller comes
+        every millisecond), so that a take's latency is not a pause in the calls."""
+        ahead = min(self._group_max, math.ceil(self._rate_seen * self._lead))
+        try:
+            slots = await asyncio.to_thread(self._take, self._lead, len(group) + ahead)
+        except Exception as exc:  # the database's error is each caller's
+            for f in group:
+                if not f.done():
+                    f.set_exception(exc)
+            return
+        # A caller cancelled meanwhile leaves its slot unused: counted all the same.
+        for f, one in zip(group, slots, strict=False):
+            if not f.done():
+                f.set_result(one)
+        self._ahead.extend(slots[len(group) :])
+
     def throttled(self) -> None:
         """The system said "too many requests": halve the shared rate, down to 5 %."""
+
+        self._ahead.clear()  # taken at the old rate: counted, never used
 
         def halve(schedule: Schedule, now: float, rate: float, burst: float) -> float:
             rate = max(self.configured_rate * 0.05, rate / 2)
