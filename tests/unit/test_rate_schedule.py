@@ -6,12 +6,16 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from revbridge.engine.ratelimit import Schedule, TokenBucket
-from revbridge.testing import most_calls_in_one_second
+from revbridge.clock import ManualClock
+from revbridge.engine.ratelimit import CappedBudget, RateBudget, Schedule, TokenBucket
+from revbridge.engine.worker import Target, Worker
+from revbridge.services.targets import cap_rate
+from revbridge.store.db import create_store_engine
+from revbridge.testing import FakeErp, FakeSalesforce, most_calls_in_one_second
 
 
 def test_calls_are_paced_one_interval_apart() -> None:
@@ -132,3 +136,53 @@ def test_calls_up_to_the_margin_late_never_put_more_than_the_rate_into_a_second(
     assert most_calls_in_one_second(_late_calls(margin=0.02, lateness=0.02)) <= 20
     # The margin is what holds the bound: without it, late calls break it.
     assert most_calls_in_one_second(_late_calls(margin=0.0, lateness=0.02)) > 20
+
+
+def _pace(budget: RateBudget, calls: int) -> float:
+    """How long ``calls`` calls through ``budget`` take, from the first to the last."""
+
+    async def run() -> float:
+        await budget.acquire()
+        start = time.perf_counter()
+        for _ in range(calls - 1):
+            await budget.acquire()
+        return time.perf_counter() - start
+
+    return asyncio.run(run())
+
+
+def test_a_capped_budget_calls_at_the_slower_of_its_cap_and_its_budget() -> None:
+    # A drain capped above the account's rate keeps to the account's rate (100/s)...
+    assert _pace(CappedBudget(TokenBucket(1000), TokenBucket(100)), 11) >= 0.1 - 0.005
+    # ...and one capped below it keeps to its cap.
+    assert _pace(CappedBudget(TokenBucket(100), TokenBucket(1000)), 11) >= 0.1 - 0.005
+
+
+def test_a_capped_budget_passes_429s_and_successes_to_both() -> None:
+    cap, budget = TokenBucket(100), TokenBucket(40)
+    capped = CappedBudget(cap, budget)
+    capped.throttled()
+    assert (cap.rate, budget.rate) == (50, 20)
+    capped.succeeded()
+    assert (cap.rate, budget.rate) == (51, 20.4)
+
+
+def test_a_drain_cap_keeps_each_target_within_its_own_budget() -> None:
+    account = TokenBucket(20)
+    worker = Worker(
+        create_store_engine("sqlite://"),
+        {
+            "erp": Target("erp", FakeErp(), bucket=account),
+            "salesforce": Target("salesforce", FakeSalesforce()),
+        },
+        clock=ManualClock(datetime(2026, 11, 27, tzinfo=UTC)),
+    )
+    cap_rate(worker, 300)
+    erp, sf = worker.targets["erp"].bucket, worker.targets["salesforce"].bucket
+    assert isinstance(erp, CappedBudget)
+    assert erp.budget is account
+    assert isinstance(erp.cap, TokenBucket)
+    assert erp.cap.rate == 300
+    assert isinstance(sf, TokenBucket)  # no budget of its own: the cap alone
+    assert sf.rate == 300
+    assert worker.settings.claim_batch == 150  # half a second of calls a round

@@ -678,26 +678,24 @@ def dr_resume(
 def dr_drain(
     config: ConfigOpt = None,
     rate: Annotated[
-        float | None, typer.Option(help="At most this many calls per second per target.")
+        float | None,
+        typer.Option(
+            help="At most this many calls per second per target, within the target's own "
+            "rate limit (shared by every worker on PostgreSQL)."
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Deliver the backlog now, oldest first, optionally at a capped rate."""
     import asyncio
-    from dataclasses import replace
 
-    from revbridge.engine.ratelimit import TokenBucket
     from revbridge.services import open_ledger
-    from revbridge.services.targets import build_worker
+    from revbridge.services.targets import build_worker, cap_rate
 
     settings = _settings(config)
     w = build_worker(settings, open_ledger(settings).engine)
     if rate is not None:
-        for t in w.targets.values():
-            t.bucket = TokenBucket(rate, burst=1)
-        # Rounds of about half a second of calls: the limiter makes up the pause between
-        # rounds, and a longer round only makes that pause longer (docs/decisions/0015).
-        w.settings = replace(w.settings, claim_batch=max(w.settings.claim_batch, int(rate / 2)))
+        cap_rate(w, rate)
 
     async def run() -> dict[str, int]:
         try:

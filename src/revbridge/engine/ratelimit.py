@@ -153,6 +153,32 @@ class RateBudget(Protocol):
     def succeeded(self) -> None: ...
 
 
+class CappedBudget:
+    """A target's budget under a cap of this process's own (``revbridge dr drain --rate``).
+
+    The budget is the target's rate limit: the ERP account's, shared by every worker process
+    on PostgreSQL. A drain capped at ``R`` stays within it (a cap above it changes nothing),
+    instead of calling at ``R`` beside the workers. A call waits for the cap, then for the
+    budget, so the budget, which guards the system's own limit, is taken right before the call.
+    """
+
+    def __init__(self, cap: RateBudget, budget: RateBudget) -> None:
+        self.cap = cap
+        self.budget = budget
+
+    async def acquire(self) -> None:
+        await self.cap.acquire()
+        await self.budget.acquire()
+
+    def throttled(self) -> None:
+        self.cap.throttled()
+        self.budget.throttled()
+
+    def succeeded(self) -> None:
+        self.cap.succeeded()
+        self.budget.succeeded()
+
+
 _LOCK_SQL = """
 SELECT rate, configured_rate, burst, tat, recent FROM rate_buckets WHERE name = :name FOR UPDATE
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ from revbridge.engine.alerts import Alerter, AlertRules, AppriseNotifier, LogNot
 from revbridge.engine.circuit import CircuitBreaker
 from revbridge.engine.concurrency import Slots, slots_for
 from revbridge.engine.ports import ErpPort, SalesforcePort
-from revbridge.engine.ratelimit import PgTokenBucket, RateBudget, TokenBucket
+from revbridge.engine.ratelimit import CappedBudget, PgTokenBucket, RateBudget, TokenBucket
 from revbridge.engine.retry import RetryPolicy
 from revbridge.engine.worker import Target, Worker, WorkerSettings
 from revbridge.services.mdm_sync import with_customer_master
@@ -230,3 +231,16 @@ def build_worker(
     )
     worker.alert_interval = timedelta(seconds=a.check_interval_s)
     return worker
+
+
+def cap_rate(worker: Worker, rate: float) -> None:
+    """Cap each of ``worker``'s targets at ``rate`` calls a second (``revbridge dr drain
+    --rate``), within the target's own budget when it has one, and size its rounds at about
+    half a second of calls: the limiter makes up the pause between rounds, and a longer round
+    only makes that pause longer (docs/decisions/0015)."""
+    for target in worker.targets.values():
+        cap = TokenBucket(rate, burst=1)
+        target.bucket = cap if target.bucket is None else CappedBudget(cap, target.bucket)
+    worker.settings = replace(
+        worker.settings, claim_batch=max(worker.settings.claim_batch, int(rate / 2))
+    )
