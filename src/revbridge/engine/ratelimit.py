@@ -376,8 +376,8 @@ class PgTokenBucket:
 
     async def _take_for(self, group: list[asyncio.Future[tuple[float, float]]]) -> None:
         """One take for ``group``'s callers, and the slots of the callers expected while the
-        next take would be on its way (a take is a few round trips; at 1,000/s a caller comes
-        every millisecond), so that a take's latency is not a pause in the calls."""
+        next take would be on its way (a take is a round trip; at 1,000/s a caller comes every
+        millisecond), so that a take's latency is not a pause in the calls."""
         ahead = min(self._group_max, math.ceil(self._rate_seen * self._lead))
         try:
             slots = await asyncio.to_thread(self._take, self._lead, len(group) + ahead)
@@ -394,7 +394,6 @@ class PgTokenBucket:
 
     def throttled(self) -> None:
         """The system said "too many requests": halve the shared rate, down to 5 %."""
-
         self._ahead.clear()  # taken at the old rate: counted, never used
 
         def halve(schedule: Schedule, now: float, rate: float, burst: float) -> float:
