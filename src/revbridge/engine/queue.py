@@ -551,6 +551,11 @@ class DeliveryQueue:
                     for c, err, actor in out.dead
                 ],
             )
+        remembered = [
+            (target, subject, ext, c.event_id)
+            for c, target, ext in out.delivered
+            if (subject := _subject(c)) is not None
+        ]
         if out.delivered:
             _MARK_DELIVERED.run(
                 conn,
@@ -558,11 +563,6 @@ class DeliveryQueue:
                 now=ts(now),
                 worker=out.worker_id,
             )
-            remembered = [
-                (target, c.subject_ref, ext, c.event_id)
-                for c, target, ext in out.delivered
-                if c.type in REMEMBERED_TYPES
-            ]
             if remembered:
                 _REMEMBER_REFS.run(conn, remembered, now=ts(now))
             attempt_rows += [
@@ -578,7 +578,7 @@ class DeliveryQueue:
         # Release what waited for records that are now in the target: delivered in this round
         # (the record is there, whoever remembered it first), or by another worker between
         # this round's look-up and its park.
-        landed = {(t, c.subject_ref) for c, t, _ in out.delivered if c.type in REMEMBERED_TYPES}
+        landed = {(target, subject) for target, subject, _, _ in remembered}
         if landed:
             released += _RELEASE_PARKED.run(conn, sorted(landed), now=ts(now)).rowcount
         if out.parked:

@@ -179,25 +179,20 @@ class CappedBudget:
         self.budget.succeeded()
 
 
-_LOCK_SQL = """
-SELECT rate, configured_rate, burst, tat, recent FROM rate_buckets WHERE name = :name FOR UPDATE
-"""
-# Read after the row lock is held (a SELECT … FOR UPDATE computes its columns before it waits
-# for the lock): the slot is then never computed from a time before the previous taker's.
-_NOW_SQL = "SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8"
-# The rate's state is soft: a commit that waits for no disk flush keeps the row lock short.
-_NO_FLUSH_SQL = "SET LOCAL synchronous_commit TO OFF"
 _MAX_LEAD_S = 0.5
 _TAKE_SQL = text(
     "SELECT clock, counted, current_rate "
     "FROM rate_bucket_take(:name, :n, :lead, :catch_up, :margin)"
 )
 _GROUP_SPAN_S = 0.02
-_SAVE_SQL = """
-UPDATE rate_buckets
-SET rate = :rate, tat = :tat, recent = CAST(:recent AS float8[]), updated_at = clock_timestamp()
-WHERE name = :name
-"""
+# After a 429: the shared rate halves (down to 5 % of the configured rate) and the next slot
+# is one new interval from now, ``Schedule.slow_down``; in one statement, like a take.
+_HALVE_SQL = text(
+    "UPDATE rate_buckets SET rate = greatest(configured_rate * 0.05, rate / 2), "
+    "tat = greatest(tat, extract(epoch FROM clock_timestamp())) "
+    "+ 1 / greatest(configured_rate * 0.05, rate / 2), updated_at = clock_timestamp() "
+    "WHERE name = :name RETURNING rate"
+)
 
 
 class PgTokenBucket:
@@ -273,26 +268,6 @@ class PgTokenBucket:
                 ),
                 {"name": name, "rate": rate_per_s, "burst": self.burst},
             )
-
-    def _locked(self, change: Callable[[Schedule, float, float, float], float]) -> None:
-        """Run ``change(schedule, now, rate, burst) -> new rate`` on the shared row, locked, in
-        Python (rare: a change of the rate after a 429; takes run in the database)."""
-        with self.engine.begin() as conn:
-            conn.execute(text(_NO_FLUSH_SQL))
-            row = conn.execute(text(_LOCK_SQL), {"name": self.name}).one()
-            now = float(conn.execute(text(_NOW_SQL)).scalar_one())
-            schedule = Schedule(tat=float(row.tat), recent=deque(map(float, row.recent)))
-            rate = change(schedule, now, float(row.rate), float(row.burst))
-            conn.execute(
-                text(_SAVE_SQL),
-                {
-                    "name": self.name,
-                    "rate": rate,
-                    "tat": schedule.tat,
-                    "recent": list(schedule.recent),
-                },
-            )
-        self._rate_seen = rate
 
     def _take(self, lead: float, n: int) -> list[tuple[float, float]]:
         """Take the next ``n`` shared slots, for calls ``lead`` seconds from now at the
@@ -395,18 +370,13 @@ class PgTokenBucket:
     def throttled(self) -> None:
         """The system said "too many requests": halve the shared rate, down to 5 %."""
         self._ahead.clear()  # taken at the old rate: counted, never used
-
-        def halve(schedule: Schedule, now: float, rate: float, burst: float) -> float:
-            rate = max(self.configured_rate * 0.05, rate / 2)
-            schedule.slow_down(now, rate)
-            return rate
-
-        self._locked(halve)
+        with one_statement(self.engine) as conn:
+            self._rate_seen = float(conn.execute(_HALVE_SQL, {"name": self.name}).scalar_one())
 
     def succeeded(self) -> None:
         if self._rate_seen >= self.configured_rate:
             return  # nothing to restore (as of this process's last take): no round trip
-        with self.engine.begin() as conn:
+        with one_statement(self.engine) as conn:
             conn.execute(
                 text(
                     "UPDATE rate_buckets "
