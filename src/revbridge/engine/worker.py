@@ -66,6 +66,18 @@ class Target:
     slots: Slots | None = None
     # Until when this process holds the shared half-open probe (``claim_probe``).
     probe_until: datetime | None = None
+    # The system answered "too many requests" with a Retry-After: this process calls it
+    # again only after then (``Worker.record_transient``).
+    hold_until: datetime | None = None
+
+    def held(self, now: datetime) -> bool:
+        """Has the system asked for a pause (a 429's Retry-After) that is not over?"""
+        if self.hold_until is None:
+            return False
+        if now < self.hold_until:
+            return True
+        self.hold_until = None
+        return False
 
     def __post_init__(self) -> None:
         caps = self.port.capabilities
@@ -75,6 +87,20 @@ class Target:
             # In this process only; ``services.targets`` passes the ledger so that a declared
             # ``concurrency_scope`` is shared by every process on PostgreSQL.
             self.slots = LocalSlots(caps.concurrency_limit, scope=caps.concurrency_scope)
+
+
+def _throttled(target: Target, exc: Exception, now: datetime) -> None:
+    """The system said "too many requests": lower the rate, and when it said until when
+    (Retry-After), make no call to it from this process before then, whichever event would
+    make it: the pause is the system's, not one event's (docs/decisions/0020)."""
+    if not isinstance(exc, RateLimited):
+        return
+    if target.bucket is not None:
+        target.bucket.throttled()
+    if exc.retry_after is not None:
+        until = now + exc.retry_after
+        if target.hold_until is None or until > target.hold_until:
+            target.hold_until = until
 
 
 class OutcomeSink(Protocol):
@@ -310,6 +336,10 @@ class Worker:
                 # An operator paused it (`revbridge dr pause`); events keep buffering.
                 await self._set_aside(target.name)
                 continue
+            if target.held(now):
+                # It said "too many requests, retry after ...": buffer until then.
+                await self._set_aside(target.name)
+                continue
             limit = self._circuit_gate(target, shared.get(target.name), now)
             if limit is None:
                 # Events stay buffered in the ledger; nobody calls the system.
@@ -505,7 +535,11 @@ class Worker:
         now = self.clock.now()
         for event_type in self.batch.due_classes(now):
             target = self.targets[TARGET_OF[SPECS[EventType(event_type)].direction]]
-            if target.name in paused or target.breaker.state is not CircuitState.CLOSED:
+            if (
+                target.name in paused
+                or target.breaker.state is not CircuitState.CLOSED
+                or target.held(now)
+            ):
                 continue
             report = await self.batch.run(event_type, now=now)
             if report.items:
@@ -641,8 +675,9 @@ class Worker:
             return
 
         probing = target.breaker.state is not CircuitState.CLOSED
-        if not target.breaker.allow(now):
-            self.record_released(c)  # circuit open: not attempted, attempts unchanged
+        if target.held(now) or not target.breaker.allow(now):
+            # Circuit open, or a 429's Retry-After not over: not attempted, attempts unchanged.
+            self.record_released(c)
             return
         try:
             if target.bucket is not None:
@@ -664,6 +699,7 @@ class Worker:
                 # A failed probe says the system is still down, nothing about this event:
                 # it keeps its attempts, so an outage of days dead-letters nothing.
                 target.breaker.record_failure(self.clock.now())
+                _throttled(target, exc, self.clock.now())
                 self.record_released(c)
                 _log(c, target).debug("probe_failed", error=str(exc))
                 return
@@ -705,8 +741,7 @@ class Worker:
         now = self.clock.now()
         target.breaker.record_failure(now)
         retry_after = exc.retry_after if isinstance(exc, TransientError) else None
-        if isinstance(exc, RateLimited) and target.bucket is not None:
-            target.bucket.throttled()
+        _throttled(target, exc, now)
         error = f"{type(exc).__name__}: {exc}"
         # A batch item waited for its schedule (a month-end class is weeks old when it first
         # runs): its age bound counts from the run, so a first failure never dead-letters it
