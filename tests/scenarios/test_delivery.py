@@ -462,3 +462,34 @@ def test_a_rate_limited_target_is_drained_with_the_ledger_work_beside_its_calls(
     assert any(name.startswith("revbridge-ledger") for name in claimed_in)  # beside the calls
     assert len(stamps) > 50
     assert most_calls_in_one_second(stamps) <= 400
+
+
+def test_a_429s_retry_after_holds_every_worker_until_then(ledger: Ledger) -> None:
+    """One worker hears "429, retry after 90 s": no worker calls the system before then (the
+    pause is shared through the ledger), `dr status` shows it, and afterwards all is delivered."""
+    from revbridge.services.operations import dr_status
+
+    clock = ManualClock(START)
+    envs = list(generate_events(60, seed=3))
+    _ingest(ledger, envs, clock)
+    erp = FakeErp(faults=Faults(throttle_next=1, retry_after=timedelta(seconds=90)))
+    first = _worker(ledger, erp, FakeSalesforce(), clock, worker_id="first")
+    asyncio.run(first.run_until_idle())
+    assert sum(erp.calls.values()) == 1  # the 429; the rest of its round was put back
+    assert first.stats.retried == 1
+    assert erp.docs == []
+    until = START + timedelta(seconds=90)
+    assert dr_status(ledger.engine, clock.now())["erp"]["retry_after_until"] == until.isoformat()
+
+    clock.advance(timedelta(seconds=60))
+    other = _worker(ledger, erp, FakeSalesforce(), clock, worker_id="other")  # another process
+    asyncio.run(other.run_until_idle())
+    assert sum(erp.calls.values()) == 1  # it knew of the pause without hearing a 429 itself
+    assert _states(ledger)["in_flight"] == 0  # nothing left leased meanwhile
+
+    clock.advance(timedelta(seconds=31))
+    assert dr_status(ledger.engine, clock.now())["erp"]["retry_after_until"] is None
+    for _ in range(5):
+        asyncio.run(other.run_until_idle())
+        clock.advance(timedelta(minutes=31))
+    _assert_each_real_time_event_once(erp, envs)

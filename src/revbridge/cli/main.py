@@ -626,10 +626,14 @@ def dr_status_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         t.add_column(col)
     for name, r in report.items():
         age = r["oldest_undelivered_age_s"]
+        circuit = r["circuit"]
+        if r["retry_after_until"]:
+            # The system itself asked for a pause (429 with a Retry-After).
+            circuit += f", 429: retry after {r['retry_after_until']}"
         t.add_row(
             name,
             "yes" if r["paused"] else "no",
-            r["circuit"],
+            circuit,
             *(str(r["backlog"][k]) for k in ("pending", "parked", "in_flight")),
             "-" if age is None else f"{age:.0f} s",
         )

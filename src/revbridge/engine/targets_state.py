@@ -1,5 +1,6 @@
-"""Shared state per target system (operator pause, circuit breaker), in the ledger so that
-every worker process and the status commands see the same thing.
+"""Shared state per target system (operator pause, circuit breaker, the system's own "retry
+after" pause), in the ledger so that every worker process and the status commands see the same
+thing.
 
 The circuit is a shared *decision*: the process that opens a target's circuit publishes it,
 and every other process adopts it at its next round and stops calling too. Once the
@@ -46,6 +47,7 @@ class TargetState:
     circuit: str  # closed | open | half_open
     opened_at: datetime | None
     updated_at: datetime
+    hold_until: datetime | None = None  # the system's Retry-After, for every process
 
 
 def target_states(engine: Engine) -> dict[str, TargetState]:
@@ -58,6 +60,7 @@ def target_states(engine: Engine) -> dict[str, TargetState]:
                 targets.c.circuit,
                 targets.c.circuit_opened_at,
                 targets.c.updated_at,
+                targets.c.hold_until,
             )
         ).all()
     return {
@@ -67,6 +70,7 @@ def target_states(engine: Engine) -> dict[str, TargetState]:
             circuit=r.circuit,
             opened_at=r.circuit_opened_at,
             updated_at=r.updated_at,
+            hold_until=r.hold_until,
         )
         for r in rows
     }
@@ -120,6 +124,26 @@ def claim_probe(
                 )
             )
     return bool(won)
+
+
+def record_hold(engine: Engine, name: str, *, until: datetime, now: datetime) -> None:
+    """Publish a system's pause (a 429's Retry-After) to every process; the later one wins."""
+    with engine.begin() as conn:
+        extended = conn.execute(
+            update(targets)
+            .where(
+                and_(
+                    targets.c.name == name,
+                    or_(targets.c.hold_until.is_(None), targets.c.hold_until < until),
+                )
+            )
+            .values(hold_until=until, updated_at=now)
+        ).rowcount
+        if (
+            not extended
+            and conn.execute(select(targets.c.name).where(targets.c.name == name)).first() is None
+        ):
+            upsert_target(conn, name, now, hold_until=until)
 
 
 def paused_targets(engine: Engine) -> set[str]:

@@ -45,6 +45,7 @@ from revbridge.engine.targets_state import (
     TargetState,
     claim_probe,
     record_circuit,
+    record_hold,
     target_states,
 )
 from revbridge.errors import DomainError, Held, RateLimited, TerminalError, TransientError
@@ -66,9 +67,28 @@ class Target:
     slots: Slots | None = None
     # Until when this process holds the shared half-open probe (``claim_probe``).
     probe_until: datetime | None = None
-    # The system answered "too many requests" with a Retry-After: this process calls it
-    # again only after then (``Worker.record_transient``).
+    # The system answered "too many requests" with a Retry-After: no call to it before then
+    # (``_throttled``). ``hold_shared`` is the latest such time every process knows of (the
+    # ``targets`` row): a later one of this process's own is published by ``Worker.step``.
     hold_until: datetime | None = None
+    hold_shared: datetime | None = None
+
+    def adopt_hold(self, shared: datetime | None) -> None:
+        """Take another process's pause when it ends later than this process's own."""
+        if shared is None:
+            return
+        if self.hold_shared is None or shared > self.hold_shared:
+            self.hold_shared = shared
+        if self.hold_until is None or shared > self.hold_until:
+            self.hold_until = shared
+
+    def unpublished_hold(self) -> datetime | None:
+        """This process's pause, when the other processes do not know it yet."""
+        if self.hold_until is not None and (
+            self.hold_shared is None or self.hold_until > self.hold_shared
+        ):
+            return self.hold_until
+        return None
 
     def held(self, now: datetime) -> bool:
         """Has the system asked for a pause (a 429's Retry-After) that is not over?"""
@@ -92,7 +112,8 @@ class Target:
 def _throttled(target: Target, exc: Exception, now: datetime) -> None:
     """The system said "too many requests": lower the rate, and when it said until when
     (Retry-After), make no call to it from this process before then, whichever event would
-    make it: the pause is the system's, not one event's (docs/decisions/0020)."""
+    make it: the pause is the system's, not one event's. ``Worker.step`` then publishes it to
+    the other processes (docs/decisions/0020)."""
     if not isinstance(exc, RateLimited):
         return
     if target.bucket is not None:
@@ -336,6 +357,14 @@ class Worker:
                 # An operator paused it (`revbridge dr pause`); events keep buffering.
                 await self._set_aside(target.name)
                 continue
+            state = shared.get(target.name)
+            target.adopt_hold(state.hold_until if state is not None else None)
+            until = target.unpublished_hold()
+            if until is not None:
+                # This process heard the 429: tell the others, so they do not each call to
+                # hear it too.
+                record_hold(self.queue.engine, target.name, until=until, now=now)
+                target.hold_shared = until
             if target.held(now):
                 # It said "too many requests, retry after ...": buffer until then.
                 await self._set_aside(target.name)

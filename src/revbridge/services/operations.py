@@ -183,7 +183,8 @@ def set_paused(
 
 
 def dr_status(engine: Engine, now: datetime) -> dict[str, Any]:
-    """Per target: paused, circuit, backlog by state, oldest undelivered age."""
+    """Per target: paused, circuit, the system's own pause (a 429's Retry-After, while it
+    lasts), backlog by state, oldest undelivered age."""
     out: dict[str, Any] = {}
     with engine.connect() as conn:
         state_rows = {r.name: r for r in conn.execute(select(targets))}
@@ -216,9 +217,15 @@ def dr_status(engine: Engine, now: datetime) -> dict[str, Any]:
                 "paused": bool(t.paused) if t else False,
                 "paused_reason": t.paused_reason if t else None,
                 "circuit": t.circuit if t else "closed",
+                "retry_after_until": _while_ahead(t.hold_until if t else None, now),
                 "backlog": {s: backlog.get(s, 0) for s in ("pending", "parked", "in_flight")},
                 "oldest_undelivered_age_s": round((now - oldest_dt).total_seconds(), 1)
                 if oldest_dt
                 else None,
             }
     return out
+
+
+def _while_ahead(at: datetime | None, now: datetime) -> str | None:
+    """``at`` as ISO 8601 while it is still to come, else None."""
+    return at.isoformat() if at is not None and at > now else None

@@ -211,6 +211,8 @@ targets = Table(
     Column("circuit_opened_at", UTCDateTime()),
     Column("consecutive_failures", Integer, nullable=False, default=0),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # The system answered 429 with a Retry-After: no process calls it before then.
+    Column("hold_until", UTCDateTime()),
 )
 
 quarantine = Table(
