@@ -138,3 +138,93 @@ def test_calls_are_counted_and_real_time_everywhere_is_warned_about(ledger: Ledg
     )
     assert any("real-time everywhere" in w for w in tight["warnings"])
     assert any("rate limit" in w for w in tight["warnings"])
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self._lock = threading.Lock()
+
+    def notify(self, title: str, body: str, severity: str) -> bool:
+        with self._lock:
+            self.sent.append(title)
+        return True
+
+
+def test_a_circuit_probing_stays_one_incident_and_two_checkers_page_once(ledger: Ledger) -> None:
+    """Half-open is still open (a probe is running): the incident does not resolve and reopen
+    each cooldown. Two processes that find the same condition at the same moment open it once
+    and resolve it once."""
+    from revbridge.engine.targets_state import record_circuit
+
+    rec = _Recorder()
+    checkers = [Alerter(ledger.engine, AlertRules(), [rec]) for _ in range(2)]
+    now = START
+    for episode in range(8):
+        for state in ("open", "half_open", "open", "closed"):
+            now += timedelta(minutes=1)
+            record_circuit(ledger.engine, "erp", state=state, failures=5, now=now)
+            barrier = threading.Barrier(2)
+
+            def check(
+                alerter: Alerter, at: datetime = now, barrier: threading.Barrier = barrier
+            ) -> None:
+                barrier.wait()
+                alerter.check(at)
+
+            threads = [threading.Thread(target=check, args=(a,)) for a in checkers]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        opened = rec.sent.count("revbridge: circuit open to erp")
+        assert opened == episode + 1, rec.sent
+        assert rec.sent.count("RESOLVED: revbridge: circuit open to erp") == episode + 1
+
+
+def test_the_rate_limit_is_checked_for_the_types_together_and_by_status(
+    ledger: Ledger, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """Each real-time type alone fits the ERP's rate limit, all of them together do not; the
+    configured limit reaches `revbridge status`."""
+    from typer.testing import CliRunner
+
+    from revbridge.cli.main import app
+
+    clock = ManualClock(START)
+    envs = list(generate_events(400, seed=6, days=1))
+    ingest_lines(
+        ledger,
+        [json.dumps(e).encode() for e in envs],
+        policy=build_policy(),
+        origin="t",
+        clock=clock,
+    )
+    base = cost_report(
+        ledger.engine,
+        build_policy(),
+        clock.now(),
+        budgets={"erp": None, "salesforce": None},
+        rate_limits={"erp": None, "salesforce": None},
+    )
+    realtime_to_erp = ("invoice.posted", "payment.received", "credit_memo.issued")
+    peaks = [base["peak_per_hour"][t] for t in realtime_to_erp]
+    between = (max(peaks) + sum(peaks)) / 2 / 3600  # over each alone, under all together
+    report = cost_report(
+        ledger.engine,
+        build_policy(),
+        clock.now(),
+        budgets={"erp": None, "salesforce": None},
+        rate_limits={"erp": between, "salesforce": None},
+    )
+    assert [w for w in report["warnings"] if w.startswith("erp: ")] != []
+    assert not any(w.endswith("consider batch for this type") for w in report["warnings"])
+
+    config = tmp_path / "revbridge.toml"
+    config.write_text(
+        f'[store]\nurl = "{ledger.engine.url.render_as_string(hide_password=False)}"\n'
+        f'[erp]\nkind = "fake"\nrate_limit_per_s = {between}\n'
+    )
+    out = CliRunner().invoke(app, ["status", "--json", "--config", str(config)])
+    assert out.exit_code == 0, out.output
+    assert any("rate limit" in w for w in json.loads(out.stdout)["api"]["warnings"])

@@ -214,22 +214,14 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Events by type and delivery state, quarantine size, oldest undelivered age."""
     from revbridge.clock import SystemClock
     from revbridge.services import open_ledger
-    from revbridge.services.cost import cost_report
+    from revbridge.services.cost import cost_for
 
     settings = _settings(config)
     ledger = open_ledger(settings)
     now = SystemClock().now()
     report = ledger.status(now)
-    report["api"] = cost_report(
-        ledger.engine,
-        settings.policy,
-        now,
-        budgets={
-            "erp": settings.raw.erp.daily_call_budget,
-            "salesforce": settings.raw.salesforce.daily_call_budget,
-        },
-        rate_limits={"erp": None, "salesforce": None},
-    )
+    # The configured budgets and rate limits: the "real-time everywhere" warnings.
+    report["api"] = cost_for(ledger.engine, settings, now)
     if as_json:
         _print_json(report)
         return

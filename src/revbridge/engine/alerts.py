@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 import structlog
-from sqlalchemy import Engine, and_, case, func, select, update
+from sqlalchemy import Engine, and_, case, func, select, text, update
 
 from revbridge.store.schema import (
     UTCDateTime,
@@ -88,7 +88,11 @@ def evaluate(engine: Engine, rules: AlertRules, now: datetime) -> list[Condition
     """The alert conditions that hold now."""
     found: list[Condition] = []
     with engine.connect() as conn:
-        for row in conn.execute(select(targets.c.name).where(targets.c.circuit == "open")):
+        # Half-open is still open: one process is probing. Counting only "open" resolved the
+        # incident while a probe ran and opened a new one when it failed, a page per cooldown.
+        for row in conn.execute(
+            select(targets.c.name).where(targets.c.circuit.in_(("open", "half_open")))
+        ):
             found.append(
                 Condition(
                     f"circuit_open:{row.name}",
@@ -182,6 +186,10 @@ def evaluate(engine: Engine, rules: AlertRules, now: datetime) -> list[Condition
     return found
 
 
+# A transaction-scoped advisory lock of our own (any stable 64-bit number): released at commit.
+_ALERTS_LOCK = text("SELECT pg_advisory_xact_lock(7262504311800432641)")
+
+
 class Alerter:
     def __init__(self, engine: Engine, rules: AlertRules, notifiers: Sequence[Notifier]) -> None:
         self.engine = engine
@@ -201,6 +209,11 @@ class Alerter:
         opened: list[str] = []
         resolved: list[str] = []
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # One process at a time compares and writes the incidents (SQLite's write
+                # transaction already is one at a time): two workers that found the same new
+                # condition together would otherwise each open it and each page for it.
+                conn.execute(_ALERTS_LOCK)
             open_rows = {
                 r.key: r for r in conn.execute(select(alerts).where(alerts.c.resolved_at.is_(None)))
             }

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from revbridge.config import Settings
 from revbridge.core.events import SPECS, EventType
 from revbridge.core.policy import Pattern, RoutingPolicy
 from revbridge.engine.worker import TARGET_OF
@@ -64,6 +65,7 @@ def cost_report(
                 peaks[event_type] = int(peak)
     warnings: list[str] = []
     projected: dict[str, int] = {}
+    over_alone: set[str] = set()  # targets where one type alone is over the rate limit
     for rule in policy.events:
         if rule.pattern is not Pattern.REALTIME or not rule.enabled:
             continue
@@ -72,11 +74,22 @@ def cost_report(
         projected[target] = projected.get(target, 0) + peak * 24
         limit = rate_limits.get(target)
         if limit and peak / 3600 > limit:
+            over_alone.add(target)
             warnings.append(
                 f"{rule.type.value}: the observed peak of {peak}/hour is over {target}'s rate "
                 f"limit of {limit}/s; consider batch for this type"
             )
     for target, calls_per_day in projected.items():
+        # The real-time types share the target's limit: each may fit while together they
+        # do not (the limit is per account, not per type).
+        limit = rate_limits.get(target)
+        peak_hour = calls_per_day / 24
+        if limit and peak_hour / 3600 > limit and target not in over_alone:
+            warnings.append(
+                f"{target}: at the observed peak the real-time types together need about "
+                f"{peak_hour:.0f} calls/hour, over its rate limit of {limit}/s: move the "
+                "high-volume types to batch"
+            )
         budget = budgets.get(target)
         if budget and calls_per_day > budget:
             warnings.append(
@@ -93,3 +106,21 @@ def cost_report(
         "peak_per_hour": peaks,
         "warnings": warnings,
     }
+
+
+def cost_for(engine: Engine, settings: Settings, now: datetime) -> dict[str, Any]:
+    """``cost_report`` with the budgets and rate limits the configuration declares."""
+    raw = settings.raw
+    return cost_report(
+        engine,
+        settings.policy,
+        now,
+        budgets={
+            "erp": raw.erp.daily_call_budget,
+            "salesforce": raw.salesforce.daily_call_budget,
+        },
+        rate_limits={
+            "erp": raw.erp.rate_limit_per_s,
+            "salesforce": raw.salesforce.rate_limit_per_s,
+        },
+    )

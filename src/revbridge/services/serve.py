@@ -21,7 +21,7 @@ from sqlalchemy import Engine, func, or_, select
 
 from revbridge.clock import SystemClock
 from revbridge.config import Settings
-from revbridge.services.cost import cost_report
+from revbridge.services.cost import cost_for
 from revbridge.services.operations import dr_status
 from revbridge.store.ledger import Ledger
 from revbridge.store.schema import UTCDateTime, deliveries, events
@@ -56,23 +56,10 @@ def throughput(engine: Engine, now: datetime, *, hours: int = 24) -> list[tuple[
 
 def overview(settings: Settings, ledger: Ledger, now: datetime) -> dict[str, Any]:
     """The console's first page: flows, backlog per target, circuits, calls against budget."""
-    raw = settings.raw
     return {
         "status": ledger.status(now),
         "targets": dr_status(ledger.engine, now),
-        "cost": cost_report(
-            ledger.engine,
-            settings.policy,
-            now,
-            budgets={
-                "erp": raw.erp.daily_call_budget,
-                "salesforce": raw.salesforce.daily_call_budget,
-            },
-            rate_limits={
-                "erp": raw.erp.rate_limit_per_s,
-                "salesforce": raw.salesforce.rate_limit_per_s,
-            },
-        ),
+        "cost": cost_for(ledger.engine, settings, now),
         "throughput": throughput(ledger.engine, now),
     }
 
