@@ -75,3 +75,77 @@ def test_dead_letters_are_listed_shown_and_replayed_with_an_audit_trail(workdir:
     assert [a["action"] for a in trail] == ["dead_letter", "replay"]
     assert trail[1]["actor"] == "ana"
     assert trail[1]["reason"] == "period reopened"
+
+
+def _set(workdir: Path, section: str, line: str) -> None:
+    """Add ``line`` to a section of the config `init` wrote."""
+    config = workdir / "revbridge.toml"
+    config.write_text(config.read_text().replace(f"[{section}]\n", f"[{section}]\n{line}\n", 1))
+
+
+def _ledger_rows(workdir: Path, sql: str) -> list[tuple]:  # type: ignore[type-arg]
+    import sqlite3
+
+    with sqlite3.connect(workdir / "revbridge.db") as db:
+        return db.execute(sql).fetchall()
+
+
+def test_a_batch_run_to_salesforce_writes_what_became_of_each_item(workdir: Path) -> None:
+    """A class without an import file (GL postings to Salesforce) is delivered record by
+    record: with Salesforce down the command says so, exits 1 and leaves nothing in flight;
+    then its outcomes are written and its calls counted before the command ends."""
+    runner.invoke(app, ["generate", "-n", "300", "--seed", "4", "--out", "ev.jsonl"])
+    run_json(["ingest", "ev.jsonl", "--json"])
+    config = workdir / "revbridge.toml"
+    # Every item is attempted (no circuit opening midway), so each is called twice below.
+    config.write_text(config.read_text().replace("threshold = 5", "threshold = 999"))
+    healthy = config.read_text()
+    _set(workdir, "salesforce", 'faults = "down=1"')
+    down = runner.invoke(app, ["batch", "run", "--class", "gl.posted", "--json"])
+    assert down.exit_code == 1
+    (report,) = json.loads(down.stdout)["batches"]
+    assert report["retried"] == report["items"] > 0
+    in_flight = "SELECT count(*) FROM deliveries WHERE state = 'in_flight'"
+    assert _ledger_rows(workdir, in_flight) == [(0,)]
+
+    config.write_text(healthy)
+    (gl,) = run_json(["batch", "run", "--class", "gl.posted", "--json"])["batches"]
+    assert gl["delivered"] == gl["items"] == report["items"]
+    states = _ledger_rows(
+        workdir,
+        "SELECT d.state, count(*) FROM deliveries d JOIN events e ON e.id = d.event_id "
+        "WHERE e.type = 'gl.posted' GROUP BY d.state",
+    )
+    assert states == [("delivered", gl["items"])]
+    calls = _ledger_rows(workdir, "SELECT sum(calls) FROM api_calls WHERE event_type = 'gl.posted'")
+    assert calls == [(2 * gl["items"],)]  # each item called twice: down, then delivered
+
+
+def test_a_batch_run_respects_a_pause_and_a_failed_one_exits_1_and_alerts(
+    workdir: Path,
+) -> None:
+    runner.invoke(app, ["generate", "-n", "200", "--seed", "2", "--out", "ev.jsonl"])
+    run_json(["ingest", "ev.jsonl", "--json"])
+    run_json(["worker", "--until-idle", "--json"])  # real time, and the customers it needs
+    runner.invoke(app, ["dr", "pause", "erp", "--reason", "upgrade", "--actor", "kim"])
+    paused = runner.invoke(
+        app, ["batch", "run", "--class", "customer.upserted", "--actor", "lee", "--json"]
+    )
+    assert paused.exit_code == 1
+    (report,) = json.loads(paused.stdout)["batches"]
+    assert "paused" in report["skipped"]
+    assert report["items"] == 0
+    assert not (workdir / "batches").exists() or not any((workdir / "batches").rglob("*.jsonl"))
+    audit = _ledger_rows(
+        workdir, "SELECT actor, to_state FROM audit_log WHERE action = 'batch_run'"
+    )
+    assert audit == [("lee", "skipped")]
+
+    runner.invoke(app, ["dr", "resume", "erp", "--actor", "kim"])
+    _set(workdir, "erp", 'faults = "down=1"')
+    failed = runner.invoke(app, ["batch", "run", "--class", "revenue.recognized", "--json"])
+    assert failed.exit_code == 1  # a scheduler sees it
+    (report,) = json.loads(failed.stdout)["batches"]
+    assert report["retried"] == report["items"] > 0
+    alerts = _ledger_rows(workdir, "SELECT key FROM alerts WHERE resolved_at IS NULL")
+    assert ("batch_failed:revenue.recognized",) in alerts

@@ -461,15 +461,22 @@ def batch_run(
     event_class: Annotated[
         str | None, typer.Option("--class", help="One batch class (event type); default all.")
     ] = None,
+    reason: Annotated[str, typer.Option(help="Why, for the audit log.")] = "run now",
+    actor: Annotated[str | None, typer.Option(help="Who (default $USER).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run batch classes now, ahead of their schedule: file, manifest, submit, outcomes."""
+    """Run batch classes now, ahead of their schedule: file, manifest, submit, outcomes.
+
+    A class whose target is paused, down (circuit open) or throttled is skipped, with why.
+    Exits 1 when a class was skipped or an item failed or must be retried (a failed
+    submission retries all of its items), so that a scheduler sees it.
+    """
     import asyncio
 
     from revbridge.clock import SystemClock
     from revbridge.core.policy import Pattern
     from revbridge.services import open_ledger
-    from revbridge.services.targets import build_worker
+    from revbridge.services.operations import run_batches_now
 
     settings = _settings(config)
     classes = [
@@ -480,35 +487,34 @@ def batch_run(
             err.print(f"[red]unknown event type {event_class!r}[/]")
             raise typer.Exit(2)
         classes = [event_class]
-    w = build_worker(settings, open_ledger(settings).engine)
-    runner = w.batch
-    assert runner is not None
-
-    async def run() -> list[dict[str, Any]]:
-        reports = []
-        try:
-            for c in classes:
-                reports.append((await runner.run(c, now=SystemClock().now(), force=True)).as_dict())
-        finally:
-            for t in w.targets.values():
-                await t.port.close()
-        return reports
-
-    reports = asyncio.run(run())
+    reports = asyncio.run(
+        run_batches_now(
+            settings,
+            open_ledger(settings).engine,
+            classes,
+            now=SystemClock().now(),
+            actor=_actor(actor),
+            reason=reason,
+        )
+    )
     if as_json:
-        _print_json({"batches": reports})
+        _print_json({"batches": [r.as_dict() for r in reports]})
     else:
+        counts = ("items", "delivered", "failed", "retried", "parked")
         t = Table(title="batch run")
-        for col in ("class", "items", "delivered", "failed", "retried", "parked", "file"):
+        for col in ("class", *counts, "file"):
             t.add_column(col, overflow="fold")
         for r in reports:
             t.add_row(
-                r["event_type"],
-                *(str(r[k]) for k in ("items", "delivered", "failed", "retried", "parked")),
-                r["file_path"] or "-",
+                r.event_type,
+                *(
+                    str(getattr(r, k))
+                    for k in ("items", "delivered", "failed", "retried", "parked")
+                ),
+                r.file_path or (f"skipped: {r.skipped}" if r.skipped else "-"),
             )
         out.print(t)
-    if any(r["failed"] for r in reports):
+    if any(r.skipped or r.failed or r.retried for r in reports):
         raise typer.Exit(1)
 
 

@@ -97,6 +97,7 @@ class BatchReport:
     found_existing: int = 0
     file_path: str | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
+    skipped: str | None = None  # why the class did not run (its target paused, down...)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -198,9 +199,16 @@ class BatchRunner:
             if not claimed:
                 return report
         if not isinstance(port, BatchPort) or not isinstance(port, ErpPort):
-            # No import file for this target: deliver the batch record by record.
+            # No import file for this target: deliver the batch record by record, and write
+            # what became of each now (a one-off `batch run` has no next claim to carry them).
+            stats = self.worker.stats
+            before = (stats.delivered, stats.dead_lettered, stats.retried, stats.parked)
             await self.worker.deliver_round(target, claimed)
-            report.delivered += len(claimed)
+            self.worker.write_outcomes(target_name)
+            report.delivered += stats.delivered - before[0]
+            report.failed += stats.dead_lettered - before[1]
+            report.retried += stats.retried - before[2]
+            report.parked += stats.parked - before[3]
             return report
         pending: list[tuple[Claimed, EventData, str, dict[str, str]]] = []
         in_batch: set[str] = {c.subject_ref for c in claimed}
