@@ -20,7 +20,7 @@ from revbridge.generate import generate_events
 from revbridge.services.ingest import ingest_lines
 from revbridge.services.operations import trace
 from revbridge.store.ledger import Ledger
-from revbridge.store.schema import attempts, deliveries, external_refs
+from revbridge.store.schema import attempts, audit_log, deliveries, external_refs
 from revbridge.testing.policy import realtime_policy
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -134,6 +134,77 @@ def test_only_the_lease_holder_marks_a_delivery_but_the_record_is_remembered(
     queue.record(_delivered("old", [c]), now=later)
     assert _delivery(ledger, c.event_id)[0] == "in_flight"
     assert queue.resolve("erp", [c.subject_ref]) == {c.subject_ref: f"ERP-{c.event_id}"}
+
+
+def _distinct_customers(n: int) -> list[dict]:  # type: ignore[type-arg]
+    """The first upsert of ``n`` customers: each heads its own line."""
+    first: dict[str, dict] = {}  # type: ignore[type-arg]
+    for e in generate_events(400, seed=3):
+        if e["type"] == "customer.upserted":
+            first.setdefault(e["data"]["customer_id"], e)
+    assert len(first) >= n
+    return list(first.values())[:n]
+
+
+def test_a_stale_worker_overwrites_nothing_the_new_lease_holder_owns(ledger: Ledger) -> None:
+    """Retried, dead-lettered, parked, held, put back: none of a stale worker's outcomes
+    change a delivery that another worker took over after its lease expired (nor audit a
+    dead letter or a hold that did not happen)."""
+    queue = DeliveryQueue(ledger.engine)
+    _ingest(ledger, _distinct_customers(6))
+    claimed = _claim(queue, "old", NOW)
+    assert len(claimed) == 6
+    later = NOW + LEASE + timedelta(seconds=1)
+    assert queue.recover_expired_leases(now=later) == 6
+    assert len(_claim(queue, "new", later)) == 6
+    a, b, c, d, e, f = claimed
+    stale = Outcomes("old")
+    stale.retries = [(a, later + timedelta(minutes=5), "TransientError: 503")]
+    stale.dead = [(b, "terminal: refused", "old")]
+    stale.parked = [(c, "erp", "customer:elsewhere")]
+    stale.held = [(d, "review:1", "a likely duplicate")]
+    stale.released = [e]
+    stale.probed = [f]
+    queue.record(stale, now=later)
+    with ledger.engine.connect() as conn:
+        rows = conn.execute(
+            select(deliveries.c.state, deliveries.c.worker_id, deliveries.c.attempts)
+        ).all()
+        audited = conn.execute(select(audit_log.c.action)).scalars().all()
+    assert {tuple(r) for r in rows} == {("in_flight", "new", 2)}
+    assert "dead_letter" not in audited
+    assert "held" not in audited
+
+
+def test_a_probe_put_back_is_looked_up_first_next_time(ledger: Ledger) -> None:
+    """A failed probe's call may have landed (its answer lost): put back without counting the
+    attempt, but never below one, so the next claim looks the record up first."""
+    queue = DeliveryQueue(ledger.engine)
+    _ingest(ledger, _distinct_customers(2))
+    probed, released = _claim(queue, "w", NOW)
+    assert (probed.outcome_unknown, released.outcome_unknown) == (False, False)
+    out = Outcomes("w")
+    out.probed, out.released = [probed], [released]
+    queue.record(out, now=NOW)
+    again = {c.event_id: c for c in _claim(queue, "w", NOW)}
+    assert (again[probed.event_id].attempt, again[probed.event_id].outcome_unknown) == (2, True)
+    assert (again[released.event_id].attempt, again[released.event_id].outcome_unknown) == (
+        1,
+        False,
+    )
+
+
+def test_leases_are_renewed_for_their_holder_only_while_they_last(ledger: Ledger) -> None:
+    queue = DeliveryQueue(ledger.engine)
+    _ingest(ledger, _distinct_customers(2))
+    first, second = _claim(queue, "w", NOW)
+    assert first.renew_at == NOW + LEASE / 2
+    half = NOW + LEASE / 2
+    ids = [first.event_id, second.event_id]
+    assert queue.renew_leases(ids, "someone-else", now=half, until=half + LEASE) == set()
+    assert queue.renew_leases(ids, "w", now=half, until=half + LEASE) == set(ids)
+    expired = half + LEASE + timedelta(seconds=1)
+    assert queue.renew_leases(ids, "w", now=expired, until=expired + LEASE) == set()
 
 
 def test_a_write_back_to_salesforce_keeps_its_id_on_the_delivery_not_in_the_references(

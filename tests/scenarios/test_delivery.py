@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import select
 
 from revbridge.clock import ManualClock
@@ -493,3 +494,171 @@ def test_a_429s_retry_after_holds_every_worker_until_then(ledger: Ledger) -> Non
         asyncio.run(other.run_until_idle())
         clock.advance(timedelta(minutes=31))
     _assert_each_real_time_event_once(erp, envs)
+
+
+def _invoices_with_customers(n_invoices: int, seed: int) -> list[dict]:
+    """The first invoice of ``n_invoices`` customers, and those customers' upserts."""
+    envs = list(generate_events(1500, seed=seed))
+    first: dict[str, dict] = {}
+    for e in envs:
+        if e["type"] == "invoice.posted":
+            first.setdefault(e["data"]["customer_id"], e)
+    invoices = list(first.values())[:n_invoices]
+    assert len(invoices) == n_invoices
+    wanted = {e["data"]["customer_id"] for e in invoices}
+    customers = [
+        e for e in envs if e["type"] == "customer.upserted" and e["data"]["customer_id"] in wanted
+    ]
+    return customers + invoices
+
+
+def _ingest_customers_real_time(ledger: Ledger, envs: list[dict], clock: ManualClock) -> None:
+    """Customers delivered now, not in their nightly batch: the records the invoices need."""
+    from revbridge.core.events import EventType
+    from revbridge.testing.policy import realtime_policy
+
+    lines = [json.dumps(e).encode() for e in envs]
+    policy = realtime_policy(EventType.CUSTOMER_UPSERTED)
+    assert ingest_lines(ledger, lines, policy=policy, origin="t", clock=clock).rejected == 0
+
+
+def test_a_probe_whose_answer_was_lost_is_looked_up_not_posted_again(ledger: Ledger) -> None:
+    """The circuit's one probe reached the ERP, which posted the invoice and lost the answer:
+    the probe failed, so the delivery went back in line without counting the attempt, and
+    the next attempt still looks the invoice up instead of posting it twice."""
+    from revbridge.engine.circuit import CircuitBreaker
+
+    clock = ManualClock(START)
+    envs = _invoices_with_customers(1, seed=4)
+    _ingest(ledger, envs, clock)
+    erp = FakeErp()
+    breaker = CircuitBreaker(failure_threshold=1, cooldown=timedelta(seconds=30))
+    targets = {
+        "erp": Target("erp", erp, breaker=breaker),
+        "salesforce": Target("salesforce", FakeSalesforce()),
+    }
+    w = Worker(ledger.engine, targets, clock=clock, seed=1)
+    asyncio.run(w.run_until_idle())  # customers (just in time) and the invoice: delivered
+    invoice = next(e for e in envs if e["type"] == "invoice.posted")
+    assert erp.count("invoice", invoice["source_id"]) == 1
+    # The ERP fails another call (the circuit opens), then another invoice of the same
+    # customer comes: its first attempt will be the probe.
+    breaker.record_failure(clock.now())
+    assert breaker.state == "open"
+    again = dict(invoice, source_id=invoice["source_id"][:-3] + "ZZZ")
+    again["data"] = dict(invoice["data"], invoice_id=again["source_id"])
+    _ingest(ledger, [again], clock)
+    asyncio.run(w.run_until_idle())
+    assert erp.count("invoice", again["source_id"]) == 0
+    clock.advance(timedelta(seconds=31))
+    erp.faults.lose_next_response = 1  # the probe posts it; its answer is lost
+    asyncio.run(w.run_until_idle())
+    assert erp.count("invoice", again["source_id"]) == 1
+    assert breaker.state == "open"  # the probe failed
+    for _ in range(3):
+        clock.advance(timedelta(seconds=31))
+        asyncio.run(w.run_until_idle())
+    assert breaker.state == "closed"
+    assert erp.count("invoice", again["source_id"]) == 1
+    assert erp.duplicates() == {}
+    assert w.stats.found_existing == 1
+
+
+def test_a_replayed_dead_letter_whose_post_may_have_landed_is_looked_up_first(
+    ledger: Ledger,
+) -> None:
+    """Attempt 1 posted the invoice and lost the answer; attempt 2's look-up failed and the
+    delivery gave up. Replayed, it looks the invoice up before it posts anything."""
+    from revbridge.services.operations import replay
+
+    clock = ManualClock(START)
+    envs = _invoices_with_customers(1, seed=4)
+    invoice = next(e for e in envs if e["type"] == "invoice.posted")
+    _ingest_customers_real_time(ledger, [e for e in envs if e is not invoice], clock)
+    erp = FakeErp()
+    settings = WorkerSettings(retry=RetryPolicy(max_attempts=2))
+    w = _worker(ledger, erp, FakeSalesforce(), clock, settings=settings)
+    asyncio.run(w.run_until_idle())  # the customer
+    _ingest(ledger, [invoice], clock)
+    erp.faults.lose_next_response = 1
+    asyncio.run(w.run_until_idle())  # attempt 1: posted, the answer lost
+    clock.advance(timedelta(minutes=31))
+    erp.faults.fail_next = 1
+    asyncio.run(w.run_until_idle())  # attempt 2: the look-up fails, it gives up
+    assert _states(ledger)["dead_letter"] == 1
+    assert erp.count("invoice", invoice["source_id"]) == 1
+    replay(ledger.engine, now=clock.now(), actor="ops", reason="ERP fixed")
+    asyncio.run(w.run_until_idle())
+    assert _states(ledger)["dead_letter"] == 0
+    assert erp.count("invoice", invoice["source_id"]) == 1
+    assert erp.duplicates() == {}
+
+
+class _WaitingBudget:
+    """A rate budget whose every slot comes ``seconds`` later on the manual clock; meanwhile
+    another worker resumes any delivery whose lease expired (as one on another host would)."""
+
+    def __init__(self, clock: ManualClock, ledger: Ledger, seconds: int) -> None:
+        from revbridge.engine.queue import DeliveryQueue
+
+        self.clock, self.seconds = clock, seconds
+        self.queue = DeliveryQueue(ledger.engine)
+        self.taken: list[int] = []
+
+    async def acquire(self) -> None:
+        self.clock.advance(timedelta(seconds=self.seconds))
+        now = self.clock.now()
+        self.queue.recover_expired_leases(now=now)
+        taken = self.queue.claim(
+            target="erp", worker_id="other", now=now, lease=timedelta(hours=1), limit=100
+        )
+        self.taken += [c.event_id for c in taken]
+
+    def throttled(self) -> None:
+        pass
+
+    def succeeded(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("seconds", [10, 70])
+def test_a_round_slowed_by_its_rate_limit_renews_its_leases_and_never_calls_past_one(
+    ledger: Ledger, seconds: int
+) -> None:
+    """Slots 10 s apart: the round's 60 s leases are renewed as it goes, nobody else resumes
+    them, and each invoice is posted once. Slots 70 s apart: the round's leases run out while
+    it waits and cannot be renewed, so the worker calls nothing more of it (another worker
+    resumed those deliveries) and writes nothing over them."""
+    clock = ManualClock(START)
+    envs = _invoices_with_customers(12, seed=6)
+    invoices = [e for e in envs if e["type"] == "invoice.posted"]
+    _ingest_customers_real_time(ledger, [e for e in envs if e not in invoices], clock)
+    erp = FakeErp()
+    asyncio.run(_worker(ledger, erp, FakeSalesforce(), clock).run_until_idle())
+    _ingest(ledger, invoices, clock)
+    budget = _WaitingBudget(clock, ledger, seconds)
+    targets = {
+        "erp": Target("erp", erp, bucket=budget),
+        "salesforce": Target("salesforce", FakeSalesforce()),
+    }
+    w = Worker(ledger.engine, targets, clock=clock, seed=1, worker_id="slow")
+    asyncio.run(w.step())  # one round: the first invoice of each customer
+    asyncio.run(w.release_ahead())  # and its outcomes written
+    posted = [d.external_ref for d in erp.records("invoice")]
+    assert len(posted) == len(set(posted))
+    with ledger.engine.connect() as conn:
+        holders = Counter(
+            (s, wid)
+            for s, wid in conn.execute(
+                select(deliveries.c.state, deliveries.c.worker_id)
+                .join(events, events.c.id == deliveries.c.event_id)
+                .where(events.c.type == "invoice.posted")
+            )
+        )
+    if seconds == 10:
+        assert budget.taken == []  # renewed in time: nobody resumed them
+        assert holders[("delivered", "slow")] == len(posted) == 12  # over 60 s of slots
+    else:
+        assert posted == []  # the leases ran out while it waited for its first slot
+        assert len(budget.taken) > 1  # resumed by the other worker
+        assert holders[("in_flight", "other")] == len(budget.taken)  # and left to it

@@ -177,7 +177,11 @@ class BatchRunner:
         if not rows:
             return []
         claimed: list[Claimed] = self.queue.claimed_rows(
-            dict(rows), self.worker.worker_id, now, "batch"
+            dict(rows),
+            self.worker.worker_id,
+            now,
+            "batch",
+            lease_until=now + self.worker.settings.lease,
         )
         return claimed
 

@@ -132,9 +132,14 @@ class Claimed:
     outcome_unknown: bool
     pattern: str = "realtime"
     claimed_at: datetime | None = None
+    # Past this, the lease has less than half its length left: the worker renews it before
+    # a call, or does not call (``Worker._lease_holds``).
+    renew_at: datetime | None = None
 
 
-def _claimed(r: Any, attempt: int, now: datetime, pattern: str) -> Claimed:
+def _claimed(
+    r: Any, attempt: int, now: datetime, pattern: str, renew_at: datetime | None
+) -> Claimed:
     event_id, type_, key, subject_ref, customer_ref, received_at, payload = r[:7]  # _EVENT_COLUMNS
     return Claimed(
         event_id,
@@ -148,6 +153,7 @@ def _claimed(r: Any, attempt: int, now: datetime, pattern: str) -> Claimed:
         attempt > 1,  # outcome unknown: an earlier attempt may have reached the target
         pattern,
         now,
+        renew_at,
     )
 
 
@@ -161,11 +167,20 @@ class Outcomes:
     dead: list[tuple[Claimed, str, str]] = field(default_factory=list)  # (c, error, actor)
     parked: list[tuple[Claimed, str, str]] = field(default_factory=list)  # (c, target, waits for)
     held: list[tuple[Claimed, str, str]] = field(default_factory=list)  # (c, waits for, why)
-    released: list[Claimed] = field(default_factory=list)
+    released: list[Claimed] = field(default_factory=list)  # not attempted: no call was made
+    # Called, then put back without counting the attempt (a failed probe of an open circuit):
+    # the call may have reached the system, so the next attempt looks the record up first.
+    probed: list[Claimed] = field(default_factory=list)
 
     def empty(self) -> bool:
         return not (
-            self.delivered or self.retries or self.dead or self.parked or self.held or self.released
+            self.delivered
+            or self.retries
+            or self.dead
+            or self.parked
+            or self.held
+            or self.released
+            or self.probed
         )
 
     def merge(self, other: Outcomes) -> None:
@@ -176,6 +191,7 @@ class Outcomes:
         self.parked += other.parked
         self.held += other.held
         self.released += other.released
+        self.probed += other.probed
 
 
 def _attempt(
@@ -350,6 +366,8 @@ _DELIVERED_PG = text(
 
 
 _OK = ("delivered", None)  # an attempt's outcome and error
+# The lease holder's writes only: still in flight, and leased by the worker writing.
+_HOLDER = " AND state = 'in_flight' AND worker_id = :worker"
 
 
 def _subject(c: Claimed) -> str | None:
@@ -359,7 +377,7 @@ def _subject(c: Claimed) -> str | None:
 
 def _only_delivered(out: Outcomes) -> bool:
     return bool(out.delivered) and not (
-        out.retries or out.dead or out.parked or out.held or out.released
+        out.retries or out.dead or out.parked or out.held or out.released or out.probed
     )
 
 
@@ -410,31 +428,68 @@ class DeliveryQueue:
             "pattern": pattern,
             "limit": limit,
         }
+        renew_at = now + (lease_until - now) / 2
         if conn.dialect.name == "postgresql":
             # One statement: the claim, joined to its events.
             rows = conn.execute(_CLAIM_WITH_EVENTS_PG, params).all()
-            return [_claimed(r, r.attempts, now, pattern) for r in rows]
+            return [_claimed(r, r.attempts, now, pattern, renew_at) for r in rows]
         attempt_of: dict[int, int] = dict(conn.execute(_CLAIM_SQLITE, params).all())
         if not attempt_of:
             return []
         # Read in the claim's transaction: one connection and one commit per round.
-        return self._claimed_rows(conn, attempt_of, now, pattern)
+        return self._claimed_rows(conn, attempt_of, now, pattern, renew_at)
 
     def claimed_rows(
-        self, attempt_of: dict[int, int], worker_id: str, now: datetime, pattern: str = "realtime"
+        self,
+        attempt_of: dict[int, int],
+        worker_id: str,
+        now: datetime,
+        pattern: str = "realtime",
+        *,
+        lease_until: datetime | None = None,
     ) -> list[Claimed]:
         """Load the claimed deliveries' events (the attempt row is written with the outcome)."""
+        renew_at = None if lease_until is None else now + (lease_until - now) / 2
         with reading(self.engine) as conn:
-            return self._claimed_rows(conn, attempt_of, now, pattern)
+            return self._claimed_rows(conn, attempt_of, now, pattern, renew_at)
 
     def _claimed_rows(
-        self, conn: Connection, attempt_of: dict[int, int], now: datetime, pattern: str
+        self,
+        conn: Connection,
+        attempt_of: dict[int, int],
+        now: datetime,
+        pattern: str,
+        renew_at: datetime | None,
     ) -> list[Claimed]:
         dialect, ids = conn.dialect.name, sorted(attempt_of)
         found = conn.execute(
             _EVENTS_BY_ID[dialect], {"ids": json.dumps(ids) if dialect == "sqlite" else ids}
         ).all()
-        return [_claimed(r, attempt_of[r.id], now, pattern) for r in found]
+        return [_claimed(r, attempt_of[r.id], now, pattern, renew_at) for r in found]
+
+    def renew_leases(
+        self, event_ids: Sequence[int], worker_id: str, *, now: datetime, until: datetime
+    ) -> set[int]:
+        """Extend this worker's unexpired leases on ``event_ids`` to ``until``; returns the
+        ids renewed. A lease that expired is not renewed, whether or not another worker took
+        the delivery over meanwhile: its holder must not call for it any more."""
+        if not event_ids:
+            return set()
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                update(deliveries)
+                .where(
+                    and_(
+                        deliveries.c.event_id.in_(list(event_ids)),
+                        deliveries.c.state == "in_flight",
+                        deliveries.c.worker_id == worker_id,
+                        deliveries.c.lease_expires_at > now,
+                    )
+                )
+                .values(lease_expires_at=until, updated_at=now)
+                .returning(deliveries.c.event_id)
+            ).all()
+        return {r.event_id for r in rows}
 
     # ------------------------------------------------------------------ outcomes
 
@@ -462,64 +517,90 @@ class DeliveryQueue:
         ts = _memo_ts(conn)
         released = 0
         attempt_rows: list[tuple[Any, ...]] = []
-        if out.released:
+        # Every write below is the lease holder's only (``_HOLDER``): a worker whose lease
+        # expired and was taken over must not overwrite what the new holder did.
+        worker = out.worker_id
+        if out.released or out.probed:
+            # Not attempted: the attempt is not counted. Probed: counted down as well, but
+            # never below 1, so that the next claim is attempt 2 or later and looks the
+            # record up before it creates anything.
             conn.execute(
                 text(
-                    "UPDATE deliveries SET state = 'pending', attempts = attempts - 1, "
-                    "lease_expires_at = NULL, updated_at = :now WHERE event_id = :id"
+                    "UPDATE deliveries SET state = 'pending', attempts = CASE "
+                    "WHEN :probed = 1 AND attempts <= 1 THEN 1 ELSE attempts - 1 END, "
+                    "lease_expires_at = NULL, updated_at = :now WHERE event_id = :id" + _HOLDER
                 ),
-                [{"now": ts(now), "id": c.event_id} for c in out.released],
+                [
+                    {"now": ts(now), "id": c.event_id, "probed": probed, "worker": worker}
+                    for cs, probed in ((out.released, 0), (out.probed, 1))
+                    for c in cs
+                ],
             )
         if out.parked or out.held:
             # Waiting for another record (parked) or for a person (held: a review item, which
             # puts it back in line when decided, ``services.mdm``): not a retry, the attempt
             # is not counted.
-            conn.execute(
-                text(
-                    "UPDATE deliveries SET state = :state, parked_on = :on, "
-                    "attempts = attempts - 1, lease_expires_at = NULL, updated_at = :now, "
-                    "last_error = :why WHERE event_id = :id"
-                ),
-                [
+            park = text(
+                "UPDATE deliveries SET state = :state, parked_on = :on, "
+                "attempts = attempts - 1, lease_expires_at = NULL, updated_at = :now, "
+                "last_error = :why WHERE event_id = :id" + _HOLDER
+            )
+            if out.parked:
+                conn.execute(
+                    park,
+                    [
+                        {
+                            "state": "parked",
+                            "on": on,
+                            "now": ts(now),
+                            "why": f"waiting for {on}",
+                            "id": c.event_id,
+                            "worker": worker,
+                        }
+                        for c, _, on in out.parked
+                    ],
+                )
+            # Held is audited: only what this worker still held (a row each; held is rare).
+            held = [
+                (c, why)
+                for c, on, why in out.held
+                if conn.execute(
+                    park,
                     {
-                        "state": "parked",
+                        "state": "held",
                         "on": on,
                         "now": ts(now),
-                        "why": f"waiting for {on}",
+                        "why": why,
                         "id": c.event_id,
-                    }
-                    for c, _, on in out.parked
-                ]
-                + [
-                    {"state": "held", "on": on, "now": ts(now), "why": why, "id": c.event_id}
-                    for c, on, why in out.held
-                ],
-            )
-        if out.held:
-            conn.execute(
-                audit_log.insert(),
-                [
-                    {
-                        "at": now,
-                        "actor": out.worker_id,
-                        "action": "held",
-                        "entity_type": "event",
-                        "entity_id": str(c.event_id),
-                        "from_state": "in_flight",
-                        "to_state": "held",
-                        "reason": why,
-                    }
-                    for c, _, why in out.held
-                ],
-            )
+                        "worker": worker,
+                    },
+                ).rowcount
+            ]
+            if held:
+                conn.execute(
+                    audit_log.insert(),
+                    [
+                        {
+                            "at": now,
+                            "actor": worker,
+                            "action": "held",
+                            "entity_type": "event",
+                            "entity_id": str(c.event_id),
+                            "from_state": "in_flight",
+                            "to_state": "held",
+                            "reason": why,
+                        }
+                        for c, why in held
+                    ],
+                )
         if out.retries:
             conn.execute(
                 text(
                     "UPDATE deliveries SET state = 'pending', due_at = :due, last_error = :err, "
-                    "lease_expires_at = NULL, updated_at = :now WHERE event_id = :id"
+                    "lease_expires_at = NULL, updated_at = :now WHERE event_id = :id" + _HOLDER
                 ),
                 [
-                    {"due": ts(due), "err": err, "now": ts(now), "id": c.event_id}
+                    {"due": ts(due), "err": err, "now": ts(now), "id": c.event_id, "worker": worker}
                     for c, due, err in out.retries
                 ],
             )
@@ -527,30 +608,36 @@ class DeliveryQueue:
                 _attempt(c, now, "transient_error", err, None) for c, _, err in out.retries
             ]
         if out.dead:
-            conn.execute(
-                text(
-                    "UPDATE deliveries SET state = 'dead_letter', last_error = :err, "
-                    "lease_expires_at = NULL, updated_at = :now WHERE event_id = :id"
-                ),
-                [{"err": err, "now": ts(now), "id": c.event_id} for c, err, _ in out.dead],
+            bury = text(
+                "UPDATE deliveries SET state = 'dead_letter', last_error = :err, "
+                "lease_expires_at = NULL, updated_at = :now WHERE event_id = :id" + _HOLDER
             )
             attempt_rows += [_attempt(c, now, "dead_letter", err, None) for c, err, _ in out.dead]
-            conn.execute(
-                audit_log.insert(),
-                [
-                    {
-                        "at": now,
-                        "actor": actor,
-                        "action": "dead_letter",
-                        "entity_type": "event",
-                        "entity_id": str(c.event_id),
-                        "from_state": "in_flight",
-                        "to_state": "dead_letter",
-                        "reason": err,
-                    }
-                    for c, err, actor in out.dead
-                ],
-            )
+            # Audited: only what this worker still held (a row each; dead letters are rare).
+            dead = [
+                (c, err, actor)
+                for c, err, actor in out.dead
+                if conn.execute(
+                    bury, {"err": err, "now": ts(now), "id": c.event_id, "worker": worker}
+                ).rowcount
+            ]
+            if dead:
+                conn.execute(
+                    audit_log.insert(),
+                    [
+                        {
+                            "at": now,
+                            "actor": actor,
+                            "action": "dead_letter",
+                            "entity_type": "event",
+                            "entity_id": str(c.event_id),
+                            "from_state": "in_flight",
+                            "to_state": "dead_letter",
+                            "reason": err,
+                        }
+                        for c, err, actor in dead
+                    ],
+                )
         remembered = [
             (target, subject, ext, c.event_id)
             for c, target, ext in out.delivered

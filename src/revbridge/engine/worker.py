@@ -254,6 +254,7 @@ class Worker:
         # runs in this one, under its lock and the GIL (docs/decisions/0016); on SQLite, for
         # rate-limited targets only (``_round``).
         self._overlap = engine.dialect.name == "postgresql"
+        self._calling: list[Claimed] = []  # the deliveries of the round being called
         # When to look for expired leases and write the API call counters: the first round does.
         self._next_lease_check = self._next_api_flush = self.clock.now()
 
@@ -606,6 +607,23 @@ class Worker:
         wanted.update(c.subject_ref for c, _, p in plans if p.creates_document)
         return plans, self.queue.resolve(target.name, sorted(wanted))
 
+    def _lease_holds(self, c: Claimed, now: datetime) -> bool:
+        """May this worker still call for ``c``, whose lease is past half its length?
+
+        A call must end before its lease does, or another worker could resume the delivery
+        (looking it up first, and not finding what is still in flight) and post it again. So
+        the round's leases are renewed once half of them has gone (a round slowed down by a
+        rate limit); one that expired is not renewed, and its delivery is not called.
+        """
+        lease = self.settings.lease
+        renewed = self.queue.renew_leases(
+            [r.event_id for r in self._calling], self.worker_id, now=now, until=now + lease
+        )
+        for r in self._calling:
+            if r.event_id in renewed:
+                r.renew_at = now + lease / 2
+        return c.event_id in renewed
+
     async def _calls(
         self, target: Target, plans: list[tuple[Claimed, Any, Plan]], refs: dict[str, str]
     ) -> None:
@@ -616,6 +634,7 @@ class Worker:
         (a task cost more than a zero-latency call).
         """
         assert target.slots is not None
+        self._calling = [c for c, _, _ in plans]  # whose leases ``_lease_holds`` renews
         pending = iter(plans)
 
         async def lane() -> None:
@@ -711,6 +730,12 @@ class Worker:
         try:
             if target.bucket is not None:
                 await target.bucket.acquire()
+                now = self.clock.now()  # the wait for a slot may have been long
+            if c.renew_at is not None and now >= c.renew_at and not self._lease_holds(c, now):
+                # The lease expired while the round waited (another worker may resume this
+                # delivery): calling now could post it twice. Not attempted.
+                self.record_released(c)
+                return
             external_id = await self._call(target, c, data, plan.kind, plan.external_ref, refs)
         except Held as exc:
             # A person must decide first (a likely duplicate customer): not a failure.
@@ -726,10 +751,11 @@ class Worker:
         except Exception as exc:  # unknown errors are transient: docs/decisions/0004
             if probing:
                 # A failed probe says the system is still down, nothing about this event:
-                # it keeps its attempts, so an outage of days dead-letters nothing.
+                # it keeps its attempts, so an outage of days dead-letters nothing. Its call
+                # may have landed all the same (a lost answer): the next one looks it up.
                 target.breaker.record_failure(self.clock.now())
                 _throttled(target, exc, self.clock.now())
-                self.record_released(c)
+                self._out.probed.append(c)
                 _log(c, target).debug("probe_failed", error=str(exc))
                 return
             self.record_transient(target, c, exc)

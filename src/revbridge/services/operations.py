@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select, update
+from sqlalchemy import Engine, and_, case, func, select, update
 
 from revbridge.config import Settings
 from revbridge.core.events import SPECS, EventType
@@ -125,7 +125,8 @@ def replay(
     event_id: int | None = None,
     event_type: str | None = None,
 ) -> int:
-    """Put dead letters back in line, as new: attempts reset, due now. Returns how many."""
+    """Put dead letters back in line, as new: attempts reset, due now (an attempt that was
+    made may have landed: the next one looks the record up first). Returns how many."""
     if not reason.strip():
         raise RevbridgeError("a replay needs a reason for the audit log")
     with engine.begin() as conn:
@@ -146,7 +147,16 @@ def replay(
         conn.execute(
             update(deliveries)
             .where(deliveries.c.event_id.in_(ids))
-            .values(state="pending", attempts=0, due_at=now, updated_at=now, lease_expires_at=None)
+            .values(
+                state="pending",
+                # A fresh count of attempts, but one that was made may have reached the system
+                # (its answer lost, then the look-up failed too): from 1, the next attempt is
+                # the second, and looks the record up before it creates anything.
+                attempts=case((deliveries.c.attempts > 0, 1), else_=0),
+                due_at=now,
+                updated_at=now,
+                lease_expires_at=None,
+            )
         )
         conn.execute(
             audit_log.insert(),
