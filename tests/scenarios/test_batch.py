@@ -154,3 +154,34 @@ def test_batch_outcomes_count_in_the_workers_totals_like_real_time_ones(
         ("revenue.recognized", "dead_letter"),
         ("customer.upserted", "delivered"),
     }
+
+
+def test_a_class_is_split_into_files_of_the_targets_declared_batch_size(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """The ERP declares ten records per import file: a run writes as many files as the due
+    items need, each of at most ten, and stops at the first file the ERP fails (the rest
+    waits for the next run instead of hammering a failing system)."""
+    from revbridge.engine.ports import Capabilities
+    from revbridge.testing import Faults
+
+    caps = Capabilities(name="small-imports", batch_size=10, batch_formats=("jsonl",))
+    erp = FakeErp(capabilities=caps)
+    worker, envs, clock = _setup(ledger, tmp_path, erp, n=300, seed=5)
+    customers = [e for e in envs if e["type"] == "customer.upserted"]
+    assert len(customers) > 20
+    erp.faults = Faults(down=True)
+    failing = asyncio.run(worker.batch.run("customer.upserted", now=clock.now(), force=True))  # type: ignore[union-attr]
+    assert (failing.items, failing.retried, len(failing.batch_ids)) == (10, 10, 1)
+    erp.faults.down = False
+    report = asyncio.run(worker.batch.run("customer.upserted", now=clock.now(), force=True))  # type: ignore[union-attr]
+    assert report.delivered == report.items == len(customers)
+    with ledger.engine.connect() as conn:
+        sizes = list(
+            conn.execute(
+                select(batches.c.record_count).where(batches.c.id.in_(report.batch_ids))
+            ).scalars()
+        )
+    assert len(sizes) == -(-len(customers) // 10)
+    assert max(sizes) == 10
+    assert erp.duplicates() == {}

@@ -98,9 +98,23 @@ class BatchReport:
     file_path: str | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
     skipped: str | None = None  # why the class did not run (its target paused, down...)
+    batch_ids: list[int] = field(default_factory=list)  # every import file of the run
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
+
+    def add(self, other: BatchReport) -> None:
+        """Count ``other`` (the next file of the same run) in this report; the file and
+        manifest shown are the last one's."""
+        for k in ("items", "delivered", "failed", "retried", "parked", "held", "found_existing"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+        if other.batch_id is not None:
+            self.batch_id, self.file_path, self.manifest = (
+                other.batch_id,
+                other.file_path,
+                other.manifest,
+            )
+            self.batch_ids.append(other.batch_id)
 
 
 def control_totals(items: Sequence[EventData]) -> dict[str, str]:
@@ -159,7 +173,9 @@ class BatchRunner:
             ).all()
         return sorted(r.type for r in rows)
 
-    def _claim(self, target: str, event_type: str, now: datetime, force: bool) -> list[Claimed]:
+    def _claim(
+        self, target: str, event_type: str, now: datetime, force: bool, limit: int
+    ) -> list[Claimed]:
         engine = self.queue.engine
         with engine.begin() as conn:
             rows = conn.execute(
@@ -171,7 +187,7 @@ class BatchRunner:
                     "target": target,
                     "type": event_type,
                     "force": force,
-                    "limit": self.batch_size,
+                    "limit": limit,
                 },
             ).all()
         if not rows:
@@ -186,14 +202,31 @@ class BatchRunner:
         return claimed
 
     async def run(self, event_type: str, *, now: datetime, force: bool = False) -> BatchReport:
+        """Run a batch class: as many import files as its due items need, each at most the
+        target's declared ``batch_size`` (and this runner's), until none is left or one
+        comes back with items to retry (the system is failing: the rest waits for the next
+        run instead of hammering it)."""
         from revbridge.core.events import SPECS
         from revbridge.engine.worker import TARGET_OF
 
         et = EventType(event_type)
         target_name = TARGET_OF[SPECS[et].direction]
+        size = min(self.batch_size, self.worker.targets[target_name].port.capabilities.batch_size)
+        total = BatchReport(event_type=event_type, target=target_name)
+        while True:
+            report = await self._run_once(et, target_name, now, force, size)
+            total.add(report)
+            if report.items < size or report.retried:
+                return total
+
+    async def _run_once(
+        self, et: EventType, target_name: str, now: datetime, force: bool, size: int
+    ) -> BatchReport:
+        """One import file (or one round of records) of up to ``size`` items."""
+        event_type = et.value
         target = self.worker.targets[target_name]
         report = BatchReport(event_type=event_type, target=target_name)
-        claimed = self._claim(target_name, event_type, now, force)
+        claimed = self._claim(target_name, event_type, now, force, size)
         report.items = len(claimed)
         if not claimed:
             return report
