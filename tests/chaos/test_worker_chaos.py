@@ -200,6 +200,9 @@ def test_workers_killed_and_faults_injected_lose_and_duplicate_nothing(
             ).join(deliveries, deliveries.c.event_id == events.c.id)
         ).all()
     engine.dispose()
+    # The workers also capture what changed in the ERP (credit positions): not this test's.
+    source = {e["source_id"]: e for e in envs}
+    rows = [r for r in rows if r.source_id in source]
     assert len(rows) == EVENTS
     realtime = [r for r in rows if r.pattern == "realtime"]
     states = {r.state for r in realtime}
@@ -213,7 +216,6 @@ def test_workers_killed_and_faults_injected_lose_and_duplicate_nothing(
     assert [
         k for k, v in by_ref.items() if len(v) > 1 and k[0] != "customer"
     ] == []  # no duplicate posting
-    source = {e["source_id"]: e for e in envs}
     for r in realtime:
         if r.type in KINDS and r.state == "delivered":
             (doc,) = by_ref[(KINDS[r.type], r.source_id)]

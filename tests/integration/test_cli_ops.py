@@ -149,3 +149,20 @@ def test_a_batch_run_respects_a_pause_and_a_failed_one_exits_1_and_alerts(
     assert report["retried"] == report["items"] > 0
     alerts = _ledger_rows(workdir, "SELECT key FROM alerts WHERE resolved_at IS NULL")
     assert ("batch_failed:revenue.recognized",) in alerts
+
+
+def test_the_first_session_captures_from_the_fake_erp(workdir: Path) -> None:
+    """`capture erp` on the config `init` writes: the fake ERP says what changed (credit
+    positions of the customers it holds), once, and the worker writes it back."""
+    runner.invoke(app, ["generate", "-n", "300", "--seed", "4", "--out", "ev.jsonl"])
+    run_json(["ingest", "ev.jsonl", "--json"])
+    run_json(["worker", "--until-idle", "--json"])
+    first = runner.invoke(app, ["capture", "erp"])
+    assert first.exit_code == 0, first.output
+    assert "accepted=0" not in first.output
+    again = runner.invoke(app, ["capture", "erp"])
+    assert again.exit_code == 0
+    assert "read=0" in again.output  # from the watermark on
+    stats = run_json(["worker", "--until-idle", "--json"])
+    assert stats["delivered"] > 0
+    assert stats["dead_lettered"] == 0

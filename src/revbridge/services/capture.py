@@ -68,8 +68,9 @@ class TrytonSource:
 def source_for(erp: ErpPort) -> ErpSource | None:
     """The capture source of an ERP adapter, when it has one."""
     name = erp.capabilities.name
-    if name == "netsuite" and hasattr(erp, "capture_changes"):
-        return NetSuiteSource(erp)
+    if name in ("netsuite", "fake-erp") and hasattr(erp, "capture_changes"):
+        # The fake ERP captures as NetSuite does: a user tries `capture erp` against it.
+        return NetSuiteSource(erp, name=name)
     if name == "tryton":
         return TrytonSource(erp)
     return None
