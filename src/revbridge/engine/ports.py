@@ -2,9 +2,10 @@
 
 Adapters live in one folder per system (``netsuite/``, ``tryton/``, ``salesforce/``) and
 translate their own errors into ``TransientError`` or ``TerminalError`` at the boundary.
-Every create carries ``external_ref``, the event's idempotency key, into the system's own
-mechanism (an external id, a reference field), and ``find`` looks a record up by it: that is
-how the engine proves, after an attempt whose outcome is unknown, whether it landed.
+Every create carries ``external_ref``, the source record's id (the Salesforce invoice,
+payment or schedule line; docs/decisions/0003), into the system's own mechanism (an external
+id, a reference field), and ``find`` looks a record up by it: that is how the engine proves,
+after an attempt whose outcome is unknown, whether it landed.
 """
 
 from __future__ import annotations
