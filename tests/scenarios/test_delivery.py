@@ -662,3 +662,55 @@ def test_a_round_slowed_by_its_rate_limit_renews_its_leases_and_never_calls_past
         assert posted == []  # the leases ran out while it waited for its first slot
         assert len(budget.taken) > 1  # resumed by the other worker
         assert holders[("in_flight", "other")] == len(budget.taken)  # and left to it
+
+
+def test_an_older_customer_version_never_overwrites_a_newer_one(ledger: Ledger, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Version 2 of an Account reached the ERP; version 1 arrives late (real-time), and
+    another old version is run in its nightly batch: neither is sent, both are done, and the
+    ERP keeps version 2's name. Each is in the audit log with what superseded it."""
+    from revbridge.store.schema import attempts
+
+    clock = ManualClock(START)
+    first = next(e for e in generate_events(40, seed=3) if e["type"] == "customer.upserted")
+
+    def version(n: int, name: str, hour: int) -> dict:
+        v = json.loads(json.dumps(first))
+        v["source_version"] = str(n)
+        v["occurred_at"] = f"2026-10-01T{hour:02d}:00:00+00:00"
+        v["data"]["name"] = name
+        return v
+
+    _ingest_customers_real_time(ledger, [version(2, "Paris SAS", 10)], clock)
+    erp = FakeErp()
+    w = Worker(
+        ledger.engine,
+        {"erp": Target("erp", erp), "salesforce": Target("salesforce", FakeSalesforce())},
+        clock=clock,
+        seed=1,
+        batch_dir=tmp_path / "batches",
+    )
+    asyncio.run(w.run_until_idle())
+    (customer,) = erp.records("customer")
+    assert customer.data["name"] == "Paris SAS"
+    calls = sum(erp.calls.values())
+
+    _ingest_customers_real_time(ledger, [version(1, "Berlin GmbH", 8)], clock)  # late
+    _ingest(ledger, [version(0, "Old Name Ltd", 6)], clock)  # its nightly batch
+    asyncio.run(w.run_until_idle())
+    report = asyncio.run(w.batch.run("customer.upserted", now=clock.now(), force=True))  # type: ignore[union-attr]
+    assert report.superseded == 1
+    assert sum(erp.calls.values()) == calls  # nothing was sent
+    (customer,) = erp.records("customer")
+    assert customer.data["name"] == "Paris SAS"
+    assert w.stats.superseded == 2
+    assert _states(ledger) == {"delivered": 3}
+    with ledger.engine.connect() as conn:
+        audited = list(
+            conn.execute(
+                select(audit_log.c.reason).where(audit_log.c.action == "superseded")
+            ).scalars()
+        )
+        assert len(audited) == 2
+        assert all("superseded by event 1," in r for r in audited)
+        outcomes = Counter(conn.execute(select(attempts.c.outcome)).scalars())
+    assert outcomes["superseded"] == 2

@@ -99,6 +99,7 @@ class BatchReport:
     manifest: dict[str, Any] = field(default_factory=dict)
     skipped: str | None = None  # why the class did not run (its target paused, down...)
     batch_ids: list[int] = field(default_factory=list)  # every import file of the run
+    superseded: int = 0  # older versions of records already there in a newer one: not sent
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -106,7 +107,8 @@ class BatchReport:
     def add(self, other: BatchReport) -> None:
         """Count ``other`` (the next file of the same run) in this report; the file and
         manifest shown are the last one's."""
-        for k in ("items", "delivered", "failed", "retried", "parked", "held", "found_existing"):
+        counts = ("items", "delivered", "failed", "retried", "parked", "held", "found_existing")
+        for k in (*counts, "superseded"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
         if other.batch_id is not None:
             self.batch_id, self.file_path, self.manifest = (
@@ -230,6 +232,17 @@ class BatchRunner:
         report.items = len(claimed)
         if not claimed:
             return report
+        newer = self.queue.superseded(claimed, target_name)
+        if newer:
+            # Older versions of records a newer one of which is already there: not sent.
+            for c in claimed:
+                if c.event_id in newer:
+                    self.worker.record_superseded(target, c, *newer[c.event_id])
+            claimed = [c for c in claimed if c.event_id not in newer]
+            report.superseded += len(newer)
+            if not claimed:
+                self.worker.flush_outcomes()
+                return report
         port = target.port
         if isinstance(port, SummaryPort):
             claimed = await self._summarize(target, port, event_type, claimed, now, report)

@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, CursorResult
 
-from revbridge.core.events import SPECS, Direction
+from revbridge.core.events import SPECS, Direction, EventType
 from revbridge.store.db import one_statement, reading
 from revbridge.store.schema import (
     api_calls,
@@ -171,6 +171,9 @@ class Outcomes:
     # Called, then put back without counting the attempt (a failed probe of an open circuit):
     # the call may have reached the system, so the next attempt looks the record up first.
     probed: list[Claimed] = field(default_factory=list)
+    # An older version of a record a newer one of which is already delivered: done, not
+    # sent (``DeliveryQueue.superseded``). (c, target, the newer one's external id, why)
+    superseded: list[tuple[Claimed, str, str | None, str]] = field(default_factory=list)
 
     def empty(self) -> bool:
         return not (
@@ -181,6 +184,7 @@ class Outcomes:
             or self.held
             or self.released
             or self.probed
+            or self.superseded
         )
 
     def merge(self, other: Outcomes) -> None:
@@ -192,6 +196,7 @@ class Outcomes:
         self.held += other.held
         self.released += other.released
         self.probed += other.probed
+        self.superseded += other.superseded
 
 
 def _attempt(
@@ -289,6 +294,11 @@ class _PerRow:
 # id that nothing depends on: its target id stays on its delivery (``external_ref``) and its
 # attempt, and remembering it too would only cost each one an insert, an index entry and a
 # foreign-key check (about a third of a round's write on PostgreSQL; docs/decisions/0019).
+# Upserts of a record's latest state (the customer, its credit position): a version older
+# than one already delivered must not overwrite it, whether it arrived late or was replayed.
+LATEST_WINS = frozenset(
+    {EventType.CUSTOMER_UPSERTED.value, EventType.CUSTOMER_CREDIT_STATUS_CHANGED.value}
+)
 REMEMBERED_TYPES = frozenset(
     t.value for t, spec in SPECS.items() if spec.direction is Direction.TO_ERP
 )
@@ -377,7 +387,13 @@ def _subject(c: Claimed) -> str | None:
 
 def _only_delivered(out: Outcomes) -> bool:
     return bool(out.delivered) and not (
-        out.retries or out.dead or out.parked or out.held or out.released or out.probed
+        out.retries
+        or out.dead
+        or out.parked
+        or out.held
+        or out.released
+        or out.probed
+        or out.superseded
     )
 
 
@@ -638,6 +654,39 @@ class DeliveryQueue:
                         for c, err, actor in dead
                     ],
                 )
+        if out.superseded:
+            done = text(
+                "UPDATE deliveries SET state = 'delivered', external_ref = :ext, "
+                "delivered_at = :now, updated_at = :now, lease_expires_at = NULL, "
+                "last_error = NULL WHERE event_id = :id" + _HOLDER
+            )
+            attempt_rows += [
+                _attempt(c, now, "superseded", why, ext) for c, _, ext, why in out.superseded
+            ]
+            applied = [
+                (c, why)
+                for c, _, ext, why in out.superseded
+                if conn.execute(
+                    done, {"ext": ext, "now": ts(now), "id": c.event_id, "worker": worker}
+                ).rowcount
+            ]
+            if applied:
+                conn.execute(
+                    audit_log.insert(),
+                    [
+                        {
+                            "at": now,
+                            "actor": worker,
+                            "action": "superseded",
+                            "entity_type": "event",
+                            "entity_id": str(c.event_id),
+                            "from_state": "in_flight",
+                            "to_state": "delivered",
+                            "reason": why,
+                        }
+                        for c, why in applied
+                    ],
+                )
         remembered = [
             (target, subject, ext, c.event_id)
             for c, target, ext in out.delivered
@@ -715,6 +764,42 @@ class DeliveryQueue:
                 ],
             )
             return len(ids)
+
+    def superseded(
+        self, claimed: Sequence[Claimed], target: str
+    ) -> dict[int, tuple[int, str | None]]:
+        """The claimed deliveries of a record's latest state (``LATEST_WINS``) that a newer
+        version of the same record, already delivered to ``target``, supersedes: by event
+        id, (the newer event's id, its external id). Newer is by when the change happened in
+        its source (``occurred_at``), whatever order the events arrived or were replayed in."""
+        ids = [c.event_id for c in claimed if c.type in LATEST_WINS]
+        if not ids:
+            return {}
+        mine, newer = events.alias("mine"), events.alias("newer")
+        query = (
+            select(mine.c.id, newer.c.id.label("newer_id"), deliveries.c.external_ref)
+            .select_from(mine)
+            .join(
+                newer,
+                and_(
+                    newer.c.subject_ref == mine.c.subject_ref,
+                    newer.c.type == mine.c.type,
+                    newer.c.occurred_at > mine.c.occurred_at,
+                ),
+            )
+            .join(
+                deliveries,
+                and_(
+                    deliveries.c.event_id == newer.c.id,
+                    deliveries.c.target == target,
+                    deliveries.c.state == "delivered",
+                ),
+            )
+            .where(mine.c.id.in_(ids))
+            .order_by(mine.c.id, newer.c.occurred_at)
+        )
+        with reading(self.engine) as conn:
+            return {r.id: (r.newer_id, r.external_ref) for r in conn.execute(query)}
 
     def resolve(self, target: str, subject_refs: Sequence[str]) -> dict[str, str]:
         """The external ids of records already in ``target``, by subject ref."""

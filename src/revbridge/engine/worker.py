@@ -38,7 +38,7 @@ from revbridge.engine.circuit import CircuitBreaker, CircuitState
 from revbridge.engine.concurrency import LocalSlots, Slots
 from revbridge.engine.dispatch import Plan, call_erp, call_salesforce, plan_for
 from revbridge.engine.ports import ErpPort, RecordKind, SalesforcePort
-from revbridge.engine.queue import Claimed, DeliveryQueue, Outcomes
+from revbridge.engine.queue import LATEST_WINS, Claimed, DeliveryQueue, Outcomes
 from revbridge.engine.ratelimit import RateBudget, TokenBucket
 from revbridge.engine.retry import RetryPolicy
 from revbridge.engine.targets_state import (
@@ -178,6 +178,7 @@ class WorkerStats:
     expedited: int = 0
     found_existing: int = 0
     calls: int = 0
+    superseded: int = 0  # older versions of a record a newer one of which was delivered
 
     def as_dict(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -603,6 +604,12 @@ class Worker:
                 _log(c, target).error("undecodable_payload", error=str(exc))
                 continue
             plans.append((c, data, plan_for(data, c.idempotency_key)))
+        if any(c.type in LATEST_WINS for c in claimed):
+            newer = self.queue.superseded(claimed, target.name)
+            for c, _, _ in plans:
+                if c.event_id in newer:
+                    self.record_superseded(target, c, *newer[c.event_id])
+            plans = [p for p in plans if p[0].event_id not in newer]
         wanted = {r for _, _, p in plans for r in p.needs}
         wanted.update(c.subject_ref for c, _, p in plans if p.creates_document)
         return plans, self.queue.resolve(target.name, sorted(wanted))
@@ -675,6 +682,16 @@ class Worker:
     def record_delivered(self, target: Target, c: Claimed, external_id: str) -> None:
         self._out.delivered.append((c, target.name, external_id))
         self.stats.delivered += 1
+
+    def record_superseded(
+        self, target: Target, c: Claimed, newer_event: int, external_id: str | None
+    ) -> None:
+        """``c`` is an older version of a record than one already delivered: done, not sent
+        (sending it would overwrite the newer state)."""
+        why = f"superseded by event {newer_event}, a newer version already in {target.name}"
+        self._out.superseded.append((c, target.name, external_id, why))
+        self.stats.superseded += 1
+        _log(c, target).info("superseded", by=newer_event)
 
     def record_dead(self, c: Claimed, reason: str) -> None:
         self._out.dead.append((c, reason, self.worker_id))
