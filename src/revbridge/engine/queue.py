@@ -397,6 +397,33 @@ def _only_delivered(out: Outcomes) -> bool:
     )
 
 
+def _audit(
+    conn: Connection,
+    now: datetime,
+    action: str,
+    to_state: str,
+    rows: list[tuple[Claimed, str, str]],
+) -> None:
+    """Audit what became of in-flight deliveries: (delivery, why, who) each."""
+    if rows:
+        conn.execute(
+            audit_log.insert(),
+            [
+                {
+                    "at": now,
+                    "actor": actor,
+                    "action": action,
+                    "entity_type": "event",
+                    "entity_id": str(c.event_id),
+                    "from_state": "in_flight",
+                    "to_state": to_state,
+                    "reason": why,
+                }
+                for c, why, actor in rows
+            ],
+        )
+
+
 class DeliveryQueue:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -592,23 +619,7 @@ class DeliveryQueue:
                     },
                 ).rowcount
             ]
-            if held:
-                conn.execute(
-                    audit_log.insert(),
-                    [
-                        {
-                            "at": now,
-                            "actor": worker,
-                            "action": "held",
-                            "entity_type": "event",
-                            "entity_id": str(c.event_id),
-                            "from_state": "in_flight",
-                            "to_state": "held",
-                            "reason": why,
-                        }
-                        for c, why in held
-                    ],
-                )
+            _audit(conn, now, "held", "held", [(c, why, worker) for c, why in held])
         if out.retries:
             conn.execute(
                 text(
@@ -637,23 +648,7 @@ class DeliveryQueue:
                     bury, {"err": err, "now": ts(now), "id": c.event_id, "worker": worker}
                 ).rowcount
             ]
-            if dead:
-                conn.execute(
-                    audit_log.insert(),
-                    [
-                        {
-                            "at": now,
-                            "actor": actor,
-                            "action": "dead_letter",
-                            "entity_type": "event",
-                            "entity_id": str(c.event_id),
-                            "from_state": "in_flight",
-                            "to_state": "dead_letter",
-                            "reason": err,
-                        }
-                        for c, err, actor in dead
-                    ],
-                )
+            _audit(conn, now, "dead_letter", "dead_letter", dead)
         if out.superseded:
             done = text(
                 "UPDATE deliveries SET state = 'delivered', external_ref = :ext, "
@@ -670,23 +665,7 @@ class DeliveryQueue:
                     done, {"ext": ext, "now": ts(now), "id": c.event_id, "worker": worker}
                 ).rowcount
             ]
-            if applied:
-                conn.execute(
-                    audit_log.insert(),
-                    [
-                        {
-                            "at": now,
-                            "actor": worker,
-                            "action": "superseded",
-                            "entity_type": "event",
-                            "entity_id": str(c.event_id),
-                            "from_state": "in_flight",
-                            "to_state": "delivered",
-                            "reason": why,
-                        }
-                        for c, why in applied
-                    ],
-                )
+            _audit(conn, now, "superseded", "delivered", [(c, why, worker) for c, why in applied])
         remembered = [
             (target, subject, ext, c.event_id)
             for c, target, ext in out.delivered
