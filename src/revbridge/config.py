@@ -386,10 +386,18 @@ cash_handled_in = "both"
 # trying revbridge out), or "tryton" (the managed local Tryton, `revbridge erp tryton up`).
 kind = "fake"
 state_file = "fake-erp.json"
+# fake: processes running at once (a worker beside `revbridge dr drain`, several workers)
+# share one fake ERP only with shared = true (its file is then read and written on every
+# call, slower); otherwise each keeps its own copy and the last to stop wins.
+# shared = false
+# fake: faults to try the engine against, e.g. "down=1" (an outage), or
+# "error_rate=0.05,lost_response_rate=0.05,throttle_next=20,seed=7" (revbridge.testing.Faults)
+# faults = ""
 
 [salesforce]
 kind = "fake"
 state_file = "fake-salesforce.json"
+# faults = ""                     # as for the fake ERP
 
 [engine]
 # Delivery: leases, retries (exponential backoff with full jitter), the circuit breaker.
