@@ -166,3 +166,33 @@ def test_the_first_session_captures_from_the_fake_erp(workdir: Path) -> None:
     stats = run_json(["worker", "--until-idle", "--json"])
     assert stats["delivered"] > 0
     assert stats["dead_lettered"] == 0
+
+
+def test_an_event_type_moved_to_real_time_in_the_config_takes_its_waiting_deliveries(
+    workdir: Path,
+) -> None:
+    """GL postings are nightly by default; the operator makes them real-time in the config:
+    those already waiting for the night go at the next worker run, and the move is audited."""
+    runner.invoke(app, ["generate", "-n", "300", "--seed", "4", "--out", "ev.jsonl"])
+    run_json(["ingest", "ev.jsonl", "--json"])
+    run_json(["worker", "--until-idle", "--json"])
+    waiting = (
+        "SELECT d.state, d.pattern, count(*) FROM deliveries d "
+        "JOIN events e ON e.id = d.event_id WHERE e.type = 'gl.posted' GROUP BY 1, 2"
+    )
+    (before,) = _ledger_rows(workdir, waiting)
+    assert before[:2] == ("pending", "batch")
+    config = workdir / "revbridge.toml"
+    config.write_text(
+        config.read_text()
+        + '\n[policy.events."gl.posted"]\npattern = "realtime"\n'
+        + 'rationale = "finance reconciles GL postings during the day"\n'
+    )
+    stats = run_json(["worker", "--until-idle", "--json"])
+    assert stats["delivered"] >= before[2]
+    assert _ledger_rows(workdir, waiting) == [("delivered", "realtime", before[2])]
+    audit = _ledger_rows(
+        workdir, "SELECT entity_id, to_state, reason FROM audit_log WHERE action = 'reroute'"
+    )
+    assert [(a[0], a[1]) for a in audit] == [("gl.posted", "realtime")]
+    assert f"{before[2]} waiting deliveries moved" in audit[0][2]

@@ -18,6 +18,7 @@ from revbridge.engine.ratelimit import CappedBudget, PgTokenBucket, RateBudget, 
 from revbridge.engine.retry import RetryPolicy
 from revbridge.engine.worker import Target, Worker, WorkerSettings
 from revbridge.services.mdm_sync import with_customer_master
+from revbridge.services.reroute import reroute_to_policy
 
 if TYPE_CHECKING:
     from revbridge.salesforce.writeback import WriteBackSettings
@@ -165,7 +166,10 @@ def worker_settings(settings: Settings) -> WorkerSettings:
 def build_worker(
     settings: Settings, engine: Engine, *, clock: Clock | None = None, worker_id: str | None = None
 ) -> Worker:
+    """The worker the configuration describes. What waits in the ledger follows the policy
+    as configured now (an event type moved between real time and batch: ``reroute``)."""
     e = settings.raw.engine
+    reroute_to_policy(engine, settings.policy, now=(clock or SystemClock()).now())
 
     def breaker() -> CircuitBreaker:
         return CircuitBreaker(
