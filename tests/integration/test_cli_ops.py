@@ -41,9 +41,16 @@ def test_a_paused_erp_buffers_and_resume_drains(workdir: Path) -> None:
     assert runner.invoke(app, ["dr", "resume", "erp", "--actor", "kim"]).exit_code == 0
     drained = run_json(["dr", "drain", "--json"])
     assert drained["delivered"] > 0
-    assert (
-        run_json(["dr", "status", "--json"])["erp"]["oldest_undelivered_age_s"] is not None
-    )  # batch
+    # What is left waits for its batch run: scheduled, not backlog, and it does not age it.
+    erp = run_json(["dr", "status", "--json"])["erp"]
+    assert erp["backlog"] == {"pending": 0, "parked": 0, "in_flight": 0}
+    assert erp["scheduled"] > 0
+    assert erp["oldest_undelivered_age_s"] is None
+    status = run_json(["status", "--json"])
+    assert status["events"]["scheduled"] == status["events"]["by_state"]["pending"] > 0
+    assert status["oldest_pending_age_s"] is None
+    table = runner.invoke(app, ["dr", "status"]).stdout
+    assert "scheduled" in table
 
 
 def test_dead_letters_are_listed_shown_and_replayed_with_an_audit_trail(workdir: Path) -> None:

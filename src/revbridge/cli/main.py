@@ -16,6 +16,7 @@ from rich.table import Table
 
 from revbridge.codec import json_schema
 from revbridge.config import DEFAULT_FILE, INIT_TEMPLATE, Settings, load_settings
+from revbridge.core.durations import human_duration
 from revbridge.core.events import EventType
 from revbridge.core.policy import policy_markdown, policy_rows
 from revbridge.errors import RevbridgeError
@@ -211,7 +212,8 @@ def ingest(
 
 @app.command()
 def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Events by type and delivery state, quarantine size, oldest undelivered age."""
+    """Events by type and delivery state, quarantine size, oldest undelivered age (of what
+    is due or overdue: batch deliveries waiting for their class's run are scheduled, not late)."""
     from revbridge.clock import SystemClock
     from revbridge.services import open_ledger
     from revbridge.services.cost import cost_for
@@ -247,7 +249,10 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     for w in api["warnings"]:
         out.print(f"[yellow]warning:[/] {w}")
     out.print(f"quarantine (open): {report['quarantine']}")
-    out.print(f"oldest undelivered: {'none' if age is None else f'{age:.0f} s'}")
+    out.print(f"scheduled (batch, waiting for their class's run): {ev['scheduled']} of the pending")
+    out.print(
+        "oldest undelivered (due or overdue): " + ("none" if age is None else human_duration(age))
+    )
 
 
 @app.command()
@@ -610,7 +615,9 @@ def dlq_replay(
 
 @dr_app.command("status")
 def dr_status_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Per target: paused, circuit state, backlog, age of the oldest undelivered event."""
+    """Per target: paused, circuit state, the backlog that is due (pending, parked, in
+    flight), what is scheduled (batch deliveries waiting for their class's run, not late) and
+    the age of the oldest undelivered event that is due or overdue."""
     from revbridge.clock import SystemClock
     from revbridge.services import open_ledger
     from revbridge.services.operations import dr_status
@@ -620,7 +627,16 @@ def dr_status_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         _print_json(report)
         return
     t = Table(title="targets")
-    for col in ("target", "paused", "circuit", "pending", "parked", "in flight", "oldest age"):
+    for col in (
+        "target",
+        "paused",
+        "circuit",
+        "pending",
+        "parked",
+        "in flight",
+        "scheduled",
+        "oldest age",
+    ):
         t.add_column(col)
     for name, r in report.items():
         age = r["oldest_undelivered_age_s"]
@@ -633,9 +649,14 @@ def dr_status_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
             "yes" if r["paused"] else "no",
             circuit,
             *(str(r["backlog"][k]) for k in ("pending", "parked", "in_flight")),
-            "-" if age is None else f"{age:.0f} s",
+            str(r["scheduled"]),
+            "-" if age is None else human_duration(age),
         )
     out.print(t)
+    out.print(
+        "pending, parked, in flight: due or overdue (the oldest age counts only these); "
+        "scheduled: batch deliveries waiting for their class's run"
+    )
 
 
 def _pause(target: str, paused: bool, reason: str, actor: str | None, config: Path | None) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, func, select, update
+from sqlalchemy import Engine, and_, case, func, not_, select, update
 
 from revbridge.config import Settings
 from revbridge.core.events import SPECS, EventType
@@ -14,6 +14,7 @@ from revbridge.engine.batch import BatchReport
 from revbridge.engine.targets_state import TargetState, target_states, upsert_target
 from revbridge.engine.worker import TARGET_OF
 from revbridge.errors import RevbridgeError
+from revbridge.store.ledger import scheduled_delivery
 from revbridge.store.schema import (
     UTCDateTime,
     attempts,
@@ -199,32 +200,37 @@ def set_paused(
 
 def dr_status(engine: Engine, now: datetime) -> dict[str, Any]:
     """Per target: paused, circuit, the system's own pause (a 429's Retry-After, while it
-    lasts), backlog by state, oldest undelivered age."""
+    lasts), the backlog by state, what is scheduled, and the oldest undelivered age.
+
+    The backlog is what is due or overdue: ``pending`` (due now, or retrying after a failure),
+    ``parked`` and ``in_flight``. Batch-class deliveries waiting for their class's run
+    (``scheduled``) are counted apart and do not age the backlog: at month-end the revenue
+    items waiting for the 1st are on time, not weeks late.
+    """
     out: dict[str, Any] = {}
+    open_states = ("pending", "parked", "in_flight")
     with engine.connect() as conn:
         state_rows = {r.name: r for r in conn.execute(select(targets))}
         for name in TARGET_NAMES:
+            due = and_(
+                deliveries.c.target == name,
+                deliveries.c.state.in_(open_states),
+                not_(scheduled_delivery(now)),
+            )
             backlog: dict[str, int] = dict(
                 conn.execute(
-                    select(deliveries.c.state, func.count())
-                    .where(
-                        and_(
-                            deliveries.c.target == name,
-                            deliveries.c.state.in_(("pending", "parked", "in_flight")),
-                        )
-                    )
-                    .group_by(deliveries.c.state)
+                    select(deliveries.c.state, func.count()).where(due).group_by(deliveries.c.state)
                 ).all()
             )
+            scheduled = conn.execute(
+                select(func.count())
+                .select_from(deliveries)
+                .where(and_(deliveries.c.target == name, scheduled_delivery(now)))
+            ).scalar_one()
             oldest = conn.execute(
                 select(func.min(events.c.received_at))
                 .join(deliveries, deliveries.c.event_id == events.c.id)
-                .where(
-                    and_(
-                        deliveries.c.target == name,
-                        deliveries.c.state.in_(("pending", "parked", "in_flight")),
-                    )
-                )
+                .where(due)
             ).scalar()
             oldest_dt = UTCDateTime().process_result_value(oldest, conn.dialect)
             t = state_rows.get(name)
@@ -233,7 +239,8 @@ def dr_status(engine: Engine, now: datetime) -> dict[str, Any]:
                 "paused_reason": t.paused_reason if t else None,
                 "circuit": t.circuit if t else "closed",
                 "retry_after_until": _while_ahead(t.hold_until if t else None, now),
-                "backlog": {s: backlog.get(s, 0) for s in ("pending", "parked", "in_flight")},
+                "backlog": {s: backlog.get(s, 0) for s in open_states},
+                "scheduled": scheduled,
                 "oldest_undelivered_age_s": round((now - oldest_dt).total_seconds(), 1)
                 if oldest_dt
                 else None,
