@@ -33,12 +33,23 @@ def test_a_paused_erp_buffers_and_resume_drains(workdir: Path) -> None:
         ).exit_code
         == 0
     )
+    # A second pause changes nothing and says so: the first reason stands, one audit row.
+    again = runner.invoke(app, ["dr", "pause", "erp", "--reason", "oops", "--actor", "lee"])
+    assert again.exit_code == 0
+    assert "already paused (reason: ERP upgrade)" in again.stdout
     report = run_json(["dr", "status", "--json"])
     assert report["erp"]["paused"] is True
     assert report["erp"]["paused_reason"] == "ERP upgrade"
     run_json(["worker", "--until-idle", "--json"])
     assert run_json(["dr", "status", "--json"])["erp"]["backlog"]["pending"] > 0
     assert runner.invoke(app, ["dr", "resume", "erp", "--actor", "kim"]).exit_code == 0
+    assert "not paused" in runner.invoke(app, ["dr", "resume", "erp"]).stdout
+    trail = _ledger_rows(
+        workdir,
+        "SELECT action, actor, from_state, to_state FROM audit_log "
+        "WHERE entity_type = 'target' ORDER BY id",
+    )
+    assert trail == [("pause", "kim", "running", "paused"), ("resume", "kim", "paused", "running")]
     drained = run_json(["dr", "drain", "--json"])
     assert drained["delivered"] > 0
     # What is left waits for its batch run: scheduled, not backlog, and it does not age it.
@@ -62,9 +73,19 @@ def test_dead_letters_are_listed_shown_and_replayed_with_an_audit_trail(workdir:
     )
     run_json(["ingest", "ev.jsonl", "--json"])
     run_json(["worker", "--until-idle", "--json"])
-    dead = run_json(["dlq", "list", "--json"])["dead_letters"]
-    assert dead
+    listed = run_json(["dlq", "list", "--json"])
+    dead = listed["dead_letters"]
+    assert len(dead) == listed["total"] > 2
     assert all(f"period {period} is closed" in d["last_error"] for d in dead)
+    # A short list says it is short: in the title, and as the total in --json.
+    first = run_json(["dlq", "list", "--limit", "2", "--json"])
+    assert [d["id"] for d in first["dead_letters"]] == [d["id"] for d in dead[:2]]
+    assert first["total"] == len(dead)
+    assert f"showing 2 of {len(dead)}" in runner.invoke(app, ["dlq", "list", "--limit", "2"]).stdout
+    # An id names one dead letter: --type with it is a usage error, not "not in the queue".
+    mixed = runner.invoke(app, ["dlq", "replay", str(dead[0]["id"]), "--type", "gl.posted"])
+    assert mixed.exit_code == 2
+    assert "--type goes with --all" in mixed.stderr
     shown = run_json(["dlq", "show", str(dead[0]["id"])])
     assert shown["delivery"]["state"] == "dead_letter"
     assert shown["attempts"][-1]["outcome"] == "dead_letter"

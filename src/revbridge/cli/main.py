@@ -552,16 +552,27 @@ def dlq_list(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     event_type: Annotated[str | None, typer.Option("--type", help="Only this event type.")] = None,
+    limit: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="At most this many, oldest event first; the title (and `total` in --json) "
+            "says how many there are in all.",
+        ),
+    ] = 200,
 ) -> None:
     """Dead-lettered deliveries with their last error."""
     from revbridge.services import open_ledger
-    from revbridge.services.operations import list_dead_letters
+    from revbridge.services.operations import count_dead_letters, list_dead_letters
 
-    rows = list_dead_letters(open_ledger(_settings(config)).engine, event_type=event_type)
+    engine = open_ledger(_settings(config)).engine
+    rows = list_dead_letters(engine, event_type=event_type, limit=limit)
+    total = count_dead_letters(engine, event_type=event_type)
     if as_json:
-        _print_json({"dead_letters": rows})
+        _print_json({"dead_letters": rows, "total": total})
         return
-    t = Table(title=f"dead letters ({len(rows)})")
+    shown = f"showing {len(rows)} of {total}" if len(rows) < total else str(total)
+    t = Table(title=f"dead letters ({shown})")
     for col in ("event", "type", "source id", "target", "attempts", "last error"):
         t.add_column(col, overflow="fold")
     for r in rows:
@@ -574,6 +585,8 @@ def dlq_list(
             r["last_error"] or "",
         )
     out.print(t)
+    if len(rows) < total:
+        out.print(f"{total - len(rows)} more: raise --limit to see them")
 
 
 @dlq_app.command("show")
@@ -589,7 +602,10 @@ def dlq_show(event_id: int, config: ConfigOpt = None) -> None:
 def dlq_replay(
     event_id: Annotated[int | None, typer.Argument(help="One dead letter's event id.")] = None,
     replay_all: Annotated[bool, typer.Option("--all", help="Every dead letter.")] = False,
-    event_type: Annotated[str | None, typer.Option("--type", help="With --all: one type.")] = None,
+    event_type: Annotated[
+        str | None,
+        typer.Option("--type", help="With --all only: the dead letters of one type."),
+    ] = None,
     reason: Annotated[str, typer.Option(help="Why (goes to the audit log).")] = "",
     actor: ActorOpt = None,
     config: ConfigOpt = None,
@@ -601,6 +617,14 @@ def dlq_replay(
 
     if (event_id is None) == (not replay_all):
         err.print("[red]give an event id or --all[/]")
+        raise typer.Exit(2)
+    if event_id is not None and event_type is not None:
+        # An id names one dead letter whatever its type: a filter on it only hides it.
+        err.print(
+            f"[red]--type goes with --all, not with an event id[/]: "
+            f"`revbridge dlq replay {event_id}` replays that one, "
+            f"`revbridge dlq replay --all --type {event_type}` every {event_type}"
+        )
         raise typer.Exit(2)
     n = replay(
         open_ledger(_settings(config)).engine,
@@ -664,7 +688,7 @@ def _pause(target: str, paused: bool, reason: str, actor: str | None, config: Pa
     from revbridge.services import open_ledger
     from revbridge.services.operations import set_paused
 
-    set_paused(
+    change = set_paused(
         open_ledger(_settings(config)).engine,
         target,
         paused=paused,
@@ -672,7 +696,15 @@ def _pause(target: str, paused: bool, reason: str, actor: str | None, config: Pa
         actor=_actor(actor),
         reason=reason,
     )
-    out.print(f"{target} {'paused' if paused else 'resumed'}")
+    if change.changed:
+        out.print(f"{target} {'paused' if paused else 'resumed'}")
+    elif paused:
+        out.print(
+            f"{target} is already paused (reason: {change.paused_reason or 'none given'}): "
+            "nothing changed, nothing audited"
+        )
+    else:
+        out.print(f"{target} is not paused: nothing changed, nothing audited")
 
 
 @dr_app.command("pause")
@@ -682,7 +714,10 @@ def dr_pause(
     actor: ActorOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Stop calling a target; events keep being accepted and buffered."""
+    """Stop calling a target; events keep being accepted and buffered.
+
+    Audited with who, why and the state it was in. Pausing a paused target changes nothing:
+    the first pause's reason stands, nothing is audited, and the command says so (exit 0)."""
     _pause(target, True, reason, actor, config)
 
 
@@ -693,7 +728,10 @@ def dr_resume(
     actor: ActorOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Call a paused target again; the backlog drains oldest first."""
+    """Call a paused target again; the backlog drains oldest first.
+
+    Audited like a pause. Resuming a target that is not paused changes nothing, is not
+    audited, and the command says so (exit 0)."""
     _pause(target, False, reason, actor, config)
 
 

@@ -3,10 +3,11 @@ audited."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, func, not_, select, update
+from sqlalchemy import ColumnElement, Engine, and_, case, func, not_, select, update
 
 from revbridge.config import Settings
 from revbridge.core.events import SPECS, EventType
@@ -36,9 +37,16 @@ def _audit(conn: Any, **row: Any) -> None:
     conn.execute(audit_log.insert().values(**row))
 
 
+def _dead_letter(event_type: str | None) -> ColumnElement[bool]:
+    cond = deliveries.c.state == "dead_letter"
+    return and_(cond, events.c.type == event_type) if event_type else cond
+
+
 def list_dead_letters(
     engine: Engine, *, event_type: str | None = None, limit: int = 200
 ) -> list[dict[str, Any]]:
+    """The first ``limit`` dead letters, oldest event first (``count_dead_letters`` says how
+    many there are in all)."""
     query = (
         select(
             events.c.id,
@@ -52,14 +60,23 @@ def list_dead_letters(
             deliveries.c.updated_at,
         )
         .join(deliveries, deliveries.c.event_id == events.c.id)
-        .where(deliveries.c.state == "dead_letter")
+        .where(_dead_letter(event_type))
         .order_by(events.c.id)
         .limit(limit)
     )
-    if event_type:
-        query = query.where(events.c.type == event_type)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def count_dead_letters(engine: Engine, *, event_type: str | None = None) -> int:
+    """How many dead letters there are (of ``event_type``): what `dlq replay --all` replays."""
+    with engine.connect() as conn:
+        n: int = conn.execute(
+            select(func.count())
+            .select_from(deliveries.join(events, events.c.id == deliveries.c.event_id))
+            .where(_dead_letter(event_type))
+        ).scalar_one()
+    return n
 
 
 def trace(engine: Engine, event_id: int) -> dict[str, Any]:
@@ -142,6 +159,15 @@ def replay(
             query = query.where(events.c.type == event_type)
         ids = [r.event_id for r in conn.execute(query)]
         if event_id is not None and not ids:
+            other = conn.execute(
+                select(events.c.type)
+                .join(deliveries, deliveries.c.event_id == events.c.id)
+                .where(and_(events.c.id == event_id, _dead_letter(None)))
+            ).scalar()
+            if other is not None:  # a dead letter, of another type than asked
+                raise NotFound(
+                    f"event {event_id} is a dead letter of type {other}, not {event_type}"
+                )
             raise NotFound(f"event {event_id} is not in the dead-letter queue")
         if not ids:
             return 0
@@ -178,12 +204,46 @@ def replay(
     return len(ids)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PauseChange:
+    """What `dr pause` or `dr resume` did to a target: ``running`` or ``paused``, before and
+    after (the same when it already was), and the reason of the pause that stands."""
+
+    target: str
+    from_state: str
+    to_state: str
+    paused_reason: str | None
+
+    @property
+    def changed(self) -> bool:
+        return self.from_state != self.to_state
+
+
 def set_paused(
     engine: Engine, name: str, *, paused: bool, now: datetime, actor: str, reason: str
-) -> None:
+) -> PauseChange:
+    """Pause or resume ``name``, audited with the state it really was in. Pausing a paused
+    target (or resuming a running one) is a no-op: the first pause's reason stands and
+    nothing is audited, since nothing changed; the result says so."""
     if name not in TARGET_NAMES:
         raise NotFound(f"unknown target {name!r}; known: {', '.join(TARGET_NAMES)}")
     with engine.begin() as conn:
+        # Locked on PostgreSQL: two operators pausing at once audit one transition, not two.
+        row = conn.execute(
+            select(targets.c.paused, targets.c.paused_reason)
+            .where(targets.c.name == name)
+            .with_for_update()
+        ).first()
+        was_paused = bool(row.paused) if row is not None else False
+        before = "paused" if was_paused else "running"
+        after = "paused" if paused else "running"
+        if was_paused == paused:
+            return PauseChange(
+                target=name,
+                from_state=before,
+                to_state=after,
+                paused_reason=row.paused_reason if row is not None and was_paused else None,
+            )
         upsert_target(conn, name, now, paused=paused, paused_reason=reason if paused else None)
         _audit(
             conn,
@@ -192,10 +252,13 @@ def set_paused(
             action="pause" if paused else "resume",
             entity_type="target",
             entity_id=name,
-            from_state="running" if paused else "paused",
-            to_state="paused" if paused else "running",
+            from_state=before,
+            to_state=after,
             reason=reason,
         )
+    return PauseChange(
+        target=name, from_state=before, to_state=after, paused_reason=reason if paused else None
+    )
 
 
 def dr_status(engine: Engine, now: datetime) -> dict[str, Any]:
