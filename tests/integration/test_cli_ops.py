@@ -177,3 +177,12 @@ def test_a_batch_run_respects_a_pause_and_a_failed_one_exits_1_and_alerts(
     assert report["retried"] == report["items"] > 0
     alerts = _ledger_rows(workdir, "SELECT key FROM alerts WHERE resolved_at IS NULL")
     assert ("batch_failed:revenue.recognized",) in alerts
+    # The alert points to what helps: the items retry (they are not dead letters), the
+    # command that retries them now, and the submission's own error.
+    ((body,),) = _ledger_rows(
+        workdir, "SELECT body FROM alerts WHERE key = 'batch_failed:revenue.recognized'"
+    )
+    ((summary,),) = _ledger_rows(workdir, "SELECT summary FROM batches ORDER BY id DESC LIMIT 1")
+    assert "`revbridge batch run --class revenue.recognized`" in body
+    assert "dlq list" not in body
+    assert json.loads(summary)["error"] in body
