@@ -639,9 +639,11 @@ def dlq_replay(
 
 @dr_app.command("status")
 def dr_status_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Per target: paused, circuit state, the backlog that is due (pending, parked, in
-    flight), what is scheduled (batch deliveries waiting for their class's run, not late) and
-    the age of the oldest undelivered event that is due or overdue."""
+    """Per target: paused, circuit, backlog, scheduled, oldest undelivered age.
+
+    The backlog is what is due or overdue (pending, parked, in flight); scheduled is the batch
+    deliveries waiting for their class's run (not late); the oldest age counts only the
+    backlog."""
     from revbridge.clock import SystemClock
     from revbridge.services import open_ledger
     from revbridge.services.operations import dr_status
