@@ -33,17 +33,35 @@ def test_a_paused_erp_buffers_and_resume_drains(workdir: Path) -> None:
         ).exit_code
         == 0
     )
+    # A second pause changes nothing and says so: the first reason stands, one audit row.
+    again = runner.invoke(app, ["dr", "pause", "erp", "--reason", "oops", "--actor", "lee"])
+    assert again.exit_code == 0
+    assert "already paused (reason: ERP upgrade)" in again.stdout
     report = run_json(["dr", "status", "--json"])
     assert report["erp"]["paused"] is True
     assert report["erp"]["paused_reason"] == "ERP upgrade"
     run_json(["worker", "--until-idle", "--json"])
     assert run_json(["dr", "status", "--json"])["erp"]["backlog"]["pending"] > 0
     assert runner.invoke(app, ["dr", "resume", "erp", "--actor", "kim"]).exit_code == 0
+    assert "not paused" in runner.invoke(app, ["dr", "resume", "erp"]).stdout
+    trail = _ledger_rows(
+        workdir,
+        "SELECT action, actor, from_state, to_state FROM audit_log "
+        "WHERE entity_type = 'target' ORDER BY id",
+    )
+    assert trail == [("pause", "kim", "running", "paused"), ("resume", "kim", "paused", "running")]
     drained = run_json(["dr", "drain", "--json"])
     assert drained["delivered"] > 0
-    assert (
-        run_json(["dr", "status", "--json"])["erp"]["oldest_undelivered_age_s"] is not None
-    )  # batch
+    # What is left waits for its batch run: scheduled, not backlog, and it does not age it.
+    erp = run_json(["dr", "status", "--json"])["erp"]
+    assert erp["backlog"] == {"pending": 0, "parked": 0, "in_flight": 0}
+    assert erp["scheduled"] > 0
+    assert erp["oldest_undelivered_age_s"] is None
+    status = run_json(["status", "--json"])
+    assert status["events"]["scheduled"] == status["events"]["by_state"]["pending"] > 0
+    assert status["oldest_pending_age_s"] is None
+    table = runner.invoke(app, ["dr", "status"]).stdout
+    assert "scheduled" in table
 
 
 def test_dead_letters_are_listed_shown_and_replayed_with_an_audit_trail(workdir: Path) -> None:
@@ -55,9 +73,19 @@ def test_dead_letters_are_listed_shown_and_replayed_with_an_audit_trail(workdir:
     )
     run_json(["ingest", "ev.jsonl", "--json"])
     run_json(["worker", "--until-idle", "--json"])
-    dead = run_json(["dlq", "list", "--json"])["dead_letters"]
-    assert dead
+    listed = run_json(["dlq", "list", "--json"])
+    dead = listed["dead_letters"]
+    assert len(dead) == listed["total"] > 2
     assert all(f"period {period} is closed" in d["last_error"] for d in dead)
+    # A short list says it is short: in the title, and as the total in --json.
+    first = run_json(["dlq", "list", "--limit", "2", "--json"])
+    assert [d["id"] for d in first["dead_letters"]] == [d["id"] for d in dead[:2]]
+    assert first["total"] == len(dead)
+    assert f"showing 2 of {len(dead)}" in runner.invoke(app, ["dlq", "list", "--limit", "2"]).stdout
+    # An id names one dead letter: --type with it is a usage error, not "not in the queue".
+    mixed = runner.invoke(app, ["dlq", "replay", str(dead[0]["id"]), "--type", "gl.posted"])
+    assert mixed.exit_code == 2
+    assert "--type goes with --all" in mixed.stderr
     shown = run_json(["dlq", "show", str(dead[0]["id"])])
     assert shown["delivery"]["state"] == "dead_letter"
     assert shown["attempts"][-1]["outcome"] == "dead_letter"
@@ -149,6 +177,15 @@ def test_a_batch_run_respects_a_pause_and_a_failed_one_exits_1_and_alerts(
     assert report["retried"] == report["items"] > 0
     alerts = _ledger_rows(workdir, "SELECT key FROM alerts WHERE resolved_at IS NULL")
     assert ("batch_failed:revenue.recognized",) in alerts
+    # The alert points to what helps: the items retry (they are not dead letters), the
+    # command that retries them now, and the submission's own error.
+    ((body,),) = _ledger_rows(
+        workdir, "SELECT body FROM alerts WHERE key = 'batch_failed:revenue.recognized'"
+    )
+    ((summary,),) = _ledger_rows(workdir, "SELECT summary FROM batches ORDER BY id DESC LIMIT 1")
+    assert "`revbridge batch run --class revenue.recognized`" in body
+    assert "dlq list" not in body
+    assert json.loads(summary)["error"] in body
 
 
 def test_the_first_session_captures_from_the_fake_erp(workdir: Path) -> None:

@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, select, text
+from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from revbridge.clock import ManualClock
 from revbridge.core.policy import CashHandler, build_policy
 from revbridge.generate import generate_events
 from revbridge.services.ingest import ingest_lines, ingest_path
+from revbridge.services.operations import dr_status
 from revbridge.store.ledger import Ledger
 from revbridge.store.schema import audit_log, deliveries, events, metadata, quarantine
 
@@ -146,6 +147,54 @@ def test_status_reports_types_states_quarantine_and_oldest_age(ledger: Ledger) -
         )
     assert due["realtime"] == NOW.replace(tzinfo=None) or due["realtime"].replace(tzinfo=UTC) == NOW
     assert due["batch"].replace(tzinfo=UTC) > NOW
+
+
+def test_batch_deliveries_waiting_for_their_run_are_scheduled_not_backlog(
+    ledger: Ledger,
+) -> None:
+    """Status and dr status count batch deliveries waiting for their class's run apart
+    (``scheduled``) and leave them out of the oldest undelivered age; one retrying after a
+    failed run is backlog again, and ages it."""
+    envs = list(generate_events(120, seed=9))
+    ingest_lines(ledger, _lines(envs), policy=build_policy(), origin="s", clock=ManualClock(NOW))
+    with ledger.engine.begin() as conn:
+        conn.execute(
+            update(deliveries).where(deliveries.c.pattern == "realtime").values(state="delivered")
+        )
+        waiting = dict(
+            conn.execute(
+                select(deliveries.c.target, func.count())
+                .where(deliveries.c.pattern == "batch")
+                .group_by(deliveries.c.target)
+            ).all()
+        )
+    assert waiting.get("erp")
+    at = NOW + timedelta(minutes=5)  # before the nightly run: every batch item is on time
+    report = ledger.status(at)
+    assert report["events"]["scheduled"] == sum(waiting.values())
+    assert report["oldest_pending_age_s"] is None
+    erp = dr_status(ledger.engine, at)["erp"]
+    assert erp["backlog"] == {"pending": 0, "parked": 0, "in_flight": 0}
+    assert erp["scheduled"] == waiting["erp"]
+    assert erp["oldest_undelivered_age_s"] is None
+
+    # A failed run: one item is retrying (tried once, due again in a minute). It is late.
+    with ledger.engine.begin() as conn:
+        retrying = conn.execute(
+            select(func.min(deliveries.c.event_id)).where(
+                and_(deliveries.c.pattern == "batch", deliveries.c.target == "erp")
+            )
+        ).scalar_one()
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.event_id == retrying)
+            .values(attempts=1, due_at=at + timedelta(minutes=1))
+        )
+    assert ledger.status(at)["oldest_pending_age_s"] == pytest.approx(300.0)
+    erp = dr_status(ledger.engine, at)["erp"]
+    assert erp["backlog"]["pending"] == 1
+    assert erp["scheduled"] == waiting["erp"] - 1
+    assert erp["oldest_undelivered_age_s"] == pytest.approx(300.0)
 
 
 def test_parallel_validation_gives_the_same_outcome_as_in_process(

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -77,13 +78,22 @@ def test_an_outage_alerts_once_and_sends_a_resolve_when_it_clears(ledger: Ledger
     assert titles.count("revbridge: circuit open to erp") == 1
     clock.advance(timedelta(hours=3))
     asyncio.run(worker.run_until_idle())
-    assert any("backlog to erp" in r["title"] for r in received)
+    (backlog,) = [r["title"] for r in received if "backlog to erp" in r["title"]]
+    # Said as people say it ("3 h", "3 h 1 min"), never "3:00:30.283892".
+    assert re.fullmatch(r"revbridge: real-time backlog to erp is \d+ h( \d+ min)? old", backlog)
     erp.faults.down = False
     for _ in range(20):
         clock.advance(timedelta(minutes=31))
         asyncio.run(worker.run_until_idle())
     resolved = [r["title"] for r in received if r["title"].startswith("RESOLVED")]
     assert "RESOLVED: revbridge: circuit open to erp" in resolved
+    # A resolve message says what cleared and when, not the failing-now body again.
+    (cleared,) = [
+        r["message"] for r in received if r["title"] == "RESOLVED: revbridge: circuit open to erp"
+    ]
+    assert cleared.startswith("Cleared at ")
+    assert ": revbridge: circuit open to erp (open " in cleared
+    assert "keep failing" not in cleared
     assert any("backlog to erp" in t for t in resolved)
     assert all(r["type"] in ("failure", "warning", "success", "info") for r in received)
 
@@ -230,3 +240,44 @@ def test_the_rate_limit_is_checked_for_the_types_together_and_by_status(
         check=True,
     )
     assert any("rate limit" in w for w in json.loads(out.stdout)["api"]["warnings"])
+
+
+def test_a_failed_batch_alert_points_to_a_retry_and_a_partial_one_to_its_dead_letters(
+    ledger: Ledger,
+) -> None:
+    """A failed submission leaves its items pending (they retry): its alert carries the error
+    and the command that retries now, not the (empty) dead-letter list; a partial run's
+    failed items are dead letters, and its alert says how many and where to look."""
+    from revbridge.engine.alerts import evaluate
+    from revbridge.store.schema import batches
+
+    common = {"target": "erp", "created_at": START, "record_count": 3, "control_totals": "{}"}
+    with ledger.engine.begin() as conn:
+        conn.execute(
+            batches.insert(),
+            [
+                {
+                    **common,
+                    "event_type": "revenue.recognized",
+                    "state": "failed",
+                    "summary": json.dumps({"error": "503 from /import: " + "x" * 400}),
+                },
+                {
+                    **common,
+                    "event_type": "customer.upserted",
+                    "state": "partial",
+                    "summary": json.dumps({"failed": 2, "retried": 1}),
+                },
+            ],
+        )
+    bodies = {c.key: c.body for c in evaluate(ledger.engine, AlertRules(), START)}
+    failed = bodies["batch_failed:revenue.recognized"]
+    assert "failed: 503 from /import: xxx" in failed
+    assert len(failed) < 600  # a long error is cut, the advice after it is kept
+    assert "they stay pending and retry" in failed
+    assert "`revbridge batch run --class revenue.recognized`" in failed
+    assert "dlq list" not in failed
+    partial = bodies["batch_failed:customer.upserted"]
+    assert "2 item(s) failed and were dead-lettered" in partial
+    assert "`revbridge dlq list --type customer.upserted`" in partial
+    assert "1 will retry" in partial

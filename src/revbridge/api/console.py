@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from revbridge.api.auth import SESSION_COOKIE, Session, console_session, encode_session
+from revbridge.core.durations import human_duration
 from revbridge.core.policy import policy_rows
 from revbridge.services import operations, serve
 from revbridge.services.access import AccessDenied, Role, authenticate, require
@@ -29,6 +30,7 @@ def _templates(request: Request) -> Jinja2Templates:
         from revbridge.api.app import HERE
 
         t = Jinja2Templates(directory=HERE / "templates")
+        t.env.filters["human_duration"] = human_duration
         request.app.state.templates = t
     return t
 

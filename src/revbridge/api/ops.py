@@ -132,9 +132,10 @@ def get_targets(request: Request, _p: Viewer) -> dict[str, Any]:
 
 
 @router.post("/targets/{name}/pause")
-def pause(request: Request, name: str, body: PauseRequest, p: Operator) -> dict[str, str]:
-    """Stop deliveries to a target (events keep being accepted); audited."""
-    operations.set_paused(
+def pause(request: Request, name: str, body: PauseRequest, p: Operator) -> dict[str, Any]:
+    """Stop deliveries to a target (events keep being accepted); audited. Pausing a paused
+    target changes nothing and is not audited (``changed`` is false)."""
+    change = operations.set_paused(
         _ledger(request).engine,
         name,
         paused=True,
@@ -142,13 +143,14 @@ def pause(request: Request, name: str, body: PauseRequest, p: Operator) -> dict[
         actor=p.actor,
         reason=body.reason,
     )
-    return {"target": name, "state": "paused"}
+    return {"target": name, "state": "paused", "changed": change.changed}
 
 
 @router.post("/targets/{name}/resume")
-def resume(request: Request, name: str, body: PauseRequest, p: Operator) -> dict[str, str]:
-    """Resume deliveries to a paused target; audited."""
-    operations.set_paused(
+def resume(request: Request, name: str, body: PauseRequest, p: Operator) -> dict[str, Any]:
+    """Resume deliveries to a paused target; audited. Resuming a running target changes
+    nothing and is not audited (``changed`` is false)."""
+    change = operations.set_paused(
         _ledger(request).engine,
         name,
         paused=False,
@@ -158,7 +160,7 @@ def resume(request: Request, name: str, body: PauseRequest, p: Operator) -> dict
     )
     if request.app.state.runner is not None:
         request.app.state.runner.wake()
-    return {"target": name, "state": "running"}
+    return {"target": name, "state": "running", "changed": change.changed}
 
 
 @router.get("/policy")

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from revbridge.codec import json_schema
 from revbridge.config import DEFAULT_FILE, INIT_TEMPLATE, Settings, load_settings
+from revbridge.core.durations import human_duration
 from revbridge.core.events import EventType
 from revbridge.core.policy import policy_markdown, policy_rows
 from revbridge.errors import RevbridgeError
@@ -211,7 +212,8 @@ def ingest(
 
 @app.command()
 def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Events by type and delivery state, quarantine size, oldest undelivered age."""
+    """Events by type and delivery state, quarantine size, oldest undelivered age (of what
+    is due or overdue: batch deliveries waiting for their class's run are scheduled, not late)."""
     from revbridge.clock import SystemClock
     from revbridge.services import open_ledger
     from revbridge.services.cost import cost_for
@@ -247,7 +249,10 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     for w in api["warnings"]:
         out.print(f"[yellow]warning:[/] {w}")
     out.print(f"quarantine (open): {report['quarantine']}")
-    out.print(f"oldest undelivered: {'none' if age is None else f'{age:.0f} s'}")
+    out.print(f"scheduled (batch, waiting for their class's run): {ev['scheduled']} of the pending")
+    out.print(
+        "oldest undelivered (due or overdue): " + ("none" if age is None else human_duration(age))
+    )
 
 
 @app.command()
@@ -547,16 +552,27 @@ def dlq_list(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     event_type: Annotated[str | None, typer.Option("--type", help="Only this event type.")] = None,
+    limit: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="At most this many, oldest event first; the title (and `total` in --json) "
+            "says how many there are in all.",
+        ),
+    ] = 200,
 ) -> None:
     """Dead-lettered deliveries with their last error."""
     from revbridge.services import open_ledger
-    from revbridge.services.operations import list_dead_letters
+    from revbridge.services.operations import count_dead_letters, list_dead_letters
 
-    rows = list_dead_letters(open_ledger(_settings(config)).engine, event_type=event_type)
+    engine = open_ledger(_settings(config)).engine
+    rows = list_dead_letters(engine, event_type=event_type, limit=limit)
+    total = count_dead_letters(engine, event_type=event_type)
     if as_json:
-        _print_json({"dead_letters": rows})
+        _print_json({"dead_letters": rows, "total": total})
         return
-    t = Table(title=f"dead letters ({len(rows)})")
+    shown = f"showing {len(rows)} of {total}" if len(rows) < total else str(total)
+    t = Table(title=f"dead letters ({shown})")
     for col in ("event", "type", "source id", "target", "attempts", "last error"):
         t.add_column(col, overflow="fold")
     for r in rows:
@@ -569,6 +585,8 @@ def dlq_list(
             r["last_error"] or "",
         )
     out.print(t)
+    if len(rows) < total:
+        out.print(f"{total - len(rows)} more: raise --limit to see them")
 
 
 @dlq_app.command("show")
@@ -584,7 +602,10 @@ def dlq_show(event_id: int, config: ConfigOpt = None) -> None:
 def dlq_replay(
     event_id: Annotated[int | None, typer.Argument(help="One dead letter's event id.")] = None,
     replay_all: Annotated[bool, typer.Option("--all", help="Every dead letter.")] = False,
-    event_type: Annotated[str | None, typer.Option("--type", help="With --all: one type.")] = None,
+    event_type: Annotated[
+        str | None,
+        typer.Option("--type", help="With --all only: the dead letters of one type."),
+    ] = None,
     reason: Annotated[str, typer.Option(help="Why (goes to the audit log).")] = "",
     actor: ActorOpt = None,
     config: ConfigOpt = None,
@@ -596,6 +617,14 @@ def dlq_replay(
 
     if (event_id is None) == (not replay_all):
         err.print("[red]give an event id or --all[/]")
+        raise typer.Exit(2)
+    if event_id is not None and event_type is not None:
+        # An id names one dead letter whatever its type: a filter on it only hides it.
+        err.print(
+            f"[red]--type goes with --all, not with an event id[/]: "
+            f"`revbridge dlq replay {event_id}` replays that one, "
+            f"`revbridge dlq replay --all --type {event_type}` every {event_type}"
+        )
         raise typer.Exit(2)
     n = replay(
         open_ledger(_settings(config)).engine,
@@ -610,7 +639,11 @@ def dlq_replay(
 
 @dr_app.command("status")
 def dr_status_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Per target: paused, circuit state, backlog, age of the oldest undelivered event."""
+    """Per target: paused, circuit, backlog, scheduled, oldest undelivered age.
+
+    The backlog is what is due or overdue (pending, parked, in flight); scheduled is the batch
+    deliveries waiting for their class's run (not late); the oldest age counts only the
+    backlog."""
     from revbridge.clock import SystemClock
     from revbridge.services import open_ledger
     from revbridge.services.operations import dr_status
@@ -620,7 +653,16 @@ def dr_status_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         _print_json(report)
         return
     t = Table(title="targets")
-    for col in ("target", "paused", "circuit", "pending", "parked", "in flight", "oldest age"):
+    for col in (
+        "target",
+        "paused",
+        "circuit",
+        "pending",
+        "parked",
+        "in flight",
+        "scheduled",
+        "oldest age",
+    ):
         t.add_column(col)
     for name, r in report.items():
         age = r["oldest_undelivered_age_s"]
@@ -633,9 +675,14 @@ def dr_status_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
             "yes" if r["paused"] else "no",
             circuit,
             *(str(r["backlog"][k]) for k in ("pending", "parked", "in_flight")),
-            "-" if age is None else f"{age:.0f} s",
+            str(r["scheduled"]),
+            "-" if age is None else human_duration(age),
         )
     out.print(t)
+    out.print(
+        "pending, parked, in flight: due or overdue (the oldest age counts only these); "
+        "scheduled: batch deliveries waiting for their class's run"
+    )
 
 
 def _pause(target: str, paused: bool, reason: str, actor: str | None, config: Path | None) -> None:
@@ -643,7 +690,7 @@ def _pause(target: str, paused: bool, reason: str, actor: str | None, config: Pa
     from revbridge.services import open_ledger
     from revbridge.services.operations import set_paused
 
-    set_paused(
+    change = set_paused(
         open_ledger(_settings(config)).engine,
         target,
         paused=paused,
@@ -651,7 +698,15 @@ def _pause(target: str, paused: bool, reason: str, actor: str | None, config: Pa
         actor=_actor(actor),
         reason=reason,
     )
-    out.print(f"{target} {'paused' if paused else 'resumed'}")
+    if change.changed:
+        out.print(f"{target} {'paused' if paused else 'resumed'}")
+    elif paused:
+        out.print(
+            f"{target} is already paused (reason: {change.paused_reason or 'none given'}): "
+            "nothing changed, nothing audited"
+        )
+    else:
+        out.print(f"{target} is not paused: nothing changed, nothing audited")
 
 
 @dr_app.command("pause")
@@ -661,7 +716,10 @@ def dr_pause(
     actor: ActorOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Stop calling a target; events keep being accepted and buffered."""
+    """Stop calling a target; events keep being accepted and buffered.
+
+    Audited with who, why and the state it was in. Pausing a paused target changes nothing:
+    the first pause's reason stands, nothing is audited, and the command says so (exit 0)."""
     _pause(target, True, reason, actor, config)
 
 
@@ -672,7 +730,10 @@ def dr_resume(
     actor: ActorOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Call a paused target again; the backlog drains oldest first."""
+    """Call a paused target again; the backlog drains oldest first.
+
+    Audited like a pause. Resuming a target that is not paused changes nothing, is not
+    audited, and the command says so (exit 0)."""
     _pause(target, False, reason, actor, config)
 
 

@@ -10,14 +10,16 @@ is always on.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import Engine, and_, case, func, select, text, update
 
+from revbridge.core.durations import human_duration
 from revbridge.store.schema import (
     UTCDateTime,
     alerts,
@@ -115,14 +117,15 @@ def evaluate(engine: Engine, rules: AlertRules, now: datetime) -> list[Condition
         ):
             oldest_dt = _as_dt(oldest, engine)
             if oldest_dt is not None and now - oldest_dt > rules.backlog_age:
-                age = now - oldest_dt
+                age = human_duration(now - oldest_dt)
                 found.append(
                     Condition(
                         f"backlog_age:{target_name}",
                         "warning",
                         f"revbridge: real-time backlog to {target_name} is {age} old",
                         f"The oldest undelivered real-time event to {target_name} was received "
-                        f"{age} ago (threshold {rules.backlog_age}).",
+                        f"{age} ago (threshold {human_duration(rules.backlog_age)}). "
+                        "See `revbridge dr status`.",
                     )
                 )
         since = now - rules.failure_window
@@ -167,23 +170,50 @@ def evaluate(engine: Engine, rules: AlertRules, now: datetime) -> list[Condition
                     "See `revbridge dlq list`.",
                 )
             )
-        latest: dict[str, str] = {}
-        for event_type, state in conn.execute(
-            select(batches.c.event_type, batches.c.state).order_by(batches.c.id)
+        latest: dict[str, Any] = {}
+        for row in conn.execute(
+            select(batches.c.id, batches.c.event_type, batches.c.state, batches.c.summary).order_by(
+                batches.c.id
+            )
         ):
-            latest[event_type] = state
-        for event_type, state in latest.items():
-            if state in ("failed", "partial"):
+            latest[row.event_type] = row
+        for event_type, row in latest.items():
+            if row.state in ("failed", "partial"):
                 found.append(
                     Condition(
                         f"batch_failed:{event_type}",
                         "critical",
-                        f"revbridge: the {event_type} batch {state}",
-                        f"The latest {event_type} batch run ended {state}. "
-                        "See `revbridge dlq list --type " + event_type + "`.",
+                        f"revbridge: the {event_type} batch {row.state}",
+                        _batch_failed_body(event_type, row.id, row.state, row.summary),
                     )
                 )
     return found
+
+
+def _batch_failed_body(event_type: str, batch_id: int, state: str, summary: str | None) -> str:
+    """What went wrong with a batch run and what helps: a failed submission leaves its items
+    pending (they retry), not dead-lettered, so the dead-letter list is no help for it."""
+    try:
+        told: dict[str, Any] = json.loads(summary) if summary else {}
+    except ValueError:
+        told = {}
+    retry_now = f"`revbridge batch run --class {event_type}`"
+    if state == "failed":
+        error = str(told.get("error") or "no error recorded")
+        if len(error) > 300:
+            error = error[:299] + "…"
+        return (
+            f"The latest {event_type} batch run (batch {batch_id}) failed: {error}. Its items "
+            f"are not dead letters: they stay pending and retry on their own. Once the cause is "
+            f"fixed, {retry_now} retries them now; `revbridge status` shows what waits."
+        )
+    failed, retried = told.get("failed", 0), told.get("retried", 0)
+    return (
+        f"The latest {event_type} batch run (batch {batch_id}) ended partial: {failed} item(s) "
+        f"failed and were dead-lettered (`revbridge dlq list --type {event_type}`), "
+        f"{retried} will retry on their own ({retry_now} retries them now). "
+        "`revbridge status` shows what waits."
+    )
 
 
 # A transaction-scoped advisory lock of our own (any stable 64-bit number): released at commit.
@@ -241,7 +271,12 @@ class Alerter:
             self._send(c.title, c.body, c.severity)
         for key in resolved:
             row = open_rows[key]
+            # What cleared, not the failing-now body ("Calls to erp keep failing") again.
             self._send(
-                f"RESOLVED: {row.title}", f"Cleared at {now.isoformat()}. {row.body}", "resolved"
+                f"RESOLVED: {row.title}",
+                f"Cleared at {now.isoformat(timespec='seconds')}: {row.title} "
+                f"(open {human_duration(now - row.opened_at)}, since "
+                f"{row.opened_at.isoformat(timespec='seconds')}).",
+                "resolved",
             )
         return opened, resolved

@@ -3,10 +3,11 @@ audited."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, func, select, update
+from sqlalchemy import ColumnElement, Engine, and_, case, func, not_, select, update
 
 from revbridge.config import Settings
 from revbridge.core.events import SPECS, EventType
@@ -14,6 +15,7 @@ from revbridge.engine.batch import BatchReport
 from revbridge.engine.targets_state import TargetState, target_states, upsert_target
 from revbridge.engine.worker import TARGET_OF
 from revbridge.errors import RevbridgeError
+from revbridge.store.ledger import scheduled_delivery
 from revbridge.store.schema import (
     UTCDateTime,
     attempts,
@@ -35,9 +37,16 @@ def _audit(conn: Any, **row: Any) -> None:
     conn.execute(audit_log.insert().values(**row))
 
 
+def _dead_letter(event_type: str | None) -> ColumnElement[bool]:
+    cond = deliveries.c.state == "dead_letter"
+    return and_(cond, events.c.type == event_type) if event_type else cond
+
+
 def list_dead_letters(
     engine: Engine, *, event_type: str | None = None, limit: int = 200
 ) -> list[dict[str, Any]]:
+    """The first ``limit`` dead letters, oldest event first (``count_dead_letters`` says how
+    many there are in all)."""
     query = (
         select(
             events.c.id,
@@ -51,14 +60,23 @@ def list_dead_letters(
             deliveries.c.updated_at,
         )
         .join(deliveries, deliveries.c.event_id == events.c.id)
-        .where(deliveries.c.state == "dead_letter")
+        .where(_dead_letter(event_type))
         .order_by(events.c.id)
         .limit(limit)
     )
-    if event_type:
-        query = query.where(events.c.type == event_type)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def count_dead_letters(engine: Engine, *, event_type: str | None = None) -> int:
+    """How many dead letters there are (of ``event_type``): what `dlq replay --all` replays."""
+    with engine.connect() as conn:
+        n: int = conn.execute(
+            select(func.count())
+            .select_from(deliveries.join(events, events.c.id == deliveries.c.event_id))
+            .where(_dead_letter(event_type))
+        ).scalar_one()
+    return n
 
 
 def trace(engine: Engine, event_id: int) -> dict[str, Any]:
@@ -141,6 +159,15 @@ def replay(
             query = query.where(events.c.type == event_type)
         ids = [r.event_id for r in conn.execute(query)]
         if event_id is not None and not ids:
+            other = conn.execute(
+                select(events.c.type)
+                .join(deliveries, deliveries.c.event_id == events.c.id)
+                .where(and_(events.c.id == event_id, _dead_letter(None)))
+            ).scalar()
+            if other is not None:  # a dead letter, of another type than asked
+                raise NotFound(
+                    f"event {event_id} is a dead letter of type {other}, not {event_type}"
+                )
             raise NotFound(f"event {event_id} is not in the dead-letter queue")
         if not ids:
             return 0
@@ -177,12 +204,46 @@ def replay(
     return len(ids)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PauseChange:
+    """What `dr pause` or `dr resume` did to a target: ``running`` or ``paused``, before and
+    after (the same when it already was), and the reason of the pause that stands."""
+
+    target: str
+    from_state: str
+    to_state: str
+    paused_reason: str | None
+
+    @property
+    def changed(self) -> bool:
+        return self.from_state != self.to_state
+
+
 def set_paused(
     engine: Engine, name: str, *, paused: bool, now: datetime, actor: str, reason: str
-) -> None:
+) -> PauseChange:
+    """Pause or resume ``name``, audited with the state it really was in. Pausing a paused
+    target (or resuming a running one) is a no-op: the first pause's reason stands and
+    nothing is audited, since nothing changed; the result says so."""
     if name not in TARGET_NAMES:
         raise NotFound(f"unknown target {name!r}; known: {', '.join(TARGET_NAMES)}")
     with engine.begin() as conn:
+        # Locked on PostgreSQL: two operators pausing at once audit one transition, not two.
+        row = conn.execute(
+            select(targets.c.paused, targets.c.paused_reason)
+            .where(targets.c.name == name)
+            .with_for_update()
+        ).first()
+        was_paused = bool(row.paused) if row is not None else False
+        before = "paused" if was_paused else "running"
+        after = "paused" if paused else "running"
+        if was_paused == paused:
+            return PauseChange(
+                target=name,
+                from_state=before,
+                to_state=after,
+                paused_reason=row.paused_reason if row is not None and was_paused else None,
+            )
         upsert_target(conn, name, now, paused=paused, paused_reason=reason if paused else None)
         _audit(
             conn,
@@ -191,40 +252,48 @@ def set_paused(
             action="pause" if paused else "resume",
             entity_type="target",
             entity_id=name,
-            from_state="running" if paused else "paused",
-            to_state="paused" if paused else "running",
+            from_state=before,
+            to_state=after,
             reason=reason,
         )
+    return PauseChange(
+        target=name, from_state=before, to_state=after, paused_reason=reason if paused else None
+    )
 
 
 def dr_status(engine: Engine, now: datetime) -> dict[str, Any]:
     """Per target: paused, circuit, the system's own pause (a 429's Retry-After, while it
-    lasts), backlog by state, oldest undelivered age."""
+    lasts), the backlog by state, what is scheduled, and the oldest undelivered age.
+
+    The backlog is what is due or overdue: ``pending`` (due now, or retrying after a failure),
+    ``parked`` and ``in_flight``. Batch-class deliveries waiting for their class's run
+    (``scheduled``) are counted apart and do not age the backlog: at month-end the revenue
+    items waiting for the 1st are on time, not weeks late.
+    """
     out: dict[str, Any] = {}
+    open_states = ("pending", "parked", "in_flight")
     with engine.connect() as conn:
         state_rows = {r.name: r for r in conn.execute(select(targets))}
         for name in TARGET_NAMES:
+            due = and_(
+                deliveries.c.target == name,
+                deliveries.c.state.in_(open_states),
+                not_(scheduled_delivery(now)),
+            )
             backlog: dict[str, int] = dict(
                 conn.execute(
-                    select(deliveries.c.state, func.count())
-                    .where(
-                        and_(
-                            deliveries.c.target == name,
-                            deliveries.c.state.in_(("pending", "parked", "in_flight")),
-                        )
-                    )
-                    .group_by(deliveries.c.state)
+                    select(deliveries.c.state, func.count()).where(due).group_by(deliveries.c.state)
                 ).all()
             )
+            scheduled = conn.execute(
+                select(func.count())
+                .select_from(deliveries)
+                .where(and_(deliveries.c.target == name, scheduled_delivery(now)))
+            ).scalar_one()
             oldest = conn.execute(
                 select(func.min(events.c.received_at))
                 .join(deliveries, deliveries.c.event_id == events.c.id)
-                .where(
-                    and_(
-                        deliveries.c.target == name,
-                        deliveries.c.state.in_(("pending", "parked", "in_flight")),
-                    )
-                )
+                .where(due)
             ).scalar()
             oldest_dt = UTCDateTime().process_result_value(oldest, conn.dialect)
             t = state_rows.get(name)
@@ -233,7 +302,8 @@ def dr_status(engine: Engine, now: datetime) -> dict[str, Any]:
                 "paused_reason": t.paused_reason if t else None,
                 "circuit": t.circuit if t else "closed",
                 "retry_after_until": _while_ahead(t.hold_until if t else None, now),
-                "backlog": {s: backlog.get(s, 0) for s in ("pending", "parked", "in_flight")},
+                "backlog": {s: backlog.get(s, 0) for s in open_states},
+                "scheduled": scheduled,
                 "oldest_undelivered_age_s": round((now - oldest_dt).total_seconds(), 1)
                 if oldest_dt
                 else None,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import ColumnElement, Engine, and_, func, not_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -36,6 +36,19 @@ DELIVERY_STATES = ("pending", "parked", "held", "in_flight", "delivered", "dead_
 UNDELIVERED_STATES = ("pending", "parked", "held", "in_flight")
 NOTIFY_CHANNEL = "revbridge_events"
 _LOOKUP_CHUNK = 500
+
+
+def scheduled_delivery(now: datetime) -> ColumnElement[bool]:
+    """Batch-class deliveries waiting for their class's next run: pending, never tried, due
+    later. Scheduled work, not backlog: at month-end the revenue items waiting for the 1st
+    would otherwise make the oldest undelivered age weeks old. A batch item retrying after a
+    failed run has been tried (``attempts`` > 0): it is backlog, and its age counts."""
+    return and_(
+        deliveries.c.pattern == "batch",
+        deliveries.c.state == "pending",
+        deliveries.c.attempts == 0,
+        deliveries.c.due_at > now,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,7 +418,9 @@ class Ledger:
     # ------------------------------------------------------------------ reads
 
     def status(self, now: datetime) -> dict[str, Any]:
-        """Events by type and delivery state, quarantine size, age of the oldest undelivered."""
+        """Events by type and delivery state, quarantine size, age of the oldest undelivered
+        delivery that is due or overdue (batch deliveries waiting for their class's run are
+        counted apart, as ``scheduled``)."""
         with self.engine.connect() as conn:
             by_type: Counter[str] = Counter(
                 dict(
@@ -426,10 +441,18 @@ class Ledger:
                 )
             ):
                 by_pattern_state.setdefault(pattern, {})[state] = n
+            scheduled = conn.execute(
+                select(func.count()).select_from(deliveries).where(scheduled_delivery(now))
+            ).scalar_one()
             oldest = conn.execute(
                 select(func.min(events.c.received_at))
                 .select_from(events.join(deliveries, deliveries.c.event_id == events.c.id))
-                .where(deliveries.c.state.in_(UNDELIVERED_STATES))
+                .where(
+                    and_(
+                        deliveries.c.state.in_(UNDELIVERED_STATES),
+                        not_(scheduled_delivery(now)),
+                    )
+                )
             ).scalar()
             open_quarantine = conn.execute(
                 select(func.count()).select_from(quarantine).where(quarantine.c.status == "open")
@@ -442,8 +465,11 @@ class Ledger:
                 "by_state": {s: by_state.get(s, 0) for s in DELIVERY_STATES}
                 | {s: n for s, n in by_state.items() if s not in DELIVERY_STATES},
                 "by_pattern": by_pattern_state,
+                # Of the pending ones, batch-class deliveries waiting for their class's run.
+                "scheduled": scheduled,
             },
             "quarantine": open_quarantine,
+            # Of what is due or overdue: scheduled batch deliveries are not late.
             "oldest_pending_age_s": (
                 round((now - oldest_dt).total_seconds(), 3) if oldest_dt is not None else None
             ),

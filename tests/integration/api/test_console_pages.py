@@ -7,7 +7,7 @@ from contextlib import closing
 
 import httpx
 
-from .conftest import Hub
+from .conftest import Hub, envelopes, jsonl
 
 
 def _login(hub: Hub, role: str) -> tuple[httpx.Client, str]:
@@ -39,6 +39,21 @@ def test_every_console_page_renders_for_a_viewer(hub: Hub) -> None:
             r = client.get(f"/console{path}")
             assert r.status_code == 200, (path, r.text[:300])
             assert "<svg" in client.get("/console/").text
+
+
+def test_the_overview_shows_scheduled_batch_items_apart_from_the_backlog(hub: Hub) -> None:
+    """Batch deliveries waiting for their run are counted as scheduled; the oldest age of
+    what is due reads in seconds, minutes and hours."""
+    assert hub.signed("/webhooks/events", jsonl(envelopes(120))).status_code == 202
+    scheduled = hub.client.get("/api/v1/targets", headers=hub.auth("viewer")).json()["erp"][
+        "scheduled"
+    ]
+    assert scheduled > 0
+    client, _csrf = _login(hub, "viewer")
+    with closing(client):
+        page = client.get("/console/").text
+    assert f"scheduled: {scheduled} " in page
+    assert re.search(r"oldest undelivered \(due or overdue\): \d+ (s|min)", page)
 
 
 def test_forms_need_the_csrf_token_and_the_role(hub: Hub) -> None:

@@ -46,6 +46,14 @@ def test_a_viewer_reads_but_cannot_replay_and_an_operator_replays_with_audit(hub
     denied = hub.client.post("/api/v1/dead-letters/replay", json=body, headers=hub.auth("viewer"))
     assert denied.status_code == 403
     assert "operator" in denied.json()["why"]
+    other = "gl.posted" if listed[0]["type"] != "gl.posted" else "invoice.posted"
+    mismatched = hub.client.post(
+        "/api/v1/dead-letters/replay",
+        json={**body, "event_type": other},
+        headers=hub.auth("operator"),
+    )
+    assert mismatched.status_code == 404
+    assert f"a dead letter of type {listed[0]['type']}, not {other}" in mismatched.json()["why"]
     done = hub.client.post("/api/v1/dead-letters/replay", json=body, headers=hub.auth("operator"))
     assert done.json() == {"replayed": 1}
     trace = hub.client.get(f"/api/v1/events/{event_id}/trace", headers=hub.auth("viewer")).json()
@@ -69,11 +77,19 @@ def test_pausing_a_target_is_audited_and_shown(hub: Hub) -> None:
         "/api/v1/targets/erp/pause", json={"reason": "ERP upgrade"}, headers=hub.auth("operator")
     )
     assert r.status_code == 200
+    assert r.json()["changed"] is True
+    # Pausing it again changes nothing and is not audited as a transition it never made.
+    again = hub.client.post(
+        "/api/v1/targets/erp/pause", json={"reason": "again"}, headers=hub.auth("operator")
+    )
+    assert again.json() == {"target": "erp", "state": "paused", "changed": False}
     targets = hub.client.get("/api/v1/targets", headers=hub.auth("viewer")).json()
     assert targets["erp"]["paused"] is True
+    assert targets["erp"]["paused_reason"] == "ERP upgrade"
     with hub.ledger.engine.connect() as conn:
         row = conn.execute(select(audit_log).where(audit_log.c.action == "pause")).one()
     assert row.actor == "token:operator-1"
+    assert (row.from_state, row.to_state) == ("running", "paused")
     unknown = hub.client.post(
         "/api/v1/targets/sap/pause", json={"reason": "x"}, headers=hub.auth("operator")
     )
