@@ -233,3 +233,20 @@ def test_an_event_type_moved_to_real_time_in_the_config_takes_its_waiting_delive
     )
     assert [(a[0], a[1]) for a in audit] == [("gl.posted", "realtime")]
     assert f"{before[2]} waiting deliveries moved" in audit[0][2]
+
+
+def test_waiting_lists_what_each_parked_delivery_waits_for(workdir: Path) -> None:
+    """A payment whose customer and invoice have not come yet waits for them, visibly."""
+    runner.invoke(app, ["generate", "-n", "300", "--seed", "4", "--out", "ev.jsonl"])
+    envs = [json.loads(line) for line in (workdir / "ev.jsonl").read_text().splitlines()]
+    pay = next(e for e in envs if e["type"] == "payment.received")
+    customer = f"customer:{pay['data']['customer_id']}"
+    (workdir / "pay.jsonl").write_text(json.dumps(pay) + "\n")
+    run_json(["ingest", "pay.jsonl", "--json"])
+    run_json(["worker", "--until-idle", "--json"])
+    waiting = run_json(["waiting", "--json"])["waiting"]
+    assert [(w["type"], w["state"], w["parked_on"]) for w in waiting] == [
+        ("payment.received", "parked", customer)
+    ]
+    table = runner.invoke(app, ["waiting"])
+    assert "waiting (1 shown)" in table.output

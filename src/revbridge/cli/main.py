@@ -298,6 +298,41 @@ def policy_show(
         raise typer.Exit(2)
 
 
+@app.command()
+def waiting(
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many entries.")] = 200,
+) -> None:
+    """Deliveries waiting, not failing: parked until a record they need reaches the target
+    (`invoice:...`, `customer:...`), or held for a person's decision (`review:N`, see
+    `revbridge mdm review list`). Oldest event first."""
+    from revbridge.clock import SystemClock
+    from revbridge.core.durations import human_duration
+    from revbridge.services import open_ledger
+    from revbridge.services.serve import parked
+
+    rows = parked(open_ledger(_settings(config)).engine, limit=limit)
+    if as_json:
+        _print_json({"waiting": rows})
+        return
+    now = SystemClock().now()
+    t = Table(title=f"waiting ({len(rows)} shown)")
+    for col in ("event", "type", "subject", "target", "state", "waits for", "since"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(
+            str(r["id"]),
+            r["type"],
+            r["subject_ref"],
+            r["target"],
+            r["state"],
+            r["parked_on"] or "",
+            human_duration(now - r["updated_at"]),
+        )
+    out.print(t)
+
+
 @quarantine_app.command("list")
 def quarantine_list(
     config: ConfigOpt = None,
