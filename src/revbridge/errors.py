@@ -4,6 +4,7 @@
 
     RevbridgeError
     ├── ConfigError            bad revbridge.toml: names the file, the key and the reason
+    ├── UsageError             an operator command was given a value it cannot use
     ├── DomainError            a business rule was broken (never retried)
     │   ├── InvalidMoney       bad currency, over-precise amount, mixed currencies
     │   ├── UnbalancedJournal  debits and credits differ in some currency
@@ -35,6 +36,10 @@ class ConfigError(RevbridgeError):
         self.key = key
         self.reason = reason
         super().__init__(f"{path}: {key}: {reason}")
+
+
+class UsageError(RevbridgeError, ValueError):
+    """An operator command was given a value it cannot use (a drain rate of zero, say)."""
 
 
 class DomainError(RevbridgeError, ValueError):

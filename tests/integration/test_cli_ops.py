@@ -1,9 +1,12 @@
 """Operating the hub from the command line: worker, dead letters, downtime controls."""
 
 import json
+import sys
 from pathlib import Path
 
-from revbridge.cli.main import app
+import pytest
+
+from revbridge.cli.main import app, main
 from tests.integration.conftest import run_json, runner
 
 
@@ -62,6 +65,52 @@ def test_a_paused_erp_buffers_and_resume_drains(workdir: Path) -> None:
     assert status["oldest_pending_age_s"] is None
     table = runner.invoke(app, ["dr", "status"]).stdout
     assert "scheduled" in table
+
+
+def test_a_drain_rate_that_is_not_positive_is_a_clear_error_not_a_traceback(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for rate in ("0", "-2"):
+        monkeypatch.setattr(sys, "argv", ["revbridge", "dr", "drain", "--rate", rate])
+        with pytest.raises(SystemExit) as exited:
+            main()
+        assert exited.value.code == 2
+        said = capsys.readouterr()
+        assert "--rate must be a positive number of calls a second" in said.err
+        assert "Traceback" not in said.err + said.out
+
+
+def test_a_drain_while_the_erp_is_down_probes_once_says_so_exits_1_and_is_audited(
+    workdir: Path,
+) -> None:
+    """Right after `dr resume`, the circuit still open: the drain probes at once; with the
+    ERP still down it says when the next probe is and exits 1; once the ERP answers, the
+    next drain delivers. Each is in the audit log with who and why."""
+    runner.invoke(app, ["generate", "-n", "120", "--seed", "2", "--out", "ev.jsonl"])
+    run_json(["ingest", "ev.jsonl", "--json"])
+    config = workdir / "revbridge.toml"
+    healthy = config.read_text()
+    _set(workdir, "erp", 'faults = "down=1"')
+    run_json(["worker", "--until-idle", "--json"])
+    assert run_json(["dr", "status", "--json"])["erp"]["circuit"] == "open"
+    args = ["dr", "drain", "erp", "--rate", "5", "--actor", "kim", "--reason", "upgrade over"]
+    down = runner.invoke(app, args)
+    assert down.exit_code == 1
+    assert "erp: circuit open, next probe in 30 s" in down.stderr
+    config.write_text(healthy)
+    up = runner.invoke(app, [*args, "--json"])
+    assert up.exit_code == 0, up.output
+    assert json.loads(up.stdout)["targets"]["erp"]["probed"] is True
+    assert json.loads(up.stdout)["delivered"] > 0
+    assert run_json(["dr", "status", "--json"])["erp"]["circuit"] == "closed"
+    rows = _ledger_rows(
+        workdir,
+        "SELECT actor, entity_type, entity_id, reason FROM audit_log WHERE action = 'drain'",
+    )
+    assert [r[:3] for r in rows] == [("kim", "target", "erp")] * 2
+    assert all("upgrade over (at most 5 calls/s" in r[3] for r in rows)
+    assert "still waiting: erp: circuit open" in rows[0][3]
+    assert "delivered" in rows[1][3]
 
 
 def test_dead_letters_are_listed_shown_and_replayed_with_an_audit_trail(workdir: Path) -> None:

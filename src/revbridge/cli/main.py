@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -774,39 +775,62 @@ def dr_resume(
 
 @dr_app.command("drain")
 def dr_drain(
+    target: Annotated[
+        str | None, typer.Argument(help="erp or salesforce (default: every target, in turn)")
+    ] = None,
     config: ConfigOpt = None,
     rate: Annotated[
         float | None,
         typer.Option(
-            help="At most this many calls per second per target, within the target's own "
-            "rate limit (shared by every worker on PostgreSQL)."
+            help="At most this many calls per second per target (> 0), within the target's "
+            "own rate limit (shared by every worker on PostgreSQL).",
         ),
     ] = None,
+    reason: Annotated[str, typer.Option(help="Why (goes to the audit log).")] = "drain",
+    actor: ActorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Deliver the backlog now, oldest first, optionally at a capped rate."""
+    """Deliver the backlog now, oldest first, optionally at a capped rate; audited.
+
+    Real-time deliveries waiting out a retry backoff are made due now (batch classes keep
+    their window). An open circuit is probed at once with one delivery: if the target
+    answers, the circuit closes and the backlog follows; if not, the drain prints "circuit
+    open, next probe in N s" and exits 1. A paused target is not drained (exit 1): resume
+    it first. Each target drained is one audit log row (action "drain").
+    """
     import asyncio
 
+    from revbridge.clock import SystemClock
     from revbridge.services import open_ledger
-    from revbridge.services.targets import build_worker, cap_rate
+    from revbridge.services.drain import TargetDrain, drain
+    from revbridge.services.targets import build_worker, check_rate
 
-    settings = _settings(config)
-    w = build_worker(settings, open_ledger(settings).engine)
     if rate is not None:
-        cap_rate(w, rate)
+        check_rate(rate)  # before anything is built (a managed ERP may be started)
+    settings = _settings(config)
+    w = build_worker(settings, open_ledger(settings).engine, clock=SystemClock())
 
-    async def run() -> dict[str, int]:
+    async def run() -> list[TargetDrain]:
         try:
-            return (await w.run_until_idle()).as_dict()
+            return await drain(
+                w, [target] if target else None, rate=rate, actor=_actor(actor), reason=reason
+            )
         finally:
             for t in w.targets.values():
                 await t.port.close()
 
-    stats = asyncio.run(run())
+    drained = asyncio.run(run())
+    waiting = [d.waiting for d in drained if d.waiting]
     if as_json:
-        _print_json(stats)
+        _print_json({**w.stats.as_dict(), "targets": {d.target: asdict(d) for d in drained}})
     else:
-        out.print(" ".join(f"{k}={v}" for k, v in stats.items()))
+        out.print(" ".join(f"{k}={v}" for k, v in w.stats.as_dict().items()))
+        for d in drained:
+            out.print(f"{d.target}: {d.summary()}")
+    for why in waiting:
+        err.print(f"[yellow]{why}[/]")
+    if waiting:
+        raise typer.Exit(1)
 
 
 @db_app.command("upgrade")

@@ -701,6 +701,26 @@ class DeliveryQueue:
             released += _RELEASE_LANDED.run(conn, sorted(waits), now=ts(now)).rowcount
         return released
 
+    def hurry_retries(self, *, target: str, now: datetime) -> int:
+        """Make ``target``'s pending real-time deliveries that wait out a retry backoff due
+        now (an operator's ``dr drain``); attempts unchanged. Batch-class deliveries keep
+        their schedule: their due time is their window, not a backoff."""
+        with self.engine.begin() as conn:
+            return int(
+                conn.execute(
+                    update(deliveries)
+                    .where(
+                        and_(
+                            deliveries.c.target == target,
+                            deliveries.c.pattern == "realtime",
+                            deliveries.c.state == "pending",
+                            deliveries.c.due_at > now,
+                        )
+                    )
+                    .values(due_at=now, updated_at=now)
+                ).rowcount
+            )
+
     def expedite(self, *, target: str, subject_ref: str, now: datetime, reason: str) -> int:
         """Deliver a batch-class dependency just in time, ahead of its batch."""
         with self.engine.begin() as conn:

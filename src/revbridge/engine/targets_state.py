@@ -84,11 +84,13 @@ def claim_probe(
     cooldown: timedelta,
     probe_timeout: timedelta,
     actor: str,
+    reason: str = "cooldown over: this process probes",
 ) -> bool:
     """Become the one process that probes ``name``: True when this caller won.
 
     Wins when the circuit is open and its cooldown has passed, or when another process's
-    probe has been half-open for longer than ``probe_timeout`` (that process died).
+    probe has been half-open for longer than ``probe_timeout`` (that process died). An
+    operator's drain passes a zero ``cooldown``: asking to drain is a reason to probe now.
     """
     with engine.begin() as conn:
         won = conn.execute(
@@ -120,7 +122,7 @@ def claim_probe(
                     entity_id=name,
                     from_state="open",
                     to_state="half_open",
-                    reason="cooldown over: this process probes",
+                    reason=reason,
                 )
             )
     return bool(won)

@@ -565,9 +565,10 @@ class Worker:
         ran = False
         now = self.clock.now()
         for event_type in self.batch.due_classes(now):
-            target = self.targets[TARGET_OF[SPECS[EventType(event_type)].direction]]
+            target = self.targets.get(TARGET_OF[SPECS[EventType(event_type)].direction])
             if (
-                target.name in paused
+                target is None  # a worker for some targets only (a drain of one target)
+                or target.name in paused
                 or target.breaker.state is not CircuitState.CLOSED
                 or target.held(now)
             ):

@@ -975,8 +975,11 @@ def due_scheduled_runs(
 def outage_windows(engine: Engine, *, now: datetime) -> list[DueRun]:
     """Runs over each outage that ended since the last look (then moves the mark).
 
-    An outage is a target's circuit opened then closed again (``audit_log``, action
-    ``circuit``); its run is nightly-scoped over every day from the opening to the closing.
+    An outage is a target that could not be called: its circuit opened then closed again
+    (``audit_log``, action ``circuit``), or an operator paused then resumed it (a planned
+    downtime, actions ``pause`` and ``resume``). Overlapping ones are one outage, from the
+    first to stop the calls to the last to let them through again. Its run is nightly-scoped
+    over every day from the start to the end.
     """
     with engine.begin() as conn:
         mark_text = conn.execute(
@@ -986,24 +989,38 @@ def outage_windows(engine: Engine, *, now: datetime) -> list[DueRun]:
         # before reconciliation was scheduled here.
         mark = datetime.fromisoformat(mark_text) if mark_text else now - timedelta(days=1)
         stmt = (
-            select(audit_log.c.at, audit_log.c.entity_id, audit_log.c.to_state)
-            .where(audit_log.c.action == "circuit", audit_log.c.entity_type == "target")
+            select(audit_log.c.at, audit_log.c.entity_id, audit_log.c.action, audit_log.c.to_state)
+            .where(
+                audit_log.c.action.in_(("circuit", "pause", "resume")),
+                audit_log.c.entity_type == "target",
+            )
             .order_by(audit_log.c.id)
         )
-        opened: dict[str, datetime] = {}
+        began: dict[str, datetime] = {}
+        why: dict[str, set[str]] = {}  # what stops the calls now: "circuit", "pause"
+        paused: dict[str, bool] = {}  # was the outage (also) an operator's pause
         due: list[DueRun] = []
-        for at, target, state in conn.execute(stmt):
-            if state == "open":
-                opened.setdefault(target, at)
-            elif state == "closed" and target in opened:
-                began = opened.pop(target)
+        for at, target, action, state in conn.execute(stmt):
+            stops = why.setdefault(target, set())
+            cause = "circuit" if action == "circuit" else "pause"
+            if action == "pause" or state == "open":
+                began.setdefault(target, at)
+                stops.add(cause)
+                paused[target] = paused.get(target, False) or action == "pause"
+            elif action == "resume" or state == "closed":
+                stops.discard(cause)
+                if stops or target not in began:
+                    continue
+                start = began.pop(target)
+                planned = " (paused by an operator)" if paused.pop(target, False) else ""
                 if at > mark:
                     due.append(
                         DueRun(
                             scope="nightly",
-                            start=began.date(),
+                            start=start.date(),
                             end=at.date() + timedelta(days=1),
-                            reason=f"outage of {target} {began.isoformat()}..{at.isoformat()}",
+                            reason=f"outage of {target} {start.isoformat()}..{at.isoformat()}"
+                            + planned,
                         )
                     )
         value = now.isoformat()

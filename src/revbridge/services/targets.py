@@ -17,6 +17,7 @@ from revbridge.engine.ports import ErpPort, SalesforcePort
 from revbridge.engine.ratelimit import CappedBudget, PgTokenBucket, RateBudget, TokenBucket
 from revbridge.engine.retry import RetryPolicy
 from revbridge.engine.worker import Target, Worker, WorkerSettings
+from revbridge.errors import UsageError
 from revbridge.services.mdm_sync import with_customer_master
 from revbridge.services.reroute import reroute_to_policy
 
@@ -237,11 +238,19 @@ def build_worker(
     return worker
 
 
+def check_rate(rate: float) -> None:
+    """A drain's ``--rate`` must be a positive number of calls a second (``UsageError``)."""
+    if not rate > 0:  # also NaN
+        raise UsageError(f"--rate must be a positive number of calls a second, not {rate:g}")
+
+
 def cap_rate(worker: Worker, rate: float) -> None:
     """Cap each of ``worker``'s targets at ``rate`` calls a second (``revbridge dr drain
     --rate``), within the target's own budget when it has one, and size its rounds at about
     half a second of calls: the limiter makes up the pause between rounds, and a longer round
-    only makes that pause longer (docs/decisions/0015)."""
+    only makes that pause longer (docs/decisions/0015). A rate that is not positive is the
+    operator's mistake, said as such (``UsageError``)."""
+    check_rate(rate)
     for target in worker.targets.values():
         cap = TokenBucket(rate, burst=1)
         target.bucket = cap if target.bucket is None else CappedBudget(cap, target.bucket)

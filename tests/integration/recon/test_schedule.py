@@ -12,6 +12,7 @@ from sqlalchemy import select
 from revbridge.config import parse_config
 from revbridge.engine.targets_state import record_circuit
 from revbridge.recon.period import PeriodRecon, reconcile_period
+from revbridge.services.operations import set_paused
 from revbridge.services.recon import (
     due_scheduled_runs,
     outage_windows,
@@ -91,6 +92,38 @@ def test_an_erp_outage_is_reconciled_once_its_circuit_closes(
     assert (due.scope, due.start, due.end) == ("nightly", date(2026, 11, 3), date(2026, 11, 6))
     assert "outage of erp" in due.reason
     assert outage_windows(ledger.engine, now=closed + timedelta(minutes=2)) == []
+
+
+def test_a_planned_downtime_is_reconciled_once_the_target_resumes(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """`dr pause erp` on the 3rd, `dr resume erp` on the 4th: one run covers the 3rd and the
+    4th, like a circuit outage; while the ERP stays paused nothing is due."""
+    paused = datetime(2026, 11, 3, 20, tzinfo=UTC)
+    resumed = datetime(2026, 11, 4, 6, tzinfo=UTC)
+    set_paused(ledger.engine, "erp", paused=True, now=paused, actor="kim", reason="upgrade")
+    assert outage_windows(ledger.engine, now=paused + timedelta(hours=1)) == []
+    set_paused(ledger.engine, "erp", paused=False, now=resumed, actor="kim", reason="done")
+    (due,) = outage_windows(ledger.engine, now=resumed + timedelta(minutes=1))
+    assert (due.scope, due.start, due.end) == ("nightly", date(2026, 11, 3), date(2026, 11, 5))
+    assert "outage of erp" in due.reason
+    assert "paused by an operator" in due.reason
+    assert outage_windows(ledger.engine, now=resumed + timedelta(minutes=2)) == []
+
+
+def test_a_pause_overlapping_a_circuit_outage_is_one_window_until_both_end(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """The circuit opens on the 3rd, the operator pauses on the 4th and resumes on the 5th,
+    the circuit closes on the 6th: one run, the 3rd to the 6th, due only after the close."""
+    t0 = datetime(2026, 11, 3, 22, tzinfo=UTC)
+    record_circuit(ledger.engine, "erp", state="open", failures=5, now=t0)
+    set_paused(ledger.engine, "erp", paused=True, now=t0 + timedelta(days=1), actor="k", reason="")
+    set_paused(ledger.engine, "erp", paused=False, now=t0 + timedelta(days=2), actor="k", reason="")
+    assert outage_windows(ledger.engine, now=t0 + timedelta(days=2, hours=1)) == []
+    record_circuit(ledger.engine, "erp", state="closed", failures=0, now=t0 + timedelta(days=3))
+    (due,) = outage_windows(ledger.engine, now=t0 + timedelta(days=3, hours=1))
+    assert (due.start, due.end) == (date(2026, 11, 3), date(2026, 11, 7))
 
 
 def test_the_worker_loop_runs_what_is_due_and_stops(ledger: Ledger, tmp_path: Path) -> None:

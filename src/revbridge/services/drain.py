@@ -1,0 +1,188 @@
+"""``revbridge dr drain``: an operator delivers a target's backlog now, audited.
+
+A drain is an explicit operator command, so it does what the worker alone would wait for:
+
+* the target's pending real-time deliveries that wait out a retry backoff are made due now
+  (each one also held back every later event of its customer); batch-class deliveries keep
+  their window;
+* an open circuit is probed at once (asking to drain is a reason to probe now): one delivery
+  goes out as the half-open probe; if it passes the circuit closes and the backlog follows,
+  if it fails the circuit opens again for a full cooldown and the drain says when the next
+  probe is;
+* a paused target is left alone (the pause is an operator's decision too; resume it first).
+
+Each target drained is one ``audit_log`` row (action ``drain``): who, when, why, the rate,
+what was made due, probed and delivered, and what is still waiting.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, select
+
+from revbridge.engine.circuit import CircuitState
+from revbridge.engine.targets_state import TargetState, claim_probe, target_states
+from revbridge.engine.worker import Target, Worker
+from revbridge.services.operations import TARGET_NAMES, NotFound
+from revbridge.services.targets import cap_rate
+from revbridge.store.schema import audit_log, deliveries
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TargetDrain:
+    """What a drain did for one target, and what is still waiting (``waiting``: None when
+    nothing stops the backlog now)."""
+
+    target: str
+    made_due: int = 0  # real-time deliveries taken out of their retry backoff
+    probed: bool = False  # the circuit was open: probed at once
+    circuit: str = CircuitState.CLOSED.value  # after the drain
+    stats: dict[str, int] = field(default_factory=dict)
+    waiting: str | None = None
+
+    def summary(self) -> str:
+        done = ", ".join(f"{k} {v}" for k, v in self.stats.items() if v)
+        parts = [
+            f"made due now: {self.made_due} waiting out a backoff",
+            "circuit was open: probed at once" if self.probed else "",
+            done or "nothing delivered",
+            f"still waiting: {self.waiting}" if self.waiting else "",
+        ]
+        return "; ".join(p for p in parts if p)
+
+
+async def drain(
+    worker: Worker,
+    names: Sequence[str] | None,
+    *,
+    rate: float | None,
+    actor: str,
+    reason: str,
+) -> list[TargetDrain]:
+    """Drain ``names`` (every target of ``worker`` when None), one after the other, at most
+    ``rate`` calls a second each (within their own budgets); one audit row per target."""
+    chosen = list(names or worker.targets)
+    for name in chosen:
+        if name not in worker.targets:
+            raise NotFound(f"unknown target {name!r}; known: {', '.join(TARGET_NAMES)}")
+    if rate is not None:
+        cap_rate(worker, rate)
+    every = worker.targets
+    cap = "no cap" if rate is None else f"at most {rate:g} calls/s"
+    done: list[TargetDrain] = []
+    try:
+        for name in chosen:
+            worker.targets = {name: every[name]}  # its counts are its own
+            result = await _drain_one(worker, every[name], actor=actor)
+            _audit_drain(
+                worker, result, actor=actor, reason=f"{reason} ({cap}; {result.summary()})"
+            )
+            done.append(result)
+    finally:
+        worker.targets = every
+    return done
+
+
+async def _drain_one(worker: Worker, target: Target, *, actor: str) -> TargetDrain:
+    engine, name, now = worker.queue.engine, target.name, worker.clock.now()
+    before = target_states(engine).get(name)
+    if before is not None and before.paused:
+        return TargetDrain(
+            target=name, circuit=before.circuit, waiting=_waiting(before, target, now)
+        )
+    made_due = worker.queue.hurry_retries(target=name, now=now)
+    probed = (
+        before is not None
+        and before.circuit == CircuitState.OPEN.value
+        and _has_due(worker, name, now)
+        and _probe_now(worker, target, before, now, actor)
+    )
+    counted = worker.stats.as_dict()
+    await worker.run_until_idle()
+    stats = {k: v - counted[k] for k, v in worker.stats.as_dict().items()}
+    after = target_states(engine).get(name)
+    return TargetDrain(
+        target=name,
+        made_due=made_due,
+        probed=probed,
+        circuit=after.circuit if after is not None else CircuitState.CLOSED.value,
+        stats=stats,
+        waiting=_waiting(after, target, worker.clock.now()),
+    )
+
+
+def _has_due(worker: Worker, name: str, now: datetime) -> bool:
+    """Is there a real-time delivery to probe with (a probe claimed with nothing to send
+    would keep the circuit half-open until its lease ends)?"""
+    with worker.queue.engine.connect() as conn:
+        found = conn.execute(
+            select(func.count())
+            .select_from(deliveries)
+            .where(
+                and_(
+                    deliveries.c.target == name,
+                    deliveries.c.pattern == "realtime",
+                    deliveries.c.state == "pending",
+                    deliveries.c.due_at <= now,
+                )
+            )
+        ).scalar_one()
+    return bool(found)
+
+
+def _probe_now(
+    worker: Worker, target: Target, state: TargetState, now: datetime, actor: str
+) -> bool:
+    """Take the shared half-open probe now, cooldown or not (another process may hold it:
+    then it probes, and this drain follows its verdict)."""
+    if not claim_probe(
+        worker.queue.engine,
+        target.name,
+        now=now,
+        cooldown=timedelta(0),
+        probe_timeout=worker.settings.lease,
+        actor=actor,
+        reason="operator drain: probe now, before the cooldown ends",
+    ):
+        return False
+    b = target.breaker
+    b.state, b.opened_at, b.probing = CircuitState.HALF_OPEN, state.opened_at or now, False
+    target.probe_until = now + worker.settings.lease
+    return True
+
+
+def _waiting(state: TargetState | None, target: Target, now: datetime) -> str | None:
+    """Why ``target``'s backlog still waits after the drain, or None."""
+    if state is None:
+        return None
+    if state.paused:
+        return f"{target.name} is paused: resume it first (`revbridge dr resume {target.name}`)"
+    if state.circuit == CircuitState.OPEN.value:
+        opened = state.opened_at or now
+        left = max((opened + target.breaker.cooldown - now).total_seconds(), 0.0)
+        return f"{target.name}: circuit open, next probe in {left:.0f} s"
+    if state.circuit == CircuitState.HALF_OPEN.value:
+        return f"{target.name}: circuit half-open, another process is probing it"
+    if state.hold_until is not None and state.hold_until > now:
+        return f"{target.name} asked for a pause until {state.hold_until.isoformat()} (429)"
+    return None
+
+
+def _audit_drain(worker: Worker, result: TargetDrain, *, actor: str, reason: str) -> None:
+    with worker.queue.engine.begin() as conn:
+        conn.execute(
+            audit_log.insert().values(
+                at=worker.clock.now(),
+                actor=actor,
+                action="drain",
+                entity_type="target",
+                entity_id=result.target,
+                to_state=result.circuit,
+                reason=reason,
+                details=json.dumps(asdict(result)),
+            )
+        )

@@ -1,0 +1,160 @@
+"""`revbridge dr drain` on the real ledger (SQLite and PostgreSQL) against the fake ERP: an
+operator's drain delivers what the worker alone would still wait for, and says what it did."""
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from revbridge.clock import ManualClock
+from revbridge.core.policy import build_policy
+from revbridge.engine.retry import RetryPolicy
+from revbridge.engine.worker import Target, Worker, WorkerSettings
+from revbridge.generate import generate_events
+from revbridge.services.drain import drain
+from revbridge.services.ingest import ingest_lines
+from revbridge.services.operations import set_paused
+from revbridge.store.ledger import Ledger
+from revbridge.store.schema import audit_log, deliveries
+from revbridge.testing import FakeErp, FakeSalesforce, Faults
+
+START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+REAL_TIME_TO_ERP = {"invoice.posted": "invoice", "payment.received": "payment"}
+
+
+def _setup(
+    ledger: Ledger, erp: FakeErp, clock: ManualClock, **settings: object
+) -> tuple[Worker, list[dict]]:
+    envs = list(generate_events(200, seed=2))
+    lines = [json.dumps(e).encode() for e in envs]
+    assert ingest_lines(ledger, lines, policy=build_policy(), origin="t", clock=clock).rejected == 0
+    targets = {"erp": Target("erp", erp), "salesforce": Target("salesforce", FakeSalesforce())}
+    w = Worker(ledger.engine, targets, clock=clock, seed=1, settings=WorkerSettings(**settings))  # type: ignore[arg-type]
+    return w, envs
+
+
+def _each_real_time_event_once(erp: FakeErp, envs: list[dict]) -> None:
+    for e in envs:
+        if e["type"] in REAL_TIME_TO_ERP:
+            assert erp.count(REAL_TIME_TO_ERP[e["type"]], e["source_id"]) == 1, e["source_id"]
+
+
+def _drains(ledger: Ledger) -> list[tuple[str, str, str]]:
+    with ledger.engine.connect() as conn:
+        return [
+            (r.actor, r.entity_id, r.reason)
+            for r in conn.execute(
+                select(audit_log).where(audit_log.c.action == "drain").order_by(audit_log.c.id)
+            )
+        ]
+
+
+def test_a_drain_right_after_an_outage_probes_at_once_and_delivers_the_backlog(
+    ledger: Ledger,
+) -> None:
+    """The ERP is back but the circuit's cooldown still runs: the worker waits, a drain probes
+    now, closes the circuit and delivers everything real-time, and the audit log says so."""
+    clock = ManualClock(START)
+    erp = FakeErp(faults=Faults(down=True))
+    w, envs = _setup(ledger, erp, clock)
+    asyncio.run(w.run_until_idle())
+    assert w.targets["erp"].breaker.state == "open"
+    erp.faults.down = False
+    clock.advance(timedelta(seconds=5))  # well inside the 30 s cooldown
+    assert asyncio.run(w.run_until_idle()).calls == w.stats.calls  # the worker alone waits
+    calls = w.stats.calls
+
+    (done,) = asyncio.run(drain(w, ["erp"], rate=None, actor="kim", reason="upgrade finished"))
+
+    assert done.probed
+    assert done.circuit == "closed"
+    assert done.waiting is None
+    assert w.stats.calls > calls
+    assert done.stats["delivered"] > 0
+    _each_real_time_event_once(erp, envs)
+    assert erp.duplicates() == {}
+    ((actor, target, reason),) = _drains(ledger)
+    assert (actor, target) == ("kim", "erp")
+    assert "upgrade finished" in reason
+    assert "probed at once" in reason
+    assert f"delivered {done.stats['delivered']}" in reason
+
+
+def test_a_drain_while_the_erp_is_still_down_says_when_the_next_probe_is(ledger: Ledger) -> None:
+    """One probe, it fails: the circuit opens for a full cooldown and the drain says so."""
+    clock = ManualClock(START)
+    erp = FakeErp(faults=Faults(down=True))
+    w, _ = _setup(ledger, erp, clock)
+    asyncio.run(w.run_until_idle())
+    clock.advance(timedelta(seconds=5))
+    calls = sum(erp.calls.values())
+
+    done, _ = asyncio.run(drain(w, None, rate=None, actor="kim", reason="try"))
+
+    assert sum(erp.calls.values()) == calls + 1  # one probe, not a storm
+    assert done.probed
+    assert done.circuit == "open"
+    assert done.waiting == "erp: circuit open, next probe in 30 s"
+    assert [t for _, t, _ in _drains(ledger)] == ["erp", "salesforce"]  # one row per target
+
+
+def test_a_drain_delivers_what_waits_out_a_retry_backoff_but_not_batch_classes(
+    ledger: Ledger,
+) -> None:
+    """After a flaky spell, a few deliveries wait an hour's backoff and hold back their
+    customers' later events; a drain makes them due now. Batch classes keep their window."""
+    clock = ManualClock(START)
+    erp = FakeErp(faults=Faults(fail_next=3))
+    w, envs = _setup(ledger, erp, clock, retry=RetryPolicy(initial=timedelta(hours=1)))
+    asyncio.run(w.run_until_idle())
+    with ledger.engine.connect() as conn:
+        waiting = conn.execute(
+            select(deliveries.c.event_id).where(
+                deliveries.c.target == "erp",
+                deliveries.c.pattern == "realtime",
+                deliveries.c.state == "pending",
+            )
+        ).all()
+        batch_due = dict(
+            conn.execute(
+                select(deliveries.c.event_id, deliveries.c.due_at).where(
+                    deliveries.c.pattern == "batch", deliveries.c.state == "pending"
+                )
+            ).all()
+        )
+    assert len(waiting) >= 3  # the three retried, and later events of their customers
+    assert batch_due
+    calls = w.stats.calls
+    asyncio.run(w.run_until_idle())
+    assert w.stats.calls == calls  # the worker alone waits out the backoff
+
+    (done,) = asyncio.run(drain(w, ["erp"], rate=None, actor="kim", reason="flaky spell over"))
+
+    assert done.made_due == 3
+    assert not done.probed
+    assert done.waiting is None
+    _each_real_time_event_once(erp, envs)
+    with ledger.engine.connect() as conn:
+        still = dict(
+            conn.execute(
+                select(deliveries.c.event_id, deliveries.c.due_at).where(
+                    deliveries.c.pattern == "batch", deliveries.c.state == "pending"
+                )
+            ).all()
+        )
+    assert still == batch_due  # no batch-class delivery was hurried
+    assert "made due now: 3 waiting out a backoff" in _drains(ledger)[0][2]
+
+
+def test_a_drain_leaves_a_paused_target_alone_and_says_so(ledger: Ledger) -> None:
+    clock = ManualClock(START)
+    erp = FakeErp()
+    w, _ = _setup(ledger, erp, clock)
+    set_paused(ledger.engine, "erp", paused=True, now=START, actor="kim", reason="upgrade")
+
+    (done,) = asyncio.run(drain(w, ["erp"], rate=None, actor="kim", reason="drain"))
+
+    assert sum(erp.calls.values()) == 0
+    assert done.waiting == "erp is paused: resume it first (`revbridge dr resume erp`)"
+    assert "still waiting: erp is paused" in _drains(ledger)[0][2]
