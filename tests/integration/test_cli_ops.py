@@ -252,6 +252,19 @@ def test_the_first_session_captures_from_the_fake_erp(workdir: Path) -> None:
     stats = run_json(["worker", "--until-idle", "--json"])
     assert stats["delivered"] > 0
     assert stats["dead_lettered"] == 0
+    # Every call counts against the systems' budgets: the captures, and the read-backs of a
+    # reconciliation, beside the deliveries.
+    runner.invoke(app, ["recon", "run", "--scope", "nightly", "--period", "2026-10-15"])
+    calls = dict(
+        _ledger_rows(
+            workdir,
+            "SELECT target || ' ' || event_type || ' ' || pattern, calls FROM api_calls "
+            "WHERE event_type IN ('capture', 'reconciliation')",
+        )
+    )
+    assert calls["erp capture poll"] == 2
+    assert calls["erp reconciliation read-back"] > 0
+    assert calls["salesforce reconciliation read-back"] > 0
 
 
 def test_an_event_type_moved_to_real_time_in_the_config_takes_its_waiting_deliveries(

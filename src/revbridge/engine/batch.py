@@ -272,6 +272,7 @@ class BatchRunner:
                 report.parked += 1
                 continue
             if c.outcome_unknown and plan.kind is not None:
+                self.worker.count_call(target, event_type, "batch")  # the look-up
                 found = await port.find(plan.kind, plan.external_ref)
                 if found is not None:
                     self.worker.record_delivered(target, c, found.erp_id)
@@ -344,6 +345,7 @@ class BatchRunner:
         the others are held, dead-lettered or retried, like their real-time twins."""
         kept: list[tuple[Claimed, EventData, str, dict[str, str]]] = []
         kept_items: list[BatchItem] = []
+        self.worker.count_call(target, pending[0][0].type, "batch")  # the screening
         for (c, _, ref, refs), result in zip(
             pending, await port.screen_batch(kind, items), strict=True
         ):

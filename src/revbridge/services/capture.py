@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from revbridge.clock import Clock, SystemClock
 from revbridge.core.policy import RoutingPolicy
 from revbridge.engine.ports import ErpPort
+from revbridge.engine.queue import DeliveryQueue
 from revbridge.mdm.ownership import Ownership
 from revbridge.services.ingest import IngestResult, ingest_lines
 from revbridge.services.mdm_sync import filter_erp_capture
@@ -118,7 +119,10 @@ async def capture_once(
     clock = clock or SystemClock()
     stream = f"erp:{source.name}"
     mark = load_watermark(ledger.engine, stream)
-    envelopes, new_mark = await source.changes(mark)
+    try:
+        envelopes, new_mark = await source.changes(mark)
+    finally:  # made, answered or not: it counts against the ERP's budget
+        DeliveryQueue(ledger.engine).add_api_calls(clock.now(), {("erp", "capture", "poll"): 1})
     # The customer master links the customers the ERP names and drops its own echoes.
     envelopes, _echoes = filter_erp_capture(
         ledger.engine, source.name, envelopes, now=clock.now(), ownership=ownership

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, select
 from revbridge.config import Settings
 from revbridge.core.events import EventType
 from revbridge.engine.ports import ReadbackKind, ReadbackPort
+from revbridge.engine.queue import DeliveryQueue
 from revbridge.errors import ConfigError
 from revbridge.recon.readback import DEFAULT_PAGE_SIZE, ReadbackStore, RefreshReport
 from revbridge.services.targets import build_erp, salesforce_client
@@ -72,6 +73,14 @@ async def refresh_from_config(
         await sf.close()
     if engine is not None and settings.raw.salesforce.kind == "salesforce":
         store.set_payment_aliases(write_back_aliases(engine))
+    if engine is not None:  # each page read is a call against the systems' budgets
+        DeliveryQueue(engine).add_api_calls(
+            now,
+            {
+                ("erp", "reconciliation", "read-back"): erp_report.pages,
+                ("salesforce", "reconciliation", "read-back"): sf_report.pages,
+            },
+        )
     return sf_report, erp_report
 
 
