@@ -42,3 +42,5 @@ username = "{config.username}"
         status = run_json(["status", "--json"])
         assert status["events"]["total"] == first["accepted"]
         assert status["quarantine"] == first["quarantined"]
+        # Each capture's API requests count against the org's daily limit.
+        assert status["api"]["calls_today_by_type"]["salesforce"]["capture (poll)"] >= 2

@@ -456,6 +456,8 @@ def capture_salesforce(
     from dataclasses import asdict
     from functools import partial
 
+    from revbridge.clock import SystemClock
+    from revbridge.engine.queue import DeliveryQueue
     from revbridge.salesforce.capture import CaptureSettings, SalesforceCapture
     from revbridge.salesforce.mapping import PROFILES
     from revbridge.services import open_ledger
@@ -488,6 +490,10 @@ def capture_salesforce(
             return asdict(report)
         finally:
             await client.aclose()
+            # Against the org's daily API limit, beside the deliveries' write-backs.
+            DeliveryQueue(ledger.engine).add_api_calls(
+                SystemClock().now(), {("salesforce", "capture", mode): client.requests}
+            )
 
     result = asyncio.run(run())
     if as_json:

@@ -210,6 +210,7 @@ class SalesforceClient:
     ) -> None:
         self._auth = auth
         self.api_version = api_version
+        self.requests = 0  # API requests sent (what the org's daily API limit counts)
         self._http = httpx.AsyncClient(
             timeout=timeout.total_seconds(), verify=verify, transport=transport
         )
@@ -329,6 +330,7 @@ class SalesforceClient:
             content = dumps(body).encode()
             all_headers["Content-Type"] = "application/json"
         started = time.monotonic()
+        self.requests += 1
         try:
             response = await self._http.request(
                 method,
