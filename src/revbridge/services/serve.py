@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import Engine, case, func, literal, or_, select
 
 from revbridge.clock import SystemClock
 from revbridge.config import Settings
 from revbridge.services.cost import cost_for
 from revbridge.services.operations import dr_status
-from revbridge.store.ledger import Ledger
+from revbridge.store.ledger import Ledger, scheduled_delivery
 from revbridge.store.schema import UTCDateTime, deliveries, events
 
 log = logging.getLogger(__name__)
@@ -125,12 +125,15 @@ def search_events(engine: Engine, query: str, *, limit: int = 50) -> list[dict[s
 
 
 def backlog(engine: Engine, now: datetime) -> list[tuple[str, str, int, float]]:
-    """(target, state, count, oldest age in seconds) for undelivered deliveries."""
+    """(target, state, count, oldest age in seconds) for undelivered deliveries. Batch items
+    waiting for their class's run are their own state, ``scheduled``, as in `dr status`: not
+    pending (the pending age alerts on what is late, and they are not)."""
+    state = case((scheduled_delivery(now), literal("scheduled")), else_=deliveries.c.state)
     with engine.connect() as conn:
         rows = conn.execute(
             select(
                 deliveries.c.target,
-                deliveries.c.state,
+                state,
                 func.count(),
                 func.min(events.c.received_at),
             )
@@ -138,7 +141,7 @@ def backlog(engine: Engine, now: datetime) -> list[tuple[str, str, int, float]]:
             .where(
                 deliveries.c.state.in_(("pending", "parked", "held", "in_flight", "dead_letter"))
             )
-            .group_by(deliveries.c.target, deliveries.c.state)
+            .group_by(deliveries.c.target, state)
         ).all()
         out = []
         for target, state, n, oldest in rows:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from revbridge.store.schema import audit_log, deliveries
 
@@ -133,6 +133,19 @@ def test_health_readiness_and_metrics_report_the_ledger(hub: Hub) -> None:
     _seed_dead_letter(hub)
     text = hub.client.get("/metrics").text
     assert 'revbridge_backlog_events{state="dead_letter",target="erp"} 1.0' in text
+    # The customers left wait for their nightly batch: scheduled, not late. Pending is what
+    # is due (here the real-time deliveries not yet made).
+    assert 'revbridge_backlog_events{state="scheduled",target="erp"}' in text
+    with hub.ledger.engine.connect() as conn:
+        due = conn.execute(
+            select(func.count()).where(
+                deliveries.c.target == "erp",
+                deliveries.c.state == "pending",
+                deliveries.c.pattern == "realtime",
+            )
+        ).scalar_one()
+    pending = 'revbridge_backlog_events{state="pending",target="erp"}'
+    assert (f"{pending} {float(due)}" in text) if due else (pending not in text)
     assert "revbridge_http_requests_total" in text
     assert 'revbridge_webhook_events_total{endpoint="events",outcome="accepted"} 4.0' in text
 
