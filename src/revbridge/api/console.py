@@ -145,8 +145,12 @@ def trace(request: Request, event_id: int) -> HTMLResponse:
 @router.get("/dead-letters")
 def dead_letters(request: Request, done: str = "") -> HTMLResponse:
     session = _need(request)
-    rows = operations.list_dead_letters(request.app.state.ledger.engine)
-    return _render(request, "dead_letters.html", session, rows=rows, done=done, nav="dlq")
+    engine = request.app.state.ledger.engine
+    rows = operations.list_dead_letters(engine)
+    total = operations.count_dead_letters(engine)
+    return _render(
+        request, "dead_letters.html", session, rows=rows, total=total, done=done, nav="dlq"
+    )
 
 
 @router.post("/dead-letters/{event_id}/replay")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import structlog
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -83,10 +83,19 @@ def get_trace(request: Request, _p: Viewer, event_id: int) -> dict[str, Any]:
 
 @router.get("/dead-letters")
 def get_dead_letters(
-    request: Request, _p: Viewer, event_type: str | None = None
+    request: Request,
+    response: Response,
+    _p: Viewer,
+    event_type: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
 ) -> list[dict[str, Any]]:
-    """Dead-lettered deliveries with their last error."""
-    return operations.list_dead_letters(_ledger(request).engine, event_type=event_type)
+    """Dead-lettered deliveries with their last error, oldest event first: at most
+    ``limit``; the ``X-Total-Count`` header says how many there are in all."""
+    engine = _ledger(request).engine
+    response.headers["X-Total-Count"] = str(
+        operations.count_dead_letters(engine, event_type=event_type)
+    )
+    return operations.list_dead_letters(engine, event_type=event_type, limit=limit)
 
 
 @router.post("/dead-letters/replay")

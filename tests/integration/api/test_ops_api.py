@@ -40,8 +40,12 @@ def test_the_api_refuses_missing_unknown_and_revoked_tokens(hub: Hub) -> None:
 def test_a_viewer_reads_but_cannot_replay_and_an_operator_replays_with_audit(hub: Hub) -> None:
     """Replay needs the operator role; it puts the event back in line and audits who and why."""
     event_id = _seed_dead_letter(hub)
-    listed = hub.client.get("/api/v1/dead-letters", headers=hub.auth("viewer")).json()
+    answer = hub.client.get("/api/v1/dead-letters", headers=hub.auth("viewer"))
+    listed = answer.json()
     assert [r["id"] for r in listed] == [event_id]
+    assert answer.headers["X-Total-Count"] == "1"
+    none = hub.client.get("/api/v1/dead-letters?limit=0", headers=hub.auth("viewer"))
+    assert none.status_code == 422  # at least one
     body = {"event_id": event_id, "reason": "tax code fixed in the ERP"}
     denied = hub.client.post("/api/v1/dead-letters/replay", json=body, headers=hub.auth("viewer"))
     assert denied.status_code == 403
