@@ -185,3 +185,27 @@ def test_a_class_is_split_into_files_of_the_targets_declared_batch_size(
     assert len(sizes) == -(-len(customers) // 10)
     assert max(sizes) == 10
     assert erp.duplicates() == {}
+
+
+def test_a_shared_fake_erp_keeps_a_batch_import_for_every_process(tmp_path: Path) -> None:
+    """Two worker processes share the fake ERP through its state file: what one imports in
+    a batch file, the other finds (it used to live in the importer's memory only)."""
+    import hashlib
+
+    from revbridge.codec import decode_payload
+    from revbridge.core.events import EventType
+    from revbridge.engine.ports import BatchItem, RecordKind
+
+    state = tmp_path / "erp.json"
+    one, other = (FakeErp(state_file=state, shared=True) for _ in range(2))
+    customer = next(e for e in generate_events(10, seed=1) if e["type"] == "customer.upserted")
+    data = decode_payload(EventType.CUSTOMER_UPSERTED, json.dumps(customer["data"]))
+    ref = customer["data"]["customer_id"]
+    content = one.render_batch(
+        RecordKind.CUSTOMER, [BatchItem(external_ref=ref, data=data, refs={})]
+    )
+    manifest = {"sha256": hashlib.sha256(content).hexdigest()}
+    (outcome,) = asyncio.run(one.submit_batch(RecordKind.CUSTOMER, content, manifest))
+    found = asyncio.run(other.find(RecordKind.CUSTOMER, ref))
+    assert found is not None
+    assert found.erp_id == outcome.erp_id

@@ -714,3 +714,39 @@ def test_an_older_customer_version_never_overwrites_a_newer_one(ledger: Ledger, 
         assert all("superseded by event 1," in r for r in audited)
         outcomes = Counter(conn.execute(select(attempts.c.outcome)).scalars())
     assert outcomes["superseded"] == 2
+
+
+def test_a_customer_pulled_ahead_of_its_batch_stays_real_time_when_a_worker_starts(
+    ledger: Ledger,
+) -> None:
+    """An invoice pulled its customer ahead of the nightly batch while the ERP was down. A
+    worker starting meanwhile follows the configured policy (``reroute_to_policy``), which
+    must not send that customer back to the night: the invoice would wait for it."""
+    from revbridge.services.reroute import reroute_to_policy
+
+    clock = ManualClock(START)
+    envs = _invoices_with_customers(1, seed=4)
+    _ingest(ledger, envs, clock)
+    erp = FakeErp(faults=Faults(down=True))
+    asyncio.run(_worker(ledger, erp, FakeSalesforce(), clock).run_until_idle())
+
+    def patterns() -> dict[str, tuple[str, str]]:
+        with ledger.engine.connect() as conn:
+            rows = conn.execute(
+                select(events.c.type, deliveries.c.pattern, deliveries.c.state).join(
+                    events, events.c.id == deliveries.c.event_id
+                )
+            ).all()
+        return {t: (p, s) for t, p, s in rows}
+
+    assert patterns()["customer.upserted"][0] == "realtime"  # pulled ahead, not yet sent
+    assert reroute_to_policy(ledger.engine, build_policy(), now=clock.now()) == []
+    assert patterns()["customer.upserted"][0] == "realtime"
+    erp.faults.down = False
+    for _ in range(5):
+        clock.advance(timedelta(minutes=31))
+        asyncio.run(_worker(ledger, erp, FakeSalesforce(), clock).run_until_idle())
+    assert patterns() == {
+        "customer.upserted": ("realtime", "delivered"),
+        "invoice.posted": ("realtime", "delivered"),
+    }

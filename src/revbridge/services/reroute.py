@@ -2,9 +2,14 @@
 
 An operator moves an event type between real-time and batch in ``revbridge.toml``
 (``[policy.events."gl.posted"] pattern = "realtime"``), without code. New events follow the
-new policy at ingest; the deliveries already waiting (pending, parked on a dependency, held
-for a person) follow it when a worker starts: moved to real time, they are due at once; moved
-to batch, at their class's next window. Each move is in the audit log, with how many moved.
+new policy at ingest. The deliveries already waiting for their batch (pending, parked on a
+dependency, held for a person) follow a move to real time when a worker starts: due at once.
+Each move is in the audit log, with how many moved.
+
+Only that way. A real-time delivery of a batch class is either one a real-time event needed
+just in time (``DeliveryQueue.expedite``: moving it back would strand what waits for it) or
+one that was real-time when it came: due already, it goes as soon as it can, and sending it
+to a later window would only delay it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, and_, exists, select, update
 
-from revbridge.core.policy import Pattern, RoutingPolicy, next_run
+from revbridge.core.policy import Pattern, RoutingPolicy
 from revbridge.store.schema import audit_log, deliveries, events
 
 _WAITING = ("pending", "parked", "held")
@@ -30,18 +35,19 @@ class Moved:
 def reroute_to_policy(
     engine: Engine, policy: RoutingPolicy, *, now: datetime, actor: str = "policy"
 ) -> list[Moved]:
-    """Move every waiting delivery whose pattern is not its type's in ``policy``."""
+    """Move every waiting batch delivery of a type ``policy`` now says is real-time."""
     moved: list[Moved] = []
+    pattern = Pattern.REALTIME.value
     with engine.begin() as conn:
         for rule in policy.events:
-            pattern = rule.pattern.value
-            due = now if rule.pattern is Pattern.REALTIME else next_run(rule.schedule or "", now)
+            if rule.pattern is not Pattern.REALTIME:
+                continue
             n = conn.execute(
                 update(deliveries)
                 .where(
                     and_(
                         deliveries.c.state.in_(_WAITING),
-                        deliveries.c.pattern != pattern,
+                        deliveries.c.pattern == Pattern.BATCH.value,
                         exists(
                             select(events.c.id).where(
                                 and_(
@@ -52,7 +58,7 @@ def reroute_to_policy(
                         ),
                     )
                 )
-                .values(pattern=pattern, due_at=due, updated_at=now)
+                .values(pattern=pattern, due_at=now, updated_at=now)
             ).rowcount
             if n:
                 moved.append(Moved(rule.type.value, pattern, n))

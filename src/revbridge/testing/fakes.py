@@ -654,35 +654,41 @@ class FakeErp:
             raise TerminalError("batch file does not match its manifest checksum")
         self.batches_received.append(dict(manifest))
         outcomes = []
-        for row in (json.loads(line) for line in content.decode().splitlines() if line):
-            data = decode_payload(EventType(row["type"]), json.dumps(row["data"]))
-            ref = row["external_ref"]
-            try:
-                if isinstance(data, CustomerUpserted):
-                    parent = row["refs"].get(f"customer:{data.parent_customer_id}")
-                    if data.parent_customer_id and parent is None:
-                        parent = next(
-                            (
-                                d.erp_id
-                                for d in self.docs
-                                if d.kind == "customer"
-                                and d.external_ref == data.parent_customer_id
-                            ),
+        # One import job, one transaction: in shared mode every process sees its rows.
+        async with self._txn():
+            for row in (json.loads(line) for line in content.decode().splitlines() if line):
+                data = decode_payload(EventType(row["type"]), json.dumps(row["data"]))
+                ref = row["external_ref"]
+                try:
+                    if isinstance(data, CustomerUpserted):
+                        parent = row["refs"].get(f"customer:{data.parent_customer_id}")
+                        if data.parent_customer_id and parent is None:
+                            parent = next(
+                                (
+                                    d.erp_id
+                                    for d in self.docs
+                                    if d.kind == "customer"
+                                    and d.external_ref == data.parent_customer_id
+                                ),
+                                None,
+                            )
+                        rec = self._upsert_customer_row(ref, data, parent)
+                    elif isinstance(data, RevenueRecognized):
+                        existing = next(
+                            (d for d in self.docs if d.kind == "journal" and d.external_ref == ref),
                             None,
                         )
-                    rec = self._upsert_customer_row(ref, data, parent)
-                elif isinstance(data, RevenueRecognized):
-                    existing = next(
-                        (d for d in self.docs if d.kind == "journal" and d.external_ref == ref),
-                        None,
-                    )
-                    rec = self._record(existing) if existing else self._post_journal_row(ref, data)
+                        rec = (
+                            self._record(existing)
+                            if existing
+                            else self._post_journal_row(ref, data)
+                        )
+                    else:
+                        raise TerminalError(f"{type(data).__name__} cannot be imported in a batch")
+                except TerminalError as exc:
+                    outcomes.append(BatchOutcome(external_ref=ref, error=str(exc)))
                 else:
-                    raise TerminalError(f"{type(data).__name__} cannot be imported in a batch")
-            except TerminalError as exc:
-                outcomes.append(BatchOutcome(external_ref=ref, error=str(exc)))
-            else:
-                outcomes.append(BatchOutcome(external_ref=ref, erp_id=rec.erp_id))
+                    outcomes.append(BatchOutcome(external_ref=ref, erp_id=rec.erp_id))
         return outcomes
 
     async def close(self) -> None:
