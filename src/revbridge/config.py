@@ -401,6 +401,8 @@ state_file = "fake-salesforce.json"
 
 [engine]
 # Delivery: leases, retries (exponential backoff with full jitter), the circuit breaker.
+# A lease covers one call: a worker raises it to twice its targets' longest request timeout
+# (NetSuite's and Tryton's are 60 s, so 120 s with them).
 lease_s = 60
 max_attempts = 12
 initial_backoff_s = 1

@@ -57,6 +57,9 @@ class Capabilities:
     idempotency: str = "external_id"  # or "search_before_create", "reference_field"
     batch_formats: tuple[str, ...] = ()
     can_close_periods: bool = False
+    # The longest one call may take (its request timeout). A call starts with at least half
+    # its lease left, so a worker's lease is at least twice this (``services.targets``).
+    request_timeout_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

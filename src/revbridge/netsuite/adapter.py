@@ -125,6 +125,7 @@ class NetSuiteErp:
             idempotency="external_id",
             batch_formats=("netsuite-csv",),
             can_close_periods=False,
+            request_timeout_s=self.config.timeout.total_seconds(),
         )
 
     @staticmethod

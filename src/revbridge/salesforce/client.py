@@ -211,6 +211,7 @@ class SalesforceClient:
         self._auth = auth
         self.api_version = api_version
         self.requests = 0  # API requests sent (what the org's daily API limit counts)
+        self.timeout = timeout
         self._http = httpx.AsyncClient(
             timeout=timeout.total_seconds(), verify=verify, transport=transport
         )

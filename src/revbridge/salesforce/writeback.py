@@ -139,6 +139,7 @@ class SalesforceWriteBack:
             batch_size=200,
             concurrency_limit=self.settings.concurrency_limit,
             idempotency="external_id",
+            request_timeout_s=self.client.timeout.total_seconds(),
         )
 
     async def close(self) -> None:

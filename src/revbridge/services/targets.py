@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from sqlalchemy import Engine
 
 from revbridge.clock import Clock, SystemClock
@@ -20,6 +22,8 @@ from revbridge.engine.worker import Target, Worker, WorkerSettings
 from revbridge.errors import UsageError
 from revbridge.services.mdm_sync import with_customer_master
 from revbridge.services.reroute import reroute_to_policy
+
+log = structlog.get_logger("revbridge.targets")
 
 if TYPE_CHECKING:
     from revbridge.salesforce.writeback import WriteBackSettings
@@ -229,13 +233,31 @@ def build_worker(
         engine,
         targets,
         clock=clock or SystemClock(),
-        settings=worker_settings(settings),
+        settings=covering_calls(worker_settings(settings), targets.values()),
         worker_id=worker_id,
         batch_dir=settings.path_in_base("batches"),
         alerter=alerter,
     )
     worker.alert_interval = timedelta(seconds=a.check_interval_s)
     return worker
+
+
+def covering_calls(settings: WorkerSettings, targets: Iterable[Target]) -> WorkerSettings:
+    """``settings`` with a lease of at least twice the longest request timeout the targets
+    declare. A call starts with at least half its lease left (``Worker._lease_holds``) and
+    must end before the lease does: else another worker could resume the delivery while the
+    call is still in flight, look it up, not find it, and post it again (decision 0021)."""
+    longest = max((t.port.capabilities.request_timeout_s or 0.0 for t in targets), default=0.0)
+    needed = timedelta(seconds=2 * longest)
+    if settings.lease >= needed:
+        return settings
+    log.info(
+        "lease_raised",
+        configured_s=settings.lease.total_seconds(),
+        lease_s=needed.total_seconds(),
+        why="twice the longest request timeout of the targets",
+    )
+    return replace(settings, lease=needed)
 
 
 def check_rate(rate: float) -> None:

@@ -237,6 +237,7 @@ class TrytonErp:
             concurrency_limit=concurrency_limit,
             idempotency="search_before_create",
             can_close_periods=True,
+            request_timeout_s=client.timeout.total_seconds(),
         )
         self._locks = _KeyedLocks()
         self._company_currency: str | None = None

@@ -184,6 +184,7 @@ class TrytonClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/") + "/"
+        self.timeout = timeout
         self.database = database
         self.login_name = login
         self._password = password
