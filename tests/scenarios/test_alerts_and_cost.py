@@ -27,6 +27,11 @@ from revbridge.testing import FakeErp, FakeSalesforce, Faults
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
+def _ingest(ledger: Ledger, envs: list[dict], clock: ManualClock) -> None:  # type: ignore[type-arg]
+    lines = [json.dumps(e).encode() for e in envs]
+    ingest_lines(ledger, lines, policy=build_policy(), origin="t", clock=clock)
+
+
 @pytest.fixture
 def webhook() -> Iterator[tuple[str, list[dict]]]:
     """A real HTTP endpoint on loopback that records what apprise posts to it."""
@@ -54,13 +59,7 @@ def test_an_outage_alerts_once_and_sends_a_resolve_when_it_clears(ledger: Ledger
     url, received = webhook
     clock = ManualClock(START)
     envs = list(generate_events(120, seed=3))
-    ingest_lines(
-        ledger,
-        [json.dumps(e).encode() for e in envs],
-        policy=build_policy(),
-        origin="t",
-        clock=clock,
-    )
+    _ingest(ledger, envs, clock)
     erp = FakeErp(faults=Faults(down=True))
     alerter = Alerter(
         ledger.engine,
@@ -101,13 +100,7 @@ def test_an_outage_alerts_once_and_sends_a_resolve_when_it_clears(ledger: Ledger
 def test_calls_are_counted_and_real_time_everywhere_is_warned_about(ledger: Ledger) -> None:
     clock = ManualClock(START)
     envs = list(generate_events(400, seed=6, days=1))
-    ingest_lines(
-        ledger,
-        [json.dumps(e).encode() for e in envs],
-        policy=build_policy(),
-        origin="t",
-        clock=clock,
-    )
+    _ingest(ledger, envs, clock)
     worker = Worker(
         ledger.engine,
         {"erp": Target("erp", FakeErp()), "salesforce": Target("salesforce", FakeSalesforce())},
@@ -201,13 +194,7 @@ def test_the_rate_limit_is_checked_for_the_types_together_and_by_status(
     configured limit reaches `revbridge status`."""
     clock = ManualClock(START)
     envs = list(generate_events(400, seed=6, days=1))
-    ingest_lines(
-        ledger,
-        [json.dumps(e).encode() for e in envs],
-        policy=build_policy(),
-        origin="t",
-        clock=clock,
-    )
+    _ingest(ledger, envs, clock)
     base = cost_report(
         ledger.engine,
         build_policy(),
