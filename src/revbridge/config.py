@@ -398,6 +398,8 @@ state_file = "fake-erp.json"
 kind = "fake"
 state_file = "fake-salesforce.json"
 # faults = ""                     # as for the fake ERP
+# The fake org has a change feed: `revbridge generate --into-salesforce` posts to it and
+# `revbridge capture salesforce` reads it into the ledger, as a real org's changes travel.
 
 [engine]
 # Delivery: leases, retries (exponential backoff with full jitter), the circuit breaker.

@@ -62,3 +62,34 @@ def test_a_bad_config_is_one_clear_line_not_a_traceback(workdir: Path) -> None:
     assert result.exit_code != 0
     assert isinstance(result.exception, Exception)
     assert "store.urll: unknown key" in str(result.exception)
+
+
+def test_the_fake_orgs_changes_are_captured_and_delivered(workdir: Path) -> None:
+    """generate --into-salesforce, capture salesforce, worker: the set-up tried end to end
+    without an org, the way a real org's changes travel."""
+    gen = runner.invoke(app, ["generate", "-n", "120", "--seed", "4", "--into-salesforce"])
+    assert gen.exit_code == 0, gen.output
+    posted = int(gen.stderr.split("posted ")[1].split()[0])
+    first = run_json(["capture", "salesforce", "--json"])
+    assert first["read"] == first["accepted"] == posted
+    assert first["stream"] == "salesforce:fake-salesforce"
+    again = run_json(["capture", "salesforce", "--json"])
+    assert (again["read"], again["watermark"]) == (0, first["watermark"])
+    assert runner.invoke(app, ["worker", "--until-idle"]).exit_code == 0
+    status = run_json(["status", "--json"])
+    assert status["events"]["total"] == posted
+    assert status["events"]["by_state"]["delivered"] > 0
+    assert status["events"]["by_state"]["dead_letter"] == 0
+    stream = runner.invoke(app, ["capture", "salesforce", "--mode", "stream"])
+    assert stream.exit_code == 2  # change events need a real org
+
+
+def test_into_salesforce_needs_the_fake_org(workdir: Path) -> None:
+    toml = workdir / "revbridge.toml"
+    text = toml.read_text().replace(
+        '[salesforce]\nkind = "fake"', '[salesforce]\nkind = "salesforce"'
+    )
+    toml.write_text(text)
+    result = runner.invoke(app, ["generate", "-n", "5", "--into-salesforce"])
+    assert result.exit_code == 2
+    assert 'needs salesforce.kind = "fake"' in result.stderr

@@ -20,7 +20,7 @@ from revbridge.config import DEFAULT_FILE, INIT_TEMPLATE, Settings, load_setting
 from revbridge.core.durations import human_duration
 from revbridge.core.events import EventType
 from revbridge.core.policy import policy_markdown, policy_rows
-from revbridge.errors import RevbridgeError
+from revbridge.errors import RevbridgeError, UsageError
 
 app = typer.Typer(
     name="revbridge",
@@ -142,10 +142,34 @@ def generate(
     output: Annotated[
         Path | None, typer.Option("--out", "-o", help="File to write (default: stdout).")
     ] = None,
+    into_salesforce: Annotated[
+        bool,
+        typer.Option(
+            "--into-salesforce",
+            help="Post the Salesforce-side events into the configured fake org "
+            '(salesforce.kind = "fake") instead of writing them; `revbridge capture '
+            "salesforce` then reads them from its change feed.",
+        ),
+    ] = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Write N realistic, mixed, valid events of all nine types as JSON Lines."""
-    from revbridge.generate import write_events
+    from revbridge.generate import generate_events, write_events
 
+    if into_salesforce:
+        from revbridge.services.fake_org import post_to_fake_org
+
+        settings = _settings(config)
+        try:
+            posted = post_to_fake_org(settings, generate_events(events, seed=seed, days=days))
+        except UsageError as exc:
+            err.print(f"[red]{exc}[/]")
+            raise typer.Exit(2) from None
+        err.print(
+            f"posted {posted.posted} events to the fake org's change feed; "
+            f"{posted.erp_side} happen in the ERP and were left out"
+        )
+        return
     if output is None:
         write_events(sys.stdout, events, seed=seed, days=days)
         return
@@ -404,7 +428,9 @@ def worker(
         out.print(" ".join(f"{k}={v}" for k, v in stats.items()))
 
 
-capture_app = typer.Typer(help="Capture changes made in the ERP.", no_args_is_help=True)
+capture_app = typer.Typer(
+    help="Capture changes made in the ERP or in Salesforce.", no_args_is_help=True
+)
 app.add_typer(capture_app, name="capture")
 
 
@@ -451,7 +477,10 @@ def capture_salesforce(
     ] = "poll",
     as_json: JsonOpt = False,
 ) -> None:
-    """Capture Salesforce billing changes into the ledger (watermark or replay id persisted)."""
+    """Capture Salesforce billing changes into the ledger (watermark or replay id persisted).
+
+    With salesforce.kind = "fake", reads the fake org's change feed (what
+    `revbridge generate --into-salesforce` posted) until it is current."""
     import asyncio
     from dataclasses import asdict
     from functools import partial
@@ -466,10 +495,13 @@ def capture_salesforce(
 
     settings = _settings(config)
     sf = settings.raw.salesforce
-    if sf.kind != "salesforce" or mode not in ("poll", "stream"):
-        err.print('[red]needs salesforce.kind = "salesforce" and --mode poll|stream[/]')
+    if mode not in ("poll", "stream") or (sf.kind == "fake" and mode != "poll"):
+        err.print("[red]--mode is poll or stream (stream needs a real org)[/]")
         raise typer.Exit(2)
     ledger = open_ledger(settings)
+    if sf.kind == "fake":
+        _capture_fake_org(settings, ledger, as_json)
+        return
     profile = PROFILES["revenue_cloud" if sf.object_model == "revenue_cloud" else "billing"]
 
     async def run() -> dict[str, Any]:
@@ -500,6 +532,41 @@ def capture_salesforce(
         _print_json(result)
     else:
         out.print(" ".join(f"{k}={v}" for k, v in result.items() if k != "watermarks"))
+
+
+def _capture_fake_org(settings: Settings, ledger: Any, as_json: bool) -> None:
+    import asyncio
+
+    from revbridge.services.capture import capture_until_current
+    from revbridge.services.mdm_sync import ownership_from
+    from revbridge.services.targets import fake_salesforce
+
+    org = fake_salesforce(settings)
+
+    async def run() -> list[Any]:
+        try:
+            return await capture_until_current(
+                org, ledger, settings.policy, ownership=ownership_from(settings)
+            )
+        finally:
+            await org.close()
+
+    rounds = asyncio.run(run())
+    total = {
+        "stream": rounds[-1].stream,
+        "rounds": len(rounds),
+        "read": sum(r.read for r in rounds),
+        "echoes": sum(r.echoes for r in rounds),
+        "accepted": sum(r.ingest.accepted for r in rounds),
+        "duplicates": sum(r.ingest.duplicates for r in rounds),
+        "conflicts": sum(r.ingest.conflicts for r in rounds),
+        "rejected": sum(r.ingest.rejected for r in rounds),
+        "watermark": rounds[-1].watermark,
+    }
+    if as_json:
+        _print_json(total)
+    else:
+        out.print(" ".join(f"{k}={v}" for k, v in total.items()))
 
 
 @batch_app.command("run")

@@ -644,3 +644,8 @@ SPECS: dict[EventType, EventSpec] = {
         ReportingRefreshed, _TO_SF, "Open and overdue balance per customer: Salesforce reports."
     ),
 }
+
+# What happens in the ERP (its events go to Salesforce), never in the org.
+FROM_ERP: frozenset[str] = frozenset(
+    t.value for t, spec in SPECS.items() if spec.direction == Direction.TO_SALESFORCE
+)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from revbridge.core.events import (
     CreditMemoIssued,
@@ -141,13 +141,32 @@ class SalesforcePort(Protocol):
     async def close(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Change:
-    """A captured change from a source system, with the watermark to resume after it."""
+@runtime_checkable
+class SourcePort(Protocol):
+    """A side that says what changed since a watermark, as canonical event envelopes: the
+    Salesforce side's change feed (``SalesforcePort`` is its write-back half) and an ERP's
+    (cash entered by an accountant, a credit hold).
 
-    envelope: Mapping[str, object]
-    watermark: str
-    changed_at: datetime
+    ``side`` (``salesforce`` or ``erp``) and ``name`` name the capture stream, whose
+    watermark the hub keeps. ``changes(watermark)`` returns what changed after
+    ``watermark`` (``None``: from the beginning), oldest first, with the watermark to pass
+    next time (``watermark`` itself when nothing changed). The caller stores the envelopes
+    and only then the watermark, so a crash re-reads and never skips: the ledger turns a
+    re-read into a duplicate, never a double. An envelope may be invalid (a mapping the
+    source got wrong): the ingest quarantines it with its reason, nothing is dropped.
+
+    ``salesforce/capture.py`` is the real Salesforce side's capture: it pages each object
+    by its own watermark and follows Change Data Capture by replay id, so it drives its
+    own rounds instead of this one-call shape.
+    """
+
+    @property
+    def side(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    async def changes(self, watermark: str | None) -> tuple[Sequence[dict[str, Any]], str]: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,5 +1,8 @@
-"""ERP-side capture: what happened in the ERP (cash entered by an accountant, a credit hold,
-GL postings) becomes canonical events in the ledger, for delivery to Salesforce.
+"""Capture through a ``SourcePort``: what happened on one side becomes canonical events in
+the ledger. On the ERP side: cash entered by an accountant, a credit hold, GL postings, for
+delivery to Salesforce. On the Salesforce side: the fake org's change feed
+(``revbridge.testing.FakeSalesforce``); the real org has its own capture
+(``salesforce/capture.py``).
 
 A watermark per stream says where the last read stopped. It advances only after what was
 read is durably in the ledger, so a crash re-reads (the ledger's idempotency makes that a
@@ -12,34 +15,27 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from revbridge.clock import Clock, SystemClock
 from revbridge.core.policy import RoutingPolicy
-from revbridge.engine.ports import ErpPort
+from revbridge.engine.ports import ErpPort, SourcePort
 from revbridge.engine.queue import DeliveryQueue
 from revbridge.mdm.ownership import Ownership
 from revbridge.services.ingest import IngestResult, ingest_lines
-from revbridge.services.mdm_sync import filter_erp_capture
+from revbridge.services.mdm_sync import filter_erp_capture, filter_salesforce_capture
 from revbridge.store.ledger import Ledger
 from revbridge.store.schema import watermarks
-
-
-class ErpSource(Protocol):
-    """An ERP that can say what changed since a watermark, as canonical envelopes."""
-
-    name: str
-
-    async def changes(self, watermark: str | None) -> tuple[Sequence[dict[str, Any]], str]: ...
 
 
 @dataclass
 class NetSuiteSource:
     erp: Any
     name: str = "netsuite"
+    side: str = "erp"
 
     async def changes(self, watermark: str | None) -> tuple[Sequence[dict[str, Any]], str]:
         envelopes, mark = await self.erp.capture_changes(watermark, with_master=True)
@@ -52,6 +48,7 @@ class TrytonSource:
 
     erp: Any
     name: str = "tryton"
+    side: str = "erp"
 
     async def changes(self, watermark: str | None) -> tuple[Sequence[dict[str, Any]], str]:
         from revbridge.tryton.capture import capture_credit_status, capture_erp_payments
@@ -66,7 +63,7 @@ class TrytonSource:
         return [*payments, *credit], min(mark_p, mark_c).isoformat()
 
 
-def source_for(erp: ErpPort) -> ErpSource | None:
+def source_for(erp: ErpPort) -> SourcePort | None:
     """The capture source of an ERP adapter, when it has one."""
     name = erp.capabilities.name
     if name in ("netsuite", "fake-erp") and hasattr(erp, "capture_changes"):
@@ -99,15 +96,19 @@ class CaptureResult:
     read: int
     ingest: IngestResult
     watermark: str
+    echoes: int = 0  # read, and dropped as the hub's own writes coming back
 
     def as_dict(self) -> dict[str, Any]:
-        return {"stream": self.stream, "read": self.read, "watermark": self.watermark} | (
-            self.ingest.as_dict()
-        )
+        return {
+            "stream": self.stream,
+            "read": self.read,
+            "echoes": self.echoes,
+            "watermark": self.watermark,
+        } | (self.ingest.as_dict())
 
 
 async def capture_once(
-    source: ErpSource,
+    source: SourcePort,
     ledger: Ledger,
     policy: RoutingPolicy,
     *,
@@ -117,17 +118,44 @@ async def capture_once(
     """Read one round of changes, ingest them, then (only then) advance the watermark.
     ``ownership``: the customer master's (``[mdm]``); the default owners when not given."""
     clock = clock or SystemClock()
-    stream = f"erp:{source.name}"
+    stream = f"{source.side}:{source.name}"
     mark = load_watermark(ledger.engine, stream)
     try:
         envelopes, new_mark = await source.changes(mark)
-    finally:  # made, answered or not: it counts against the ERP's budget
-        DeliveryQueue(ledger.engine).add_api_calls(clock.now(), {("erp", "capture", "poll"): 1})
-    # The customer master links the customers the ERP names and drops its own echoes.
-    envelopes, _echoes = filter_erp_capture(
-        ledger.engine, source.name, envelopes, now=clock.now(), ownership=ownership
-    )
+    finally:  # made, answered or not: it counts against the side's budget
+        DeliveryQueue(ledger.engine).add_api_calls(
+            clock.now(), {(source.side, "capture", "poll"): 1}
+        )
+    read = len(envelopes)
+    if source.side == "erp":
+        # The customer master links the customers the ERP names and drops its own echoes.
+        envelopes, _echoes = filter_erp_capture(
+            ledger.engine, source.name, envelopes, now=clock.now(), ownership=ownership
+        )
+    else:  # an Account version whose master attributes are as last synced is an echo
+        envelopes, _echoes = filter_salesforce_capture(ledger.engine, envelopes, ownership)
     lines = [json.dumps(e, default=str).encode() for e in envelopes]
     result = ingest_lines(ledger, lines, policy=policy, origin=f"capture:{stream}", clock=clock)
     save_watermark(ledger.engine, stream, new_mark, clock.now())
-    return CaptureResult(stream, len(envelopes), result, new_mark)
+    return CaptureResult(stream, read, result, new_mark, echoes=_echoes)
+
+
+async def capture_until_current(
+    source: SourcePort,
+    ledger: Ledger,
+    policy: RoutingPolicy,
+    *,
+    clock: Clock | None = None,
+    ownership: Ownership | None = None,
+    max_rounds: int = 10_000,
+) -> list[CaptureResult]:
+    """Capture round after round until a round reads nothing new (nothing read, or the
+    watermark did not move: a source that re-reads its boundary), at most ``max_rounds``."""
+    results: list[CaptureResult] = []
+    for _ in range(max_rounds):
+        before = load_watermark(ledger.engine, f"{source.side}:{source.name}")
+        result = await capture_once(source, ledger, policy, clock=clock, ownership=ownership)
+        results.append(result)
+        if not result.read or result.watermark == before:
+            break
+    return results

@@ -150,5 +150,5 @@ async def fake_erp_from_ledger(engine: Engine, erp: Any) -> int:
             decode_payload(EventType.ERP_PAYMENT_RECEIVED, payload)
             for (payload,) in conn.execute(query)
         ]
-    entered: int = await erp.enter_payments(payments)
+    entered: int = await erp.enter_payments(payments, captured=True)
     return entered

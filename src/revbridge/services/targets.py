@@ -27,6 +27,7 @@ log = structlog.get_logger("revbridge.targets")
 
 if TYPE_CHECKING:
     from revbridge.salesforce.writeback import WriteBackSettings
+    from revbridge.testing.fakes import FakeSalesforce
 
 
 def build_erp(settings: Settings, engine: Engine | None = None) -> ErpPort:
@@ -142,13 +143,22 @@ def echo_fields(settings: Settings) -> frozenset[str]:
 
 
 def build_salesforce(settings: Settings) -> SalesforcePort:
-    from revbridge.testing.fakes import FakeSalesforce, Faults
-
-    sf = settings.raw.salesforce
-    if sf.kind == "salesforce":
+    if settings.raw.salesforce.kind == "salesforce":
         from revbridge.salesforce.writeback import SalesforceWriteBack
 
         return SalesforceWriteBack(salesforce_client(settings), writeback_settings(settings))
+    return fake_salesforce(settings)
+
+
+def fake_salesforce(settings: Settings) -> FakeSalesforce:
+    """The configured fake org (``salesforce.kind = "fake"``), loaded from its state file."""
+    from revbridge.testing.fakes import FakeSalesforce, Faults
+
+    sf = settings.raw.salesforce
+    if sf.kind != "fake":
+        raise UsageError(
+            f'salesforce.kind is "{sf.kind}": the fake org needs salesforce.kind = "fake"'
+        )
     return FakeSalesforce(
         state_file=settings.path_in_base(sf.state_file), faults=Faults.parse(sf.faults)
     )

@@ -8,6 +8,7 @@ records per external reference to prove the engine never does that.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
 import fcntl
 import hashlib
@@ -24,8 +25,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from revbridge.codec import decode_payload, encode_payload
+from revbridge.codec import DecodeError, decode_obj, decode_payload, encode_payload
 from revbridge.core.events import (
+    FROM_ERP,
     CreditMemoIssued,
     CustomerCreditStatusChanged,
     CustomerUpserted,
@@ -201,6 +203,12 @@ class Faults:
             raise TransientError("read timeout: the request was sent, no response came back")
         if self.lost_response_rate and self._rng.random() < self.lost_response_rate:
             raise TransientError("connection reset after the request was sent")
+
+
+def _entered_in_erp(d: _Doc) -> bool:
+    """Cash entered in the ERP that the hub does not hold yet (not its own receipt, not
+    rebuilt from the ledger)."""
+    return d.data.get("origin") == "erp" and not d.data.get("captured")
 
 
 @dataclass
@@ -397,17 +405,30 @@ class FakeErp:
         with_master: bool = False,
         at: datetime | None = None,
     ) -> tuple[list[dict[str, Any]], str]:
-        """Customers changed since ``watermark`` as ``customer.credit_status_changed``
-        envelopes, like NetSuite's capture (``with_master``: the customer's master attributes
-        as the ERP holds them beside each event, empty ones left out); the new mark."""
+        """What changed since ``watermark``, like NetSuite's capture: customers as
+        ``customer.credit_status_changed`` envelopes (``with_master``: the customer's master
+        attributes as the ERP holds them beside each event, empty ones left out), and cash
+        entered in the ERP (``enter_payment``; never the hub's own receipts, nor cash
+        the hub already captured) as
+        ``erp.payment.received``; the new mark."""
         await self._call("capture_changes")
         since = int(watermark or 0)
         stamp = (at or datetime.now(UTC)).isoformat()
         changed = sorted(
-            (d for d in self.docs if d.kind == "customer" and d.seq > since), key=lambda d: d.seq
+            (
+                d
+                for d in self.docs
+                if d.seq > since
+                and (d.kind == "customer" or (d.kind == "payment" and _entered_in_erp(d)))
+            ),
+            key=lambda d: d.seq,
         )[:max_rows]
+        customers = {d.erp_id: d for d in self.docs if d.kind == "customer"}
         out: list[dict[str, Any]] = []
         for d in changed:
+            if d.kind == "payment":
+                out.append(self._payment_envelope(d, customers.get(d.customer or ""), stamp))
+                continue
             hold = d.erp_id in self.credit_hold
             envelope: dict[str, Any] = {
                 "type": "customer.credit_status_changed",
@@ -433,6 +454,34 @@ class FakeErp:
             out.append(envelope)
         mark = max((d.seq for d in changed), default=since)
         return out, str(mark)
+
+    def _payment_envelope(self, d: _Doc, customer: _Doc | None, stamp: str) -> dict[str, Any]:
+        return {
+            "type": "erp.payment.received",
+            "source": self.capabilities.name,
+            "source_id": f"payment:{d.erp_id}",
+            "source_version": str(d.seq),
+            "occurred_at": stamp,
+            "data": {
+                "erp_payment_id": d.external_ref,
+                "erp_customer_number": customer.data["number"] if customer else "",
+                # A customer keyed in the ERP before go-live has no Salesforce id yet: the
+                # customer master links it by its number.
+                "customer_id": (
+                    customer.external_ref
+                    if customer and not customer.external_ref.startswith("erp-native:")
+                    else None
+                ),
+                "currency": d.currency,
+                "amount": str(d.total),
+                "received_on": d.data["date"],
+                "method": d.data["method"],
+                "applications": [
+                    {"invoice_id": invoice, "amount": amount}
+                    for invoice, amount in d.data["applications"]
+                ],
+            },
+        }
 
     async def adopt_customer(self, external_ref: str, erp_id: str) -> None:
         """Give an existing ERP customer the hub's reference (a go-live link)."""
@@ -557,9 +606,11 @@ class FakeErp:
                     return self._record(d)
             return None
 
-    def enter_payment(self, payment: ErpPaymentReceived) -> _Doc:
+    def enter_payment(self, payment: ErpPaymentReceived, *, captured: bool = False) -> _Doc:
         """Cash an accountant enters in the ERP (a wire, a lockbox file): a cash receipt
-        whose reference is the ERP's own payment id, applied to invoices by their refs."""
+        whose reference is the ERP's own payment id, applied to invoices by their refs.
+        ``captured``: the hub already holds it as an event (the ERP rebuilt from the
+        ledger), so the capture does not read it again."""
         invoices = {d.external_ref: d.erp_id for d in self.docs if d.kind == "invoice"}
         customer = next(
             (
@@ -585,10 +636,13 @@ class FakeErp:
                 "date": payment.received_on.isoformat(),
                 "origin": "erp",
                 "applications": [[a.invoice_id, str(a.amount)] for a in payment.applications],
+                **({"captured": True} if captured else {}),
             },
         )
 
-    async def enter_payments(self, payments: Sequence[ErpPaymentReceived]) -> int:
+    async def enter_payments(
+        self, payments: Sequence[ErpPaymentReceived], *, captured: bool = False
+    ) -> int:
         """``enter_payment`` for each payment not in the ERP yet, in one transaction; one
         that cannot be applied (its invoice is not here, or not that open) is left out.
         Returns how many were entered."""
@@ -598,7 +652,7 @@ class FakeErp:
                 if self.count("payment", payment.erp_payment_id):
                     continue
                 try:
-                    self.enter_payment(payment)
+                    self.enter_payment(payment, captured=captured)
                 except (KeyError, TerminalError):
                     continue
                 entered += 1
@@ -729,9 +783,29 @@ class FakeErp:
 
 
 class FakeSalesforce:
-    """Salesforce write-back in memory: upserts by external id, so repeats change nothing."""
+    """The Salesforce side in memory, both ports of it.
 
-    def __init__(self, *, faults: Faults | None = None, state_file: Path | None = None) -> None:
+    * **Source** (``SourcePort``): the org's change feed. ``post`` makes a change in the org
+      (an Account saved, an invoice posted, a payment taken, a credit memo issued, revenue
+      recognized) as the canonical envelope the capture reads; ``changes`` reads the feed
+      after a watermark, ``page_size`` at a time, through the injected faults.
+    * **Write-back** (``SalesforcePort``): upserts by external id, so repeats change nothing.
+    """
+
+    side = "salesforce"
+    name = "fake-salesforce"
+
+    def __init__(
+        self,
+        *,
+        faults: Faults | None = None,
+        state_file: Path | None = None,
+        page_size: int = 500,
+    ) -> None:
+        if page_size < 1:
+            raise ValueError(f"page_size: {page_size} must be at least 1")
+        self.page_size = page_size
+        self.feed: list[tuple[int, dict[str, Any]]] = []
         self.faults = faults or Faults()
         self.state_file = state_file
         self.writes: dict[str, dict[str, Any]] = {}
@@ -747,9 +821,52 @@ class FakeSalesforce:
             self.accounts = state["accounts"]
             self.invoice_paid.update({k: Decimal(v) for k, v in state["invoice_paid"].items()})
             self._seq = state.get("seq", 0)
+            self.feed = [(seq, env) for seq, env in state.get("feed", ())]
             for kind, seq, raw in state.get("org", ()):
                 doc = _org_doc(ReadbackKind(kind), raw)
                 self.org[(ReadbackKind(kind), doc.key)] = (seq, doc)
+
+    # ----------------------------------------------------------- the org's change feed
+
+    def post(self, envelope: Mapping[str, Any]) -> int:
+        """Make a change in the org, as the canonical envelope its capture reads; returns
+        its place in the feed. A valid change is also the org's own record (``record``),
+        for the read-back. An invalid one is kept as it is: the capture's ingest
+        quarantines it with its reason, as it would a record the mapping got wrong."""
+        kind = envelope.get("type")
+        if kind in FROM_ERP:
+            raise ValueError(
+                f"{kind}: happens in the ERP, not in Salesforce; the org's change feed "
+                "carries Salesforce-side changes only"
+            )
+        copy: dict[str, Any] = json.loads(json.dumps(envelope, default=str))
+        self._seq += 1
+        place = self._seq
+        self.feed.append((place, copy))
+        try:
+            data = decode_obj(copy).data
+        except DecodeError:
+            return place
+        if isinstance(data, CustomerUpserted):
+            self.accounts.setdefault(data.customer_id, {})["name"] = data.name
+        elif isinstance(
+            data, InvoicePosted | CreditMemoIssued | PaymentReceived | RevenueRecognized
+        ):
+            self.record(data)
+        return place
+
+    async def changes(self, watermark: str | None) -> tuple[list[dict[str, Any]], str]:
+        """The feed's changes after ``watermark`` (a place in the feed), oldest first, at
+        most ``page_size``, and the watermark to read on from."""
+        await self._call("changes")
+        try:
+            since = int(watermark) if watermark else 0
+        except ValueError:
+            raise TerminalError(f"watermark {watermark!r}: not a place in the feed") from None
+        start = bisect.bisect_right(self.feed, since, key=lambda item: item[0])
+        page = self.feed[start : start + self.page_size]
+        mark = str(page[-1][0]) if page else (watermark or "0")
+        return [json.loads(json.dumps(env)) for _, env in page], mark
 
     # ----------------------------------------------------------------- the org's records
 
@@ -935,12 +1052,17 @@ class FakeSalesforce:
         return external_ref if external_ref in self.writes else None
 
     async def close(self) -> None:
+        self.save()
+
+    def save(self) -> None:
+        """Write the org to ``state_file`` (when it has one), for the next process to load."""
         if self.state_file is not None:
             state = {
                 "writes": self.writes,
                 "accounts": self.accounts,
                 "invoice_paid": {k: str(v) for k, v in self.invoice_paid.items()},
                 "seq": self._seq,
+                "feed": [[seq, env] for seq, env in self.feed],
                 "org": [
                     [kind.value, seq, json.loads(json.dumps(dataclasses.asdict(d), default=str))]
                     for (kind, _), (seq, d) in self.org.items()

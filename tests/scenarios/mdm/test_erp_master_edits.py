@@ -39,6 +39,7 @@ class _FakeErpSource:
     def __init__(self, erp: FakeErp) -> None:
         self.erp = erp
         self.name = erp.capabilities.name
+        self.side = "erp"
 
     async def changes(self, watermark: str | None) -> tuple[list[dict[str, Any]], str]:
         return await self.erp.capture_changes(watermark, with_master=True, at=START)
