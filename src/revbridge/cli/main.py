@@ -748,11 +748,11 @@ def dlq_replay(
 
 @dr_app.command("status")
 def dr_status_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Per target: paused, circuit, backlog, scheduled, oldest undelivered age.
+    """Per target: paused, circuit, backlog, scheduled, held, oldest undelivered age.
 
     The backlog is what is due or overdue (pending, parked, in flight); scheduled is the batch
-    deliveries waiting for their class's run (not late); the oldest age counts only the
-    backlog."""
+    deliveries waiting for their class's run (not late); held is what waits for a person's
+    review; the oldest age counts only the backlog."""
     from revbridge.clock import SystemClock
     from revbridge.services import open_ledger
     from revbridge.services.operations import dr_status
@@ -770,6 +770,7 @@ def dr_status_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         "parked",
         "in flight",
         "scheduled",
+        "held",
         "oldest age",
     ):
         t.add_column(col)
@@ -785,12 +786,14 @@ def dr_status_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
             circuit,
             *(str(r["backlog"][k]) for k in ("pending", "parked", "in_flight")),
             str(r["scheduled"]),
+            str(r["held"]),
             "-" if age is None else human_duration(age),
         )
     out.print(t)
     out.print(
         "pending, parked, in flight: due or overdue (the oldest age counts only these); "
-        "scheduled: batch deliveries waiting for their class's run"
+        "scheduled: batch deliveries waiting for their class's run; "
+        "held: waiting for a person's review (`revbridge mdm review list`)"
     )
 
 

@@ -268,7 +268,9 @@ def dr_status(engine: Engine, now: datetime) -> dict[str, Any]:
     The backlog is what is due or overdue: ``pending`` (due now, or retrying after a failure),
     ``parked`` and ``in_flight``. Batch-class deliveries waiting for their class's run
     (``scheduled``) are counted apart and do not age the backlog: at month-end the revenue
-    items waiting for the 1st are on time, not weeks late.
+    items waiting for the 1st are on time, not weeks late. So are deliveries ``held`` for a
+    person's decision (a likely duplicate customer): they wait on the review queue, not on
+    the ERP.
     """
     out: dict[str, Any] = {}
     open_states = ("pending", "parked", "in_flight")
@@ -290,6 +292,11 @@ def dr_status(engine: Engine, now: datetime) -> dict[str, Any]:
                 .select_from(deliveries)
                 .where(and_(deliveries.c.target == name, scheduled_delivery(now)))
             ).scalar_one()
+            held = conn.execute(
+                select(func.count())
+                .select_from(deliveries)
+                .where(and_(deliveries.c.target == name, deliveries.c.state == "held"))
+            ).scalar_one()
             oldest = conn.execute(
                 select(func.min(events.c.received_at))
                 .join(deliveries, deliveries.c.event_id == events.c.id)
@@ -304,6 +311,7 @@ def dr_status(engine: Engine, now: datetime) -> dict[str, Any]:
                 "retry_after_until": _while_ahead(t.hold_until if t else None, now),
                 "backlog": {s: backlog.get(s, 0) for s in open_states},
                 "scheduled": scheduled,
+                "held": held,
                 "oldest_undelivered_age_s": round((now - oldest_dt).total_seconds(), 1)
                 if oldest_dt
                 else None,

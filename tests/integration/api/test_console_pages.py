@@ -53,6 +53,7 @@ def test_the_overview_shows_scheduled_batch_items_apart_from_the_backlog(hub: Hu
     with closing(client):
         page = client.get("/console/").text
     assert f"scheduled: {scheduled} " in page
+    assert "held: 0 <small>waiting for a person's review" in page
     assert re.search(r"oldest undelivered \(due or overdue\): \d+ (s|min)", page)
 
 

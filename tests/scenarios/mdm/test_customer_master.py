@@ -28,6 +28,7 @@ from revbridge.services.mdm_sync import (
     filter_salesforce_capture,
     run_match,
 )
+from revbridge.services.operations import dr_status
 from revbridge.store.ledger import Ledger
 from revbridge.store.schema import audit_log, deliveries
 from revbridge.testing import FakeErp
@@ -140,6 +141,10 @@ def test_a_likely_match_holds_the_customer_instead_of_creating_a_second(ledger: 
     assert hub.states("customer.upserted")[f"{acc(5)}@v1"] == "held"
     assert hub.errors() == []
     assert ledger.status(START)["events"]["by_state"]["held"] == 1
+    # ... and in `revbridge dr status`, apart from the backlog: it waits for a person.
+    erp = dr_status(ledger.engine, START)["erp"]
+    assert erp["held"] == 1
+    assert erp["backlog"]["parked"] == 1  # the invoice, behind its customer
     [item] = mdm.list_reviews(ledger.engine)
     assert hub.held_on() == {f"{acc(5)}@v1": f"review:{item['id']}"}
     decided = mdm.decide_review(ledger.engine, item["id"], approve=True, actor="mdo", now=START)
