@@ -204,7 +204,7 @@ async def pause_or_resume(request: Request, name: str, action: str) -> Response:
     if action not in ("pause", "resume"):
         raise operations.NotFound(f"no action {action!r}; use pause or resume")
     state = request.app.state
-    operations.set_paused(
+    change = operations.set_paused(
         state.ledger.engine,
         name,
         paused=action == "pause",
@@ -212,4 +212,12 @@ async def pause_or_resume(request: Request, name: str, action: str) -> Response:
         actor=session.principal.actor,
         reason=form.get("reason", "").strip() or f"{action} from the console",
     )
+    if not change.changed:  # another operator was first: say so instead of a silent no-op
+        why = f" ({change.paused_reason})" if change.paused_reason else ""
+        return render_error(
+            request,
+            session,
+            f"{name} was already {change.to_state}{why}: nothing changed, nothing audited",
+            status_code=409,
+        )
     return RedirectResponse("/console/", status_code=303)

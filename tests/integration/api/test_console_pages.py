@@ -65,6 +65,10 @@ def test_forms_need_the_csrf_token_and_the_role(hub: Hub) -> None:
         assert forged.status_code == 403
         ok = client.post("/console/targets/erp/pause", data={"reason": "upgrade", "csrf": csrf})
         assert ok.status_code == 303
+        # A second operator's pause, from a page loaded before the first: no silent no-op.
+        again = client.post("/console/targets/erp/pause", data={"reason": "dup", "csrf": csrf})
+        assert again.status_code == 409
+        assert "erp was already paused (upgrade): nothing changed" in again.text
     viewer, vcsrf = _login(hub, "viewer")
     with closing(viewer):
         denied = viewer.post("/console/targets/erp/resume", data={"reason": "x", "csrf": vcsrf})
