@@ -5,6 +5,7 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from revbridge.clock import ManualClock
@@ -158,3 +159,26 @@ def test_a_drain_leaves_a_paused_target_alone_and_says_so(ledger: Ledger) -> Non
     assert sum(erp.calls.values()) == 0
     assert done.waiting == "erp is paused: resume it first (`revbridge dr resume erp`)"
     assert "still waiting: erp is paused" in _drains(ledger)[0][2]
+
+
+def test_a_drain_cut_off_half_way_is_in_the_audit_log(ledger: Ledger) -> None:
+    """The drain's own start is audited before it changes anything, so a drain that dies
+    while delivering still names who asked, why and at what rate."""
+    clock = ManualClock(START)
+    w, _ = _setup(ledger, FakeErp(), clock)
+
+    async def killed() -> None:
+        raise RuntimeError("the drain's process was killed")
+
+    w.run_until_idle = killed  # type: ignore[assignment,method-assign]
+    with pytest.raises(RuntimeError, match="killed"):
+        asyncio.run(drain(w, ["erp"], rate=5, actor="kim", reason="after the upgrade"))
+    with ledger.engine.connect() as conn:
+        rows = conn.execute(
+            select(audit_log.c.action, audit_log.c.actor, audit_log.c.reason).where(
+                audit_log.c.entity_type == "target"
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("drain_started", "kim", "after the upgrade (at most 5 calls/s)")
+    ]

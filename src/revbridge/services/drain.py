@@ -11,7 +11,8 @@ A drain is an explicit operator command, so it does what the worker alone would 
   probe is;
 * a paused target is left alone (the pause is an operator's decision too; resume it first).
 
-Each target drained is one ``audit_log`` row (action ``drain``): who, when, why, the rate,
+Each target drained is two ``audit_log`` rows: ``drain_started`` before anything changes
+(who, when, why, the rate), so a drain cut off half-way is on record, and ``drain`` after:
 what was made due, probed and delivered, and what is still waiting.
 """
 
@@ -77,6 +78,9 @@ async def drain(
     try:
         for name in chosen:
             worker.targets = {name: every[name]}  # its counts are its own
+            # Before anything changes (backoffs cut short, a probe): a drain cut off half-way
+            # is still in the audit log, with who asked and why.
+            _audit(worker, name, "drain_started", actor=actor, reason=f"{reason} ({cap})")
             result = await _drain_one(worker, every[name], actor=actor)
             _audit_drain(
                 worker, result, actor=actor, reason=f"{reason} ({cap}; {result.summary()})"
@@ -173,16 +177,37 @@ def _waiting(state: TargetState | None, target: Target, now: datetime) -> str | 
 
 
 def _audit_drain(worker: Worker, result: TargetDrain, *, actor: str, reason: str) -> None:
+    _audit(
+        worker,
+        result.target,
+        "drain",
+        actor=actor,
+        reason=reason,
+        to_state=result.circuit,
+        details=json.dumps(asdict(result)),
+    )
+
+
+def _audit(
+    worker: Worker,
+    target: str,
+    action: str,
+    *,
+    actor: str,
+    reason: str,
+    to_state: str | None = None,
+    details: str | None = None,
+) -> None:
     with worker.queue.engine.begin() as conn:
         conn.execute(
             audit_log.insert().values(
                 at=worker.clock.now(),
                 actor=actor,
-                action="drain",
+                action=action,
                 entity_type="target",
-                entity_id=result.target,
-                to_state=result.circuit,
+                entity_id=target,
+                to_state=to_state,
                 reason=reason,
-                details=json.dumps(asdict(result)),
+                details=details,
             )
         )
