@@ -103,6 +103,74 @@ def test_a_batch_whose_answer_was_lost_is_rerun_without_posting_twice(
     assert _pending_batch_types(ledger) == set()
 
 
+def test_a_rerun_whose_look_ups_fail_leaves_nothing_in_flight(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """The rerun of a batch whose answer was lost looks each record up first. A look-up that
+    fails (a 503, then a 400) is a retry of that item, not a crash of the run that leaves
+    its claimed items in flight; and a record is still never posted twice."""
+    erp = FakeErp()
+    worker, envs, clock = _setup(ledger, tmp_path, erp, n=200, seed=9)
+    asyncio.run(worker.run_until_idle())
+    erp.faults.lose_next_response = 1
+    clock.advance(timedelta(days=30))
+    asyncio.run(worker.run_until_idle())  # applied, its answer lost: outcomes unknown
+    erp.faults.fail_next, erp.faults.terminal_next = 1, 1  # the first two look-ups fail
+    for _ in range(6):
+        clock.advance(timedelta(hours=1))
+        asyncio.run(worker.run_until_idle())
+        with ledger.engine.connect() as conn:
+            in_flight = conn.execute(
+                select(deliveries.c.event_id).where(deliveries.c.state == "in_flight")
+            ).all()
+        assert in_flight == []
+    assert erp.calls["find"] >= 2
+    assert erp.duplicates() == {}
+    revenue = [e for e in envs if e["type"] == "revenue.recognized"]
+    assert all(erp.count("journal", e["source_id"]) == 1 for e in revenue)
+    assert _pending_batch_types(ledger) == set()
+
+
+def test_a_batch_backlog_alone_probes_the_circuit_through_a_long_outage(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """Only batch items wait (the real-time ones are delivered) when the ERP goes down at
+    the nightly run: the failed file opens the circuit. With no real-time delivery to carry
+    the half-open probe, one batch item carries it, every cooldown, for far more cycles
+    than an item's attempts allow: nothing is dead-lettered. Once the ERP is back, the
+    probe closes the circuit and the batch delivers everything, once."""
+    erp = FakeErp()
+    worker, envs, clock = _setup(ledger, tmp_path, erp, n=200, seed=9)
+    asyncio.run(worker.run_until_idle())
+    erp.faults.down = True
+    clock.advance(timedelta(days=30))
+    asyncio.run(worker.run_until_idle())
+    breaker = worker.targets["erp"].breaker
+    assert breaker.state != "closed"
+
+    def calls() -> int:  # the probe: the item's look-up (its file may have landed), or its file
+        return erp.calls["find"] + erp.calls["submit_batch"]
+
+    before = calls()
+    for _ in range(40):  # 40 cooldowns; an item's attempts are 12
+        clock.advance(breaker.cooldown)
+        asyncio.run(worker.run_until_idle())
+    assert calls() == before + 40  # one probe a cooldown
+    assert breaker.state == "open"
+    erp.faults.down = False
+    clock.advance(breaker.cooldown)
+    asyncio.run(worker.run_until_idle())
+    assert breaker.state == "closed"
+    with ledger.engine.connect() as conn:
+        left = conn.execute(
+            select(deliveries.c.state).where(deliveries.c.state != "delivered")
+        ).all()
+    assert left == []  # nothing dead-lettered, nothing waiting
+    assert erp.duplicates() == {}
+    revenue = [e for e in envs if e["type"] == "revenue.recognized"]
+    assert all(erp.count("journal", e["source_id"]) == 1 for e in revenue)
+
+
 def test_batch_run_now_for_one_class_with_a_bad_row(ledger: Ledger, tmp_path: Path) -> None:
     """A closed period refuses one class's rows: those are dead-lettered, the rest delivered."""
     erp = FakeErp()

@@ -4,6 +4,7 @@ operator's drain delivers what the worker alone would still wait for, and says w
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -182,3 +183,38 @@ def test_a_drain_cut_off_half_way_is_in_the_audit_log(ledger: Ledger) -> None:
     assert [tuple(r) for r in rows] == [
         ("drain_started", "kim", "after the upgrade (at most 5 calls/s)")
     ]
+
+
+def test_a_drain_probes_with_a_batch_item_when_only_batch_items_wait(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """The ERP went down at the nightly run, with every real-time event already delivered:
+    only batch items wait. Right after the ERP is back, a drain probes at once with one of
+    them, closes the circuit and runs the batch."""
+    clock = ManualClock(START)
+    erp = FakeErp()
+    envs = list(generate_events(200, seed=9))
+    lines = [json.dumps(e).encode() for e in envs]
+    ingest_lines(ledger, lines, policy=build_policy(), origin="t", clock=clock)
+    targets = {"erp": Target("erp", erp), "salesforce": Target("salesforce", FakeSalesforce())}
+    w = Worker(ledger.engine, targets, clock=clock, seed=1, batch_dir=tmp_path / "batches")
+    asyncio.run(w.run_until_idle())
+    erp.faults.down = True
+    clock.advance(timedelta(days=30))  # the nightly and month-end classes are due
+    asyncio.run(w.run_until_idle())
+    assert w.targets["erp"].breaker.state == "open"
+    erp.faults.down = False
+    clock.advance(timedelta(seconds=5))  # inside the cooldown: the worker alone waits
+
+    (done,) = asyncio.run(drain(w, ["erp"], rate=None, actor="kim", reason="back"))
+
+    assert done.probed
+    assert (done.circuit, done.waiting) == ("closed", None)
+    with ledger.engine.connect() as conn:
+        left = conn.execute(
+            select(deliveries.c.state).where(deliveries.c.state != "delivered")
+        ).all()
+    assert left == []
+    revenue = [e for e in envs if e["type"] == "revenue.recognized"]
+    assert all(erp.count("journal", e["source_id"]) == 1 for e in revenue)
+    assert erp.duplicates() == {}

@@ -53,7 +53,7 @@ from revbridge.engine.ports import (
     SummaryPort,
 )
 from revbridge.engine.queue import PICK_ONCE, Claimed, _ts
-from revbridge.errors import DomainError, Held, TerminalError
+from revbridge.errors import DomainError, Held, TerminalError, TransientError
 from revbridge.store.schema import batch_items, batches, deliveries, events
 from revbridge.store.tables_engine import summary_lines
 
@@ -203,22 +203,26 @@ class BatchRunner:
         )
         return claimed
 
-    async def run(self, event_type: str, *, now: datetime, force: bool = False) -> BatchReport:
+    async def run(
+        self, event_type: str, *, now: datetime, force: bool = False, probe: bool = False
+    ) -> BatchReport:
         """Run a batch class: as many import files as its due items need, each at most the
         target's declared ``batch_size`` (and this runner's), until none is left or one
         comes back with items to retry (the system is failing: the rest waits for the next
-        run instead of hammering it)."""
+        run instead of hammering it). ``probe``: one file of one item, the circuit's
+        half-open probe."""
         from revbridge.core.events import SPECS
         from revbridge.engine.worker import TARGET_OF
 
         et = EventType(event_type)
         target_name = TARGET_OF[SPECS[et].direction]
         size = min(self.batch_size, self.worker.targets[target_name].port.capabilities.batch_size)
+        size = 1 if probe else size
         total = BatchReport(event_type=event_type, target=target_name)
         while True:
             report = await self._run_once(et, target_name, now, force, size)
             total.add(report)
-            if report.items < size or report.retried:
+            if probe or report.items < size or report.retried:
                 return total
 
     async def _run_once(
@@ -273,7 +277,19 @@ class BatchRunner:
                 continue
             if c.outcome_unknown and plan.kind is not None:
                 self.worker.count_call(target, event_type, "batch")  # the look-up
-                found = await port.find(plan.kind, plan.external_ref)
+                try:
+                    found = await port.find(plan.kind, plan.external_ref)
+                except Exception as exc:  # unanswered: the record may be there
+                    # Whatever the error, the look-up did not say: never a dead letter (the
+                    # earlier attempt may have landed), and never sent again unseen.
+                    unanswered = (
+                        exc
+                        if isinstance(exc, TransientError)  # keeps a 429's Retry-After
+                        else TransientError(f"look-up of {plan.external_ref} failed: {exc}")
+                    )
+                    self.worker.record_transient(target, c, unanswered)
+                    report.retried += 1
+                    continue
                 if found is not None:
                     self.worker.record_delivered(target, c, found.erp_id)
                     report.found_existing += 1

@@ -72,6 +72,9 @@ class Target:
     # ``targets`` row): a later one of this process's own is published by ``Worker.step``.
     hold_until: datetime | None = None
     hold_shared: datetime | None = None
+    # A batch run of one item carries the half-open probe (no real-time delivery was due
+    # to): its failure says the system is still down, nothing about the item.
+    batch_probe: bool = False
 
     def adopt_hold(self, shared: datetime | None) -> None:
         """Take another process's pause when it ends later than this process's own."""
@@ -566,14 +569,33 @@ class Worker:
         now = self.clock.now()
         for event_type in self.batch.due_classes(now):
             target = self.targets.get(TARGET_OF[SPECS[EventType(event_type)].direction])
-            if (
-                target is None  # a worker for some targets only (a drain of one target)
-                or target.name in paused
-                or target.breaker.state is not CircuitState.CLOSED
-                or target.held(now)
-            ):
-                continue
-            report = await self.batch.run(event_type, now=now)
+            if target is None or target.name in paused or target.held(now):
+                continue  # (None: a worker for some targets only, a drain of one target)
+            b, before = target.breaker, target.breaker.state
+            # This process holds the half-open probe, and no real-time delivery was due to
+            # carry it (``step`` tried first): one batch item carries it. Without this, a
+            # backlog of batch items only would never close the circuit again.
+            probe = before is CircuitState.HALF_OPEN and (
+                target.probe_until is not None and now < target.probe_until
+            )
+            if before is not CircuitState.CLOSED and not probe:
+                continue  # open and cooling down, or another process probes
+            target.batch_probe = probe
+            try:
+                report = await self.batch.run(event_type, now=now, probe=probe)
+            finally:
+                target.batch_probe = False
+            if probe and b.state is CircuitState.HALF_OPEN and (report.delivered or report.failed):
+                b.record_success()  # the system answered the probe
+            if b.state is not before:
+                target.probe_until = None
+                record_circuit(
+                    self.queue.engine,
+                    target.name,
+                    state=b.state.value,
+                    failures=b.consecutive_failures,
+                    now=self.clock.now(),
+                )
             if report.items:
                 ran = True
                 self.batch_reports.append(report.as_dict())
@@ -815,6 +837,11 @@ class Worker:
         target.breaker.record_failure(now)
         retry_after = exc.retry_after if isinstance(exc, TransientError) else None
         _throttled(target, exc, now)
+        if target.batch_probe:
+            # The item carried the probe, as a real-time probe does: it keeps its attempts
+            # (an outage of days dead-letters nothing), and it is looked up next time.
+            self._out.probed.append(c)
+            return
         error = f"{type(exc).__name__}: {exc}"
         # A batch item waited for its schedule (a month-end class is weeks old when it first
         # runs): its age bound counts from the run, so a first failure never dead-letters it

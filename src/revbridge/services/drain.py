@@ -120,8 +120,9 @@ async def _drain_one(worker: Worker, target: Target, *, actor: str) -> TargetDra
 
 
 def _has_due(worker: Worker, name: str, now: datetime) -> bool:
-    """Is there a real-time delivery to probe with (a probe claimed with nothing to send
-    would keep the circuit half-open until its lease ends)?"""
+    """Is there a delivery due to probe with: a real-time one, or a batch item whose class
+    is due (a probe claimed with nothing to send would keep the circuit half-open until its
+    lease ends)?"""
     with worker.queue.engine.connect() as conn:
         found = conn.execute(
             select(func.count())
@@ -129,7 +130,6 @@ def _has_due(worker: Worker, name: str, now: datetime) -> bool:
             .where(
                 and_(
                     deliveries.c.target == name,
-                    deliveries.c.pattern == "realtime",
                     deliveries.c.state == "pending",
                     deliveries.c.due_at <= now,
                 )

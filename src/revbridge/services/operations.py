@@ -331,7 +331,10 @@ def _why_not_now(state: TargetState | None, target: str, now: datetime) -> str |
     if state.paused:
         return f"{target} is paused: resume it first (`revbridge dr resume {target}`)"
     if state.circuit != "closed":
-        return f"{target}'s circuit is {state.circuit} (it is down): the batch waits for it"
+        return (
+            f"{target}'s circuit is {state.circuit} (it is down): the batch waits for it; "
+            f"`revbridge dr drain {target}` probes it now"
+        )
     if state.hold_until is not None and state.hold_until > now:
         return f"{target} asked for a pause until {state.hold_until.isoformat()} (429)"
     return None
