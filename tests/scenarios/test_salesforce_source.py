@@ -6,17 +6,26 @@ invoice."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime
+import dataclasses
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import delete
 
 from revbridge.clock import ManualClock
-from revbridge.core.events import FROM_ERP, Application, ErpPaymentReceived, EventType
+from revbridge.core.events import (
+    FROM_ERP,
+    Application,
+    CustomerCreditStatusChanged,
+    ErpPaymentReceived,
+    EventType,
+)
+from revbridge.core.policy import build_policy
 from revbridge.engine.ports import ArDocument, ReadbackKind
 from revbridge.engine.worker import Target, Worker
-from revbridge.errors import TransientError
+from revbridge.errors import TerminalError, TransientError
 from revbridge.generate import generate_events
 from revbridge.services.capture import capture_once, capture_until_current, source_for
 from revbridge.store.ledger import Ledger
@@ -98,3 +107,58 @@ def test_org_changes_reach_the_erp_once_and_erp_cash_comes_back(ledger: Ledger) 
     by_type = ledger.status(START)["events"]["by_type"]
     assert by_type["erp.payment.received"] == 1  # the wire; the hub's own payments not echoed
     assert sum(n for t, n in by_type.items() if t not in FROM_ERP) == len(envelopes)
+
+
+def test_credit_statuses_captured_after_a_customer_batch_reach_their_accounts(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """Customers delivered by the nightly batch, then the ERP's capture: each credit status
+    is written on the customer's own Account, never on one keyed by the ERP's number."""
+    clock = ManualClock(START)
+    envelopes = [e for e in generate_events(150, seed=5) if e["type"] not in FROM_ERP]
+    org, erp = FakeSalesforce(), FakeErp()
+    for envelope in envelopes:
+        org.post(envelope)
+    policy = build_policy()  # customers in the nightly batch
+
+    async def story() -> None:
+        await capture_until_current(org, ledger, policy, clock=clock)
+        worker = Worker(
+            ledger.engine,
+            {"erp": Target("erp", erp), "salesforce": Target("salesforce", org)},
+            clock=clock,
+            seed=1,
+            batch_dir=tmp_path / "batches",
+        )
+        await worker.run_until_idle()
+        clock.advance(timedelta(days=1))  # past the nightly run
+        await worker.run_until_idle()
+        source = source_for(erp)
+        assert source is not None
+        await capture_until_current(source, ledger, policy, clock=clock)
+        stats = await worker.run_until_idle()
+        assert stats.dead_lettered == 0
+
+    asyncio.run(story())
+    customers = {e["data"]["customer_id"] for e in envelopes if e["type"] == "customer.upserted"}
+    assert set(org.accounts) == customers
+    assert all(org.accounts[c].get("erp_customer_number") for c in customers)
+
+
+def test_the_org_refuses_a_credit_status_for_an_erp_customer_no_account_knows() -> None:
+    org = FakeSalesforce()
+    status = CustomerCreditStatusChanged(
+        erp_customer_number="C-404",
+        status="on_hold",
+        credit_hold=True,
+        currency="USD",
+        changed_at=START,
+    )
+    with pytest.raises(TerminalError, match="no Salesforce Account has ERP customer number"):
+        asyncio.run(org.update_credit_status("credit:C-404", status))
+    assert org.accounts == {}
+    known = dataclasses.replace(status, customer_id="001000000000001AAA", erp_customer_number="C-1")
+    asyncio.run(org.update_credit_status("credit:C-1", known))
+    by_number = dataclasses.replace(known, customer_id=None, credit_hold=False, status="active")
+    asyncio.run(org.update_credit_status("credit:C-1:2", by_number))
+    assert org.accounts["001000000000001AAA"]["credit_hold"] is False

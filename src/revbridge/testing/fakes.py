@@ -205,6 +205,12 @@ class Faults:
             raise TransientError("connection reset after the request was sent")
 
 
+def _hub_customer(d: _Doc) -> str | None:
+    """The hub's reference of an ERP customer. One keyed in the ERP before go-live has none
+    (the customer master links it by its number)."""
+    return None if d.external_ref.startswith("erp-native:") else d.external_ref
+
+
 def _entered_in_erp(d: _Doc) -> bool:
     """Cash entered in the ERP that the hub does not hold yet (not its own receipt, not
     rebuilt from the ledger)."""
@@ -438,7 +444,8 @@ class FakeErp:
                 "occurred_at": stamp,
                 "data": {
                     "erp_customer_number": d.data["number"],
-                    "customer_id": None,
+                    # The hub's reference, as NetSuite's capture reads its external id.
+                    "customer_id": _hub_customer(d),
                     "status": "on_hold" if hold else "active",
                     "credit_hold": hold,
                     "currency": d.currency,
@@ -465,13 +472,7 @@ class FakeErp:
             "data": {
                 "erp_payment_id": d.external_ref,
                 "erp_customer_number": customer.data["number"] if customer else "",
-                # A customer keyed in the ERP before go-live has no Salesforce id yet: the
-                # customer master links it by its number.
-                "customer_id": (
-                    customer.external_ref
-                    if customer and not customer.external_ref.startswith("erp-native:")
-                    else None
-                ),
+                "customer_id": _hub_customer(customer) if customer else None,
                 "currency": d.currency,
                 "amount": str(d.total),
                 "received_on": d.data["date"],
@@ -1021,9 +1022,10 @@ class FakeSalesforce:
         self, external_ref: str, status: CustomerCreditStatusChanged
     ) -> str:
         await self._call("update_credit_status")
-        key = status.customer_id or status.erp_customer_number
+        key = status.customer_id or self._account_of(status.erp_customer_number)
         self.accounts.setdefault(key, {}).update(
             {
+                "erp_customer_number": status.erp_customer_number,
                 "credit_hold": status.credit_hold,
                 "credit_limit": (
                     str(status.credit_limit) if status.credit_limit is not None else None
@@ -1033,6 +1035,17 @@ class FakeSalesforce:
             }
         )
         return self._upsert(external_ref, {"kind": "credit_status", "account": key})
+
+    def _account_of(self, erp_number: str) -> str:
+        """The Account holding ``erp_number``, as the real write-back queries it; an ERP
+        customer no Account knows is refused, never written to an Account of its own."""
+        for account_id, fields in self.accounts.items():
+            if fields.get("erp_customer_number") == erp_number:
+                return account_id
+        raise TerminalError(
+            f"no Salesforce Account has ERP customer number {erp_number!r}: the customer "
+            "must be synced (or linked in the crosswalk) before its ERP records"
+        )
 
     async def revert_account_fields(self, account_id: str, fields: Mapping[str, Any]) -> None:
         """Write the owner's values back over a non-owner's change on the Account."""
