@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from revbridge.core.events import EventType
 from revbridge.core.policy import (
@@ -30,6 +37,17 @@ from revbridge.errors import ConfigError, DomainError
 CONFIG_ENV = "REVBRIDGE_CONFIG"
 DEFAULT_FILE = "revbridge.toml"
 DEFAULT_STORE_URL = "sqlite:///revbridge.db"
+
+
+def _fault_spec(spec: str) -> str:
+    """A fake's fault spec, checked when the file is read (``revbridge.testing.Faults``)."""
+    from revbridge.testing.fakes import Faults
+
+    Faults.parse(spec)
+    return spec
+
+
+FaultSpec = Annotated[str, AfterValidator(_fault_spec)]
 
 
 class _Strict(BaseModel):
@@ -92,7 +110,7 @@ class ErpSection(_Strict):
     # fake: several worker processes share the fake ERP through state_file (file lock)
     shared: bool = False
     # fake: injected faults, e.g. "error_rate=0.05,lost_response_rate=0.05,seed=7"
-    faults: str = ""
+    faults: FaultSpec = ""
     # tryton: the managed local instance's folder (see `revbridge erp tryton up`)
     tryton_home: str = ".revbridge/tryton"
     daily_call_budget: Annotated[int, Field(ge=1)] | None = None
@@ -138,7 +156,7 @@ class SalesforceSection(_Strict):
     integration_user_id: str | None = None
     ca_bundle: str | None = None
     state_file: str = "fake-salesforce.json"
-    faults: str = ""
+    faults: FaultSpec = ""
     rate_limit_per_s: Annotated[float, Field(gt=0)] | None = None
     daily_call_budget: Annotated[int, Field(ge=1)] | None = None
     fields: SalesforceFieldsSection = SalesforceFieldsSection()
@@ -298,6 +316,8 @@ def parse_config(data: dict[str, Any], path: Path | None, base_dir: Path) -> Set
     except ValidationError as exc:
         first = exc.errors()[0]
         reason = first["msg"]
+        if first["type"] == "value_error":  # our own checks' message, without pydantic's prefix
+            reason = str(first.get("ctx", {}).get("error") or reason.removeprefix("Value error, "))
         if first["type"] == "extra_forbidden":
             reason = "unknown key"
         elif first["type"] == "missing":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from revbridge.codec import decode_payload
+from revbridge.config import parse_config
 from revbridge.core.events import (
     FROM_ERP,
     Application,
@@ -22,10 +24,11 @@ from revbridge.core.events import (
     PaymentReceived,
 )
 from revbridge.engine.ports import ReadbackKind, SourcePort
-from revbridge.errors import TransientError
+from revbridge.errors import ConfigError, TerminalError, TransientError
 from revbridge.generate import generate_events
 from revbridge.services.capture import NetSuiteSource, TrytonSource
 from revbridge.testing import FakeErp, FakeSalesforce, Faults
+from revbridge.testing.fakes import FakeSetupError
 
 SF_SIDE = [e for e in generate_events(60, seed=3) if e["type"] not in FROM_ERP]
 
@@ -155,3 +158,47 @@ def test_the_fake_erp_captures_cash_entered_in_it_and_nothing_the_hub_holds() ->
     payments = [e for e in asyncio.run(story()) if e["type"] == "erp.payment.received"]
     assert [e["data"]["erp_payment_id"] for e in payments] == ["WIRE-1"]  # type: ignore[index]
     assert payments[0]["data"]["customer_id"] == data.customer_ref()  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("bogus=1", "'bogus' is not a fault; known: "),
+        ("down", "down needs a value"),
+        ("throttle_next=abc", "throttle_next='abc': not a whole number"),
+        ("error_rate=5", "error_rate=5.0: a rate is a share, from 0 to 1"),
+        ("fail_next=-1", "fail_next=-1: cannot be negative"),
+        ("down=maybe", "down='maybe': not 1/0, true/false"),
+    ],
+)
+def test_a_fault_spec_the_fakes_cannot_use_says_why(spec: str, says: str, tmp_path: Path) -> None:
+    with pytest.raises(FakeSetupError, match=re.escape(says)):
+        Faults.parse(spec)
+    # ... and the configuration names the file and the key, when it is read.
+    with pytest.raises(ConfigError, match=r"salesforce\.faults: " + re.escape(says)):
+        parse_config({"salesforce": {"faults": spec}}, tmp_path / "revbridge.toml", tmp_path)
+
+
+@pytest.mark.parametrize("content", ['{"writes": ', "[]", '{"foo": 1}'])
+def test_a_state_file_the_fakes_cannot_read_is_named(content: str, tmp_path: Path) -> None:
+    for make, what in ((FakeSalesforce, "the fake org"), (FakeErp, "the fake ERP")):
+        state = tmp_path / f"{make.__name__}.json"
+        state.write_text(content)
+        with pytest.raises(
+            FakeSetupError, match=f"{re.escape(str(state))}: not a state file of {what}"
+        ):
+            make(state_file=state)
+
+
+def test_cash_for_an_invoice_the_erp_does_not_hold_is_refused() -> None:
+    wire = ErpPaymentReceived(
+        erp_payment_id="W-9",
+        erp_customer_number="C-1",
+        currency="USD",
+        amount=Decimal(5),
+        received_on=date(2026, 11, 2),
+        method="wire",
+        applications=(Application(invoice_id="INV9", amount=Decimal(5)),),
+    )
+    with pytest.raises(TerminalError, match="invoice INV9 is not in the ERP"):
+        FakeErp().enter_payment(wire)

@@ -82,6 +82,10 @@ def test_the_fake_orgs_changes_are_captured_and_delivered(workdir: Path) -> None
     assert status["events"]["by_state"]["dead_letter"] == 0
     stream = runner.invoke(app, ["capture", "salesforce", "--mode", "stream"])
     assert stream.exit_code == 2  # change events need a real org
+    assert "reads change events from a real org" in stream.stderr
+    both = runner.invoke(app, ["generate", "-n", "5", "--into-salesforce", "-o", "x.jsonl"])
+    assert both.exit_code == 2
+    assert not (workdir / "x.jsonl").exists()
 
 
 def test_into_salesforce_needs_the_fake_org(workdir: Path) -> None:

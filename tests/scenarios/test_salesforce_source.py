@@ -28,6 +28,7 @@ from revbridge.engine.worker import Target, Worker
 from revbridge.errors import TerminalError, TransientError
 from revbridge.generate import generate_events
 from revbridge.services.capture import capture_once, capture_until_current, source_for
+from revbridge.services.operations import set_paused
 from revbridge.store.ledger import Ledger
 from revbridge.store.schema import watermarks
 from revbridge.testing import FakeErp, FakeSalesforce, Faults
@@ -162,3 +163,19 @@ def test_the_org_refuses_a_credit_status_for_an_erp_customer_no_account_knows() 
     by_number = dataclasses.replace(known, customer_id=None, credit_hold=False, status="active")
     asyncio.run(org.update_credit_status("credit:C-1:2", by_number))
     assert org.accounts["001000000000001AAA"]["credit_hold"] is False
+
+
+def test_a_paused_side_is_not_captured_from(ledger: Ledger) -> None:
+    """`dr pause` means the system is not called: its capture reads nothing and says why;
+    resumed, it reads everything it skipped."""
+    org = FakeSalesforce()
+    for envelope in [e for e in generate_events(30, seed=5) if e["type"] not in FROM_ERP]:
+        org.post(envelope)
+    set_paused(ledger.engine, "salesforce", paused=True, now=START, actor="kim", reason="up")
+    skipped = asyncio.run(capture_once(org, ledger, POLICY))
+    assert skipped.skipped is not None
+    assert "salesforce is paused" in skipped.skipped
+    assert (skipped.read, org.calls["changes"]) == (0, 0)
+    set_paused(ledger.engine, "salesforce", paused=False, now=START, actor="kim", reason="done")
+    rounds = asyncio.run(capture_until_current(org, ledger, POLICY))
+    assert sum(r.ingest.accepted for r in rounds) == len(org.feed)

@@ -5,6 +5,8 @@ import re
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from revbridge.codec import decode_obj
 from revbridge.core.events import EventType
 
@@ -27,3 +29,17 @@ def test_the_runbook_names_the_commands_it_tells_operators_to_run() -> None:
         "revbridge dr drain",
     ):
         assert command in runbook
+
+
+def test_the_fakes_how_to_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Python example of "try your set-up with the fakes" runs and prints what it says."""
+    text = (DOCS / "how-to" / "try-your-set-up-with-the-fakes.md").read_text()
+    (code,) = re.findall(r"## In your own tests\n\n```python\n(.*?)```", text, flags=re.S)
+    monkeypatch.chdir(tmp_path)
+    printed: list[str] = []
+    exec(
+        compile(code, "how-to", "exec"), {"print": lambda *a: printed.append(" ".join(map(str, a)))}
+    )
+    assert printed[0] == "first read: 503 Service Unavailable"
+    assert printed[1].startswith("captured: ")
+    assert int(printed[1].split()[1]) > 0

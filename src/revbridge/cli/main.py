@@ -20,7 +20,7 @@ from revbridge.config import DEFAULT_FILE, INIT_TEMPLATE, Settings, load_setting
 from revbridge.core.durations import human_duration
 from revbridge.core.events import EventType
 from revbridge.core.policy import policy_markdown, policy_rows
-from revbridge.errors import RevbridgeError, UsageError
+from revbridge.errors import DeliveryError, RevbridgeError, UsageError
 
 app = typer.Typer(
     name="revbridge",
@@ -136,7 +136,7 @@ def init(
 
 @app.command()
 def generate(
-    events: Annotated[int, typer.Option("--events", "-n", help="How many events.")] = 1000,
+    events: Annotated[int, typer.Option("--events", "-n", min=1, help="How many events.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same events.")] = 0,
     days: Annotated[int, typer.Option(help="Spread the events over this many days.")] = 30,
     output: Annotated[
@@ -153,9 +153,16 @@ def generate(
     ] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Write N realistic, mixed, valid events of all nine types as JSON Lines."""
+    """Write N realistic, mixed, valid events of all nine types as JSON Lines.
+
+    Record ids are numbered from the same start on every run: a second run into the same
+    ledger makes other versions of the same records, not new ones. Start from a fresh set-up
+    (`revbridge init` in a new folder) for a second data set."""
     from revbridge.generate import generate_events, write_events
 
+    if into_salesforce and output is not None:
+        err.print("[red]error:[/] --into-salesforce posts to the fake org; it writes no --out file")
+        raise typer.Exit(2)
     if into_salesforce:
         from revbridge.services.fake_org import post_to_fake_org
 
@@ -462,11 +469,17 @@ def capture_erp(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         finally:
             await erp.close()
 
-    result = asyncio.run(run())
+    try:
+        result = asyncio.run(run())
+    except DeliveryError as exc:  # the ERP did not answer: nothing stored, watermark unchanged
+        err.print(f"[red]error:[/] capture from {source.name} failed, nothing read: {exc}")
+        raise typer.Exit(2) from None
     if as_json:
         _print_json(result)
     else:
         out.print(" ".join(f"{k}={v}" for k, v in result.items()))
+    if result.get("skipped"):
+        raise typer.Exit(1)
 
 
 @capture_app.command("salesforce")
@@ -495,8 +508,15 @@ def capture_salesforce(
 
     settings = _settings(config)
     sf = settings.raw.salesforce
-    if mode not in ("poll", "stream") or (sf.kind == "fake" and mode != "poll"):
-        err.print("[red]--mode is poll or stream (stream needs a real org)[/]")
+    if mode not in ("poll", "stream"):
+        err.print(f"[red]error:[/] --mode {mode!r}: poll or stream")
+        raise typer.Exit(2)
+    if sf.kind == "fake" and mode == "stream":
+        err.print(
+            "[red]error:[/] --mode stream reads change events from a real org; with "
+            'salesforce.kind = "fake" the capture polls the fake org\'s change feed '
+            "(--mode poll)"
+        )
         raise typer.Exit(2)
     ledger = open_ledger(settings)
     if sf.kind == "fake":
@@ -551,7 +571,11 @@ def _capture_fake_org(settings: Settings, ledger: Any, as_json: bool) -> None:
         finally:
             await org.close()
 
-    rounds = asyncio.run(run())
+    try:
+        rounds = asyncio.run(run())
+    except DeliveryError as exc:  # the org did not answer: nothing stored, watermark unchanged
+        err.print(f"[red]error:[/] capture from {org.name} failed, nothing read: {exc}")
+        raise typer.Exit(2) from None
     total = {
         "stream": rounds[-1].stream,
         "rounds": len(rounds),
@@ -562,11 +586,14 @@ def _capture_fake_org(settings: Settings, ledger: Any, as_json: bool) -> None:
         "conflicts": sum(r.ingest.conflicts for r in rounds),
         "rejected": sum(r.ingest.rejected for r in rounds),
         "watermark": rounds[-1].watermark,
+        **({"skipped": rounds[-1].skipped} if rounds[-1].skipped else {}),
     }
     if as_json:
         _print_json(total)
     else:
         out.print(" ".join(f"{k}={v}" for k, v in total.items()))
+    if rounds[-1].skipped:
+        raise typer.Exit(1)
 
 
 @batch_app.command("run")
@@ -872,7 +899,8 @@ def dr_drain(
     their window). An open circuit is probed at once with one delivery: if the target
     answers, the circuit closes and the backlog follows; if not, the drain prints "circuit
     open, next probe in N s" and exits 1. A paused target is not drained (exit 1): resume
-    it first. Each target drained is one audit log row (action "drain").
+    it first. Each target drained is in the audit log: "drain_started" before anything
+    changes, then "drain" with what it did.
     """
     import asyncio
 

@@ -24,6 +24,7 @@ from revbridge.clock import Clock, SystemClock
 from revbridge.core.policy import RoutingPolicy
 from revbridge.engine.ports import ErpPort, SourcePort
 from revbridge.engine.queue import DeliveryQueue
+from revbridge.engine.targets_state import target_states
 from revbridge.mdm.ownership import Ownership
 from revbridge.services.ingest import IngestResult, ingest_lines
 from revbridge.services.mdm_sync import filter_erp_capture, filter_salesforce_capture
@@ -95,8 +96,9 @@ class CaptureResult:
     stream: str
     read: int
     ingest: IngestResult
-    watermark: str
+    watermark: str | None
     echoes: int = 0  # read, and dropped as the hub's own writes coming back
+    skipped: str | None = None  # why nothing was read (the side's target is paused)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -104,6 +106,7 @@ class CaptureResult:
             "read": self.read,
             "echoes": self.echoes,
             "watermark": self.watermark,
+            **({"skipped": self.skipped} if self.skipped else {}),
         } | (self.ingest.as_dict())
 
 
@@ -120,6 +123,14 @@ async def capture_once(
     clock = clock or SystemClock()
     stream = f"{source.side}:{source.name}"
     mark = load_watermark(ledger.engine, stream)
+    state = target_states(ledger.engine).get(source.side)
+    if state is not None and state.paused:
+        # Paused by an operator (planned downtime): the system is not called at all.
+        why = (
+            f"{source.side} is paused: not called, nothing read "
+            f"(`revbridge dr resume {source.side}` first)"
+        )
+        return CaptureResult(stream, 0, IngestResult(), mark, skipped=why)
     try:
         envelopes, new_mark = await source.changes(mark)
     finally:  # made, answered or not: it counts against the side's budget
@@ -156,6 +167,6 @@ async def capture_until_current(
         before = load_watermark(ledger.engine, f"{source.side}:{source.name}")
         result = await capture_once(source, ledger, policy, clock=clock, ownership=ownership)
         results.append(result)
-        if not result.read or result.watermark == before:
+        if result.skipped or not result.read or result.watermark == before:
             break
     return results

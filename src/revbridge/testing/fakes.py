@@ -17,7 +17,7 @@ import os
 import random
 import signal
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -52,7 +52,7 @@ from revbridge.engine.ports import (
     ReadPage,
     RecordKind,
 )
-from revbridge.errors import RateLimited, TerminalError, TransientError
+from revbridge.errors import RateLimited, RevbridgeError, TerminalError, TransientError
 from revbridge.mdm.erp_reading import ERP_MASTER_ATTRIBUTES
 
 _READBACK_KINDS = {
@@ -136,6 +136,10 @@ _BATCH_TYPES = {
 }
 
 
+class FakeSetupError(RevbridgeError, ValueError):
+    """A fault spec or a state file the fakes cannot use; the message says which and why."""
+
+
 @dataclass
 class Faults:
     """What goes wrong on the next calls. Counters count down as calls consume them."""
@@ -157,24 +161,46 @@ class Faults:
     _rng: random.Random = field(default_factory=random.Random, repr=False)
 
     def __post_init__(self) -> None:
+        for name in ("error_rate", "lost_response_rate", "die_before_call_rate"):
+            rate = getattr(self, name)
+            if not 0 <= rate <= 1:
+                raise FakeSetupError(f"{name}={rate}: a rate is a share, from 0 to 1")
+        for name in ("fail_next", "throttle_next", "lose_next_response", "terminal_next"):
+            if getattr(self, name) < 0:
+                raise FakeSetupError(f"{name}={getattr(self, name)}: cannot be negative")
+        if self.die_after_commit_rate and not 0 <= self.die_after_commit_rate <= 1:
+            raise FakeSetupError("die_after_commit_rate: a rate is a share, from 0 to 1")
+        if self.latency_s < 0:
+            raise FakeSetupError(f"latency_s={self.latency_s}: cannot be negative")
         self._rng = random.Random(self.seed)  # noqa: S311 - fault injection, not security
 
     @classmethod
     def parse(cls, spec: str) -> Faults:
-        """``"error_rate=0.1,lost_response_rate=0.05,latency_s=0.01,seed=7,down=0"``."""
+        """``"error_rate=0.1,lost_response_rate=0.05,latency_s=0.01,seed=7,down=0"``; a key
+        that is not a fault, or a value that is not its kind, raises ``FakeSetupError``."""
         kwargs: dict[str, Any] = {}
-        fields = {f: t for f, t in cls.__annotations__.items() if not f.startswith("_")}
+        fields = {
+            f: t
+            for f, t in cls.__annotations__.items()
+            if not f.startswith("_") and f != "retry_after"
+        }
         for part in filter(None, (p.strip() for p in spec.split(","))):
-            key, sep, value = part.partition("=")
-            if not sep or key not in fields or key == "retry_after":
-                raise ValueError(f"fault spec: {part!r}: unknown key or missing value")
+            key, sep, value = (x.strip() for x in part.partition("="))
+            if key not in fields:
+                raise FakeSetupError(f"{key!r} is not a fault; known: {', '.join(sorted(fields))}")
+            if not sep or not value:
+                raise FakeSetupError(f"{key} needs a value ({key}=...)")
             kind = fields[key]
             if kind == "bool":
+                if value.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                    raise FakeSetupError(f"{key}={value!r}: not 1/0, true/false")
                 kwargs[key] = value.lower() in ("1", "true", "yes", "on")
-            elif kind == "int":
-                kwargs[key] = int(value)
-            else:
-                kwargs[key] = float(value)
+                continue
+            try:
+                kwargs[key] = int(value) if kind == "int" else float(value)
+            except ValueError:
+                want = "a whole number" if kind == "int" else "a number"
+                raise FakeSetupError(f"{key}={value!r}: not {want}") from None
         return cls(**kwargs)
 
     def before_call(self) -> None:
@@ -203,6 +229,18 @@ class Faults:
             raise TransientError("read timeout: the request was sent, no response came back")
         if self.lost_response_rate and self._rng.random() < self.lost_response_rate:
             raise TransientError("connection reset after the request was sent")
+
+
+def _load_state_file(path: Path, what: str, load: Callable[[dict[str, Any]], None]) -> None:
+    """``load`` the JSON state in ``path``; one that is not ``what``'s is named, not a
+    traceback."""
+    try:
+        load(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise FakeSetupError(
+            f"{path}: not a state file of {what} ({type(exc).__name__}: {exc}); move it away "
+            "to start again from an empty one"
+        ) from None
 
 
 def _hub_customer(d: _Doc) -> str | None:
@@ -621,6 +659,12 @@ class FakeErp:
             ),
             None,
         )
+        unknown = [a.invoice_id for a in payment.applications if a.invoice_id not in invoices]
+        if unknown:
+            raise TerminalError(
+                f"payment {payment.erp_payment_id}: invoice {unknown[0]} is not in the ERP; "
+                "cash is applied to invoices the ERP holds"
+            )
         self._apply(
             {a.invoice_id: invoices[a.invoice_id] for a in payment.applications},
             {a.invoice_id: a.amount for a in payment.applications},
@@ -654,7 +698,7 @@ class FakeErp:
                     continue
                 try:
                     self.enter_payment(payment, captured=captured)
-                except (KeyError, TerminalError):
+                except TerminalError:
                     continue
                 entered += 1
         return entered
@@ -765,7 +809,9 @@ class FakeErp:
         tmp.replace(path)
 
     def _load(self, path: Path) -> None:
-        state = json.loads(path.read_text(encoding="utf-8"))
+        _load_state_file(path, "the fake ERP", self._load_state)
+
+    def _load_state(self, state: dict[str, Any]) -> None:
         self._next_id = state["next_id"]
         self._seq = state.get("seq", self._next_id)
         self.closed_periods = set(state["closed_periods"])
@@ -817,15 +863,17 @@ class FakeSalesforce:
         self.org: dict[tuple[ReadbackKind, str], tuple[int, _OrgDoc]] = {}
         self._seq = 0
         if state_file is not None and state_file.exists():
-            state = json.loads(state_file.read_text(encoding="utf-8"))
-            self.writes = state["writes"]
-            self.accounts = state["accounts"]
-            self.invoice_paid.update({k: Decimal(v) for k, v in state["invoice_paid"].items()})
-            self._seq = state.get("seq", 0)
-            self.feed = [(seq, env) for seq, env in state.get("feed", ())]
-            for kind, seq, raw in state.get("org", ()):
-                doc = _org_doc(ReadbackKind(kind), raw)
-                self.org[(ReadbackKind(kind), doc.key)] = (seq, doc)
+            _load_state_file(state_file, "the fake org", self._load_state)
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.writes = state["writes"]
+        self.accounts = state["accounts"]
+        self.invoice_paid.update({k: Decimal(v) for k, v in state["invoice_paid"].items()})
+        self._seq = state.get("seq", 0)
+        self.feed = [(seq, env) for seq, env in state.get("feed", ())]
+        for kind, seq, raw in state.get("org", ()):
+            doc = _org_doc(ReadbackKind(kind), raw)
+            self.org[(ReadbackKind(kind), doc.key)] = (seq, doc)
 
     # ----------------------------------------------------------- the org's change feed
 
