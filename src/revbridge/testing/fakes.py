@@ -161,15 +161,19 @@ class Faults:
     _rng: random.Random = field(default_factory=random.Random, repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("error_rate", "lost_response_rate", "die_before_call_rate"):
+        rates = (
+            "error_rate",
+            "lost_response_rate",
+            "die_before_call_rate",
+            "die_after_commit_rate",
+        )
+        for name in rates:
             rate = getattr(self, name)
             if not 0 <= rate <= 1:
                 raise FakeSetupError(f"{name}={rate}: a rate is a share, from 0 to 1")
         for name in ("fail_next", "throttle_next", "lose_next_response", "terminal_next"):
             if getattr(self, name) < 0:
                 raise FakeSetupError(f"{name}={getattr(self, name)}: cannot be negative")
-        if self.die_after_commit_rate and not 0 <= self.die_after_commit_rate <= 1:
-            raise FakeSetupError("die_after_commit_rate: a rate is a share, from 0 to 1")
         if self.latency_s < 0:
             raise FakeSetupError(f"latency_s={self.latency_s}: cannot be negative")
         self._rng = random.Random(self.seed)  # noqa: S311 - fault injection, not security
@@ -452,9 +456,8 @@ class FakeErp:
         """What changed since ``watermark``, like NetSuite's capture: customers as
         ``customer.credit_status_changed`` envelopes (``with_master``: the customer's master
         attributes as the ERP holds them beside each event, empty ones left out), and cash
-        entered in the ERP (``enter_payment``; never the hub's own receipts, nor cash
-        the hub already captured) as
-        ``erp.payment.received``; the new mark."""
+        entered in the ERP (``enter_payment``; never the hub's own receipts, nor cash the
+        hub already captured) as ``erp.payment.received``; the new mark."""
         await self._call("capture_changes")
         since = int(watermark or 0)
         stamp = (at or datetime.now(UTC)).isoformat()
