@@ -369,11 +369,22 @@ def resolve_store_url(url: str, base_dir: Path) -> str:
     return url
 
 
-def load_settings(explicit: Path | None = None, cwd: Path | None = None) -> Settings:
-    """Find and load the configuration; fall back to the embedded default."""
+def load_settings(
+    explicit: Path | None = None, cwd: Path | None = None, *, required: bool = False
+) -> Settings:
+    """Find and load the configuration; fall back to the embedded default, unless
+    ``required`` (an operator's command: in the wrong folder it must not report an empty,
+    healthy hub of its own making)."""
     path = find_config(explicit, cwd)
     if path is None:
         base = (cwd or Path.cwd()).resolve()
+        if required:
+            raise ConfigError(
+                str(base / DEFAULT_FILE),
+                "(file)",
+                f"no configuration here (nor --config, nor ${CONFIG_ENV}): run the command "
+                "where your revbridge.toml is, name it, or create one with `revbridge init`",
+            )
         return parse_config({}, None, base)
     if not path.exists():
         raise ConfigError(str(path), "(file)", "no such file")
@@ -386,7 +397,8 @@ def load_settings(explicit: Path | None = None, cwd: Path | None = None) -> Sett
 
 INIT_TEMPLATE = """\
 # revbridge configuration: the embedded default (a SQLite ledger next to this file).
-# Every command finds this file through --config, then $REVBRIDGE_CONFIG, then ./revbridge.toml.
+# Every command finds this file through --config, then $REVBRIDGE_CONFIG, then ./revbridge.toml;
+# where there is none, a command is refused (`policy show` shows the built-in defaults).
 # Relative paths resolve against this file's folder.
 
 [store]

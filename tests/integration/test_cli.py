@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from revbridge.cli.main import app
 from revbridge.core.events import EventType
 from tests.integration.conftest import run_json, runner
@@ -97,3 +99,21 @@ def test_into_salesforce_needs_the_fake_org(workdir: Path) -> None:
     result = runner.invoke(app, ["generate", "-n", "5", "--into-salesforce"])
     assert result.exit_code == 2
     assert 'needs salesforce.kind = "fake"' in result.stderr
+
+
+def test_an_operator_command_where_there_is_no_config_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the wrong folder, `dr status` must not report an empty, healthy hub of its own
+    making (nor create a ledger and fake state files there); `policy show` still shows the
+    built-in classification."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REVBRIDGE_CONFIG", raising=False)
+    for args in (["dr", "status"], ["dr", "drain", "erp"], ["status"], ["dlq", "list"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code != 0, args
+        assert "no configuration here" in str(result.exception) or "no configuration here" in (
+            result.output
+        )
+    assert list(tmp_path.iterdir()) == []
+    assert runner.invoke(app, ["policy", "show"]).exit_code == 0

@@ -98,8 +98,11 @@ out = Console()
 err = Console(stderr=True)
 
 
-def _settings(config: Path | None) -> Settings:
-    return load_settings(config)
+def _settings(config: Path | None, *, required: bool = True) -> Settings:
+    """The configuration a command works on; a command run where there is none is refused
+    rather than run on a new, empty ledger of its own (``required=False``: a read-only look
+    at the built-in defaults, such as ``policy show``)."""
+    return load_settings(config, required=required)
 
 
 def _print_json(data: Any) -> None:
@@ -312,7 +315,7 @@ def policy_show(
     fmt: Annotated[str, typer.Option("--format", help="markdown or json")] = "markdown",
 ) -> None:
     """The documented real-time / batch classification, an auditor's artefact."""
-    settings = _settings(config)
+    settings = _settings(config, required=False)  # without one: the built-in defaults
     if fmt == "json":
         rows = policy_rows(settings.policy)
         _print_json(

@@ -52,7 +52,7 @@ def _engine(config: Path | None) -> tuple[Any, Any]:
     from revbridge.config import load_settings
     from revbridge.services import open_ledger
 
-    settings = load_settings(config)
+    settings = load_settings(config, required=True)
     return settings, open_ledger(settings).engine
 
 

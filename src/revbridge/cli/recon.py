@@ -54,7 +54,7 @@ def _engine(config: Path | None) -> tuple[Any, Any]:
     from revbridge.config import load_settings
     from revbridge.services import open_ledger
 
-    settings = load_settings(config)
+    settings = load_settings(config, required=True)
     engine = open_ledger(settings).engine
     _opened.append(engine)
     return settings, engine

@@ -44,7 +44,7 @@ def serve(
     from revbridge.api.app import create_app
     from revbridge.config import load_settings
 
-    settings = load_settings(config)
+    settings = load_settings(config, required=True)
     server = settings.raw.server
     run_workers = server.run_workers and not api_only
     app = create_app(settings, run_workers=run_workers)
@@ -74,7 +74,7 @@ def token_create(
     from revbridge.services import open_ledger
     from revbridge.services.access import Role, create_token
 
-    ledger = open_ledger(load_settings(config))
+    ledger = open_ledger(load_settings(config, required=True))
     token = create_token(
         ledger.engine, name=name, role=Role.parse(role), now=SystemClock().now(), actor=_actor()
     )
@@ -92,7 +92,7 @@ def token_list(config: ConfigOpt = None) -> None:
     t = Table(title="tokens")
     for col in ("name", "role", "prefix", "created", "last used", "revoked"):
         t.add_column(col)
-    for r in list_tokens(open_ledger(load_settings(config)).engine):
+    for r in list_tokens(open_ledger(load_settings(config, required=True)).engine):
         t.add_row(
             r["name"],
             r["role"],
@@ -114,6 +114,6 @@ def token_revoke(
     from revbridge.services import open_ledger
     from revbridge.services.access import revoke_token
 
-    ledger = open_ledger(load_settings(config))
+    ledger = open_ledger(load_settings(config, required=True))
     revoke_token(ledger.engine, name=name, now=SystemClock().now(), actor=_actor())
     out.print(f"token {name!r} revoked")
