@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
@@ -628,7 +629,10 @@ def batch_run(
     ]
     if event_class is not None:
         if event_class not in {t.value for t in EventType}:
-            err.print(f"[red]unknown event type {event_class!r}[/]")
+            err.print(
+                f"[red]error:[/] --class {event_class!r}: not an event type; the batch "
+                f"classes of this policy: {', '.join(classes) or 'none'}"
+            )
             raise typer.Exit(2)
         classes = [event_class]
     reports = asyncio.run(
@@ -791,7 +795,8 @@ def dr_status_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         _print_json(report)
         return
-    t = Table(title="targets")
+    # Compact: the columns the runbook reads must fit an 80-column terminal.
+    t = Table(title="targets", box=box.SIMPLE_HEAD, show_edge=False, padding=0)
     for col in (
         "target",
         "paused",
@@ -803,7 +808,7 @@ def dr_status_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         "held",
         "oldest age",
     ):
-        t.add_column(col)
+        t.add_column(col, no_wrap=True)
     for name, r in report.items():
         age = r["oldest_undelivered_age_s"]
         circuit = r["circuit"]
