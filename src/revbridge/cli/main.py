@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -447,12 +448,10 @@ app.add_typer(capture_app, name="capture")
 
 @capture_app.command("erp")
 def capture_erp(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Read what changed in the ERP since the last watermark into the ledger."""
-    import asyncio
-
+    """Read what changed in the ERP since the last watermark into the ledger (one round: the
+    worker's capture loop reads on every erp.capture_interval_s)."""
     from revbridge.services import open_ledger
-    from revbridge.services.capture import capture_once, source_for
-    from revbridge.services.mdm_sync import ownership_from
+    from revbridge.services.capture import source_for
     from revbridge.services.targets import build_erp
 
     settings = _settings(config)
@@ -462,28 +461,7 @@ def capture_erp(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     if source is None:
         err.print(f"[yellow]the {settings.raw.erp.kind} ERP has no change capture[/]")
         raise typer.Exit(1)
-
-    async def run() -> dict[str, Any]:
-        try:
-            return (
-                await capture_once(
-                    source, ledger, settings.policy, ownership=ownership_from(settings)
-                )
-            ).as_dict()
-        finally:
-            await erp.close()
-
-    try:
-        result = asyncio.run(run())
-    except DeliveryError as exc:  # the ERP did not answer: nothing stored, watermark unchanged
-        err.print(f"[red]error:[/] capture from {source.name} failed, nothing read: {exc}")
-        raise typer.Exit(2) from None
-    if as_json:
-        _print_json(result)
-    else:
-        out.print(" ".join(f"{k}={v}" for k, v in result.items()))
-    if result.get("skipped"):
-        raise typer.Exit(1)
+    _capture(settings, ledger, source, erp.close, as_json, rounds=1)
 
 
 @capture_app.command("salesforce")
@@ -559,44 +537,64 @@ def capture_salesforce(
 
 
 def _capture_fake_org(settings: Settings, ledger: Any, as_json: bool) -> None:
+    from revbridge.services.targets import fake_salesforce
+
+    org = fake_salesforce(settings)
+    _capture(settings, ledger, org, org.close, as_json, rounds=10_000)
+
+
+def _capture(
+    settings: Settings,
+    ledger: Any,
+    source: Any,
+    close: Callable[[], Awaitable[None]],
+    as_json: bool,
+    *,
+    rounds: int,
+) -> None:
+    """Capture from ``source``, at most ``rounds`` rounds (fewer once it is current: each
+    round is a call); print their totals. A system that does not answer is one line, exit
+    2; a paused one is skipped, exit 1."""
     import asyncio
 
     from revbridge.services.capture import capture_until_current
     from revbridge.services.mdm_sync import ownership_from
-    from revbridge.services.targets import fake_salesforce
-
-    org = fake_salesforce(settings)
 
     async def run() -> list[Any]:
         try:
             return await capture_until_current(
-                org, ledger, settings.policy, ownership=ownership_from(settings)
+                source,
+                ledger,
+                settings.policy,
+                ownership=ownership_from(settings),
+                max_rounds=rounds,
             )
         finally:
-            await org.close()
+            await close()
 
     try:
-        rounds = asyncio.run(run())
-    except DeliveryError as exc:  # the org did not answer: nothing stored, watermark unchanged
-        err.print(f"[red]error:[/] capture from {org.name} failed, nothing read: {exc}")
+        done = asyncio.run(run())
+    except DeliveryError as exc:  # it did not answer: nothing stored, watermark unchanged
+        err.print(f"[red]error:[/] capture from {source.name} failed, nothing read: {exc}")
         raise typer.Exit(2) from None
+    last = done[-1]
     total = {
-        "stream": rounds[-1].stream,
-        "rounds": len(rounds),
-        "read": sum(r.read for r in rounds),
-        "echoes": sum(r.echoes for r in rounds),
-        "accepted": sum(r.ingest.accepted for r in rounds),
-        "duplicates": sum(r.ingest.duplicates for r in rounds),
-        "conflicts": sum(r.ingest.conflicts for r in rounds),
-        "rejected": sum(r.ingest.rejected for r in rounds),
-        "watermark": rounds[-1].watermark,
-        **({"skipped": rounds[-1].skipped} if rounds[-1].skipped else {}),
+        "stream": last.stream,
+        "rounds": len(done),
+        "read": sum(r.read for r in done),
+        "echoes": sum(r.echoes for r in done),
+        "accepted": sum(r.ingest.accepted for r in done),
+        "duplicates": sum(r.ingest.duplicates for r in done),
+        "conflicts": sum(r.ingest.conflicts for r in done),
+        "rejected": sum(r.ingest.rejected for r in done),
+        "watermark": last.watermark,
+        **({"skipped": last.skipped} if last.skipped else {}),
     }
     if as_json:
         _print_json(total)
     else:
         out.print(" ".join(f"{k}={v}" for k, v in total.items()))
-    if rounds[-1].skipped:
+    if last.skipped:
         raise typer.Exit(1)
 
 
