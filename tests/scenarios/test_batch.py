@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from sqlalchemy import select
 
 from revbridge.clock import ManualClock
 from revbridge.core.policy import build_policy
+from revbridge.engine.ports import BatchOutcome, RecordKind
 from revbridge.engine.worker import Target, Worker
 from revbridge.generate import generate_events
 from revbridge.services.ingest import ingest_lines
@@ -112,10 +114,14 @@ def test_a_rerun_whose_look_ups_fail_leaves_nothing_in_flight(
     erp = FakeErp()
     worker, envs, clock = _setup(ledger, tmp_path, erp, n=200, seed=9)
     asyncio.run(worker.run_until_idle())
-    erp.faults.lose_next_response = 1
+    erp.faults.lose_next_response = 10
     clock.advance(timedelta(days=30))
-    asyncio.run(worker.run_until_idle())  # applied, its answer lost: outcomes unknown
-    erp.faults.fail_next, erp.faults.terminal_next = 1, 1  # the first two look-ups fail
+    asyncio.run(worker.run_until_idle())  # applied, their answers lost: outcomes unknown
+    assert erp.calls["submit_batch"] == 10 - erp.faults.lose_next_response
+    erp.faults.lose_next_response = 0
+    # The next two calls fail: a look-up of a journal (a customer file is sent again: an
+    # upsert is not looked up) with a 503, then one with a 400.
+    erp.faults.fail_next, erp.faults.terminal_next = 1, 1
     for _ in range(6):
         clock.advance(timedelta(hours=1))
         asyncio.run(worker.run_until_idle())
@@ -135,10 +141,11 @@ def test_a_batch_backlog_alone_probes_the_circuit_through_a_long_outage(
     ledger: Ledger, tmp_path: Path
 ) -> None:
     """Only batch items wait (the real-time ones are delivered) when the ERP goes down at
-    the nightly run: the failed file opens the circuit. With no real-time delivery to carry
-    the half-open probe, one batch item carries it, every cooldown, for far more cycles
-    than an item's attempts allow: nothing is dead-lettered. Once the ERP is back, the
-    probe closes the circuit and the batch delivers everything, once."""
+    the nightly run. Each failed file is one failed call: the circuit opens after the
+    threshold's worth of them, not at the first file, whatever its size. With no real-time
+    delivery to carry the half-open probe, one batch item carries it, every cooldown, for
+    far more cycles than an item's attempts allow: nothing is dead-lettered. Once the ERP
+    is back, the probe closes the circuit and the batch delivers everything, once."""
     erp = FakeErp()
     worker, envs, clock = _setup(ledger, tmp_path, erp, n=200, seed=9)
     asyncio.run(worker.run_until_idle())
@@ -146,7 +153,18 @@ def test_a_batch_backlog_alone_probes_the_circuit_through_a_long_outage(
     clock.advance(timedelta(days=30))
     asyncio.run(worker.run_until_idle())
     breaker = worker.targets["erp"].breaker
+    files = erp.calls["submit_batch"]
+    assert 0 < files < breaker.failure_threshold  # several files of many items each
+    assert (breaker.state, breaker.consecutive_failures) == ("closed", files)
+    for _ in range(20):  # the files are retried after their backoff, and fail again
+        clock.advance(timedelta(minutes=30))
+        asyncio.run(worker.run_until_idle())
+        if breaker.state != "closed":
+            break
     assert breaker.state != "closed"
+    # Failed calls, one each: the files, then one look-up per rerun (its items' files may
+    # have landed), not one per item.
+    assert erp.calls["submit_batch"] + erp.calls["find"] == breaker.failure_threshold
 
     def calls() -> int:  # the probe: the item's look-up (its file may have landed), or its file
         return erp.calls["find"] + erp.calls["submit_batch"]
@@ -166,6 +184,47 @@ def test_a_batch_backlog_alone_probes_the_circuit_through_a_long_outage(
             select(deliveries.c.state).where(deliveries.c.state != "delivered")
         ).all()
     assert left == []  # nothing dead-lettered, nothing waiting
+    assert erp.duplicates() == {}
+    revenue = [e for e in envs if e["type"] == "revenue.recognized"]
+    assert all(erp.count("journal", e["source_id"]) == 1 for e in revenue)
+
+
+class _AnswersWithoutSomeRows(FakeErp):
+    """An ERP whose import job applies every row but leaves the first ``n`` out of its
+    result (a real import's "see the log" rows): the system is up and answered."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.left_out = n
+
+    async def submit_batch(
+        self, kind: RecordKind, content: bytes, manifest: Mapping[str, object]
+    ) -> Sequence[BatchOutcome]:
+        outcomes = list(await super().submit_batch(kind, content, manifest))
+        cut = min(self.left_out, len(outcomes) - 1)  # the file answered: some rows are in
+        self.left_out -= cut
+        return outcomes[cut:]
+
+
+def test_rows_an_answered_file_asks_to_retry_do_not_open_the_circuit(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """The import job answered, with rows missing from its result: those rows retry (looked
+    up first: they may be in), but the system is up, so the circuit stays closed and the
+    real-time classes keep flowing; every record is in the ERP once."""
+    erp = _AnswersWithoutSomeRows(n=20)
+    worker, envs, clock = _setup(ledger, tmp_path, erp, n=300, seed=5)
+    asyncio.run(worker.run_until_idle())
+    clock.advance(timedelta(days=30))
+    asyncio.run(worker.run_until_idle())
+    breaker = worker.targets["erp"].breaker
+    assert erp.left_out == 0  # 20 rows retried, more than the circuit's threshold
+    assert (breaker.state, breaker.consecutive_failures) == ("closed", 0)
+    for _ in range(6):
+        clock.advance(timedelta(hours=1))
+        asyncio.run(worker.run_until_idle())
+    assert breaker.state == "closed"
+    assert _pending_batch_types(ledger) == set()
     assert erp.duplicates() == {}
     revenue = [e for e in envs if e["type"] == "revenue.recognized"]
     assert all(erp.count("journal", e["source_id"]) == 1 for e in revenue)
@@ -277,3 +336,41 @@ def test_a_shared_fake_erp_keeps_a_batch_import_for_every_process(tmp_path: Path
     found = asyncio.run(other.find(RecordKind.CUSTOMER, ref))
     assert found is not None
     assert found.erp_id == outcome.erp_id
+
+
+def test_a_customer_update_in_a_failed_nightly_file_reaches_the_erp(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """A customer renamed in Salesforce, in a nightly file that failed: the rerun sends the
+    new name. A look-up first (as for a document that must not post twice) would find the
+    customer's earlier version and take the rename as landed."""
+    erp = FakeErp()
+    worker, _, clock = _setup(ledger, tmp_path, erp, n=0)
+
+    def account(version: int, name: str) -> bytes:
+        ref = "001000000000042AAA"
+        return json.dumps(
+            {
+                "type": "customer.upserted",
+                "source": "salesforce",
+                "source_id": ref,
+                "source_version": f"v{version}",
+                "occurred_at": (START + timedelta(minutes=version)).isoformat(),
+                "data": {"customer_id": ref, "name": name, "currency": "USD"},
+            }
+        ).encode()
+
+    def nightly() -> None:
+        clock.advance(timedelta(days=1))
+        asyncio.run(worker.run_until_idle())
+
+    ingest_lines(ledger, [account(1, "Old Name")], policy=build_policy(), origin="t", clock=clock)
+    nightly()
+    assert [c["name"] for c in erp.customers()] == ["Old Name"]
+    ingest_lines(ledger, [account(2, "New Name")], policy=build_policy(), origin="t", clock=clock)
+    erp.faults.fail_next = 1
+    nightly()
+    assert [c["name"] for c in erp.customers()] == ["Old Name"]  # the file failed
+    nightly()
+    assert [c["name"] for c in erp.customers()] == ["New Name"]
+    assert _pending_batch_types(ledger) == set()

@@ -750,3 +750,55 @@ def test_a_customer_pulled_ahead_of_its_batch_stays_real_time_when_a_worker_star
         "customer.upserted": ("realtime", "delivered"),
         "invoice.posted": ("realtime", "delivered"),
     }
+
+
+def _account(version: int, name: str) -> dict:
+    return {
+        "type": "customer.upserted",
+        "source": "salesforce",
+        "source_id": "001000000000042AAA",
+        "source_version": f"v{version}",
+        "occurred_at": (START + timedelta(minutes=version)).isoformat(),
+        "data": {"customer_id": "001000000000042AAA", "name": name, "currency": "USD"},
+    }
+
+
+@pytest.mark.parametrize("fault", ["fail_next", "lose_next_response"])
+def test_a_customer_update_that_failed_once_is_sent_again_not_taken_as_landed(
+    ledger: Ledger, fault: str
+) -> None:
+    """A retried upsert is sent again. Looking it up first, as a retried create is, would
+    find the customer from its earlier version and take the update as landed: the new
+    name would never reach the ERP. An upsert is idempotent by its key, so sending it
+    again is safe; a document that would post twice is still looked up first."""
+    from revbridge.core.events import EventType
+    from revbridge.core.policy import EventPolicy, Pattern
+
+    policy = build_policy(
+        {
+            EventType.CUSTOMER_UPSERTED: EventPolicy(
+                type=EventType.CUSTOMER_UPSERTED,
+                pattern=Pattern.REALTIME,
+                schedule=None,
+                rationale="test: real time",
+            )
+        }
+    )
+    clock = ManualClock(START)
+    erp, sf = FakeErp(), FakeSalesforce()
+    w = _worker(ledger, erp, sf, clock)
+
+    def send(env: dict) -> None:
+        line = json.dumps(env).encode()
+        assert ingest_lines(ledger, [line], policy=policy, origin="t", clock=clock).rejected == 0
+
+    send(_account(1, "Old Name"))
+    asyncio.run(w.run_until_idle())
+    setattr(erp.faults, fault, 1)
+    send(_account(2, "New Name"))
+    for _ in range(5):
+        asyncio.run(w.run_until_idle())
+        clock.advance(timedelta(minutes=5))
+    assert _states(ledger) == Counter({"delivered": 2})
+    [customer] = erp.customers()
+    assert customer["name"] == "New Name"

@@ -202,6 +202,11 @@ def test_a_drain_probes_with_a_batch_item_when_only_batch_items_wait(
     erp.faults.down = True
     clock.advance(timedelta(days=30))  # the nightly and month-end classes are due
     asyncio.run(w.run_until_idle())
+    for _ in range(20):  # their files fail, and fail again after their backoff
+        if w.targets["erp"].breaker.state == "open":
+            break
+        clock.advance(timedelta(minutes=30))
+        asyncio.run(w.run_until_idle())
     assert w.targets["erp"].breaker.state == "open"
     erp.faults.down = False
     clock.advance(timedelta(seconds=5))  # inside the cooldown: the worker alone waits

@@ -266,6 +266,7 @@ class BatchRunner:
             return report
         pending: list[tuple[Claimed, EventData, str, dict[str, str]]] = []
         in_batch: set[str] = {c.subject_ref for c in claimed}
+        unanswered: TransientError | None = None  # a look-up failed: the system is not answering
         for c in claimed:
             data = decode_payload(et, c.payload)
             plan = plan_for(data, c.idempotency_key)
@@ -275,7 +276,19 @@ class BatchRunner:
                 self.worker.record_parked(target, c, missing[0])
                 report.parked += 1
                 continue
-            if c.outcome_unknown and plan.kind is not None:
+            if c.outcome_unknown and plan.creates_document and plan.kind is not None:
+                # (An upsert is sent again, not looked up: the record's earlier version
+                # would be found and this one taken as landed.)
+                if unanswered is not None:
+                    # Not one look-up per item against a system that does not answer: the
+                    # rest retry with the first, and only its call counts for the circuit.
+                    not_asked = TransientError(
+                        f"not looked up: the look-up before it failed ({unanswered})",
+                        retry_after=unanswered.retry_after,
+                    )
+                    self.worker.record_transient(target, c, not_asked, call_failed=False)
+                    report.retried += 1
+                    continue
                 self.worker.count_call(target, event_type, "batch")  # the look-up
                 try:
                     found = await port.find(plan.kind, plan.external_ref)
@@ -321,12 +334,15 @@ class BatchRunner:
         try:
             outcomes = {o.external_ref: o for o in await port.submit_batch(kind, content, manifest)}
         except Exception as exc:  # the whole submission failed: every item retries
-            for c, *_ in pending:
-                self.worker.record_transient(target, c, exc)
+            # One failed call, one failure for the circuit, whatever the file's size: a
+            # failed nightly file of 500 records is not 500 failures of the system.
+            for i, (c, *_) in enumerate(pending):
+                self.worker.record_transient(target, c, exc, call_failed=i == 0)
             report.retried = len(pending)
             self.worker.flush_outcomes()
             self._finish_batch(batch_id, "failed", now, {"error": str(exc)})
             return report
+        target.breaker.record_success()  # the system took the file and answered
         for c, _, ref, _ in pending:
             o = outcomes.get(ref)
             if o is not None and o.erp_id is not None:
@@ -340,7 +356,11 @@ class BatchRunner:
                 self._item(batch_id, c.event_id, "failed", None, o.error)
             else:
                 reason = o.error if o is not None else "not in the import result"
-                self.worker.record_transient(target, c, RuntimeError(f"batch {batch_id}: {reason}"))
+                # The system is up (it answered): a record it asks to retry is not a
+                # failed call, and does not count against the circuit.
+                self.worker.record_transient(
+                    target, c, RuntimeError(f"batch {batch_id}: {reason}"), call_failed=False
+                )
                 report.retried += 1
                 self._item(batch_id, c.event_id, "retry", None, reason)
         self.worker.flush_outcomes()
@@ -419,8 +439,8 @@ class BatchRunner:
                         target, port, kind, event_type, ref, members, now, report
                     )
             except Exception as exc:  # the lock was not had in time: nothing was posted
-                for c, _, _ in members:
-                    self.worker.record_transient(target, c, exc)
+                for c, _, _ in members:  # (no call was made: nothing for the circuit)
+                    self.worker.record_transient(target, c, exc, call_failed=False)
                 report.retried += len(members)
         self.worker.flush_outcomes()
         return rest
@@ -488,6 +508,7 @@ class BatchRunner:
         try:
             lines = await port.post_summary(kind, ref, items)
         except (TerminalError, DomainError) as exc:
+            target.breaker.record_success()  # the system answered: it is up
             for c, _, _ in members:
                 self.worker.record_dead(c, f"summary {ref}: {exc}")
                 self._item(batch_id, c.event_id, "failed", None, str(exc))
@@ -495,11 +516,12 @@ class BatchRunner:
             self._finish_batch(batch_id, "failed", now, {"error": str(exc)})
             return
         except Exception as exc:  # transient: every new item retries, nothing recorded
-            for c, _, _ in members:
-                self.worker.record_transient(target, c, exc)
+            for i, (c, _, _) in enumerate(members):  # one failed call, one failure
+                self.worker.record_transient(target, c, exc, call_failed=i == 0)
             report.retried += len(members)
             self._finish_batch(batch_id, "failed", now, {"error": str(exc)})
             return
+        target.breaker.record_success()
         erp_id = {line.external_ref: line.erp_id for line in lines}
         with self.queue.engine.begin() as conn:
             ids = sorted(event_of.values())

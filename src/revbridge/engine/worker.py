@@ -144,9 +144,13 @@ class OutcomeSink(Protocol):
         """``c`` can never be delivered as it is: to the dead-letter queue with ``reason``."""
         ...
 
-    def record_transient(self, target: Target, c: Claimed, exc: Exception) -> None:
+    def record_transient(
+        self, target: Target, c: Claimed, exc: Exception, *, call_failed: bool = True
+    ) -> None:
         """``c`` failed in a way that may pass: retry after a backoff (``Retry-After``
-        honoured), or dead-letter it when its attempts or age are used up."""
+        honoured), or dead-letter it when its attempts or age are used up.
+        ``call_failed``: count a failed call against the circuit (False for the other items
+        of one failed import file, and for an item the system answered "retry" for)."""
         ...
 
     def record_parked(self, target: Target, c: Claimed, waits_for: str) -> None:
@@ -776,7 +780,7 @@ class Worker:
                 # delivery): calling now could post it twice. Not attempted.
                 self.record_released(c)
                 return
-            external_id = await self._call(target, c, data, plan.kind, plan.external_ref, refs)
+            external_id = await self._call(target, c, data, plan, refs)
         except Held as exc:
             # A person must decide first (a likely duplicate customer): not a failure.
             target.breaker.record_success()
@@ -811,11 +815,11 @@ class Worker:
         target: Target,
         c: Claimed,
         data: object,
-        kind: object,
-        ref: str,
+        plan: Plan,
         refs: dict[str, str],
     ) -> str:
         port = target.port
+        kind, ref = plan.kind, plan.external_ref
         self.stats.calls += 1
         self.api_calls[(target.name, c.type, c.pattern)] += 1
         # Dispatch on the plan: a record kind is a record in the ERP; none is a write-back to
@@ -823,7 +827,10 @@ class Worker:
         # costs more than a fast target's whole call).
         if isinstance(kind, RecordKind):
             erp = cast(ErpPort, port)
-            if c.outcome_unknown:
+            # An earlier attempt may have landed: a document is looked up before it is
+            # created again. An upsert is sent again (idempotent by its key): a look-up
+            # would find the record's earlier version and take this one as landed.
+            if c.outcome_unknown and plan.creates_document:
                 self.api_calls[(target.name, c.type, c.pattern)] += 1
                 found = await erp.find(kind, ref)
                 if found is not None:
@@ -832,9 +839,12 @@ class Worker:
             return await call_erp(erp, data, ref, refs)  # type: ignore[arg-type]
         return await call_salesforce(cast(SalesforcePort, port), data, ref)  # type: ignore[arg-type]
 
-    def record_transient(self, target: Target, c: Claimed, exc: Exception) -> None:
+    def record_transient(
+        self, target: Target, c: Claimed, exc: Exception, *, call_failed: bool = True
+    ) -> None:
         now = self.clock.now()
-        target.breaker.record_failure(now)
+        if call_failed:
+            target.breaker.record_failure(now)
         retry_after = exc.retry_after if isinstance(exc, TransientError) else None
         _throttled(target, exc, now)
         if target.batch_probe:
