@@ -292,7 +292,12 @@ def test_a_class_is_split_into_files_of_the_targets_declared_batch_size(
     from revbridge.engine.ports import Capabilities
     from revbridge.testing import Faults
 
-    caps = Capabilities(name="small-imports", batch_size=10, batch_formats=("jsonl",))
+    caps = Capabilities(
+        name="small-imports",
+        batch_size=10,
+        batch_formats=("jsonl",),
+        batch_kinds=frozenset({RecordKind.CUSTOMER, RecordKind.JOURNAL}),
+    )
     erp = FakeErp(capabilities=caps)
     worker, envs, clock = _setup(ledger, tmp_path, erp, n=300, seed=5)
     customers = [e for e in envs if e["type"] == "customer.upserted"]
@@ -374,3 +379,39 @@ def test_a_customer_update_in_a_failed_nightly_file_reaches_the_erp(
     nightly()
     assert [c["name"] for c in erp.customers()] == ["New Name"]
     assert _pending_batch_types(ledger) == set()
+
+
+def test_a_class_the_import_files_do_not_take_is_delivered_record_by_record(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """An operator moves invoices to a nightly batch. The ERP's import files take customers
+    and journals only (its capabilities say so): the invoices go at the batch's time, one
+    call each, instead of a file the ERP refuses row by row."""
+    from revbridge.core.events import EventType
+    from revbridge.core.policy import NIGHTLY, EventPolicy, Pattern
+
+    policy = build_policy(
+        {
+            EventType.INVOICE_POSTED: EventPolicy(
+                type=EventType.INVOICE_POSTED,
+                pattern=Pattern.BATCH,
+                schedule=NIGHTLY,
+                rationale="test: invoices nightly",
+            )
+        }
+    )
+    clock = ManualClock(START)
+    envs = list(generate_events(200, seed=9))
+    ingest_lines(
+        ledger, [json.dumps(e).encode() for e in envs], policy=policy, origin="t", clock=clock
+    )
+    erp = FakeErp()
+    targets = {"erp": Target("erp", erp), "salesforce": Target("salesforce", FakeSalesforce())}
+    worker = Worker(ledger.engine, targets, clock=clock, seed=1, batch_dir=tmp_path / "b")
+    clock.advance(timedelta(days=1))
+    asyncio.run(worker.run_until_idle())
+    invoices = [e for e in envs if e["type"] == "invoice.posted"]
+    assert invoices
+    assert all(erp.count("invoice", e["source_id"]) == 1 for e in invoices)
+    assert worker.stats.dead_lettered == 0
+    assert erp.calls["create_invoice"] == len(invoices)

@@ -35,6 +35,7 @@ from sqlalchemy import and_, delete, select, text, update
 
 from revbridge.codec import decode_payload
 from revbridge.core.events import (
+    SPECS,
     CustomerUpserted,
     EventData,
     EventType,
@@ -43,7 +44,7 @@ from revbridge.core.events import (
     RevenueRecognized,
 )
 from revbridge.engine.concurrency import slots_for
-from revbridge.engine.dispatch import plan_for
+from revbridge.engine.dispatch import plan_for, record_kind
 from revbridge.engine.ports import (
     BatchItem,
     BatchPort,
@@ -211,7 +212,6 @@ class BatchRunner:
         comes back with items to retry (the system is failing: the rest waits for the next
         run instead of hammering it). ``probe``: one file of one item, the circuit's
         half-open probe."""
-        from revbridge.core.events import SPECS
         from revbridge.engine.worker import TARGET_OF
 
         et = EventType(event_type)
@@ -252,9 +252,14 @@ class BatchRunner:
             claimed = await self._summarize(target, port, event_type, claimed, now, report)
             if not claimed:
                 return report
-        if not isinstance(port, BatchPort) or not isinstance(port, ErpPort):
-            # No import file for this target: deliver the batch record by record, and write
-            # what became of each now (a one-off `batch run` has no next claim to carry them).
+        if (
+            not isinstance(port, BatchPort)
+            or not isinstance(port, ErpPort)
+            or record_kind(SPECS[et].payload) not in port.capabilities.batch_kinds
+        ):
+            # No import file for this target, or none for this kind of record: deliver the
+            # batch record by record, and write what became of each now (a one-off `batch
+            # run` has no next claim to carry them).
             stats = self.worker.stats
             before = (stats.delivered, stats.dead_lettered, stats.retried, stats.parked)
             await self.worker.deliver_round(target, claimed)

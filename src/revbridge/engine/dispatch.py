@@ -35,6 +35,21 @@ class Plan:
     creates_document: bool
 
 
+_KINDS = {
+    CustomerUpserted: RecordKind.CUSTOMER,
+    InvoicePosted: RecordKind.INVOICE,
+    PaymentReceived: RecordKind.PAYMENT,
+    CreditMemoIssued: RecordKind.CREDIT_MEMO,
+    RevenueRecognized: RecordKind.JOURNAL,
+}
+
+
+def record_kind(data_type: type[EventData]) -> RecordKind | None:
+    """The kind of ERP record an event of this payload type becomes (None: a write-back to
+    Salesforce); ``plan_for``'s kind, without a payload."""
+    return _KINDS.get(data_type)
+
+
 def plan_for(data: EventData, idempotency_key: str) -> Plan:
     match data:
         case CustomerUpserted():

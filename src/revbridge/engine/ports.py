@@ -56,6 +56,9 @@ class Capabilities:
     daily_call_budget: int | None = None
     idempotency: str = "external_id"  # or "search_before_create", "reference_field"
     batch_formats: tuple[str, ...] = ()
+    # The record kinds its import files take (a ``BatchPort``): a batch class of another
+    # kind is delivered record by record, through the real-time calls.
+    batch_kinds: frozenset[RecordKind] = frozenset()
     can_close_periods: bool = False
     # The longest one call may take (its request timeout). A call starts with at least half
     # its lease left, so a worker's lease is at least twice this (``services.targets``).

@@ -30,7 +30,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 from sqlalchemy import Engine
@@ -46,6 +46,7 @@ from revbridge.core.events import (
 from revbridge.engine.concurrency import Slots, slots_for
 from revbridge.engine.ports import (
     BatchItem,
+    BatchOutcome,
     Capabilities,
     ErpRecord,
     ReadbackKind,
@@ -72,6 +73,9 @@ from revbridge.netsuite.client import (
 )
 from revbridge.netsuite.config import NetSuiteConfig
 
+if TYPE_CHECKING:
+    from revbridge.netsuite.csv_import import CsvFile
+
 RECORD_TYPES: Mapping[RecordKind, str] = {
     RecordKind.CUSTOMER: "customer",
     RecordKind.INVOICE: "invoice",
@@ -80,6 +84,11 @@ RECORD_TYPES: Mapping[RecordKind, str] = {
     RecordKind.JOURNAL: "journalEntry",
 }
 _NUMBER_FIELD = {RecordKind.CUSTOMER: "entityId"}
+# What the batch route imports as CSV files (csv_import.py); other kinds go record by record.
+_CSV_RECORD_TYPES: Mapping[RecordKind, Literal["customer", "journalEntry"]] = {
+    RecordKind.CUSTOMER: "customer",
+    RecordKind.JOURNAL: "journalEntry",
+}
 
 
 class NetSuiteErp:
@@ -114,6 +123,8 @@ class NetSuiteErp:
         self._capture = Capture(self.http, config)
         self._readback = Readback(self.http, config)
         self._incremental = IncrementalRead(self.http, config)
+        # External id -> source record, for the answers of the batch files rendered here.
+        self._batch_refs: dict[str, str] = {}
 
     @property
     def capabilities(self) -> Capabilities:
@@ -124,6 +135,7 @@ class NetSuiteErp:
             concurrency_scope=self.concurrency_scope(self.config),
             idempotency="external_id",
             batch_formats=("netsuite-csv",),
+            batch_kinds=frozenset(_CSV_RECORD_TYPES),
             can_close_periods=False,
             request_timeout_s=self.config.timeout.total_seconds(),
         )
@@ -306,6 +318,78 @@ class NetSuiteErp:
             if record is not None:
                 records.append(record)
         return records
+
+    # BatchPort and BatchScreen: the nightly classes as CSV import files (csv_import.py).
+
+    @property
+    def batch_format(self) -> str:
+        return "netsuite-csv"
+
+    def _csv(self, kind: RecordKind, items: Sequence[BatchItem]) -> CsvFile:
+        from revbridge.netsuite.csv_import import customers_csv, journals_csv
+
+        if kind is RecordKind.CUSTOMER:
+            customers = [(i.external_ref, i.data) for i in items]
+            if not all(isinstance(d, CustomerUpserted) for _, d in customers):
+                raise TerminalError("a customer import file takes customers only")
+            return customers_csv(self.config, customers)  # type: ignore[arg-type]
+        if kind is RecordKind.JOURNAL:
+            entries = [(i.external_ref, i.data) for i in items]
+            if not all(isinstance(d, RevenueRecognized) for _, d in entries):
+                raise TerminalError("a journal import file takes recognized revenue only")
+            return journals_csv(self.config, entries)  # type: ignore[arg-type]
+        raise TerminalError(f"NetSuite's CSV import route does not take {kind.value} records")
+
+    async def screen_batch(
+        self, kind: RecordKind, items: Sequence[BatchItem]
+    ) -> list[BatchItem | Exception]:
+        """Each record rendered alone first: one whose mapping is missing (a GL account, a
+        currency) is refused with its reason, alone, instead of failing the whole file."""
+        out: list[BatchItem | Exception] = []
+        for item in items:
+            try:
+                self._csv(kind, [item])
+            except TerminalError as exc:
+                out.append(exc)
+            else:
+                out.append(item)
+        return out
+
+    def render_batch(self, kind: RecordKind, items: Sequence[BatchItem]) -> bytes:
+        for item in items:  # the answer names external ids; the engine, source records
+            self._batch_refs[self.external_id(item.external_ref)] = item.external_ref
+        return self._csv(kind, items).text.encode()
+
+    async def submit_batch(
+        self, kind: RecordKind, content: bytes, manifest: Mapping[str, object]
+    ) -> list[BatchOutcome]:
+        """Import the file through the CSV import RESTlet and wait for its job: customers
+        are upserted (a changed customer is updated), journals added once (rows NetSuite
+        already holds are confirmed, not sent again)."""
+        from revbridge.netsuite.csv_import import CsvFile, CsvImporter
+
+        record_type = _CSV_RECORD_TYPES.get(kind)
+        if record_type is None:
+            raise TerminalError(f"NetSuite's CSV import route does not take {kind.value} records")
+        file = CsvFile.parse(record_type, content.decode())
+        result = await CsvImporter(self).run(
+            file, mode="upsert" if kind is RecordKind.CUSTOMER else "add"
+        )
+        outcomes: list[BatchOutcome] = []
+        for eid, row in result.outcomes.items():
+            ref = self._batch_refs.pop(eid, None) or mapping.source_ref(
+                self.config.external_id_prefix, eid
+            )
+            if ref is None:
+                continue  # not a row of ours: the engine retries what is not answered
+            if row.status == "error":
+                why = "; ".join(f"{e.code}: {e.detail}" for e in row.errors) or "refused"
+                where = ", ".join(str(n) for n in row.rows)
+                error = f"NetSuite CSV import refused row {where} ({eid}): {why}"
+                outcomes.append(BatchOutcome(external_ref=ref, error=error))
+            else:
+                outcomes.append(BatchOutcome(external_ref=ref, erp_id=row.erp_id))
+        return outcomes
 
     # SummaryPort: the engine's batch route drives summarized revenue through these two.
 

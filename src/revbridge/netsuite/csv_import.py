@@ -17,8 +17,11 @@ Invariants:
 * A file is deterministic for its input: same records, same text, same SHA-256.
 * The manifest states what the file must do: rows, distinct records, control totals per
   currency (journal debits), checksum. ``ImportResult`` carries the manifest of what was sent.
-* A rerun never posts a record twice: rows whose external id NetSuite already holds are
-  reported ``already_present`` and not sent. The submission's idempotency key is derived
+* A rerun never posts a record twice. Documents (journal entries) are imported in ``add``
+  mode: rows whose external id NetSuite already holds are reported ``already_present`` and
+  not sent. Customers are imported in ``upsert`` mode: every row is sent, and NetSuite
+  updates the customer its external id names (a rerun of a renamed customer applies the
+  new name; decision 0026). The submission's idempotency key is derived
   from the checksum of the text sent, so a resubmission of the very same text (say after a
   lost response) attaches to the first job instead of importing again.
 * Journal lines of one entry are consecutive rows sharing the external id; NetSuite imports
@@ -52,6 +55,7 @@ RESTLET_SCRIPT = "customscript_revbridge_csv_import"
 RESTLET_DEPLOY = "1"
 CsvRecordType = Literal["customer", "journalEntry"]
 Outcome = Literal["success", "error", "already_present"]
+ImportMode = Literal["add", "upsert"]
 
 CUSTOMER_COLUMNS = ("externalId", "companyName", "subsidiary", "currency", "parent", "email")
 JOURNAL_COLUMNS = (
@@ -134,6 +138,30 @@ class CsvFile:
                 sha256=hashlib.sha256(text.encode()).hexdigest(),
             ),
         )
+
+    @classmethod
+    def parse(cls, record_type: CsvRecordType, text: str) -> CsvFile:
+        """The file back from its text (as written by ``customers_csv``/``journals_csv``):
+        what the engine stored and submits is the text, and a rerun reads it again."""
+        columns = CUSTOMER_COLUMNS if record_type == "customer" else JOURNAL_COLUMNS
+        reader = csv.DictReader(io.StringIO(text))
+        if tuple(reader.fieldnames or ()) != columns:
+            raise TerminalError(
+                f"a {record_type} import file must have the columns {', '.join(columns)};"
+                f" this one has {', '.join(reader.fieldnames or ()) or 'none'}"
+            )
+        rows = []
+        for cells in reader:
+            journal = record_type == "journalEntry"
+            rows.append(
+                CsvRow(
+                    external_id=cells["externalId"],
+                    cells=cells,
+                    currency=cells["currency"] if journal else None,
+                    debit=Decimal(cells["debit"] or 0) if journal else Decimal(0),
+                )
+            )
+        return cls(record_type=record_type, columns=columns, rows=tuple(rows))
 
     @property
     def external_ids(self) -> tuple[str, ...]:
@@ -295,9 +323,11 @@ class CsvImporter:
                 found[str(row["externalid"])] = str(row["id"])
         return found
 
-    async def run(self, file: CsvFile) -> ImportResult:
-        """Import ``file``, sending only the records NetSuite does not hold yet."""
-        already = await self.present(file.record_type, file.external_ids)
+    async def run(self, file: CsvFile, *, mode: ImportMode = "add") -> ImportResult:
+        """Import ``file``. ``add``: only the records NetSuite does not hold yet (documents
+        are created once); ``upsert``: every record, created or updated by its external id
+        (customers: a rerun of a changed customer must apply the change)."""
+        already = await self.present(file.record_type, file.external_ids) if mode == "add" else {}
         outcomes: dict[str, RowOutcome] = {
             eid: RowOutcome(external_id=eid, status="already_present", erp_id=erp_id)
             for eid, erp_id in already.items()
@@ -307,21 +337,21 @@ class CsvImporter:
             return ImportResult(
                 manifest=file.manifest, sent=to_send.manifest, job_id=None, outcomes=outcomes
             )
-        job_id = await self._submit(to_send)
+        job_id = await self._submit(to_send, mode)
         result = await self._wait(job_id)
         outcomes.update(self._outcomes(to_send, result))
         return ImportResult(
             manifest=file.manifest, sent=to_send.manifest, job_id=job_id, outcomes=outcomes
         )
 
-    async def _submit(self, file: CsvFile) -> str:
-        key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"revbridge-csv:{file.manifest.sha256}"))
+    async def _submit(self, file: CsvFile, mode: ImportMode) -> str:
+        key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"revbridge-csv:{mode}:{file.manifest.sha256}"))
         url = self.config.root_url + RESTLET_PATH
         try:
             response = await self.http.request(
                 "POST",
                 url,
-                body={"recordType": file.record_type, "csv": file.text, "mode": "add"},
+                body={"recordType": file.record_type, "csv": file.text, "mode": mode},
                 params={"script": RESTLET_SCRIPT, "deploy": RESTLET_DEPLOY},
                 headers={"X-NetSuite-Idempotency-Key": key},
             )

@@ -321,8 +321,9 @@ class MdmErp:
         item comes back as the record to send (owner's values in place) or as the reason it
         is not sent (a cycle: ``DomainError``; a likely duplicate: ``Held``). Parents are
         kept ahead of their children in the file."""
+        inner: Any = getattr(self.inner, "screen_batch", None)  # the adapter's own checks
         if kind is not RecordKind.CUSTOMER:
-            return list(items)
+            return list(await inner(kind, items)) if inner is not None else list(items)
         out: list[BatchItem | Exception] = []
         for item in items:
             data = item.data
@@ -336,6 +337,14 @@ class MdmErp:
                 continue
             self._batch_prepared[item.external_ref] = prepared
             out.append(dataclasses.replace(item, data=prepared.outgoing))
+        if inner is None:
+            return out
+        kept = [n for n, o in enumerate(out) if isinstance(o, BatchItem)]
+        screened = await inner(kind, [out[n] for n in kept])
+        for n, result in zip(kept, screened, strict=True):
+            if isinstance(result, Exception):
+                self._batch_prepared.pop(items[n].external_ref, None)
+            out[n] = result
         return out
 
     async def _adopt(self, external_ref: str, erp_internal_id: str) -> None:

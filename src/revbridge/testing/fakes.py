@@ -290,7 +290,11 @@ class FakeErp:
         # Shared: several processes use one ERP through the state file (chaos tests, demos).
         self.shared = shared
         self._caps = capabilities or Capabilities(
-            name=name, concurrency_limit=8, batch_formats=("jsonl",), idempotency="external_id"
+            name=name,
+            concurrency_limit=8,
+            batch_formats=("jsonl",),
+            batch_kinds=frozenset({RecordKind.CUSTOMER, RecordKind.JOURNAL}),
+            idempotency="external_id",
         )
         self.docs: list[_Doc] = []
         self.calls: Counter[str] = Counter()

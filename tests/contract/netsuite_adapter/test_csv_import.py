@@ -120,8 +120,8 @@ def test_a_resubmitted_file_after_a_lost_answer_joins_the_first_job(
     importer = CsvImporter(erp)
 
     async def go() -> tuple[str, str]:
-        first = await importer._submit(file)  # its answer "lost": the hub submits again
-        second = await importer._submit(file)
+        first = await importer._submit(file, "add")  # its answer "lost": the hub submits again
+        second = await importer._submit(file, "add")
         await importer._wait(second)
         await erp.close()
         return first, second
