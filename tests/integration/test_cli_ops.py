@@ -235,6 +235,14 @@ def test_a_batch_run_respects_a_pause_and_a_failed_one_exits_1_and_alerts(
     assert "`revbridge batch run --class revenue.recognized`" in body
     assert "dlq list" not in body
     assert json.loads(summary)["error"] in body
+    # Run again (the incident's alert is already open): the operator still reads why.
+    again = runner.invoke(app, ["batch", "run", "--class", "revenue.recognized"])
+    assert again.exit_code == 1
+    assert f"{report['items']} to retry: " in again.stderr
+    assert "down" in again.stderr.split("to retry: ", 1)[1]
+    third = runner.invoke(app, ["batch", "run", "--class", "revenue.recognized", "--json"])
+    (report,) = json.loads(third.stdout)["batches"]
+    assert "down" in report["error"]
 
 
 def test_the_first_session_captures_from_the_fake_erp(workdir: Path) -> None:
@@ -312,3 +320,29 @@ def test_waiting_lists_what_each_parked_delivery_waits_for(workdir: Path) -> Non
     ]
     table = runner.invoke(app, ["waiting"])
     assert "waiting (1 shown)" in table.output
+
+
+def test_worker_until_idle_waits_out_a_short_429_and_says_what_is_left(workdir: Path) -> None:
+    """A 429 with a one-second Retry-After is waited out: the run delivers everything due.
+    With the ERP down, the run ends with the circuit open and says so, on stderr, with the
+    count of what is left."""
+    runner.invoke(app, ["generate", "-n", "200", "--seed", "2", "--out", "ev.jsonl"])
+    run_json(["ingest", "ev.jsonl", "--json"])
+    _set(workdir, "erp", 'faults = "throttle_next=3"')
+    throttled = runner.invoke(app, ["worker", "--until-idle"])
+    assert throttled.exit_code == 0, throttled.output
+    assert "left:" not in throttled.stderr
+    due = _ledger_rows(
+        workdir,
+        "SELECT count(*) FROM deliveries WHERE state = 'pending' AND pattern = 'realtime'"
+        " AND target = 'erp'",
+    )
+    assert due == [(0,)]
+
+    runner.invoke(app, ["generate", "-n", "200", "--seed", "3", "--out", "more.jsonl"])
+    runner.invoke(app, ["ingest", "more.jsonl"])  # (a few ids of the first file: conflicts)
+    config = workdir / "revbridge.toml"
+    config.write_text(config.read_text().replace('"throttle_next=3"', '"down=1"'))
+    down = runner.invoke(app, ["worker", "--until-idle"])
+    assert down.exit_code == 0
+    assert "due for erp not delivered: erp: circuit open, next probe in" in down.stderr

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -392,6 +393,10 @@ def quarantine_list(
     out.print(t)
 
 
+_SHORT_HOLD = timedelta(seconds=10)  # a 429's pause `worker --until-idle` waits out
+_SHORT_HOLD_ROUNDS = 6
+
+
 @app.command()
 def worker(
     config: ConfigOpt = None,
@@ -414,7 +419,22 @@ def worker(
     async def run() -> dict[str, int]:
         try:
             if until_idle:
+                from revbridge.services.drain import left_waiting
+
                 stats = await w.run_until_idle()
+                # A short 429 pause (a Retry-After of seconds) is waited out: "until idle"
+                # is until nothing is left that may go now or in a moment.
+                for _ in range(_SHORT_HOLD_ROUNDS):
+                    holds = [h for _, _, _, h in left_waiting(w) if h is not None]
+                    if not holds or max(holds) > _SHORT_HOLD:
+                        break
+                    await asyncio.sleep(max(holds).total_seconds())
+                    stats = await w.run_until_idle()
+                for name, due, why, _ in left_waiting(w):
+                    err.print(
+                        f"[yellow]left:[/] {due} due for {name} not delivered: "
+                        f"{why or 'see `revbridge dr status`'}"
+                    )
             else:
                 stop = asyncio.Event()
                 loop = asyncio.get_running_loop()
@@ -660,6 +680,14 @@ def batch_run(
                 r.file_path or (f"skipped: {r.skipped}" if r.skipped else "-"),
             )
         out.print(t)
+        for r in reports:
+            if r.failed or r.retried:
+                why = (
+                    r.error or "each item's last error: `revbridge dlq list`, `revbridge dr status`"
+                )
+                err.print(
+                    f"[yellow]{r.event_type}:[/] {r.failed} failed, {r.retried} to retry: {why}"
+                )
     if any(r.skipped or r.failed or r.retried for r in reports):
         raise typer.Exit(1)
 

@@ -101,6 +101,7 @@ class BatchReport:
     skipped: str | None = None  # why the class did not run (its target paused, down...)
     batch_ids: list[int] = field(default_factory=list)  # every import file of the run
     superseded: int = 0  # older versions of records already there in a newer one: not sent
+    error: str | None = None  # why items failed or retry (the first reason of the run)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -118,6 +119,12 @@ class BatchReport:
                 other.manifest,
             )
             self.batch_ids.append(other.batch_id)
+        self.error = self.error or other.error
+
+    def why(self, reason: object) -> None:
+        """Keep the first reason an item failed or retries, for the operator."""
+        if self.error is None:
+            self.error = reason if isinstance(reason, str) else f"{type(reason).__name__}: {reason}"
 
 
 def control_totals(items: Sequence[EventData]) -> dict[str, str]:
@@ -306,6 +313,7 @@ class BatchRunner:
                         else TransientError(f"look-up of {plan.external_ref} failed: {exc}")
                     )
                     self.worker.record_transient(target, c, unanswered)
+                    report.why(unanswered)
                     report.retried += 1
                     continue
                 if found is not None:
@@ -344,6 +352,7 @@ class BatchRunner:
             for i, (c, *_) in enumerate(pending):
                 self.worker.record_transient(target, c, exc, call_failed=i == 0)
             report.retried = len(pending)
+            report.why(exc)
             self.worker.flush_outcomes()
             self._finish_batch(batch_id, "failed", now, {"error": str(exc)})
             return report
@@ -357,6 +366,7 @@ class BatchRunner:
             elif o is not None and not o.transient:
                 error = f"batch {batch_id}: {o.error}"
                 self.worker.record_dead(c, error)
+                report.why(error)
                 report.failed += 1
                 self._item(batch_id, c.event_id, "failed", None, o.error)
             else:
@@ -366,6 +376,7 @@ class BatchRunner:
                 self.worker.record_transient(
                     target, c, RuntimeError(f"batch {batch_id}: {reason}"), call_failed=False
                 )
+                report.why(f"batch {batch_id}: {reason}")
                 report.retried += 1
                 self._item(batch_id, c.event_id, "retry", None, reason)
         self.worker.flush_outcomes()
@@ -395,9 +406,11 @@ class BatchRunner:
                 report.held += 1
             elif isinstance(result, (TerminalError, DomainError)):
                 self.worker.record_dead(c, f"terminal: {result}")
+                report.why(result)
                 report.failed += 1
             elif isinstance(result, Exception):
                 self.worker.record_transient(target, c, result)
+                report.why(result)
                 report.retried += 1
             else:
                 kept.append((c, result.data, ref, refs))
@@ -426,6 +439,7 @@ class BatchRunner:
                 ref = port.summary_ref(plan.kind, data) if plan.kind is not None else None
             except (TerminalError, DomainError) as exc:
                 self.worker.record_dead(c, f"terminal: {exc}")
+                report.why(exc)
                 report.failed += 1
                 continue
             if ref is None:
@@ -447,6 +461,7 @@ class BatchRunner:
                 for c, _, _ in members:  # (no call was made: nothing for the circuit)
                     self.worker.record_transient(target, c, exc, call_failed=False)
                 report.retried += len(members)
+                report.why(exc)
         self.worker.flush_outcomes()
         return rest
 
@@ -518,12 +533,14 @@ class BatchRunner:
                 self.worker.record_dead(c, f"summary {ref}: {exc}")
                 self._item(batch_id, c.event_id, "failed", None, str(exc))
             report.failed += len(members)
+            report.why(exc)
             self._finish_batch(batch_id, "failed", now, {"error": str(exc)})
             return
         except Exception as exc:  # transient: every new item retries, nothing recorded
             for i, (c, _, _) in enumerate(members):  # one failed call, one failure
                 self.worker.record_transient(target, c, exc, call_failed=i == 0)
             report.retried += len(members)
+            report.why(exc)
             self._finish_batch(batch_id, "failed", now, {"error": str(exc)})
             return
         target.breaker.record_success()
@@ -560,6 +577,7 @@ class BatchRunner:
             if found is None:
                 reason = f"summary {ref}: the target returned no line for {external_ref}"
                 self.worker.record_dead(c, reason)
+                report.why(reason)
                 self._item(batch_id, c.event_id, "failed", None, reason)
                 report.failed += 1
                 continue

@@ -123,6 +123,32 @@ def _has_due(worker: Worker, name: str, now: datetime) -> bool:
     """Is there a delivery due to probe with: a real-time one, or a batch item whose class
     is due (a probe claimed with nothing to send would keep the circuit half-open until its
     lease ends)?"""
+    return _due(worker, name, now) > 0
+
+
+def left_waiting(worker: Worker) -> list[tuple[str, int, str | None, timedelta | None]]:
+    """After a run until idle: each target that still has deliveries due, how many, why
+    they wait (paused, circuit open, a 429's pause; None: no reason known), and, for a
+    429's pause, how long it has left."""
+    now = worker.clock.now()
+    shared = target_states(worker.queue.engine)
+    left = []
+    for name, target in worker.targets.items():
+        due = _due(worker, name, now)
+        if not due:
+            continue
+        state = shared.get(name)
+        hold = max(
+            (h for h in (target.hold_until, state.hold_until if state else None) if h), default=None
+        )
+        why = _waiting(state, target, now)
+        if why is None and hold is not None and hold > now:
+            why = f"{name} asked for a pause until {hold.isoformat(timespec='seconds')} (429)"
+        left.append((name, due, why, hold - now if hold is not None and hold > now else None))
+    return left
+
+
+def _due(worker: Worker, name: str, now: datetime) -> int:
     with worker.queue.engine.connect() as conn:
         found = conn.execute(
             select(func.count())
@@ -135,7 +161,7 @@ def _has_due(worker: Worker, name: str, now: datetime) -> bool:
                 )
             )
         ).scalar_one()
-    return bool(found)
+    return int(found)
 
 
 def _probe_now(
@@ -172,7 +198,8 @@ def _waiting(state: TargetState | None, target: Target, now: datetime) -> str | 
     if state.circuit == CircuitState.HALF_OPEN.value:
         return f"{target.name}: circuit half-open, another process is probing it"
     if state.hold_until is not None and state.hold_until > now:
-        return f"{target.name} asked for a pause until {state.hold_until.isoformat()} (429)"
+        until = state.hold_until.isoformat(timespec="seconds")
+        return f"{target.name} asked for a pause until {until} (429)"
     return None
 
 
