@@ -465,13 +465,54 @@ def open_review(
     score: float | None = None,
 ) -> int:
     """A new open item, or the open item of the same kind and subject brought up to date."""
+    review, _ = upsert_review(
+        conn,
+        kind=kind,
+        message=message,
+        now=now,
+        canonical_id=canonical_id,
+        sf_account_id=sf_account_id,
+        erp_customer_number=erp_customer_number,
+        attribute=attribute,
+        sf_value=sf_value,
+        erp_value=erp_value,
+        winner=winner,
+        score=score,
+    )
+    return review
+
+
+def upsert_review(
+    conn: Connection,
+    *,
+    kind: str,
+    message: str,
+    now: datetime,
+    canonical_id: str | None = None,
+    sf_account_id: str | None = None,
+    erp_customer_number: str | None = None,
+    attribute: str | None = None,
+    sf_value: Any = None,
+    erp_value: Any = None,
+    winner: str | None = None,
+    score: float | None = None,
+) -> tuple[int, bool]:
+    """``open_review``, and whether the item is news: a new open item, or an open item whose
+    values (Salesforce's, the ERP's, the winner) changed. The same item reported again (each
+    later version still carrying the value, each capture round before a write-back lands) is
+    not news: its caller writes no new audit row for it."""
     assert kind in REVIEW_KINDS, kind
     enc = {
         "sf_value": None if sf_value is None else json.dumps(sf_value, default=str),
         "erp_value": None if erp_value is None else json.dumps(erp_value, default=str),
     }
     same = conn.execute(
-        select(mdm_reviews.c.id).where(
+        select(
+            mdm_reviews.c.id,
+            mdm_reviews.c.sf_value,
+            mdm_reviews.c.erp_value,
+            mdm_reviews.c.winner,
+        ).where(
             mdm_reviews.c.state == "open",
             mdm_reviews.c.kind == kind,
             _eq(mdm_reviews.c.sf_account_id, sf_account_id),
@@ -479,27 +520,31 @@ def open_review(
             _eq(mdm_reviews.c.attribute, attribute),
             _eq(mdm_reviews.c.canonical_id, canonical_id),
         )
-    ).scalar()
+    ).first()
     values = dict(enc, message=message, winner=winner, score=score)
     if same is not None:
-        conn.execute(update(mdm_reviews).where(mdm_reviews.c.id == same).values(**values))
-        return int(same)
-    return int(
-        conn.execute(
-            mdm_reviews.insert()
-            .values(
-                kind=kind,
-                state="open",
-                canonical_id=canonical_id,
-                sf_account_id=sf_account_id,
-                erp_customer_number=erp_customer_number,
-                attribute=attribute,
-                created_at=now,
-                **values,
-            )
-            .returning(mdm_reviews.c.id)
-        ).scalar_one()
-    )
+        conn.execute(update(mdm_reviews).where(mdm_reviews.c.id == same.id).values(**values))
+        news = (same.sf_value, same.erp_value, same.winner) != (
+            enc["sf_value"],
+            enc["erp_value"],
+            winner,
+        )
+        return int(same.id), news
+    review = conn.execute(
+        mdm_reviews.insert()
+        .values(
+            kind=kind,
+            state="open",
+            canonical_id=canonical_id,
+            sf_account_id=sf_account_id,
+            erp_customer_number=erp_customer_number,
+            attribute=attribute,
+            created_at=now,
+            **values,
+        )
+        .returning(mdm_reviews.c.id)
+    ).scalar_one()
+    return int(review), True
 
 
 def _eq(column: Any, value: Any) -> Any:
@@ -881,7 +926,7 @@ def apply_reported(
             sf_value, erp_value = (
                 (value, owner_value) if side == "salesforce" else (owner_value, value)
             )
-            review = open_review(
+            review, news = upsert_review(
                 conn,
                 kind="conflict",
                 canonical_id=canonical_id,
@@ -895,12 +940,14 @@ def apply_reported(
                 message=(
                     f"{attribute} changed in {side}, which does not own it ({d.owner} does): "
                     + (
-                        f"{d.owner}'s value written back"
+                        f"{d.owner}'s value to be written back"
                         if d.action.value == "revert"
                         else "flagged, not propagated"
                     )
                 ),
             )
+            if not news:
+                continue  # the same open conflict reported again: audited when it was news
             _audit(
                 conn,
                 now=now,
