@@ -6,12 +6,14 @@ A thin edge: every command calls one function of ``revbridge.services.mdm`` or
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec
 
 import typer
 from rich.console import Console
@@ -38,6 +40,7 @@ ActorOpt = Annotated[
 ]
 out = Console()
 err = Console(stderr=True)
+_P = ParamSpec("_P")
 
 
 def _actor(actor: str | None) -> str:
@@ -53,7 +56,27 @@ def _engine(config: Path | None) -> tuple[Any, Any]:
     from revbridge.services import open_ledger
 
     settings = load_settings(config, required=True)
-    return settings, open_ledger(settings).engine
+    engine = open_ledger(settings).engine
+    _opened.append(engine)
+    return settings, engine
+
+
+_opened: list[Any] = []
+
+
+def _disposing(command: Callable[_P, None]) -> Callable[_P, None]:
+    """Dispose of the engines a command opened when it ends, so no pooled connection
+    outlives it (the command runs in-process in tests)."""
+
+    @functools.wraps(command)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        finally:
+            while _opened:
+                _opened.pop().dispose()
+
+    return run
 
 
 def _print_json(data: Any) -> None:
@@ -61,6 +84,7 @@ def _print_json(data: Any) -> None:
 
 
 @app.command("lookup")
+@_disposing
 def lookup_cmd(
     any_id: Annotated[
         str, typer.Argument(help="Canonical id, Account id (15/18), ERP number or internal id.")
@@ -96,6 +120,7 @@ def lookup_cmd(
 
 
 @app.command("export")
+@_disposing
 def export_cmd(
     out_path: Annotated[Path, typer.Option("--out", "-o", help="The CSV file to write.")],
     config: ConfigOpt = None,
@@ -109,6 +134,7 @@ def export_cmd(
 
 
 @app.command("import")
+@_disposing
 def import_cmd(
     path: Annotated[Path, typer.Argument(help="A CSV with the export's columns.")],
     actor: ActorOpt = None,
@@ -133,6 +159,7 @@ def import_cmd(
 
 
 @app.command("match")
+@_disposing
 def match_cmd(
     sf_csv: Annotated[
         Path | None, typer.Option("--sf-csv", help="Accounts: Id,name,tax_id,website,...")
@@ -175,8 +202,10 @@ def match_cmd(
         raise typer.Exit(2)
     internal: dict[str, str] = {}
     if erp_csv is not None:
+        from revbridge.services.targets import erp_system_name
+
         erp = mdm_sync.read_candidates(erp_csv, id_column="number")
-        system = settings.raw.erp.kind
+        system = erp_system_name(settings)  # what delivery finds the links under
     else:
         from revbridge.services.targets import build_erp
 
@@ -209,6 +238,7 @@ def match_cmd(
 
 
 @review_app.command("list")
+@_disposing
 def review_list(
     state: Annotated[str, typer.Option(help="open, approved, rejected, or all.")] = "open",
     kind: Annotated[str | None, typer.Option(help="conflict, match, held or cycle.")] = None,
@@ -242,6 +272,7 @@ def review_list(
 
 
 @review_app.command("show")
+@_disposing
 def review_show(review_id: int, config: ConfigOpt = None) -> None:
     """One item with both values and its audit trail."""
     from revbridge.services.mdm import show_review
@@ -271,6 +302,7 @@ def _decide(
 
 
 @review_app.command("approve")
+@_disposing
 def review_approve(
     review_id: int,
     note: Annotated[str, typer.Option(help="Why (goes to the audit log).")] = "",
@@ -282,6 +314,7 @@ def review_approve(
 
 
 @review_app.command("reject")
+@_disposing
 def review_reject(
     review_id: int,
     note: Annotated[str, typer.Option(help="Why (goes to the audit log).")] = "",

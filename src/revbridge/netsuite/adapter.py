@@ -83,6 +83,10 @@ RECORD_TYPES: Mapping[RecordKind, str] = {
     RecordKind.CREDIT_MEMO: "creditMemo",
     RecordKind.JOURNAL: "journalEntry",
 }
+
+# The ERP system the crosswalk records this adapter's links under (``Capabilities.name``).
+SYSTEM_NAME = "netsuite"
+
 _NUMBER_FIELD = {RecordKind.CUSTOMER: "entityId"}
 # What the batch route imports as CSV files (csv_import.py); other kinds go record by record.
 _CSV_RECORD_TYPES: Mapping[RecordKind, Literal["customer", "journalEntry"]] = {
@@ -106,7 +110,7 @@ class NetSuiteErp:
         engine: Engine | None = None,
         slots: Slots | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        name: str = "netsuite",
+        name: str = SYSTEM_NAME,
     ) -> None:
         self.config = config
         if slots is None and engine is not None:

@@ -234,6 +234,8 @@ class MdmErp:
             raise DomainError(message)
         if link is None:
             await self._hold_if_likely_match(sf, customer)
+        else:
+            link = await self._complete_link(link, sf)
         with self.engine.begin() as conn:
             decisions = mdm.apply_reported(
                 conn,
@@ -397,9 +399,9 @@ class MdmErp:
             waits_for=f"review:{held['id']}",
         )
 
-    async def _likely_native(
-        self, sf: str, customer: CustomerUpserted
-    ) -> tuple[Proposal, str | None] | None:
+    async def _native_customers(self) -> list[Any] | None:
+        """The customers the ERP holds that the hub did not create (None: the adapter cannot
+        list them)."""
         lister = getattr(self.inner, "native_customers", None)
         customers = getattr(self.inner, "customers", None)
         if lister is not None:
@@ -407,11 +409,45 @@ class MdmErp:
             now = self.clock.now()
             if self._native is None or now - self._native[0] > NATIVE_TTL:
                 self._native = (now, await lister())
-            rows = self._native[1]
-        elif customers is not None:  # the in-process fake: customers it holds for no hub ref
-            rows = [r for r in customers() if str(r["external_ref"]).startswith("erp-native:")]
-        else:
-            return None
+            return list(self._native[1])
+        if customers is not None:  # the in-process fake: customers it holds for no hub ref
+            return [r for r in customers() if str(r["external_ref"]).startswith("erp-native:")]
+        return None
+
+    async def _complete_link(self, link: mdm.Link, sf: str) -> mdm.Link:
+        """A link made by number only (``mdm match --erp-csv``, ``mdm import`` without an
+        internal id) gets the internal id of the ERP's own customer of that number, so the
+        first upsert adopts it (``_adopt``) instead of creating a second customer."""
+        if link.erp_internal_id or not link.erp_customer_number:
+            return link
+        rows = await self._native_customers()
+        _, ids = _candidates(rows or [])
+        internal = ids.get(link.erp_customer_number)
+        if internal is None:
+            return link
+        with self.engine.begin() as conn:
+            try:
+                with conn.begin_nested():
+                    mdm.link_customer(
+                        conn,
+                        sf_account_id=sf,
+                        erp_system=self.erp_system,
+                        erp_entity=self.erp_entity,
+                        erp_customer_number=link.erp_customer_number,
+                        erp_internal_id=internal,
+                        now=self.clock.now(),
+                        actor="mdm",
+                        reason=f"the ERP's customer {link.erp_customer_number} found by its "
+                        "number, before the first upsert",
+                    )
+            except DomainError:
+                return link  # a contradiction waits for the crosswalk's owner
+        return dataclasses.replace(link, erp_internal_id=internal)
+
+    async def _likely_native(
+        self, sf: str, customer: CustomerUpserted
+    ) -> tuple[Proposal, str | None] | None:
+        rows = await self._native_customers()
         if not rows:
             return None
         candidates, ids = _candidates(rows)

@@ -63,6 +63,25 @@ def build_erp(settings: Settings, engine: Engine | None = None) -> ErpPort:
     )
 
 
+def erp_system_name(settings: Settings) -> str:
+    """The name the configured ERP adapter reports (``capabilities.name``), without connecting
+    to it: the ERP system the crosswalk records and finds its links under, on delivery
+    (``MdmErp.erp_system``), capture, and every ``mdm`` command. Not ``erp.kind``: the fake
+    ERP's kind is "fake", its name "fake-erp"."""
+    kind = settings.raw.erp.kind
+    if kind == "tryton":
+        from revbridge.tryton.adapter import SYSTEM_NAME as tryton
+
+        return tryton
+    if kind == "netsuite":
+        from revbridge.netsuite.adapter import SYSTEM_NAME as netsuite
+
+        return netsuite
+    from revbridge.testing.fakes import SYSTEM_NAME as fake
+
+    return fake
+
+
 def salesforce_client(settings: Settings) -> Any:
     """A REST client for the configured org: JWT with a key file, else the password flow."""
     import os

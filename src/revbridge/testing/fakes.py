@@ -55,6 +55,9 @@ from revbridge.engine.ports import (
 from revbridge.errors import RateLimited, RevbridgeError, TerminalError, TransientError
 from revbridge.mdm.erp_reading import ERP_MASTER_ATTRIBUTES
 
+# The ERP system the crosswalk records the fake ERP's links under (``Capabilities.name``).
+SYSTEM_NAME = "fake-erp"
+
 _READBACK_KINDS = {
     ReadbackKind.AR: ("invoice", "credit_memo"),
     ReadbackKind.PAYMENTS: ("payment",),
@@ -282,7 +285,7 @@ class FakeErp:
         faults: Faults | None = None,
         state_file: Path | None = None,
         capabilities: Capabilities | None = None,
-        name: str = "fake-erp",
+        name: str = SYSTEM_NAME,
         shared: bool = False,
     ) -> None:
         self.faults = faults or Faults()

@@ -73,6 +73,9 @@ __all__ = [
     "split_payment_reference",
 ]
 
+# The ERP system the crosswalk records this adapter's links under (``Capabilities.name``).
+SYSTEM_NAME = "tryton"
+
 IDENTIFIER_PREFIX = "salesforce:"
 """Party identifiers holding a Salesforce Account id read ``salesforce:<id>``."""
 
@@ -232,7 +235,7 @@ class TrytonErp:
         self.ops = TrytonAccounting(client)
         self.accounts = accounts or AccountMap()
         self._capabilities = Capabilities(
-            name="tryton",
+            name=SYSTEM_NAME,
             batch_size=50,
             concurrency_limit=concurrency_limit,
             idempotency="search_before_create",
