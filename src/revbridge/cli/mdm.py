@@ -17,6 +17,7 @@ from typing import Annotated, Any, ParamSpec
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -177,15 +178,18 @@ def match_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Propose links between existing Accounts and ERP customers (go-live): link the sure
-    ones, queue the likely ones for review, write a report."""
+    ones, queue the likely ones for review, write a report. Rows that cannot be matched (a bad
+    or repeated id) are listed with file and line; the rest are matched; exit 1."""
     import asyncio
 
     from revbridge.services import mdm_sync
 
     settings, engine = _engine(config)
     m = settings.raw.mdm
+    sf_bad: list[mdm_sync.BadRow] = []
+    erp_bad: list[mdm_sync.BadRow] = []
     if sf_csv is not None:
-        sf = mdm_sync.read_candidates(sf_csv, id_column="Id")
+        sf, sf_bad = mdm_sync.read_candidates(sf_csv, id_column="Id", salesforce_ids=True)
     elif settings.raw.salesforce.kind == "salesforce":
         from revbridge.services.targets import salesforce_client
 
@@ -204,7 +208,7 @@ def match_cmd(
     if erp_csv is not None:
         from revbridge.services.targets import erp_system_name
 
-        erp = mdm_sync.read_candidates(erp_csv, id_column="number")
+        erp, erp_bad = mdm_sync.read_candidates(erp_csv, id_column="number")
         system = erp_system_name(settings)  # what delivery finds the links under
     else:
         from revbridge.services.targets import build_erp
@@ -224,17 +228,29 @@ def match_cmd(
         erp_internal_ids=internal,
         now=_now(),
         actor=_actor(actor),
+        sf_bad_rows=sf_bad,
+        erp_bad_rows=erp_bad,
     )
     if as_json:
-        _print_json(result.counts() | {"report": str(report)})
-        return
-    t = Table(title=f"proposed links ({len(result.proposals)}), report in {report}")
-    for col in ("status", "score", "Account", "ERP customer", "evidence"):
-        t.add_column(col, overflow="fold")
-    for p, status in result.proposals[:50]:
-        t.add_row(status, f"{p.score:.3f}", p.sf_id, p.erp_id, p.evidence)
-    out.print(t)
-    out.print(result.counts())
+        _print_json(result.as_dict() | {"report": str(report)})
+    else:
+        t = Table(title=f"proposed links ({len(result.proposals)}), report in {report}")
+        for col in ("status", "score", "Account", "ERP customer", "evidence"):
+            t.add_column(col, overflow="fold")
+        for p, status in result.proposals[:50]:
+            t.add_row(status, f"{p.score:.3f}", p.sf_id, p.erp_id, p.evidence)
+        out.print(t)
+        out.print(result.summary(), highlight=False)
+        for bad in result.bad_rows:
+            err.print(f"[red]{escape(str(bad))}[/]", highlight=False)
+        if result.bad_rows:
+            err.print(
+                f"{len(result.bad_rows)} row(s) not matched: fix them and run again "
+                "(the Accounts linked now are left out)",
+                highlight=False,
+            )
+    if result.bad_rows:
+        raise typer.Exit(1)
 
 
 @review_app.command("list")

@@ -53,7 +53,7 @@ from revbridge.engine.ports import (
     RecordKind,
     SalesforcePort,
 )
-from revbridge.errors import DomainError, Held, RevbridgeError, TerminalError
+from revbridge.errors import DomainError, Held, RevbridgeError, TerminalError, UsageError
 from revbridge.mdm.erp_reading import ERP_MASTER_ATTRIBUTES, reads_as_synced
 from revbridge.mdm.hierarchy import depth_of
 from revbridge.mdm.match import Candidate, Proposal, likely_match, propose_links
@@ -809,13 +809,37 @@ def filter_salesforce_capture(
 # ---------------------------------------------------------------------- go-live matching
 
 
+@dataclass(frozen=True, slots=True)
+class BadRow:
+    """A record ``mdm match`` could not use: which file and line (0: not from a file), why."""
+
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file} line {self.line}" if self.line else self.file
+        return f"{where}: {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "message": self.message}
+
+
 @dataclass(slots=True)
 class MatchReport:
+    """What ``mdm match`` did. Every Account read is counted once: ``invalid`` (a bad row,
+    not matched), ``already_linked`` (left out), ``accepted``, ``review`` or ``rejected`` (its
+    best proposal's status), or ``unmatched`` (no ERP customer scored high enough)."""
+
     proposals: list[tuple[Proposal, str]] = field(default_factory=list)
     linked: int = 0
     queued: int = 0
     sf_records: int = 0
     erp_records: int = 0
+    already_linked: int = 0
+    unmatched: int = 0
+    bad_rows: list[BadRow] = field(default_factory=list)
+    sf_invalid: int = 0
     csv_path: Path | None = None
 
     def counts(self) -> dict[str, int]:
@@ -823,22 +847,65 @@ class MatchReport:
         for _, status in self.proposals:
             by[status] = by.get(status, 0) + 1
         return by | {
+            "unmatched": self.unmatched,
+            "already_linked": self.already_linked,
+            "invalid": self.sf_invalid,
             "sf_records": self.sf_records,
             "erp_records": self.erp_records,
+            "erp_invalid": len(self.bad_rows) - self.sf_invalid,
             "linked": self.linked,
             "queued": self.queued,
         }
 
+    def as_dict(self) -> dict[str, Any]:
+        return self.counts() | {"bad_rows": [b.as_dict() for b in self.bad_rows]}
 
-def read_candidates(path: Path, *, id_column: str) -> list[Candidate]:
+    def summary(self) -> str:
+        """One line for a person: every Account read, where it went."""
+        c = self.counts()
+        line = (
+            f"{c['sf_records']} Account(s) read: {c['accepted']} accepted ({c['linked']} "
+            f"linked), {c['review']} for review ({c['queued']} queued), {c['rejected']} "
+            f"rejected, {c['unmatched']} unmatched, {c['already_linked']} already linked, "
+            f"{c['invalid']} invalid; {c['erp_records']} ERP customer(s) read"
+        )
+        return line + (f", {c['erp_invalid']} invalid" if c["erp_invalid"] else "")
+
+
+def read_candidates(
+    path: Path, *, id_column: str, salesforce_ids: bool = False
+) -> tuple[list[Candidate], list[BadRow]]:
     """Records from a CSV export: ``id_column`` plus name, tax_id, website, email, street,
-    city, postal_code, country (missing columns are empty)."""
-    out = []
+    city, postal_code, country (missing columns are empty), and the rows that cannot be
+    matched, each with its line number and why: an empty id, an id listed twice, and with
+    ``salesforce_ids`` an id that is not a Salesforce id (15 or 18 characters, checksum).
+    A file without ``id_column`` is refused (``UsageError``)."""
+    out: list[Candidate] = []
+    bad: list[BadRow] = []
+    seen: dict[str, int] = {}
     with path.open(newline="", encoding="utf-8-sig") as fh:
-        for row in csv.DictReader(fh):
+        reader = csv.DictReader(fh)
+        if id_column not in (reader.fieldnames or ()):
+            raise UsageError(
+                f"{path}: no {id_column!r} column (header: {', '.join(reader.fieldnames or ())}"
+                f"); the file needs {id_column} and may have name, tax_id, website, email, "
+                "street, city, postal_code, country"
+            )
+        for row in reader:
+            line = reader.line_num
+            record_id = str(row.get(id_column) or "").strip()
+            problem = _bad_id(record_id, id_column, salesforce_ids)
+            if problem is None:
+                key = sfid.to_18(record_id) if salesforce_ids else record_id
+                if key in seen:
+                    problem = f"{id_column} {record_id!r} is listed twice (also line {seen[key]})"
+                seen.setdefault(key, line)
+            if problem is not None:
+                bad.append(BadRow(path.name, line, problem))
+                continue
             out.append(
                 Candidate.of(
-                    str(row[id_column]).strip(),
+                    record_id,
                     row.get("name") or "",
                     tax_id=row.get("tax_id"),
                     website=row.get("website"),
@@ -849,7 +916,22 @@ def read_candidates(path: Path, *, id_column: str) -> list[Candidate]:
                     country=row.get("country"),
                 )
             )
-    return out
+    return out, bad
+
+
+def _bad_id(record_id: str, column: str, salesforce: bool) -> str | None:
+    if not record_id:
+        return f"{column} is empty"
+    if not salesforce:
+        return None
+    try:
+        sfid.to_18(record_id)
+    except ValueError as exc:
+        why = str(exc).removeprefix(repr(record_id)).lstrip(": ")
+        if why.startswith("is not"):
+            return f"{column} {record_id!r} {why}"
+        return f"{column} {record_id!r} is not a Salesforce id: {why}"
+    return None
 
 
 def run_match(
@@ -865,15 +947,30 @@ def run_match(
     erp_internal_ids: Mapping[str, str] | None = None,
     now: datetime,
     actor: str,
+    sf_bad_rows: Sequence[BadRow] = (),
+    erp_bad_rows: Sequence[BadRow] = (),
 ) -> MatchReport:
     """Propose links; make those at or above ``accept_at``; queue those down to ``review_at``;
-    write the report. Accounts already linked are left out."""
+    write the report. Accounts already linked are left out. The rows ``read_candidates``
+    could not use (``sf_bad_rows``, ``erp_bad_rows``) are counted as read and invalid; an
+    Account id that is not a Salesforce id is too."""
     linked_sf = {link.sf_account_id for link in mdm.all_links(engine, erp_system)}
-    todo = [
-        c for c in sf if sfid.is_valid(c.record_id) and sfid.to_18(c.record_id) not in linked_sf
+    valid = [c for c in sf if sfid.is_valid(c.record_id)]
+    invalid = [
+        BadRow("salesforce", 0, f"Account Id {c.record_id!r} is not a Salesforce id")
+        for c in sf
+        if not sfid.is_valid(c.record_id)
     ]
-    report = MatchReport(sf_records=len(sf), erp_records=len(erp))
+    todo = [c for c in valid if sfid.to_18(c.record_id) not in linked_sf]
+    report = MatchReport(
+        sf_records=len(sf) + len(sf_bad_rows),
+        erp_records=len(erp) + len(erp_bad_rows),
+        already_linked=len(valid) - len(todo),
+        bad_rows=[*sf_bad_rows, *invalid, *erp_bad_rows],
+        sf_invalid=len(sf_bad_rows) + len(invalid),
+    )
     proposals = propose_links(todo, erp, review_at=min(review_at, 0.5))
+    report.unmatched = len(todo) - len(proposals)
     names = {c.record_id: c.name for c in (*todo, *erp)}
     with engine.begin() as conn:
         for p in proposals:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
+
+from typer.testing import Result
 
 from revbridge.cli.main import app
 from revbridge.core.sfid import make_id
@@ -73,3 +76,66 @@ def test_match_queues_the_uncertain_and_a_person_approves(workdir: Path) -> None
     assert shown["state"] == "approved"
     assert shown["audit"][0]["reason"] == "same VAT on paper"
     assert run_json(["mdm", "review", "list", "--json"])["reviews"] == []
+
+
+def _match(*extra: str) -> Result:
+    return runner.invoke(
+        app,
+        ["mdm", "match", "--sf-csv", "sf.csv", "--erp-csv", "erp.csv", "--report", "r.csv", *extra],
+    )
+
+
+def test_match_names_each_bad_row_counts_it_and_fails(workdir: Path) -> None:
+    """An Account Id with a bad checksum, an empty one and a repeated one are each named with
+    file and line and counted as invalid; the good rows are matched; every Account read is
+    counted once; exit 1."""
+    bad = A3[:15] + "ZZZ"
+    (workdir / "sf.csv").write_text(
+        f"Id,name,tax_id\n{A1},Acme Inc,US-1\n{bad},Globex Corp,\n,Nameless,\n"
+        f"{A2},Initech,\n{A1[:15]},Acme again,\n"
+    )
+    (workdir / "erp.csv").write_text("number,name,tax_id\nC-1,ACME Incorporated,US 1\n,Blank,\n")
+    result = _match("--json")
+    assert result.exit_code == 1, result.output
+    counts = json.loads(result.stdout)
+    assert (counts["sf_records"], counts["accepted"], counts["invalid"]) == (5, 1, 3)
+    assert counts["sf_records"] == sum(
+        counts[k]
+        for k in ("accepted", "review", "rejected", "unmatched", "already_linked", "invalid")
+    )
+    assert (counts["erp_records"], counts["erp_invalid"]) == (2, 1)
+    assert [(b["file"], b["line"]) for b in counts["bad_rows"]] == [
+        ("sf.csv", 3),
+        ("sf.csv", 4),
+        ("sf.csv", 6),
+        ("erp.csv", 3),
+    ]
+    assert counts["bad_rows"][0]["message"].startswith(f"Id {bad!r} is not a Salesforce id")
+    assert "checksum" in counts["bad_rows"][0]["message"]
+    assert counts["bad_rows"][1]["message"] == "Id is empty"
+    assert counts["bad_rows"][2]["message"] == f"Id {A1[:15]!r} is listed twice (also line 2)"
+    assert counts["bad_rows"][3]["message"] == "number is empty"
+    assert run_json(["mdm", "lookup", "C-1", "--json"])["links"][0]["sf_account_id"] == A1
+
+
+def test_match_with_every_id_malformed_links_nothing_and_fails(workdir: Path) -> None:
+    (workdir / "sf.csv").write_text("Id,name\n001000000000BBBZZZ,Acme Inc\nnotanid,Globex\n")
+    (workdir / "erp.csv").write_text("number,name\nC-1,Acme Inc\nC-2,Globex\n")
+    result = _match()
+    assert result.exit_code == 1
+    assert "sf.csv line 2: Id '001000000000BBBZZZ' is not a Salesforce id" in result.stderr
+    assert "sf.csv line 3: Id 'notanid' is not a Salesforce id" in result.stderr
+    assert "2 Account(s) read: 0 accepted (0 linked)" in result.stdout
+    assert "2 invalid" in result.stdout
+
+
+def test_match_prints_a_readable_summary(workdir: Path) -> None:
+    (workdir / "sf.csv").write_text(f"Id,name,tax_id\n{A1},Acme Inc,US-1\n{A2},Zeta Works,\n")
+    (workdir / "erp.csv").write_text("number,name,tax_id\nC-1,ACME Incorporated,US 1\n")
+    result = _match()
+    assert result.exit_code == 0, result.output
+    assert "{" not in result.stdout
+    assert (
+        "2 Account(s) read: 1 accepted (1 linked), 0 for review (0 queued), 0 rejected, "
+        "1 unmatched, 0 already linked, 0 invalid; 1 ERP customer(s) read"
+    ) in " ".join(result.stdout.split())
