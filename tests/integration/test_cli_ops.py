@@ -346,3 +346,23 @@ def test_worker_until_idle_waits_out_a_short_429_and_says_what_is_left(workdir: 
     down = runner.invoke(app, ["worker", "--until-idle"])
     assert down.exit_code == 0
     assert "due for erp not delivered: erp: circuit open, next probe in" in down.stderr
+
+
+def test_dr_status_shows_a_429_pause_in_a_few_columns(workdir: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from revbridge.engine.targets_state import record_hold
+    from revbridge.store.db import create_store_engine
+
+    assert runner.invoke(app, ["dr", "status"]).exit_code == 0  # the ledger, created
+    engine = create_store_engine(f"sqlite:///{workdir / 'revbridge.db'}")
+    now = datetime.now(UTC)
+    until = now + timedelta(minutes=5)
+    record_hold(engine, "erp", until=until, now=now)
+    engine.dispose()
+    shown = runner.invoke(app, ["dr", "status"], env={"COLUMNS": "80"})
+    assert shown.exit_code == 0
+    (row,) = [line for line in shown.stdout.splitlines() if line.startswith("erp ")]
+    assert "closed (429)" in row
+    assert len(row) <= 80
+    assert f"erp: 429, no calls until {until:%H:%M:%S} UTC" in shown.stdout

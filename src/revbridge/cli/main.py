@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -835,12 +835,17 @@ def dr_status_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         "oldest age",
     ):
         t.add_column(col, no_wrap=True)
+    holds: list[str] = []
     for name, r in report.items():
         age = r["oldest_undelivered_age_s"]
         circuit = r["circuit"]
         if r["retry_after_until"]:
             # The system itself asked for a pause (429 with a Retry-After).
-            circuit += f", 429: retry after {r['retry_after_until']}"
+            # The system itself asked for a pause (429 with a Retry-After): until when is
+            # said under the table, which must fit 80 columns (the JSON has it whole).
+            until = datetime.fromisoformat(str(r["retry_after_until"]))
+            circuit += " (429)"
+            holds.append(f"{name}: 429, no calls until {until.astimezone(UTC):%H:%M:%S} UTC")
         t.add_row(
             name,
             "yes" if r["paused"] else "no",
@@ -851,6 +856,8 @@ def dr_status_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
             "-" if age is None else human_duration(age),
         )
     out.print(t)
+    for line in holds:
+        out.print(line)
     out.print(
         "pending, parked, in flight: due or overdue (the oldest age counts only these); "
         "scheduled: batch deliveries waiting for their class's run; "

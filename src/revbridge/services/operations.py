@@ -336,7 +336,8 @@ def _why_not_now(state: TargetState | None, target: str, now: datetime) -> str |
             f"`revbridge dr drain {target}` probes it now"
         )
     if state.hold_until is not None and state.hold_until > now:
-        return f"{target} asked for a pause until {state.hold_until.isoformat()} (429)"
+        until = state.hold_until.isoformat(timespec="seconds")
+        return f"{target} asked for a pause until {until} (429)"
     return None
 
 
