@@ -52,3 +52,17 @@ def test_sums_of_exact_amounts_stay_exact(cents: list[int], currency: str) -> No
         total = total + Money(amount=a, currency=currency)
     assert total.amount == Decimal(sum(cents)).scaleb(-scale)
     assert total.amount.as_tuple().exponent == -scale
+
+
+def test_format_money_shows_the_currencys_minor_unit_grouped() -> None:
+    """A person reads an amount at its currency's scale with thousands grouped; the ledger's
+    four-decimal text is accepted; more precision than the currency has is never rounded."""
+    from revbridge.core.money import format_money
+
+    assert format_money("315801.2400", "EUR") == "315,801.24 EUR"
+    assert format_money(Decimal("5816332.0000"), "JPY") == "5,816,332 JPY"
+    assert format_money("-51973.2500", "EUR", code=False) == "-51,973.25"
+    assert format_money("1.5000", "KWD") == "1.500 KWD"
+    assert format_money("0.0050", "USD") == "0.0050 USD"  # not rounded away
+    assert format_money("7.5", None) == "7.5"
+    assert format_money(None, "EUR") == ""

@@ -64,6 +64,35 @@ def check_amount(amount: Decimal, currency: str, *, what: str = "amount") -> Dec
     return exact
 
 
+def at_minor_unit(value: Decimal, currency: str | None) -> Decimal:
+    """``value`` at its currency's minor unit when that loses nothing (1200.5000 USD -> 1200.50).
+
+    Stores may keep more decimals than a currency has (four for every currency); a person sees
+    the currency's own scale. A value more precise than its currency (or of an unknown
+    currency) is kept whole: never rounded silently.
+    """
+    places = MINOR_UNITS.get(currency or "")
+    if places is None or not value.is_finite():
+        return value
+    exact = value.quantize(_QUANTUM_BY_CURRENCY[currency or ""])
+    return exact if exact == value else value
+
+
+def format_money(value: Decimal | str | None, currency: str | None, *, code: bool = True) -> str:
+    """An amount for a person: at its currency's minor unit, thousands grouped, the ISO code
+    after it unless ``code`` is false (``315,801.24 EUR``, ``5,816,332 JPY``); ``""`` for no
+    amount.
+
+    ``value`` may be the exact decimal text a ledger column holds (``"9886.3200"``).
+    """
+    if value is None or value == "":
+        return ""
+    amount = Decimal(value) if isinstance(value, str) else value
+    shown = at_minor_unit(amount, currency)
+    text = f"{shown:,f}" if shown.is_finite() else str(shown)
+    return f"{text} {currency}" if currency and code else text
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Money:
     """An exact amount in one currency."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from revbridge.core.money import MINOR_UNITS
+from revbridge.core.money import MINOR_UNITS, at_minor_unit
 from revbridge.recon.report.model import ReconReport, ReportLine
 from revbridge.recon.report.svg import aging_chart, trend_chart
 
@@ -49,11 +49,7 @@ def at_scale(value: Decimal, currency: str | None) -> Decimal:
     The read-back store keeps four decimals for every currency; a report shows the currency's
     own scale. A value more precise than its currency (or of an unknown currency) is shown whole.
     """
-    places = MINOR_UNITS.get(currency or "")
-    if places is None or not value.is_finite():
-        return value
-    exact = value.quantize(Decimal(1).scaleb(-places))
-    return exact if exact == value else value
+    return at_minor_unit(value, currency)
 
 
 def _text(value: Decimal | None, currency: str | None = None) -> str | None:
