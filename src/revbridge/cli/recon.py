@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Annotated, Any, ParamSpec
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
+
+from revbridge.core.money import format_money
 
 app = typer.Typer(
     help="Reconciliation: runs and reports, cases, month-end sign-off.", no_args_is_help=True
@@ -104,10 +107,19 @@ def run(
     from revbridge.recon.report.render import FORMATS, render
     from revbridge.services.recon import default_reconciler, period_bounds, run_recon
 
-    if out_file is not None and fmt is None:
-        fmt = out_file.suffix.lstrip(".") or None
+    known = ", ".join(FORMATS)
     if fmt is not None and fmt not in FORMATS:
-        raise typer.BadParameter(f"one of {', '.join(FORMATS)}", param_hint="--format")
+        raise typer.BadParameter(
+            f"{fmt!r} is not a report format; the formats are {known}", param_hint="--format"
+        )
+    if out_file is not None and fmt is None:
+        fmt = out_file.suffix.lstrip(".").lower()
+        if fmt not in FORMATS:
+            raise typer.BadParameter(
+                f"cannot tell the report format from {out_file.name!r}: end the file name "
+                f"in {', '.join(f'.{f}' for f in FORMATS)}, or give --format ({known})",
+                param_hint="--out",
+            )
     if fmt == "xlsx" and out_file is None:
         raise typer.BadParameter("an Excel workbook needs --out FILE", param_hint="--out")
     settings, engine = _engine(config)
@@ -146,10 +158,18 @@ def run(
             "open cases by age: " + " ".join(f"{k}d={n}" for k, n in report.aging)
         )
         for c in report.categories:
-            amounts = ", ".join(f"{a} {cur}" for cur, a in c.amounts)
-            console.print(f"  {c.reconciliation:<9} {c.kind:<20} {c.count:>6}  {amounts}")
+            # One amount per line, right-aligned under each other: never split at 80 columns.
+            amounts = [format_money(a, cur) for cur, a in c.amounts] or [""]
+            width = max(len(a) for a in amounts)
+            head = f"  {c.reconciliation:<9} {c.kind:<20} {c.count:>6}  "
+            for i, amount in enumerate(amounts):
+                console.print(f"{head if i == 0 else ' ' * len(head)}{amount:>{width}}")
         if outcome.voided_signoffs:
-            console.print(f"[yellow]sign-off(s) voided: {list(outcome.voided_signoffs)}[/]")
+            ids = ", ".join(str(i) for i in outcome.voided_signoffs)
+            console.print(
+                f"[yellow]sign-off voided (id {ids}): the balances it signed changed; "
+                "see `revbridge recon status`[/]"
+            )
     limit = settings.raw.recon.max_open_cases
     if outcome.open_cases > limit:
         err.print(f"[red]{outcome.open_cases} open case(s), more than the {limit} allowed[/]")
@@ -175,20 +195,48 @@ def cases_list(
     if as_json:
         _print_json([asdict(c) for c in cases])
         return
-    t = Table("id", "recon", "kind", "ref", "state", "Salesforce", "ERP", "hub", "days")
-    for c in cases:
-        t.add_row(
+    out.print(_cases_table(cases))
+
+
+def _cases_table(cases: list[Any]) -> Table:
+    """The cases as a table in which an amount is never cut: the amount columns are as wide
+    as their longest amount and do not wrap; the text columns fold instead."""
+    rows = [
+        (
             str(c.id),
             c.reconciliation,
             c.kind,
             c.ref,
             c.state,
-            c.source_amount or "",
-            c.erp_amount or "",
+            c.currency or "",
+            format_money(c.source_amount, c.currency, code=False),
+            format_money(c.erp_amount, c.currency, code=False),
             c.hub_state or "",
             str(c.days_open),
         )
-    out.print(t)
+        for c in cases
+    ]
+    # Compact (as `dr status`): one space between columns, so that the table fits 80 columns.
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=0)
+
+    def fixed(i: int, header: str, **kw: Any) -> None:
+        # As wide as its widest cell, never wrapped or cut: ids, states, amounts, ages.
+        width = max([len(header), *(len(r[i]) for r in rows)])
+        t.add_column(header, no_wrap=True, min_width=width, **kw)
+
+    fixed(0, "id", justify="right")
+    fixed(1, "recon")
+    fixed(2, "kind")
+    t.add_column("ref", overflow="fold", ratio=2)
+    fixed(4, "state")
+    fixed(5, "cur")
+    fixed(6, "Salesforce", justify="right")
+    fixed(7, "ERP", justify="right")
+    t.add_column("hub", overflow="fold")
+    fixed(9, "days", justify="right")
+    for row in rows:
+        t.add_row(*row)
+    return t
 
 
 @cases_app.command("show")
@@ -202,14 +250,28 @@ def cases_show(case_id: int, config: ConfigOpt = None, as_json: JsonOpt = False)
     if as_json:
         _print_json(asdict(detail))
         return
-    for key, value in asdict(detail.case).items():
-        out.print(f"{key:>16}: {value if value is not None else ''}")
+    case = detail.case
+    for key, value in asdict(case).items():
+        if key in _AMOUNT_FIELDS:
+            value = format_money(value, case.currency)
+        out.print(f"{key:>16}: {value if value is not None else ''}", overflow="fold")
     out.print("history:")
     for h in detail.history:
-        out.print(
-            f"  {h.at.isoformat()} {h.actor} {h.action} "
-            f"{h.from_state}->{h.to_state} {h.reason or ''}"
-        )
+        out.print(f"  {h.at.isoformat()} {h.actor} {_history_line(h)}", overflow="fold")
+
+
+_AMOUNT_FIELDS = frozenset({"source_amount", "erp_amount", "difference"})
+
+
+def _history_line(h: Any) -> str:
+    """``opened found by run 1 (...)``, ``investigating open->investigating``: the action
+    without its ``recon.case.`` prefix, the state change when there was one, the reason."""
+    change = (
+        f" {h.from_state}->{h.to_state}"
+        if h.from_state and h.to_state and h.from_state != h.to_state
+        else ""
+    )
+    return f"{h.action.removeprefix('recon.case.')}{change}{' ' + h.reason if h.reason else ''}"
 
 
 @cases_app.command("investigate")

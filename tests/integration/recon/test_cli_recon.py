@@ -131,3 +131,97 @@ def test_a_controller_works_the_cases_and_signs_the_month_off(config: Path) -> N
     status = json.loads(runner.invoke(app, ["recon", "status", "--json", *c]).stdout)
     assert status["signoffs"][0]["state"] == "signed"
     assert status["cases_by_state"]["accepted"] == 2
+
+
+@pytest.fixture
+def two_currencies(tmp_path: Path, store_url: str) -> Path:
+    """October in EUR and JPY, large amounts: a EUR invoice missing in the ERP, a JPY one
+    off by 1,000 yen, and one that matches."""
+    path = tmp_path / "revbridge.toml"
+    path.write_text(f'[store]\nurl = "{store_url}"\n\n[recon]\nmax_open_cases = 5\n')
+
+    def doc(n: int, currency: str, amount: str, status: str) -> ArDocument:
+        return ArDocument(
+            key=f"k{n}", ref=f"a0XLONGREF{n:010d}", doc_type="invoice",
+            customer_ref="001A", currency=currency, amount=Decimal(amount),
+            doc_date=date(2026, 10, 5), status=status,
+        )  # fmt: skip
+
+    sf = [
+        doc(1, "EUR", "1234567.89", "Unpaid"),
+        doc(2, "JPY", "98765432", "Unpaid"),
+        doc(3, "USD", "10.00", "Unpaid"),
+    ]
+    erp = [doc(2, "JPY", "98766432", "open"), doc(3, "USD", "10.00", "open")]
+    with ReadbackStore(tmp_path / "recon.duckdb") as store:
+        asyncio.run(store.refresh("sf", ListReader(sf), now=NOW))
+        asyncio.run(store.refresh("erp", ListReader(erp), now=NOW))
+    return path
+
+
+def test_amounts_are_shown_at_their_currencys_scale_and_never_cut(two_currencies: Path) -> None:
+    """At 80 columns: the summary, the cases table (with a currency column) and a case show
+    every amount whole, at its currency's minor unit, thousands grouped."""
+    from revbridge.cli.recon import out
+
+    assert out.width == 80
+    code, summary = _run(two_currencies)
+    assert code == 0
+    assert "1,234,567.89 EUR" in summary
+    assert "1,000 JPY" in summary
+    assert ".0000" not in summary
+    c = ["-c", str(two_currencies)]
+    table = runner.invoke(app, ["recon", "cases", "list", *c]).stdout
+    assert "…" not in table
+    assert "cur" in table.splitlines()[0]
+    lines = {line.split()[0]: line.split() for line in table.splitlines()[2:] if line.strip()}
+    eur = next(v for v in lines.values() if "EUR" in v)
+    jpy = next(v for v in lines.values() if "JPY" in v)
+    assert "1,234,567.89" in eur
+    assert [v for v in jpy if v[0].isdigit() and "," in v] == ["98,765,432", "98,766,432"]
+    cases = json.loads(runner.invoke(app, ["recon", "cases", "list", "--json", *c]).stdout)
+    assert {x["source_amount"] for x in cases} == {"1234567.8900", "98765432.0000"}  # as stored
+    jpy_id = next(x["id"] for x in cases if x["currency"] == "JPY")
+    shown = runner.invoke(app, ["recon", "cases", "show", str(jpy_id), *c]).stdout
+    assert "source_amount: 98,765,432 JPY" in shown
+    assert "difference: 1,000 JPY" in shown
+    assert "None->" not in shown
+    assert " operator opened found by run 1 (monthly 2026-10-01..2026-11-01)" in " ".join(
+        shown.split()
+    )
+
+
+def test_a_report_file_of_an_unknown_kind_is_refused_naming_the_formats(
+    config: Path, tmp_path: Path
+) -> None:
+    """--out r.pdf: the error names the extensions and formats there are (exit 2)."""
+    result = runner.invoke(
+        app,
+        ["recon", "run", "--scope", "monthly", "--period", "2026-10", "--no-refresh",
+         "-c", str(config), "--out", str(tmp_path / "r.pdf")],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    message = " ".join(result.output.replace("│", " ").split())
+    assert "--out" in message
+    assert "'r.pdf'" in message
+    assert ".html, .csv, .xlsx, .json" in message
+    assert not (tmp_path / "r.pdf").exists()
+
+
+def test_a_voided_sign_off_is_a_sentence(config: Path, tmp_path: Path) -> None:
+    """A run that voids October's sign-off says so in words, not as a Python list."""
+    c = ["-c", str(config)]
+    _run(config)
+    for case in json.loads(runner.invoke(app, ["recon", "cases", "list", "--json", *c]).stdout):
+        runner.invoke(app, ["recon", "cases", "accept", str(case["id"]), "--note", "ok", *c])
+    _run(config)
+    result = runner.invoke(
+        app, ["recon", "signoff", "--period", "2026-10", "--as", "preparer", "--actor", "ana", *c]
+    )
+    assert result.exit_code == 0, result.output
+    with ReadbackStore(tmp_path / "recon.duckdb") as store:  # the missing invoice lands
+        erp = [_doc(1, "open"), _doc(2, "open", "102.50"), _doc(3, "open"), _doc(4, "open")]
+        asyncio.run(store.refresh("erp", ListReader(erp), now=NOW))
+    _, stdout = _run(config)
+    assert "[1]" not in stdout
+    assert "sign-off voided (id 1)" in " ".join(stdout.split())
