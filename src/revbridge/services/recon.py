@@ -1041,8 +1041,13 @@ def run_due(
     *,
     now: datetime,
     reconciler: Reconciler | None = None,
+    on_error: Callable[[DueRun, Exception], None] | None = None,
 ) -> list[RunOutcome]:
-    """Run every scheduled recon run that is due, and one over each outage that just ended."""
+    """Run every scheduled recon run that is due, and one over each outage that just ended.
+
+    Without ``on_error`` a failed run raises; with it, a failed run is handed to it (with the
+    run that failed: scope, period, why it was due) and the next due run is tried.
+    """
     cfg = settings.raw.recon
     reconciler = reconciler or default_reconciler(settings, engine)
     with scheduler_lock(engine) as mine:
@@ -1051,20 +1056,27 @@ def run_due(
         due = due_scheduled_runs(
             engine, nightly=cfg.nightly_schedule, monthly=cfg.monthly_schedule, now=now
         ) + outage_windows(engine, now=now)
-        return [
-            run_recon(
-                engine,
-                reconciler,
-                scope=d.scope,
-                start=d.start,
-                end=d.end,
-                actor=SCHEDULER_ACTOR,
-                now=now,
-                trend_runs=cfg.trend_runs,
-                reason=d.reason,
-            )
-            for d in due
-        ]
+        outcomes: list[RunOutcome] = []
+        for d in due:
+            try:
+                outcomes.append(
+                    run_recon(
+                        engine,
+                        reconciler,
+                        scope=d.scope,
+                        start=d.start,
+                        end=d.end,
+                        actor=SCHEDULER_ACTOR,
+                        now=now,
+                        trend_runs=cfg.trend_runs,
+                        reason=d.reason,
+                    )
+                )
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                on_error(d, exc)
+        return outcomes
 
 
 @contextlib.contextmanager
@@ -1101,9 +1113,22 @@ async def recon_schedule_loop(
         return
     log = structlog.get_logger("revbridge.recon")
     now = clock or (lambda: datetime.now(UTC))
+
+    def failed(run: DueRun, exc: Exception) -> None:
+        # Logged with the run it was, and tried again at the next tick (not yet recorded).
+        log.warning(
+            "recon_run_failed",
+            scope=run.scope,
+            period=f"{run.start}..{run.end}",
+            reason=run.reason,
+            error=_first_line(exc),
+        )
+
     while not stop.is_set():
         try:
-            outcomes = await asyncio.to_thread(run_due, settings, engine, now=now())
+            outcomes = await asyncio.to_thread(
+                run_due, settings, engine, now=now(), on_error=failed
+            )
             for o in outcomes:
                 log.info(
                     "recon_run",
@@ -1114,12 +1139,15 @@ async def recon_schedule_loop(
                     auto_resolved=o.auto_resolved,
                     open_cases=o.open_cases,
                 )
-        except Exception as exc:  # a failed run is logged, and tried again at the next tick
-            log.warning(
-                "recon_run_failed", error=str(exc).splitlines()[0] if str(exc) else repr(exc)
-            )
+        except Exception as exc:  # finding what is due failed: logged, tried at the next tick
+            log.warning("recon_schedule_failed", error=_first_line(exc))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval.total_seconds())
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text.strip() else repr(exc)
 
 
 __all__ = [

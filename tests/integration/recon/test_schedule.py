@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from revbridge.config import parse_config
@@ -168,3 +169,54 @@ def test_only_one_process_runs_the_schedule_on_postgresql(pg_url: str, tmp_path:
         assert len(run_due(settings, ledger.engine, now=at, reconciler=reconciler)) == 2
     finally:
         ledger.engine.dispose()
+
+
+def test_a_failed_scheduled_run_is_logged_with_its_scope_and_period(
+    ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that fails (the ERP said 429) is logged naming the run: scope and period; the
+    other due run still runs, and the failed one is due again at the next tick."""
+    import structlog
+
+    import revbridge.services.recon as recon_services
+
+    settings = parse_config({"store": {"url": str(ledger.engine.url)}}, None, tmp_path)
+    at = datetime(2026, 11, 1, 4, tzinfo=UTC)
+    works = _reconciler(ledger, tmp_path)
+
+    def reconciler(scope: str, start: date, end: date, refresh: bool) -> PeriodRecon:
+        if scope == "monthly":
+            raise RuntimeError("429 Too Many Requests\nRetry-After: 60")
+        return works(scope, start, end, refresh)
+
+    monkeypatch.setattr(recon_services, "default_reconciler", lambda s, e: reconciler)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            recon_schedule_loop(settings, ledger.engine, stop, interval=timedelta(seconds=30),
+                                clock=lambda: at)
+        )  # fmt: skip
+        for _ in range(600):
+            await asyncio.sleep(0.05)
+            if _runs(ledger):
+                break
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+
+    with structlog.testing.capture_logs() as logs:
+        asyncio.run(scenario())
+    failed = [e for e in logs if e["event"] == "recon_run_failed"]
+    assert failed == [
+        {
+            "event": "recon_run_failed",
+            "log_level": "warning",
+            "scope": "monthly",
+            "period": "2026-10-01..2026-11-01",
+            "reason": f"schedule {MONTHLY}",
+            "error": "429 Too Many Requests",
+        }
+    ]
+    assert [(r[0], r[1]) for r in _runs(ledger)] == [("nightly", date(2026, 10, 31))]
+    due = due_scheduled_runs(ledger.engine, nightly=NIGHTLY, monthly=MONTHLY, now=at)
+    assert [d.scope for d in due] == ["monthly"]
