@@ -154,7 +154,14 @@ def run(
             f"open_cases={outcome.open_cases}"
         )
         console.print(
-            f"  timing differences (hub still delivering): {report.timing_differences}; "
+            f"  timing differences (hub still delivering): {report.timing_differences}"
+            + (
+                f", of which {report.awaiting_batch} wait for their batch window (in transit, "
+                "no case)"
+                if report.awaiting_batch
+                else ""
+            )
+            + "; "
             "open cases by age: " + " ".join(f"{k}d={n}" for k, n in report.aging)
         )
         for c in report.categories:

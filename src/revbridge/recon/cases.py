@@ -1,9 +1,10 @@
 """The case workflow's rules, as pure functions: states, transitions, aging, fingerprints.
 
 A finding outside its tolerance is a *case* for a person: one case per ``(reconciliation,
-ref, kind)``. A run opens the cases it finds for the first time, refreshes those it finds
-again, and resolves by itself (``auto_resolved``) an open case it no longer finds over a
-period that covers the case's period: the delivery landed, the variance cleared.
+ref, kind)``; not one that waits for its batch window (in transit by policy, no case). A run
+opens the cases it finds for the first time, refreshes those it finds again, and resolves by
+itself (``auto_resolved``) an open case it no longer finds over a period that covers the
+case's period: the delivery landed, the variance cleared.
 
 ::
 
@@ -203,6 +204,11 @@ def plan_cases(
     run of the 3rd says nothing about a document of the 2nd). A resolved case found again is
     reopened; an accepted one only when its amounts changed (the accepted difference is no
     longer the one in front of us).
+
+    A finding that awaits its batch window (``FindingWithHubState.awaits_batch``: a revenue
+    entry before the month-end batch, or the control total those entries explain) is in
+    transit, not a variance: it opens and reopens no case. An active case of it stays as it
+    is (refreshed) and resolves by itself once the batch has posted the entry.
     """
     by_key = {c.key: c for c in existing}
     found = {s.key for s in seen}
@@ -211,6 +217,8 @@ def plan_cases(
     reopen: list[tuple[CaseSnapshot, Seen]] = []
     for s in seen:
         case = by_key.get(s.key)
+        if s.item.awaits_batch and (case is None or case.state not in ACTIVE):
+            continue  # in transit by policy (its batch window has not come): not a case
         if case is None:
             to_open.append(s)
         elif case.state in ACTIVE:

@@ -1,7 +1,8 @@
 """The hub's own state beside each finding: a timing difference or a real break?
 
 An invoice (a payment, a revenue entry) missing in the ERP may simply not be delivered yet
-(``pending``, ``in_flight``), be waiting on something (``parked``), have failed for good
+(``pending``, ``in_flight``), be waiting for its batch class's window (``scheduled``: a
+month-end revenue entry before the 1st), be waiting on something (``parked``), have failed for good
 (``dead_letter``), have been rejected at the door (``quarantined``) or never have reached the
 hub (``never captured``). The ledger knows which. One query reads the ledger rows of the
 findings' subjects (events with their deliveries, and the open quarantine); DuckDB joins them
@@ -12,22 +13,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
-from sqlalchemy import String, literal, null, select, union_all
+from sqlalchemy import String, case, literal, null, select, union_all
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql import func
 
-from revbridge.recon.match import Finding
+from revbridge.recon.match import Finding, FindingKind
+from revbridge.store.ledger import scheduled_delivery
 from revbridge.store.schema import deliveries, events, quarantine
 
 NEVER_CAPTURED = "never captured"
 QUARANTINED = "quarantined"
 # A finding on no single record (a control total per period and account).
 NOT_A_RECORD = "not a record"
+# A batch-class delivery waiting for its class's next window (pending, never tried, due
+# later), as `dr status` counts it: on time by policy, not late.
+SCHEDULED = "scheduled"
 # Still on its way to the ERP: a variance now is a matter of time, not a break.
-IN_TRANSIT = frozenset({"pending", "in_flight", "parked"})
+IN_TRANSIT = frozenset({"pending", "in_flight", "parked", SCHEDULED})
+# The findings an undelivered document explains: its absence, or an older version's values.
+# A duplicate, or a document missing in Salesforce, is never explained by the hub's queue.
+_EXPLAINED_BY_DELIVERY = frozenset(FindingKind) - {
+    FindingKind.DUPLICATE_IN_ERP,
+    FindingKind.DUPLICATE_IN_SOURCE,
+    FindingKind.MISSING_IN_SOURCE,
+}
 # The event type of each subject prefix; quarantined lines are recognised by these data ids.
 SUBJECT_EVENT_TYPES = {
     "invoice": "invoice.posted",
@@ -46,8 +59,10 @@ class HubState:
     """Where the hub stands with one document.
 
     ``state`` is the delivery state of the document's latest event (``pending``, ``parked``,
-    ``in_flight``, ``delivered``, ``dead_letter``; ``never delivered`` for an event without a
-    delivery row), else ``quarantined`` or ``never captured``.
+    ``in_flight``, ``delivered``, ``dead_letter``; ``scheduled`` for a batch-class delivery
+    waiting for its class's window; ``never delivered`` for an event without a delivery row),
+    else ``quarantined`` or ``never captured``; ``scheduled`` for a control total that the
+    scheduled entries of its account explain to the cent.
     """
 
     state: str
@@ -71,9 +86,16 @@ class FindingWithHubState:
         """The ERP has not had the document yet: the hub is still delivering it."""
         return self.hub.in_transit
 
+    @property
+    def awaits_batch(self) -> bool:
+        """In transit by policy: the document's delivery waits for its batch class's window,
+        which has not come (a revenue entry before the month-end batch). Not a variance, so
+        not a case: reported as in transit, gone once the batch posts it."""
+        return self.hub.state == SCHEDULED and (self.finding.kind in _EXPLAINED_BY_DELIVERY)
+
 
 def attach_hub_state(
-    findings: Sequence[Finding], engine: Engine
+    findings: Sequence[Finding], engine: Engine, *, now: datetime | None = None
 ) -> tuple[FindingWithHubState, ...]:
     """Each finding with the hub's state of its document, in the order given.
 
@@ -82,7 +104,8 @@ def attach_hub_state(
     for revenue entries) decides: its delivery state, attempts and last error. Without an
     event, an open quarantine row of those event types with that source id means
     ``quarantined``, else ``never captured``; a finding on no record (a control total) is
-    ``not a record``.
+    ``not a record``. A batch-class delivery not tried yet and due after ``now`` (default:
+    the current time) is ``scheduled``.
     """
     if not findings:
         return ()
@@ -91,7 +114,8 @@ def attach_hub_state(
         {SUBJECT_EVENT_TYPES[p] for f in findings for p in f.subject_prefixes}
         & set(SUBJECT_EVENT_TYPES.values())
     )
-    rows = _read_ledger(engine, subjects, types) if subjects else []
+    at = now or datetime.now(UTC)
+    rows = _read_ledger(engine, subjects, types, at) if subjects else []
     con = duckdb.connect()
     try:
         con.execute(
@@ -135,13 +159,15 @@ def attach_hub_state(
     return tuple(FindingWithHubState(finding=f, hub=by_pos[i]) for i, f in enumerate(findings))
 
 
-def _read_ledger(engine: Engine, subjects: list[str], types: list[str]) -> list[tuple[Any, ...]]:
+def _read_ledger(
+    engine: Engine, subjects: list[str], types: list[str], now: datetime
+) -> list[tuple[Any, ...]]:
     """One query: the subjects' events with their deliveries, and the open quarantine."""
     event_rows = select(
         literal("event", String).label("kind"),
         events.c.id,
         events.c.subject_ref,
-        deliveries.c.state,
+        case((scheduled_delivery(now), literal(SCHEDULED)), else_=deliveries.c.state),
         deliveries.c.attempts,
         deliveries.c.last_error,
         null().label("raw"),

@@ -18,6 +18,7 @@ again from the store, and nothing of a previous run is kept here (cases are the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,8 +29,19 @@ import duckdb
 from sqlalchemy.engine import Engine
 
 from revbridge.config import Settings
-from revbridge.recon.hub_state import FindingWithHubState, attach_hub_state
-from revbridge.recon.match import DEFAULT_STATUS_MAP, ReconResult, StatusMap, match_documents
+from revbridge.recon.hub_state import (
+    SCHEDULED,
+    FindingWithHubState,
+    HubState,
+    attach_hub_state,
+)
+from revbridge.recon.match import (
+    DEFAULT_STATUS_MAP,
+    FindingKind,
+    ReconResult,
+    StatusMap,
+    match_documents,
+)
 from revbridge.recon.payments import PaymentTables, reconcile_payments
 from revbridge.recon.readback import ReadbackStore
 from revbridge.recon.revenue import reconcile_revenue
@@ -142,6 +154,12 @@ async def reconcile_period_async(
             (t for t in (store.last_read("sf"), store.last_read("erp")) if t is not None),
             default=now,
         )
+        reconciliations = []
+        for name, result in results:
+            attached = attach_hub_state(result.findings, engine, now=now)
+            if name == "revenue":
+                attached = in_transit_control_totals(store.con, attached, start=start, end=end)
+            reconciliations.append(Reconciliation(name=name, result=result, findings=attached))
     finally:
         if own:
             store.close()
@@ -149,14 +167,49 @@ async def reconcile_period_async(
         scope=scope,
         start=start,
         end=end,
-        reconciliations=tuple(
-            Reconciliation(
-                name=name, result=result, findings=attach_hub_state(result.findings, engine)
-            )
-            for name, result in results
-        ),
+        reconciliations=tuple(reconciliations),
         read_at=read_at if read_at.tzinfo is not None else read_at.replace(tzinfo=dt.UTC),
     )
+
+
+def in_transit_control_totals(
+    con: duckdb.DuckDBPyConnection,
+    findings: tuple[FindingWithHubState, ...],
+    *,
+    start: date,
+    end: date,
+) -> tuple[FindingWithHubState, ...]:
+    """The revenue findings, a control total the hub's scheduled entries explain marked so.
+
+    A revenue entry waiting for its batch window (hub state ``scheduled``) is in the
+    Salesforce total of its period and account but not yet in the GL. When the Salesforce
+    lines of the period's scheduled entries account for a control total's whole difference
+    (ERP = Salesforce - in transit, per period, account number and currency), the total is
+    in transit too (``scheduled``, no case); any other difference stays a case.
+    """
+    refs = sorted(
+        {i.finding.ref for i in findings if i.awaits_batch and i.finding.subject_prefixes}
+    )
+    if not refs:
+        return findings
+    rows = con.execute(
+        "SELECT period, split_part(account, ' ', 1), currency, sum(debit) - sum(credit) "
+        f"FROM sf_revenue WHERE {_in('doc_date', start, end)} "
+        "AND ref IN (SELECT unnest($refs::VARCHAR[])) GROUP BY ALL",
+        {"refs": refs},
+    ).fetchall()
+    in_transit = {(p, number, cur): net for p, number, cur, net in rows}
+    out = []
+    for item in findings:
+        f = item.finding
+        if f.kind is FindingKind.CONTROL_TOTAL and f.difference is not None:
+            period, rest = f.ref.split("|", 1)
+            account, currency = rest.rsplit("|", 1)
+            net = in_transit.get((period, account.split(" ", 1)[0], currency))
+            if net is not None and f.difference + net == 0:
+                item = dataclasses.replace(item, hub=HubState(state=SCHEDULED))
+        out.append(item)
+    return tuple(out)
 
 
 def _configured(settings: Settings) -> tuple[ThresholdsByReconciliation, StatusMap]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, bindparam, func, select, text, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, tuple_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -51,7 +51,7 @@ from revbridge.recon.signoff import (
     check_prepare,
     check_review,
 )
-from revbridge.store.schema import audit_log, watermarks
+from revbridge.store.schema import audit_log, deliveries, watermarks
 from revbridge.store.tables_recon import recon_cases, recon_runs, recon_signoffs
 
 Reconciler = Callable[[str, date, date, bool], PeriodRecon]
@@ -936,6 +936,30 @@ class DueRun:
     start: date
     end: date
     reason: str
+    fired: datetime | None = None  # the schedule's fire time; None for an outage's run
+
+
+BATCH_WAIT = timedelta(hours=2)
+"""How long after its fire time a scheduled run waits for a batch class's run that is due or
+under way (the month-end revenue batch and the month-end run both fire at 03:00 on the 1st)."""
+
+
+def batch_run_due_or_under_way(engine: Engine, *, now: datetime) -> bool:
+    """Whether a batch class's window has come and its run has not taken its items yet
+    (pending, never tried, due), or is delivering them (in flight)."""
+    batch = deliveries.c.pattern == "batch"
+    waiting = and_(
+        deliveries.c.state == "pending", deliveries.c.attempts == 0, deliveries.c.due_at <= now
+    )
+    with engine.connect() as conn:
+        return (
+            conn.execute(
+                select(deliveries.c.event_id)
+                .where(batch, or_(waiting, deliveries.c.state == "in_flight"))
+                .limit(1)
+            ).first()
+            is not None
+        )
 
 
 def _last_fire(expression: str, now: datetime) -> datetime:
@@ -968,7 +992,15 @@ def due_scheduled_runs(
                 )
             ).scalar_one()
         if not done:
-            due.append(DueRun(scope=scope, start=start, end=end, reason=f"schedule {expression}"))
+            due.append(
+                DueRun(
+                    scope=scope,
+                    start=start,
+                    end=end,
+                    reason=f"schedule {expression}",
+                    fired=fired,
+                )
+            )
     return due
 
 
@@ -1045,6 +1077,10 @@ def run_due(
 ) -> list[RunOutcome]:
     """Run every scheduled recon run that is due, and one over each outage that just ended.
 
+    A scheduled run waits (is not run, so stays due) while a batch class's run is due or
+    under way, for at most ``BATCH_WAIT`` after its fire time: the month-end run reconciles
+    the revenue the month-end batch posts, not the entries the batch is about to post.
+
     Without ``on_error`` a failed run raises; with it, a failed run is handed to it (with the
     run that failed: scope, period, why it was due) and the next due run is tried.
     """
@@ -1056,6 +1092,9 @@ def run_due(
         due = due_scheduled_runs(
             engine, nightly=cfg.nightly_schedule, monthly=cfg.monthly_schedule, now=now
         ) + outage_windows(engine, now=now)
+        waiting = [d for d in due if d.fired is not None and now < d.fired + BATCH_WAIT]
+        if waiting and batch_run_due_or_under_way(engine, now=now):
+            due = [d for d in due if d not in waiting]
         outcomes: list[RunOutcome] = []
         for d in due:
             try:
@@ -1151,6 +1190,7 @@ def _first_line(exc: Exception) -> str:
 
 
 __all__ = [
+    "BATCH_WAIT",
     "CaseDetail",
     "CaseView",
     "DueRun",
@@ -1159,6 +1199,7 @@ __all__ = [
     "RunOutcome",
     "SignoffView",
     "accept_case",
+    "batch_run_due_or_under_way",
     "default_reconciler",
     "due_scheduled_runs",
     "investigate_case",

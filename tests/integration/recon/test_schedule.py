@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from revbridge.config import parse_config
 from revbridge.engine.targets_state import record_circuit
@@ -21,6 +21,7 @@ from revbridge.services.recon import (
     run_due,
 )
 from revbridge.store.ledger import Ledger
+from revbridge.store.schema import deliveries
 from revbridge.store.tables_recon import recon_runs
 from tests.unit.recon.sides import store_of
 
@@ -220,3 +221,57 @@ def test_a_failed_scheduled_run_is_logged_with_its_scope_and_period(
     assert [(r[0], r[1]) for r in _runs(ledger)] == [("nightly", date(2026, 10, 31))]
     due = due_scheduled_runs(ledger.engine, nightly=NIGHTLY, monthly=MONTHLY, now=at)
     assert [d.scope for d in due] == ["monthly"]
+
+
+def _revenue_scheduled_for_the_1st(ledger: Ledger) -> None:
+    """Revenue captured on October 31st: batch deliveries due on November 1st, 03:00."""
+    import json
+
+    from revbridge.clock import ManualClock
+    from revbridge.core.policy import build_policy
+    from revbridge.generate import generate_events
+    from revbridge.services.ingest import ingest_lines
+
+    revenue = [e for e in generate_events(200, seed=2) if e["type"] == "revenue.recognized"]
+    assert revenue
+    ingest_lines(
+        ledger,
+        [json.dumps(e).encode() for e in revenue],
+        policy=build_policy(),
+        origin="t",
+        clock=ManualClock(datetime(2026, 10, 31, 18, tzinfo=UTC)),
+    )
+
+
+def test_the_month_end_run_waits_for_the_revenue_batch_of_its_fire_time(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """The month-end revenue batch and the month-end run both fire on the 1st at 03:00:
+    while the batch's items are due and not yet taken, the scheduled runs wait (and stay
+    due); once the batch has delivered them, they run."""
+    settings = parse_config({"store": {"url": "sqlite://"}}, None, tmp_path)
+    _revenue_scheduled_for_the_1st(ledger)
+    reconciler = _reconciler(ledger, tmp_path)
+    fired = datetime(2026, 11, 1, 3, tzinfo=UTC)
+    assert run_due(settings, ledger.engine, now=fired + timedelta(seconds=30),
+                   reconciler=reconciler) == []  # fmt: skip
+    assert _runs(ledger) == []
+    with ledger.engine.begin() as conn:  # the batch ran
+        conn.execute(update(deliveries).values(state="delivered", attempts=1))
+    at = fired + timedelta(minutes=10)
+    assert len(run_due(settings, ledger.engine, now=at, reconciler=reconciler)) == 2
+    assert [r[0] for r in _runs(ledger)] == ["nightly", "monthly"]
+
+
+def test_the_scheduled_runs_wait_for_a_batch_two_hours_at_most(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """A batch that has not run two hours after its window (no worker, the ERP paused)
+    holds the runs no longer: its items are backlog by then, and the runs say so."""
+    from revbridge.services.recon import BATCH_WAIT
+
+    settings = parse_config({"store": {"url": "sqlite://"}}, None, tmp_path)
+    _revenue_scheduled_for_the_1st(ledger)
+    late = datetime(2026, 11, 1, 3, tzinfo=UTC) + BATCH_WAIT + timedelta(minutes=1)
+    reconciler = _reconciler(ledger, tmp_path)
+    assert len(run_due(settings, ledger.engine, now=late, reconciler=reconciler)) == 2

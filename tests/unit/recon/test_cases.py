@@ -180,3 +180,24 @@ def test_a_run_plans_each_finding_once_and_never_resolves_what_it_found(
     assert {s.key for s in plan.to_open} == found - set(existing)
     resolved = {c.key for c in plan.to_auto_resolve}
     assert resolved == {k for k, v in existing.items() if v in ("open", "investigating")} - found
+
+
+def test_a_finding_waiting_for_its_batch_window_opens_no_case() -> None:
+    """A document whose delivery waits for its batch class's window (``scheduled``) is in
+    transit: no case is opened or reopened for it; an active case of it is kept, not
+    resolved, until the delivery lands and the finding is gone."""
+    found = _ar([Doc(r, Decimal("100")) for r in ("a0X1", "a0X2", "a0X3")], [])
+    seen = [
+        Seen(reconciliation="ar",
+             item=FindingWithHubState(finding=f, hub=HubState(state="scheduled")))
+        for f in found.cases
+    ]  # fmt: skip
+    assert seen
+    assert all(s.item.awaits_batch for s in seen)
+    active = _case("a0X2", "missing_in_erp", "open")
+    resolved = _case("a0X3", "missing_in_erp", "resolved")
+    plan = plan_cases([active, resolved], seen, start=OCT[0], end=OCT[1])
+    assert plan.to_open == ()
+    assert plan.to_reopen == ()
+    assert [c.id for c, _ in plan.to_refresh] == [active.id]
+    assert plan.to_auto_resolve == ()

@@ -14,6 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from revbridge.recon.cases import aging
+from revbridge.recon.hub_state import SCHEDULED
 from revbridge.recon.period import PeriodRecon
 
 
@@ -126,8 +127,15 @@ class ReconReport:
 
     @property
     def timing_differences(self) -> int:
-        """Variances the hub is still delivering (pending, in flight, parked): likely to clear."""
+        """Variances the hub is still delivering (pending, in flight, parked, scheduled):
+        likely to clear."""
         return sum(1 for line in self.lines if line.timing_difference)
+
+    @property
+    def awaiting_batch(self) -> int:
+        """Of the timing differences, those waiting for their batch class's window
+        (``scheduled``): in transit by policy, no case."""
+        return sum(1 for line in self.lines if line.hub_state == SCHEDULED)
 
 
 def _totals(pairs: Iterable[tuple[str, Decimal]]) -> tuple[tuple[str, Decimal], ...]:
