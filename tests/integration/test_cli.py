@@ -117,3 +117,11 @@ def test_an_operator_command_where_there_is_no_config_is_refused(
         )
     assert list(tmp_path.iterdir()) == []
     assert runner.invoke(app, ["policy", "show"]).exit_code == 0
+
+
+def test_a_demo_too_short_for_its_outage_is_refused(tmp_path: Path) -> None:
+    """The outage is on day 3: a two-day demo would pass without one."""
+    result = runner.invoke(app, ["demo", "--days", "2", "--folder", str(tmp_path / "d")])
+    assert result.exit_code == 2
+    assert "--days" in result.output
+    assert not (tmp_path / "d").exists()

@@ -21,7 +21,10 @@ def demo(
     erp: Annotated[
         str, typer.Option(help="netsuite (the in-process sandbox) or tryton (the real ERP).")
     ] = "netsuite",
-    days: Annotated[int, typer.Option(help="Business days to simulate.")] = 5,
+    days: Annotated[
+        int,
+        typer.Option(help="Business days to simulate (the outage is on day 3: 3 or more).", min=3),
+    ] = 5,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same story.")] = 42,
     object_model: Annotated[
         str, typer.Option(help="billing (Salesforce Billing) or revenue_cloud.")
