@@ -840,7 +840,6 @@ def dr_status_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         age = r["oldest_undelivered_age_s"]
         circuit = r["circuit"]
         if r["retry_after_until"]:
-            # The system itself asked for a pause (429 with a Retry-After).
             # The system itself asked for a pause (429 with a Retry-After): until when is
             # said under the table, which must fit 80 columns (the JSON has it whole).
             until = datetime.fromisoformat(str(r["retry_after_until"]))

@@ -57,7 +57,19 @@ CsvRecordType = Literal["customer", "journalEntry"]
 Outcome = Literal["success", "error", "already_present"]
 ImportMode = Literal["add", "upsert"]
 
-CUSTOMER_COLUMNS = ("externalId", "companyName", "subsidiary", "currency", "parent", "email")
+# The fields of the real-time upsert (``mapping.customer_body``), so a customer synced by
+# the nightly file is the same record as one sent at once.
+CUSTOMER_COLUMNS = (
+    "externalId",
+    "entityId",
+    "companyName",
+    "subsidiary",
+    "currency",
+    "parent",
+    "email",
+    "phone",
+    "isInactive",
+)
 JOURNAL_COLUMNS = (
     "externalId",
     "tranDate",
@@ -225,6 +237,9 @@ def customers_csv(
             if customer.parent_customer_id
             else "",
             "email": str(body.get("email", "")),
+            "entityId": str(body.get("entityId", "")),
+            "phone": str(body.get("phone", "")),
+            "isInactive": "false",
         }
         rows.append(CsvRow(external_id=eid, cells=cells))
     return CsvFile(record_type="customer", columns=CUSTOMER_COLUMNS, rows=tuple(rows))
