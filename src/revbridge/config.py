@@ -415,7 +415,8 @@ cash_handled_in = "both"
 
 [erp]
 # The ERP of record: "fake" (an in-process fake that keeps its records in state_file, for
-# trying revbridge out), or "tryton" (the managed local Tryton, `revbridge erp tryton up`).
+# trying revbridge out), "netsuite" (SuiteTalk REST; docs/how-to/connect-netsuite-tba.md), or
+# "tryton" (the managed local Tryton, `revbridge erp tryton up`).
 kind = "fake"
 state_file = "fake-erp.json"
 # fake: processes running at once (a worker beside `revbridge dr drain`, several workers)
