@@ -138,6 +138,10 @@ def test_dead_letters_are_listed_shown_and_replayed_with_an_audit_trail(workdir:
     shown = run_json(["dlq", "show", str(dead[0]["id"])])
     assert shown["delivery"]["state"] == "dead_letter"
     assert shown["attempts"][-1]["outcome"] == "dead_letter"
+    # A replay says why, as the API requires.
+    unexplained = runner.invoke(app, ["dlq", "replay", "--all"])
+    assert unexplained.exit_code == 2
+    assert "--reason is required" in unexplained.stderr
     # The accountant reopens the period; an operator replays.
     state = json.loads((workdir / "fake-erp.json").read_text())
     state["closed_periods"] = []

@@ -1,4 +1,4 @@
-"""The documentation's examples are real: every event example in docs/reference/events.md validates."""
+"""The documentation's examples are real: every example in docs/reference/events.md validates."""
 
 import json
 import re

@@ -775,11 +775,14 @@ def dlq_replay(
         str | None,
         typer.Option("--type", help="With --all only: the dead letters of one type."),
     ] = None,
-    reason: Annotated[str, typer.Option(help="Why (goes to the audit log).")] = "",
+    reason: Annotated[
+        str, typer.Option(help="Why (goes to the audit log); required, as in the API.")
+    ] = "",
     actor: ActorOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Put dead letters back in line (attempts reset); every replay is audited."""
+    """Put dead letters back in line (attempts reset); every replay is audited with who and
+    why."""
     from revbridge.clock import SystemClock
     from revbridge.services import open_ledger
     from revbridge.services.operations import replay
@@ -795,11 +798,17 @@ def dlq_replay(
             f"`revbridge dlq replay --all --type {event_type}` every {event_type}"
         )
         raise typer.Exit(2)
+    if not reason.strip():
+        err.print(
+            '[red]--reason is required[/]: say why, for the audit log (e.g. --reason "GL '
+            'account 4000 mapped")'
+        )
+        raise typer.Exit(2)
     n = replay(
         open_ledger(_settings(config)).engine,
         now=SystemClock().now(),
         actor=_actor(actor),
-        reason=reason or "replayed by operator",
+        reason=reason.strip(),
         event_id=event_id,
         event_type=event_type,
     )
