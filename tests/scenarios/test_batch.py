@@ -17,6 +17,7 @@ from revbridge.services.ingest import ingest_lines
 from revbridge.store.ledger import Ledger
 from revbridge.store.schema import batches, deliveries, events
 from revbridge.testing import FakeErp, FakeSalesforce
+from tests.scenarios.test_delivery import _account
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday, after the October close
 
@@ -353,17 +354,7 @@ def test_a_customer_update_in_a_failed_nightly_file_reaches_the_erp(
     worker, _, clock = _setup(ledger, tmp_path, erp, n=0)
 
     def account(version: int, name: str) -> bytes:
-        ref = "001000000000042AAA"
-        return json.dumps(
-            {
-                "type": "customer.upserted",
-                "source": "salesforce",
-                "source_id": ref,
-                "source_version": f"v{version}",
-                "occurred_at": (START + timedelta(minutes=version)).isoformat(),
-                "data": {"customer_id": ref, "name": name, "currency": "USD"},
-            }
-        ).encode()
+        return json.dumps(_account(version, name)).encode()
 
     def nightly() -> None:
         clock.advance(timedelta(days=1))

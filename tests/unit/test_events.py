@@ -249,3 +249,19 @@ def test_the_generator_covers_all_nine_types_and_several_currencies() -> None:
     assert {e["type"] for e in envs} == {t.value for t in EventType}
     assert {e["data"]["currency"] for e in envs if "currency" in e["data"]} >= {"USD", "EUR", "JPY"}
     assert list(generate_events(50, seed=3)) == list(generate_events(50, seed=3))
+
+
+def test_a_payloads_record_kind_is_the_kind_its_plan_delivers() -> None:
+    """``record_kind`` (by payload type, for the batch route) agrees with ``plan_for`` (by
+    payload, for each delivery) for every event type."""
+    from revbridge.codec import decode_payload
+    from revbridge.core.events import EventType
+    from revbridge.engine.dispatch import plan_for, record_kind
+    from revbridge.generate import generate_events
+
+    seen = set()
+    for env in generate_events(400, seed=3):
+        data = decode_payload(EventType(env["type"]), json.dumps(env["data"]))
+        assert record_kind(type(data)) == plan_for(data, "key").kind
+        seen.add(env["type"])
+    assert len(seen) >= 7

@@ -6,19 +6,19 @@ A thin edge: every command calls one function of ``revbridge.services.mdm`` or
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from revbridge.cli._ledger import disposing, open_engine
 
 app = typer.Typer(
     help="Customer master: ID crosswalk, go-live matching, review queue.", no_args_is_help=True
@@ -41,7 +41,6 @@ ActorOpt = Annotated[
 ]
 out = Console()
 err = Console(stderr=True)
-_P = ParamSpec("_P")
 
 
 def _actor(actor: str | None) -> str:
@@ -52,40 +51,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _engine(config: Path | None) -> tuple[Any, Any]:
-    from revbridge.config import load_settings
-    from revbridge.services import open_ledger
-
-    settings = load_settings(config, required=True)
-    engine = open_ledger(settings).engine
-    _opened.append(engine)
-    return settings, engine
-
-
-_opened: list[Any] = []
-
-
-def _disposing(command: Callable[_P, None]) -> Callable[_P, None]:
-    """Dispose of the engines a command opened when it ends, so no pooled connection
-    outlives it (the command runs in-process in tests)."""
-
-    @functools.wraps(command)
-    def run(*args: _P.args, **kwargs: _P.kwargs) -> None:
-        try:
-            command(*args, **kwargs)
-        finally:
-            while _opened:
-                _opened.pop().dispose()
-
-    return run
-
-
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 @app.command("lookup")
-@_disposing
+@disposing
 def lookup_cmd(
     any_id: Annotated[
         str, typer.Argument(help="Canonical id, Account id (15/18), ERP number or internal id.")
@@ -96,7 +67,7 @@ def lookup_cmd(
     """Every id of one customer, in every ERP and legal entity."""
     from revbridge.services.mdm import lookup
 
-    _, engine = _engine(config)
+    _, engine = open_engine(config)
     links = lookup(engine, any_id)
     if not links:
         err.print(f"[yellow]no customer has the id {any_id!r}[/]")
@@ -121,7 +92,7 @@ def lookup_cmd(
 
 
 @app.command("export")
-@_disposing
+@disposing
 def export_cmd(
     out_path: Annotated[Path, typer.Option("--out", "-o", help="The CSV file to write.")],
     config: ConfigOpt = None,
@@ -129,13 +100,13 @@ def export_cmd(
     """The crosswalk as CSV (one row per customer and ERP link)."""
     from revbridge.services.mdm import export_links
 
-    _, engine = _engine(config)
+    _, engine = open_engine(config)
     n = export_links(engine, out_path)
     out.print(f"{n} row(s) written to {out_path}")
 
 
 @app.command("import")
-@_disposing
+@disposing
 def import_cmd(
     path: Annotated[Path, typer.Argument(help="A CSV with the export's columns.")],
     actor: ActorOpt = None,
@@ -145,7 +116,7 @@ def import_cmd(
     """Load links from CSV: all rows or none; bad rows are listed with their line number."""
     from revbridge.services.mdm import import_links
 
-    _, engine = _engine(config)
+    _, engine = open_engine(config)
     report = import_links(engine, path, now=_now(), actor=_actor(actor))
     if as_json:
         _print_json(report.as_dict())
@@ -160,7 +131,7 @@ def import_cmd(
 
 
 @app.command("match")
-@_disposing
+@disposing
 def match_cmd(
     sf_csv: Annotated[
         Path | None, typer.Option("--sf-csv", help="Accounts: Id,name,tax_id,website,...")
@@ -184,7 +155,7 @@ def match_cmd(
 
     from revbridge.services import mdm_sync
 
-    settings, engine = _engine(config)
+    settings, engine = open_engine(config)
     m = settings.raw.mdm
     sf_bad: list[mdm_sync.BadRow] = []
     erp_bad: list[mdm_sync.BadRow] = []
@@ -254,7 +225,7 @@ def match_cmd(
 
 
 @review_app.command("list")
-@_disposing
+@disposing
 def review_list(
     state: Annotated[str, typer.Option(help="open, approved, rejected, or all.")] = "open",
     kind: Annotated[str | None, typer.Option(help="conflict, match, held or cycle.")] = None,
@@ -264,7 +235,7 @@ def review_list(
     """Review items, oldest first."""
     from revbridge.services.mdm import list_reviews
 
-    _, engine = _engine(config)
+    _, engine = open_engine(config)
     rows = list_reviews(engine, state=None if state == "all" else state, kind=kind)
     if as_json:
         _print_json({"reviews": rows})
@@ -288,12 +259,12 @@ def review_list(
 
 
 @review_app.command("show")
-@_disposing
+@disposing
 def review_show(review_id: int, config: ConfigOpt = None) -> None:
     """One item with both values and its audit trail."""
     from revbridge.services.mdm import show_review
 
-    _, engine = _engine(config)
+    _, engine = open_engine(config)
     _print_json(show_review(engine, review_id))
 
 
@@ -302,7 +273,7 @@ def _decide(
 ) -> None:
     from revbridge.services.mdm import decide_review
 
-    _, engine = _engine(config)
+    _, engine = open_engine(config)
     result = decide_review(
         engine,
         review_id,
@@ -318,7 +289,7 @@ def _decide(
 
 
 @review_app.command("approve")
-@_disposing
+@disposing
 def review_approve(
     review_id: int,
     note: Annotated[str, typer.Option(help="Why (goes to the audit log).")] = "",
@@ -330,7 +301,7 @@ def review_approve(
 
 
 @review_app.command("reject")
-@_disposing
+@disposing
 def review_reject(
     review_id: int,
     note: Annotated[str, typer.Option(help="Why (goes to the audit log).")] = "",

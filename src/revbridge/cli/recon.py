@@ -5,21 +5,20 @@ A thin edge: every command calls one function of ``revbridge.services.recon``.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec
+from typing import Annotated, Any
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from revbridge.cli._ledger import disposing, open_engine
 from revbridge.core.money import format_money
 
 app = typer.Typer(
@@ -29,7 +28,6 @@ cases_app = typer.Typer(help="Reconciliation cases: list, show, work them.", no_
 app.add_typer(cases_app, name="cases")
 
 EXIT_TOO_MANY_OPEN_CASES = 3
-_P = ParamSpec("_P")
 
 ConfigOpt = Annotated[
     Path | None,
@@ -53,40 +51,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _engine(config: Path | None) -> tuple[Any, Any]:
-    from revbridge.config import load_settings
-    from revbridge.services import open_ledger
-
-    settings = load_settings(config, required=True)
-    engine = open_ledger(settings).engine
-    _opened.append(engine)
-    return settings, engine
-
-
-_opened: list[Any] = []
-
-
-def _disposing(command: Callable[_P, None]) -> Callable[_P, None]:
-    """Dispose of the engines a command opened when it ends, so no pooled connection
-    outlives it (the command runs in-process in tests and in the console)."""
-
-    @functools.wraps(command)
-    def run(*args: _P.args, **kwargs: _P.kwargs) -> None:
-        try:
-            command(*args, **kwargs)
-        finally:
-            while _opened:
-                _opened.pop().dispose()
-
-    return run
-
-
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 @app.command("run")
-@_disposing
+@disposing
 def run(
     scope: Annotated[str, typer.Option(help="nightly (a day) or monthly (a month).")] = "nightly",
     period: Annotated[
@@ -122,7 +92,7 @@ def run(
             )
     if fmt == "xlsx" and out_file is None:
         raise typer.BadParameter("an Excel workbook needs --out FILE", param_hint="--out")
-    settings, engine = _engine(config)
+    settings, engine = open_engine(config)
     now = _now()
     start, end = period_bounds(scope, period, today=now.date())
     outcome = run_recon(
@@ -184,7 +154,7 @@ def run(
 
 
 @cases_app.command("list")
-@_disposing
+@disposing
 def cases_list(
     state: Annotated[
         list[str] | None,
@@ -197,7 +167,7 @@ def cases_list(
     """Cases, oldest first: open and under investigation unless --state says otherwise."""
     from revbridge.services.recon import list_cases
 
-    _, engine = _engine(config)
+    _, engine = open_engine(config)
     cases = list_cases(engine, now=_now(), states=state, reconciliation=reconciliation)
     if as_json:
         _print_json([asdict(c) for c in cases])
@@ -247,12 +217,12 @@ def _cases_table(cases: list[Any]) -> Table:
 
 
 @cases_app.command("show")
-@_disposing
+@disposing
 def cases_show(case_id: int, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """One case, both sides, the hub's trace and its history."""
     from revbridge.services.recon import show_case
 
-    _, engine = _engine(config)
+    _, engine = open_engine(config)
     detail = show_case(engine, case_id, now=_now())
     if as_json:
         _print_json(asdict(detail))
@@ -282,7 +252,7 @@ def _history_line(h: Any) -> str:
 
 
 @cases_app.command("investigate")
-@_disposing
+@disposing
 def cases_investigate(
     case_id: int,
     note: Annotated[str | None, typer.Option(help="What is being looked at.")] = None,
@@ -292,13 +262,13 @@ def cases_investigate(
     """Take a case: it becomes yours, under investigation."""
     from revbridge.services.recon import investigate_case
 
-    _, engine = _engine(config)
+    _, engine = open_engine(config)
     c = investigate_case(engine, case_id, actor=_actor(actor), note=note, now=_now())
     out.print(f"case {c.id}: {c.state} ({c.assignee})")
 
 
 @cases_app.command("resolve")
-@_disposing
+@disposing
 def cases_resolve(
     case_id: int,
     code: Annotated[str, typer.Option(help="corrected_in_erp, corrected_in_salesforce, ...")],
@@ -309,13 +279,13 @@ def cases_resolve(
     """Close a case as fixed, with a resolution code and a note."""
     from revbridge.services.recon import resolve_case
 
-    _, engine = _engine(config)
+    _, engine = open_engine(config)
     c = resolve_case(engine, case_id, actor=_actor(actor), code=code, note=note, now=_now())
     out.print(f"case {c.id}: {c.state} ({c.resolution_code})")
 
 
 @cases_app.command("accept")
-@_disposing
+@disposing
 def cases_accept(
     case_id: int,
     note: Annotated[str, typer.Option(help="Why the difference is accepted.")],
@@ -325,13 +295,13 @@ def cases_accept(
     """Close a case as a known, explained difference."""
     from revbridge.services.recon import accept_case
 
-    _, engine = _engine(config)
+    _, engine = open_engine(config)
     c = accept_case(engine, case_id, actor=_actor(actor), note=note, now=_now())
     out.print(f"case {c.id}: {c.state}")
 
 
 @app.command("signoff")
-@_disposing
+@disposing
 def signoff(
     period: Annotated[str, typer.Option(help="The month, YYYY-MM.")],
     role: Annotated[str, typer.Option("--as", help="preparer, then reviewer (someone else).")],
@@ -342,7 +312,7 @@ def signoff(
     """Sign a month off: first its preparer, then a different reviewer."""
     from revbridge.services.recon import sign_off
 
-    _, engine = _engine(config)
+    _, engine = open_engine(config)
     s = sign_off(engine, period=period, role=role, actor=_actor(actor), now=_now())
     if as_json:
         _print_json(asdict(s))
@@ -351,12 +321,12 @@ def signoff(
 
 
 @app.command("status")
-@_disposing
+@disposing
 def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Cases by state and age, the last runs, the sign-offs."""
     from revbridge.services.recon import recon_status
 
-    _, engine = _engine(config)
+    _, engine = open_engine(config)
     st = recon_status(engine, now=_now())
     if as_json:
         _print_json(asdict(st))

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, and_, or_, select, update
 from sqlalchemy.engine import Connection
@@ -449,6 +449,13 @@ def import_links(engine: Engine, path: Path, *, now: datetime, actor: str) -> Im
 # ---------------------------------------------------------------------- the review queue
 
 
+class OpenedReview(NamedTuple):
+    """The open review item (``id``), and whether it is news (``news``)."""
+
+    id: int
+    news: bool
+
+
 def open_review(
     conn: Connection,
     *,
@@ -463,41 +470,9 @@ def open_review(
     erp_value: Any = None,
     winner: str | None = None,
     score: float | None = None,
-) -> int:
-    """A new open item, or the open item of the same kind and subject brought up to date."""
-    review, _ = upsert_review(
-        conn,
-        kind=kind,
-        message=message,
-        now=now,
-        canonical_id=canonical_id,
-        sf_account_id=sf_account_id,
-        erp_customer_number=erp_customer_number,
-        attribute=attribute,
-        sf_value=sf_value,
-        erp_value=erp_value,
-        winner=winner,
-        score=score,
-    )
-    return review
-
-
-def upsert_review(
-    conn: Connection,
-    *,
-    kind: str,
-    message: str,
-    now: datetime,
-    canonical_id: str | None = None,
-    sf_account_id: str | None = None,
-    erp_customer_number: str | None = None,
-    attribute: str | None = None,
-    sf_value: Any = None,
-    erp_value: Any = None,
-    winner: str | None = None,
-    score: float | None = None,
-) -> tuple[int, bool]:
-    """``open_review``, and whether the item is news: a new open item, or an open item whose
+) -> OpenedReview:
+    """A new open item, or the open item of the same kind and subject brought up to date,
+    and whether it is news: a new open item, or an open item whose
     values (Salesforce's, the ERP's, the winner) changed. The same item reported again (each
     later version still carrying the value, each capture round before a write-back lands) is
     not news: its caller writes no new audit row for it."""
@@ -529,7 +504,7 @@ def upsert_review(
             enc["erp_value"],
             winner,
         )
-        return int(same.id), news
+        return OpenedReview(int(same.id), news)
     review = conn.execute(
         mdm_reviews.insert()
         .values(
@@ -544,7 +519,7 @@ def upsert_review(
         )
         .returning(mdm_reviews.c.id)
     ).scalar_one()
-    return int(review), True
+    return OpenedReview(int(review), True)
 
 
 def _eq(column: Any, value: Any) -> Any:
@@ -926,7 +901,7 @@ def apply_reported(
             sf_value, erp_value = (
                 (value, owner_value) if side == "salesforce" else (owner_value, value)
             )
-            review, news = upsert_review(
+            review, news = open_review(
                 conn,
                 kind="conflict",
                 canonical_id=canonical_id,
@@ -1104,7 +1079,7 @@ def reject_cycle(
         sf_account_id=sf_account_id,
         message=message,
         now=now,
-    )
+    ).id
     _audit(
         conn,
         now=now,

@@ -390,7 +390,7 @@ class MdmErp:
                     message=f"likely the existing ERP customer {proposal.erp_id}: "
                     f"score {proposal.score:.3f} ({proposal.evidence})",
                     now=self.clock.now(),
-                )
+                ).id
             held = {"id": review, "erp_customer_number": proposal.erp_id}
         raise Held(
             f"customer {sf} ({customer.name}) held for review {held['id']}: likely the "

@@ -57,7 +57,7 @@ def test_an_operator_releases_a_held_customer_through_the_api(hub: Hub) -> None:
             erp_value={"erp_system": "fake-erp"},
             message="likely the existing ERP customer N-5",
             now=NOW,
-        )
+        ).id
     queue = DeliveryQueue(ledger.engine)
     [claimed] = queue.claim(
         target="erp", worker_id="w", now=NOW, lease=timedelta(seconds=60), limit=10

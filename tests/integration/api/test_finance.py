@@ -81,7 +81,7 @@ def test_a_review_item_is_decided_by_an_operator(hub: Hub) -> None:
             erp_value={"erp_system": "netsuite", "erp_internal_id": "907"},
             message="name and address match at 0.93",
             now=now,
-        )
+        ).id
     listed = hub.client.get("/api/v1/customers/reviews", headers=hub.auth("viewer")).json()
     assert [r["id"] for r in listed] == [item]
     url = f"/api/v1/customers/reviews/{item}"

@@ -174,7 +174,7 @@ def test_review_decisions_are_audited_and_final(ledger: Ledger) -> None:
             erp_value={"erp_system": "netsuite", "erp_internal_id": "907"},
             message="likely",
             now=NOW,
-        )
+        ).id
     shown = mdm.decide_review(ledger.engine, review, approve=True, actor="ana", now=NOW, note="ok")
     assert shown["state"] == "approved"
     assert shown["decided_by"] == "ana"

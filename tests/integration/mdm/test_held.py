@@ -46,7 +46,7 @@ def _review(ledger: Ledger, n: int) -> int:
             erp_value={"erp_system": "fake-erp", "erp_entity": ""},
             message="likely the same",
             now=NOW,
-        )
+        ).id
 
 
 def _state(ledger: Ledger) -> dict[int, tuple[str, str | None, int]]:

@@ -4,8 +4,10 @@ schedule, and an ERP outage is reconciled once the circuit closes again."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -128,26 +130,30 @@ def test_a_pause_overlapping_a_circuit_outage_is_one_window_until_both_end(
     assert (due.start, due.end) == (date(2026, 11, 3), date(2026, 11, 7))
 
 
+async def _loop_until(
+    settings: Any, ledger: Ledger, at: datetime, done: Callable[[], bool]
+) -> None:
+    """The schedule loop beside a worker, its clock stopped at ``at``, until ``done``."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        recon_schedule_loop(settings, ledger.engine, stop, interval=timedelta(seconds=30),
+                            clock=lambda: at)
+    )  # fmt: skip
+    for _ in range(600):
+        await asyncio.sleep(0.05)
+        if done():
+            break
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)
+
+
 def test_the_worker_loop_runs_what_is_due_and_stops(ledger: Ledger, tmp_path: Path) -> None:
     """The loop beside the worker runs the due reconciliations through the configured
     read-back (the fakes here) and ends when the worker stops."""
     settings = parse_config({"store": {"url": str(ledger.engine.url)}}, None, tmp_path)
     at = datetime(2026, 11, 1, 4, tzinfo=UTC)
 
-    async def scenario() -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(
-            recon_schedule_loop(settings, ledger.engine, stop, interval=timedelta(seconds=30),
-                                clock=lambda: at)
-        )  # fmt: skip
-        for _ in range(600):
-            await asyncio.sleep(0.05)
-            if len(_runs(ledger)) == 2:
-                break
-        stop.set()
-        await asyncio.wait_for(task, timeout=10)
-
-    asyncio.run(scenario())
+    asyncio.run(_loop_until(settings, ledger, at, lambda: len(_runs(ledger)) == 2))
     assert [(r[0], r[1]) for r in _runs(ledger)] == [
         ("nightly", date(2026, 10, 31)),
         ("monthly", date(2026, 10, 1)),
@@ -192,21 +198,8 @@ def test_a_failed_scheduled_run_is_logged_with_its_scope_and_period(
 
     monkeypatch.setattr(recon_services, "default_reconciler", lambda s, e: reconciler)
 
-    async def scenario() -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(
-            recon_schedule_loop(settings, ledger.engine, stop, interval=timedelta(seconds=30),
-                                clock=lambda: at)
-        )  # fmt: skip
-        for _ in range(600):
-            await asyncio.sleep(0.05)
-            if _runs(ledger):
-                break
-        stop.set()
-        await asyncio.wait_for(task, timeout=10)
-
     with structlog.testing.capture_logs() as logs:
-        asyncio.run(scenario())
+        asyncio.run(_loop_until(settings, ledger, at, lambda: bool(_runs(ledger))))
     failed = [e for e in logs if e["event"] == "recon_run_failed"]
     assert failed == [
         {
