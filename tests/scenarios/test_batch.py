@@ -406,3 +406,127 @@ def test_a_class_the_import_files_do_not_take_is_delivered_record_by_record(
     assert all(erp.count("invoice", e["source_id"]) == 1 for e in invoices)
     assert worker.stats.dead_lettered == 0
     assert erp.calls["create_invoice"] == len(invoices)
+
+
+def _states(ledger: Ledger, event_type: str) -> dict[str, tuple[str, str | None]]:
+    with ledger.engine.connect() as conn:
+        return {
+            r.source_id: (r.state, r.last_error)
+            for r in conn.execute(
+                select(events.c.source_id, deliveries.c.state, deliveries.c.last_error)
+                .join(deliveries, deliveries.c.event_id == events.c.id)
+                .where(events.c.type == event_type)
+            )
+        }
+
+
+def test_a_batch_item_whose_payload_no_longer_decodes_is_dead_lettered_and_the_file_goes(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """One stored payload that this version's rules refuse (changed in the ledger by hand):
+    that item goes to the dead-letter queue with why, as on the real-time route, and the
+    file carries the others. It used to crash the batch run with every item in flight."""
+    erp = FakeErp()
+    worker, envs, clock = _setup(ledger, tmp_path, erp, n=200, seed=9)
+    revenue = [e for e in envs if e["type"] == "revenue.recognized"]
+    bad = revenue[1]["source_id"]
+    with ledger.engine.begin() as conn:
+        (payload,) = conn.execute(select(events.c.payload).where(events.c.source_id == bad)).one()
+        data = json.loads(payload)
+        data["period"] = "last month"
+        conn.execute(
+            events.update().where(events.c.source_id == bad).values(payload=json.dumps(data))
+        )
+    asyncio.run(worker.run_until_idle())
+    report = asyncio.run(worker.batch.run("revenue.recognized", now=clock.now(), force=True))  # type: ignore[union-attr]
+    states = _states(ledger, "revenue.recognized")
+    state, reason = states.pop(bad)
+    assert state == "dead_letter"
+    assert reason is not None
+    assert "stored payload no longer decodes" in reason
+    assert "period" in reason
+    assert {s for s, _ in states.values()} == {"delivered"}
+    assert (report.failed, report.delivered) == (1, len(revenue) - 1)
+    assert report.error is not None
+    assert "no longer decodes" in report.error
+    assert all(erp.count("journal", e["source_id"]) == 1 for e in revenue if e["source_id"] != bad)
+
+
+def test_a_file_the_system_refuses_as_a_whole_is_dead_lettered_not_retried_nightly(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """The ERP answers that it refuses the whole file (a terminal error, not an outage):
+    the same file would be refused every night until the items' attempts ran out. Its items
+    go to the dead-letter queue with why; the circuit stays closed (the system answered);
+    the alert says what to do; a replay once the cause is fixed delivers each once."""
+    from revbridge.engine.alerts import _batch_failed_body
+    from revbridge.services.operations import replay
+
+    erp = FakeErp()
+    worker, envs, clock = _setup(ledger, tmp_path, erp, n=200, seed=9)
+    revenue = [e for e in envs if e["type"] == "revenue.recognized"]
+    asyncio.run(worker.run_until_idle())
+    erp.faults.terminal_next = 1
+    report = asyncio.run(worker.batch.run("revenue.recognized", now=clock.now(), force=True))  # type: ignore[union-attr]
+    assert (report.failed, report.retried, report.delivered) == (len(revenue), 0, 0)
+    states = _states(ledger, "revenue.recognized")
+    assert {s for s, _ in states.values()} == {"dead_letter"}
+    assert all("refused as a whole" in (why or "") for _, why in states.values())
+    breaker = worker.targets["erp"].breaker
+    assert (breaker.state, breaker.consecutive_failures) == ("closed", 0)
+    with ledger.engine.connect() as conn:
+        row = conn.execute(select(batches).where(batches.c.id == report.batch_id)).one()
+    assert row.state == "failed"
+    body = _batch_failed_body("revenue.recognized", row.id, row.state, row.summary)
+    assert f"{len(revenue)} item(s) were dead-lettered" in body
+    assert "dlq replay --all --type revenue.recognized" in body
+    n = replay(
+        ledger.engine,
+        now=clock.now(),
+        actor="t",
+        reason="import mapping fixed",
+        event_type="revenue.recognized",
+    )
+    assert n == len(revenue)
+    asyncio.run(worker.batch.run("revenue.recognized", now=clock.now(), force=True))  # type: ignore[union-attr]
+    assert all(erp.count("journal", e["source_id"]) == 1 for e in revenue)
+    assert erp.duplicates() == {}
+
+
+def test_a_superseded_customer_in_a_record_by_record_batch_is_written_at_once(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """A nightly customer class on an ERP whose import files do not take customers goes
+    record by record. An older version of a customer whose newer one is already there is
+    marked superseded in the same run; it used to be dropped from the round's outcomes and
+    stay in flight until its lease ran out."""
+    from revbridge.engine.ports import Capabilities
+
+    caps = Capabilities(
+        name="fake-erp", concurrency_limit=8, batch_formats=("jsonl",), batch_kinds=frozenset()
+    )
+    erp = FakeErp(capabilities=caps)
+    worker, _, clock = _setup(ledger, tmp_path, erp, n=0)
+
+    def ingest(*accounts: dict) -> None:
+        lines = [json.dumps(a).encode() for a in accounts]
+        ingest_lines(ledger, lines, policy=build_policy(), origin="t", clock=clock)
+
+    ingest(_account(2, "New Name"))
+    asyncio.run(worker.batch.run("customer.upserted", now=clock.now(), force=True))  # type: ignore[union-attr]
+    other = _account(1, "Another") | {"source_id": "001000000000043AAA"}
+    other["data"] = other["data"] | {"customer_id": "001000000000043AAA"}
+    ingest(_account(1, "Old Name"), other)  # the older version arrives late
+    report = asyncio.run(worker.batch.run("customer.upserted", now=clock.now(), force=True))  # type: ignore[union-attr]
+    assert (report.superseded, report.delivered) == (1, 1)
+    from revbridge.store.schema import attempts
+
+    with ledger.engine.connect() as conn:
+        states = sorted(
+            r.state
+            for r in conn.execute(select(deliveries.c.state).where(deliveries.c.target == "erp"))
+        )
+        outcomes = sorted(o for (o,) in conn.execute(select(attempts.c.outcome)))
+    assert states == ["delivered"] * 3  # a superseded version is done: nothing in flight
+    assert outcomes.count("superseded") == 1
+    assert sorted(c["name"] for c in erp.customers()) == ["Another", "New Name"]

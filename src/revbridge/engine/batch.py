@@ -269,6 +269,7 @@ class BatchRunner:
             # run` has no next claim to carry them).
             stats = self.worker.stats
             before = (stats.delivered, stats.dead_lettered, stats.retried, stats.parked)
+            self.worker.flush_outcomes()  # the superseded ones above: a round starts afresh
             await self.worker.deliver_round(target, claimed)
             self.worker.write_outcomes(target_name)
             report.delivered += stats.delivered - before[0]
@@ -279,8 +280,7 @@ class BatchRunner:
         pending: list[tuple[Claimed, EventData, str, dict[str, str]]] = []
         in_batch: set[str] = {c.subject_ref for c in claimed}
         unanswered: TransientError | None = None  # a look-up failed: the system is not answering
-        for c in claimed:
-            data = decode_payload(et, c.payload)
+        for c, data in self._decoded(et, claimed, report):
             plan = plan_for(data, c.idempotency_key)
             refs = self.queue.resolve(target_name, plan.needs)
             missing = [r for r in plan.needs if r not in refs and r not in in_batch]
@@ -346,6 +346,22 @@ class BatchRunner:
         self.worker.count_call(target, event_type, "batch")
         try:
             outcomes = {o.external_ref: o for o in await port.submit_batch(kind, content, manifest)}
+        except (TerminalError, DomainError) as exc:  # the system refused the file as a whole
+            # It answered (it is up), and the same file would be refused again: every item
+            # goes to the dead-letter queue with why, to be replayed once the cause is fixed,
+            # instead of retrying night after night until its attempts run out.
+            target.breaker.record_success()
+            error = f"batch {batch_id} refused as a whole: {exc}"
+            for c, *_ in pending:
+                self.worker.record_dead(c, error)
+                self._item(batch_id, c.event_id, "failed", None, str(exc))
+            report.failed += len(pending)
+            report.why(error)
+            self.worker.flush_outcomes()
+            self._finish_batch(
+                batch_id, "failed", now, {"error": str(exc), "dead_lettered": len(pending)}
+            )
+            return report
         except Exception as exc:  # the whole submission failed: every item retries
             # One failed call, one failure for the circuit, whatever the file's size: a
             # failed nightly file of 500 records is not 500 failures of the system.
@@ -383,6 +399,23 @@ class BatchRunner:
         state = "completed" if report.failed == 0 and report.retried == 0 else "partial"
         self._finish_batch(batch_id, state, now, report.as_dict())
         return report
+
+    def _decoded(
+        self, et: EventType, claimed: Sequence[Claimed], report: BatchReport
+    ) -> list[tuple[Claimed, EventData]]:
+        """The claimed items with their payloads; one whose stored payload no longer decodes
+        (accepted under older rules, or changed in the ledger by hand) is dead-lettered with
+        why, as on the real-time route, and does not stop the file."""
+        decoded: list[tuple[Claimed, EventData]] = []
+        for c in claimed:
+            try:
+                decoded.append((c, decode_payload(et, c.payload)))
+            except (ValueError, DomainError) as exc:  # pydantic's ValidationError included
+                error = f"terminal: the stored payload no longer decodes: {exc}"
+                self.worker.record_dead(c, error)
+                report.why(error)
+                report.failed += 1
+        return decoded
 
     async def _screen(
         self,
@@ -431,8 +464,7 @@ class BatchRunner:
         rest: list[Claimed] = []
         groups: dict[str, list[tuple[Claimed, EventData, str]]] = defaultdict(list)
         kind: RecordKind | None = None
-        for c in claimed:
-            data = decode_payload(et, c.payload)
+        for c, data in self._decoded(et, claimed, report):
             plan = plan_for(data, c.idempotency_key)
             kind = plan.kind
             try:
