@@ -1072,24 +1072,28 @@ def reject_cycle(
 ) -> str:
     """Queue the cycle for review and return the message the delivery is refused with."""
     message = f"customer hierarchy cycle rejected: {describe_cycle(tuple(cycle))}"
-    review = open_review(
+    opened = open_review(
         conn,
         kind="cycle",
         canonical_id=canonical_id,
         sf_account_id=sf_account_id,
         message=message,
         now=now,
-    ).id
-    _audit(
-        conn,
-        now=now,
-        actor="mdm",
-        action="mdm_cycle_rejected",
-        entity_id=canonical_id,
-        reason=message,
-        details={"cycle": list(cycle), "review": review},
+        # Salesforce's value refused: the parent that closes the cycle. Another parent is
+        # news; the same one again (each later version of the Account) is not.
+        sf_value=cycle[1] if len(cycle) > 1 else None,
     )
-    return f"{message} (review {review})"
+    if opened.news:  # each later version with the same parent is refused, not re-audited
+        _audit(
+            conn,
+            now=now,
+            actor="mdm",
+            action="mdm_cycle_rejected",
+            entity_id=canonical_id,
+            reason=message,
+            details={"cycle": list(cycle), "review": opened.id},
+        )
+    return f"{message} (review {opened.id})"
 
 
 def hierarchy(engine: Engine) -> dict[str, str | None]:

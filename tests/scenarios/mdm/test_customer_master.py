@@ -106,6 +106,17 @@ def test_reparenting_propagates_and_a_cycle_is_refused_by_name(ledger: Ledger) -
     assert acc(3) in item["message"]
     by_ref = {c["external_ref"]: c for c in hub.erp.customers()}
     assert by_ref[acc(3)]["parent"] is None  # the ERP never saw the cycle
+    # The same cycle again (the next edit of C keeps its parent): refused again, in the same
+    # review, and audited once; a different cycle is news.
+    hub.send(customer(3, "C Corp.", parent=1, version=3))
+    hub.run()
+    assert hub.states("customer.upserted")[f"{acc(3)}@v3"] == "dead_letter"
+    assert len(mdm.list_reviews(ledger.engine, kind="cycle")) == 1
+    with ledger.engine.connect() as conn:
+        audited = conn.execute(
+            select(audit_log.c.reason).where(audit_log.c.action == "mdm_cycle_rejected")
+        ).all()
+    assert len(audited) == 1
 
 
 def test_an_invoice_never_finds_its_customer_by_name(ledger: Ledger) -> None:
