@@ -2,8 +2,8 @@
 
 Found through ``--config``, then ``REVBRIDGE_CONFIG``, then ``./revbridge.toml``; with none of
 these, the embedded default applies (a SQLite ledger in the current folder). Relative paths
-in the file resolve against the file's own folder. A bad file fails at load with a
-``ConfigError`` that names the file, the key and the reason.
+in the file resolve against the file's own folder. A bad file fails at load with one
+``ConfigError`` that names the file and, for every problem in it, the key and the reason.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -21,7 +21,9 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from revbridge.core.events import EventType
 from revbridge.core.policy import (
@@ -30,6 +32,7 @@ from revbridge.core.policy import (
     Pattern,
     RoutingPolicy,
     build_policy,
+    check_classification,
     check_cron,
 )
 from revbridge.errors import ConfigError, DomainError
@@ -37,6 +40,8 @@ from revbridge.errors import ConfigError, DomainError
 CONFIG_ENV = "REVBRIDGE_CONFIG"
 DEFAULT_FILE = "revbridge.toml"
 DEFAULT_STORE_URL = "sqlite:///revbridge.db"
+
+_M = TypeVar("_M", bound="BaseModel")
 
 
 def _fault_spec(spec: str) -> str:
@@ -74,6 +79,12 @@ class EventPolicySection(_Strict):
             except DomainError as exc:
                 raise ValueError(str(exc)) from exc
         return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        # Checked here, with the rest of the file, so that every problem is reported at once.
+        check_classification(self.pattern, self.schedule, self.rationale)
+        return self
 
 
 class PolicySection(_Strict):
@@ -309,45 +320,74 @@ def _key(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc if part != "[key]") or "(top level)"
 
 
+def _problem(error: ErrorDetails) -> tuple[str, str]:
+    """One pydantic error as the key it is about and the reason, in the file's own terms."""
+    reason = error["msg"]
+    if error["type"] == "value_error":  # our own checks' message, without pydantic's prefix
+        reason = str(error.get("ctx", {}).get("error") or reason.removeprefix("Value error, "))
+    if error["type"] == "extra_forbidden":
+        reason = "unknown key"
+    elif error["type"] == "missing":
+        reason = "missing: this key is required"
+    elif error["type"] == "enum" and "events" in error["loc"]:
+        reason = f"unknown event type; known: {', '.join(t.value for t in EventType)}"
+    return _key(error["loc"]), reason
+
+
+def _section(model: type[_M], data: dict[str, Any], name: str) -> _M | None:
+    """One table of the file on its own, or None where it has problems of its own."""
+    try:
+        return model.model_validate(data.get(name, {}))
+    except ValidationError:
+        return None
+
+
+def _routing_policy(section: PolicySection) -> RoutingPolicy:
+    overrides = {
+        event_type: EventPolicy(
+            type=event_type,
+            pattern=entry.pattern,
+            schedule=entry.schedule,
+            rationale=entry.rationale,
+        )
+        for event_type, entry in section.events.items()
+    }
+    return build_policy(overrides, section.cash_handled_in)
+
+
+def _across_tables(erp: ErpSection, policy: RoutingPolicy) -> list[tuple[str, str]]:
+    """Problems of settings that are each valid but do not go together."""
+    if (
+        erp.kind == "netsuite"
+        and erp.netsuite.revenue_posting == "summarized"
+        and policy.for_type(EventType.REVENUE_RECOGNIZED).pattern is Pattern.REALTIME
+    ):
+        return [
+            (
+                "erp.netsuite.revenue_posting",
+                "summarized revenue is posted by the batch route: classify revenue.recognized "
+                'as batch (policy.events."revenue.recognized")',
+            )
+        ]
+    return []
+
+
 def parse_config(data: dict[str, Any], path: Path | None, base_dir: Path) -> Settings:
+    """Validate the file's data; a bad file raises one ``ConfigError`` naming every problem."""
     where = str(path) if path else "(built-in defaults)"
     try:
         raw = FileConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        reason = first["msg"]
-        if first["type"] == "value_error":  # our own checks' message, without pydantic's prefix
-            reason = str(first.get("ctx", {}).get("error") or reason.removeprefix("Value error, "))
-        if first["type"] == "extra_forbidden":
-            reason = "unknown key"
-        elif first["type"] == "missing":
-            reason = "missing: this key is required"
-        elif first["type"] == "enum" and "events" in first["loc"]:
-            reason = f"unknown event type; known: {', '.join(t.value for t in EventType)}"
-        raise ConfigError(where, _key(first["loc"]), reason) from exc
-    overrides: dict[EventType, EventPolicy] = {}
-    for event_type, section in raw.policy.events.items():
-        try:
-            overrides[event_type] = EventPolicy(
-                type=event_type,
-                pattern=section.pattern,
-                schedule=section.schedule,
-                rationale=section.rationale,
-            )
-        except DomainError as exc:
-            raise ConfigError(where, f"policy.events.{event_type.value}", str(exc)) from exc
-    policy = build_policy(overrides, raw.policy.cash_handled_in)
-    if (
-        raw.erp.kind == "netsuite"
-        and raw.erp.netsuite.revenue_posting == "summarized"
-        and policy.for_type(EventType.REVENUE_RECOGNIZED).pattern is Pattern.REALTIME
-    ):
-        raise ConfigError(
-            where,
-            "erp.netsuite.revenue_posting",
-            "summarized revenue is posted by the batch route: classify revenue.recognized "
-            'as batch (policy.events."revenue.recognized")',
-        )
+        problems = [_problem(error) for error in exc.errors()]
+        # The tables a check across tables reads may be valid even where others are not.
+        erp, events = _section(ErpSection, data, "erp"), _section(PolicySection, data, "policy")
+        if erp is not None and events is not None:
+            problems += _across_tables(erp, _routing_policy(events))
+        raise ConfigError.of(where, problems) from exc
+    policy = _routing_policy(raw.policy)
+    problems = _across_tables(raw.erp, policy)
+    if problems:
+        raise ConfigError.of(where, problems)
     return Settings(
         path=path,
         base_dir=base_dir,

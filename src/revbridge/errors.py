@@ -3,7 +3,7 @@
 ::
 
     RevbridgeError
-    ├── ConfigError            bad revbridge.toml: names the file, the key and the reason
+    ├── ConfigError            bad revbridge.toml: names the file, and each key and reason
     ├── UsageError             an operator command was given a value it cannot use
     ├── DomainError            a business rule was broken (never retried)
     │   ├── InvalidMoney       bad currency, over-precise amount, mixed currencies
@@ -21,6 +21,7 @@ Third-party errors are translated once, at the boundary, with ``raise ... from e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 
@@ -29,13 +30,28 @@ class RevbridgeError(Exception):
 
 
 class ConfigError(RevbridgeError):
-    """The configuration is invalid. The message names the file, the key and the reason."""
+    """The configuration is invalid. The message names the file and, for every problem found
+    (``problems``: all of them at once, not only the first), the key and the reason; ``key``
+    and ``reason`` are the first problem's."""
 
-    def __init__(self, path: str, key: str, reason: str) -> None:
+    def __init__(
+        self, path: str, key: str, reason: str, *, more: Sequence[tuple[str, str]] = ()
+    ) -> None:
         self.path = path
         self.key = key
         self.reason = reason
-        super().__init__(f"{path}: {key}: {reason}")
+        self.problems: tuple[tuple[str, str], ...] = ((key, reason), *more)
+        if more:
+            listed = "".join(f"\n  {k}: {r}" for k, r in self.problems)
+            super().__init__(f"{path}: {len(self.problems)} problems{listed}")
+        else:
+            super().__init__(f"{path}: {key}: {reason}")
+
+    @classmethod
+    def of(cls, path: str, problems: Sequence[tuple[str, str]]) -> ConfigError:
+        """One error for all of ``problems`` (``(key, reason)`` pairs, at least one)."""
+        (key, reason), *more = problems
+        return cls(path, key, reason, more=more)
 
 
 class UsageError(RevbridgeError, ValueError):

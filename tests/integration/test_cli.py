@@ -1,11 +1,12 @@
 """The revbridge command as a user runs it, on the embedded default."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
-from revbridge.cli.main import app
+from revbridge.cli.main import app, main
 from revbridge.core.events import EventType
 from tests.integration.conftest import run_json, runner
 
@@ -64,6 +65,29 @@ def test_a_bad_config_is_one_clear_line_not_a_traceback(workdir: Path) -> None:
     assert result.exit_code != 0
     assert isinstance(result.exception, Exception)
     assert "store.urll: unknown key" in str(result.exception)
+
+
+def test_a_config_with_several_problems_prints_each_on_its_own_line(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every problem at once, a line each (key and reason), printed as written: a key in
+    brackets is text, not console markup."""
+    (workdir / "revbridge.toml").write_text(
+        '[store]\nurll = "x"\n"[x]" = 1\n\n[engine]\nmax_attempts = 0\n'
+    )
+    monkeypatch.setattr(sys, "argv", ["revbridge", "status"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    said = capsys.readouterr().err
+    assert "Traceback" not in said
+    lines = [line.strip() for line in said.splitlines()]
+    assert lines[0] == f"error: {workdir / 'revbridge.toml'}: 3 problems"
+    assert lines[1:] == [
+        "store.urll: unknown key",
+        "store.[x]: unknown key",
+        "engine.max_attempts: Input should be greater than or equal to 1",
+    ]
 
 
 def test_the_fake_orgs_changes_are_captured_and_delivered(workdir: Path) -> None:

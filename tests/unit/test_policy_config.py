@@ -130,3 +130,61 @@ def test_summarized_netsuite_revenue_needs_revenue_to_be_a_batch_class(tmp_path:
     )
     with pytest.raises(ConfigError, match=r"erp\.netsuite\.revenue_posting.*batch"):
         load_settings(bad)
+
+
+def test_every_problem_in_a_config_file_is_reported_at_once(tmp_path: Path) -> None:
+    """A file with several bad settings names each, with its key and reason, in one error:
+    the user fixes them all in one go instead of one per run."""
+    path = _write(
+        tmp_path,
+        "[store]\nurll = 'sqlite:///x.db'\n\n"
+        "[engine]\nmax_attempts = 0\nlease_s = 'long'\n\n"
+        '[policy.events."gl.posted"]\npattern = "batch"\nrationale = "nightly"\n',
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    error = info.value
+    assert error.path == str(path)
+    assert [key for key, _ in error.problems] == [
+        "store.urll",
+        "policy.events.gl.posted",
+        "engine.lease_s",
+        "engine.max_attempts",
+    ]
+    reasons = dict(error.problems)
+    assert reasons["store.urll"] == "unknown key"
+    assert reasons["policy.events.gl.posted"] == "a batch event type needs a cron schedule"
+    assert "valid number" in reasons["engine.lease_s"]
+    assert "greater than or equal to 1" in reasons["engine.max_attempts"]
+    # One message, a line per problem: the file first, then each key and its reason.
+    assert str(error).splitlines() == [
+        f"{path}: 4 problems",
+        *(f"  {key}: {reason}" for key, reason in error.problems),
+    ]
+
+
+def test_a_check_across_tables_is_reported_with_the_other_problems(tmp_path: Path) -> None:
+    """Summarized NetSuite revenue with revenue.recognized in real time is reported beside a
+    problem elsewhere in the file, not only once that one is fixed."""
+    path = _write(
+        tmp_path,
+        "[store]\nurll = 'sqlite:///x.db'\n\n"
+        "[erp]\nkind = 'netsuite'\n\n[erp.netsuite]\nrevenue_posting = 'summarized'\n\n"
+        '[policy.events."revenue.recognized"]\npattern = "realtime"\nrationale = "at once"\n',
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert [key for key, _ in info.value.problems] == [
+        "store.urll",
+        "erp.netsuite.revenue_posting",
+    ]
+
+
+def test_a_single_problem_stays_one_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[engine]\nmax_attempts = 0\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(info.value) == (
+        f"{path}: engine.max_attempts: Input should be greater than or equal to 1"
+    )
+    assert info.value.problems == ((info.value.key, info.value.reason),)

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
@@ -1007,7 +1008,9 @@ def main() -> None:
     try:
         app()
     except RevbridgeError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        # Text, not markup (a key in brackets is printed as is), and not cut at the console's
+        # width: a problem per line, each path whole.
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         if os.environ.get("REVBRIDGE_DEBUG"):
             raise
         sys.exit(2)

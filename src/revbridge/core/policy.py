@@ -42,14 +42,23 @@ class EventPolicy:
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        if self.pattern is Pattern.BATCH:
-            if not self.schedule:
-                raise DomainError(f"{self.type}: a batch event type needs a cron schedule")
-            check_cron(self.schedule)
-        elif self.schedule:
-            raise DomainError(f"{self.type}: a real-time event type takes no schedule")
-        if not self.rationale.strip():
-            raise DomainError(f"{self.type}: the classification needs a one-line rationale")
+        try:
+            check_classification(self.pattern, self.schedule, self.rationale)
+        except DomainError as exc:
+            raise DomainError(f"{self.type}: {exc}") from None
+
+
+def check_classification(pattern: Pattern, schedule: str | None, rationale: str) -> None:
+    """Raise ``DomainError`` saying what a classification lacks: a batch class needs a cron
+    schedule, a real-time one takes none, and each needs a one-line rationale."""
+    if pattern is Pattern.BATCH:
+        if not schedule:
+            raise DomainError("a batch event type needs a cron schedule")
+        check_cron(schedule)
+    elif schedule:
+        raise DomainError("a real-time event type takes no schedule")
+    if not rationale.strip():
+        raise DomainError("the classification needs a one-line rationale")
 
 
 def check_cron(expression: str) -> str:

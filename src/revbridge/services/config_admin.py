@@ -89,7 +89,7 @@ def _commit(
         try:
             load_settings(candidate, cwd=path.parent)
         except ConfigError as exc:
-            raise ConfigError(str(path), exc.key, exc.reason) from exc
+            raise ConfigError.of(str(path), exc.problems) from exc
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
