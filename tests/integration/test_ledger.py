@@ -86,6 +86,39 @@ def test_same_key_with_a_different_payload_is_quarantined_as_a_conflict(ledger: 
     assert "INV-TAMPERED" in rows[0]["raw"]
 
 
+def test_an_envelope_naming_another_record_than_it_carries_is_quarantined(
+    ledger: Ledger,
+) -> None:
+    """An invoice.posted whose source_id is not its invoice's id is refused at ingest like
+    any bad line: quarantined with its line and reason; nothing of it is stored or queued."""
+    envs = [e for e in generate_events(40, seed=6) if e["type"] != "invoice.posted"][:5]
+    invoice = next(e for e in generate_events(40, seed=6) if e["type"] == "invoice.posted")
+    wrong = json.loads(json.dumps(invoice))
+    wrong["source_id"] = "a0X000000000999AAA"
+    result = ingest_lines(
+        ledger,
+        _lines([*envs[:2], wrong, *envs[2:]]),
+        policy=build_policy(),
+        origin="mixed.jsonl",
+        clock=ManualClock(NOW),
+    )
+    assert result.as_dict() == {"accepted": 5, "duplicates": 0, "conflicts": 0, "rejected": 1}
+    [row] = ledger.list_quarantine()
+    assert (row["origin"], row["line_no"], row["reason_code"]) == (
+        "mixed.jsonl",
+        3,
+        "schema_violation",
+    )
+    assert row["reason"].startswith("source_id: 'a0X000000000999AAA' is not data.invoice_id")
+    assert row["event_type"] == "invoice.posted"
+    with ledger.engine.connect() as conn:
+        stored = set(conn.execute(select(events.c.source_id)).scalars())
+        subjects = set(conn.execute(select(events.c.subject_ref)).scalars())
+    assert "a0X000000000999AAA" not in stored
+    assert f"invoice:{invoice['data']['invoice_id']}" not in subjects
+    assert _count(ledger, deliveries) == 5
+
+
 def test_bad_lines_never_stop_the_file_and_land_in_quarantine(
     ledger: Ledger, tmp_path: Path
 ) -> None:

@@ -15,6 +15,7 @@ from revbridge.core.events import (
     RevenueRecognized,
     check_journal,
 )
+from revbridge.core.sfid import make_id
 from revbridge.errors import UnbalancedJournal
 from revbridge.generate import generate_events
 
@@ -107,6 +108,62 @@ def test_bad_input_is_rejected_with_what_where_and_why(
     got_code, reason = _reject(_invoice(**change))
     assert got_code == code
     assert fragment in reason
+
+
+def _one_of_each_type() -> dict[str, dict[str, Any]]:
+    firsts: dict[str, dict[str, Any]] = {}
+    for env in generate_events(200, seed=5):
+        firsts.setdefault(env["type"], json.loads(json.dumps(env)))
+    assert set(firsts) == {t.value for t in EventType}
+    return firsts
+
+
+@pytest.mark.parametrize(
+    ("event_type", "field"),
+    [
+        ("customer.upserted", "customer_id"),
+        ("invoice.posted", "invoice_id"),
+        ("payment.received", "payment_id"),
+        ("credit_memo.issued", "credit_memo_id"),
+        ("revenue.recognized", "schedule_entry_id"),
+        ("gl.posted", "erp_journal_id"),
+    ],
+)
+def test_a_source_id_that_is_not_the_id_of_the_record_carried_is_refused(
+    event_type: str, field: str
+) -> None:
+    """An envelope naming one record and carrying another is bad input, refused when it is
+    read (quarantined), never stored to be delivered under the wrong name."""
+    env = _one_of_each_type()[event_type]
+    record = env["data"][field]
+    env["source_id"] = "a0X000000000999AAA"
+    code, reason = _reject(env)
+    assert code == "schema_violation"
+    assert reason == (
+        f"source_id: 'a0X000000000999AAA' is not data.{field} {record!r}, the record this "
+        f"{event_type} carries; an envelope's source_id is its record's id"
+    )
+
+
+def test_a_salesforce_id_in_its_15_character_form_names_the_same_record() -> None:
+    env = _invoice()
+    env["data"]["invoice_id"] = make_id("a0X", 1)  # a0X000000000001EAA
+    env["source_id"] = make_id("a0X", 1)[:15]
+    assert decode_obj(env).source_id == "a0X000000000001"
+    env["source_id"] = make_id("a0x", 1)[:15]  # the other record: 15 characters are exact
+    assert "is not data.invoice_id" in _reject(env)[1]
+
+
+@pytest.mark.parametrize(
+    "event_type", ["customer.credit_status_changed", "erp.payment.received", "reporting.refreshed"]
+)
+def test_the_erp_keys_its_own_envelopes(event_type: str) -> None:
+    """The ERP's captures key a credit status, a payment and a refresh by the ERP's own
+    record (an internal id, ``credit:<number>``, ``payment:<internal id>``), not by an id in
+    the payload: those envelopes are accepted as they come."""
+    env = _one_of_each_type()[event_type]
+    env["source_id"] = "credit:4077"
+    assert decode_obj(env).source_id == "credit:4077"
 
 
 def test_invalid_json_has_its_own_code() -> None:

@@ -21,6 +21,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Literal, Protocol
 
+from revbridge.core import sfid
 from revbridge.core.money import check_amount, minor_unit
 from revbridge.errors import InvalidEvent, InvalidMoney, UnbalancedJournal
 
@@ -577,6 +578,18 @@ class Event:
         )
         for name in ("source", "source_id", "source_version"):
             _require(bool(getattr(self, name)), f"{name}: must not be empty")
+        field = SPECS[self.type].record_id
+        if field is not None:
+            record_id = getattr(self.data, field)
+            _require(
+                _same_record(self.source_id, record_id),
+                "source_id: {!r} is not data.{} {!r}, the record this {} carries; an "
+                "envelope's source_id is its record's id",
+                self.source_id,
+                field,
+                record_id,
+                self.type,
+            )
         if not self.idempotency_key:
             key = derive_idempotency_key(
                 self.source, self.type, self.source_id, self.source_version
@@ -603,11 +616,25 @@ class Event:
         return self.data.depends_on()
 
 
+def _same_record(source_id: str, record_id: str) -> bool:
+    """The same id, or the same Salesforce record in its 15- and 18-character forms."""
+    if source_id == record_id:
+        return True
+    try:
+        return sfid.to_18(source_id) == sfid.to_18(record_id)
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class EventSpec:
+    """``record_id``: the payload field naming the record the envelope's ``source_id`` must
+    name too, or None where the source keys its envelopes otherwise."""
+
     payload: type[EventData]
     direction: Direction
     summary: str
+    record_id: str | None = None
 
 
 def _invoice_refs(applications: tuple[Application, ...]) -> tuple[str, ...]:
@@ -615,21 +642,38 @@ def _invoice_refs(applications: tuple[Application, ...]) -> tuple[str, ...]:
 
 
 _TO_ERP, _TO_SF = Direction.TO_ERP, Direction.TO_SALESFORCE
+# A Salesforce record's envelope names it (``source_id`` is its id); so does a GL journal's.
+# The ERP's other captures key their envelopes by the ERP's own record, which is not the id
+# in the payload: a credit status by the ERP's internal customer id (the customer master links
+# by it) or ``credit:<number>``, a payment by ``payment:<internal id>`` on the fake ERP (its
+# ``erp_payment_id`` is the receipt's reference); a reporting refresh carries many customers.
 SPECS: dict[EventType, EventSpec] = {
     EventType.CUSTOMER_UPSERTED: EventSpec(
-        CustomerUpserted, _TO_ERP, "A Salesforce Account created or changed: the ERP customer."
+        CustomerUpserted,
+        _TO_ERP,
+        "A Salesforce Account created or changed: the ERP customer.",
+        "customer_id",
     ),
     EventType.INVOICE_POSTED: EventSpec(
-        InvoicePosted, _TO_ERP, "A posted Salesforce invoice: the ERP AR invoice."
+        InvoicePosted, _TO_ERP, "A posted Salesforce invoice: the ERP AR invoice.", "invoice_id"
     ),
     EventType.PAYMENT_RECEIVED: EventSpec(
-        PaymentReceived, _TO_ERP, "Cash handled in Salesforce: the ERP cash receipt, applied."
+        PaymentReceived,
+        _TO_ERP,
+        "Cash handled in Salesforce: the ERP cash receipt, applied.",
+        "payment_id",
     ),
     EventType.CREDIT_MEMO_ISSUED: EventSpec(
-        CreditMemoIssued, _TO_ERP, "A Salesforce credit memo: reduces AR in the ERP, applied."
+        CreditMemoIssued,
+        _TO_ERP,
+        "A Salesforce credit memo: reduces AR in the ERP, applied.",
+        "credit_memo_id",
     ),
     EventType.REVENUE_RECOGNIZED: EventSpec(
-        RevenueRecognized, _TO_ERP, "A revenue schedule entry: a GL journal entry in the ERP."
+        RevenueRecognized,
+        _TO_ERP,
+        "A revenue schedule entry: a GL journal entry in the ERP.",
+        "schedule_entry_id",
     ),
     EventType.ERP_PAYMENT_RECEIVED: EventSpec(
         ErpPaymentReceived, _TO_SF, "Cash handled in the ERP: Salesforce invoice balance, status."
@@ -638,7 +682,10 @@ SPECS: dict[EventType, EventSpec] = {
         CustomerCreditStatusChanged, _TO_SF, "Credit hold, limit or terms: the Salesforce Account."
     ),
     EventType.GL_POSTED: EventSpec(
-        GlPosted, _TO_SF, "A GL journal posted in the ERP: recorded for reconciliation."
+        GlPosted,
+        _TO_SF,
+        "A GL journal posted in the ERP: recorded for reconciliation.",
+        "erp_journal_id",
     ),
     EventType.REPORTING_REFRESHED: EventSpec(
         ReportingRefreshed, _TO_SF, "Open and overdue balance per customer: Salesforce reports."
