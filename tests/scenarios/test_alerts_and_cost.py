@@ -6,11 +6,13 @@ import re
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from sqlalchemy import select, update
 
 from revbridge.clock import ManualClock
 from revbridge.core.events import EventType
@@ -265,6 +267,68 @@ def test_a_failed_batch_alert_points_to_a_retry_and_a_partial_one_to_its_dead_le
     assert "`revbridge batch run --class revenue.recognized`" in failed
     assert "dlq list" not in failed
     partial = bodies["batch_failed:customer.upserted"]
-    assert "2 item(s) failed and were dead-lettered" in partial
+    assert "2 items failed and were dead-lettered" in partial
     assert "`revbridge dlq list --type customer.upserted`" in partial
     assert "1 will retry" in partial
+
+
+def _failed_attempt(event_id: int) -> dict[str, object]:
+    return {
+        "event_id": event_id,
+        "attempt_no": 1,
+        "worker_id": "w",
+        "started_at": START,
+        "finished_at": START,
+        "outcome": "failed",
+    }
+
+
+def test_alert_counts_read_in_the_singular_and_the_plural(ledger: Ledger) -> None:
+    """One dead letter is "1 new dead letter" and "1 delivery gave up"; one attempt of one is
+    "1 of 1 delivery attempt"; one failed batch item "was" dead-lettered. Several: plurals."""
+    from revbridge.engine.alerts import evaluate
+    from revbridge.store.schema import attempts, batches, deliveries
+
+    _ingest(ledger, list(generate_events(3, seed=1)), ManualClock(START))
+    with ledger.engine.begin() as conn:
+        first, *others = conn.execute(select(deliveries.c.event_id, deliveries.c.target)).all()
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.event_id == first.event_id)
+            .values(state="dead_letter", updated_at=START)
+        )
+        conn.execute(attempts.insert(), [_failed_attempt(first.event_id)])
+        conn.execute(
+            batches.insert().values(
+                target="erp",
+                created_at=START,
+                record_count=2,
+                control_totals="{}",
+                event_type="customer.upserted",
+                state="partial",
+                summary=json.dumps({"failed": 1, "retried": 1}),
+            )
+        )
+    rules = AlertRules(min_attempts=1)
+    found = {c.key: c for c in evaluate(ledger.engine, rules, START)}
+    dead = found["dead_letters"]
+    assert dead.title == "revbridge: 1 new dead letter"
+    assert dead.body == "1 delivery gave up in the last 15 min. See `revbridge dlq list`."
+    rate = found[f"failure_rate:{first.target}"]
+    assert rate.body == (
+        f"1 of 1 delivery attempt to {first.target} failed in the last 15 min (threshold 50%)."
+    )
+    partial = found["batch_failed:customer.upserted"].body
+    assert "ended partial: 1 item failed and was dead-lettered" in partial
+    assert "1 will retry on its own (`revbridge batch run --class customer.upserted` " in partial
+    assert "retries it now)" in partial
+
+    with ledger.engine.begin() as conn:
+        conn.execute(update(deliveries).values(state="dead_letter", updated_at=START))
+        conn.execute(attempts.insert(), [_failed_attempt(o.event_id) for o in others])
+    found = {c.key: c for c in evaluate(ledger.engine, rules, START)}
+    assert found["dead_letters"].title == "revbridge: 3 new dead letters"
+    assert found["dead_letters"].body.startswith("3 deliveries gave up in the last 15 min.")
+    for target, n in Counter(d.target for d in (first, *others)).items():
+        attempts_to = "1 of 1 delivery attempt" if n == 1 else f"{n} of {n} delivery attempts"
+        assert found[f"failure_rate:{target}"].body.startswith(f"{attempts_to} to {target} ")

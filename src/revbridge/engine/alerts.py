@@ -20,6 +20,7 @@ import structlog
 from sqlalchemy import Engine, and_, case, func, select, text, update
 
 from revbridge.core.durations import human_duration
+from revbridge.core.wording import counted
 from revbridge.store.schema import (
     UTCDateTime,
     alerts,
@@ -146,8 +147,9 @@ def evaluate(engine: Engine, rules: AlertRules, now: datetime) -> list[Condition
                         f"failure_rate:{target_name}",
                         "critical",
                         f"revbridge: {rate:.0%} of calls to {target_name} fail",
-                        f"{failed} of {total} delivery attempts to {target_name} failed in the "
-                        f"last {rules.failure_window} (threshold {rules.failure_rate:.0%}).",
+                        f"{failed} of {counted(total, 'delivery attempt')} to {target_name} "
+                        f"failed in the last {human_duration(rules.failure_window)} (threshold "
+                        f"{rules.failure_rate:.0%}).",
                     )
                 )
         new_dead = conn.execute(
@@ -165,9 +167,9 @@ def evaluate(engine: Engine, rules: AlertRules, now: datetime) -> list[Condition
                 Condition(
                     "dead_letters",
                     "critical",
-                    f"revbridge: {new_dead} new dead letter(s)",
-                    f"{new_dead} deliveries gave up in the last {rules.dead_letter_window}. "
-                    "See `revbridge dlq list`.",
+                    f"revbridge: {counted(new_dead, 'new dead letter')}",
+                    f"{counted(new_dead, 'delivery', 'deliveries')} gave up in the last "
+                    f"{human_duration(rules.dead_letter_window)}. See `revbridge dlq list`.",
                 )
             )
         latest: dict[str, Any] = {}
@@ -216,11 +218,12 @@ def _batch_failed_body(event_type: str, batch_id: int, state: str, summary: str 
             f"fixed, {retry_now} retries them now; `revbridge status` shows what waits."
         )
     failed, retried = told.get("failed", 0), told.get("retried", 0)
+    their, them = ("its", "it") if retried == 1 else ("their", "them")
     return (
-        f"The latest {event_type} batch run (batch {batch_id}) ended partial: {failed} item(s) "
-        f"failed and were dead-lettered (`revbridge dlq list --type {event_type}`), "
-        f"{retried} will retry on their own ({retry_now} retries them now). "
-        "`revbridge status` shows what waits."
+        f"The latest {event_type} batch run (batch {batch_id}) ended partial: "
+        f"{counted(failed, 'item')} failed and {'was' if failed == 1 else 'were'} "
+        f"dead-lettered (`revbridge dlq list --type {event_type}`), {retried} will retry on "
+        f"{their} own ({retry_now} retries {them} now). `revbridge status` shows what waits."
     )
 
 
