@@ -478,7 +478,7 @@ def test_a_file_the_system_refuses_as_a_whole_is_dead_lettered_not_retried_night
         row = conn.execute(select(batches).where(batches.c.id == report.batch_id)).one()
     assert row.state == "failed"
     body = _batch_failed_body("revenue.recognized", row.id, row.state, row.summary)
-    assert f"{len(revenue)} item(s) were dead-lettered" in body
+    assert f"{len(revenue)} items were dead-lettered" in body
     assert "dlq replay --all --type revenue.recognized" in body
     n = replay(
         ledger.engine,

@@ -204,13 +204,14 @@ def _batch_failed_body(event_type: str, batch_id: int, state: str, summary: str 
         error = str(told.get("error") or "no error recorded")
         if len(error) > 300:
             error = error[:299] + "…"
-        if told.get("dead_lettered"):  # the system refused the file: it would again
+        dead = int(told.get("dead_lettered") or 0)
+        if dead:  # the system refused the file: it would again
             return (
                 f"The latest {event_type} batch run (batch {batch_id}) was refused as a whole: "
-                f"{error}. Its {told['dead_lettered']} item(s) were dead-lettered "
-                f"(`revbridge dlq list --type {event_type}`). Once the cause is fixed, "
-                f"`revbridge dlq replay --all --type {event_type} --reason ...` sends them "
-                "again."
+                f"{error}. {counted(dead, 'item')} {'was' if dead == 1 else 'were'} "
+                f"dead-lettered (`revbridge dlq list --type {event_type}`). Once the cause is "
+                f"fixed, `revbridge dlq replay --all --type {event_type} --reason ...` sends "
+                f"{'it' if dead == 1 else 'them'} again."
             )
         return (
             f"The latest {event_type} batch run (batch {batch_id}) failed: {error}. Its items "

@@ -6,6 +6,9 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from revbridge.core.durations import human_duration
+from revbridge.core.wording import counted
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
@@ -39,7 +42,7 @@ class RetryPolicy:
     def exhausted(self, attempts: int, received_at: datetime, now: datetime) -> str | None:
         """Why to stop retrying, or None to keep going."""
         if attempts >= self.max_attempts:
-            return f"gave up after {attempts} attempts"
+            return f"gave up after {counted(attempts, 'attempt')}"
         if now - received_at >= self.max_age:
-            return f"gave up: older than {self.max_age}"
+            return f"gave up: older than {human_duration(self.max_age)}"
         return None
