@@ -21,9 +21,11 @@ Invariants:
   mode: rows whose external id NetSuite already holds are reported ``already_present`` and
   not sent. Customers are imported in ``upsert`` mode: every row is sent, and NetSuite
   updates the customer its external id names (a rerun of a renamed customer applies the
-  new name; decision 0026). The submission's idempotency key is derived
-  from the checksum of the text sent, so a resubmission of the very same text (say after a
-  lost response) attaches to the first job instead of importing again.
+  new name; decision 0026). A blank cell leaves a field as it was, so a customer whose
+  ``parent`` cell is blank and who still has a parent gets the real-time upsert's
+  ``parent: null`` by REST after the import (decision 0029). The submission's idempotency
+  key is derived from the checksum of the text sent, so a resubmission of the very same
+  text (say after a lost response) attaches to the first job instead of importing again.
 * Journal lines of one entry are consecutive rows sharing the external id; NetSuite imports
   or refuses the entry as a whole.
 """
@@ -319,10 +321,12 @@ class CsvImporter:
         self.config = erp.config
 
     async def present(
-        self, record_type: CsvRecordType, external_ids: Sequence[str]
+        self, record_type: CsvRecordType, external_ids: Sequence[str], *, also: str = ""
     ) -> dict[str, str]:
-        """External id -> internal id, for those of ``external_ids`` NetSuite holds."""
+        """External id -> internal id, for those of ``external_ids`` NetSuite holds (and
+        that meet the SuiteQL condition ``also``, when given)."""
         table, where = _LOOKUP_TABLE[record_type]
+        where += also
         found: dict[str, str] = {}
         ids = list(external_ids)
         for start in range(0, len(ids), _LOOKUP_CHUNK):
@@ -355,9 +359,31 @@ class CsvImporter:
         job_id = await self._submit(to_send, mode)
         result = await self._wait(job_id)
         outcomes.update(self._outcomes(to_send, result))
+        if mode == "upsert" and file.record_type == "customer":
+            await self._clear_blank_parents(to_send, outcomes)
         return ImportResult(
             manifest=file.manifest, sent=to_send.manifest, job_id=job_id, outcomes=outcomes
         )
+
+    async def _clear_blank_parents(self, file: CsvFile, outcomes: Mapping[str, RowOutcome]) -> None:
+        """Clear the parent of every imported customer whose ``parent`` cell is blank but
+        which NetSuite still holds under a parent (decision 0029).
+
+        The real-time upsert sends ``parent: null``, which moves a customer to the top of
+        its hierarchy. A blank cell is no null: an import that updates a record leaves a
+        field whose cell is blank as it was. So the same null is sent here, by REST, to
+        those customers alone. A failure fails the file, whose rerun upserts again (0026).
+        """
+        blank = [
+            r.external_id
+            for r in file.rows
+            if not r.cells.get("parent") and outcomes[r.external_id].status == "success"
+        ]
+        with_parent = await self.present("customer", blank, also=" AND parent IS NOT NULL")
+        for erp_id in with_parent.values():
+            await self.http.request(
+                "PATCH", f"/record/v1/customer/{int(erp_id)}", body={"parent": None}
+            )
 
     async def _submit(self, file: CsvFile, mode: ImportMode) -> str:
         key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"revbridge-csv:{mode}:{file.manifest.sha256}"))

@@ -7,13 +7,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, select
 
 from revbridge.clock import ManualClock
+from revbridge.core.events import Contact
 from revbridge.core.policy import build_policy
+from revbridge.engine.ports import BatchItem, BatchOutcome, RecordKind
 from revbridge.engine.worker import Target, Worker
 from revbridge.generate import generate_events
 from revbridge.netsuite.adapter import NetSuiteErp
@@ -23,7 +26,8 @@ from revbridge.store.db import create_store_engine
 from revbridge.store.ledger import Ledger
 from revbridge.store.schema import batches, deliveries, events
 from revbridge.testing import FakeSalesforce
-from tests.contract.netsuite_adapter.conftest import Admin, connector_config, suiteql
+from tests.contract.netsuite_adapter.conftest import Admin, connector_config, run, suiteql
+from tests.contract.netsuite_adapter.test_port import customer
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -141,3 +145,58 @@ def test_a_journal_whose_account_is_not_mapped_is_refused_alone(
     assert {state for s, state, _ in rows if s != broken["source_id"]} == {"delivered"}
     journals = suiteql(sandbox, "SELECT externalid FROM transaction WHERE type = 'Journal'")
     assert len(journals) == len(envs) - 1
+
+
+def _customer_fields(sandbox: RunningSandbox, eid: str) -> dict[str, object]:
+    [row] = suiteql(
+        sandbox,
+        f"SELECT companyname, parent, email, phone FROM customer WHERE externalid = '{eid}'",
+    )
+    return {k: row.get(k) for k in ("companyname", "parent", "email", "phone")}
+
+
+def test_a_customer_change_has_the_same_result_in_the_nightly_file_as_in_real_time(
+    sandbox: RunningSandbox,
+) -> None:
+    """A customer moved to the top of its hierarchy loses its parent whichever route the
+    change takes; a contact's email or phone absent from the change is left alone by both
+    (the real-time upsert omits it, the file leaves its cell blank)."""
+    parent = customer("001TOP", "Top Holdings")
+    erp = NetSuiteErp(connector_config(sandbox))
+    child = customer(
+        "001KID",
+        "Kid Ltd",
+        parent_customer_id="001TOP",
+        contacts=(Contact(name="AP", email="ap@kid.example", phone="+1 555 0100"),),
+    )
+    twin = customer(
+        "001TWIN",
+        "Twin Ltd",
+        parent_customer_id="001TOP",
+        contacts=(Contact(name="AP", email="ap@kid.example", phone="+1 555 0100"),),
+    )
+    moved = {
+        "001KID": replace(child, parent_customer_id=None, contacts=()),
+        "001TWIN": replace(twin, parent_customer_id=None, contacts=()),
+    }
+
+    async def go() -> list[BatchOutcome]:
+        try:
+            top = await erp.upsert_customer("001TOP", parent, None)
+            for ref, data in (("001KID", child), ("001TWIN", twin)):
+                await erp.upsert_customer(ref, data, top.erp_id)
+            await erp.upsert_customer("001KID", moved["001KID"], None)  # real time
+            items = [BatchItem(external_ref="001TWIN", data=moved["001TWIN"], refs={})]
+            content = erp.render_batch(RecordKind.CUSTOMER, items)  # the nightly file
+            return await erp.submit_batch(RecordKind.CUSTOMER, content, {})
+        finally:
+            await erp.close()
+
+    outcomes = run(go())
+    assert [(o.external_ref, o.error) for o in outcomes] == [("001TWIN", None)]
+    real_time, nightly = (
+        _customer_fields(sandbox, "SF-001KID"),
+        _customer_fields(sandbox, "SF-001TWIN"),
+    )
+    assert real_time["parent"] is None
+    assert {**nightly, "companyname": None} == {**real_time, "companyname": None}

@@ -10,6 +10,11 @@ Columns are matched on the REST field names, ignoring case, spaces and underscor
 import assistant would accept (currency ISO code, term name, subsidiary name, account number,
 customer external id). Dates are ``YYYY-MM-DD`` or ``M/D/YYYY``.
 
+A blank cell sets nothing: an upsert that updates a record leaves that field as it was, as
+the Import Assistant does by default ("Overwrite Missing Fields" off; the facts do not cover
+blank cells, so this is UNCONFIRMED). A blank cell never clears a field here, unlike a JSON
+``null`` in a REST write; a client that must clear a field does it by REST.
+
 Journal entries: consecutive rows sharing an ``externalId`` are the lines of one entry; the
 header columns (tranDate, currency, subsidiary, memo) are read from its first row; line
 columns are account, debit, credit, lineMemo and entity. A row of an unbalanced entry fails
