@@ -40,6 +40,8 @@ class CaseAction(_Body):
 class SignoffRequest(_Body):
     period: Annotated[str, Field(pattern=r"^\d{4}-\d{2}$")]
     role: Literal["preparer", "reviewer"]
+    # Sign although revenue of the month is in transit to the ERP: why (audited).
+    override_in_transit: Annotated[str, Field(max_length=4000)] | None = None
 
 
 class ReviewDecision(_Body):
@@ -124,7 +126,12 @@ async def recon_signoff(request: Request, body: SignoffRequest, p: Operator) -> 
     """Sign a month off as its preparer, then (someone else) as its reviewer."""
     view = await run_in_threadpool(
         lambda: recon.sign_off(
-            _engine(request), period=body.period, role=body.role, actor=p.actor, now=_now(request)
+            _engine(request),
+            period=body.period,
+            role=body.role,
+            actor=p.actor,
+            now=_now(request),
+            override_in_transit=body.override_in_transit,
         )
     )
     result: dict[str, Any] = _plain(view)
@@ -231,6 +238,7 @@ async def signoff_action(request: Request) -> Response:
     session = _need(request, Role.OPERATOR)
     form = await _form(request, session)
     period, role = form.get("period", ""), form.get("role", "")
+    override = form.get("override_in_transit", "").strip() or None
     await run_in_threadpool(
         lambda: recon.sign_off(
             _engine(request),
@@ -238,6 +246,7 @@ async def signoff_action(request: Request) -> Response:
             role=role,
             actor=session.principal.actor,
             now=_now(request),
+            override_in_transit=override,
         )
     )
     return RedirectResponse(f"/console/recon?done={period}", status_code=303)

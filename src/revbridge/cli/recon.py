@@ -305,15 +305,34 @@ def cases_accept(
 def signoff(
     period: Annotated[str, typer.Option(help="The month, YYYY-MM.")],
     role: Annotated[str, typer.Option("--as", help="preparer, then reviewer (someone else).")],
+    override_in_transit: Annotated[
+        str | None,
+        typer.Option(
+            metavar="REASON",
+            help="Sign although revenue entries of the month are still in transit to the "
+            "ERP (refused otherwise); the reason goes to the audit log.",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     actor: ActorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Sign a month off: first its preparer, then a different reviewer."""
+    """Sign a month off: first its preparer, then a different reviewer.
+
+    Refused while revenue entries of the month are still on their way to the ERP: their
+    count, control totals per currency and due time are named.
+    """
     from revbridge.services.recon import sign_off
 
     _, engine = open_engine(config)
-    s = sign_off(engine, period=period, role=role, actor=_actor(actor), now=_now())
+    s = sign_off(
+        engine,
+        period=period,
+        role=role,
+        actor=_actor(actor),
+        now=_now(),
+        override_in_transit=override_in_transit,
+    )
     if as_json:
         _print_json(asdict(s))
     else:

@@ -6,6 +6,11 @@ fingerprint`` over the latest month-end run of the period) is kept with the sign
 run over the period whose fingerprints differ voids the sign-off: the balances it attested
 are not the balances any more. A voided period is prepared again from scratch.
 
+Neither signature is given while revenue entries of the period are still on their way to
+the ERP (pending, parked, held, in flight, or scheduled for their batch window): they would
+change the balances when they land, and void the sign-off. ``check_in_transit`` refuses it,
+naming them, unless the signer gives a reason to sign anyway (audited with the sign-off).
+
 ::
 
     (none) ──preparer──► prepared ──reviewer (≠ preparer)──► signed
@@ -16,6 +21,9 @@ are not the balances any more. A voided period is prepared again from scratch.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 
 from revbridge.errors import DomainError
@@ -39,6 +47,52 @@ def check_prepare(*, current: str | None, active_cases: int) -> None:
             f"{active_cases} case(s) of the period are still open or investigating: "
             "resolve or accept them before sign-off"
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InTransit:
+    """The revenue entries of a period not yet delivered to the ERP: how many, their control
+    totals (debits) per currency, and when their deliveries are due (earliest, latest)."""
+
+    entries: int
+    control_totals: Mapping[str, Decimal]
+    due_from: datetime | None = None
+    due_until: datetime | None = None
+
+    def describe(self) -> str:
+        totals = ", ".join(f"{c} {format(t, 'f')}" for c, t in sorted(self.control_totals.items()))
+        if self.due_from is None or self.due_until is None:
+            due = "due now"
+        elif self.due_from == self.due_until:
+            due = f"due {self.due_from:%Y-%m-%d %H:%M %Z}"
+        else:
+            due = f"due {self.due_from:%Y-%m-%d %H:%M %Z} to {self.due_until:%Y-%m-%d %H:%M %Z}"
+        what = f"{self.entries} revenue entr{'y' if self.entries == 1 else 'ies'}"
+        return f"{what} (control totals {totals}; {due})"
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "entries": self.entries,
+            "control_totals": {c: format(t, "f") for c, t in sorted(self.control_totals.items())},
+            "due_from": self.due_from.isoformat() if self.due_from else None,
+            "due_until": self.due_until.isoformat() if self.due_until else None,
+        }
+
+
+def check_in_transit(in_transit: InTransit, *, override_reason: str | None) -> str | None:
+    """Refuse a signature while revenue of the period is in transit, unless a reason is
+    given to sign anyway; returns the reason (stripped), or None when nothing is in transit."""
+    if not in_transit.entries:
+        return None
+    reason = (override_reason or "").strip()
+    if not reason:
+        raise DomainError(
+            f"{in_transit.describe()} of the period still in transit to the ERP: they change "
+            "the balances when they land and would void the sign-off. Sign off after they "
+            "are delivered (`revbridge dr status`), or give a reason to sign anyway "
+            "(--override-in-transit REASON; API: override_in_transit)"
+        )
+    return reason
 
 
 def check_review(*, current: str | None, preparer: str | None, reviewer: str) -> None:

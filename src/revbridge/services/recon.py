@@ -20,6 +20,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, tuple_, update
@@ -46,12 +47,15 @@ from revbridge.recon.period import SCOPES, PeriodRecon
 from revbridge.recon.report.model import CaseRef, ReconReport, TrendPoint, build_report
 from revbridge.recon.signoff import (
     ROLES,
+    InTransit,
     SignoffState,
     changed_reconciliations,
+    check_in_transit,
     check_prepare,
     check_review,
 )
-from revbridge.store.schema import audit_log, deliveries, watermarks
+from revbridge.store.ledger import UNDELIVERED_STATES
+from revbridge.store.schema import audit_log, deliveries, events, watermarks
 from revbridge.store.tables_recon import recon_cases, recon_runs, recon_signoffs
 
 Reconciler = Callable[[str, date, date, bool], PeriodRecon]
@@ -779,16 +783,64 @@ def _latest_signoff(conn: Connection, start: date, end: date) -> SignoffView | N
     return _signoff_view(row) if row is not None else None
 
 
-def sign_off(engine: Engine, *, period: str, role: str, actor: str, now: datetime) -> SignoffView:
+def revenue_in_transit(conn: Connection, start: date, end: date) -> InTransit:
+    """The revenue entries dated in ``[start, end)`` whose latest version is not delivered
+    yet (pending, scheduled for its batch window, parked, held or in flight)."""
+    from revbridge.codec import decode_payload
+    from revbridge.core.events import EventType, RevenueRecognized
+
+    newer = events.alias("newer")
+    rows = conn.execute(
+        select(events.c.payload, deliveries.c.due_at)
+        .join(deliveries, deliveries.c.event_id == events.c.id)
+        .where(
+            events.c.type == EventType.REVENUE_RECOGNIZED.value,
+            deliveries.c.state.in_(UNDELIVERED_STATES),
+            ~select(newer.c.id)
+            .where(newer.c.subject_ref == events.c.subject_ref, newer.c.id > events.c.id)
+            .exists(),
+        )
+    ).all()
+    totals: dict[str, Decimal] = {}
+    due: list[datetime] = []
+    for payload, due_at in rows:
+        entry = decode_payload(EventType.REVENUE_RECOGNIZED, payload)
+        assert isinstance(entry, RevenueRecognized)
+        if not start <= entry.entry_date < end:
+            continue
+        for line in entry.lines:
+            totals[line.currency] = totals.get(line.currency, Decimal(0)) + line.debit
+        due.append(due_at)
+    return InTransit(
+        entries=len(due),
+        control_totals=totals,
+        due_from=min(due, default=None),
+        due_until=max(due, default=None),
+    )
+
+
+def sign_off(
+    engine: Engine,
+    *,
+    period: str,
+    role: str,
+    actor: str,
+    now: datetime,
+    override_in_transit: str | None = None,
+) -> SignoffView:
     """Sign a month (``YYYY-MM``) off as its ``preparer`` or, after, its ``reviewer``.
 
     The preparer signs the balances of the period's latest month-end run (their fingerprints
     are kept); no case of the period may still be open. The reviewer is someone else.
+    Neither signs while revenue entries of the month are in transit to the ERP, unless
+    ``override_in_transit`` says why (the reason and what was in transit are audited).
     """
     if role not in ROLES:
         raise DomainError(f"role {role!r}: one of {', '.join(ROLES)}")
     start, end = period_bounds("monthly", period, today=now.date())
     with engine.begin() as conn:
+        in_transit = revenue_in_transit(conn, start, end)
+        override = check_in_transit(in_transit, override_reason=override_in_transit)
         latest = _latest_signoff(conn, start, end)
         live = latest if latest and latest.state != SignoffState.VOIDED else None
         if role == "preparer":
@@ -859,6 +911,9 @@ def sign_off(engine: Engine, *, period: str, role: str, actor: str, now: datetim
                 "to_state": SignoffState.SIGNED.value,
                 "details": {"period": period},
             }
+        if override is not None:
+            audit["reason"] = override
+            audit["details"] = {**audit["details"], "in_transit": in_transit.as_json()}
         _audit(conn, [{**audit, "entity_type": SIGNOFF_ENTITY}], actor=actor, now=now)
         row = conn.execute(select(recon_signoffs).where(recon_signoffs.c.id == signoff_id)).one()
     return _signoff_view(row)

@@ -7,14 +7,16 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from revbridge.clock import SystemClock
+from revbridge.clock import ManualClock, SystemClock
 from revbridge.config import Settings
+from revbridge.core.policy import build_policy
 from revbridge.recon.period import PeriodRecon, reconcile_period
 from revbridge.services import mdm
-from revbridge.services.recon import run_recon
+from revbridge.services.ingest import ingest_lines
+from revbridge.services.recon import accept_case, list_cases, run_recon
 from revbridge.store.ledger import Ledger
 from revbridge.store.schema import audit_log
-from tests.integration.recon.test_workflow import invoice
+from tests.integration.recon.test_workflow import T0, invoice, revenue_entry
 from tests.unit.recon.sides import store_of
 
 from .conftest import Hub
@@ -67,6 +69,31 @@ def test_an_operator_resolves_a_reconciliation_case_and_it_is_audited(hub: Hub) 
     assert bad.status_code == 400  # a resolved case is final: the service's reason is shown
     status = hub.client.get("/api/v1/recon/status", headers=hub.auth("viewer")).json()
     assert status["cases_by_state"]["resolved"] == 1
+
+
+def test_a_signoff_with_revenue_in_transit_needs_a_reason(hub: Hub) -> None:
+    """The API refuses a sign-off while revenue of the month is in transit (400, naming it);
+    ``override_in_transit`` signs anyway, the reason in the audit log."""
+    open_one_case(hub.ledger, hub.settings)
+    engine, now = hub.ledger.engine, SystemClock().now()
+    for case in list_cases(engine, now=now):
+        accept_case(engine, case.id, actor="ana", note="known", now=now)
+    lines = [revenue_entry("a0R1", date(2026, 10, 30), "USD", "250.00")]
+    clock = ManualClock(T0)
+    assert ingest_lines(hub.ledger, lines, policy=build_policy(), origin="t", clock=clock).accepted
+    url, body = "/api/v1/recon/signoff", {"period": "2026-10", "role": "preparer"}
+    refused = hub.client.post(url, json=body, headers=hub.auth("operator"))
+    assert refused.status_code == 400
+    assert "1 revenue entry (control totals USD 250.00; due" in refused.text
+    body["override_in_transit"] = "posted by hand in the GL"
+    done = hub.client.post(url, json=body, headers=hub.auth("operator"))
+    assert done.status_code == 200, done.text
+    assert done.json()["state"] == "prepared"
+    with engine.connect() as conn:
+        reason = conn.execute(
+            select(audit_log.c.reason).where(audit_log.c.action == "recon.signoff.prepared")
+        ).scalar_one()
+    assert reason == "posted by hand in the GL"
 
 
 def test_a_review_item_is_decided_by_an_operator(hub: Hub) -> None:

@@ -4,6 +4,7 @@ resolve cases; people work them; a month is signed off and voided when its balan
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -11,10 +12,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from revbridge.clock import ManualClock
 from revbridge.config import parse_config
+from revbridge.core.policy import build_policy
 from revbridge.engine.ports import ArDocument
 from revbridge.errors import DomainError
 from revbridge.recon.period import PeriodRecon, reconcile_period
+from revbridge.services.ingest import ingest_lines
 from revbridge.services.recon import (
     accept_case,
     investigate_case,
@@ -26,7 +30,7 @@ from revbridge.services.recon import (
     sign_off,
 )
 from revbridge.store.ledger import Ledger
-from revbridge.store.schema import audit_log
+from revbridge.store.schema import audit_log, deliveries
 from revbridge.store.tables_recon import recon_runs
 from tests.unit.recon.sides import store_of
 
@@ -221,6 +225,69 @@ def test_a_month_is_signed_off_by_two_people_and_voided_when_a_balance_moves(sid
     ]
     with pytest.raises(DomainError, match="still open"):
         sign_off(engine, period="2026-10", role="preparer", actor="ana", now=T0)
+
+
+def revenue_entry(ref: str, day: date, currency: str, amount: str) -> bytes:
+    lines = [
+        {"account": account, "debit": debit, "credit": credit, "currency": currency}
+        for account, debit, credit in (
+            ("2400 Deferred Revenue", amount, "0"),
+            ("4000 Subscription Revenue", "0", amount),
+        )
+    ]
+    at = f"{day.isoformat()}T00:00:00+00:00"
+    return json.dumps({
+        "type": "revenue.recognized", "source": "salesforce", "source_id": ref,
+        "source_version": at, "occurred_at": at,
+        "data": {"schedule_entry_id": ref, "schedule_id": "RS-1", "period": f"{day:%Y-%m}",
+                 "entry_date": day.isoformat(), "lines": lines},
+    }).encode()  # fmt: skip
+
+
+def test_a_month_is_not_signed_off_while_its_revenue_is_in_transit(sides: Sides) -> None:
+    """Revenue entries of October not yet delivered (waiting for their batch window) refuse
+    the sign-off, named with their control totals per currency and when they are due; a
+    reason overrides, and is audited with what was in transit."""
+    engine = sides.ledger.engine
+    sides.run()
+    lines = [
+        revenue_entry("a0R1", date(2026, 10, 5), "USD", "1200.00"),
+        revenue_entry("a0R2", date(2026, 10, 31), "USD", "300.50"),
+        revenue_entry("a0R3", date(2026, 10, 9), "EUR", "50.00"),
+        revenue_entry("a0R4", date(2026, 11, 2), "USD", "999.00"),  # November's: not October's
+    ]
+    ingested = ingest_lines(
+        sides.ledger, lines, policy=build_policy(), origin="t", clock=ManualClock(T0)
+    )
+    assert ingested.rejected == 0
+    with pytest.raises(
+        DomainError, match=r"3 revenue entries \(control totals EUR 50.00, USD 1500.50; due "
+    ) as e:
+        sign_off(engine, period="2026-10", role="preparer", actor="ana", now=T0)
+    assert "in transit" in str(e.value)
+    assert "--override-in-transit" in str(e.value)
+    with pytest.raises(DomainError, match="in transit"):
+        sign_off(engine, period="2026-10", role="preparer", actor="ana", now=T0,
+                 override_in_transit="  ")  # fmt: skip
+    prepared = sign_off(
+        engine, period="2026-10", role="preparer", actor="ana", now=T0,
+        override_in_transit="GL batch checked by hand",
+    )  # fmt: skip
+    assert prepared.state == "prepared"
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(audit_log).where(audit_log.c.action == "recon.signoff.prepared")
+        ).one()
+    assert row.reason == "GL batch checked by hand"
+    details = json.loads(row.details)["in_transit"]
+    assert (details["entries"], details["control_totals"]) == (
+        3, {"EUR": "50.00", "USD": "1500.50"}
+    )  # fmt: skip
+
+    with engine.begin() as conn:  # the batch posts them
+        conn.execute(deliveries.update().values(state="delivered"))
+    signed = sign_off(engine, period="2026-10", role="reviewer", actor="ben", now=T0)
+    assert signed.state == "signed"
 
 
 def test_a_nightly_run_inside_a_signed_month_voids_it_when_the_month_moved(sides: Sides) -> None:
