@@ -1,15 +1,21 @@
 """Realistic, mixed, valid canonical events as JSON Lines: the data behind the demo and tests.
 
-Deterministic for a seed. Customers come before their invoices; payments and credit memos
-apply to earlier invoices and never exceed what is open; journals balance; several currencies
-(including JPY with no minor unit). Events are built as plain JSON-ready dicts so that a
-million of them can be written quickly; ``tests`` prove every one of them validates.
+Deterministic for a seed; without one, every call draws a fresh seed. Every record id and
+number (Salesforce ids, invoice, credit memo, payment, journal and customer numbers) carries
+the seed, so two data sets of different seeds never share a record: a second data set
+ingested into the same ledger is new records, not other versions of the first one's. The
+same seed gives the same events again, ids included. Customers come before their invoices;
+payments and credit memos apply to earlier invoices and never exceed what is open; journals
+balance; several currencies (including JPY with no minor unit). Events are built as plain
+JSON-ready dicts so that a million of them can be written quickly; ``tests`` prove every one
+of them validates.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +27,11 @@ from revbridge.core.money import minor_unit
 from revbridge.core.sfid import make_id
 
 CURRENCIES = ("USD", "USD", "USD", "EUR", "EUR", "GBP", "JPY")
+# Seeds are 0 .. MAX_SEED: a seed fills the top six base-62 digits of a Salesforce id's
+# twelve, the sequence within a data set the other six.
+_SEQ_SPAN = 62**6
+MAX_SEED = _SEQ_SPAN - 1
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _PRODUCTS = (
     ("PLAT-SUB", "Platform subscription", Decimal("1200")),
     ("SEAT-ADD", "Additional seats", Decimal("45")),
@@ -94,19 +105,48 @@ class _Invoice:
     total: Decimal
 
 
+def _tag(seed: int) -> str:
+    """The seed as six base-62 digits: the part every id and number of its data set shares."""
+    out = ""
+    for _ in range(6):
+        seed, r = divmod(seed, 62)
+        out = _BASE62[r] + out
+    return out
+
+
+def new_seed() -> int:
+    """A fresh seed: what a call without one uses, so that its records are new ones."""
+    return secrets.randbelow(_SEQ_SPAN)
+
+
+def check_seed(seed: int) -> int:
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed {seed}: from 0 to {MAX_SEED}")
+    return seed
+
+
 @dataclass
 class _State:
     rng: random.Random
     start: datetime
     step: timedelta
+    seed: int = 0
     seq: int = 0
     customers: list[_Customer] = field(default_factory=list)
     invoices: list[_Invoice] = field(default_factory=list)
     open_invoices: list[_Invoice] = field(default_factory=list)
+    tag: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tag = _tag(self.seed)
 
     def next_id(self, prefix: str) -> str:
         self.seq += 1
-        return make_id(prefix, self.seq)
+        return make_id(prefix, self.seed * _SEQ_SPAN + self.seq)
+
+    def number(self, prefix: str, n: int, width: int) -> str:
+        """A document or customer number of this data set: ``INV-<seed tag>-0000001``."""
+        return f"{prefix}-{self.tag}-{n:0{width}d}"
 
     def at(self, i: int) -> datetime:
         return self.start + self.step * i
@@ -144,7 +184,9 @@ def _customer(st: _State, i: int) -> dict[str, Any]:
     else:
         sf_id = st.next_id("001")
         name = f"{rng.choice(_NAMES)} {rng.choice(_SUFFIXES)} {len(st.customers) + 1}"
-        c = _Customer(sf_id, f"C{len(st.customers) + 10001}", name, rng.choice(CURRENCIES))
+        c = _Customer(
+            sf_id, st.number("C", len(st.customers) + 10001, 5), name, rng.choice(CURRENCIES)
+        )
         st.customers.append(c)
     parent = None
     if len(st.customers) > 5 and rng.random() < 0.15:
@@ -206,7 +248,7 @@ def _invoice(st: _State, i: int) -> dict[str, Any]:
     day = at.date()
     data = {
         "invoice_id": sf_id,
-        "invoice_number": f"INV-{len(st.invoices):07d}",
+        "invoice_number": st.number("INV", len(st.invoices), 7),
         "customer_id": c.sf_id,
         "currency": c.currency,
         "invoice_date": day.isoformat(),
@@ -252,7 +294,7 @@ def _payment(st: _State, i: int, erp: bool) -> dict[str, Any] | None:
     amount = _part(st, inv)
     c = inv.customer
     if erp:
-        pay_id = f"PMT-{st.seq + 1:08d}"
+        pay_id = st.number("PMT", st.seq + 1, 8)
         st.seq += 1
         data = {
             "erp_payment_id": pay_id,
@@ -262,7 +304,7 @@ def _payment(st: _State, i: int, erp: bool) -> dict[str, Any] | None:
             "amount": _s(amount),
             "received_on": at.date().isoformat(),
             "method": st.rng.choice(("wire", "lockbox", "ach")),
-            "reference": f"BANK-{st.seq:09d}",
+            "reference": st.number("BANK", st.seq, 9),
             "applications": [{"invoice_id": inv.sf_id, "amount": _s(amount)}],
         }
         return _envelope("erp.payment.received", "erp", pay_id, at.isoformat(), at, data)
@@ -274,7 +316,7 @@ def _payment(st: _State, i: int, erp: bool) -> dict[str, Any] | None:
         "amount": _s(amount),
         "received_on": at.date().isoformat(),
         "method": "card",
-        "reference": f"ch_{st.seq:012d}",
+        "reference": f"ch_{st.tag}{st.seq:012d}",
         "applications": [{"invoice_id": inv.sf_id, "amount": _s(amount)}],
     }
     return _envelope("payment.received", "salesforce", sf_id, at.isoformat(), at, data)
@@ -296,7 +338,7 @@ def _credit_memo(st: _State, i: int) -> dict[str, Any] | None:
     sf_id = st.next_id("a0C")
     data = {
         "credit_memo_id": sf_id,
-        "credit_memo_number": f"CM-{st.seq:07d}",
+        "credit_memo_number": st.number("CM", st.seq, 7),
         "customer_id": c.sf_id,
         "currency": cur,
         "issued_on": at.date().isoformat(),
@@ -372,7 +414,7 @@ def _gl(st: _State, i: int) -> dict[str, Any]:
     cur = st.rng.choice(CURRENCIES)
     amount = _q(Decimal(st.rng.randint(100, 50000)), cur)
     st.seq += 1
-    journal_id = f"JE-{st.seq:08d}"
+    journal_id = st.number("JE", st.seq, 8)
     data = {
         "erp_journal_id": journal_id,
         "journal_number": journal_id,
@@ -406,7 +448,7 @@ def _reporting(st: _State, i: int) -> dict[str, Any]:
     return _envelope(
         "reporting.refreshed",
         "erp",
-        f"AR-{st.seq:08d}",
+        st.number("AR", st.seq, 8),
         at.isoformat(),
         at,
         {"as_of": at.date().isoformat(), "balances": balances},
@@ -414,13 +456,17 @@ def _reporting(st: _State, i: int) -> dict[str, Any]:
 
 
 def generate_events(
-    n: int, *, seed: int = 0, days: int = 30, end: datetime | None = None
+    n: int, *, seed: int | None = None, days: int = 30, end: datetime | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Yield ``n`` envelopes (JSON-ready dicts) spread over the ``days`` before ``end``."""
+    """Yield ``n`` envelopes (JSON-ready dicts) spread over the ``days`` before ``end``.
+
+    ``seed`` (0 .. ``MAX_SEED``): the same seed, the same events; none: a fresh one
+    (``new_seed``), so the records are new ones."""
+    seed = new_seed() if seed is None else check_seed(seed)
     rng = random.Random(seed)  # noqa: S311 - reproducible test data, not security
     end = end or datetime(2026, 11, 1, tzinfo=UTC)
     start = end - timedelta(days=days)
-    st = _State(rng=rng, start=start, step=timedelta(days=days) / max(n, 1))
+    st = _State(rng=rng, start=start, step=timedelta(days=days) / max(n, 1), seed=seed)
     kinds = [k for k, _ in _WEIGHTS]
     weights = [w for _, w in _WEIGHTS]
     makers: dict[str, Callable[[_State, int], dict[str, Any] | None]] = {
@@ -443,7 +489,7 @@ def generate_events(
 
 
 def write_events(
-    out: IO[str], n: int, *, seed: int = 0, days: int = 30, end: datetime | None = None
+    out: IO[str], n: int, *, seed: int | None = None, days: int = 30, end: datetime | None = None
 ) -> int:
     count = 0
     for event in generate_events(n, seed=seed, days=days, end=end):
@@ -453,6 +499,6 @@ def write_events(
     return count
 
 
-def write_events_file(path: Path, n: int, *, seed: int = 0, days: int = 30) -> int:
+def write_events_file(path: Path, n: int, *, seed: int | None = None, days: int = 30) -> int:
     with path.open("w", encoding="utf-8") as fh:
         return write_events(fh, n, seed=seed, days=days)

@@ -26,6 +26,20 @@ def test_init_generate_ingest_status_on_the_embedded_default(workdir: Path) -> N
     assert (workdir / "revbridge.db").exists()  # relative path resolved next to the config
 
 
+def test_a_second_generate_run_makes_new_records_and_a_seed_repeats_one(workdir: Path) -> None:
+    """Two runs of `generate` into one ledger are two data sets: all accepted, no duplicate,
+    no conflict. A run with the seed the first one printed gives duplicates only."""
+    first = runner.invoke(app, ["generate", "-n", "200", "--out", "a.jsonl"])
+    assert first.exit_code == 0, first.output
+    runner.invoke(app, ["generate", "-n", "200", "--out", "b.jsonl"])
+    assert run_json(["ingest", "a.jsonl", "--json"])["accepted"] == 200
+    counts = run_json(["ingest", "b.jsonl", "--json"])
+    assert counts == {"accepted": 200, "duplicates": 0, "conflicts": 0, "rejected": 0}
+    seed = first.stderr.split()[1]
+    runner.invoke(app, ["generate", "-n", "200", "--seed", seed, "--out", "c.jsonl"])
+    assert run_json(["ingest", "c.jsonl", "--json"])["duplicates"] == 200
+
+
 def test_ingest_exits_non_zero_when_anything_was_rejected(workdir: Path) -> None:
     (workdir / "bad.jsonl").write_text('{"type": "invoice.posted"}\nnot json\n')
     result = runner.invoke(app, ["ingest", "bad.jsonl", "--json"])

@@ -308,6 +308,33 @@ def test_the_generator_covers_all_nine_types_and_several_currencies() -> None:
     assert list(generate_events(50, seed=3)) == list(generate_events(50, seed=3))
 
 
+def _record_ids(envs: list[dict[str, object]]) -> set[str]:
+    """Every id and number of a data set that names a record (source ids, document numbers,
+    customer numbers, references)."""
+    ids: set[str] = set()
+    for env in envs:
+        ids.add(str(env["source_id"]))
+        data = env["data"]
+        assert isinstance(data, dict)
+        for key, value in data.items():
+            if isinstance(value, str) and (key.endswith(("_id", "_number")) or key == "reference"):
+                ids.add(value)
+    return ids
+
+
+def test_two_data_sets_never_share_a_record_id_unless_seeded_alike() -> None:
+    """Two runs without a seed, or with different seeds, make new records (ids, invoice and
+    customer numbers, references); the same seed makes the very same events."""
+    first, second = list(generate_events(300)), list(generate_events(300))
+    assert not _record_ids(first) & _record_ids(second)
+    assert not _record_ids(list(generate_events(300, seed=1))) & _record_ids(
+        list(generate_events(300, seed=2))
+    )
+    assert list(generate_events(300, seed=5)) == list(generate_events(300, seed=5))
+    with pytest.raises(ValueError, match="seed"):
+        list(generate_events(1, seed=-1))
+
+
 def test_a_payloads_record_kind_is_the_kind_its_plan_delivers() -> None:
     """``record_kind`` (by payload type, for the batch route) agrees with ``plan_for`` (by
     payload, for each delivery) for every event type."""

@@ -25,6 +25,7 @@ from revbridge.core.durations import human_duration
 from revbridge.core.events import EventType
 from revbridge.core.policy import policy_markdown, policy_rows
 from revbridge.errors import DeliveryError, RevbridgeError, UsageError
+from revbridge.generate import MAX_SEED
 
 app = typer.Typer(
     name="revbridge",
@@ -144,7 +145,15 @@ def init(
 @app.command()
 def generate(
     events: Annotated[int, typer.Option("--events", "-n", min=1, help="How many events.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Random seed: same seed, same events.")] = 0,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=MAX_SEED,
+            help="Random seed: same seed, same events (ids included). Default: a fresh seed "
+            "per run, printed on stderr, so every run makes new records.",
+        ),
+    ] = None,
     days: Annotated[int, typer.Option(help="Spread the events over this many days.")] = 30,
     output: Annotated[
         Path | None, typer.Option("--out", "-o", help="File to write (default: stdout).")
@@ -162,14 +171,17 @@ def generate(
 ) -> None:
     """Write N realistic, mixed, valid events of all nine types as JSON Lines.
 
-    Record ids are numbered from the same start on every run: a second run into the same
-    ledger makes other versions of the same records, not new ones. Start from a fresh set-up
-    (`revbridge init` in a new folder) for a second data set."""
-    from revbridge.generate import generate_events, write_events
+    Every record id and number carries the seed: each run (a fresh seed) makes new records,
+    never other versions of an earlier run's. `--seed` repeats a data set exactly; ingesting
+    it again gives duplicates, as the same records should."""
+    from revbridge.generate import generate_events, new_seed, write_events
 
     if into_salesforce and output is not None:
         err.print("[red]error:[/] --into-salesforce posts to the fake org; it writes no --out file")
         raise typer.Exit(2)
+    if seed is None:
+        seed = new_seed()
+        err.print(f"seed {seed} (--seed {seed} makes the same events again)")
     if into_salesforce:
         from revbridge.services.fake_org import post_to_fake_org
 
