@@ -127,9 +127,10 @@ def test_a_generated_month_posts_every_document_at_salesforces_amounts(
                     assert {r["second_currency."]["code"] for r in posted} == {currency}, ref
             assert {d["lines"][0]["currency"] for d in revenue.values()} - {"USD"}
 
-            # About 60 documents posted, 23 payments: 55-75 s on two shared cores, nearly all
-            # of it trytond posting (about 0.5 s a document). Far more means retries.
-            assert elapsed < 150, elapsed
+            # About 60 documents posted, 23 payments: each went once (a retry would mean the
+            # adapter lost an answer or raced Tryton). How long it took is for `make bench`,
+            # not a test: it is only reported here.
+            assert hub.worker.stats.retried == 0, f"{hub.worker.stats} in {elapsed:.0f} s"
         finally:
             await hub.close()
 
