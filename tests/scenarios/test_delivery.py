@@ -496,6 +496,36 @@ def test_a_429s_retry_after_holds_every_worker_until_then(ledger: Ledger) -> Non
     _assert_each_real_time_event_once(erp, envs)
 
 
+def test_a_429_storm_slows_the_worker_down_and_never_opens_the_circuit(ledger: Ledger) -> None:
+    """Thirty 429s in a row (more than the circuit's threshold of five failures): the system
+    is answering, so the circuit stays closed (no "circuit open" page, no cooldown with
+    nothing delivered); each Retry-After pauses the target, and everything is delivered.
+    The backlog is older than the retry policy's age bound (an outage of eight days just
+    ended): a 429 is the system's pause, not the event's failure, so none is dead-lettered."""
+    from revbridge.services.operations import dr_status
+
+    clock = ManualClock(START)
+    envs = list(generate_events(60, seed=3))
+    _ingest(ledger, envs, clock)
+    clock.advance(timedelta(days=8))
+    erp = FakeErp(faults=Faults(throttle_next=30, retry_after=timedelta(seconds=1)))
+    worker = _worker(ledger, erp, FakeSalesforce(), clock)
+    breaker = worker.targets["erp"].breaker
+    seen: set[str] = set()
+    for _ in range(40):
+        asyncio.run(worker.run_until_idle())
+        seen.add(str(breaker.state))
+        assert dr_status(ledger.engine, clock.now())["erp"]["circuit"] == "closed"
+        clock.advance(timedelta(seconds=2))
+    assert erp.faults.throttle_next == 0
+    assert seen == {"closed"}
+    for _ in range(5):
+        asyncio.run(worker.run_until_idle())
+        clock.advance(timedelta(minutes=31))
+    _assert_each_real_time_event_once(erp, envs)
+    assert worker.stats.dead_lettered == 0
+
+
 def _invoices_with_customers(n_invoices: int, seed: int) -> list[dict]:
     """The first invoice of ``n_invoices`` customers, and those customers' upserts."""
     envs = list(generate_events(1500, seed=seed))

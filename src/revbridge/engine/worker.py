@@ -150,7 +150,8 @@ class OutcomeSink(Protocol):
         """``c`` failed in a way that may pass: retry after a backoff (``Retry-After``
         honoured), or dead-letter it when its attempts or age are used up.
         ``call_failed``: count a failed call against the circuit (False for the other items
-        of one failed import file, and for an item the system answered "retry" for)."""
+        of one failed import file, and for an item the system answered "retry" for). A 429
+        (``RateLimited``) never counts: the system answered."""
         ...
 
     def record_parked(self, target: Target, c: Claimed, waits_for: str) -> None:
@@ -797,7 +798,12 @@ class Worker:
                 # A failed probe says the system is still down, nothing about this event:
                 # it keeps its attempts, so an outage of days dead-letters nothing. Its call
                 # may have landed all the same (a lost answer): the next one looks it up.
-                target.breaker.record_failure(self.clock.now())
+                # A 429 says it is up (asking to slow down): that closes the circuit, and
+                # the Retry-After pauses the target instead.
+                if isinstance(exc, RateLimited):
+                    target.breaker.record_success()
+                else:
+                    target.breaker.record_failure(self.clock.now())
                 _throttled(target, exc, self.clock.now())
                 self._out.probed.append(c)
                 _log(c, target).debug("probe_failed", error=str(exc))
@@ -843,7 +849,13 @@ class Worker:
         self, target: Target, c: Claimed, exc: Exception, *, call_failed: bool = True
     ) -> None:
         now = self.clock.now()
-        if call_failed:
+        if isinstance(exc, RateLimited):
+            # "Too many requests" is an answer: the system is up. The rate falls and a
+            # Retry-After pauses the target (``_throttled``); the circuit is for a system
+            # that does not answer, and a 429 storm must not page "circuit open".
+            if call_failed:
+                target.breaker.record_success()
+        elif call_failed:
             target.breaker.record_failure(now)
         retry_after = exc.retry_after if isinstance(exc, TransientError) else None
         _throttled(target, exc, now)
@@ -851,6 +863,14 @@ class Worker:
             # The item carried the probe, as a real-time probe does: it keeps its attempts
             # (an outage of days dead-letters nothing), and it is looked up next time.
             self._out.probed.append(c)
+            return
+        if isinstance(exc, RateLimited) and retry_after is not None:
+            # The system's pause, not this event's failure: the target is held until the
+            # Retry-After (``_throttled``), and the event goes when it ends, keeping its
+            # attempts and its age (a backlog a week old after an outage is not
+            # dead-lettered because the system asked it to wait). Looked up next time.
+            self._out.probed.append(c)
+            self.stats.retried += 1
             return
         error = f"{type(exc).__name__}: {exc}"
         # A batch item waited for its schedule (a month-end class is weeks old when it first
