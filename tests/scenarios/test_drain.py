@@ -3,6 +3,7 @@ operator's drain delivers what the worker alone would still wait for, and says w
 
 import asyncio
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -223,3 +224,23 @@ def test_a_drain_probes_with_a_batch_item_when_only_batch_items_wait(
     revenue = [e for e in envs if e["type"] == "revenue.recognized"]
     assert all(erp.count("journal", e["source_id"]) == 1 for e in revenue)
     assert erp.duplicates() == {}
+
+
+def test_a_run_until_idle_says_why_due_deliveries_wait_behind_a_retry(ledger: Ledger) -> None:
+    """Lost answers: the events that got them retry after a backoff, and each one holds back
+    the later events of its customer (their order is kept). With the circuit closed and no
+    pause, the run ends with them due: `worker --until-idle` says they wait behind retries,
+    when the first one is due, and what an operator can do, not just "see dr status"."""
+    from revbridge.services.drain import left_waiting
+
+    clock = ManualClock(START)
+    erp = FakeErp(faults=Faults(lost_response_rate=0.3, seed=4))
+    w, _ = _setup(ledger, erp, clock)
+    asyncio.run(w.run_until_idle())
+    left = {name: (due, why) for name, due, why, _ in left_waiting(w)}
+    due, why = left["erp"]
+    assert due > 0
+    assert why is not None
+    assert re.match(r"they wait behind \d+ earlier deliver(y|ies) of the same customers", why)
+    assert "the first retries in" in why
+    assert "revbridge dr drain erp" in why

@@ -23,8 +23,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 
+from revbridge.core.durations import human_duration
+from revbridge.core.wording import counted
 from revbridge.engine.circuit import CircuitState
 from revbridge.engine.targets_state import TargetState, claim_probe, target_states
 from revbridge.engine.worker import Target, Worker
@@ -144,6 +146,8 @@ def left_waiting(worker: Worker) -> list[tuple[str, int, str | None, timedelta |
         why = _waiting(state, target, now)
         if why is None and hold is not None and hold > now:
             why = f"{name} asked for a pause until {hold.isoformat(timespec='seconds')} (429)"
+        if why is None:
+            why = _behind(worker, name, now, due)
         left.append((name, due, why, hold - now if hold is not None and hold > now else None))
     return left
 
@@ -162,6 +166,51 @@ def _due(worker: Worker, name: str, now: datetime) -> int:
             )
         ).scalar_one()
     return int(found)
+
+
+def _behind(worker: Worker, name: str, now: datetime, due: int) -> str | None:
+    """Why due deliveries wait with nothing wrong with the target: each customer's events
+    keep their order, so an event waits behind an earlier one of its customer that retries
+    later (a backoff) or is in flight (a worker's lease)."""
+    later, earlier = deliveries.alias("later"), deliveries.alias("earlier")
+    blocker = and_(
+        earlier.c.target == later.c.target,
+        earlier.c.pattern == later.c.pattern,
+        earlier.c.customer_ref == later.c.customer_ref,
+        earlier.c.event_id < later.c.event_id,
+        or_(
+            and_(earlier.c.state == "pending", earlier.c.due_at > now),
+            earlier.c.state == "in_flight",
+        ),
+    )
+    with worker.queue.engine.connect() as conn:
+        waiting, lines, next_due, leased = conn.execute(
+            select(
+                func.count(func.distinct(later.c.event_id)),
+                func.count(func.distinct(earlier.c.event_id)),
+                func.min(earlier.c.due_at).filter(earlier.c.state == "pending"),
+                func.max(earlier.c.lease_expires_at).filter(earlier.c.state == "in_flight"),
+            )
+            .select_from(later.join(earlier, blocker))
+            .where(later.c.target == name, later.c.state == "pending", later.c.due_at <= now)
+        ).one()
+    if not waiting:
+        return None
+
+    def within(delta: timedelta) -> str:
+        return "under 1 s" if delta < timedelta(seconds=1) else human_duration(delta)
+
+    when = []
+    if next_due is not None:
+        when.append(f"the first retries in {within(next_due - now)}")
+    if leased is not None:
+        when.append(f"a worker's lease ends in {within(max(leased - now, timedelta()))}")
+    who = "they wait" if waiting >= due else f"{waiting} of them wait"
+    return (
+        f"{who} behind {counted(lines, 'earlier delivery', 'earlier deliveries')} of the same "
+        f"customers, retrying or in flight (each customer's order is kept): "
+        f"{', '.join(when)}; run again then, or `revbridge dr drain {name}` now"
+    )
 
 
 def _probe_now(
