@@ -1,6 +1,7 @@
 """Operating the hub from the command line: worker, dead letters, downtime controls."""
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -60,11 +61,18 @@ def test_a_paused_erp_buffers_and_resume_drains(workdir: Path) -> None:
     assert erp["backlog"] == {"pending": 0, "parked": 0, "in_flight": 0}
     assert erp["scheduled"] > 0
     assert erp["oldest_undelivered_age_s"] is None
+    # `status` counts them as `dr status` does (over the targets): scheduled, not pending.
     status = run_json(["status", "--json"])
-    assert status["events"]["scheduled"] == status["events"]["by_state"]["pending"] > 0
+    by_state = status["events"]["by_state"]
+    scheduled = sum(t["scheduled"] for t in run_json(["dr", "status", "--json"]).values())
+    assert by_state["pending"] == 0
+    assert by_state["scheduled"] == status["events"]["scheduled"] == scheduled > 0
     assert status["oldest_pending_age_s"] is None
     table = runner.invoke(app, ["dr", "status"]).stdout
     assert "scheduled" in table
+    shown = runner.invoke(app, ["status"]).stdout
+    assert re.search(rf"scheduled\s+│\s+{scheduled}\s", shown), shown
+    assert re.search(r"pending\s+│\s+0\s", shown), shown
 
 
 def test_a_drain_rate_that_is_not_positive_is_a_clear_error_not_a_traceback(

@@ -166,7 +166,10 @@ def test_status_reports_types_states_quarantine_and_oldest_age(ledger: Ledger) -
     report = ledger.status(NOW + timedelta(minutes=5))
     assert report["events"]["total"] == 120
     assert sum(report["events"]["by_type"].values()) == 120
-    assert report["events"]["by_state"]["pending"] == 120
+    by_state = report["events"]["by_state"]
+    # Batch-class ones wait for their class's run: scheduled, not pending.
+    assert by_state["pending"] + by_state["scheduled"] == 120
+    assert by_state["scheduled"] == report["events"]["scheduled"] > 0
     assert report["quarantine"] == 1
     assert report["oldest_pending_age_s"] == pytest.approx(300.0)
     # Batch-class events are due at their cron time, real-time ones at once.
@@ -206,6 +209,10 @@ def test_batch_deliveries_waiting_for_their_run_are_scheduled_not_backlog(
     report = ledger.status(at)
     assert report["events"]["scheduled"] == sum(waiting.values())
     assert report["oldest_pending_age_s"] is None
+    _assert_status_and_dr_status_agree(ledger, at)
+    assert report["events"]["by_state"]["pending"] == 0
+    assert report["events"]["by_state"]["scheduled"] == sum(waiting.values())
+    assert report["events"]["by_pattern"]["batch"] == {"scheduled": sum(waiting.values())}
     erp = dr_status(ledger.engine, at)["erp"]
     assert erp["backlog"] == {"pending": 0, "parked": 0, "in_flight": 0}
     assert erp["scheduled"] == waiting["erp"]
@@ -224,10 +231,22 @@ def test_batch_deliveries_waiting_for_their_run_are_scheduled_not_backlog(
             .values(attempts=1, due_at=at + timedelta(minutes=1))
         )
     assert ledger.status(at)["oldest_pending_age_s"] == pytest.approx(300.0)
+    _assert_status_and_dr_status_agree(ledger, at)
+    assert ledger.status(at)["events"]["by_state"]["pending"] == 1
     erp = dr_status(ledger.engine, at)["erp"]
     assert erp["backlog"]["pending"] == 1
     assert erp["scheduled"] == waiting["erp"] - 1
     assert erp["oldest_undelivered_age_s"] == pytest.approx(300.0)
+
+
+def _assert_status_and_dr_status_agree(ledger: Ledger, at: datetime) -> None:
+    """`revbridge status` counts each waiting state as `dr status` does, summed over targets."""
+    by_state = ledger.status(at)["events"]["by_state"]
+    per_target = dr_status(ledger.engine, at).values()
+    for state in ("pending", "parked", "in_flight"):
+        assert by_state[state] == sum(t["backlog"][state] for t in per_target), state
+    for state in ("scheduled", "held"):
+        assert by_state[state] == sum(t[state] for t in per_target), state
 
 
 def test_parallel_validation_gives_the_same_outcome_as_in_process(

@@ -263,8 +263,11 @@ def ingest(
 
 @app.command()
 def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Events by type and delivery state, quarantine size, oldest undelivered age (of what
-    is due or overdue: batch deliveries waiting for their class's run are scheduled, not late)."""
+    """Events by type and delivery state, quarantine size, oldest undelivered age.
+
+    States as in `dr status`: pending, parked and in flight are due or overdue (the oldest age
+    counts only these); scheduled is the batch deliveries waiting for their class's run (not
+    late, not in pending); held is what waits for a person's review."""
     from revbridge.clock import SystemClock
     from revbridge.services import open_ledger
     from revbridge.services.cost import cost_for
@@ -292,6 +295,10 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     for k, v in ev["by_state"].items():
         s.add_row(k, str(v))
     out.print(s)
+    out.print(
+        "pending, parked, in flight: due or overdue; scheduled: batch deliveries waiting for "
+        "their class's run (not late); held: waiting for a person's review"
+    )
     age = report["oldest_pending_age_s"]
     api = report["api"]
     for target_name, n in api["calls_today"].items():
@@ -300,7 +307,6 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     for w in api["warnings"]:
         out.print(f"[yellow]warning:[/] {w}")
     out.print(f"quarantine (open): {report['quarantine']}")
-    out.print(f"scheduled (batch, waiting for their class's run): {ev['scheduled']} of the pending")
     out.print(
         "oldest undelivered (due or overdue): " + ("none" if age is None else human_duration(age))
     )

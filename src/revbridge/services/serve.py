@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, case, func, literal, or_, select
+from sqlalchemy import Engine, func, or_, select
 
 from revbridge.clock import SystemClock
 from revbridge.config import Settings
 from revbridge.services.cost import cost_for
 from revbridge.services.operations import dr_status
-from revbridge.store.ledger import Ledger, scheduled_delivery
+from revbridge.store.ledger import Ledger, status_state
 from revbridge.store.schema import UTCDateTime, deliveries, events
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def backlog(engine: Engine, now: datetime) -> list[tuple[str, str, int, float]]:
     """(target, state, count, oldest age in seconds) for undelivered deliveries. Batch items
     waiting for their class's run are their own state, ``scheduled``, as in `dr status`: not
     pending (the pending age alerts on what is late, and they are not)."""
-    state = case((scheduled_delivery(now), literal("scheduled")), else_=deliveries.c.state)
+    state = status_state(now)
     with engine.connect() as conn:
         rows = conn.execute(
             select(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, func, not_, select
+from sqlalchemy import ColumnElement, Engine, and_, case, func, literal, not_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -34,6 +34,9 @@ from revbridge.store.schema import (
 # ``in_flight`` is leased to a worker; ``delivered`` and ``dead_letter`` are final.
 DELIVERY_STATES = ("pending", "parked", "held", "in_flight", "delivered", "dead_letter")
 UNDELIVERED_STATES = ("pending", "parked", "held", "in_flight")
+# The states the operators read (`revbridge status`, `dr status`, the console, the metrics):
+# the stored ones, with ``scheduled`` apart from ``pending`` (``status_state``).
+STATUS_STATES = ("pending", "scheduled", "parked", "held", "in_flight", "delivered", "dead_letter")
 NOTIFY_CHANNEL = "revbridge_events"
 _LOOKUP_CHUNK = 500
 
@@ -49,6 +52,14 @@ def scheduled_delivery(now: datetime) -> ColumnElement[bool]:
         deliveries.c.attempts == 0,
         deliveries.c.due_at > now,
     )
+
+
+def status_state(now: datetime) -> ColumnElement[str]:
+    """A delivery's state as the operators read it: the stored state, but ``scheduled`` for
+    a batch delivery waiting for its class's run (``scheduled_delivery``), which is stored
+    as ``pending``. Every status surface counts with this, so that they agree: an operator
+    tells "waiting for tonight's file" from "stuck" on each of them."""
+    return case((scheduled_delivery(now), literal("scheduled")), else_=deliveries.c.state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,31 +430,25 @@ class Ledger:
 
     def status(self, now: datetime) -> dict[str, Any]:
         """Events by type and delivery state, quarantine size, age of the oldest undelivered
-        delivery that is due or overdue (batch deliveries waiting for their class's run are
-        counted apart, as ``scheduled``)."""
+        delivery that is due or overdue. Batch deliveries waiting for their class's run are
+        their own state, ``scheduled``, not ``pending`` (``status_state``), as in `dr
+        status`; they do not age the backlog."""
+        state = status_state(now)
         with self.engine.connect() as conn:
             by_type: Counter[str] = Counter(
                 dict(
                     conn.execute(select(events.c.type, func.count()).group_by(events.c.type)).all()
                 )
             )
-            by_state: Counter[str] = Counter(
-                dict(
-                    conn.execute(
-                        select(deliveries.c.state, func.count()).group_by(deliveries.c.state)
-                    ).all()
-                )
-            )
             by_pattern_state: dict[str, dict[str, int]] = {}
-            for pattern, state, n in conn.execute(
-                select(deliveries.c.pattern, deliveries.c.state, func.count()).group_by(
-                    deliveries.c.pattern, deliveries.c.state
+            by_state: Counter[str] = Counter()
+            for pattern, s, n in conn.execute(
+                select(deliveries.c.pattern, state, func.count()).group_by(
+                    deliveries.c.pattern, state
                 )
             ):
-                by_pattern_state.setdefault(pattern, {})[state] = n
-            scheduled = conn.execute(
-                select(func.count()).select_from(deliveries).where(scheduled_delivery(now))
-            ).scalar_one()
+                by_pattern_state.setdefault(pattern, {})[s] = n
+                by_state[s] += n
             oldest = conn.execute(
                 select(func.min(events.c.received_at))
                 .select_from(events.join(deliveries, deliveries.c.event_id == events.c.id))
@@ -462,11 +467,11 @@ class Ledger:
             "events": {
                 "total": sum(by_type.values()),
                 "by_type": dict(sorted(by_type.items())),
-                "by_state": {s: by_state.get(s, 0) for s in DELIVERY_STATES}
-                | {s: n for s, n in by_state.items() if s not in DELIVERY_STATES},
+                "by_state": {s: by_state.get(s, 0) for s in STATUS_STATES}
+                | {s: n for s, n in by_state.items() if s not in STATUS_STATES},
                 "by_pattern": by_pattern_state,
-                # Of the pending ones, batch-class deliveries waiting for their class's run.
-                "scheduled": scheduled,
+                # The same as ``by_state["scheduled"]`` (kept for the readers of this key).
+                "scheduled": by_state.get("scheduled", 0),
             },
             "quarantine": open_quarantine,
             # Of what is due or overdue: scheduled batch deliveries are not late.
