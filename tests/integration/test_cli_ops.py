@@ -73,6 +73,16 @@ def test_a_paused_erp_buffers_and_resume_drains(workdir: Path) -> None:
     shown = runner.invoke(app, ["status"]).stdout
     assert re.search(rf"scheduled\s+│\s+{scheduled}\s", shown), shown
     assert re.search(r"pending\s+│\s+0\s", shown), shown
+    # Every accepted event accounted for, superseded apart from delivered.
+    found = re.search(
+        r"accepted (\d+) = delivered (\d+) \+ superseded (\d+) \+ dead-lettered (\d+) "
+        r"\+ on their way (\d+)",
+        shown,
+    )
+    assert found, shown
+    accepted, *parts = (int(n) for n in found.groups())
+    assert accepted == status["events"]["total"] == sum(parts)
+    assert parts[-1] == scheduled
 
 
 def test_a_drain_rate_that_is_not_positive_is_a_clear_error_not_a_traceback(

@@ -744,6 +744,31 @@ def test_an_older_customer_version_never_overwrites_a_newer_one(ledger: Ledger, 
         assert all("superseded by event 1," in r for r in audited)
         outcomes = Counter(conn.execute(select(attempts.c.outcome)).scalars())
     assert outcomes["superseded"] == 2
+    # Status tells them from what was sent: superseded made no call.
+    events_ = ledger.status(clock.now())["events"]
+    assert (events_["by_state"]["delivered"], events_["by_state"]["superseded"]) == (1, 2)
+    assert sum(events_["by_state"].values()) == events_["total"] == 3
+    assert events_["by_pattern"] == {
+        "realtime": {"delivered": 1, "superseded": 1},
+        "batch": {"superseded": 1},
+    }
+    # One sent again after it was superseded (a revert), and delivered by a call: delivered.
+    with ledger.engine.begin() as conn:
+        again = conn.execute(
+            select(attempts.c.event_id).where(attempts.c.outcome == "superseded").limit(1)
+        ).scalar_one()
+        conn.execute(
+            attempts.insert().values(
+                event_id=again,
+                attempt_no=2,
+                worker_id="w",
+                started_at=clock.now(),
+                finished_at=clock.now(),
+                outcome="delivered",
+            )
+        )
+    by_state = ledger.status(clock.now())["events"]["by_state"]
+    assert (by_state["delivered"], by_state["superseded"]) == (2, 1)
 
 
 def test_a_customer_pulled_ahead_of_its_batch_stays_real_time_when_a_worker_starts(

@@ -267,7 +267,10 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
     States as in `dr status`: pending, parked and in flight are due or overdue (the oldest age
     counts only these); scheduled is the batch deliveries waiting for their class's run (not
-    late, not in pending); held is what waits for a person's review."""
+    late, not in pending); held is what waits for a person's review. Final: delivered (sent),
+    superseded (an older version of a customer or credit status that a newer one, already in
+    the target, replaced before it was sent: no call), dead-lettered. Each accepted event has
+    one delivery: accepted = delivered + superseded + dead-lettered + the rest."""
     from revbridge.clock import SystemClock
     from revbridge.services import open_ledger
     from revbridge.services.cost import cost_for
@@ -297,7 +300,15 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     out.print(s)
     out.print(
         "pending, parked, in flight: due or overdue; scheduled: batch deliveries waiting for "
-        "their class's run (not late); held: waiting for a person's review"
+        "their class's run (not late); held: waiting for a person's review; superseded: an "
+        "older version of a record replaced by a newer one before it was sent (no call)"
+    )
+    st = ev["by_state"]
+    final = ("delivered", "superseded", "dead_letter")
+    on_their_way = sum(n for k, n in st.items() if k not in final)
+    out.print(
+        f"accepted {ev['total']} = delivered {st['delivered']} + superseded {st['superseded']}"
+        f" + dead-lettered {st['dead_letter']} + on their way {on_their_way}"
     )
     age = report["oldest_pending_age_s"]
     api = report["api"]

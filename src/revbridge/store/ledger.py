@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, case, func, literal, not_, select
+from sqlalchemy import ColumnElement, Engine, and_, case, exists, func, literal, not_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from revbridge.errors import StoreError
 from revbridge.store.schema import (
     UTCDateTime,
+    attempts,
     audit_log,
     deliveries,
     events,
@@ -31,12 +32,23 @@ from revbridge.store.schema import (
 
 # Delivery states. ``pending`` waits for its due time; ``parked`` waits for another record;
 # ``held`` waits for a person's decision (a review item: ``parked_on`` names it);
-# ``in_flight`` is leased to a worker; ``delivered`` and ``dead_letter`` are final.
+# ``in_flight`` is leased to a worker; ``delivered`` and ``dead_letter`` are final. A
+# superseded delivery is stored as ``delivered`` (``superseded_delivery``).
 DELIVERY_STATES = ("pending", "parked", "held", "in_flight", "delivered", "dead_letter")
 UNDELIVERED_STATES = ("pending", "parked", "held", "in_flight")
 # The states the operators read (`revbridge status`, `dr status`, the console, the metrics):
-# the stored ones, with ``scheduled`` apart from ``pending`` (``status_state``).
-STATUS_STATES = ("pending", "scheduled", "parked", "held", "in_flight", "delivered", "dead_letter")
+# the stored ones, with ``scheduled`` apart from ``pending`` and ``superseded`` apart from
+# ``delivered`` (``status_state``).
+STATUS_STATES = (
+    "pending",
+    "scheduled",
+    "parked",
+    "held",
+    "in_flight",
+    "delivered",
+    "superseded",
+    "dead_letter",
+)
 NOTIFY_CHANNEL = "revbridge_events"
 _LOOKUP_CHUNK = 500
 
@@ -54,12 +66,36 @@ def scheduled_delivery(now: datetime) -> ColumnElement[bool]:
     )
 
 
+def superseded_delivery() -> ColumnElement[bool]:
+    """Deliveries that are final without a call: an older version of a latest-wins record
+    (a customer upsert, a credit status) that a newer version, already in the target,
+    replaced before it was sent (``DeliveryQueue.superseded``). Stored as ``delivered``, the
+    final state every "delivered or dead" check reads; told apart by their attempt, whose
+    outcome is ``superseded``, with no call delivered after it (a revert sends it again)."""
+    later = attempts.alias("later")
+    superseded_ids = select(attempts.c.event_id).where(
+        attempts.c.outcome == "superseded",
+        ~exists().where(
+            later.c.event_id == attempts.c.event_id,
+            later.c.id > attempts.c.id,
+            later.c.outcome == "delivered",
+        ),
+    )
+    return and_(deliveries.c.state == "delivered", deliveries.c.event_id.in_(superseded_ids))
+
+
 def status_state(now: datetime) -> ColumnElement[str]:
     """A delivery's state as the operators read it: the stored state, but ``scheduled`` for
-    a batch delivery waiting for its class's run (``scheduled_delivery``), which is stored
-    as ``pending``. Every status surface counts with this, so that they agree: an operator
-    tells "waiting for tonight's file" from "stuck" on each of them."""
-    return case((scheduled_delivery(now), literal("scheduled")), else_=deliveries.c.state)
+    a batch delivery waiting for its class's run (``scheduled_delivery``), stored as
+    ``pending``, and ``superseded`` for one that was final without a call
+    (``superseded_delivery``), stored as ``delivered``. Every status surface counts with
+    this, so that they agree: an operator tells "waiting for tonight's file" from "stuck",
+    and "sent" from "replaced before it was sent", on each of them."""
+    return case(
+        (scheduled_delivery(now), literal("scheduled")),
+        (superseded_delivery(), literal("superseded")),
+        else_=deliveries.c.state,
+    )
 
 
 @dataclass(frozen=True, slots=True)
