@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from typer.testing import CliRunner
 from revbridge.cli.main import app
 
 runner = CliRunner()
+# A timestamp in JSON, from the CLI and the API alike: ISO 8601, UTC, with Z (decision 0028).
+JSON_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
 
 
 @pytest.fixture

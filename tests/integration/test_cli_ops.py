@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from revbridge.cli.main import app, main
-from tests.integration.conftest import run_json, runner
+from tests.integration.conftest import JSON_TIMESTAMP, run_json, runner
 
 
 def test_init_generate_ingest_worker_delivers_every_real_time_event(workdir: Path) -> None:
@@ -156,6 +156,16 @@ def test_dead_letters_are_listed_shown_and_replayed_with_an_audit_trail(workdir:
     shown = run_json(["dlq", "show", str(dead[0]["id"])])
     assert shown["delivery"]["state"] == "dead_letter"
     assert shown["attempts"][-1]["outcome"] == "dead_letter"
+    # Its times as the API writes them: ISO 8601 in UTC with Z (decision 0028).
+    times = [
+        shown["event"]["received_at"],
+        shown["event"]["occurred_at"],
+        shown["delivery"]["updated_at"],
+        shown["attempts"][-1]["started_at"],
+        shown["attempts"][-1]["finished_at"],
+        shown["audit"][-1]["at"],
+    ]
+    assert all(JSON_TIMESTAMP.fullmatch(t) for t in times), times
     # A replay says why, as the API requires.
     unexplained = runner.invoke(app, ["dlq", "replay", "--all"])
     assert unexplained.exit_code == 2
@@ -174,6 +184,15 @@ def test_dead_letters_are_listed_shown_and_replayed_with_an_audit_trail(workdir:
     assert [a["action"] for a in trail] == ["dead_letter", "replay"]
     assert trail[1]["actor"] == "ana"
     assert trail[1]["reason"] == "period reopened"
+
+
+def test_token_list_shows_when_with_the_zone(workdir: Path) -> None:
+    """Created and last used as people read them, in UTC and saying so (decision 0028)."""
+    made = runner.invoke(app, ["token", "create", "--name", "ops"])
+    assert made.exit_code == 0
+    listed = runner.invoke(app, ["token", "list"], env={"COLUMNS": "120"}).stdout
+    (row,) = [line for line in listed.splitlines() if "ops" in line]
+    assert re.search(r"│ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC │ - ", row), listed
 
 
 def _set(workdir: Path, section: str, line: str) -> None:
@@ -387,4 +406,8 @@ def test_dr_status_shows_a_429_pause_in_a_few_columns(workdir: Path) -> None:
     (row,) = [line for line in shown.stdout.splitlines() if line.startswith("erp ")]
     assert "closed (429)" in row
     assert len(row) <= 80
-    assert f"erp: 429, no calls until {until:%H:%M:%S} UTC" in shown.stdout
+    assert f"erp: 429, no calls until {until:%Y-%m-%d %H:%M:%S} UTC" in shown.stdout
+    # In JSON, as the API writes it (decision 0028).
+    held = run_json(["dr", "status", "--json"])["erp"]["retry_after_until"]
+    assert JSON_TIMESTAMP.fullmatch(held), held
+    assert datetime.fromisoformat(held) == until

@@ -480,7 +480,7 @@ def test_a_429s_retry_after_holds_every_worker_until_then(ledger: Ledger) -> Non
     assert first.stats.retried == 1
     assert erp.docs == []
     until = START + timedelta(seconds=90)
-    assert dr_status(ledger.engine, clock.now())["erp"]["retry_after_until"] == until.isoformat()
+    assert dr_status(ledger.engine, clock.now())["erp"]["retry_after_until"] == until
 
     clock.advance(timedelta(seconds=60))
     other = _worker(ledger, erp, FakeSalesforce(), clock, worker_id="other")  # another process

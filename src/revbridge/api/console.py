@@ -7,6 +7,7 @@ token; each operator action goes through the audited service functions.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -18,10 +19,16 @@ from fastapi.templating import Jinja2Templates
 from revbridge.api.auth import SESSION_COOKIE, Session, console_session, encode_session
 from revbridge.core.durations import human_duration
 from revbridge.core.policy import policy_rows
+from revbridge.core.timestamps import human_timestamp
 from revbridge.services import operations, serve
 from revbridge.services.access import AccessDenied, Role, authenticate, require
 
 router = APIRouter(prefix="/console", include_in_schema=False)
+
+
+def _timestamp(at: datetime | None) -> str:
+    """The ``timestamp`` filter: a time as people read it, zone said (decision 0028)."""
+    return "" if at is None else human_timestamp(at)
 
 
 def _templates(request: Request) -> Jinja2Templates:
@@ -31,6 +38,7 @@ def _templates(request: Request) -> Jinja2Templates:
 
         t = Jinja2Templates(directory=HERE / "templates")
         t.env.filters["human_duration"] = human_duration
+        t.env.filters["timestamp"] = _timestamp
         request.app.state.templates = t
     return t
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,11 +18,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
+from revbridge.cli._output import print_json
 from revbridge.codec import json_schema
 from revbridge.config import DEFAULT_FILE, INIT_TEMPLATE, Settings, load_settings
 from revbridge.core.durations import human_duration
 from revbridge.core.events import EventType
 from revbridge.core.policy import policy_markdown, policy_rows
+from revbridge.core.timestamps import human_timestamp
 from revbridge.errors import DeliveryError, RevbridgeError, UsageError
 from revbridge.generate import MAX_SEED
 
@@ -108,10 +109,6 @@ def _settings(config: Path | None, *, required: bool = True) -> Settings:
     rather than run on a new, empty ledger of its own (``required=False``: a read-only look
     at the built-in defaults, such as ``policy show``)."""
     return load_settings(config, required=required)
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 @app.command()
@@ -247,7 +244,7 @@ def ingest(
             workers=workers,
         )
     if as_json:
-        _print_json(result.as_dict())
+        print_json(result.as_dict())
     else:
         table = Table(title=f"ingest {file}")
         for name in ("accepted", "duplicates", "conflicts", "rejected"):
@@ -282,7 +279,7 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     # The configured budgets and rate limits: the "real-time everywhere" warnings.
     report["api"] = cost_for(ledger.engine, settings, now)
     if as_json:
-        _print_json(report)
+        print_json(report)
         return
     ev = report["events"]
     out.print(f"[bold]{ev['total']}[/] events in the ledger ({settings.store_url})")
@@ -331,7 +328,7 @@ def schema(
 ) -> None:
     """Print the JSON Schema of each event type's envelope."""
     if event_type is None:
-        _print_json({t.value: json_schema(t) for t in EventType})
+        print_json({t.value: json_schema(t) for t in EventType})
         return
     try:
         chosen = EventType(event_type)
@@ -339,7 +336,7 @@ def schema(
         known = ", ".join(t.value for t in EventType)
         err.print(f"[red]unknown event type {event_type!r}[/]; known: {known}")
         raise typer.Exit(2) from None
-    _print_json(json_schema(chosen))
+    print_json(json_schema(chosen))
 
 
 @policy_app.command("show")
@@ -351,7 +348,7 @@ def policy_show(
     settings = _settings(config, required=False)  # without one: the built-in defaults
     if fmt == "json":
         rows = policy_rows(settings.policy)
-        _print_json(
+        print_json(
             {
                 "events": [
                     {k: r[k] for k in ("type", "pattern", "schedule", "rationale")} for r in rows
@@ -382,7 +379,7 @@ def waiting(
 
     rows = parked(open_ledger(_settings(config)).engine, limit=limit)
     if as_json:
-        _print_json({"waiting": rows})
+        print_json({"waiting": rows})
         return
     now = SystemClock().now()
     t = Table(title=f"waiting ({len(rows)} shown)")
@@ -412,7 +409,7 @@ def quarantine_list(
 
     rows = open_ledger(_settings(config)).list_quarantine(limit=limit)
     if as_json:
-        _print_json({"quarantine": rows})
+        print_json({"quarantine": rows})
         return
     t = Table(title=f"quarantine ({len(rows)} open shown)")
     for col in ("id", "origin:line", "code", "reason"):
@@ -485,7 +482,7 @@ def worker(
 
     stats = asyncio.run(run())
     if as_json:
-        _print_json(stats)
+        print_json(stats)
     else:
         out.print(" ".join(f"{k}={v}" for k, v in stats.items()))
 
@@ -581,7 +578,7 @@ def capture_salesforce(
 
     result = asyncio.run(run())
     if as_json:
-        _print_json(result)
+        print_json(result)
     else:
         out.print(" ".join(f"{k}={v}" for k, v in result.items() if k != "watermarks"))
 
@@ -641,7 +638,7 @@ def _capture(
         **({"skipped": last.skipped} if last.skipped else {}),
     }
     if as_json:
-        _print_json(total)
+        print_json(total)
     else:
         out.print(" ".join(f"{k}={v}" for k, v in total.items()))
     if last.skipped:
@@ -694,7 +691,7 @@ def batch_run(
         )
     )
     if as_json:
-        _print_json({"batches": [r.as_dict() for r in reports]})
+        print_json({"batches": [r.as_dict() for r in reports]})
     else:
         counts = ("items", "delivered", "failed", "retried", "parked")
         t = Table(title="batch run")
@@ -768,7 +765,7 @@ def dlq_list(
     rows = list_dead_letters(engine, event_type=event_type, limit=limit)
     total = count_dead_letters(engine, event_type=event_type)
     if as_json:
-        _print_json({"dead_letters": rows, "total": total})
+        print_json({"dead_letters": rows, "total": total})
         return
     shown = f"showing {len(rows)} of {total}" if len(rows) < total else str(total)
     t = Table(title=f"dead letters ({shown})")
@@ -794,7 +791,7 @@ def dlq_show(event_id: int, config: ConfigOpt = None) -> None:
     from revbridge.services import open_ledger
     from revbridge.services.operations import trace
 
-    _print_json(trace(open_ledger(_settings(config)).engine, event_id))
+    print_json(trace(open_ledger(_settings(config)).engine, event_id))
 
 
 @dlq_app.command("replay")
@@ -858,7 +855,7 @@ def dr_status_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
     report = dr_status(open_ledger(_settings(config)).engine, SystemClock().now())
     if as_json:
-        _print_json(report)
+        print_json(report)
         return
     # Compact: the columns the runbook reads must fit an 80-column terminal.
     t = Table(title="targets", box=box.SIMPLE_HEAD, show_edge=False, padding=0)
@@ -881,9 +878,8 @@ def dr_status_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         if r["retry_after_until"]:
             # The system itself asked for a pause (429 with a Retry-After): until when is
             # said under the table, which must fit 80 columns (the JSON has it whole).
-            until = datetime.fromisoformat(str(r["retry_after_until"]))
             circuit += " (429)"
-            holds.append(f"{name}: 429, no calls until {until.astimezone(UTC):%H:%M:%S} UTC")
+            holds.append(f"{name}: 429, no calls until {human_timestamp(r['retry_after_until'])}")
         t.add_row(
             name,
             "yes" if r["paused"] else "no",
@@ -1005,7 +1001,7 @@ def dr_drain(
     drained = asyncio.run(run())
     waiting = [d.waiting for d in drained if d.waiting]
     if as_json:
-        _print_json({**w.stats.as_dict(), "targets": {d.target: asdict(d) for d in drained}})
+        print_json({**w.stats.as_dict(), "targets": {d.target: asdict(d) for d in drained}})
     else:
         out.print(" ".join(f"{k}={v}" for k, v in w.stats.as_dict().items()))
         for d in drained:

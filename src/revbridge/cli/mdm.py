@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +18,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from revbridge.cli._ledger import disposing, open_engine
+from revbridge.cli._output import print_json
+from revbridge.core.timestamps import json_default
 
 app = typer.Typer(
     help="Customer master: ID crosswalk, go-live matching, review queue.", no_args_is_help=True
@@ -51,10 +52,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
 @app.command("lookup")
 @disposing
 def lookup_cmd(
@@ -73,7 +70,7 @@ def lookup_cmd(
         err.print(f"[yellow]no customer has the id {any_id!r}[/]")
         raise typer.Exit(1)
     if as_json:
-        _print_json({"links": [link.as_dict() for link in links]})
+        print_json({"links": [link.as_dict() for link in links]})
         return
     t = Table(title=f"customer {links[0].canonical_id}")
     for col in ("Account", "ERP", "entity", "number", "internal id", "parent", "name"):
@@ -119,7 +116,7 @@ def import_cmd(
     _, engine = open_engine(config)
     report = import_links(engine, path, now=_now(), actor=_actor(actor))
     if as_json:
-        _print_json(report.as_dict())
+        print_json(report.as_dict())
     elif report.errors:
         for line, message in report.errors:
             err.print(f"[red]line {line}:[/] {message}")
@@ -203,7 +200,7 @@ def match_cmd(
         erp_bad_rows=erp_bad,
     )
     if as_json:
-        _print_json(result.as_dict() | {"report": str(report)})
+        print_json(result.as_dict() | {"report": str(report)})
     else:
         t = Table(title=f"proposed links ({len(result.proposals)}), report in {report}")
         for col in ("status", "score", "Account", "ERP customer", "evidence"):
@@ -238,7 +235,7 @@ def review_list(
     _, engine = open_engine(config)
     rows = list_reviews(engine, state=None if state == "all" else state, kind=kind)
     if as_json:
-        _print_json({"reviews": rows})
+        print_json({"reviews": rows})
         return
     t = Table(title=f"review items ({len(rows)})")
     for col in ("id", "kind", "state", "Account", "ERP", "attribute", "SF", "ERP value", "why"):
@@ -251,8 +248,8 @@ def review_list(
             r["sf_account_id"] or "",
             r["erp_customer_number"] or "",
             r["attribute"] or "",
-            json.dumps(r["sf_value"], default=str) if r["sf_value"] is not None else "",
-            json.dumps(r["erp_value"], default=str) if r["erp_value"] is not None else "",
+            json.dumps(r["sf_value"], default=json_default) if r["sf_value"] is not None else "",
+            json.dumps(r["erp_value"], default=json_default) if r["erp_value"] is not None else "",
             r["message"],
         )
     out.print(t)
@@ -265,7 +262,7 @@ def review_show(review_id: int, config: ConfigOpt = None) -> None:
     from revbridge.services.mdm import show_review
 
     _, engine = open_engine(config)
-    _print_json(show_review(engine, review_id))
+    print_json(show_review(engine, review_id))
 
 
 def _decide(

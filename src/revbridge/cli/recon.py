@@ -5,7 +5,6 @@ A thin edge: every command calls one function of ``revbridge.services.recon``.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import asdict
@@ -19,7 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 from revbridge.cli._ledger import disposing, open_engine
+from revbridge.cli._output import print_json
 from revbridge.core.money import format_money
+from revbridge.core.timestamps import human_timestamp
 
 app = typer.Typer(
     help="Reconciliation: runs and reports, cases, month-end sign-off.", no_args_is_help=True
@@ -49,10 +50,6 @@ def _actor(actor: str | None) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 @app.command("run")
@@ -170,7 +167,7 @@ def cases_list(
     _, engine = open_engine(config)
     cases = list_cases(engine, now=_now(), states=state, reconciliation=reconciliation)
     if as_json:
-        _print_json([asdict(c) for c in cases])
+        print_json([asdict(c) for c in cases])
         return
     out.print(_cases_table(cases))
 
@@ -225,16 +222,18 @@ def cases_show(case_id: int, config: ConfigOpt = None, as_json: JsonOpt = False)
     _, engine = open_engine(config)
     detail = show_case(engine, case_id, now=_now())
     if as_json:
-        _print_json(asdict(detail))
+        print_json(asdict(detail))
         return
     case = detail.case
     for key, value in asdict(case).items():
         if key in _AMOUNT_FIELDS:
             value = format_money(value, case.currency)
+        elif isinstance(value, datetime):
+            value = human_timestamp(value)
         out.print(f"{key:>16}: {value if value is not None else ''}", overflow="fold")
     out.print("history:")
     for h in detail.history:
-        out.print(f"  {h.at.isoformat()} {h.actor} {_history_line(h)}", overflow="fold")
+        out.print(f"  {human_timestamp(h.at)} {h.actor} {_history_line(h)}", overflow="fold")
 
 
 _AMOUNT_FIELDS = frozenset({"source_amount", "erp_amount", "difference"})
@@ -334,7 +333,7 @@ def signoff(
         override_in_transit=override_in_transit,
     )
     if as_json:
-        _print_json(asdict(s))
+        print_json(asdict(s))
     else:
         out.print(f"{period}: {s.describe()}")
 
@@ -348,7 +347,7 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     _, engine = open_engine(config)
     st = recon_status(engine, now=_now())
     if as_json:
-        _print_json(asdict(st))
+        print_json(asdict(st))
         return
     out.print("cases: " + " ".join(f"{k}={v}" for k, v in st.cases_by_state.items()))
     out.print("open by age (days): " + " ".join(f"{k}={v}" for k, v in st.aging.items()))

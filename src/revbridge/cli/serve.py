@@ -86,6 +86,7 @@ def token_create(
 def token_list(config: ConfigOpt = None) -> None:
     """Tokens with role, prefix and use (never the secret)."""
     from revbridge.config import load_settings
+    from revbridge.core.timestamps import human_timestamp
     from revbridge.services import open_ledger
     from revbridge.services.access import list_tokens
 
@@ -97,9 +98,10 @@ def token_list(config: ConfigOpt = None) -> None:
             r["name"],
             r["role"],
             r["prefix"] + "…",
-            str(r["created_at"])[:19],
-            str(r["last_used_at"] or "-")[:19],
-            str(r["revoked_at"] or "-")[:19],
+            *(
+                "-" if r[k] is None else human_timestamp(r[k])
+                for k in ("created_at", "last_used_at", "revoked_at")
+            ),
         )
     out.print(t)
 

@@ -20,6 +20,7 @@ import structlog
 from sqlalchemy import Engine, and_, case, func, select, text, update
 
 from revbridge.core.durations import human_duration
+from revbridge.core.timestamps import human_timestamp
 from revbridge.core.wording import counted
 from revbridge.store.schema import (
     UTCDateTime,
@@ -286,9 +287,9 @@ class Alerter:
             # What cleared, not the failing-now body ("Calls to erp keep failing") again.
             self._send(
                 f"RESOLVED: {row.title}",
-                f"Cleared at {now.isoformat(timespec='seconds')}: {row.title} "
+                f"Cleared at {human_timestamp(now)}: {row.title} "
                 f"(open {human_duration(now - row.opened_at)}, since "
-                f"{row.opened_at.isoformat(timespec='seconds')}).",
+                f"{human_timestamp(row.opened_at)}).",
                 "resolved",
             )
         return opened, resolved

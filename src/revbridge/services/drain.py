@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, or_, select
 
 from revbridge.core.durations import human_duration
+from revbridge.core.timestamps import human_timestamp
 from revbridge.core.wording import counted
 from revbridge.engine.circuit import CircuitState
 from revbridge.engine.targets_state import TargetState, claim_probe, target_states
@@ -145,7 +146,7 @@ def left_waiting(worker: Worker) -> list[tuple[str, int, str | None, timedelta |
         )
         why = _waiting(state, target, now)
         if why is None and hold is not None and hold > now:
-            why = f"{name} asked for a pause until {hold.isoformat(timespec='seconds')} (429)"
+            why = f"{name} asked for a pause until {human_timestamp(hold)} (429)"
         if why is None:
             why = _behind(worker, name, now, due)
         left.append((name, due, why, hold - now if hold is not None and hold > now else None))
@@ -247,8 +248,7 @@ def _waiting(state: TargetState | None, target: Target, now: datetime) -> str | 
     if state.circuit == CircuitState.HALF_OPEN.value:
         return f"{target.name}: circuit half-open, another process is probing it"
     if state.hold_until is not None and state.hold_until > now:
-        until = state.hold_until.isoformat(timespec="seconds")
-        return f"{target.name} asked for a pause until {until} (429)"
+        return f"{target.name} asked for a pause until {human_timestamp(state.hold_until)} (429)"
     return None
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, Engine, and_, case, func, not_, select, up
 
 from revbridge.config import Settings
 from revbridge.core.events import SPECS, EventType
+from revbridge.core.timestamps import human_timestamp
 from revbridge.engine.batch import BatchReport
 from revbridge.engine.targets_state import TargetState, target_states, upsert_target
 from revbridge.engine.worker import TARGET_OF
@@ -319,9 +320,9 @@ def dr_status(engine: Engine, now: datetime) -> dict[str, Any]:
     return out
 
 
-def _while_ahead(at: datetime | None, now: datetime) -> str | None:
-    """``at`` as ISO 8601 while it is still to come, else None."""
-    return at.isoformat() if at is not None and at > now else None
+def _while_ahead(at: datetime | None, now: datetime) -> datetime | None:
+    """``at`` while it is still to come, else None."""
+    return at if at is not None and at > now else None
 
 
 def _why_not_now(state: TargetState | None, target: str, now: datetime) -> str | None:
@@ -336,8 +337,7 @@ def _why_not_now(state: TargetState | None, target: str, now: datetime) -> str |
             f"`revbridge dr drain {target}` probes it now"
         )
     if state.hold_until is not None and state.hold_until > now:
-        until = state.hold_until.isoformat(timespec="seconds")
-        return f"{target} asked for a pause until {until} (429)"
+        return f"{target} asked for a pause until {human_timestamp(state.hold_until)} (429)"
     return None
 
 

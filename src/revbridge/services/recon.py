@@ -29,6 +29,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from revbridge.config import Settings
 from revbridge.core.policy import check_cron
+from revbridge.core.timestamps import human_timestamp
 from revbridge.errors import DomainError
 from revbridge.recon.cases import (
     ACTIVE,
@@ -957,7 +958,7 @@ def recon_status(engine: Engine, *, now: datetime, runs: int = 5) -> ReconStatus
                 "id": r.id,
                 "scope": r.scope,
                 "period": f"{r.period_start}..{r.period_end}",
-                "started_at": r.started_at.isoformat(),
+                "started_at": r.started_at,
                 "matched": r.matched_count,
                 "variances": r.variance_count,
                 "within_tolerance": r.within_tolerance_count,
@@ -1106,8 +1107,8 @@ def outage_windows(engine: Engine, *, now: datetime) -> list[DueRun]:
                             scope="nightly",
                             start=start.date(),
                             end=at.date() + timedelta(days=1),
-                            reason=f"outage of {target} {start.isoformat()}..{at.isoformat()}"
-                            + planned,
+                            reason=f"outage of {target} {human_timestamp(start)}.."
+                            f"{human_timestamp(at)}{planned}",
                         )
                     )
         value = now.isoformat()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -9,6 +10,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from revbridge.store.schema import audit_log, deliveries
+from tests.integration.conftest import JSON_TIMESTAMP
 
 from .conftest import Hub, envelopes, jsonl
 
@@ -64,6 +66,33 @@ def test_a_viewer_reads_but_cannot_replay_and_an_operator_replays_with_audit(hub
     assert trace["delivery"]["state"] == "pending"
     assert trace["audit"][-1]["actor"] == "token:operator-1"
     assert trace["audit"][-1]["reason"] == "tax code fixed in the ERP"
+
+
+def test_every_time_the_api_writes_is_utc_with_z_and_the_console_says_utc(hub: Hub) -> None:
+    """One form for JSON timestamps, whichever service produced them (a datetime, or a 429's
+    pause); the console shows them as people read them, with the zone (decision 0028)."""
+    from revbridge.engine.targets_state import record_hold
+
+    event_id = _seed_dead_letter(hub)
+    now = datetime.now(UTC)
+    record_hold(hub.ledger.engine, "erp", until=now + timedelta(minutes=5), now=now)
+    viewer = hub.auth("viewer")
+    held = hub.client.get("/api/v1/targets", headers=viewer).json()["erp"]["retry_after_until"]
+    trace = hub.client.get(f"/api/v1/events/{event_id}/trace", headers=viewer).json()
+    tokens = hub.client.get("/api/v1/tokens", headers=hub.auth("admin")).json()
+    times = [
+        held,
+        trace["event"]["received_at"],
+        trace["event"]["occurred_at"],
+        trace["delivery"]["due_at"],
+        *(t["created_at"] for t in tokens),
+    ]
+    assert all(JSON_TIMESTAMP.fullmatch(t) for t in times), times
+    with httpx.Client(base_url=hub.client.base_url, timeout=30) as console:
+        assert console.post("/console/login", data={"token": hub.tokens["viewer"]}).is_redirect
+        page = console.get(f"/console/events/{event_id}").text
+    received = datetime.fromisoformat(trace["event"]["received_at"])
+    assert f"{received:%Y-%m-%d %H:%M:%S} UTC" in page
 
 
 def test_bad_bodies_get_a_422_saying_where_and_why(hub: Hub) -> None:
