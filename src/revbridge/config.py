@@ -166,7 +166,11 @@ class SalesforceSection(_Strict):
     object_model: Literal["billing", "revenue_cloud"] = "billing"
     integration_user_id: str | None = None
     ca_bundle: str | None = None
+    # fake: where the in-process fake org keeps its records between runs
     state_file: str = "fake-salesforce.json"
+    # fake: several processes share the fake org through state_file (file lock)
+    shared: bool = False
+    # fake: injected faults, as for the fake ERP
     faults: FaultSpec = ""
     rate_limit_per_s: Annotated[float, Field(gt=0)] | None = None
     daily_call_budget: Annotated[int, Field(ge=1)] | None = None
@@ -459,9 +463,10 @@ cash_handled_in = "both"
 # "tryton" (the managed local Tryton, `revbridge erp tryton up`).
 kind = "fake"
 state_file = "fake-erp.json"
-# fake: processes running at once (a worker beside `revbridge dr drain`, several workers)
-# share one fake ERP only with shared = true (its file is then read and written on every
-# call, slower); otherwise each keeps its own copy and the last to stop wins.
+# fake: processes running at once (several workers, on PostgreSQL; a worker beside
+# `revbridge dr drain`) share one fake ERP only with shared = true (its file is then read and
+# written on every call, slower); otherwise each keeps its own copy and the last to stop wins.
+# Set it here and in [salesforce] alike.
 # shared = false
 # fake: faults to try the engine against, e.g. "down=1" (an outage), or
 # "error_rate=0.05,lost_response_rate=0.05,throttle_next=20,seed=7" (revbridge.testing.Faults)
@@ -470,6 +475,7 @@ state_file = "fake-erp.json"
 [salesforce]
 kind = "fake"
 state_file = "fake-salesforce.json"
+# shared = false                  # as for the fake ERP: true with several workers
 # faults = ""                     # as for the fake ERP
 # The fake org has a change feed: `revbridge generate --into-salesforce` posts to it and
 # `revbridge capture salesforce` reads it into the ledger, as a real org's changes travel.

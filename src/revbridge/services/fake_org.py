@@ -27,11 +27,11 @@ def post_to_fake_org(settings: Settings, envelopes: Iterable[Mapping[str, Any]])
     it. Raises ``UsageError`` unless ``salesforce.kind = "fake"``."""
     org = fake_salesforce(settings)
     posted = erp_side = 0
-    for envelope in envelopes:
-        if envelope.get("type") in FROM_ERP:
-            erp_side += 1
-            continue
-        org.post(envelope)
-        posted += 1
-    org.save()
+    with org.changing():
+        for envelope in envelopes:
+            if envelope.get("type") in FROM_ERP:
+                erp_side += 1
+                continue
+            org.post(envelope)
+            posted += 1
     return Posted(posted=posted, erp_side=erp_side)

@@ -18,7 +18,7 @@ from revbridge.engine.ports import ReadbackKind, ReadbackPort
 from revbridge.engine.queue import DeliveryQueue
 from revbridge.errors import ConfigError
 from revbridge.recon.readback import DEFAULT_PAGE_SIZE, ReadbackStore, RefreshReport
-from revbridge.services.targets import build_erp, salesforce_client
+from revbridge.services.targets import build_erp, fake_salesforce, salesforce_client
 from revbridge.store.schema import events
 
 
@@ -30,11 +30,7 @@ def salesforce_reader(settings: Settings) -> Any:
         from revbridge.salesforce.readback import SalesforceReadback
 
         return SalesforceReadback(salesforce_client(settings), PROFILES[sf.object_model])
-    from revbridge.testing.fakes import FakeSalesforce, Faults
-
-    return FakeSalesforce(
-        state_file=settings.path_in_base(sf.state_file), faults=Faults.parse(sf.faults)
-    )
+    return fake_salesforce(settings)
 
 
 async def refresh_from_config(

@@ -179,7 +179,9 @@ def fake_salesforce(settings: Settings) -> FakeSalesforce:
             f'salesforce.kind is "{sf.kind}": the fake org needs salesforce.kind = "fake"'
         )
     return FakeSalesforce(
-        state_file=settings.path_in_base(sf.state_file), faults=Faults.parse(sf.faults)
+        state_file=settings.path_in_base(sf.state_file),
+        shared=sf.shared,
+        faults=Faults.parse(sf.faults),
     )
 
 

@@ -17,8 +17,8 @@ import os
 import random
 import signal
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -250,6 +250,74 @@ def _load_state_file(path: Path, what: str, load: Callable[[dict[str, Any]], Non
         ) from None
 
 
+class _StateFile:
+    """Where a fake keeps its state between runs (``path``; None keeps it in memory only).
+
+    ``shared``: several processes use one fake through the file. Each transaction takes a
+    file lock, loads the file's content, and writes it back when it changed something, so
+    every process sees the others' changes. Otherwise the fake loads the file once and
+    writes it when it closes: each process has its own copy, and the last to close wins.
+    """
+
+    def __init__(
+        self,
+        path: Path | None,
+        what: str,
+        *,
+        shared: bool,
+        load: Callable[[dict[str, Any]], None],
+        dump: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.path = path
+        self.what = what
+        self.shared = shared
+        self._load = load
+        self._dump = dump
+        # One transaction at a time in this process; the file lock orders the processes.
+        self._lock = asyncio.Lock()
+        if path is not None and path.exists():
+            self.load()
+
+    def load(self) -> None:
+        if self.path is not None:
+            _load_state_file(self.path, self.what, self._load)
+
+    def save(self) -> None:
+        """Write the state, whole or not at all (a reader never sees half a file)."""
+        if self.path is not None:
+            tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+            tmp.write_text(json.dumps(self._dump()), encoding="utf-8")
+            tmp.replace(self.path)
+
+    def close(self) -> None:
+        """A fake of its own writes its copy back; a shared one already did, per change."""
+        if not self.shared:
+            self.save()
+
+    @contextmanager
+    def locked(self, *, write: bool = True) -> Iterator[None]:
+        """One transaction on the file's content (shared); in memory, nothing to do."""
+        if not self.shared or self.path is None:
+            yield
+            return
+        with self.path.with_suffix(".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if self.path.exists():
+                    self.load()
+                yield
+                if write:
+                    self.save()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @asynccontextmanager
+    async def txn(self, *, write: bool = True) -> AsyncIterator[None]:
+        async with self._lock:
+            with self.locked(write=write):
+                yield
+
+
 def _hub_customer(d: _Doc) -> str | None:
     """The hub's reference of an ERP customer. One keyed in the ERP before go-live has none
     (the customer master links it by its number)."""
@@ -306,9 +374,9 @@ class FakeErp:
         self.closed_periods: set[str] = set()
         self.batches_received: list[dict[str, object]] = []
         self.credit_hold: set[str] = set()
-        self._lock = asyncio.Lock()
-        if state_file is not None and state_file.exists():
-            self._load(state_file)
+        self._file = _StateFile(
+            state_file, "the fake ERP", shared=shared, load=self._load_state, dump=self._state
+        )
 
     @property
     def capabilities(self) -> Capabilities:
@@ -339,21 +407,8 @@ class FakeErp:
         """One ERP transaction. Shared mode: under a file lock, on the state file's content,
         so several worker processes see one ERP. After a write commits, a lost response may
         be injected (the caller never learns that it landed)."""
-        async with self._lock:
-            if not self.shared or self.state_file is None:
-                yield
-            else:
-                lock_path = self.state_file.with_suffix(".lock")
-                with lock_path.open("a") as lock:
-                    fcntl.flock(lock, fcntl.LOCK_EX)
-                    try:
-                        if self.state_file.exists():
-                            self._load(self.state_file)
-                        yield
-                        if write:
-                            self._save(self.state_file)
-                    finally:
-                        fcntl.flock(lock, fcntl.LOCK_UN)
+        async with self._file.txn(write=write):
+            yield
         if write:
             self.faults.after_write()
 
@@ -801,25 +856,18 @@ class FakeErp:
         return outcomes
 
     async def close(self) -> None:
-        if self.state_file is not None and not self.shared:
-            self._save(self.state_file)
+        self._file.close()
 
     # ----------------------------------------------------------------- persistence
 
-    def _save(self, path: Path) -> None:
-        state = {
+    def _state(self) -> dict[str, Any]:
+        return {
             "next_id": self._next_id,
             "seq": self._seq,
             "closed_periods": sorted(self.closed_periods),
             "credit_hold": sorted(self.credit_hold),
             "docs": [{**d.__dict__, "total": str(d.total), "open": str(d.open)} for d in self.docs],
         }
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(state), encoding="utf-8")
-        tmp.replace(path)
-
-    def _load(self, path: Path) -> None:
-        _load_state_file(path, "the fake ERP", self._load_state)
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self._next_id = state["next_id"]
@@ -858,6 +906,7 @@ class FakeSalesforce:
         faults: Faults | None = None,
         state_file: Path | None = None,
         page_size: int = 500,
+        shared: bool = False,
     ) -> None:
         if page_size < 1:
             raise ValueError(f"page_size: {page_size} must be at least 1")
@@ -872,18 +921,59 @@ class FakeSalesforce:
         # The org's own records, as the read-back sees them: (kind, key) -> (seq, document).
         self.org: dict[tuple[ReadbackKind, str], tuple[int, _OrgDoc]] = {}
         self._seq = 0
-        if state_file is not None and state_file.exists():
-            _load_state_file(state_file, "the fake org", self._load_state)
+        # Shared: several processes (workers, a capture, `generate --into-salesforce`) use
+        # one org through the state file, as with the fake ERP.
+        self._file = _StateFile(
+            state_file, "the fake org", shared=shared, load=self._load_state, dump=self._state
+        )
+
+    @property
+    def shared(self) -> bool:
+        return self._file.shared
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.writes = state["writes"]
         self.accounts = state["accounts"]
-        self.invoice_paid.update({k: Decimal(v) for k, v in state["invoice_paid"].items()})
+        self.invoice_paid = defaultdict(
+            Decimal, {k: Decimal(v) for k, v in state["invoice_paid"].items()}
+        )
         self._seq = state.get("seq", 0)
         self.feed = [(seq, env) for seq, env in state.get("feed", ())]
+        self.org = {}
         for kind, seq, raw in state.get("org", ()):
             doc = _org_doc(ReadbackKind(kind), raw)
             self.org[(ReadbackKind(kind), doc.key)] = (seq, doc)
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "writes": self.writes,
+            "accounts": self.accounts,
+            "invoice_paid": {k: str(v) for k, v in self.invoice_paid.items()},
+            "seq": self._seq,
+            "feed": [[seq, env] for seq, env in self.feed],
+            "org": [
+                [kind.value, seq, json.loads(json.dumps(dataclasses.asdict(d), default=str))]
+                for (kind, _), (seq, d) in self.org.items()
+            ],
+        }
+
+    @contextmanager
+    def changing(self) -> Iterator[None]:
+        """Changes made in the org outside the hub (``post``, ``put``, ``remove``), saved
+        to the state file when they are done; shared, under its lock, on its content."""
+        with self._file.locked():
+            yield
+        if not self.shared:
+            self._file.save()
+
+    @asynccontextmanager
+    async def _txn(self, *, write: bool = True, lossy: bool = False) -> AsyncIterator[None]:
+        """One org transaction (shared: on the state file's content, under its lock). After
+        a ``lossy`` write commits, a lost response may be injected."""
+        async with self._file.txn(write=write):
+            yield
+        if lossy:
+            self.faults.after_write()
 
     # ----------------------------------------------------------- the org's change feed
 
@@ -922,8 +1012,9 @@ class FakeSalesforce:
             since = int(watermark) if watermark else 0
         except ValueError:
             raise TerminalError(f"watermark {watermark!r}: not a place in the feed") from None
-        start = bisect.bisect_right(self.feed, since, key=lambda item: item[0])
-        page = self.feed[start : start + self.page_size]
+        async with self._txn(write=False):
+            start = bisect.bisect_right(self.feed, since, key=lambda item: item[0])
+            page = self.feed[start : start + self.page_size]
         mark = str(page[-1][0]) if page else (watermark or "0")
         return [json.loads(json.dumps(env)) for _, env in page], mark
 
@@ -1020,10 +1111,11 @@ class FakeSalesforce:
         """The org's records changed after the mark ``after`` (a sequence number)."""
         await self._call("read")
         since = int(after) if after else 0
-        changed = sorted(
-            ((seq, d) for (k, _), (seq, d) in self.org.items() if k == kind and seq > since),
-            key=lambda x: x[0],
-        )[:limit]
+        async with self._txn(write=False):
+            changed = sorted(
+                ((seq, d) for (k, _), (seq, d) in self.org.items() if k == kind and seq > since),
+                key=lambda x: x[0],
+            )[:limit]
         return ReadPage(
             documents=tuple(d for _, d in changed),
             mark=str(changed[-1][0]) if changed else after,
@@ -1039,30 +1131,27 @@ class FakeSalesforce:
             await asyncio.sleep(self.faults.latency_s)
         self.faults.before_call()
 
-    def _upsert(self, external_ref: str, record: dict[str, Any]) -> str:
-        self.writes[external_ref] = record
-        self.faults.after_write()
-        return external_ref
-
     async def apply_erp_payment(self, external_ref: str, payment: ErpPaymentReceived) -> str:
         await self._call("apply_erp_payment")
-        if external_ref not in self.writes:
-            for a in payment.applications:
-                self.invoice_paid[a.invoice_id] += a.amount
-                self._pay_invoice(a.invoice_id, a.amount)
-            self.put(
-                PaymentDocument(
-                    key=f"pay-{external_ref}",
-                    ref=payment.erp_payment_id,
-                    origin="erp",
-                    customer_ref=payment.customer_id,
-                    currency=payment.currency,
-                    amount=payment.amount,
-                    doc_date=payment.received_on,
-                    applications=tuple((a.invoice_id, a.amount) for a in payment.applications),
+        async with self._txn(lossy=True):
+            if external_ref not in self.writes:
+                for a in payment.applications:
+                    self.invoice_paid[a.invoice_id] += a.amount
+                    self._pay_invoice(a.invoice_id, a.amount)
+                self.put(
+                    PaymentDocument(
+                        key=f"pay-{external_ref}",
+                        ref=payment.erp_payment_id,
+                        origin="erp",
+                        customer_ref=payment.customer_id,
+                        currency=payment.currency,
+                        amount=payment.amount,
+                        doc_date=payment.received_on,
+                        applications=tuple((a.invoice_id, a.amount) for a in payment.applications),
+                    )
                 )
-            )
-        return self._upsert(external_ref, {"kind": "erp_payment", "amount": str(payment.amount)})
+            self.writes[external_ref] = {"kind": "erp_payment", "amount": str(payment.amount)}
+        return external_ref
 
     def _pay_invoice(self, invoice_ref: str, amount: Decimal) -> None:
         """The org's invoice balance and payment status follow an applied payment.
@@ -1080,19 +1169,21 @@ class FakeSalesforce:
         self, external_ref: str, status: CustomerCreditStatusChanged
     ) -> str:
         await self._call("update_credit_status")
-        key = status.customer_id or self._account_of(status.erp_customer_number)
-        self.accounts.setdefault(key, {}).update(
-            {
-                "erp_customer_number": status.erp_customer_number,
-                "credit_hold": status.credit_hold,
-                "credit_limit": (
-                    str(status.credit_limit) if status.credit_limit is not None else None
-                ),
-                "payment_terms": status.payment_terms,
-                "status": status.status,
-            }
-        )
-        return self._upsert(external_ref, {"kind": "credit_status", "account": key})
+        async with self._txn(lossy=True):
+            key = status.customer_id or self._account_of(status.erp_customer_number)
+            self.accounts.setdefault(key, {}).update(
+                {
+                    "erp_customer_number": status.erp_customer_number,
+                    "credit_hold": status.credit_hold,
+                    "credit_limit": (
+                        str(status.credit_limit) if status.credit_limit is not None else None
+                    ),
+                    "payment_terms": status.payment_terms,
+                    "status": status.status,
+                }
+            )
+            self.writes[external_ref] = {"kind": "credit_status", "account": key}
+        return external_ref
 
     def _account_of(self, erp_number: str) -> str:
         """The Account holding ``erp_number``, as the real write-back queries it; an ERP
@@ -1108,35 +1199,37 @@ class FakeSalesforce:
     async def revert_account_fields(self, account_id: str, fields: Mapping[str, Any]) -> None:
         """Write the owner's values back over a non-owner's change on the Account."""
         await self._call("revert_account_fields")
-        self.accounts.setdefault(account_id, {}).update(fields)
+        async with self._txn():
+            self.accounts.setdefault(account_id, {}).update(fields)
+
+    async def _upsert(self, external_ref: str, record: dict[str, Any]) -> str:
+        async with self._txn(lossy=True):
+            self.writes[external_ref] = record
+        return external_ref
 
     async def record_gl_posting(self, external_ref: str, journal: GlPosted) -> str:
         await self._call("record_gl_posting")
-        return self._upsert(external_ref, {"kind": "gl", "journal": journal.erp_journal_id})
+        return await self._upsert(external_ref, {"kind": "gl", "journal": journal.erp_journal_id})
 
     async def refresh_reporting(self, external_ref: str, report: ReportingRefreshed) -> str:
         await self._call("refresh_reporting")
-        return self._upsert(external_ref, {"kind": "reporting", "customers": len(report.balances)})
+        return await self._upsert(
+            external_ref, {"kind": "reporting", "customers": len(report.balances)}
+        )
 
     async def find(self, external_ref: str) -> str | None:
         await self._call("find")
-        return external_ref if external_ref in self.writes else None
+        async with self._txn(write=False):
+            return external_ref if external_ref in self.writes else None
 
     async def close(self) -> None:
-        self.save()
+        self._file.close()
 
     def save(self) -> None:
-        """Write the org to ``state_file`` (when it has one), for the next process to load."""
-        if self.state_file is not None:
-            state = {
-                "writes": self.writes,
-                "accounts": self.accounts,
-                "invoice_paid": {k: str(v) for k, v in self.invoice_paid.items()},
-                "seq": self._seq,
-                "feed": [[seq, env] for seq, env in self.feed],
-                "org": [
-                    [kind.value, seq, json.loads(json.dumps(dataclasses.asdict(d), default=str))]
-                    for (kind, _), (seq, d) in self.org.items()
-                ],
-            }
-            self.state_file.write_text(json.dumps(state), encoding="utf-8")
+        """Write the org to ``state_file`` (when it has one), for the next process to load.
+        A shared org is written by each change; use ``changing`` to make some."""
+        if self.shared:
+            raise FakeSetupError(
+                "a shared fake org is saved by each change: make changes inside changing()"
+            )
+        self._file.save()

@@ -1,0 +1,97 @@
+"""Several processes share one fake org through its state file (``salesforce.shared``), as
+they share the fake ERP: each sees the others' changes, and none overwrites them when it
+stops (each used to keep its own copy, and the last to stop wrote it over the others')."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from revbridge.config import Settings, parse_config
+from revbridge.core.events import FROM_ERP, ErpPaymentReceived
+from revbridge.engine.ports import ReadbackKind
+from revbridge.generate import generate_events
+from revbridge.services.fake_org import post_to_fake_org
+from revbridge.services.targets import fake_salesforce
+from revbridge.testing import FakeSalesforce
+from revbridge.testing.fakes import FakeSetupError
+
+PER_PROCESS = 40
+
+
+def _settings(base: Path, *, shared: bool = True) -> Settings:
+    return parse_config(
+        {"salesforce": {"kind": "fake", "state_file": "sf.json", "shared": shared}},
+        base / "revbridge.toml",
+        base,
+    )
+
+
+def _payment(ref: str) -> ErpPaymentReceived:
+    return ErpPaymentReceived(
+        erp_payment_id=ref,
+        erp_customer_number="C1",
+        customer_id="cust-1",
+        currency="EUR",
+        amount=Decimal("10.00"),
+        received_on=date(2026, 3, 1),
+        method="wire",
+        applications=(),
+    )
+
+
+def _worker(base: str, n: int) -> None:
+    """One worker process: its own fake org from the configuration, a write-back per
+    delivery, closed when it stops."""
+
+    async def run() -> None:
+        org = fake_salesforce(_settings(Path(base)))
+        for i in range(PER_PROCESS):
+            await org.apply_erp_payment(f"w{n}-{i}", _payment(f"w{n}-{i}"))
+        await org.close()
+
+    asyncio.run(run())
+
+
+def test_workers_in_several_processes_keep_every_write_back(tmp_path: Path) -> None:
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(3, mp_context=spawn) as pool:
+        list(pool.map(_worker, [str(tmp_path)] * 3, range(3)))
+    org = fake_salesforce(_settings(tmp_path))
+    assert len(org.writes) == 3 * PER_PROCESS
+    payments = [k for k, _ in org.org if k is ReadbackKind.PAYMENTS]
+    assert len(payments) == 3 * PER_PROCESS
+
+
+def test_a_change_posted_beside_a_running_worker_is_kept(tmp_path: Path) -> None:
+    """``generate --into-salesforce`` while a worker holds the org open: the worker's next
+    write and its stop keep the posted changes, and the worker sees them."""
+    settings = _settings(tmp_path)
+    worker = fake_salesforce(settings)
+    envelopes = [e for e in generate_events(20, seed=5) if e["type"] not in FROM_ERP]
+    posted = post_to_fake_org(settings, envelopes)
+    asyncio.run(worker.apply_erp_payment("p-1", _payment("p-1")))
+    page, _ = asyncio.run(worker.changes(None))
+    assert len(page) == posted.posted
+    asyncio.run(worker.close())
+    again = fake_salesforce(settings)
+    assert len(asyncio.run(again.changes(None))[0]) == posted.posted
+    assert "p-1" in again.writes
+
+
+def test_shared_is_a_setting_off_by_default(tmp_path: Path) -> None:
+    assert not fake_salesforce(_settings(tmp_path, shared=False)).shared
+    assert fake_salesforce(_settings(tmp_path)).shared
+    assert not parse_config({}, None, tmp_path).raw.salesforce.shared
+
+
+def test_a_shared_org_is_not_saved_over_the_others(tmp_path: Path) -> None:
+    org = FakeSalesforce(state_file=tmp_path / "sf.json", shared=True)
+    with pytest.raises(FakeSetupError, match="changing"):
+        org.save()
