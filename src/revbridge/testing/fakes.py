@@ -20,11 +20,12 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from revbridge.clock import Clock, SystemClock
 from revbridge.codec import DecodeError, decode_obj, decode_payload, encode_payload
 from revbridge.core.events import (
     FROM_ERP,
@@ -342,6 +343,9 @@ class _Doc:
     data: dict[str, Any]
     # Bumped on every change: the read-back mark (reconciliation reads what changed since).
     seq: int = 0
+    # When the last change happened in the ERP (ISO 8601): the capture's stamp, so that a
+    # change read twice (two workers, a capture run again) is the same envelope.
+    changed_at: str = ""
 
 
 class FakeErp:
@@ -355,8 +359,11 @@ class FakeErp:
         capabilities: Capabilities | None = None,
         name: str = SYSTEM_NAME,
         shared: bool = False,
+        clock: Clock | None = None,
     ) -> None:
         self.faults = faults or Faults()
+        # The ERP's own clock: when a change happens, as its records keep it.
+        self.clock: Clock = clock or SystemClock()
         self.state_file = state_file
         # Shared: several processes use one ERP through the state file (chaos tests, demos).
         self.shared = shared
@@ -420,9 +427,10 @@ class FakeErp:
         return doc
 
     def touch(self, doc: _Doc) -> None:
-        """Mark ``doc`` changed, so the next read-back reads it again."""
+        """Mark ``doc`` changed now, so the next read-back and capture read it again."""
         self._seq += 1
         doc.seq = self._seq
+        doc.changed_at = self.clock.now().isoformat()
 
     def _get(self, kind: str, erp_id: str) -> _Doc:
         for d in self.docs:
@@ -519,22 +527,27 @@ class FakeErp:
         ``customer.credit_status_changed`` envelopes (``with_master``: the customer's master
         attributes as the ERP holds them beside each event, empty ones left out), and cash
         entered in the ERP (``enter_payment``; never the hub's own receipts, nor cash the
-        hub already captured) as ``erp.payment.received``; the new mark."""
+        hub already captured) as ``erp.payment.received``; the new mark.
+
+        Each change is stamped with when it happened in the ERP (``at``: one time for all,
+        a test's), so a change read again is the same envelope: the ledger counts it as a
+        duplicate, never as a conflicting version."""
         await self._call("capture_changes")
         since = int(watermark or 0)
-        stamp = (at or datetime.now(UTC)).isoformat()
-        changed = sorted(
-            (
-                d
-                for d in self.docs
-                if d.seq > since
-                and (d.kind == "customer" or (d.kind == "payment" and _entered_in_erp(d)))
-            ),
-            key=lambda d: d.seq,
-        )[:max_rows]
-        customers = {d.erp_id: d for d in self.docs if d.kind == "customer"}
+        async with self._txn(write=False):
+            changed = sorted(
+                (
+                    d
+                    for d in self.docs
+                    if d.seq > since
+                    and (d.kind == "customer" or (d.kind == "payment" and _entered_in_erp(d)))
+                ),
+                key=lambda d: d.seq,
+            )[:max_rows]
+            customers = {d.erp_id: d for d in self.docs if d.kind == "customer"}
         out: list[dict[str, Any]] = []
         for d in changed:
+            stamp = at.isoformat() if at else d.changed_at
             if d.kind == "payment":
                 out.append(self._payment_envelope(d, customers.get(d.customer or ""), stamp))
                 continue
@@ -870,6 +883,9 @@ class FakeErp:
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
+        # A record from a state file older than the stamps: changed when it was loaded (kept
+        # from the next save on).
+        loaded = self.clock.now().isoformat()
         self._next_id = state["next_id"]
         self._seq = state.get("seq", self._next_id)
         self.closed_periods = set(state["closed_periods"])
@@ -879,6 +895,7 @@ class FakeErp:
                 **{
                     "seq": int(d["erp_id"]),  # a state file from before read-back
                     **d,
+                    "changed_at": d.get("changed_at") or loaded,
                     "total": Decimal(d["total"]),
                     "open": Decimal(d["open"]),
                 }
