@@ -1,6 +1,7 @@
 """The operations API (``/api/v1``): the same service functions as the CLI, behind tokens.
 
-viewer: every GET. operator: replay dead letters, pause and resume a target. admin: tokens,
+viewer: every GET. operator: replay dead letters, resolve or discard quarantine entries, pause
+and resume a target. admin: tokens,
 the routing policy and the ERP mappings in revbridge.toml.
 Each write is in the audit log with the token's name as the actor.
 """
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from revbridge.api.auth import api_principal
 from revbridge.core.policy import policy_rows
-from revbridge.services import config_admin, operations, serve
+from revbridge.services import config_admin, operations, quarantine, serve
 from revbridge.services.access import Principal, Role, create_token, list_tokens, revoke_token
 
 router = APIRouter(prefix="/api/v1", tags=["operations"])
@@ -35,6 +36,17 @@ class ReplayRequest(_Body):
     reason: Annotated[str, Field(min_length=1, max_length=2000)]
     event_id: int | None = None
     event_type: str | None = None
+
+
+class QuarantineResolveRequest(_Body):
+    """One entry (``entry_id``) or every open one (of ``reason_code``); ``outcome``:
+    ``resolved`` (dealt with: a corrected line is ingested again as usual) or ``discarded``
+    (nothing to do)."""
+
+    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+    entry_id: int | None = None
+    reason_code: str | None = None
+    outcome: Literal["resolved", "discarded"] = "resolved"
 
 
 class PauseRequest(_Body):
@@ -129,9 +141,46 @@ def get_parked(request: Request, _p: Viewer) -> list[dict[str, Any]]:
 
 
 @router.get("/quarantine")
-def get_quarantine(request: Request, _p: Viewer) -> list[dict[str, Any]]:
-    """Open quarantine entries: what was rejected, and why."""
-    return list(_ledger(request).list_quarantine())
+def get_quarantine(
+    request: Request,
+    _p: Viewer,
+    state: Annotated[Literal["open", "resolved", "discarded", "all"], Query()] = "open",
+) -> list[dict[str, Any]]:
+    """Quarantine entries (open ones unless ``state`` says): what was rejected, and why."""
+    status = None if state == "all" else state
+    return list(_ledger(request).list_quarantine(status=status))
+
+
+@router.get("/quarantine/{entry_id}")
+def get_quarantine_entry(request: Request, entry_id: int, _p: Viewer) -> dict[str, Any]:
+    """One entry: the raw input, where it came from, why, and who closed it, when, why."""
+    return quarantine.entry(_ledger(request).engine, entry_id)
+
+
+@router.post("/quarantine/resolve")
+def resolve_quarantine(
+    request: Request, body: QuarantineResolveRequest, p: Operator
+) -> dict[str, int]:
+    """Close one open entry (``entry_id``), or every open one (of ``reason_code``), as
+    resolved or discarded; each audited with the token's name and the reason."""
+    n = quarantine.close_entries(
+        _ledger(request).engine,
+        now=_now(request),
+        actor=p.actor,
+        reason=body.reason,
+        outcome=body.outcome,
+        entry_id=body.entry_id,
+        reason_code=body.reason_code,
+    )
+    log.info(
+        "quarantine closed",
+        actor=p.actor,
+        entry_id=body.entry_id,
+        reason_code=body.reason_code,
+        outcome=body.outcome,
+        closed=n,
+    )
+    return {body.outcome: n}
 
 
 @router.get("/targets")

@@ -92,6 +92,40 @@ def _actor(actor: str | None) -> str:
     return actor or os.environ.get("USER") or "operator"
 
 
+def _one_or_all(
+    command: str,
+    item_id: int | None,
+    every: bool,
+    option: str,
+    value: str | None,
+    *,
+    noun: str,
+    one: str = "replays",
+) -> None:
+    """An id or --all, one of the two; a filter (``option``) goes with --all only: an id
+    names one item whatever its kind, and a filter on it would only hide it."""
+    if (item_id is None) == (not every):
+        err.print(f"[red]give an {noun} id or --all[/]")
+        raise typer.Exit(2)
+    if item_id is not None and value is not None:
+        err.print(
+            f"[red]{option} goes with --all, not with an {noun} id[/]: "
+            f"`revbridge {command} {item_id}` {one} that one, "
+            f"`revbridge {command} --all {option} {value}` every {value}"
+        )
+        raise typer.Exit(2)
+
+
+def _reason_given(reason: str, example: str) -> str:
+    """The reason an audited command needs, stripped; none is refused with an example."""
+    if not reason.strip():
+        err.print(
+            f'[red]--reason is required[/]: say why, for the audit log (e.g. --reason "{example}")'
+        )
+        raise typer.Exit(2)
+    return reason.strip()
+
+
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
@@ -403,21 +437,121 @@ def quarantine_list(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     limit: Annotated[int, typer.Option(help="At most this many entries.")] = 100,
+    state: Annotated[
+        str,
+        typer.Option("--state", help="open (waiting for a person), resolved, discarded, or all."),
+    ] = "open",
 ) -> None:
-    """What was rejected and why, oldest first."""
+    """What was rejected and why, oldest first: the open entries, unless --state says."""
     from revbridge.services import open_ledger
+    from revbridge.services.quarantine import STATES
 
-    rows = open_ledger(_settings(config)).list_quarantine(limit=limit)
+    if state not in (*STATES, "all"):
+        err.print(f"[red]--state {state}[/]: one of {', '.join(STATES)}, all")
+        raise typer.Exit(2)
+    rows = open_ledger(_settings(config)).list_quarantine(
+        limit=limit, status=None if state == "all" else state
+    )
     if as_json:
         print_json({"quarantine": rows})
         return
-    t = Table(title=f"quarantine ({len(rows)} open shown)")
+    t = Table(title=f"quarantine ({len(rows)} {state} shown)")
     for col in ("id", "origin:line", "code", "reason"):
         t.add_column(col, overflow="fold")
+    if state != "open":
+        t.add_column("state")
     for r in rows:
         where = f"{r['origin'] or ''}:{r['line_no'] or ''}"
-        t.add_row(str(r["id"]), where, r["reason_code"], r["reason"])
+        cells = [str(r["id"]), where, r["reason_code"], r["reason"]]
+        t.add_row(*cells, *([r["status"]] if state != "open" else []))
     out.print(t)
+    if rows and state == "open":
+        out.print("`revbridge quarantine show ID` for the raw input; `resolve` when dealt with")
+
+
+@quarantine_app.command("show")
+def quarantine_show(
+    entry_id: Annotated[int, typer.Argument(help="The entry's id (`quarantine list`).")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One entry in full: the raw input as it came, where from (origin, line), why it was
+    set aside, and its state (who closed it, when, why)."""
+    from revbridge.services import open_ledger
+    from revbridge.services.quarantine import entry
+
+    row = entry(open_ledger(_settings(config)).engine, entry_id)
+    if as_json:
+        _print_json(row)
+        return
+    fields = [
+        ("entry", str(row["id"])),
+        ("state", row["status"]),
+        ("received", f"{row['created_at']:%Y-%m-%d %H:%M:%S} UTC"),
+        ("from", f"{row['origin'] or '-'}, line {row['line_no'] or '-'}"),
+        ("type", row["event_type"] or "-"),
+        ("code", row["reason_code"]),
+        ("why", row["reason"]),
+    ]
+    if row["idempotency_key"]:
+        fields.append(("key", row["idempotency_key"]))
+    if row["original_event_id"] is not None:
+        fields.append(("kept", f"event {row['original_event_id']} (`dlq show` traces it)"))
+    if row["status"] != "open":
+        when = f"{row['resolved_at']:%Y-%m-%d %H:%M:%S} UTC"
+        fields.append(("closed", f"{row['status']} by {row['resolved_by']} at {when}"))
+        fields.append(("note", row["resolution_note"] or ""))
+    for name, value in fields:
+        out.print(f"[bold]{name:>9}[/] {escape(value)}")
+    out.print("[bold]      raw[/]")
+    out.print(row["raw"], markup=False, highlight=False, soft_wrap=True)
+
+
+@quarantine_app.command("resolve")
+def quarantine_resolve(
+    entry_id: Annotated[int | None, typer.Argument(help="One entry's id.")] = None,
+    resolve_all: Annotated[bool, typer.Option("--all", help="Every open entry.")] = False,
+    code: Annotated[
+        str | None,
+        typer.Option("--code", help="With --all only: the open entries of one reason code."),
+    ] = None,
+    discard: Annotated[
+        bool,
+        typer.Option(
+            "--discard", help="Nothing to do (a test line, noise): discarded, not resolved."
+        ),
+    ] = False,
+    reason: Annotated[
+        str, typer.Option(help="Why (goes to the audit log); required, as in the API.")
+    ] = "",
+    actor: ActorOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Close open entries once dealt with; each is audited with who, when and why.
+
+    A line the mapping got wrong is fixed at its source and ingested (or captured) again as
+    usual; then resolve its entry here. An idempotency conflict is resolved once the kept
+    original is confirmed right (`quarantine show ID` names it). --discard closes an entry
+    that needs nothing. Closing changes no event and delivers nothing; the raw input stays."""
+    from revbridge.clock import SystemClock
+    from revbridge.services import open_ledger
+    from revbridge.services.quarantine import Outcome, close_entries
+
+    _one_or_all(
+        "quarantine resolve", entry_id, resolve_all, "--code", code, noun="entry", one="closes"
+    )
+    why = _reason_given(reason, "fixed the currency in the source file and ingested it again")
+    outcome: Outcome = "discarded" if discard else "resolved"
+    n = close_entries(
+        open_ledger(_settings(config)).engine,
+        now=SystemClock().now(),
+        actor=_actor(actor),
+        reason=why,
+        outcome=outcome,
+        entry_id=entry_id,
+        reason_code=code,
+    )
+    out.print(f"{outcome} {n} quarantine entr{'y' if n == 1 else 'ies'}")
 
 
 _SHORT_HOLD = timedelta(seconds=10)  # a 429's pause `worker --until-idle` waits out
@@ -814,28 +948,13 @@ def dlq_replay(
     from revbridge.services import open_ledger
     from revbridge.services.operations import replay
 
-    if (event_id is None) == (not replay_all):
-        err.print("[red]give an event id or --all[/]")
-        raise typer.Exit(2)
-    if event_id is not None and event_type is not None:
-        # An id names one dead letter whatever its type: a filter on it only hides it.
-        err.print(
-            f"[red]--type goes with --all, not with an event id[/]: "
-            f"`revbridge dlq replay {event_id}` replays that one, "
-            f"`revbridge dlq replay --all --type {event_type}` every {event_type}"
-        )
-        raise typer.Exit(2)
-    if not reason.strip():
-        err.print(
-            '[red]--reason is required[/]: say why, for the audit log (e.g. --reason "GL '
-            'account 4000 mapped")'
-        )
-        raise typer.Exit(2)
+    _one_or_all("dlq replay", event_id, replay_all, "--type", event_type, noun="event")
+    why = _reason_given(reason, "GL account 4000 mapped")
     n = replay(
         open_ledger(_settings(config)).engine,
         now=SystemClock().now(),
         actor=_actor(actor),
-        reason=reason.strip(),
+        reason=why,
         event_id=event_id,
         event_type=event_type,
     )

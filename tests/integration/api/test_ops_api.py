@@ -225,3 +225,52 @@ def test_readyz_says_not_ready_when_the_schema_is_behind(tmp_path: Path) -> None
     engine.dispose()
     assert ready.status_code == 503
     assert "schema at 0009" in ready.json()["why"]
+
+
+def test_an_operator_shows_and_closes_quarantine_entries_with_audit(hub: Hub) -> None:
+    """A viewer lists and shows entries; closing one needs the operator role and a reason,
+    is audited with the token, and the open count in status drops."""
+    from revbridge.clock import SystemClock
+    from revbridge.core.policy import build_policy
+    from revbridge.services.ingest import ingest_lines
+
+    bad = [b'{"type": "invoice.posted"}', b"not json"]
+    ingest_lines(hub.ledger, bad, policy=build_policy(), origin="file", clock=SystemClock())
+    entries = hub.client.get("/api/v1/quarantine", headers=hub.auth("viewer")).json()
+    assert len(entries) == 2
+    first = entries[0]["id"]
+    shown = hub.client.get(f"/api/v1/quarantine/{first}", headers=hub.auth("viewer")).json()
+    assert (shown["raw"], shown["status"]) == ('{"type": "invoice.posted"}', "open")
+    missing = hub.client.get("/api/v1/quarantine/999999", headers=hub.auth("viewer"))
+    assert missing.status_code == 404
+    body = {"entry_id": first, "reason": "fixed at source, ingested again"}
+    denied = hub.client.post("/api/v1/quarantine/resolve", json=body, headers=hub.auth("viewer"))
+    assert denied.status_code == 403
+    no_reason = hub.client.post(
+        "/api/v1/quarantine/resolve", json={"entry_id": first}, headers=hub.auth("operator")
+    )
+    assert no_reason.status_code == 422
+    done = hub.client.post("/api/v1/quarantine/resolve", json=body, headers=hub.auth("operator"))
+    assert done.json() == {"resolved": 1}
+    again = hub.client.post("/api/v1/quarantine/resolve", json=body, headers=hub.auth("operator"))
+    assert again.status_code == 404
+    assert "not open: resolved by token:operator-1" in again.json()["why"]
+    rest = hub.client.post(
+        "/api/v1/quarantine/resolve",
+        json={"reason": "noise", "outcome": "discarded"},
+        headers=hub.auth("operator"),
+    )
+    assert rest.json() == {"discarded": 1}
+    assert hub.client.get("/api/v1/status", headers=hub.auth("viewer")).json()["quarantine"] == 0
+    every = hub.client.get("/api/v1/quarantine?state=all", headers=hub.auth("viewer")).json()
+    assert [e["status"] for e in every] == ["resolved", "discarded"]
+    with hub.ledger.engine.connect() as conn:
+        trail = conn.execute(
+            select(audit_log.c.action, audit_log.c.actor, audit_log.c.reason)
+            .where(audit_log.c.entity_type == "quarantine")
+            .order_by(audit_log.c.id)
+        ).all()
+    assert [tuple(r) for r in trail] == [
+        ("resolve", "token:operator-1", "fixed at source, ingested again"),
+        ("discard", "token:operator-1", "noise"),
+    ]
