@@ -27,7 +27,7 @@ log = structlog.get_logger("revbridge.targets")
 
 if TYPE_CHECKING:
     from revbridge.salesforce.writeback import WriteBackSettings
-    from revbridge.testing.fakes import FakeSalesforce
+    from revbridge.testing.fakes import FakeSalesforce, FaultsWatch
 
 
 def build_erp(settings: Settings, engine: Engine | None = None) -> ErpPort:
@@ -60,7 +60,15 @@ def build_erp(settings: Settings, engine: Engine | None = None) -> ErpPort:
         state_file=settings.path_in_base(erp.state_file),
         shared=erp.shared,
         faults=Faults.parse(erp.faults),
+        faults_watch=_faults_watch(settings, "erp", erp.faults),
     )
+
+
+def _faults_watch(settings: Settings, section: str, spec: str) -> FaultsWatch | None:
+    """A fake's faults follow its config file's while the process runs (no restart)."""
+    from revbridge.testing.fakes import FaultsWatch
+
+    return FaultsWatch(settings.path, section, spec) if settings.path is not None else None
 
 
 def erp_system_name(settings: Settings) -> str:
@@ -182,6 +190,7 @@ def fake_salesforce(settings: Settings) -> FakeSalesforce:
         state_file=settings.path_in_base(sf.state_file),
         shared=sf.shared,
         faults=Faults.parse(sf.faults),
+        faults_watch=_faults_watch(settings, "salesforce", sf.faults),
     )
 
 

@@ -16,6 +16,7 @@ import json
 import os
 import random
 import signal
+import tomllib
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -24,6 +25,8 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from revbridge.clock import Clock, SystemClock
 from revbridge.codec import DecodeError, decode_obj, decode_payload, encode_payload
@@ -239,6 +242,64 @@ class Faults:
             raise TransientError("connection reset after the request was sent")
 
 
+log = structlog.get_logger("revbridge.testing")
+
+
+class FaultsWatch:
+    """A fake's fault spec as its config file has it (``[section] faults``), read again
+    when the file changes (its modification time, looked at on every call): a running worker
+    sees ``down=1`` removed, or added, without a restart. A spec that did not change keeps
+    the faults as they are (counters included); a file that cannot be read or a spec that
+    is not valid (an edit half-saved) keeps them too, with a warning."""
+
+    def __init__(self, path: Path, section: str, spec: str) -> None:
+        self.path = path
+        self.section = section
+        self.spec = spec
+        self._mtime_ns = self._mtime()
+
+    def _mtime(self) -> int | None:
+        try:
+            return self.path.stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def refresh(self, faults: Faults) -> Faults:
+        """``faults``, or new ones when the file's spec changed since the last look."""
+        mtime = self._mtime()
+        if mtime is None or mtime == self._mtime_ns:
+            return faults
+        self._mtime_ns = mtime
+        try:
+            section = tomllib.loads(self.path.read_text(encoding="utf-8")).get(self.section, {})
+            spec = str(section.get("faults", ""))
+            fresh = Faults.parse(spec)
+        except (OSError, ValueError, AttributeError) as exc:  # TOMLDecodeError, FakeSetupError
+            log.warning("fake: faults kept, the config file cannot be read", why=str(exc))
+            return faults
+        if spec == self.spec:
+            return faults
+        log.warning("fake: faults changed", section=self.section, was=self.spec, now=spec)
+        self.spec = spec
+        return fresh
+
+
+class _FaultyFake:
+    """What both fakes do on every call: count it, take the faults in force, inject them."""
+
+    faults: Faults
+    faults_watch: FaultsWatch | None
+    calls: Counter[str]
+
+    async def _call(self, name: str) -> None:
+        self.calls[name] += 1
+        if self.faults_watch is not None:
+            self.faults = self.faults_watch.refresh(self.faults)
+        if self.faults.latency_s:
+            await asyncio.sleep(self.faults.latency_s)
+        self.faults.before_call()
+
+
 def _load_state_file(path: Path, what: str, load: Callable[[dict[str, Any]], None]) -> None:
     """``load`` the JSON state in ``path``; one that is not ``what``'s is named, not a
     traceback."""
@@ -348,7 +409,7 @@ class _Doc:
     changed_at: str = ""
 
 
-class FakeErp:
+class FakeErp(_FaultyFake):
     """An ERP in memory: customers, AR invoices, cash receipts, credit memos, journals."""
 
     def __init__(
@@ -360,8 +421,10 @@ class FakeErp:
         name: str = SYSTEM_NAME,
         shared: bool = False,
         clock: Clock | None = None,
+        faults_watch: FaultsWatch | None = None,
     ) -> None:
         self.faults = faults or Faults()
+        self.faults_watch = faults_watch
         # The ERP's own clock: when a change happens, as its records keep it.
         self.clock: Clock = clock or SystemClock()
         self.state_file = state_file
@@ -402,12 +465,6 @@ class FakeErp:
         return {k: n for k, n in seen.items() if n > 1}
 
     # ----------------------------------------------------------------- port
-
-    async def _call(self, name: str) -> None:
-        self.calls[name] += 1
-        if self.faults.latency_s:
-            await asyncio.sleep(self.faults.latency_s)
-        self.faults.before_call()
 
     @asynccontextmanager
     async def _txn(self, *, write: bool = True) -> AsyncIterator[None]:
@@ -904,7 +961,7 @@ class FakeErp:
         ]
 
 
-class FakeSalesforce:
+class FakeSalesforce(_FaultyFake):
     """The Salesforce side in memory, both ports of it.
 
     * **Source** (``SourcePort``): the org's change feed. ``post`` makes a change in the org
@@ -924,12 +981,14 @@ class FakeSalesforce:
         state_file: Path | None = None,
         page_size: int = 500,
         shared: bool = False,
+        faults_watch: FaultsWatch | None = None,
     ) -> None:
         if page_size < 1:
             raise ValueError(f"page_size: {page_size} must be at least 1")
         self.page_size = page_size
         self.feed: list[tuple[int, dict[str, Any]]] = []
         self.faults = faults or Faults()
+        self.faults_watch = faults_watch
         self.state_file = state_file
         self.writes: dict[str, dict[str, Any]] = {}
         self.invoice_paid: defaultdict[str, Decimal] = defaultdict(Decimal)
@@ -1141,12 +1200,6 @@ class FakeSalesforce:
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(name="fake-salesforce", concurrency_limit=8, batch_size=200)
-
-    async def _call(self, name: str) -> None:
-        self.calls[name] += 1
-        if self.faults.latency_s:
-            await asyncio.sleep(self.faults.latency_s)
-        self.faults.before_call()
 
     async def apply_erp_payment(self, external_ref: str, payment: ErpPaymentReceived) -> str:
         await self._call("apply_erp_payment")
