@@ -15,11 +15,11 @@ import pytest
 
 from revbridge.config import Settings, parse_config
 from revbridge.core.events import FROM_ERP, ErpPaymentReceived
-from revbridge.engine.ports import ReadbackKind
+from revbridge.engine.ports import ReadbackKind, RecordKind
 from revbridge.generate import generate_events
 from revbridge.services.fake_org import post_to_fake_org
 from revbridge.services.targets import fake_salesforce
-from revbridge.testing import FakeSalesforce
+from revbridge.testing import FakeErp, FakeSalesforce
 from revbridge.testing.fakes import FakeSetupError
 
 PER_PROCESS = 40
@@ -95,3 +95,22 @@ def test_a_shared_org_is_not_saved_over_the_others(tmp_path: Path) -> None:
     org = FakeSalesforce(state_file=tmp_path / "sf.json", shared=True)
     with pytest.raises(FakeSetupError, match="changing"):
         org.save()
+
+
+def test_a_go_live_link_in_a_shared_erp_is_seen_by_every_process(tmp_path: Path) -> None:
+    """``adopt_customer`` changes the state file's ERP, not only this process's copy."""
+    state = tmp_path / "erp.json"
+    one = FakeErp(state_file=state, shared=True)
+
+    async def link() -> str:
+        async with one._txn():
+            erp_id = one.add_customer("C100", "Dunder Mifflin")
+        await one.adopt_customer("001ACCOUNT", erp_id)
+        return erp_id
+
+    erp_id = asyncio.run(link())
+    found = asyncio.run(
+        FakeErp(state_file=state, shared=True).find(RecordKind.CUSTOMER, "001ACCOUNT")
+    )
+    assert found is not None
+    assert found.erp_id == erp_id

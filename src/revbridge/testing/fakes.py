@@ -658,10 +658,12 @@ class FakeErp(_FaultyFake):
         }
 
     async def adopt_customer(self, external_ref: str, erp_id: str) -> None:
-        """Give an existing ERP customer the hub's reference (a go-live link)."""
-        doc = self._get("customer", erp_id)
-        doc.external_ref = external_ref
-        self.touch(doc)
+        """Give an existing ERP customer the hub's reference (a go-live link). Shared: on
+        the state file, as every change (no faults: the link rides on the upsert's call)."""
+        async with self._file.txn():
+            doc = self._get("customer", erp_id)
+            doc.external_ref = external_ref
+            self.touch(doc)
 
     async def create_invoice(
         self, external_ref: str, invoice: InvoicePosted, customer_erp_id: str
