@@ -482,7 +482,7 @@ def quarantine_show(
 
     row = entry(open_ledger(_settings(config)).engine, entry_id)
     if as_json:
-        _print_json(row)
+        print_json(row)
         return
     fields = [
         ("entry", str(row["id"])),
