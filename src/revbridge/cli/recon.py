@@ -71,6 +71,7 @@ def run(
     actor: ActorOpt = None,
 ) -> None:
     """Reconcile a period; report; exit 3 when more cases are open than configured."""
+    from revbridge.recon.report.model import ABSOLUTE
     from revbridge.recon.report.render import FORMATS, render
     from revbridge.services.recon import default_reconciler, period_bounds, run_recon
 
@@ -138,6 +139,12 @@ def run(
             head = f"  {c.reconciliation:<9} {c.kind:<20} {c.count:>6}  "
             for i, amount in enumerate(amounts):
                 console.print(f"{head if i == 0 else ' ' * len(head)}{amount:>{width}}")
+        # What each amount is: a control total's is one leg, not both legs of its journals.
+        special = sorted({(c.kind, c.amount_basis) for c in report.categories} - {
+            (c.kind, ABSOLUTE) for c in report.categories
+        })  # fmt: skip
+        if report.categories:
+            console.print("  amounts: " + "; ".join([ABSOLUTE, *(f"{k}: {b}" for k, b in special)]))
         if outcome.voided_signoffs:
             ids = ", ".join(str(i) for i in outcome.voided_signoffs)
             console.print(

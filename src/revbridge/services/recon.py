@@ -45,7 +45,13 @@ from revbridge.recon.cases import (
     plan_cases,
 )
 from revbridge.recon.period import SCOPES, PeriodRecon
-from revbridge.recon.report.model import CaseRef, ReconReport, TrendPoint, build_report
+from revbridge.recon.report.model import (
+    CaseRef,
+    ReconReport,
+    TrendPoint,
+    build_report,
+    category_amounts,
+)
 from revbridge.recon.signoff import (
     ROLES,
     InTransit,
@@ -554,13 +560,18 @@ def run_recon(
 def _run_amounts(recon: PeriodRecon) -> dict[str, dict[str, str]]:
     matched: dict[str, Any] = {}
     variance: dict[str, Any] = {}
+    groups: dict[tuple[str, str], list[tuple[str, Decimal]]] = {}
     for r in recon.reconciliations:
         for m in r.result.matched:
             matched[m.currency] = matched.get(m.currency, 0) + m.source_amount
         for i in r.findings:
             f = i.finding
             if f.difference is not None and f.currency:
-                variance[f.currency] = variance.get(f.currency, 0) + abs(f.difference)
+                groups.setdefault((r.name, f.kind.value), []).append((f.currency, f.difference))
+    # As the report's categories: a control total counts one leg of its journals, not both.
+    for (_, kind), pairs in groups.items():
+        for currency, amount in category_amounts(kind, pairs)[0]:
+            variance[currency] = variance.get(currency, 0) + amount
     return {
         "matched": {c: format(a, "f") for c, a in sorted(matched.items())},
         "variance": {c: format(a, "f") for c, a in sorted(variance.items())},

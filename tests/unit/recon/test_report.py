@@ -136,7 +136,8 @@ def test_the_workbook_has_a_summary_and_a_sheet_per_reconciliation_with_numbers(
     assert erp_cell.value == pytest.approx(1010.0)
     assert "EUR" in erp_cell.number_format
     summary = [[c.value for c in r] for r in book["Summary"].iter_rows()]
-    assert ["ar", 4, 3, 1, "USD", pytest.approx(650.0)] in summary
+    assert ["ar", 4, 3, 1, "USD", pytest.approx(650.0), None] in summary
+    assert ["ar", "amount", 2, 1, "EUR", pytest.approx(10.0), "absolute differences"] in summary
 
 
 def test_the_html_report_is_self_contained_with_both_charts_and_the_lines(

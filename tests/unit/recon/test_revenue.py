@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings
@@ -165,3 +165,47 @@ def test_a_manual_journal_in_a_revenue_account_moves_only_the_control_total() ->
         (FindingKind.CONTROL_TOTAL, f"2026-10|{REVENUE}|USD", Decimal("-50.00")),
     }
     assert result.matched_count == 1
+
+
+def test_the_control_total_amount_is_the_unposted_revenue_once_not_both_legs() -> None:
+    """Two entries (51,900.00 and 73.25 EUR) missing in the ERP: each account's control total
+    differs by the whole amount (deferred revenue -, revenue +), and the report's control
+    total amount is the unposted revenue, 51,973.25 EUR, as large as the missing entries' own
+    category, not twice it; the JSON and the run's stored amounts say the same."""
+    from revbridge.recon.hub_state import FindingWithHubState, HubState
+    from revbridge.recon.period import PeriodRecon, Reconciliation
+    from revbridge.recon.report.model import build_report
+    from revbridge.recon.report.render import report_dict
+    from revbridge.services.recon import _run_amounts
+
+    sf: list[Document] = [
+        _entry("a0R1", Decimal("51900.00"), "EUR", 3),
+        _entry("a0R2", Decimal("73.25"), "EUR", 4),
+    ]
+    result = _revenue(sf, [])
+    hub = HubState(state="dead_letter")
+    recon = PeriodRecon(
+        scope="monthly",
+        start=OCTOBER["start"],
+        end=OCTOBER["end"],
+        reconciliations=(
+            Reconciliation(
+                name="revenue",
+                result=result,
+                findings=tuple(FindingWithHubState(finding=f, hub=hub) for f in result.findings),
+            ),
+        ),
+        read_at=datetime(2026, 11, 1, 3, tzinfo=UTC),
+    )
+    report = build_report(recon, cases={}, open_case_ages=[], trend=[], generated_at=recon.read_at)
+    by_kind = {c.kind: c for c in report.categories}
+    assert by_kind["control_total"].count == 2
+    assert by_kind["control_total"].amounts == (("EUR", Decimal("51973.25")),)
+    assert by_kind["missing_in_erp"].amounts == (("EUR", Decimal("51973.25")),)
+    assert "one leg" in by_kind["control_total"].amount_basis
+    data = {c["kind"]: c for c in report_dict(report)["categories"]}
+    assert data["control_total"]["amounts"] == {"EUR": "51973.25"}
+    assert data["control_total"]["amount_basis"] == by_kind["control_total"].amount_basis
+    # The run's variance total: the missing entries plus one leg of the control totals.
+    variance = _run_amounts(recon)["variance"]
+    assert {c: Decimal(a) for c, a in variance.items()} == {"EUR": Decimal("103946.50")}

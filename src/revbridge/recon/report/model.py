@@ -56,8 +56,10 @@ class ReportLine:
 class Category:
     """Variances of one kind in one reconciliation: how many, and how much (per currency).
 
-    ``amounts`` adds the absolute differences; a currency variance has no comparable amount
-    and counts without adding.
+    ``amounts`` adds the absolute differences (``amount_basis`` says so); a currency variance
+    has no comparable amount and counts without adding. Control totals are the exception:
+    both legs of a balanced journal differ by the same amount, so adding them counts the gap
+    twice; their amount is one leg (``category_amounts``).
     """
 
     reconciliation: str
@@ -65,6 +67,7 @@ class Category:
     count: int
     within_tolerance: int
     amounts: tuple[tuple[str, Decimal], ...]
+    amount_basis: str = "absolute differences"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,6 +148,35 @@ def _totals(pairs: Iterable[tuple[str, Decimal]]) -> tuple[tuple[str, Decimal], 
     return tuple(sorted(sums.items()))
 
 
+ONE_LEG = "one leg of the journals (debit side)"
+ABSOLUTE = "absolute differences"
+
+
+def category_amounts(
+    kind: str, differences: Iterable[tuple[str, Decimal]]
+) -> tuple[tuple[tuple[str, Decimal], ...], str]:
+    """The amount per currency of a category's ``(currency, difference)`` pairs, and what it is.
+
+    Most kinds add the absolute differences. A ``control_total`` difference is one leg of a
+    journal per GL account (an unposted revenue entry is -X in deferred revenue and +X in
+    revenue): the amount is one leg, the larger of the sums of the positive and of the
+    negative differences per currency (for balanced journals they are equal: the unposted
+    amount), never both legs added.
+    """
+    pairs = list(differences)
+    if kind != "control_total":
+        return _totals((c, abs(d)) for c, d in pairs), ABSOLUTE
+    up = dict(_totals((c, d) for c, d in pairs if d > 0))
+    down = dict(_totals((c, -d) for c, d in pairs if d < 0))
+    return (
+        tuple(
+            (c, max(up.get(c, Decimal(0)), down.get(c, Decimal(0))))
+            for c in sorted(up.keys() | down.keys())
+        ),
+        ONE_LEG,
+    )
+
+
 def build_report(
     recon: PeriodRecon,
     *,
@@ -206,11 +238,16 @@ def build_report(
             kind=kind,
             count=len(group),
             within_tolerance=sum(1 for g in group if g.within_tolerance),
-            amounts=_totals(
-                (g.currency or "", abs(g.difference)) for g in group if g.difference is not None
-            ),
+            amounts=amounts,
+            amount_basis=basis,
         )
         for (name, kind), group in sorted(by_category.items())
+        for amounts, basis in (
+            category_amounts(
+                kind,
+                ((g.currency or "", g.difference) for g in group if g.difference is not None),
+            ),
+        )
     )
     counts = aging(open_case_ages)
     return ReconReport(

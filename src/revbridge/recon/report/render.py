@@ -97,6 +97,7 @@ def report_dict(report: ReconReport) -> dict[str, Any]:
                 "count": c.count,
                 "within_tolerance": c.within_tolerance,
                 "amounts": {cur: _text(a, cur) for cur, a in c.amounts},
+                "amount_basis": c.amount_basis,
             }
             for c in report.categories
         ],
@@ -174,14 +175,16 @@ def render_xlsx(report: ReconReport) -> bytes:
             )  # fmt: skip
             summary.cell(summary.max_row, 6).number_format = _money_format(currency)
     summary.append([])
-    summary.append(["reconciliation", "kind", "count", "within tolerance", "currency", "amount"])
+    summary.append(
+        ["reconciliation", "kind", "count", "within tolerance", "currency", "amount", "amount is"]
+    )
     for cell in summary[summary.max_row]:
         cell.font = bold
     for c in report.categories:
         for currency, amount in c.amounts or (("", Decimal(0)),):
             summary.append(
                 [c.reconciliation, c.kind, c.count, c.within_tolerance, currency,
-                 _excel_number(amount)]
+                 _excel_number(amount), c.amount_basis]
             )  # fmt: skip
             summary.cell(summary.max_row, 6).number_format = _money_format(currency)
     summary.append([])
