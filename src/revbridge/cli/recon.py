@@ -122,10 +122,15 @@ def run(
             f"open_cases={outcome.open_cases}"
         )
         console.print(
-            f"  timing differences (hub still delivering): {report.timing_differences}"
+            f"  in transit (hub still delivering): {report.timing_differences}"
             + (
-                f", of which {report.awaiting_batch} wait for their batch window (in transit, "
-                "no case)"
+                f", {report.in_transit_without_case} without a case (a case if a later run "
+                "still finds it undelivered)"
+                if report.in_transit_without_case
+                else ""
+            )
+            + (
+                f", of which {report.awaiting_batch} wait for their batch window"
                 if report.awaiting_batch
                 else ""
             )

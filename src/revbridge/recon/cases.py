@@ -1,7 +1,8 @@
 """The case workflow's rules, as pure functions: states, transitions, aging, fingerprints.
 
 A finding outside its tolerance is a *case* for a person: one case per ``(reconciliation,
-ref, kind)``; not one that waits for its batch window (in transit by policy, no case). A run
+ref, kind)``; not one that waits for its batch window (in transit by policy, no case), nor
+one on a document the hub is still delivering, until a later run still finds it so. A run
 opens the cases it finds for the first time, refreshes those it finds again, and resolves by
 itself (``auto_resolved``) an open case it no longer finds over a period that covers the
 case's period: the delivery landed, the variance cleared.
@@ -182,13 +183,43 @@ class Seen:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Sighting:
+    """A finding an earlier run saw on a document still on its way, and when it first did."""
+
+    reconciliation: str
+    ref: str
+    kind: str
+    event_id: int | None
+    first_seen_at: datetime
+    period_start: date
+    period_end: date
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.reconciliation, self.ref, self.kind)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CasePlan:
-    """What a run changes: cases to open, to refresh, to reopen, to resolve by themselves."""
+    """What a run changes: cases to open, to refresh, to reopen, to resolve by themselves;
+    findings in transit to remember (no case), and sightings to forget."""
 
     to_open: tuple[Seen, ...]
     to_refresh: tuple[tuple[CaseSnapshot, Seen], ...]
     to_reopen: tuple[tuple[CaseSnapshot, Seen], ...]
     to_auto_resolve: tuple[CaseSnapshot, ...]
+    in_transit: tuple[Seen, ...] = ()
+    to_forget: tuple[Sighting, ...] = ()
+
+
+def seen_before(sighting: Sighting | None, item: FindingWithHubState, now: datetime) -> bool:
+    """Whether an earlier run (earlier than ``now``: the runs of one scheduler tick share
+    their time) already found this finding on the same event still on its way."""
+    return (
+        sighting is not None
+        and sighting.event_id == item.hub.event_id
+        and sighting.first_seen_at < now
+    )
 
 
 def plan_cases(
@@ -197,6 +228,8 @@ def plan_cases(
     *,
     start: date,
     end: date,
+    now: datetime,
+    sightings: Sequence[Sighting] = (),
 ) -> CasePlan:
     """Plan a run over ``[start, end)``: which cases it opens, refreshes, reopens, resolves.
 
@@ -209,16 +242,33 @@ def plan_cases(
     entry before the month-end batch, or the control total those entries explain) is in
     transit, not a variance: it opens and reopens no case. An active case of it stays as it
     is (refreshed) and resolves by itself once the batch has posted the entry.
+
+    A finding on a document otherwise still on its way (``FindingWithHubState.on_its_way``:
+    pending, in flight, parked, held) is in transit too the first time a run finds it
+    (``in_transit``: remembered, no case): the hub is delivering it. It opens (or reopens)
+    its case when a later run (``now`` after the first sighting, with the same event: see
+    ``seen_before``) still finds it undelivered. A dead letter is a break at once. A sighting
+    is forgotten when its finding becomes a case, or when a run over a period covering it no
+    longer finds it in transit (delivered).
     """
     by_key = {c.key: c for c in existing}
+    sighted = {x.key: x for x in sightings}
     found = {s.key for s in seen}
     to_open: list[Seen] = []
     refresh: list[tuple[CaseSnapshot, Seen]] = []
     reopen: list[tuple[CaseSnapshot, Seen]] = []
+    watch: list[Seen] = []
     for s in seen:
         case = by_key.get(s.key)
         if s.item.awaits_batch and (case is None or case.state not in ACTIVE):
             continue  # in transit by policy (its batch window has not come): not a case
+        if (
+            s.item.on_its_way
+            and (case is None or case.state not in ACTIVE)
+            and not seen_before(sighted.get(s.key), s.item, now)
+        ):
+            watch.append(s)  # on its way, first seen now: in transit, not a case yet
+            continue
         if case is None:
             to_open.append(s)
         elif case.state in ACTIVE:
@@ -240,9 +290,18 @@ def plan_cases(
         and start <= c.period_start
         and c.period_end <= end
     )
+    watched = {s.key for s in watch}
+    forget = tuple(
+        x
+        for x in sightings
+        if x.key not in watched
+        and (x.key in found or (start <= x.period_start and x.period_end <= end))
+    )
     return CasePlan(
         to_open=tuple(to_open),
         to_refresh=tuple(refresh),
         to_reopen=tuple(reopen),
         to_auto_resolve=resolve,
+        in_transit=tuple(watch),
+        to_forget=forget,
     )

@@ -1,10 +1,11 @@
 """The hub's own state beside each finding: a timing difference or a real break?
 
 An invoice (a payment, a revenue entry) missing in the ERP may simply not be delivered yet
-(``pending``, ``in_flight``), be waiting for its batch class's window (``scheduled``: a
-month-end revenue entry before the 1st), be waiting on something (``parked``), have failed for good
-(``dead_letter``), have been rejected at the door (``quarantined``) or never have reached the
-hub (``never captured``). The ledger knows which. One query reads the ledger rows of the
+(``pending``, ``in_flight``, ``held`` by its target's retry-after), be waiting for its batch
+class's window (``scheduled``: a month-end revenue entry before the 1st), be waiting on
+something (``parked``), have failed for good (``dead_letter``), have been rejected at the
+door (``quarantined``) or never have reached the hub (``never captured``). The ledger knows
+which. One query reads the ledger rows of the
 findings' subjects (events with their deliveries, and the open quarantine); DuckDB joins them
 to the findings.
 """
@@ -32,8 +33,12 @@ NOT_A_RECORD = "not a record"
 # A batch-class delivery waiting for its class's next window (pending, never tried, due
 # later), as `dr status` counts it: on time by policy, not late.
 SCHEDULED = "scheduled"
-# Still on its way to the ERP: a variance now is a matter of time, not a break.
-IN_TRANSIT = frozenset({"pending", "in_flight", "parked", SCHEDULED})
+# A control total that the entries still on their way to the ERP (not all of them waiting
+# for a batch window) explain to the cent.
+ON_ITS_WAY = "in transit"
+# Still on its way to the ERP: a variance now is a matter of time, not a break. Not
+# ``dead_letter`` (the hub gave up: a real break), nor ``delivered``.
+IN_TRANSIT = frozenset({"pending", "in_flight", "parked", "held", SCHEDULED, ON_ITS_WAY})
 # The findings an undelivered document explains: its absence, or an older version's values.
 # A duplicate, or a document missing in Salesforce, is never explained by the hub's queue.
 _EXPLAINED_BY_DELIVERY = frozenset(FindingKind) - {
@@ -85,6 +90,13 @@ class FindingWithHubState:
     def timing_difference(self) -> bool:
         """The ERP has not had the document yet: the hub is still delivering it."""
         return self.hub.in_transit
+
+    @property
+    def on_its_way(self) -> bool:
+        """The hub is still delivering the document (any in-transit state, ``scheduled``
+        included) and its delivery explains the finding: in transit, not a case, unless a
+        later run still finds it so (``cases.plan_cases``)."""
+        return self.hub.in_transit and (self.finding.kind in _EXPLAINED_BY_DELIVERY)
 
     @property
     def awaits_batch(self) -> bool:

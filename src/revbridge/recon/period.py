@@ -30,6 +30,7 @@ from sqlalchemy.engine import Engine
 
 from revbridge.config import Settings
 from revbridge.recon.hub_state import (
+    ON_ITS_WAY,
     SCHEDULED,
     FindingWithHubState,
     HubState,
@@ -179,35 +180,41 @@ def in_transit_control_totals(
     start: date,
     end: date,
 ) -> tuple[FindingWithHubState, ...]:
-    """The revenue findings, a control total the hub's scheduled entries explain marked so.
+    """The revenue findings, a control total the hub's entries in transit explain marked so.
 
-    A revenue entry waiting for its batch window (hub state ``scheduled``) is in the
-    Salesforce total of its period and account but not yet in the GL. When the Salesforce
-    lines of the period's scheduled entries account for a control total's whole difference
-    (ERP = Salesforce - in transit, per period, account number and currency), the total is
-    in transit too (``scheduled``, no case); any other difference stays a case.
+    A revenue entry still on its way (waiting for its batch window, hub state ``scheduled``;
+    or pending, in flight, parked, held) is in the Salesforce total of its period and account
+    but not yet in the GL. When the Salesforce lines of the period's entries in transit
+    account for a control total's whole difference (ERP = Salesforce - in transit, per period,
+    account number and currency), the total is in transit too: ``scheduled`` when every one
+    of those entries waits for its batch window, else ``in transit``. Any other difference
+    is a variance.
     """
-    refs = sorted(
-        {i.finding.ref for i in findings if i.awaits_batch and i.finding.subject_prefixes}
-    )
-    if not refs:
+    on_way = {
+        i.finding.ref: i.awaits_batch
+        for i in findings
+        if i.on_its_way and i.finding.subject_prefixes
+    }
+    if not on_way:
         return findings
     rows = con.execute(
-        "SELECT period, split_part(account, ' ', 1), currency, sum(debit) - sum(credit) "
+        "SELECT period, split_part(account, ' ', 1), currency, sum(debit) - sum(credit), "
+        "bool_and(ref IN (SELECT unnest($batch::VARCHAR[]))) "
         f"FROM sf_revenue WHERE {_in('doc_date', start, end)} "
         "AND ref IN (SELECT unnest($refs::VARCHAR[])) GROUP BY ALL",
-        {"refs": refs},
+        {"refs": sorted(on_way), "batch": sorted(r for r, batch in on_way.items() if batch)},
     ).fetchall()
-    in_transit = {(p, number, cur): net for p, number, cur, net in rows}
+    in_transit = {(p, number, cur): (net, batch) for p, number, cur, net, batch in rows}
     out = []
     for item in findings:
         f = item.finding
         if f.kind is FindingKind.CONTROL_TOTAL and f.difference is not None:
             period, rest = f.ref.split("|", 1)
             account, currency = rest.rsplit("|", 1)
-            net = in_transit.get((period, account.split(" ", 1)[0], currency))
+            net, batch = in_transit.get((period, account.split(" ", 1)[0], currency), (None, False))
             if net is not None and f.difference + net == 0:
-                item = dataclasses.replace(item, hub=HubState(state=SCHEDULED))
+                state = SCHEDULED if batch else ON_ITS_WAY
+                item = dataclasses.replace(item, hub=HubState(state=state))
         out.append(item)
     return tuple(out)
 

@@ -37,6 +37,7 @@ from revbridge.recon.cases import (
     CaseSnapshot,
     CaseState,
     Seen,
+    Sighting,
     amount_text,
     check_resolution_code,
     check_transition,
@@ -63,7 +64,12 @@ from revbridge.recon.signoff import (
 )
 from revbridge.store.ledger import UNDELIVERED_STATES
 from revbridge.store.schema import audit_log, deliveries, events, watermarks
-from revbridge.store.tables_recon import recon_cases, recon_runs, recon_signoffs
+from revbridge.store.tables_recon import (
+    recon_cases,
+    recon_in_transit,
+    recon_runs,
+    recon_signoffs,
+)
 
 Reconciler = Callable[[str, date, date, bool], PeriodRecon]
 """``(scope, start, end, refresh) -> PeriodRecon``: by default ``recon.period.reconcile_period``."""
@@ -275,6 +281,82 @@ def _existing_cases(conn: Connection, seen: Sequence[Seen]) -> dict[int, Any]:
     return rows
 
 
+def _sightings(conn: Connection, seen: Sequence[Seen], start: date, end: date) -> list[Any]:
+    """The in-transit sightings of the keys this run found, and those its period covers."""
+    rows = {
+        r.id: r
+        for r in conn.execute(
+            select(recon_in_transit).where(
+                recon_in_transit.c.period_start >= start, recon_in_transit.c.period_end <= end
+            )
+        )
+    }
+    keys = sorted({s.key for s in seen})
+    for chunk in _chunks(keys):
+        cond = tuple_(
+            recon_in_transit.c.reconciliation, recon_in_transit.c.ref, recon_in_transit.c.kind
+        ).in_(list(chunk))
+        for r in conn.execute(select(recon_in_transit).where(cond)):
+            rows[r.id] = r
+    return list(rows.values())
+
+
+def _record_in_transit(
+    conn: Connection,
+    stored: Sequence[Any],
+    in_transit: Sequence[Seen],
+    forget: Sequence[Sighting],
+    *,
+    run_id: int,
+    start: date,
+    end: date,
+    now: datetime,
+) -> None:
+    """Forget the sightings the plan says; remember this run's findings in transit (a new
+    event starts a new sighting; the same one keeps its first run and time)."""
+    by_key = {(r.reconciliation, r.ref, r.kind): r for r in stored}
+    same = [
+        s for s in in_transit if s.key in by_key and by_key[s.key].event_id == s.item.hub.event_id
+    ]
+    kept = {s.key for s in same}
+    fresh = [s for s in in_transit if s.key not in kept]
+    gone = sorted({x.key for x in forget} | {s.key for s in fresh if s.key in by_key})
+    key = tuple_(recon_in_transit.c.reconciliation, recon_in_transit.c.ref, recon_in_transit.c.kind)
+    for chunk in _chunks(gone):
+        conn.execute(recon_in_transit.delete().where(key.in_(list(chunk))))
+    if fresh:
+        conn.execute(
+            recon_in_transit.insert(),
+            [
+                {
+                    "reconciliation": s.reconciliation,
+                    "ref": s.item.finding.ref,
+                    "kind": s.item.finding.kind.value,
+                    "event_id": s.item.hub.event_id,
+                    "hub_state": s.item.hub.state,
+                    "period_start": start,
+                    "period_end": end,
+                    "first_run_id": run_id,
+                    "first_seen_at": now,
+                    "last_seen_at": now,
+                }
+                for s in fresh
+            ],
+        )
+    for s in same:
+        row = by_key[s.key]
+        narrower = (end - start) < (row.period_end - row.period_start)
+        conn.execute(
+            update(recon_in_transit)
+            .where(recon_in_transit.c.id == row.id)
+            .values(
+                hub_state=s.item.hub.state,
+                last_seen_at=now,
+                **({"period_start": start, "period_end": end} if narrower else {}),
+            )
+        )
+
+
 def _active() -> ColumnElement[bool]:
     return recon_cases.c.state.in_([s.value for s in ACTIVE])
 
@@ -410,7 +492,25 @@ def run_recon(
             .returning(recon_runs.c.id)
         ).scalar_one()
         stored = _existing_cases(conn, seen)
-        plan = plan_cases([_snapshot(r) for r in stored.values()], seen, start=start, end=end)
+        sighted = _sightings(conn, seen, start, end)
+        plan = plan_cases(
+            [_snapshot(r) for r in stored.values()],
+            seen,
+            start=start,
+            end=end,
+            now=now,
+            sightings=[_from_row(Sighting, r) for r in sighted],
+        )
+        _record_in_transit(
+            conn,
+            sighted,
+            plan.in_transit,
+            plan.to_forget,
+            run_id=run_id,
+            start=start,
+            end=end,
+            now=now,
+        )
         audits: list[dict[str, Any]] = []
 
         if plan.to_open:

@@ -6,6 +6,9 @@
 - ``recon_cases``: one case per ``(reconciliation, ref, kind)``, opened by a run, updated by
   later runs; ``state`` is ``open``, ``investigating``, ``resolved`` or ``accepted``. Amounts
   are exact decimal strings. Every transition is also in ``audit_log``.
+- ``recon_in_transit``: a finding on a document still on its way (pending, in flight, parked,
+  held: the hub is delivering it), first seen by a run; no case. A later run that still finds
+  it on its way with the same event opens the case; a run that no longer does forgets it.
 - ``recon_signoffs``: a period's month-end sign-off, preparer then reviewer, ``voided`` when a
   later run finds the period's balances changed (fingerprints at sign-off kept here).
 """
@@ -81,6 +84,23 @@ recon_cases = Table(
     Column("note", Text),
     UniqueConstraint("reconciliation", "ref", "kind"),
     Index(None, "state"),
+)
+
+recon_in_transit = Table(
+    "recon_in_transit",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("reconciliation", String(16), nullable=False),
+    Column("ref", String(300), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("event_id", Id),
+    Column("hub_state", String(32), nullable=False),
+    Column("period_start", Date, nullable=False),
+    Column("period_end", Date, nullable=False),
+    Column("first_run_id", Id, ForeignKey("recon_runs.id"), nullable=False),
+    Column("first_seen_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("reconciliation", "ref", "kind"),
 )
 
 recon_signoffs = Table(

@@ -30,8 +30,8 @@ from revbridge.services.recon import (
     sign_off,
 )
 from revbridge.store.ledger import Ledger
-from revbridge.store.schema import audit_log, deliveries
-from revbridge.store.tables_recon import recon_runs
+from revbridge.store.schema import audit_log, deliveries, events
+from revbridge.store.tables_recon import recon_in_transit, recon_runs
 from tests.unit.recon.sides import store_of
 
 T0 = datetime(2026, 11, 1, 3, tzinfo=UTC)
@@ -335,3 +335,57 @@ def test_a_bad_threshold_fails_at_load_naming_the_key(tmp_path: Path) -> None:
         parse_config({"recon": {"thresholds": {"gl": {"absolute": "1"}}}}, None, tmp_path)
     with pytest.raises(ConfigError, match="nightly_schedule"):
         parse_config({"recon": {"nightly_schedule": "every night"}}, None, tmp_path)
+
+
+def _delivery(ledger: Ledger, ref: str, state: str, *, event: int = 1) -> None:
+    """An invoice event of ``ref`` with its delivery in ``state`` (real-time, tried once)."""
+    with ledger.engine.begin() as conn:
+        event_id = conn.execute(
+            events.insert()
+            .values(idempotency_key=f"t:{ref}:{event}", type="invoice.posted",
+                    source="salesforce", source_id=ref, source_version=str(event),
+                    occurred_at=T0, received_at=T0, subject_ref=f"invoice:{ref}",
+                    payload_hash="x", payload="{}")
+            .returning(events.c.id)
+        ).scalar_one()  # fmt: skip
+        conn.execute(
+            deliveries.insert().values(event_id=event_id, target="erp", pattern="realtime",
+                                       state=state, attempts=1, due_at=T0, updated_at=T0)
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("state", ["pending", "in_flight", "parked", "held"])
+def test_a_document_the_hub_is_still_delivering_is_in_transit_not_a_case(
+    sides: Sides, state: str
+) -> None:
+    """An invoice missing in the ERP whose delivery is on its way opens no case: the run
+    reports it in transit with its hub state; another run of the same tick neither. A run
+    a day later that still finds it undelivered opens the case. A dead letter is a case at
+    once."""
+    sides.erp = [e for e in sides.erp if e.ref not in ("a0X00003", "a0X00004")]
+    _delivery(sides.ledger, "a0X00003", state)
+    _delivery(sides.ledger, "a0X00004", "dead_letter")
+    first = sides.run()
+    assert (first.opened, first.open_cases) == (1, 1)
+    [line] = [x for x in first.report.lines if x.ref == "a0X00003"]
+    assert (line.hub_state, line.timing_difference, line.case_id) == (state, True, None)
+    nightly = sides.run("nightly", (date(2026, 10, 5), date(2026, 10, 6)))
+    assert (nightly.opened, nightly.open_cases) == (0, 1)
+    later = sides.run(at=T0 + timedelta(days=1))
+    assert (later.opened, later.open_cases) == (1, 2)
+    cases = {c.ref: c.hub_state for c in list_cases(sides.ledger.engine, now=T0)}
+    assert cases == {"a0X00003": state, "a0X00004": "dead_letter"}
+
+
+def test_a_document_delivered_after_its_first_sighting_never_becomes_a_case(sides: Sides) -> None:
+    """Pending at the first run, delivered and in the ERP by the next: no case, ever."""
+    _delivery(sides.ledger, "a0X00003", "pending")
+    erp = sides.erp
+    sides.erp = [e for e in erp if e.ref != "a0X00003"]
+    assert sides.run().opened == 0
+    with sides.ledger.engine.begin() as conn:
+        conn.execute(deliveries.update().values(state="delivered"))
+    sides.erp = erp
+    assert sides.run(at=T0 + timedelta(days=1)).opened == 0
+    with sides.ledger.engine.connect() as conn:
+        assert conn.execute(select(recon_in_transit)).all() == []

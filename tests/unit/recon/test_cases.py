@@ -29,6 +29,7 @@ from revbridge.recon.match import ReconResult, reconcile_ar
 from tests.unit.recon.ar import Doc, relation
 
 OCT = (date(2026, 10, 1), date(2026, 11, 1))
+NOW = datetime(2026, 11, 1, 3, tzinfo=UTC)
 
 
 def _ar(source: list[Doc], erp: list[Doc]) -> ReconResult:
@@ -39,7 +40,8 @@ def _ar(source: list[Doc], erp: list[Doc]) -> ReconResult:
 def _seen(result: ReconResult) -> list[Seen]:
     return [
         Seen(
-            reconciliation="ar", item=FindingWithHubState(finding=f, hub=HubState(state="pending"))
+            reconciliation="ar",
+            item=FindingWithHubState(finding=f, hub=HubState(state="dead_letter")),
         )
         for f in result.cases
     ]
@@ -105,7 +107,7 @@ def test_a_run_opens_new_cases_and_refreshes_known_ones() -> None:
     """A variance found for the first time opens a case; one already open is refreshed."""
     result = _ar([Doc("a0X1", Decimal("100")), Doc("a0X2", Decimal("5"))], [])
     existing = [_case("a0X1", "missing_in_erp", "open")]
-    plan = plan_cases(existing, _seen(result), start=OCT[0], end=OCT[1])
+    plan = plan_cases(existing, _seen(result), start=OCT[0], end=OCT[1], now=NOW)
     assert [s.item.finding.ref for s in plan.to_open] == ["a0X2"]
     assert [c.ref for c, _ in plan.to_refresh] == ["a0X1"]
     assert plan.to_auto_resolve == ()
@@ -118,9 +120,9 @@ def test_a_variance_that_cleared_resolves_its_case_only_over_a_covering_period()
     existing = [
         _case("a0X1", "missing_in_erp", "investigating", (date(2026, 10, 5), date(2026, 10, 6)))
     ]
-    month = plan_cases(existing, [], start=OCT[0], end=OCT[1])
+    month = plan_cases(existing, [], start=OCT[0], end=OCT[1], now=NOW)
     assert [c.ref for c in month.to_auto_resolve] == ["a0X1"]
-    other_day = plan_cases(existing, [], start=date(2026, 10, 6), end=date(2026, 10, 7))
+    other_day = plan_cases(existing, [], start=date(2026, 10, 6), end=date(2026, 10, 7), now=NOW)
     assert other_day.to_auto_resolve == ()
 
 
@@ -132,12 +134,13 @@ def test_a_resolved_case_found_again_reopens_and_an_accepted_one_only_if_it_move
         _case("a0X1", "missing_in_erp", "resolved"),
         _case("a0X2", "missing_in_erp", "accepted", source_amount="7.0000"),
     ]
-    plan = plan_cases(existing, _seen(result), start=OCT[0], end=OCT[1])
+    plan = plan_cases(existing, _seen(result), start=OCT[0], end=OCT[1], now=NOW)
     assert [c.ref for c, _ in plan.to_reopen] == ["a0X1"]
     assert [c.ref for c, _ in plan.to_refresh] == ["a0X2"]
     moved = _ar([Doc("a0X2", Decimal("8"))], [])
     assert [
-        c.ref for c, _ in plan_cases(existing, _seen(moved), start=OCT[0], end=OCT[1]).to_reopen
+        c.ref
+        for c, _ in plan_cases(existing, _seen(moved), start=OCT[0], end=OCT[1], now=NOW).to_reopen
     ] == ["a0X2"]
 
 
@@ -169,12 +172,12 @@ def test_a_run_plans_each_finding_once_and_never_resolves_what_it_found(
                 finding=Finding(kind=FindingKind(k), ref=ref, doc_type=None, currency="USD",
                                 source_amount=Decimal(1), erp_amount=None,
                                 difference=Decimal(-1), within_tolerance=False),
-                hub=HubState(state="pending"),
+                hub=HubState(state="dead_letter"),
             ),
         )
         for r, ref, k in found
     ]  # fmt: skip
-    plan = plan_cases(cases, seen, start=OCT[0], end=OCT[1])
+    plan = plan_cases(cases, seen, start=OCT[0], end=OCT[1], now=NOW)
     planned = [s.key for s in plan.to_open] + [s.key for _, s in plan.to_refresh + plan.to_reopen]
     assert sorted(planned) == sorted(found)
     assert {s.key for s in plan.to_open} == found - set(existing)
@@ -196,8 +199,52 @@ def test_a_finding_waiting_for_its_batch_window_opens_no_case() -> None:
     assert all(s.item.awaits_batch for s in seen)
     active = _case("a0X2", "missing_in_erp", "open")
     resolved = _case("a0X3", "missing_in_erp", "resolved")
-    plan = plan_cases([active, resolved], seen, start=OCT[0], end=OCT[1])
+    plan = plan_cases([active, resolved], seen, start=OCT[0], end=OCT[1], now=NOW)
     assert plan.to_open == ()
     assert plan.to_reopen == ()
     assert [c.id for c, _ in plan.to_refresh] == [active.id]
     assert plan.to_auto_resolve == ()
+
+
+@pytest.mark.parametrize("state", ["pending", "in_flight", "parked", "held"])
+def test_a_document_still_on_its_way_is_in_transit_until_a_later_run_still_finds_it(
+    state: str,
+) -> None:
+    """A missing invoice whose delivery is on its way opens no case on first sight (nor in
+    another run of the same tick); a later run that finds it still undelivered, same event,
+    opens it; a newer event starts over; a dead letter is a case at once."""
+    from revbridge.recon.cases import Sighting
+
+    found = _ar([Doc("a0X1", Decimal("100"))], [])
+
+    def seen(hub_state: str, event_id: int = 7) -> list[Seen]:
+        hub = HubState(state=hub_state, event_id=event_id)
+        return [Seen(reconciliation="ar", item=FindingWithHubState(finding=f, hub=hub))
+                for f in found.cases]  # fmt: skip
+
+    first = plan_cases([], seen(state), start=OCT[0], end=OCT[1], now=NOW)
+    assert (first.to_open, [s.key for s in first.in_transit]) == (
+        (),
+        [("ar", "a0X1", "missing_in_erp")],
+    )
+    sighting = Sighting(reconciliation="ar", ref="a0X1", kind="missing_in_erp", event_id=7,
+                        first_seen_at=NOW, period_start=OCT[0], period_end=OCT[1])  # fmt: skip
+    same_tick = plan_cases([], seen(state), start=OCT[0], end=OCT[1], now=NOW, sightings=[sighting])
+    assert same_tick.to_open == ()
+    assert len(same_tick.in_transit) == 1
+    later = NOW + timedelta(days=1)
+    again = plan_cases([], seen(state), start=OCT[0], end=OCT[1], now=later, sightings=[sighting])
+    assert [s.key for s in again.to_open] == [sighting.key]
+    assert again.in_transit == ()
+    assert again.to_forget == (sighting,)
+    newer = plan_cases(
+        [], seen(state, 8), start=OCT[0], end=OCT[1], now=later, sightings=[sighting]
+    )
+    assert newer.to_open == ()
+    assert len(newer.in_transit) == 1
+    dead = plan_cases([], seen("dead_letter"), start=OCT[0], end=OCT[1], now=NOW)
+    assert len(dead.to_open) == 1
+    assert dead.in_transit == ()
+    # Delivered since: a run covering the sighting's period no longer finds it, forgets it.
+    gone = plan_cases([], [], start=OCT[0], end=OCT[1], now=later, sightings=[sighting])
+    assert gone.to_forget == (sighting,)

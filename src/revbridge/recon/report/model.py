@@ -130,9 +130,21 @@ class ReconReport:
 
     @property
     def timing_differences(self) -> int:
-        """Variances the hub is still delivering (pending, in flight, parked, scheduled):
-        likely to clear."""
+        """Variances the hub is still delivering (pending, in flight, parked, held, scheduled):
+        in transit, likely to clear."""
         return sum(1 for line in self.lines if line.timing_difference)
+
+    @property
+    def in_transit_without_case(self) -> int:
+        """Of the timing differences outside tolerance, those with no active case: the hub is
+        delivering them and no run has yet found them still undelivered later."""
+        return sum(
+            1
+            for line in self.lines
+            if line.timing_difference
+            and not line.within_tolerance
+            and line.case_state not in ("open", "investigating")
+        )
 
     @property
     def awaiting_batch(self) -> int:

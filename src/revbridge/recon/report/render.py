@@ -76,6 +76,7 @@ def report_dict(report: ReconReport) -> dict[str, Any]:
         "matched_amounts": {c: _text(a, c) for c, a in report.matched_amounts},
         "within_tolerance": report.within_tolerance,
         "timing_differences": report.timing_differences,
+        "in_transit_without_case": report.in_transit_without_case,
         "open_cases": report.open_cases,
         "signoff": report.signoff,
         "reconciliations": [
