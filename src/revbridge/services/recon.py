@@ -63,7 +63,7 @@ from revbridge.recon.signoff import (
     check_review,
 )
 from revbridge.store.ledger import UNDELIVERED_STATES
-from revbridge.store.schema import audit_log, deliveries, events, watermarks
+from revbridge.store.schema import attempts, audit_log, deliveries, events, watermarks
 from revbridge.store.tables_recon import (
     recon_cases,
     recon_in_transit,
@@ -1178,7 +1178,8 @@ def outage_windows(engine: Engine, *, now: datetime) -> list[DueRun]:
     (``audit_log``, action ``circuit``), or an operator paused then resumed it (a planned
     downtime, actions ``pause`` and ``resume``). Overlapping ones are one outage, from the
     first to stop the calls to the last to let them through again. Its run is nightly-scoped
-    over every day from the start to the end.
+    over every day from the start to the end, and back to the date of the earliest document
+    the outage held up (``held_up_dates``); its reason says what the outage was.
     """
     with engine.begin() as conn:
         mark_text = conn.execute(
@@ -1197,7 +1198,7 @@ def outage_windows(engine: Engine, *, now: datetime) -> list[DueRun]:
         )
         began: dict[str, datetime] = {}
         why: dict[str, set[str]] = {}  # what stops the calls now: "circuit", "pause"
-        paused: dict[str, bool] = {}  # was the outage (also) an operator's pause
+        causes: dict[str, set[str]] = {}  # what stopped them at any time during the outage
         due: list[DueRun] = []
         for at, target, action, state in conn.execute(stmt):
             stops = why.setdefault(target, set())
@@ -1205,21 +1206,29 @@ def outage_windows(engine: Engine, *, now: datetime) -> list[DueRun]:
             if action == "pause" or state == "open":
                 began.setdefault(target, at)
                 stops.add(cause)
-                paused[target] = paused.get(target, False) or action == "pause"
+                causes.setdefault(target, set()).add(cause)
             elif action == "resume" or state == "closed":
                 stops.discard(cause)
                 if stops or target not in began:
                     continue
                 start = began.pop(target)
-                planned = " (paused by an operator)" if paused.pop(target, False) else ""
+                what = outage_cause(causes.pop(target, set()))
                 if at > mark:
+                    dates = held_up_dates(conn, target, start, at)
+                    first = min([start.date(), *dates])
+                    held = (
+                        f"; {len(dates)} document(s) held up, dated {min(dates)}..{max(dates)}"
+                        if dates
+                        else ""
+                    )
                     due.append(
                         DueRun(
                             scope="nightly",
-                            start=start.date(),
+                            start=first,
                             end=at.date() + timedelta(days=1),
                             reason=f"outage of {target} {human_timestamp(start)}.."
-                            f"{human_timestamp(at)}{planned}",
+                            f"{human_timestamp(at)}"
+                            f" ({what}){held}",
                         )
                     )
         value = now.isoformat()
@@ -1232,6 +1241,56 @@ def outage_windows(engine: Engine, *, now: datetime) -> list[DueRun]:
                 .values(value=value, updated_at=now)
             )
     return due
+
+
+def outage_cause(causes: set[str]) -> str:
+    """What an outage was: its circuit opening, an operator's pause, or both."""
+    said = {"circuit": "circuit opened", "pause": "paused by an operator"}
+    return ", ".join(said[c] for c in sorted(causes)) or "circuit opened"
+
+
+# The document date of each event type that has one (else the event's own time counts).
+_DOCUMENT_DATES = ("invoice_date", "issued_on", "received_on", "entry_date", "posting_date")
+
+
+def held_up_dates(conn: Connection, target: str, start: datetime, end: datetime) -> list[date]:
+    """The document dates of the events an outage of ``target`` from ``start`` to ``end``
+    held up: a delivery attempt failed during it, or the event was received before it ended
+    and delivered after it began (late). An outage on the 1st delays a document of the 31st:
+    the outage's run covers that date too."""
+    from revbridge.codec import decode_payload
+    from revbridge.core.events import EventType
+
+    failed = (
+        select(attempts.c.id)
+        .where(
+            attempts.c.event_id == events.c.id,
+            attempts.c.started_at >= start,
+            attempts.c.started_at <= end,
+            func.coalesce(attempts.c.outcome, "") != "delivered",
+        )
+        .exists()
+    )
+    late = and_(deliveries.c.delivered_at >= start, events.c.received_at <= end)
+    rows = conn.execute(
+        select(events.c.type, events.c.payload, events.c.occurred_at)
+        .join(deliveries, deliveries.c.event_id == events.c.id)
+        .where(deliveries.c.target == target, or_(failed, late))
+    ).all()
+    dates: set[date] = set()
+    for kind, payload, occurred_at in rows:
+        day: date = occurred_at.date()
+        try:
+            data = decode_payload(EventType(kind), payload)
+        except ValueError:
+            data = None
+        for name in _DOCUMENT_DATES:
+            value = getattr(data, name, None)
+            if isinstance(value, date):
+                day = value
+                break
+        dates.add(day)
+    return sorted(dates)
 
 
 def run_due(

@@ -23,7 +23,7 @@ from revbridge.services.recon import (
     run_due,
 )
 from revbridge.store.ledger import Ledger
-from revbridge.store.schema import deliveries
+from revbridge.store.schema import deliveries, events
 from revbridge.store.tables_recon import recon_runs
 from tests.unit.recon.sides import store_of
 
@@ -268,3 +268,43 @@ def test_the_scheduled_runs_wait_for_a_batch_two_hours_at_most(
     late = datetime(2026, 11, 1, 3, tzinfo=UTC) + BATCH_WAIT + timedelta(minutes=1)
     reconciler = _reconciler(ledger, tmp_path)
     assert len(run_due(settings, ledger.engine, now=late, reconciler=reconciler)) == 2
+
+
+def test_an_outage_run_covers_the_documents_it_held_up_and_says_what_it_was(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """An invoice of 31 October whose delivery failed when the ERP's circuit opened on
+    1 November, delivered after it closed on the 2nd: the outage's run starts on the 31st, not
+    on the 1st, and its reason says the circuit opened (no operator paused anything)."""
+    import json
+
+    from revbridge.core.policy import build_policy
+    from revbridge.generate import generate_events
+    from revbridge.services.ingest import ingest_lines
+    from revbridge.store.schema import attempts
+
+    invoice = next(e for e in generate_events(20, seed=7) if e["type"] == "invoice.posted")
+    invoice["data"] = dict(invoice["data"], invoice_date="2026-10-31", due_date="2026-11-30")
+    received = datetime(2026, 10, 31, 23, 50, tzinfo=UTC)
+    result = ingest_lines(ledger, [json.dumps(invoice).encode()], policy=build_policy(), origin="t")
+    assert result.rejected == 0
+    opened = datetime(2026, 11, 1, 0, 5, tzinfo=UTC)
+    closed = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    with ledger.engine.begin() as conn:
+        event_id, target = conn.execute(select(deliveries.c.event_id, deliveries.c.target)).one()
+        conn.execute(
+            attempts.insert().values(event_id=event_id, attempt_no=1, worker_id="w",
+                                     started_at=opened, finished_at=opened, outcome="error",
+                                     error="503")
+        )  # fmt: skip
+        conn.execute(
+            update(deliveries).values(state="delivered", delivered_at=closed + timedelta(minutes=5))
+        )
+        conn.execute(update(events).values(received_at=received))
+    record_circuit(ledger.engine, target, state="open", failures=5, now=opened)
+    record_circuit(ledger.engine, target, state="closed", failures=0, now=closed)
+    (due,) = outage_windows(ledger.engine, now=closed + timedelta(minutes=10))
+    assert (due.start, due.end) == (date(2026, 10, 31), date(2026, 11, 3))
+    assert "(circuit opened)" in due.reason
+    assert "paused by an operator" not in due.reason
+    assert "1 document(s) held up, dated 2026-10-31..2026-10-31" in due.reason
