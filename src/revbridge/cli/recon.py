@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -225,6 +226,46 @@ def _cases_table(cases: list[Any]) -> Table:
     return t
 
 
+_RUN_COLUMNS = (
+    ("id", "run"),
+    ("scope", "scope"),
+    ("period", "period"),
+    ("matched", "matched"),
+    ("variances", "variances"),
+    ("opened", "opened"),
+    ("auto_resolved", "auto-resolved"),
+    ("open_cases", "open"),
+)
+# The narrowest a reason column is worth showing at; else the reasons are in --json.
+_MIN_REASON = 16
+
+
+def _runs_table(runs: Sequence[dict[str, Any]], *, width: int) -> Table:
+    """The last runs: the period is never cut (a nightly and a month-end run differ by it),
+    the headers fold instead; each run's reason when there is room for it."""
+    rows = [tuple(str(r[k]) for k, _ in _RUN_COLUMNS) for r in runs]
+    # Compact (as the cases table): one space between columns.
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=0)
+    used = 0
+    for i, (_, header) in enumerate(_RUN_COLUMNS):
+        cells = [len(r[i]) for r in rows]
+        # A long header folds onto two lines above its numbers ("auto-" / "resolved").
+        title = header.replace("-", "-\n")
+        widest = max([*cells, *(len(w) for w in title.split("\n"))])
+        if header == "period":  # never cut nor folded: it tells the runs apart
+            t.add_column(title, no_wrap=True, min_width=widest)
+        else:
+            t.add_column(title, overflow="fold", justify="left" if i == 1 else "right")
+        used += widest + 1
+    room = width - used
+    show_reason = room >= _MIN_REASON and any(r.get("reason") for r in runs)
+    if show_reason:
+        t.add_column("reason", overflow="fold", ratio=1)
+    for r, row in zip(runs, rows, strict=True):
+        t.add_row(*row, *((r.get("reason") or "",) if show_reason else ()))
+    return t
+
+
 @cases_app.command("show")
 @disposing
 def cases_show(case_id: int, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
@@ -353,7 +394,11 @@ def signoff(
 @app.command("status")
 @disposing
 def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Cases by state and age, the last runs, the sign-offs."""
+    """Cases by state and age, the last runs and why they ran, the sign-offs.
+
+    A run's period is never cut; its reason shows where the terminal has room, and always in
+    --json.
+    """
     from revbridge.services.recon import recon_status
 
     _, engine = open_engine(config)
@@ -367,23 +412,6 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         "open by reconciliation: "
         + (" ".join(f"{k}={v}" for k, v in st.open_by_reconciliation.items()) or "none")
     )
-    t = Table("run", "scope", "period", "matched", "variances", "opened", "auto-resolved", "open")
-    for r in st.recent_runs:
-        t.add_row(
-            *(
-                str(r[k])
-                for k in (
-                    "id",
-                    "scope",
-                    "period",
-                    "matched",
-                    "variances",
-                    "opened",
-                    "auto_resolved",
-                    "open_cases",
-                )
-            )
-        )
-    out.print(t)
+    out.print(_runs_table(st.recent_runs, width=out.width))
     for s in st.signoffs:
         out.print(f"sign-off {s.period_start:%Y-%m}: {s.describe()}")

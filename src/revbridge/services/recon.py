@@ -1064,6 +1064,16 @@ def recon_status(engine: Engine, *, now: datetime, runs: int = 5) -> ReconStatus
             days_open(t, now)
             for t in conn.execute(select(recon_cases.c.opened_at).where(_active())).scalars()
         ]
+        rows = conn.execute(select(recon_runs).order_by(recon_runs.c.id.desc()).limit(runs)).all()
+        reasons: dict[str, str | None] = dict(
+            conn.execute(
+                select(audit_log.c.entity_id, audit_log.c.reason).where(
+                    audit_log.c.action == "recon.run",
+                    audit_log.c.entity_type == RUN_ENTITY,
+                    audit_log.c.entity_id.in_([str(r.id) for r in rows]),
+                )
+            ).all()
+        )
         recent = tuple(
             {
                 "id": r.id,
@@ -1076,8 +1086,10 @@ def recon_status(engine: Engine, *, now: datetime, runs: int = 5) -> ReconStatus
                 "opened": r.opened_count,
                 "auto_resolved": r.resolved_count,
                 "open_cases": r.open_cases,
+                # Why it ran: a schedule, an outage, ...; none for a run by hand.
+                "reason": reasons.get(str(r.id)),
             }
-            for r in conn.execute(select(recon_runs).order_by(recon_runs.c.id.desc()).limit(runs))
+            for r in rows
         )
         signoffs = tuple(
             _signoff_view(r)

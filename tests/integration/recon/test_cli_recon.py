@@ -225,3 +225,36 @@ def test_a_voided_sign_off_is_a_sentence(config: Path, tmp_path: Path) -> None:
     _, stdout = _run(config)
     assert "[1]" not in stdout
     assert "sign-off voided (id 1)" in " ".join(stdout.split())
+
+
+def test_recon_status_shows_each_period_whole_and_each_runs_reason(config: Path) -> None:
+    """At 80 columns the last runs show their whole period (a nightly and a month-end run
+    differ by it); each run's reason (an outage's run) is in --json, and in the table where
+    there is room."""
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from revbridge.cli._ledger import open_engine
+    from revbridge.cli.recon import _runs_table, out
+    from revbridge.services.recon import default_reconciler, run_recon
+
+    assert out.width == 80
+    _run(config)
+    why = "outage of erp 2026-10-05T10:00:00+00:00..2026-10-05T19:00:00+00:00 (circuit opened)"
+    settings, engine = open_engine(config)
+    run_recon(engine, default_reconciler(settings, engine), scope="nightly",
+              start=date(2026, 10, 5), end=date(2026, 10, 6), actor="recon-scheduler",
+              now=datetime.now(UTC), refresh=False, reason=why)  # fmt: skip
+    engine.dispose()
+    c = ["-c", str(config)]
+    table = runner.invoke(app, ["recon", "status", *c]).stdout
+    assert "…" not in table
+    assert "2026-10-01..2026-11-01" in table
+    assert "2026-10-05..2026-10-06" in table
+    assert all(len(line) <= 80 for line in table.splitlines())
+    runs = json.loads(runner.invoke(app, ["recon", "status", "--json", *c]).stdout)["recent_runs"]
+    assert [r["reason"] for r in runs] == [why, None]  # the first, by hand: no reason
+    wide = Console(width=140, record=True)
+    wide.print(_runs_table(runs, width=140))
+    assert "(circuit opened)" in wide.export_text()
