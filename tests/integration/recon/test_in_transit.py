@@ -102,3 +102,36 @@ def test_a_difference_the_scheduled_entries_do_not_explain_stays_a_break(
     assert all(i.hub.state == "not a record" and not i.awaits_batch for i in totals)
     # 123.00 in Salesforce, 101.00 in the GL, 22.00 of it in transit: 1.00 unexplained.
     assert {abs(i.finding.difference or 0) for i in totals} == {Decimal(22)}
+
+
+def test_totals_explained_by_entries_still_being_delivered_are_in_transit(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """One of the two undelivered entries is past its batch window and pending a retry (tried
+    once): the GL totals the two explain are ``in transit`` (on its way, not ``scheduled``),
+    a timing difference like the entries, and not a break."""
+    from revbridge.recon.hub_state import ON_ITS_WAY
+
+    settings = parse_config({}, None, tmp_path)
+    a, b, c = _revenue_in_the_ledger(ledger)
+    with ledger.engine.begin() as conn:
+        retry = conn.execute(
+            select(events.c.id).where(events.c.subject_ref == f"revenue:{b}")
+        ).scalar_one()
+        conn.execute(update(deliveries).where(deliveries.c.event_id == retry).values(attempts=1))
+    store = store_of([_entry(a, "100.00"), _entry(b, "20.00"), _entry(c, "3.00")],
+                     [_entry(a, "100.00")])  # fmt: skip
+    try:
+        run = reconcile_period(
+            settings, ledger.engine, scope="monthly", start=date(2026, 10, 1),
+            end=date(2026, 11, 1), refresh=False, store=store, now=OCT_31,
+        )  # fmt: skip
+    finally:
+        store.close()
+    found = {(i.finding.kind, i.finding.ref): i for i in run.of("revenue").findings}
+    assert found[(FindingKind.MISSING_IN_ERP, b)].hub.state == "pending"
+    assert found[(FindingKind.MISSING_IN_ERP, c)].awaits_batch
+    totals = [i for (k, _), i in found.items() if k is FindingKind.CONTROL_TOTAL]
+    assert len(totals) == 2
+    assert {i.hub.state for i in totals} == {ON_ITS_WAY}
+    assert all(i.on_its_way and i.timing_difference and not i.awaits_batch for i in totals)
