@@ -411,3 +411,44 @@ def test_dr_status_shows_a_429_pause_in_a_few_columns(workdir: Path) -> None:
     held = run_json(["dr", "status", "--json"])["erp"]["retry_after_until"]
     assert JSON_TIMESTAMP.fullmatch(held), held
     assert datetime.fromisoformat(held) == until
+
+
+def test_a_drain_says_how_far_it_is_on_stderr_and_keeps_its_summary_on_stdout(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stderr not a terminal (a log, a pipe): a plain line every so often; the summary on
+    stdout is unchanged."""
+    from revbridge.cli import _progress
+
+    monkeypatch.setattr(_progress, "PLAIN_EVERY", 0.0)  # every report, not every 10 s
+    runner.invoke(app, ["generate", "-n", "120", "--seed", "2", "--out", "ev.jsonl"])
+    run_json(["ingest", "ev.jsonl", "--json"])
+    drained = runner.invoke(app, ["dr", "drain", "erp", "--rate", "50"])
+    assert drained.exit_code == 0, drained.output
+    assert drained.stdout.startswith("delivered=")
+    assert "erp: made due now" in drained.stdout
+    assert "left" not in drained.stdout
+    lines = drained.stderr.splitlines()
+    assert lines
+    assert all(line.startswith("erp: delivered ") for line in lines)
+    assert ", left " in lines[0]
+    assert "/s, ETA " in lines[0]
+
+
+def test_a_drain_on_a_terminal_shows_a_progress_bar() -> None:
+    import io
+
+    from rich.console import Console
+
+    from revbridge.cli._progress import drain_progress
+    from revbridge.services.drain import DrainProgress
+
+    shown = io.StringIO()
+    tty = Console(file=shown, force_terminal=True, width=120)
+    with drain_progress(tty) as on_progress:
+        on_progress(DrainProgress(target="erp", delivered=0, handled=0, left=10_000, elapsed_s=0))
+        on_progress(DrainProgress(target="erp", delivered=50, handled=50, left=9950, elapsed_s=10))
+    text = shown.getvalue()
+    assert "erp" in text
+    assert "━" in text
+    assert "delivered 50, left 9950, 5.0/s, ETA 33 min 10 s" in text

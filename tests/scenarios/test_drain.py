@@ -244,3 +244,39 @@ def test_a_run_until_idle_says_why_due_deliveries_wait_behind_a_retry(ledger: Le
     assert re.match(r"they wait behind \d+ earlier deliver(y|ies) of the same customers", why)
     assert "the first retries in" in why
     assert "revbridge dr drain erp" in why
+
+
+def test_a_drain_at_a_capped_rate_says_how_far_it_is_while_it_runs(ledger: Ledger) -> None:
+    """A drain at 5 calls/s can run for half an hour: the drain tells its caller how far it
+    is when it starts, while it runs and when it ends (delivered, left, rate, time left)."""
+    from revbridge.services.drain import DrainProgress
+
+    clock = ManualClock(START)
+    erp = FakeErp()
+    w, _ = _setup(ledger, erp, clock)
+    heard: list[DrainProgress] = []
+
+    (done,) = asyncio.run(
+        drain(
+            w,
+            ["erp"],
+            rate=400,
+            actor="kim",
+            reason="after the upgrade",
+            on_progress=heard.append,
+            progress_every=0.02,
+        )
+    )
+
+    first, *during, last = heard
+    assert (first.delivered, first.handled, first.done) == (0, 0, False)
+    assert first.left > 0
+    assert first.eta_s is None
+    assert during, "nothing said while it ran"
+    assert all(0 < p.delivered < done.stats["delivered"] for p in during[1:])
+    assert [p.delivered for p in heard] == sorted(p.delivered for p in heard)
+    assert any(p.rate > 0 and p.eta_s and p.left for p in during)
+    assert last.done
+    assert last.left == 0
+    assert last.eta_s == 0
+    assert last.delivered == done.stats["delivered"] > 0

@@ -1095,9 +1095,13 @@ def dr_drain(
     open, next probe in N s" and exits 1. A paused target is not drained (exit 1): resume
     it first. Each target drained is in the audit log: "drain_started" before anything
     changes, then "drain" with what it did.
+
+    While it runs, how far it is goes to stderr: a progress bar on a terminal (delivered,
+    left, rate, time left), else a plain line every 10 s; the summary is printed on stdout.
     """
     import asyncio
 
+    from revbridge.cli._progress import drain_progress
     from revbridge.clock import SystemClock
     from revbridge.services import open_ledger
     from revbridge.services.drain import TargetDrain, drain
@@ -1110,9 +1114,15 @@ def dr_drain(
 
     async def run() -> list[TargetDrain]:
         try:
-            return await drain(
-                w, [target] if target else None, rate=rate, actor=_actor(actor), reason=reason
-            )
+            with drain_progress(err) as on_progress:  # stderr: stdout keeps the summary
+                return await drain(
+                    w,
+                    [target] if target else None,
+                    rate=rate,
+                    actor=_actor(actor),
+                    reason=reason,
+                    on_progress=on_progress,
+                )
         finally:
             for t in w.targets.values():
                 await t.port.close()

@@ -14,16 +14,23 @@ A drain is an explicit operator command, so it does what the worker alone would 
 Each target drained is two ``audit_log`` rows: ``drain_started`` before anything changes
 (who, when, why, the rate), so a drain cut off half-way is on record, and ``drain`` after:
 what was made due, probed and delivered, and what is still waiting.
+
+A drain at a capped rate can run for a long time (10,000 at 5 calls/s is half an hour):
+``on_progress`` is told how far it is (``DrainProgress``) when a target starts, every
+``progress_every`` seconds while it runs, and when it ends; the command renders it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 
 from revbridge.core.durations import human_duration
 from revbridge.core.timestamps import human_timestamp
@@ -59,6 +66,43 @@ class TargetDrain:
         return "; ".join(p for p in parts if p)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DrainProgress:
+    """How far a target's drain is: ``handled`` deliveries left the line since it started
+    (delivered, superseded, dead-lettered, parked, held, or back to a backoff), ``left``
+    still wait in it (due now, being called, or parked behind another: each released one is
+    delivered too); ``elapsed_s``: wall-clock seconds since it started."""
+
+    target: str
+    delivered: int
+    handled: int
+    left: int
+    elapsed_s: float
+    done: bool = False
+
+    @property
+    def total(self) -> int:
+        return self.handled + self.left
+
+    @property
+    def rate(self) -> float:
+        """Deliveries delivered a second so far (0 before the first)."""
+        return self.delivered / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at the pace so far; None before the pace is known."""
+        if not self.left:
+            return 0.0
+        pace = self.handled / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        return self.left / pace if pace > 0 else None
+
+
+OnProgress = Callable[[DrainProgress], None]
+# What leaves the line of due deliveries: each is one delivery handled.
+_HANDLED = ("delivered", "superseded", "dead_lettered", "parked", "held", "retried")
+
+
 async def drain(
     worker: Worker,
     names: Sequence[str] | None,
@@ -66,9 +110,13 @@ async def drain(
     rate: float | None,
     actor: str,
     reason: str,
+    on_progress: OnProgress | None = None,
+    progress_every: float = 1.0,
 ) -> list[TargetDrain]:
     """Drain ``names`` (every target of ``worker`` when None), one after the other, at most
-    ``rate`` calls a second each (within their own budgets); one audit row per target."""
+    ``rate`` calls a second each (within their own budgets); one audit row per target.
+    ``on_progress`` (optional) hears how far each target is, every ``progress_every``
+    seconds."""
     chosen = list(names or worker.targets)
     for name in chosen:
         if name not in worker.targets:
@@ -84,7 +132,9 @@ async def drain(
             # Before anything changes (backoffs cut short, a probe): a drain cut off half-way
             # is still in the audit log, with who asked and why.
             _audit(worker, name, "drain_started", actor=actor, reason=f"{reason} ({cap})")
-            result = await _drain_one(worker, every[name], actor=actor)
+            result = await _drain_one(
+                worker, every[name], actor=actor, on_progress=on_progress, every=progress_every
+            )
             _audit_drain(
                 worker, result, actor=actor, reason=f"{reason} ({cap}; {result.summary()})"
             )
@@ -94,7 +144,14 @@ async def drain(
     return done
 
 
-async def _drain_one(worker: Worker, target: Target, *, actor: str) -> TargetDrain:
+async def _drain_one(
+    worker: Worker,
+    target: Target,
+    *,
+    actor: str,
+    on_progress: OnProgress | None = None,
+    every: float = 1.0,
+) -> TargetDrain:
     engine, name, now = worker.queue.engine, target.name, worker.clock.now()
     before = target_states(engine).get(name)
     if before is not None and before.paused:
@@ -109,7 +166,10 @@ async def _drain_one(worker: Worker, target: Target, *, actor: str) -> TargetDra
         and _probe_now(worker, target, before, now, actor)
     )
     counted = worker.stats.as_dict()
-    await worker.run_until_idle()
+    if on_progress is None:
+        await worker.run_until_idle()
+    else:
+        await _reporting(worker, name, counted, on_progress, every)
     stats = {k: v - counted[k] for k, v in worker.stats.as_dict().items()}
     after = target_states(engine).get(name)
     return TargetDrain(
@@ -120,6 +180,47 @@ async def _drain_one(worker: Worker, target: Target, *, actor: str) -> TargetDra
         stats=stats,
         waiting=_waiting(after, target, worker.clock.now()),
     )
+
+
+async def _reporting(
+    worker: Worker,
+    name: str,
+    counted: dict[str, int],
+    on_progress: OnProgress,
+    every: float,
+) -> None:
+    """Run ``worker`` until idle, telling ``on_progress`` how far it is at the start, every
+    ``every`` seconds, and at the end."""
+    started = time.monotonic()
+
+    def report(*, done: bool = False) -> None:
+        now = worker.stats.as_dict()
+        moved = {k: now[k] - counted[k] for k in _HANDLED}
+        on_progress(
+            DrainProgress(
+                target=name,
+                left=_left(worker, name, worker.clock.now()),
+                delivered=moved["delivered"],
+                handled=sum(moved.values()),
+                elapsed_s=time.monotonic() - started,
+                done=done,
+            )
+        )
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(every)
+            report()
+
+    report()
+    ticker = asyncio.create_task(tick())
+    try:
+        await worker.run_until_idle()
+    finally:
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+    report(done=True)
 
 
 def _has_due(worker: Worker, name: str, now: datetime) -> bool:
@@ -153,18 +254,22 @@ def left_waiting(worker: Worker) -> list[tuple[str, int, str | None, timedelta |
     return left
 
 
+def _left(worker: Worker, name: str, now: datetime) -> int:
+    """What a drain of ``name`` still has to do: due now, being called, or parked."""
+    due = and_(deliveries.c.state == "pending", deliveries.c.due_at <= now)
+    return _count(worker, name, or_(due, deliveries.c.state.in_(("in_flight", "parked"))))
+
+
 def _due(worker: Worker, name: str, now: datetime) -> int:
+    return _count(worker, name, and_(deliveries.c.state == "pending", deliveries.c.due_at <= now))
+
+
+def _count(worker: Worker, name: str, where: ColumnElement[bool]) -> int:
     with worker.queue.engine.connect() as conn:
         found = conn.execute(
             select(func.count())
             .select_from(deliveries)
-            .where(
-                and_(
-                    deliveries.c.target == name,
-                    deliveries.c.state == "pending",
-                    deliveries.c.due_at <= now,
-                )
-            )
+            .where(and_(deliveries.c.target == name, where))
         ).scalar_one()
     return int(found)
 
