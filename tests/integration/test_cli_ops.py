@@ -115,6 +115,8 @@ def test_a_drain_while_the_erp_is_down_probes_once_says_so_exits_1_and_is_audite
     down = runner.invoke(app, args)
     assert down.exit_code == 1
     assert "erp: circuit open, next probe in 30 s" in down.stderr
+    said = down.stdout + down.stderr
+    assert said.count("circuit open, next probe in") == 1  # once, on one stream
     config.write_text(healthy)
     up = runner.invoke(app, [*args, "--json"])
     assert up.exit_code == 0, up.output
@@ -452,3 +454,17 @@ def test_a_drain_on_a_terminal_shows_a_progress_bar() -> None:
     assert "erp" in text
     assert "━" in text
     assert "delivered 50, left 9950, 5.0/s, ETA 33 min 10 s" in text
+
+
+def test_a_drain_of_a_paused_target_says_why_once_on_one_line(workdir: Path) -> None:
+    """Not "still waiting:" at the end of a line with the reason on the next, then the
+    reason again on stderr: the summary says what it did, stderr says once why it stops."""
+    runner.invoke(app, ["generate", "-n", "40", "--seed", "2", "--out", "ev.jsonl"])
+    run_json(["ingest", "ev.jsonl", "--json"])
+    assert runner.invoke(app, ["dr", "pause", "erp"]).exit_code == 0
+    drained = runner.invoke(app, ["dr", "drain", "erp"])
+    assert drained.exit_code == 1
+    assert "still waiting" not in drained.stdout
+    assert "erp: made due now: 0 waiting out a backoff; nothing delivered\n" in drained.stdout
+    why = "erp is paused: resume it first (`revbridge dr resume erp`)"
+    assert drained.stderr == why + "\n"

@@ -1133,10 +1133,10 @@ def dr_drain(
         print_json({**w.stats.as_dict(), "targets": {d.target: asdict(d) for d in drained}})
     else:
         out.print(" ".join(f"{k}={v}" for k, v in w.stats.as_dict().items()))
-        for d in drained:
-            out.print(f"{d.target}: {d.summary()}")
+        for d in drained:  # what still waits: once, on stderr, below
+            out.print(f"{d.target}: {d.summary(waiting=False)}", soft_wrap=True)
     for why in waiting:
-        err.print(f"[yellow]{why}[/]")
+        err.print(f"[yellow]{escape(why)}[/]", soft_wrap=True)
     if waiting:
         raise typer.Exit(1)
 

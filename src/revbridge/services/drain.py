@@ -55,13 +55,15 @@ class TargetDrain:
     stats: dict[str, int] = field(default_factory=dict)
     waiting: str | None = None
 
-    def summary(self) -> str:
+    def summary(self, *, waiting: bool = True) -> str:
+        """What it did, and (``waiting``) what still waits: the audit log's whole story; the
+        command says what still waits once, on stderr."""
         done = ", ".join(f"{k} {v}" for k, v in self.stats.items() if v)
         parts = [
             f"made due now: {self.made_due} waiting out a backoff",
             "circuit was open: probed at once" if self.probed else "",
             done or "nothing delivered",
-            f"still waiting: {self.waiting}" if self.waiting else "",
+            f"still waiting: {self.waiting}" if self.waiting and waiting else "",
         ]
         return "; ".join(p for p in parts if p)
 
