@@ -468,3 +468,28 @@ def test_a_drain_of_a_paused_target_says_why_once_on_one_line(workdir: Path) -> 
     assert "erp: made due now: 0 waiting out a backoff; nothing delivered\n" in drained.stdout
     why = "erp is paused: resume it first (`revbridge dr resume erp`)"
     assert drained.stderr == why + "\n"
+
+
+def test_the_audit_log_is_read_from_the_command_line(workdir: Path) -> None:
+    """The runbook's "it is in the audit log": `revbridge audit`, newest first, filtered,
+    timestamps with their zone."""
+    runner.invoke(app, ["dr", "pause", "erp", "--reason", "ERP upgrade", "--actor", "kim"])
+    runner.invoke(app, ["dr", "resume", "erp", "--reason", "upgrade over", "--actor", "kim"])
+    runner.invoke(app, ["dr", "drain", "erp", "--reason", "after the upgrade", "--actor", "lee"])
+    trail = run_json(["audit", "--entity-type", "target", "--entity", "erp", "--json"])
+    actions = [a["action"] for a in trail["audit"]]
+    assert actions == ["drain", "drain_started", "resume", "pause"]
+    assert trail["total"] == 4
+    assert trail["audit"][-1]["at"].endswith("+00:00")
+    drains = run_json(["audit", "--action", "drain", "--since", "10min", "--json"])
+    assert [(a["actor"], a["entity_id"]) for a in drains["audit"]] == [("lee", "erp")]
+    assert run_json(["audit", "--since", "2999-01-01", "--json"]) == {"audit": [], "total": 0}
+    table = runner.invoke(app, ["audit", "--limit", "2"])
+    assert table.exit_code == 0, table.output
+    assert "audit log, newest first (showing 2 of 4)" in table.stdout
+    assert "drain_started" in table.stdout
+    assert "+00:00" in table.stdout
+    assert "resume" not in table.stdout
+    assert "2 more: raise --limit" in table.stdout
+    bad = runner.invoke(app, ["audit", "--since", "yesterday"])
+    assert bad.exit_code != 0

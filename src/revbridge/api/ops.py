@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from revbridge.api.auth import api_principal
 from revbridge.core.policy import policy_rows
-from revbridge.services import config_admin, operations, quarantine, serve
+from revbridge.services import audit, config_admin, operations, quarantine, serve
 from revbridge.services.access import Principal, Role, create_token, list_tokens, revoke_token
 
 router = APIRouter(prefix="/api/v1", tags=["operations"])
@@ -132,6 +132,33 @@ async def replay(request: Request, body: ReplayRequest, p: Operator) -> dict[str
     if n and request.app.state.runner is not None:
         request.app.state.runner.wake()
     return {"replayed": n}
+
+
+@router.get("/audit")
+def get_audit(
+    request: Request,
+    response: Response,
+    _p: Viewer,
+    action: str | None = None,
+    entity_type: str | None = None,
+    entity: str | None = None,
+    since: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
+) -> list[dict[str, Any]]:
+    """The audit log, newest first, filtered as ``revbridge audit`` (``since``: a time ago
+    such as ``2h`` or an ISO 8601 time): at most ``limit``; the ``X-Total-Count`` header says
+    how many match in all."""
+    when = audit.parse_since(since, _now(request)) if since is not None else None
+    rows, total = audit.read_audit(
+        _ledger(request).engine,
+        action=action,
+        entity_type=entity_type,
+        entity_id=entity,
+        since=when,
+        limit=limit,
+    )
+    response.headers["X-Total-Count"] = str(total)
+    return rows
 
 
 @router.get("/parked")

@@ -82,6 +82,9 @@ _register_subsystems()
 from revbridge.cli import serve as _serve  # noqa: E402  (serve and token commands)
 
 app.command("serve")(_serve.serve)
+from revbridge.cli.audit import audit as _audit_command  # noqa: E402  (the audit log)
+
+app.command("audit")(_audit_command)
 app.add_typer(_serve.token_app, name="token")
 ActorOpt = Annotated[
     str | None, typer.Option("--actor", help="Who is acting (for the audit log); default $USER.")

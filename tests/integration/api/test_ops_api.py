@@ -274,3 +274,30 @@ def test_an_operator_shows_and_closes_quarantine_entries_with_audit(hub: Hub) ->
         ("resolve", "token:operator-1", "fixed at source, ingested again"),
         ("discard", "token:operator-1", "noise"),
     ]
+
+
+def test_the_audit_log_is_read_newest_first_with_filters(hub: Hub) -> None:
+    """GET /audit: what `revbridge audit` shows, to a viewer, not without a token."""
+    operator = hub.auth("operator")
+    for path in ("pause", "resume", "pause"):
+        hub.client.post(f"/api/v1/targets/erp/{path}", json={"reason": path}, headers=operator)
+    assert hub.client.get("/api/v1/audit").status_code == 401
+    r = hub.client.get(
+        "/api/v1/audit",
+        params={"entity_type": "target", "entity": "erp", "since": "1h", "limit": 2},
+        headers=hub.auth("viewer"),
+    )
+    assert r.status_code == 200
+    assert r.headers["X-Total-Count"] == "3"
+    assert [(a["action"], a["reason"]) for a in r.json()] == [
+        ("pause", "pause"),
+        ("resume", "resume"),
+    ]
+    assert datetime.fromisoformat(r.json()[0]["at"]).tzinfo is not None  # with its zone
+    only = hub.client.get(
+        "/api/v1/audit", params={"action": "resume"}, headers=hub.auth("viewer")
+    ).json()
+    assert [a["action"] for a in only] == ["resume"]
+    bad = hub.client.get("/api/v1/audit", params={"since": "soon"}, headers=hub.auth("viewer"))
+    assert bad.status_code == 400
+    assert "--since 'soon'" in bad.text or "'soon'" in bad.text

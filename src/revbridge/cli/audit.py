@@ -1,0 +1,102 @@
+"""``revbridge audit``: the audit log, newest first (pauses, drains, replays, sign-offs, the
+post-outage reconciliation's runs). A thin edge over ``revbridge.services.audit``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from revbridge.cli._ledger import disposing, open_engine
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="revbridge.toml (else $REVBRIDGE_CONFIG, ./revbridge.toml)"
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+out = Console()
+
+
+def _at(at: datetime) -> str:
+    return at.isoformat(timespec="seconds")  # with its zone: +00:00
+
+
+@disposing
+def audit(
+    action: Annotated[
+        str | None,
+        typer.Option(help="Only this action (pause, resume, drain_started, drain, replay, ...)."),
+    ] = None,
+    entity_type: Annotated[
+        str | None, typer.Option("--entity-type", help="Only this kind of entity (target, ...).")
+    ] = None,
+    entity: Annotated[
+        str | None, typer.Option("--entity", help="Only this entity's id (erp, an event id, ...).")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Only from then on: a time ago (30min, 2h, 7d) or an ISO 8601 date or time "
+            "(2026-11-03, 2026-11-03T08:00+01:00; without a zone, UTC).",
+        ),
+    ] = None,
+    limit: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="At most this many, newest first; the title (and `total` in --json) says "
+            "how many match in all.",
+        ),
+    ] = 50,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The audit log, newest first: who did what to which entity, when (with its zone), from
+    which state to which, and why. Pauses and resumes, `drain_started` and `drain`, replays,
+    sign-offs and the post-outage reconciliation's runs are all here."""
+    from revbridge.clock import SystemClock
+    from revbridge.services.audit import parse_since, read_audit
+
+    _, engine = open_engine(config)
+    when = parse_since(since, SystemClock().now()) if since is not None else None
+    rows, total = read_audit(
+        engine, action=action, entity_type=entity_type, entity_id=entity, since=when, limit=limit
+    )
+    if as_json:
+        sys.stdout.write(
+            json.dumps({"audit": rows, "total": total}, indent=2, default=_json_value) + "\n"
+        )
+        return
+    shown = f"showing {len(rows)} of {total}" if len(rows) < total else str(total)
+    t = Table(title=f"audit log, newest first ({shown})")
+    t.add_column("at", no_wrap=True)
+    for col in ("actor", "action", "entity", "state"):
+        t.add_column(col, overflow="fold", no_wrap=col == "action")
+    t.add_column("reason", overflow="fold", ratio=1)
+    for r in rows:
+        change = " → ".join(s for s in (r["from_state"], r["to_state"]) if s)
+        entity_ref = f"{r['entity_type']} {r['entity_id']}" if r["entity_id"] else r["entity_type"]
+        t.add_row(
+            r["at"].isoformat(sep=" ", timespec="seconds"),
+            r["actor"],
+            r["action"],
+            entity_ref,
+            change,
+            r["reason"] or "",
+        )
+    out.print(t)
+    if len(rows) < total:
+        out.print(f"{total - len(rows)} more: raise --limit or narrow the filters to see them")
+
+
+def _json_value(value: object) -> str:
+    return _at(value) if isinstance(value, datetime) else str(value)
