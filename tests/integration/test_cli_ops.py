@@ -134,13 +134,7 @@ def test_a_drain_while_the_erp_is_down_probes_once_says_so_exits_1_and_is_audite
 
 
 def test_dead_letters_are_listed_shown_and_replayed_with_an_audit_trail(workdir: Path) -> None:
-    runner.invoke(app, ["generate", "-n", "60", "--seed", "1", "--out", "ev.jsonl"])
-    envs = [json.loads(line) for line in (workdir / "ev.jsonl").read_text().splitlines()]
-    period = next(e for e in envs if e["type"] == "invoice.posted")["data"]["invoice_date"][:7]
-    (workdir / "fake-erp.json").write_text(
-        json.dumps({"next_id": 1, "closed_periods": [period], "credit_hold": [], "docs": []})
-    )
-    run_json(["ingest", "ev.jsonl", "--json"])
+    period = _ingest_with_a_closed_period(workdir)
     run_json(["worker", "--until-idle", "--json"])
     listed = run_json(["dlq", "list", "--json"])
     dead = listed["dead_letters"]
@@ -155,7 +149,7 @@ def test_dead_letters_are_listed_shown_and_replayed_with_an_audit_trail(workdir:
     mixed = runner.invoke(app, ["dlq", "replay", str(dead[0]["id"]), "--type", "gl.posted"])
     assert mixed.exit_code == 2
     assert "--type goes with --all" in mixed.stderr
-    shown = run_json(["dlq", "show", str(dead[0]["id"])])
+    shown = run_json(["dlq", "show", str(dead[0]["id"]), "--json"])
     assert shown["delivery"]["state"] == "dead_letter"
     assert shown["attempts"][-1]["outcome"] == "dead_letter"
     # Its times as the API writes them: ISO 8601 in UTC with Z (decision 0028).
@@ -182,7 +176,7 @@ def test_dead_letters_are_listed_shown_and_replayed_with_an_audit_trail(workdir:
     assert result.exit_code == 0
     run_json(["worker", "--until-idle", "--json"])
     assert run_json(["dlq", "list", "--json"])["dead_letters"] == []
-    trail = run_json(["dlq", "show", str(dead[0]["id"])])["audit"]
+    trail = run_json(["dlq", "show", str(dead[0]["id"]), "--json"])["audit"]
     assert [a["action"] for a in trail] == ["dead_letter", "replay"]
     assert trail[1]["actor"] == "ana"
     assert trail[1]["reason"] == "period reopened"
@@ -195,6 +189,19 @@ def test_token_list_shows_when_with_the_zone(workdir: Path) -> None:
     listed = runner.invoke(app, ["token", "list"], env={"COLUMNS": "120"}).stdout
     (row,) = [line for line in listed.splitlines() if "ops" in line]
     assert re.search(r"│ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC │ - ", row), listed
+
+
+def _ingest_with_a_closed_period(workdir: Path) -> str:
+    """Ingest 60 events into a fake ERP whose first invoice's period is closed: those
+    invoices are dead letters once a worker runs. Returns the period."""
+    runner.invoke(app, ["generate", "-n", "60", "--seed", "1", "--out", "ev.jsonl"])
+    envs = [json.loads(line) for line in (workdir / "ev.jsonl").read_text().splitlines()]
+    period = next(e for e in envs if e["type"] == "invoice.posted")["data"]["invoice_date"][:7]
+    (workdir / "fake-erp.json").write_text(
+        json.dumps({"next_id": 1, "closed_periods": [period], "credit_hold": [], "docs": []})
+    )
+    run_json(["ingest", "ev.jsonl", "--json"])
+    return period
 
 
 def _set(workdir: Path, section: str, line: str) -> None:
@@ -493,3 +500,70 @@ def test_the_audit_log_is_read_from_the_command_line(workdir: Path) -> None:
     assert "2 more: raise --limit" in table.stdout
     bad = runner.invoke(app, ["audit", "--since", "yesterday"])
     assert bad.exit_code != 0
+
+
+def test_dlq_show_lists_every_attempt_reads_well_and_says_what_is_parked_behind(
+    workdir: Path,
+) -> None:
+    """`dlq show` said "attempts": 2 and listed one: an attempt whose worker lost its lease
+    writes no outcome, only the audit's lease_expired. Every attempt is listed, the payload
+    is an object in --json, the default output is for people, and a dead letter says how
+    many deliveries are parked behind it (replaying it releases them)."""
+    period = _ingest_with_a_closed_period(workdir)
+    # What a worker killed mid-call leaves once its lease is recovered: the attempt counted,
+    # no outcome, a lease_expired row in the audit log.
+    (first,) = _ledger_rows(
+        workdir,
+        "SELECT d.event_id FROM deliveries d JOIN events e ON e.id = d.event_id "
+        f"WHERE e.type = 'invoice.posted' AND e.payload LIKE '%\"invoice_date\":\"{period}%' "
+        "ORDER BY d.event_id LIMIT 1",
+    )
+    _ledger_write(
+        workdir,
+        "UPDATE deliveries SET attempts = 1 WHERE event_id = ?",
+        first,
+    )
+    _ledger_write(
+        workdir,
+        "INSERT INTO audit_log (at, actor, action, entity_type, entity_id, from_state, "
+        "to_state, reason) VALUES ('2026-11-02 09:00:00.000000', 'engine', 'lease_expired', "
+        "'event', ?, 'in_flight', 'pending', 'lease expired; next attempt looks it up first')",
+        (str(first[0]),),
+    )
+    run_json(["worker", "--until-idle", "--json"])
+    shown = run_json(["dlq", "show", str(first[0]), "--json"])
+    assert shown["delivery"]["attempts"] == 2
+    assert [(a["attempt_no"], a["outcome"]) for a in shown["attempts"]] == [
+        (1, "lease_expired"),
+        (2, "dead_letter"),
+    ]
+    assert shown["attempts"][0]["error"] == "lease expired; next attempt looks it up first"
+    assert isinstance(shown["event"]["payload"], dict)  # an object, not an escaped string
+    assert shown["event"]["payload"]["invoice_date"].startswith(period)
+    text = runner.invoke(app, ["dlq", "show", str(first[0])])
+    assert text.exit_code == 0, text.output
+    assert f"dlq show {first[0]}" in text.stdout
+    assert "dead_letter after 2 attempts" in text.stdout
+    assert "lease_expired" in text.stdout
+    assert "2026-11-02 09:00:00+00:00" in text.stdout  # when, with its zone
+    assert '"invoice_date": "' in text.stdout  # the payload, pretty-printed
+    assert '\\"' not in text.stdout  # no escaped JSON
+    # Deliveries parked behind a dead letter: counted in the list and in show.
+    listed = run_json(["dlq", "list", "--json"])["dead_letters"]
+    parked = {d["id"]: d["parked_behind"] for d in listed if d["parked_behind"]}
+    waiting = run_json(["waiting", "--json"])["waiting"]
+    assert sum(parked.values()) == len(waiting) > 0
+    some = next(iter(parked))
+    assert run_json(["dlq", "show", str(some), "--json"])["parked_behind"] == parked[some]
+    note = "parked behind it: replaying releases them (see `revbridge waiting`)"
+    said = runner.invoke(app, ["dlq", "show", str(some)]).stdout.replace("│", " ")
+    assert f"{parked[some]} deliver" in " ".join(said.split())
+    assert note in " ".join(said.split())
+    assert "parked behind these dead letters" in runner.invoke(app, ["dlq", "list"]).stdout
+
+
+def _ledger_write(workdir: Path, sql: str, params: tuple) -> None:  # type: ignore[type-arg]
+    import sqlite3
+
+    with sqlite3.connect(workdir / "revbridge.db") as db:
+        db.execute(sql, params)

@@ -894,7 +894,9 @@ def dlq_list(
         ),
     ] = 200,
 ) -> None:
-    """Dead-lettered deliveries with their last error."""
+    """Dead-lettered deliveries with their last error, and how many deliveries are parked
+    behind each (waiting for it: replaying it releases them)."""
+    from revbridge.cli._trace import parked_note
     from revbridge.services import open_ledger
     from revbridge.services.operations import count_dead_letters, list_dead_letters
 
@@ -906,7 +908,7 @@ def dlq_list(
         return
     shown = f"showing {len(rows)} of {total}" if len(rows) < total else str(total)
     t = Table(title=f"dead letters ({shown})")
-    for col in ("event", "type", "source id", "target", "attempts", "last error"):
+    for col in ("event", "type", "source id", "target", "attempts", "parked", "last error"):
         t.add_column(col, overflow="fold")
     for r in rows:
         t.add_row(
@@ -915,20 +917,29 @@ def dlq_list(
             r["source_id"],
             r["target"],
             str(r["attempts"]),
+            str(r["parked_behind"] or ""),
             r["last_error"] or "",
         )
     out.print(t)
     if len(rows) < total:
         out.print(f"{total - len(rows)} more: raise --limit to see them")
+    if behind := sum(r["parked_behind"] for r in rows):
+        out.print(parked_note(behind, behind="these dead letters (column parked)"))
 
 
 @dlq_app.command("show")
-def dlq_show(event_id: int, config: ConfigOpt = None) -> None:
-    """The full trace of one event: source record, delivery, attempts, audit."""
+def dlq_show(event_id: int, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """The full trace of one event: the event, its delivery, every attempt (number, when,
+    outcome, error), what is parked behind it, the audit trail and the payload."""
+    from revbridge.cli._trace import render_trace, trace_json
     from revbridge.services import open_ledger
     from revbridge.services.operations import trace
 
-    print_json(trace(open_ledger(_settings(config)).engine, event_id))
+    found = trace(open_ledger(_settings(config)).engine, event_id)
+    if as_json:
+        print_json(trace_json(found))
+    else:
+        render_trace(out, found)
 
 
 @dlq_app.command("replay")

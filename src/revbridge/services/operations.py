@@ -3,6 +3,7 @@ audited."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,6 +44,22 @@ def _dead_letter(event_type: str | None) -> ColumnElement[bool]:
     return and_(cond, events.c.type == event_type) if event_type else cond
 
 
+_waiting = deliveries.alias("waiting")
+# How many deliveries are parked behind a dead letter: replaying it releases them.
+_PARKED_BEHIND = (
+    select(func.count())
+    .where(
+        and_(
+            _waiting.c.state == "parked",
+            _waiting.c.target == deliveries.c.target,
+            _waiting.c.parked_on == events.c.subject_ref,
+        )
+    )
+    .scalar_subquery()
+    .label("parked_behind")
+)
+
+
 def list_dead_letters(
     engine: Engine, *, event_type: str | None = None, limit: int = 200
 ) -> list[dict[str, Any]]:
@@ -59,6 +76,7 @@ def list_dead_letters(
             deliveries.c.attempts,
             deliveries.c.last_error,
             deliveries.c.updated_at,
+            _PARKED_BEHIND,
         )
         .join(deliveries, deliveries.c.event_id == events.c.id)
         .where(_dead_letter(event_type))
@@ -126,13 +144,64 @@ def trace(engine: Engine, event_id: int) -> dict[str, Any]:
             .mappings()
             .all()
         )
+        behind = _parked_behind(conn, ev["subject_ref"], dl["target"]) if dl else 0
+    made = dl["attempts"] if dl else 0
     return {
         "event": dict(ev),
         "delivery": dict(dl) if dl else None,
-        "attempts": [dict(a) for a in tries],
+        "attempts": _every_attempt(event_id, [dict(a) for a in tries], made, audit),
         "target_record": ref,
+        "parked_behind": behind,
         "audit": [dict(a) for a in audit],
     }
+
+
+def _parked_behind(conn: Any, subject_ref: str | None, target: str) -> int:
+    """How many deliveries to ``target`` are parked waiting for ``subject_ref``: delivering
+    it (a replay of its dead letter) releases them."""
+    if subject_ref is None:
+        return 0
+    n: int = conn.execute(
+        select(func.count())
+        .select_from(deliveries)
+        .where(
+            and_(
+                deliveries.c.state == "parked",
+                deliveries.c.target == target,
+                deliveries.c.parked_on == subject_ref,
+            )
+        )
+    ).scalar_one()
+    return n
+
+
+def _every_attempt(
+    event_id: int, recorded: list[dict[str, Any]], made: int, audit: Sequence[Any]
+) -> list[dict[str, Any]]:
+    """Every attempt of an event, numbered: the recorded ones, and one entry for each attempt
+    counted (``made``) whose outcome was never written (its worker's lease expired, or a
+    circuit probe was let go unsent), with the lease expiry's time and reason when the audit
+    log has it."""
+    seen = {a["attempt_no"] for a in recorded}
+    expiries = [a for a in audit if a["action"] == "lease_expired"]
+    missing = [n for n in range(1, made + 1) if n not in seen]
+    for n, expiry in zip(missing, expiries + [None] * len(missing), strict=False):
+        recorded.append(
+            {
+                "id": None,
+                "event_id": event_id,
+                "attempt_no": n,
+                "worker_id": None,
+                "started_at": None,
+                "finished_at": expiry["at"] if expiry else None,
+                "outcome": "lease_expired" if expiry else "unrecorded",
+                "error": expiry["reason"]
+                if expiry
+                else "no outcome written (a circuit probe let go unsent, or a lost lease)",
+                "external_ref": None,
+            }
+        )
+    return sorted(recorded, key=lambda a: (a["attempt_no"], a.get("id") or 0))
 
 
 def replay(
