@@ -567,3 +567,37 @@ def _ledger_write(workdir: Path, sql: str, params: tuple) -> None:  # type: igno
 
     with sqlite3.connect(workdir / "revbridge.db") as db:
         db.execute(sql, params)
+
+
+def test_the_workers_capture_loop_names_the_system_and_stream_it_failed_on(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`capture failed: connection refused: the system is down` left the reader to guess
+    which system: the line names it and its capture stream."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from revbridge.cli.main import _capture_loop
+    from revbridge.config import load_settings
+    from revbridge.services import open_ledger
+    from revbridge.testing import FakeErp, Faults
+
+    settings = load_settings(workdir / "revbridge.toml")
+    ledger = open_ledger(settings)
+    erp = FakeErp(faults=Faults(down=True))
+    w = SimpleNamespace(targets={"erp": SimpleNamespace(port=erp)}, wakeup=asyncio.Event())
+
+    async def one_round() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.create_task(_capture_loop(settings, ledger, w, stop))
+        await asyncio.sleep(0.2)
+        stop.set()
+        await loop
+
+    asyncio.run(one_round())
+    ledger.engine.dispose()
+    said = capsys.readouterr().err
+    assert (
+        "capture failed from fake-erp (stream erp:fake-erp): "
+        "connection refused: the system is down" in said
+    )

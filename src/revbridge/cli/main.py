@@ -860,7 +860,7 @@ async def _capture_loop(settings: Settings, ledger: Any, w: Any, stop: Any) -> N
     """Capture ERP-side changes every ``erp.capture_interval_s`` and wake the worker."""
     import asyncio
 
-    from revbridge.services.capture import capture_once, source_for
+    from revbridge.services.capture import capture_failure, capture_once, source_for
     from revbridge.services.mdm_sync import ownership_from
 
     erp = w.targets["erp"].port
@@ -875,7 +875,7 @@ async def _capture_loop(settings: Settings, ledger: Any, w: Any, stop: Any) -> N
             if result.ingest.accepted:
                 w.wakeup.set()
         except Exception as exc:  # the ERP is down or slow: the worker's breaker handles calls
-            err.print(f"[yellow]capture failed:[/] {exc}")
+            err.print(f"[yellow]{escape(capture_failure(source, exc))}[/]", soft_wrap=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=settings.raw.erp.capture_interval_s)
 

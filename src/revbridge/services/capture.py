@@ -110,6 +110,17 @@ class CaptureResult:
         } | (self.ingest.as_dict())
 
 
+def stream_of(source: SourcePort) -> str:
+    """The capture stream ``source`` reads (its watermark's name): ``erp:netsuite``."""
+    return f"{source.side}:{source.name}"
+
+
+def capture_failure(source: SourcePort, exc: BaseException) -> str:
+    """What a capture loop says when a round failed: which system, which stream, and why
+    (``capture failed: connection refused`` alone left the reader to guess the system)."""
+    return f"capture failed from {source.name} (stream {stream_of(source)}): {exc}"
+
+
 async def capture_once(
     source: SourcePort,
     ledger: Ledger,
@@ -121,7 +132,7 @@ async def capture_once(
     """Read one round of changes, ingest them, then (only then) advance the watermark.
     ``ownership``: the customer master's (``[mdm]``); the default owners when not given."""
     clock = clock or SystemClock()
-    stream = f"{source.side}:{source.name}"
+    stream = stream_of(source)
     mark = load_watermark(ledger.engine, stream)
     state = target_states(ledger.engine).get(source.side)
     if state is not None and state.paused:
@@ -164,7 +175,7 @@ async def capture_until_current(
     watermark did not move: a source that re-reads its boundary), at most ``max_rounds``."""
     results: list[CaptureResult] = []
     for _ in range(max_rounds):
-        before = load_watermark(ledger.engine, f"{source.side}:{source.name}")
+        before = load_watermark(ledger.engine, stream_of(source))
         result = await capture_once(source, ledger, policy, clock=clock, ownership=ownership)
         results.append(result)
         if result.skipped or not result.read or result.watermark == before:

@@ -188,7 +188,7 @@ class InProcessRunner:
             self.worker.wakeup.set()
 
     async def _capture_loop(self) -> None:
-        from revbridge.services.capture import capture_once, source_for
+        from revbridge.services.capture import capture_failure, capture_once, source_for
         from revbridge.services.mdm_sync import ownership_from
 
         source = source_for(self.worker.targets["erp"].port)
@@ -205,7 +205,7 @@ class InProcessRunner:
                 if result.ingest.accepted:
                     self.wake()
             except Exception as exc:  # the ERP is down or slow; the breaker handles delivery
-                log.warning("capture failed: %s", exc)
+                log.warning("%s", capture_failure(source, exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self.stop.wait(), timeout=self.settings.raw.erp.capture_interval_s
