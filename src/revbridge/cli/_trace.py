@@ -14,10 +14,12 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from revbridge.core.timestamps import human_timestamp
+
 
 def _at(value: Any) -> str:
     if isinstance(value, datetime):
-        return value.isoformat(sep=" ", timespec="seconds")  # with its zone
+        return human_timestamp(value)  # with its zone (decision 0028)
     return "" if value is None else str(value)
 
 

@@ -3,10 +3,6 @@ post-outage reconciliation's runs). A thin edge over ``revbridge.services.audit`
 
 from __future__ import annotations
 
-import json
-import sys
-from datetime import datetime
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,20 +10,11 @@ from rich.console import Console
 from rich.table import Table
 
 from revbridge.cli._ledger import disposing, open_engine
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="revbridge.toml (else $REVBRIDGE_CONFIG, ./revbridge.toml)"
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+from revbridge.cli._options import ConfigOpt, JsonOpt
+from revbridge.cli._output import print_json
+from revbridge.core.timestamps import human_timestamp
 
 out = Console()
-
-
-def _at(at: datetime) -> str:
-    return at.isoformat(timespec="seconds")  # with its zone: +00:00
 
 
 @disposing
@@ -72,9 +59,7 @@ def audit(
         engine, action=action, entity_type=entity_type, entity_id=entity, since=when, limit=limit
     )
     if as_json:
-        sys.stdout.write(
-            json.dumps({"audit": rows, "total": total}, indent=2, default=_json_value) + "\n"
-        )
+        print_json({"audit": rows, "total": total})
         return
     shown = f"showing {len(rows)} of {total}" if len(rows) < total else str(total)
     t = Table(title=f"audit log, newest first ({shown})")
@@ -86,7 +71,7 @@ def audit(
         change = " → ".join(s for s in (r["from_state"], r["to_state"]) if s)
         entity_ref = f"{r['entity_type']} {r['entity_id']}" if r["entity_id"] else r["entity_type"]
         t.add_row(
-            r["at"].isoformat(sep=" ", timespec="seconds"),
+            human_timestamp(r["at"]),
             r["actor"],
             r["action"],
             entity_ref,
@@ -96,7 +81,3 @@ def audit(
     out.print(t)
     if len(rows) < total:
         out.print(f"{total - len(rows)} more: raise --limit or narrow the filters to see them")
-
-
-def _json_value(value: object) -> str:
-    return _at(value) if isinstance(value, datetime) else str(value)

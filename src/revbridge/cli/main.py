@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
+from revbridge.cli._options import ConfigOpt, JsonOpt
 from revbridge.cli._output import print_json
 from revbridge.codec import json_schema
 from revbridge.config import DEFAULT_FILE, INIT_TEMPLATE, Settings, load_settings
@@ -128,14 +129,6 @@ def _reason_given(reason: str, example: str) -> str:
         raise typer.Exit(2)
     return reason.strip()
 
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="revbridge.toml (else $REVBRIDGE_CONFIG, ./revbridge.toml)"
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 out = Console()
 err = Console(stderr=True)

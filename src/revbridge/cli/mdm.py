@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from revbridge.cli._ledger import disposing, open_engine
+from revbridge.cli._options import ConfigOpt, JsonOpt
 from revbridge.cli._output import print_json
 from revbridge.core.timestamps import json_default
 
@@ -30,13 +31,6 @@ review_app = typer.Typer(
 )
 app.add_typer(review_app, name="review")
 
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="revbridge.toml (else $REVBRIDGE_CONFIG, ./revbridge.toml)"
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 ActorOpt = Annotated[
     str | None, typer.Option("--actor", help="Who is acting (for the audit log); default $USER.")
 ]

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from revbridge.cli._ledger import disposing, open_engine
+from revbridge.cli._options import ConfigOpt, JsonOpt
 from revbridge.cli._output import print_json
 from revbridge.core.money import format_money
 from revbridge.core.timestamps import human_timestamp
@@ -31,13 +32,6 @@ app.add_typer(cases_app, name="cases")
 
 EXIT_TOO_MANY_OPEN_CASES = 3
 
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="revbridge.toml (else $REVBRIDGE_CONFIG, ./revbridge.toml)"
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 ActorOpt = Annotated[
     str | None, typer.Option("--actor", help="Who is acting (for the audit log); default $USER.")
 ]

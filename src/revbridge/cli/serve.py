@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from revbridge.cli._options import ConfigOpt
+
 token_app = typer.Typer(help="API and console tokens: create, list, revoke.", no_args_is_help=True)
 err = Console(stderr=True)
 out = Console()
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="revbridge.toml (else $REVBRIDGE_CONFIG, ./revbridge.toml)"
-    ),
-]
 
 
 def _actor() -> str:
