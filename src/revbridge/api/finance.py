@@ -40,7 +40,7 @@ class CaseAction(_Body):
 class SignoffRequest(_Body):
     period: Annotated[str, Field(pattern=r"^\d{4}-\d{2}$")]
     role: Literal["preparer", "reviewer"]
-    # Sign although revenue of the month is in transit to the ERP: why (audited).
+    # Sign although documents of the month are in transit to the ERP: why (audited).
     override_in_transit: Annotated[str, Field(max_length=4000)] | None = None
 
 

@@ -355,8 +355,9 @@ def signoff(
         str | None,
         typer.Option(
             metavar="REASON",
-            help="Sign although revenue entries of the month are still in transit to the "
-            "ERP (refused otherwise); the reason goes to the audit log.",
+            help="Sign although documents of the month (invoices, credit memos, payments, "
+            "revenue entries) are still in transit to the ERP (refused otherwise); the reason "
+            "goes to the audit log.",
         ),
     ] = None,
     config: ConfigOpt = None,

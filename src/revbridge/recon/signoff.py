@@ -26,6 +26,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+from revbridge.core.timestamps import human_timestamp, json_timestamp
 from revbridge.errors import DomainError
 
 
@@ -49,38 +50,66 @@ def check_prepare(*, current: str | None, active_cases: int) -> None:
         )
 
 
+# What a document of each kind to the ERP is called in a sentence (singular, plural).
+KIND_NAMES = {
+    "invoice.posted": ("invoice", "invoices"),
+    "credit_memo.issued": ("credit memo", "credit memos"),
+    "payment.received": ("payment", "payments"),
+    "revenue.recognized": ("revenue entry", "revenue entries"),
+}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InTransit:
-    """The revenue entries of a period not yet delivered to the ERP: how many, their control
-    totals (debits) per currency, and when their deliveries are due (earliest, latest)."""
+    """The documents of a period not yet delivered to the ERP (invoices, credit memos,
+    payments, revenue entries): how many of each, their control totals per currency (a
+    document's total, a payment's amount, a revenue entry's debits), and when their
+    deliveries are due (earliest, latest)."""
 
-    entries: int
-    control_totals: Mapping[str, Decimal]
+    counts: Mapping[str, int]  # by event type
+    control_totals: Mapping[str, Mapping[str, Decimal]]  # by event type, then currency
     due_from: datetime | None = None
     due_until: datetime | None = None
 
+    @property
+    def entries(self) -> int:
+        return sum(self.counts.values())
+
     def describe(self) -> str:
-        totals = ", ".join(f"{c} {format(t, 'f')}" for c, t in sorted(self.control_totals.items()))
+        parts = []
+        for kind, n in sorted(self.counts.items()):
+            one, many = KIND_NAMES.get(kind, (kind, kind))
+            totals = ", ".join(
+                f"{c} {format(t, 'f')}" for c, t in sorted(self.control_totals[kind].items())
+            )
+            parts.append(f"{n} {one if n == 1 else many} (control totals {totals})")
         if self.due_from is None or self.due_until is None:
             due = "due now"
         elif self.due_from == self.due_until:
-            due = f"due {self.due_from:%Y-%m-%d %H:%M %Z}"
+            due = f"due {human_timestamp(self.due_from)}"
         else:
-            due = f"due {self.due_from:%Y-%m-%d %H:%M %Z} to {self.due_until:%Y-%m-%d %H:%M %Z}"
-        what = f"{self.entries} revenue entr{'y' if self.entries == 1 else 'ies'}"
-        return f"{what} (control totals {totals}; {due})"
+            due = f"due {human_timestamp(self.due_from)} to {human_timestamp(self.due_until)}"
+        return f"{', '.join(parts)}; {due}"
 
     def as_json(self) -> dict[str, object]:
         return {
             "entries": self.entries,
-            "control_totals": {c: format(t, "f") for c, t in sorted(self.control_totals.items())},
-            "due_from": self.due_from.isoformat() if self.due_from else None,
-            "due_until": self.due_until.isoformat() if self.due_until else None,
+            "by_type": {
+                kind: {
+                    "count": n,
+                    "control_totals": {
+                        c: format(t, "f") for c, t in sorted(self.control_totals[kind].items())
+                    },
+                }
+                for kind, n in sorted(self.counts.items())
+            },
+            "due_from": json_timestamp(self.due_from) if self.due_from else None,
+            "due_until": json_timestamp(self.due_until) if self.due_until else None,
         }
 
 
 def check_in_transit(in_transit: InTransit, *, override_reason: str | None) -> str | None:
-    """Refuse a signature while revenue of the period is in transit, unless a reason is
+    """Refuse a signature while documents of the period are in transit, unless a reason is
     given to sign anyway; returns the reason (stripped), or None when nothing is in transit."""
     if not in_transit.entries:
         return None

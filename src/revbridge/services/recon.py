@@ -54,6 +54,7 @@ from revbridge.recon.report.model import (
     category_amounts,
 )
 from revbridge.recon.signoff import (
+    KIND_NAMES,
     ROLES,
     InTransit,
     SignoffState,
@@ -895,36 +896,58 @@ def _latest_signoff(conn: Connection, start: date, end: date) -> SignoffView | N
     return _signoff_view(row) if row is not None else None
 
 
-def revenue_in_transit(conn: Connection, start: date, end: date) -> InTransit:
-    """The revenue entries dated in ``[start, end)`` whose latest version is not delivered
-    yet (pending, scheduled for its batch window, parked, held or in flight)."""
+def documents_in_transit(conn: Connection, start: date, end: date) -> InTransit:
+    """The documents to the ERP dated in ``[start, end)`` whose latest version is not
+    delivered yet (pending, scheduled for its batch window, parked, held or in flight):
+    invoices, credit memos, payments and revenue entries. Reconciliation reports each as
+    in transit, not a break (decision 0030), so a sign-off must see them here."""
     from revbridge.codec import decode_payload
-    from revbridge.core.events import EventType, RevenueRecognized
+    from revbridge.core.events import (
+        CreditMemoIssued,
+        EventType,
+        InvoicePosted,
+        PaymentReceived,
+        RevenueRecognized,
+    )
 
     newer = events.alias("newer")
     rows = conn.execute(
-        select(events.c.payload, deliveries.c.due_at)
+        select(events.c.type, events.c.payload, deliveries.c.due_at)
         .join(deliveries, deliveries.c.event_id == events.c.id)
         .where(
-            events.c.type == EventType.REVENUE_RECOGNIZED.value,
+            events.c.type.in_(sorted(KIND_NAMES)),
+            deliveries.c.target == "erp",
             deliveries.c.state.in_(UNDELIVERED_STATES),
             ~select(newer.c.id)
             .where(newer.c.subject_ref == events.c.subject_ref, newer.c.id > events.c.id)
             .exists(),
         )
     ).all()
-    totals: dict[str, Decimal] = {}
+    counts: dict[str, int] = {}
+    totals: dict[str, dict[str, Decimal]] = {}
     due: list[datetime] = []
-    for payload, due_at in rows:
-        entry = decode_payload(EventType.REVENUE_RECOGNIZED, payload)
-        assert isinstance(entry, RevenueRecognized)
-        if not start <= entry.entry_date < end:
+    for kind, payload, due_at in rows:
+        doc = decode_payload(EventType(kind), payload)
+        amounts: list[tuple[str, Decimal]]
+        if isinstance(doc, InvoicePosted):
+            dated, amounts = doc.invoice_date, [(doc.currency, doc.total)]
+        elif isinstance(doc, CreditMemoIssued):
+            dated, amounts = doc.issued_on, [(doc.currency, doc.total)]
+        elif isinstance(doc, PaymentReceived):
+            dated, amounts = doc.received_on, [(doc.currency, doc.amount)]
+        elif isinstance(doc, RevenueRecognized):
+            dated, amounts = doc.entry_date, [(ln.currency, ln.debit) for ln in doc.lines]
+        else:
             continue
-        for line in entry.lines:
-            totals[line.currency] = totals.get(line.currency, Decimal(0)) + line.debit
+        if not start <= dated < end:
+            continue
+        counts[kind] = counts.get(kind, 0) + 1
+        per = totals.setdefault(kind, {})
+        for currency, amount in amounts:
+            per[currency] = per.get(currency, Decimal(0)) + amount
         due.append(due_at)
     return InTransit(
-        entries=len(due),
+        counts=counts,
         control_totals=totals,
         due_from=min(due, default=None),
         due_until=max(due, default=None),
@@ -944,14 +967,15 @@ def sign_off(
 
     The preparer signs the balances of the period's latest month-end run (their fingerprints
     are kept); no case of the period may still be open. The reviewer is someone else.
-    Neither signs while revenue entries of the month are in transit to the ERP, unless
-    ``override_in_transit`` says why (the reason and what was in transit are audited).
+    Neither signs while documents of the month (invoices, credit memos, payments, revenue
+    entries) are in transit to the ERP, unless ``override_in_transit`` says why (the reason
+    and what was in transit are audited).
     """
     if role not in ROLES:
         raise DomainError(f"role {role!r}: one of {', '.join(ROLES)}")
     start, end = period_bounds("monthly", period, today=now.date())
     with engine.begin() as conn:
-        in_transit = revenue_in_transit(conn, start, end)
+        in_transit = documents_in_transit(conn, start, end)
         override = check_in_transit(in_transit, override_reason=override_in_transit)
         latest = _latest_signoff(conn, start, end)
         live = latest if latest and latest.state != SignoffState.VOIDED else None

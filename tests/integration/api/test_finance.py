@@ -84,7 +84,7 @@ def test_a_signoff_with_revenue_in_transit_needs_a_reason(hub: Hub) -> None:
     url, body = "/api/v1/recon/signoff", {"period": "2026-10", "role": "preparer"}
     refused = hub.client.post(url, json=body, headers=hub.auth("operator"))
     assert refused.status_code == 400
-    assert "1 revenue entry (control totals USD 250.00; due" in refused.text
+    assert "1 revenue entry (control totals USD 250.00); due" in refused.text
     body["override_in_transit"] = "posted by hand in the GL"
     done = hub.client.post(url, json=body, headers=hub.auth("operator"))
     assert done.status_code == 200, done.text

@@ -261,7 +261,7 @@ def test_a_month_is_not_signed_off_while_its_revenue_is_in_transit(sides: Sides)
     )
     assert ingested.rejected == 0
     with pytest.raises(
-        DomainError, match=r"3 revenue entries \(control totals EUR 50.00, USD 1500.50; due "
+        DomainError, match=r"3 revenue entries \(control totals EUR 50.00, USD 1500.50\); due "
     ) as e:
         sign_off(engine, period="2026-10", role="preparer", actor="ana", now=T0)
     assert "in transit" in str(e.value)
@@ -280,7 +280,7 @@ def test_a_month_is_not_signed_off_while_its_revenue_is_in_transit(sides: Sides)
         ).one()
     assert row.reason == "GL batch checked by hand"
     details = json.loads(row.details)["in_transit"]
-    assert (details["entries"], details["control_totals"]) == (
+    assert (details["entries"], details["by_type"]["revenue.recognized"]["control_totals"]) == (
         3, {"EUR": "50.00", "USD": "1500.50"}
     )  # fmt: skip
 
@@ -288,6 +288,38 @@ def test_a_month_is_not_signed_off_while_its_revenue_is_in_transit(sides: Sides)
         conn.execute(deliveries.update().values(state="delivered"))
     signed = sign_off(engine, period="2026-10", role="reviewer", actor="ben", now=T0)
     assert signed.state == "signed"
+
+
+def test_a_month_is_not_signed_off_while_its_invoices_are_on_their_way(sides: Sides) -> None:
+    """An invoice of October still on its way to the ERP is reported in transit, not a case
+    (decision 0030), so no case blocks the preparer; the sign-off names it instead, with the
+    month's revenue on its way beside it."""
+    from revbridge.generate import generate_events
+
+    engine = sides.ledger.engine
+    sides.run()
+    october = [
+        e
+        for e in generate_events(300, seed=11)
+        if e["type"] == "invoice.posted" and e["data"]["invoice_date"].startswith("2026-10")
+    ][:2]
+    assert len(october) == 2
+    lines = [json.dumps(e).encode() for e in october]
+    lines.append(revenue_entry("a0R9", date(2026, 10, 5), "USD", "10.00"))
+    clock = ManualClock(T0)
+    assert (
+        ingest_lines(sides.ledger, lines, policy=build_policy(), origin="t", clock=clock).accepted
+        == 3
+    )
+    totals: dict[str, Decimal] = {}
+    for e in october:
+        c = e["data"]["currency"]
+        totals[c] = totals.get(c, Decimal(0)) + Decimal(e["data"]["total"])
+    named = ", ".join(f"{c} {t}" for c, t in sorted(totals.items()))
+    with pytest.raises(DomainError) as e:
+        sign_off(engine, period="2026-10", role="preparer", actor="ana", now=T0)
+    assert f"2 invoices (control totals {named})" in str(e.value)
+    assert "1 revenue entry (control totals USD 10.00)" in str(e.value)
 
 
 def test_a_nightly_run_inside_a_signed_month_voids_it_when_the_month_moved(sides: Sides) -> None:
