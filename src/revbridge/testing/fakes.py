@@ -376,6 +376,9 @@ class _StateFile:
     @asynccontextmanager
     async def txn(self, *, write: bool = True) -> AsyncIterator[None]:
         async with self._lock:
+            if not self.shared or self.path is None:
+                yield  # a fake of its own: the in-process lock is the whole transaction
+                return
             with self.locked(write=write):
                 yield
 
