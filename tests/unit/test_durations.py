@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from revbridge.core.durations import human_duration
+from revbridge.core.durations import human_duration, parse_duration
 
 
 @pytest.mark.parametrize(
@@ -22,3 +22,15 @@ from revbridge.core.durations import human_duration
 )
 def test_an_age_is_said_in_its_two_largest_units(duration: timedelta | float, text: str) -> None:
     assert human_duration(duration) == text
+
+
+def test_a_written_duration_is_read_in_every_unit_and_anything_else_is_refused() -> None:
+    assert parse_duration("50ms") == timedelta(milliseconds=50)
+    assert parse_duration("2.5s") == timedelta(seconds=2.5)
+    assert parse_duration("2m") == parse_duration("2min") == timedelta(minutes=2)
+    assert parse_duration(" 2 h ") == timedelta(hours=2)
+    assert parse_duration("7d") == timedelta(days=7)
+    assert parse_duration("1w") == timedelta(weeks=1)
+    for bad in ("", "soon", "-1s", "5", "1y", "2026-11-03"):
+        with pytest.raises(ValueError, match="is not a duration"):
+            parse_duration(bad)

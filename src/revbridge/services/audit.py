@@ -7,26 +7,23 @@ every run the hub starts by itself (the post-outage reconciliation) is a row of
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
+import contextlib
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, and_, func, select, true
 
+from revbridge.core.durations import parse_duration
 from revbridge.errors import UsageError
 from revbridge.store.schema import audit_log
-
-_AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|min|m|h|d|w)\s*$")
-_UNIT_S = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_since(text: str, now: datetime) -> datetime:
     """``--since``: a time ago (``30min``, ``2h``, ``7d``) or a date or time in ISO 8601
     (``2026-11-03``, ``2026-11-03T08:00+01:00``; without a zone, UTC). Anything else is the
     operator's mistake, said as such (``UsageError``)."""
-    ago = _AGO.match(text)
-    if ago:
-        return now - timedelta(seconds=float(ago.group(1)) * _UNIT_S[ago.group(2)])
+    with contextlib.suppress(ValueError):
+        return now - parse_duration(text)
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:

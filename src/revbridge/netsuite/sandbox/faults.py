@@ -23,15 +23,14 @@ bad values raise ``ValueError`` naming the key, so a typo never silently disable
 from __future__ import annotations
 
 import random
-import re
 import time
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Literal
 
+from revbridge.core import durations
+
 LostResponseMode = Literal["drop", "error"]
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
 FOREVER = timedelta.max
 
 
@@ -74,10 +73,10 @@ def _fmt(duration: timedelta) -> str:
 
 
 def parse_duration(text: str, *, key: str) -> timedelta:
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise ValueError(f"fault {key}: {text!r} is not a duration like 50ms, 30s or 2m")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    try:
+        return durations.parse_duration(text)
+    except ValueError as exc:
+        raise ValueError(f"fault {key}: {exc}") from None
 
 
 def _parse_rate(text: str, *, key: str) -> float:

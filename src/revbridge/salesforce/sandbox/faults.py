@@ -20,8 +20,7 @@ import threading
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-_DURATION_UNITS = {"ms": timedelta(milliseconds=1), "s": timedelta(seconds=1)}
-_DURATION_UNITS |= {"m": timedelta(minutes=1), "h": timedelta(hours=1)}
+from revbridge.core.durations import parse_duration
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,17 +41,12 @@ class FaultSyntaxError(ValueError):
 
 
 def _parse_duration(key: str, text: str) -> timedelta:
-    for unit in ("ms", "s", "m", "h"):
-        if text.endswith(unit):
-            number = text[: -len(unit)]
-            try:
-                value = float(number)
-            except ValueError:
-                break
-            if value < 0:
-                break
-            return value * _DURATION_UNITS[unit]
-    raise FaultSyntaxError(f"{key}: expected a duration such as 50ms, 10s, 2m or 1h, got {text!r}")
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise FaultSyntaxError(
+            f"{key}: expected a duration such as 50ms, 10s, 2m or 1h: {exc}"
+        ) from None
 
 
 def _parse_rate(key: str, text: str) -> float:
