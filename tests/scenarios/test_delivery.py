@@ -827,18 +827,9 @@ def test_a_customer_update_that_failed_once_is_sent_again_not_taken_as_landed(
     name would never reach the ERP. An upsert is idempotent by its key, so sending it
     again is safe; a document that would post twice is still looked up first."""
     from revbridge.core.events import EventType
-    from revbridge.core.policy import EventPolicy, Pattern
+    from revbridge.testing.policy import realtime_policy
 
-    policy = build_policy(
-        {
-            EventType.CUSTOMER_UPSERTED: EventPolicy(
-                type=EventType.CUSTOMER_UPSERTED,
-                pattern=Pattern.REALTIME,
-                schedule=None,
-                rationale="test: real time",
-            )
-        }
-    )
+    policy = realtime_policy(EventType.CUSTOMER_UPSERTED)
     clock = ManualClock(START)
     erp, sf = FakeErp(), FakeSalesforce()
     w = _worker(ledger, erp, sf, clock)
