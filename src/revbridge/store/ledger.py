@@ -98,6 +98,36 @@ def status_state(now: datetime) -> ColumnElement[str]:
     )
 
 
+def _counted_by_status_state(conn: Connection, now: datetime) -> dict[str, dict[str, int]]:
+    """Deliveries by pattern and ``status_state``, the states with none left out.
+
+    Counted by stored state, then the scheduled ones moved out of ``pending`` and the
+    superseded ones out of ``delivered``, each counted on its own: grouping by
+    ``status_state`` itself evaluates its sub-query for every row of the ledger, twice (in
+    the select and in the group), which on a 100k-event ledger took longer than the rest of
+    ``status`` together."""
+    counts: dict[str, Counter[str]] = {}
+    for pattern, state, n in conn.execute(
+        select(deliveries.c.pattern, deliveries.c.state, func.count()).group_by(
+            deliveries.c.pattern, deliveries.c.state
+        )
+    ):
+        counts.setdefault(pattern, Counter())[state] += n
+    for told_apart, stored_as in (
+        (scheduled_delivery(now), ("scheduled", "pending")),
+        (superseded_delivery(), ("superseded", "delivered")),
+    ):
+        for pattern, n in conn.execute(
+            select(deliveries.c.pattern, func.count())
+            .where(told_apart)
+            .group_by(deliveries.c.pattern)
+        ):
+            own, stored = stored_as
+            counts[pattern][own] += n
+            counts[pattern][stored] -= n
+    return {p: {s: n for s, n in states.items() if n} for p, states in counts.items()}
+
+
 @dataclass(frozen=True, slots=True)
 class NewEvent:
     """One validated event, ready to append: its ``events`` row and its first delivery row."""
@@ -469,22 +499,16 @@ class Ledger:
         delivery that is due or overdue. Batch deliveries waiting for their class's run are
         their own state, ``scheduled``, not ``pending`` (``status_state``), as in `dr
         status`; they do not age the backlog."""
-        state = status_state(now)
         with self.engine.connect() as conn:
             by_type: Counter[str] = Counter(
                 dict(
                     conn.execute(select(events.c.type, func.count()).group_by(events.c.type)).all()
                 )
             )
-            by_pattern_state: dict[str, dict[str, int]] = {}
+            by_pattern_state = _counted_by_status_state(conn, now)
             by_state: Counter[str] = Counter()
-            for pattern, s, n in conn.execute(
-                select(deliveries.c.pattern, state, func.count()).group_by(
-                    deliveries.c.pattern, state
-                )
-            ):
-                by_pattern_state.setdefault(pattern, {})[s] = n
-                by_state[s] += n
+            for states in by_pattern_state.values():
+                by_state.update(states)
             oldest = conn.execute(
                 select(func.min(events.c.received_at))
                 .select_from(events.join(deliveries, deliveries.c.event_id == events.c.id))
