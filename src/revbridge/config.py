@@ -471,12 +471,20 @@ state_file = "fake-erp.json"
 # fake: faults to try the engine against, e.g. "down=1" (an outage), or
 # "error_rate=0.05,lost_response_rate=0.05,throttle_next=20,seed=7" (revbridge.testing.Faults)
 # faults = ""
+# API governance of this ERP account (any kind): calls per second shared by every worker (on
+# PostgreSQL the database coordinates them), and the calls a day it allows. `revbridge status`
+# shows today's calls against the budget, and warns when the real-time classes would go over
+# either at the observed peak hour (the "real-time everywhere" mistake).
+# rate_limit_per_s = 10
+# daily_call_budget = 100000
 
 [salesforce]
 kind = "fake"
 state_file = "fake-salesforce.json"
 # shared = false                  # as for the fake ERP: true with several workers
 # faults = ""                     # as for the fake ERP
+# rate_limit_per_s = 20           # as for the ERP: the org's API limits
+# daily_call_budget = 100000
 # The fake org has a change feed: `revbridge generate --into-salesforce` posts to it and
 # `revbridge capture salesforce` reads it into the ledger, as a real org's changes travel.
 

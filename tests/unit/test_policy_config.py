@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,17 @@ def test_the_init_template_loads_and_resolves_sqlite_next_to_the_file(tmp_path: 
     settings = load_settings(_write(tmp_path, INIT_TEMPLATE))
     assert settings.store_url == f"sqlite:///{(tmp_path / 'revbridge.db').resolve()}"
     assert settings.policy.cash_handled_in is CashHandler.BOTH
+
+
+def test_the_init_template_shows_where_the_api_limits_go(tmp_path: Path) -> None:
+    """The rate limit and the daily call budget (what `status` counts calls against) are
+    in the written config, commented, for both sides: uncommented, they load as given."""
+    text = re.sub(
+        r"^# ((?:rate_limit_per_s|daily_call_budget) = )", r"\1", INIT_TEMPLATE, flags=re.M
+    )
+    raw = load_settings(_write(tmp_path, text)).raw
+    assert (raw.erp.rate_limit_per_s, raw.erp.daily_call_budget) == (10, 100000)
+    assert (raw.salesforce.rate_limit_per_s, raw.salesforce.daily_call_budget) == (20, 100000)
 
 
 def test_an_operator_moves_an_event_type_to_batch_in_config(tmp_path: Path) -> None:
