@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
@@ -50,8 +50,15 @@ TRANSITIONS: dict[CaseState, frozenset[CaseState]] = {
     CaseState.ACCEPTED: frozenset(),
 }
 
+DEAD_LETTER = "dead_letter"
+
 AUTO_RESOLVED = "auto_resolved"
 """The resolution code of a case a later run no longer found (the variance cleared)."""
+
+STUCK_AFTER = timedelta(hours=12)
+"""How long after its first sighting a document still on its way opens its case at any run,
+not only a run over its period (``stuck_in_transit``): less than the nightly cadence, so the
+next nightly run (or the next day's, after a month-end run) finds it overdue."""
 
 RESOLUTION_CODES = (
     "corrected_in_erp",
@@ -193,6 +200,7 @@ class Sighting:
     first_seen_at: datetime
     period_start: date
     period_end: date
+    first_run_id: int | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -222,6 +230,34 @@ def seen_before(sighting: Sighting | None, item: FindingWithHubState, now: datet
     )
 
 
+def stuck_in_transit(
+    sightings: Sequence[Sighting],
+    found: Sequence[Seen],
+    *,
+    now: datetime,
+    grace: timedelta = STUCK_AFTER,
+) -> tuple[tuple[Sighting, Seen], ...]:
+    """The earlier runs' sightings that are a case now, whatever the period of this run.
+
+    ``found`` are the findings of each sighting's period as they stand (the read-back store
+    and the hub's state now). A sighting is overdue when its finding is still there with the
+    same event and the delivery is dead-lettered, or still on its way (not waiting for its
+    batch window) and first seen at least ``grace`` before ``now``. A delivered document, a
+    newer event or a finding gone is left for the next run over its period.
+    """
+    by_key = {s.key: s for s in found}
+    stuck: list[tuple[Sighting, Seen]] = []
+    for x in sightings:
+        s = by_key.get(x.key)
+        if s is None or x.event_id is None or s.item.hub.event_id != x.event_id:
+            continue
+        dead = s.item.hub.state == DEAD_LETTER
+        waited = s.item.on_its_way and not s.item.awaits_batch and x.first_seen_at <= now - grace
+        if dead or waited:
+            stuck.append((x, s))
+    return tuple(stuck)
+
+
 def plan_cases(
     existing: Sequence[CaseSnapshot],
     seen: Sequence[Seen],
@@ -247,7 +283,8 @@ def plan_cases(
     pending, in flight, parked, held) is in transit too the first time a run finds it
     (``in_transit``: remembered, no case): the hub is delivering it. It opens (or reopens)
     its case when a later run (``now`` after the first sighting, with the same event: see
-    ``seen_before``) still finds it undelivered. A dead letter is a break at once. A sighting
+    ``seen_before``) still finds it undelivered (a run of any other period: ``stuck_in_transit``).
+    A dead letter is a break at once. A sighting
     is forgotten when its finding becomes a case, or when a run over a period covering it no
     longer finds it in transit (delivered).
     """

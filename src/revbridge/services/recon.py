@@ -34,6 +34,9 @@ from revbridge.errors import DomainError
 from revbridge.recon.cases import (
     ACTIVE,
     AUTO_RESOLVED,
+    DEAD_LETTER,
+    STUCK_AFTER,
+    CasePlan,
     CaseSnapshot,
     CaseState,
     Seen,
@@ -44,6 +47,7 @@ from revbridge.recon.cases import (
     days_open,
     fingerprint,
     plan_cases,
+    stuck_in_transit,
 )
 from revbridge.recon.period import SCOPES, PeriodRecon
 from revbridge.recon.report.model import (
@@ -434,6 +438,210 @@ def _overlapping_signoffs(conn: Connection, start: date, end: date) -> list[Any]
     )
 
 
+def _apply_plan(
+    conn: Connection,
+    plan: CasePlan,
+    stored: dict[int, Any],
+    *,
+    run_id: int,
+    scope: str,
+    start: date,
+    end: date,
+    now: datetime,
+    why: dict[tuple[str, str, str], str] | None = None,
+) -> list[dict[str, Any]]:
+    """Open, refresh, reopen and auto-resolve the plan's cases over ``[start, end)``; their
+    audit entries (``why``: the reason a case of that key was opened or reopened, when not
+    that this run found it)."""
+    by = f"by run {run_id} ({scope} {start}..{end})"
+    found, why = f"found {by}", why or {}
+    audits: list[dict[str, Any]] = []
+
+    if plan.to_open:
+        conn.execute(
+            recon_cases.insert(),
+            [
+                {
+                    "reconciliation": s.reconciliation,
+                    "ref": s.item.finding.ref,
+                    "kind": s.item.finding.kind.value,
+                    "state": CaseState.OPEN.value,
+                    "period_start": start,
+                    "period_end": end,
+                    "opened_at": now,
+                    "first_run_id": run_id,
+                    **_seen_values(s, run_id=run_id, now=now),
+                }
+                for s in plan.to_open
+            ],
+        )
+        opened = {s.key for s in plan.to_open}
+        new_ids = [
+            r
+            for r in conn.execute(
+                select(
+                    recon_cases.c.id,
+                    recon_cases.c.reconciliation,
+                    recon_cases.c.ref,
+                    recon_cases.c.kind,
+                ).where(recon_cases.c.first_run_id == run_id)
+            )
+            if (r.reconciliation, r.ref, r.kind) in opened
+        ]
+        audits += [
+            {
+                "action": "recon.case.opened",
+                "entity_type": CASE_ENTITY,
+                "entity_id": r.id,
+                "to_state": CaseState.OPEN.value,
+                "reason": why.get((r.reconciliation, r.ref, r.kind), found),
+                "details": {"reconciliation": r.reconciliation, "ref": r.ref, "kind": r.kind},
+            }
+            for r in new_ids
+        ]
+    # Seen again as it was: only the "last seen" columns move, in a few set-based UPDATEs;
+    # a case whose values (hub state, amounts, ...) changed is rewritten.
+    rewrite: list[dict[str, Any]] = []
+    same: list[dict[str, Any]] = []
+    for case, s in plan.to_refresh:
+        values = {**_seen_values(s, run_id=run_id, now=now), **_narrower(case, start, end)}
+        row = stored[case.id]._mapping
+        moved = any(row[k] != v for k, v in values.items() if k not in _SEEN_MARKS)
+        (rewrite if moved else same).append({"_id": case.id, **values})
+    _update_cases(conn, rewrite)
+    for chunk in _chunks([r["_id"] for r in same]):
+        conn.execute(
+            update(recon_cases)
+            .where(recon_cases.c.id.in_(chunk))
+            .values(updated_at=now, last_seen_at=now, last_run_id=run_id)
+        )
+    _update_cases(
+        conn,
+        [
+            {"_id": case.id, **_seen_values(s, run_id=run_id, now=now),
+             **_narrower(case, start, end), "state": CaseState.OPEN.value,
+             "closed_at": None, "resolution_code": None, "opened_at": now}
+            for case, s in plan.to_reopen
+        ],
+    )  # fmt: skip
+    audits += [
+        _case_audit(
+            "reopened",
+            case,
+            CaseState.OPEN,
+            why.get(case.key, f"found again {by}"),
+        )
+        for case, _ in plan.to_reopen
+    ]
+    note = f"not found by run {run_id} over {start}..{end}: the variance cleared"
+    for chunk in _chunks([c.id for c in plan.to_auto_resolve]):
+        conn.execute(
+            update(recon_cases)
+            .where(recon_cases.c.id.in_(chunk))
+            .values(state=CaseState.RESOLVED.value, resolution_code=AUTO_RESOLVED, note=note,
+                    closed_at=now, updated_at=now, last_run_id=run_id)
+        )  # fmt: skip
+    audits += [
+        _case_audit(AUTO_RESOLVED, c, CaseState.RESOLVED, note) for c in plan.to_auto_resolve
+    ]
+    return audits
+
+
+def _stuck_sightings(
+    engine: Engine,
+    reconciler: Reconciler,
+    seen: Sequence[Seen],
+    *,
+    start: date,
+    end: date,
+    now: datetime,
+) -> list[tuple[tuple[date, date], tuple[tuple[Sighting, Seen], ...]]]:
+    """The earlier runs' in-transit sightings this run does not look at (not found by it,
+    not of a period it covers) that are a case now (``cases.stuck_in_transit``), per period.
+
+    Their deliveries are read first; only a period with a dead letter, or a delivery still on
+    its way first seen ``STUCK_AFTER`` ago, is reconciled again, from the read-back store (no
+    new read): the case gets the finding as it stands.
+    """
+    found = {s.key for s in seen}
+    with engine.connect() as conn:
+        others = [
+            x
+            for x in (
+                _from_row(Sighting, r)
+                for r in conn.execute(
+                    select(recon_in_transit).where(recon_in_transit.c.event_id.is_not(None))
+                )
+            )
+            if x.key not in found and not (start <= x.period_start and x.period_end <= end)
+        ]
+        states: dict[int, set[str]] = {}
+        for chunk in _chunks(sorted({x.event_id for x in others if x.event_id is not None})):
+            for event_id, state in conn.execute(
+                select(deliveries.c.event_id, deliveries.c.state).where(
+                    deliveries.c.event_id.in_(chunk)
+                )
+            ):
+                states.setdefault(event_id, set()).add(state)
+    waited = now - STUCK_AFTER
+    periods: dict[tuple[date, date], list[Sighting]] = {}
+    for x in others:
+        now_in = states.get(x.event_id or 0, set())
+        if DEAD_LETTER in now_in or (
+            now_in & set(UNDELIVERED_STATES) and x.first_seen_at <= waited
+        ):
+            periods.setdefault((x.period_start, x.period_end), []).append(x)
+    stuck = []
+    for (p_start, p_end), sightings in sorted(periods.items()):
+        recon = reconciler(_scope_of(p_start, p_end), p_start, p_end, False)
+        group = stuck_in_transit(sightings, _seen(recon), now=now)
+        if group:
+            stuck.append(((p_start, p_end), group))
+    return stuck
+
+
+def _scope_of(start: date, end: date) -> str:
+    return "monthly" if (start, end) == month_of(start) else "nightly"
+
+
+def _stuck_reason(sighting: Sighting, seen: Seen, *, run_id: int) -> str:
+    first = f"{human_timestamp(sighting.first_seen_at)}, first found by run {sighting.first_run_id}"
+    state = seen.item.hub.state
+    if state == DEAD_LETTER:
+        return f"dead-lettered; in transit since {first}; opened by run {run_id}"
+    return f"still in transit ({state}) since {first}; opened by run {run_id}"
+
+
+def _open_stuck(
+    conn: Connection,
+    stuck: Sequence[tuple[tuple[date, date], tuple[tuple[Sighting, Seen], ...]]],
+    *,
+    run_id: int,
+    now: datetime,
+) -> list[tuple[CasePlan, list[dict[str, Any]]]]:
+    """Open (or reopen) the case of each stuck sighting over its own period, and forget it."""
+    done: list[tuple[CasePlan, list[dict[str, Any]]]] = []
+    for (p_start, p_end), group in stuck:
+        found = [s for _, s in group]
+        keys = {s.key for s in found}
+        stored = _existing_cases(conn, found)
+        existing = [_snapshot(r) for r in stored.values()]
+        plan = plan_cases(
+            [c for c in existing if c.key in keys], found,
+            start=p_start, end=p_end, now=now, sightings=[x for x, _ in group],
+        )  # fmt: skip
+        why = {x.key: _stuck_reason(x, s, run_id=run_id) for x, s in group}
+        _record_in_transit(
+            conn, [], (), plan.to_forget, run_id=run_id, start=p_start, end=p_end, now=now
+        )
+        audits = _apply_plan(
+            conn, plan, stored, run_id=run_id, scope=_scope_of(p_start, p_end),
+            start=p_start, end=p_end, now=now, why=why,
+        )  # fmt: skip
+        done.append((plan, audits))
+    return done
+
+
 def run_recon(
     engine: Engine,
     reconciler: Reconciler,
@@ -466,6 +674,7 @@ def run_recon(
             current_prints[s.id] = {r.name: fingerprint(r.result) for r in month.reconciliations}
 
     seen = _seen(recon)
+    stuck = _stuck_sightings(engine, reconciler, seen, start=start, end=end, now=now)
     with engine.begin() as conn:
         run_id = conn.execute(
             recon_runs.insert()
@@ -512,86 +721,13 @@ def run_recon(
             end=end,
             now=now,
         )
-        audits: list[dict[str, Any]] = []
-
-        if plan.to_open:
-            conn.execute(
-                recon_cases.insert(),
-                [
-                    {
-                        "reconciliation": s.reconciliation,
-                        "ref": s.item.finding.ref,
-                        "kind": s.item.finding.kind.value,
-                        "state": CaseState.OPEN.value,
-                        "period_start": start,
-                        "period_end": end,
-                        "opened_at": now,
-                        "first_run_id": run_id,
-                        **_seen_values(s, run_id=run_id, now=now),
-                    }
-                    for s in plan.to_open
-                ],
-            )
-            new_ids = conn.execute(
-                select(recon_cases.c.id, recon_cases.c.reconciliation, recon_cases.c.ref,
-                       recon_cases.c.kind).where(recon_cases.c.first_run_id == run_id)
-            ).all()  # fmt: skip
-            audits += [
-                {
-                    "action": "recon.case.opened",
-                    "entity_type": CASE_ENTITY,
-                    "entity_id": r.id,
-                    "to_state": CaseState.OPEN.value,
-                    "reason": f"found by run {run_id} ({scope} {start}..{end})",
-                    "details": {"reconciliation": r.reconciliation, "ref": r.ref, "kind": r.kind},
-                }
-                for r in new_ids
-            ]
-        # Seen again as it was: only the "last seen" columns move, in a few set-based UPDATEs;
-        # a case whose values (hub state, amounts, ...) changed is rewritten.
-        rewrite: list[dict[str, Any]] = []
-        same: list[dict[str, Any]] = []
-        for case, s in plan.to_refresh:
-            values = {**_seen_values(s, run_id=run_id, now=now), **_narrower(case, start, end)}
-            row = stored[case.id]._mapping
-            moved = any(row[k] != v for k, v in values.items() if k not in _SEEN_MARKS)
-            (rewrite if moved else same).append({"_id": case.id, **values})
-        _update_cases(conn, rewrite)
-        for chunk in _chunks([r["_id"] for r in same]):
-            conn.execute(
-                update(recon_cases)
-                .where(recon_cases.c.id.in_(chunk))
-                .values(updated_at=now, last_seen_at=now, last_run_id=run_id)
-            )
-        _update_cases(
-            conn,
-            [
-                {"_id": case.id, **_seen_values(s, run_id=run_id, now=now),
-                 **_narrower(case, start, end), "state": CaseState.OPEN.value,
-                 "closed_at": None, "resolution_code": None, "opened_at": now}
-                for case, s in plan.to_reopen
-            ],
-        )  # fmt: skip
-        audits += [
-            _case_audit(
-                "reopened",
-                case,
-                CaseState.OPEN,
-                f"found again by run {run_id} ({scope} {start}..{end})",
-            )
-            for case, _ in plan.to_reopen
-        ]
-        note = f"not found by run {run_id} over {start}..{end}: the variance cleared"
-        for chunk in _chunks([c.id for c in plan.to_auto_resolve]):
-            conn.execute(
-                update(recon_cases)
-                .where(recon_cases.c.id.in_(chunk))
-                .values(state=CaseState.RESOLVED.value, resolution_code=AUTO_RESOLVED, note=note,
-                        closed_at=now, updated_at=now, last_run_id=run_id)
-            )  # fmt: skip
-        audits += [
-            _case_audit(AUTO_RESOLVED, c, CaseState.RESOLVED, note) for c in plan.to_auto_resolve
-        ]
+        audits = _apply_plan(
+            conn, plan, stored, run_id=run_id, scope=scope, start=start, end=end, now=now
+        )
+        stuck_plans = _open_stuck(conn, stuck, run_id=run_id, now=now)
+        audits += [a for _, audits_of in stuck_plans for a in audits_of]
+        opened = len(plan.to_open) + sum(len(p.to_open) for p, _ in stuck_plans)
+        reopened = len(plan.to_reopen) + sum(len(p.to_reopen) for p, _ in stuck_plans)
 
         voided: list[int] = []
         for s in signoffs:
@@ -622,7 +758,7 @@ def run_recon(
             update(recon_runs)
             .where(recon_runs.c.id == run_id)
             .values(
-                opened_count=len(plan.to_open) + len(plan.to_reopen),
+                opened_count=opened + reopened,
                 resolved_count=len(plan.to_auto_resolve),
                 open_cases=open_cases,
             )
@@ -636,8 +772,8 @@ def run_recon(
                 "details": {
                     "scope": scope,
                     "period": f"{start}..{end}",
-                    "opened": len(plan.to_open),
-                    "reopened": len(plan.to_reopen),
+                    "opened": opened,
+                    "reopened": reopened,
                     "auto_resolved": len(plan.to_auto_resolve),
                     "open_cases": open_cases,
                 },
@@ -648,9 +784,9 @@ def run_recon(
     report = report_for(engine, recon, run_id=run_id, now=now, trend_runs=trend_runs)
     return RunOutcome(
         run_id=run_id,
-        opened=len(plan.to_open),
+        opened=opened,
         refreshed=len(plan.to_refresh),
-        reopened=len(plan.to_reopen),
+        reopened=reopened,
         auto_resolved=len(plan.to_auto_resolve),
         open_cases=open_cases,
         voided_signoffs=tuple(voided),

@@ -8,7 +8,9 @@
   are exact decimal strings. Every transition is also in ``audit_log``.
 - ``recon_in_transit``: a finding on a document still on its way (pending, in flight, parked,
   held: the hub is delivering it), first seen by a run; no case. A later run that still finds
-  it on its way with the same event opens the case; a run that no longer does forgets it.
+  it on its way with the same event opens the case (any run, whatever its period, once its
+  delivery is dead-lettered or still on its way ``STUCK_AFTER`` later: decision 0033); a run
+  that no longer does forgets it.
 - ``recon_signoffs``: a period's month-end sign-off, preparer then reviewer, ``voided`` when a
   later run finds the period's balances changed (fingerprints at sign-off kept here).
 """

@@ -421,3 +421,79 @@ def test_a_document_delivered_after_its_first_sighting_never_becomes_a_case(side
     assert sides.run(at=T0 + timedelta(days=1)).opened == 0
     with sides.ledger.engine.connect() as conn:
         assert conn.execute(select(recon_in_transit)).all() == []
+
+
+NOV_1 = (date(2026, 11, 1), date(2026, 11, 2))
+
+
+def _opened_reason(ledger: Ledger) -> list[str | None]:
+    with ledger.engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(audit_log.c.reason).where(audit_log.c.action == "recon.case.opened")
+            ).scalars()
+        )
+
+
+def test_a_document_stuck_in_transit_is_a_case_at_the_next_nightly_run(sides: Sides) -> None:
+    """The month-end run finds an October invoice pending (in transit, no case); no later run
+    covers October. The next nightly run (of November 1st, 23 hours later) finds its delivery
+    still pending and opens its case over October, saying since when and which run found it;
+    a run within the grace does not, and a later one opens no second case."""
+    sides.erp = [e for e in sides.erp if e.ref != "a0X00003"]
+    _delivery(sides.ledger, "a0X00003", "pending")
+    first = sides.run()
+    assert (first.opened, first.open_cases) == (0, 0)
+    soon = sides.run("nightly", NOV_1, at=T0 + timedelta(hours=1))
+    assert (soon.opened, soon.open_cases) == (0, 0)
+    nightly = sides.run("nightly", NOV_1, at=T0 + timedelta(hours=23))
+    assert (nightly.opened, nightly.open_cases) == (1, 1)
+    [case] = list_cases(sides.ledger.engine, now=T0)
+    assert (case.ref, case.kind, case.hub_state) == ("a0X00003", "missing_in_erp", "pending")
+    assert (case.period_start, case.period_end, Decimal(case.source_amount or "")) == (
+        *OCT,
+        Decimal(100),
+    )
+    [reason] = _opened_reason(sides.ledger)
+    assert reason == (
+        f"still in transit (pending) since 2026-11-01 03:00:00 UTC, first found by run "
+        f"{first.run_id}; opened by run {nightly.run_id}"
+    )
+    with sides.ledger.engine.connect() as conn:
+        assert conn.execute(select(recon_in_transit)).all() == []
+    again = sides.run("nightly", (date(2026, 11, 2), date(2026, 11, 3)), at=T0 + timedelta(days=2))
+    assert (again.opened, again.open_cases) == (0, 1)
+    assert sides.run(at=T0 + timedelta(days=3)).opened == 0  # the month again: refreshed
+
+
+def test_a_document_dead_lettered_after_its_sighting_is_a_case_at_any_run(sides: Sides) -> None:
+    """Pending at the month-end run, dead-lettered an hour later: the next run, whatever its
+    period, opens the case at once."""
+    sides.erp = [e for e in sides.erp if e.ref != "a0X00003"]
+    _delivery(sides.ledger, "a0X00003", "pending")
+    first = sides.run()
+    with sides.ledger.engine.begin() as conn:
+        conn.execute(deliveries.update().values(state="dead_letter"))
+    nightly = sides.run("nightly", NOV_1, at=T0 + timedelta(hours=1))
+    assert (nightly.opened, nightly.open_cases) == (1, 1)
+    [reason] = _opened_reason(sides.ledger)
+    assert reason.startswith("dead-lettered; in transit since 2026-11-01 03:00:00 UTC")
+    assert f"first found by run {first.run_id}" in reason
+
+
+def test_a_document_delivered_since_its_sighting_is_left_to_a_covering_run(sides: Sides) -> None:
+    """Delivered after the month-end run saw it pending: a nightly run of another day opens
+    nothing and leaves the sighting; the next month run (the ERP has it) forgets it."""
+    erp = sides.erp
+    sides.erp = [e for e in erp if e.ref != "a0X00003"]
+    _delivery(sides.ledger, "a0X00003", "pending")
+    sides.run()
+    with sides.ledger.engine.begin() as conn:
+        conn.execute(deliveries.update().values(state="delivered"))
+    assert sides.run("nightly", NOV_1, at=T0 + timedelta(days=1)).opened == 0
+    with sides.ledger.engine.connect() as conn:
+        assert len(conn.execute(select(recon_in_transit)).all()) == 1
+    sides.erp = erp
+    assert sides.run(at=T0 + timedelta(days=2)).opened == 0
+    with sides.ledger.engine.connect() as conn:
+        assert conn.execute(select(recon_in_transit)).all() == []

@@ -248,3 +248,30 @@ def test_a_document_still_on_its_way_is_in_transit_until_a_later_run_still_finds
     # Delivered since: a run covering the sighting's period no longer finds it, forgets it.
     gone = plan_cases([], [], start=OCT[0], end=OCT[1], now=later, sightings=[sighting])
     assert gone.to_forget == (sighting,)
+
+
+def test_a_sighting_is_stuck_when_dead_lettered_or_still_on_its_way_past_the_grace() -> None:
+    """Any run opens the case of an earlier sighting whose delivery is dead-lettered, or
+    still on its way 12 hours after it was first seen; not one delivered, waiting for its
+    batch window, on a newer event, or seen within the grace."""
+    from revbridge.recon.cases import STUCK_AFTER, Sighting, stuck_in_transit
+
+    found = _ar([Doc("a0X1", Decimal("100"))], [])
+    sighting = Sighting(reconciliation="ar", ref="a0X1", kind="missing_in_erp", event_id=7,
+                        first_seen_at=NOW, period_start=OCT[0], period_end=OCT[1])  # fmt: skip
+
+    def stuck(hub_state: str, *, after: timedelta = STUCK_AFTER, event_id: int = 7) -> bool:
+        hub = HubState(state=hub_state, event_id=event_id)
+        seen = [Seen(reconciliation="ar", item=FindingWithHubState(finding=f, hub=hub))
+                for f in found.cases]  # fmt: skip
+        return bool(stuck_in_transit([sighting], seen, now=NOW + after))
+
+    assert timedelta(hours=12) == STUCK_AFTER
+    assert stuck("pending")
+    assert stuck("parked", after=timedelta(hours=23))
+    assert not stuck("pending", after=timedelta(hours=11))
+    assert stuck("dead_letter", after=timedelta(minutes=5))
+    assert not stuck("delivered", after=timedelta(days=2))
+    assert not stuck("scheduled", after=timedelta(days=2))
+    assert not stuck("pending", event_id=8)
+    assert not stuck_in_transit([sighting], [], now=NOW + timedelta(days=2))
