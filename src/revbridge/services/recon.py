@@ -795,20 +795,32 @@ def run_recon(
 
 
 def _run_amounts(recon: PeriodRecon) -> dict[str, dict[str, str]]:
-    matched: dict[str, Any] = {}
-    variance: dict[str, Any] = {}
-    groups: dict[tuple[str, str], list[tuple[str, Decimal]]] = {}
+    """What matched, and the variance, per currency, as the run stores them.
+
+    The variance adds each category's amount as the report gives it (``category_amounts``),
+    but counts a gap once: a reconciliation with control totals (revenue) sees the same gap
+    twice, in its documents (an entry missing in the ERP) and in the GL (the control totals
+    the entry leaves unposted), so its variance per currency is the larger of the two views.
+    """
+    matched: dict[str, Decimal] = {}
+    variance: dict[str, Decimal] = {}
     for r in recon.reconciliations:
         for m in r.result.matched:
-            matched[m.currency] = matched.get(m.currency, 0) + m.source_amount
+            matched[m.currency] = matched.get(m.currency, Decimal(0)) + m.source_amount
+        groups: dict[str, list[tuple[str, Decimal]]] = {}
         for i in r.findings:
             f = i.finding
             if f.difference is not None and f.currency:
-                groups.setdefault((r.name, f.kind.value), []).append((f.currency, f.difference))
-    # As the report's categories: a control total counts one leg of its journals, not both.
-    for (_, kind), pairs in groups.items():
-        for currency, amount in category_amounts(kind, pairs)[0]:
-            variance[currency] = variance.get(currency, 0) + amount
+                groups.setdefault(f.kind.value, []).append((f.currency, f.difference))
+        documents: dict[str, Decimal] = {}
+        totals: dict[str, Decimal] = {}
+        for kind, pairs in groups.items():
+            view = totals if kind == "control_total" else documents
+            for currency, amount in category_amounts(kind, pairs)[0]:
+                view[currency] = view.get(currency, Decimal(0)) + amount
+        for currency in documents.keys() | totals.keys():
+            gap = max(documents.get(currency, Decimal(0)), totals.get(currency, Decimal(0)))
+            variance[currency] = variance.get(currency, Decimal(0)) + gap
     return {
         "matched": {c: format(a, "f") for c, a in sorted(matched.items())},
         "variance": {c: format(a, "f") for c, a in sorted(variance.items())},

@@ -171,7 +171,8 @@ def test_the_control_total_amount_is_the_unposted_revenue_once_not_both_legs() -
     """Two entries (51,900.00 and 73.25 EUR) missing in the ERP: each account's control total
     differs by the whole amount (deferred revenue -, revenue +), and the report's control
     total amount is the unposted revenue, 51,973.25 EUR, as large as the missing entries' own
-    category, not twice it; the JSON and the run's stored amounts say the same."""
+    category, not twice it; the JSON says the same, and the run's stored variance counts the
+    gap once, not once per view."""
     from revbridge.recon.hub_state import FindingWithHubState, HubState
     from revbridge.recon.period import PeriodRecon, Reconciliation
     from revbridge.recon.report.model import build_report
@@ -206,6 +207,48 @@ def test_the_control_total_amount_is_the_unposted_revenue_once_not_both_legs() -
     data = {c["kind"]: c for c in report_dict(report)["categories"]}
     assert data["control_total"]["amounts"] == {"EUR": "51973.25"}
     assert data["control_total"]["amount_basis"] == by_kind["control_total"].amount_basis
-    # The run's variance total: the missing entries plus one leg of the control totals.
+    # The run's variance: the gap once (the entries and the control totals are two views).
     variance = _run_amounts(recon)["variance"]
-    assert {c: Decimal(a) for c, a in variance.items()} == {"EUR": Decimal("103946.50")}
+    assert {c: Decimal(a) for c, a in variance.items()} == {"EUR": Decimal("51973.25")}
+
+
+def test_the_run_variance_counts_each_revenue_gap_once_whichever_view_sees_more() -> None:
+    """An entry of 100.00 USD missing in the ERP is 100.00 in the entries and 100.00 in the
+    control totals: the run's variance is 100.00, not 200.00. A hand journal of 40.00 EUR
+    (no entry of its own) only the control totals see: 40.00. An invoice missing in AR adds
+    its own 30.00 USD."""
+    from revbridge.recon.hub_state import FindingWithHubState, HubState
+    from revbridge.recon.match import Finding
+    from revbridge.recon.period import PeriodRecon, Reconciliation
+    from revbridge.services.recon import _run_amounts
+
+    usd, eur = _entry("a0R1", Decimal("100.00"), "USD", 3), _entry("a0R2", Decimal("80"), "EUR", 4)
+    manual = dataclasses.replace(
+        _journal(eur), key="gl-manual", ref="erp:gl-manual", lines=_scaled(eur, Decimal("0.5"))
+    )
+    revenue = _revenue([usd, eur], [_journal(eur), manual])
+    invoice = Finding(kind=FindingKind.MISSING_IN_ERP, ref="a0X1", doc_type="invoice",
+                      currency="USD", source_amount=Decimal("30.00"), erp_amount=None,
+                      difference=Decimal("-30.00"), within_tolerance=False, source_value=None,
+                      erp_value=None)  # fmt: skip
+    ar = ReconResult(source_count=1, erp_count=0, findings=(invoice,), matched=())
+    hub = HubState(state="dead_letter")
+    recon = PeriodRecon(
+        scope="monthly",
+        start=OCTOBER["start"],
+        end=OCTOBER["end"],
+        reconciliations=tuple(
+            Reconciliation(
+                name=name,
+                result=result,
+                findings=tuple(FindingWithHubState(finding=f, hub=hub) for f in result.findings),
+            )
+            for name, result in (("ar", ar), ("revenue", revenue))
+        ),
+        read_at=datetime(2026, 11, 1, 3, tzinfo=UTC),
+    )
+    variance = _run_amounts(recon)["variance"]
+    assert {c: Decimal(a) for c, a in variance.items()} == {
+        "EUR": Decimal("40"),
+        "USD": Decimal("130.00"),
+    }
