@@ -7,6 +7,7 @@ token; each operator action goes through the audited service functions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -20,7 +21,8 @@ from revbridge.api.auth import SESSION_COOKIE, Session, console_session, encode_
 from revbridge.core.durations import human_duration
 from revbridge.core.policy import policy_rows
 from revbridge.core.timestamps import human_timestamp
-from revbridge.services import operations, serve
+from revbridge.core.wording import counted
+from revbridge.services import operations, quarantine, serve
 from revbridge.services.access import AccessDenied, Role, authenticate, require
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -39,6 +41,7 @@ def _templates(request: Request) -> Jinja2Templates:
         t = Jinja2Templates(directory=HERE / "templates")
         t.env.filters["human_duration"] = human_duration
         t.env.filters["timestamp"] = _timestamp
+        t.env.globals["counted"] = counted
         request.app.state.templates = t
     return t
 
@@ -80,6 +83,21 @@ async def _form(request: Request, session: Session | None) -> dict[str, str]:
     if session is not None and form.get("csrf") != session.csrf:
         raise AccessDenied("the form's CSRF token does not match the session")
     return form
+
+
+async def _audited(
+    request: Request, session: Session, action: Callable[..., Any], *, reason: str, **args: Any
+) -> Any:
+    """An audited service function, off the event loop, as the session's user with its reason."""
+    state = request.app.state
+    return await run_in_threadpool(
+        action,
+        state.ledger.engine,
+        now=state.clock.now(),
+        actor=session.principal.actor,
+        reason=reason,
+        **args,
+    )
 
 
 @router.get("/login")
@@ -178,17 +196,72 @@ async def replay(request: Request, event_id: int) -> Response:
             nav="dlq",
             error="A replay needs a reason for the audit log.",
         )
-    await run_in_threadpool(
-        operations.replay,
-        state.ledger.engine,
-        now=state.clock.now(),
-        actor=session.principal.actor,
-        reason=reason,
-        event_id=event_id,
-    )
+    await _audited(request, session, operations.replay, reason=reason, event_id=event_id)
     if state.runner is not None:
         state.runner.wake()
     return RedirectResponse(f"/console/dead-letters?done={event_id}", status_code=303)
+
+
+_CLOSE_OUTCOMES: dict[str, quarantine.Outcome] = {
+    "resolve": "resolved",
+    "discard": "discarded",
+}
+
+
+@router.get("/quarantine")
+def quarantine_list(request: Request, done: str = "", outcome: str = "") -> HTMLResponse:
+    session = _need(request)
+    engine = request.app.state.ledger.engine
+    return _render(
+        request,
+        "quarantine.html",
+        session,
+        rows=quarantine.review(engine),
+        counts=quarantine.counts(engine),
+        done=done,
+        outcome=outcome if outcome in quarantine.OUTCOMES else "closed",
+        nav="quarantine",
+    )
+
+
+def _quarantine_entry(
+    request: Request, session: Session, entry_id: int, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    row = quarantine.entry(request.app.state.ledger.engine, entry_id)
+    row["source_id"] = quarantine.source_id(row["raw"])
+    return _render(
+        request, "quarantine_entry.html", session, status_code, q=row, nav="quarantine", **context
+    )
+
+
+@router.get("/quarantine/{entry_id}")
+def quarantine_entry(request: Request, entry_id: int) -> HTMLResponse:
+    return _quarantine_entry(request, _need(request), entry_id)
+
+
+@router.post("/quarantine/{entry_id}/{action}")
+async def close_quarantine_entry(request: Request, entry_id: int, action: str) -> Response:
+    """Resolve or discard one open entry: the operator role, the form's CSRF token and a
+    reason for the audit log, as a dead letter's replay."""
+    session = _need(request, Role.OPERATOR)
+    form = await _form(request, session)
+    outcome = _CLOSE_OUTCOMES.get(action)
+    if outcome is None:
+        raise operations.NotFound(f"no action {action!r}; use resolve or discard")
+    reason = form.get("reason", "").strip()
+    if not reason:
+        return _quarantine_entry(
+            request,
+            session,
+            entry_id,
+            400,
+            error=f"To {action} an entry needs a reason for the audit log.",
+        )
+    close = quarantine.close_entries
+    await _audited(request, session, close, reason=reason, outcome=outcome, entry_id=entry_id)
+    return RedirectResponse(
+        f"/console/quarantine?done={entry_id}&outcome={outcome}", status_code=303
+    )
 
 
 @router.get("/parked")

@@ -14,10 +14,11 @@ ledger lists the entries (``Ledger.list_quarantine``); ``status`` counts the ope
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, case, func, select, update
 
 from revbridge.errors import UsageError
 from revbridge.services.operations import NotFound
@@ -36,6 +37,46 @@ def entry(engine: Engine, entry_id: int) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"quarantine entry {entry_id} does not exist")
     return dict(row._mapping)
+
+
+def source_id(raw: str) -> str | None:
+    """The source record's id as the raw input names it: an envelope's ``source_id``, a
+    Salesforce record's ``Id``; None when the input is not a JSON object or names none."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    found = body.get("source_id") or body.get("Id")
+    return None if found is None else str(found)
+
+
+def review(engine: Engine, *, limit: int = 100) -> list[dict[str, Any]]:
+    """Entries for a person's review: the open ones first (oldest first), then the closed
+    ones (last closed first); each with the ``source_id`` its raw input names."""
+    is_open = quarantine.c.status == OPEN
+    query = (
+        select(quarantine)
+        .order_by(
+            case((is_open, 0), else_=1),
+            case((is_open, quarantine.c.id), else_=None),
+            quarantine.c.resolved_at.desc(),
+            quarantine.c.id.desc(),
+        )
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+    return [r | {"source_id": source_id(r["raw"])} for r in rows]
+
+
+def counts(engine: Engine) -> dict[str, int]:
+    """How many entries are in each state (every state named, zero included)."""
+    with engine.connect() as conn:
+        by_status = select(quarantine.c.status, func.count()).group_by(quarantine.c.status)
+        found: dict[str, int] = dict(conn.execute(by_status).all())
+    return {s: int(found.get(s, 0)) for s in STATES}
 
 
 def close_entries(

@@ -34,11 +34,106 @@ def test_every_console_page_renders_for_a_viewer(hub: Hub) -> None:
     """Overview, events, dead letters, parked, policy, reconciliation and reviews all load."""
     client, _csrf = _login(hub, "viewer")
     with closing(client):
-        for path in ("/", "/events?q=x", "/dead-letters", "/parked", "/policy", "/recon",
-                     "/customers"):  # fmt: skip
+        for path in ("/", "/events?q=x", "/dead-letters", "/quarantine", "/parked", "/policy",
+                     "/recon", "/customers"):  # fmt: skip
             r = client.get(f"/console{path}")
             assert r.status_code == 200, (path, r.text[:300])
             assert "<svg" in client.get("/console/").text
+
+
+def _quarantine_two(hub: Hub) -> tuple[int, int]:
+    """Two entries: an envelope missing its data (line 1) and a line that is not JSON."""
+    from revbridge.services.ingest import ingest_lines
+
+    bad = [
+        b'{"type": "invoice.posted", "source": "salesforce", "source_id": "a0X7"}',
+        b"not json",
+    ]
+    ingest_lines(hub.ledger, bad, policy=hub.settings.policy, origin="feb.jsonl")
+    ids = [e["id"] for e in hub.ledger.list_quarantine()]
+    assert len(ids) == 2
+    return ids[0], ids[1]
+
+
+def test_the_quarantine_page_lists_open_entries_first_and_shows_one_in_full(hub: Hub) -> None:
+    """The list says when, from where, the type, the source record and why, open entries
+    before closed ones; an entry's page shows what, where, why and the raw input."""
+    first, second = _quarantine_two(hub)
+    hub.client.post(
+        "/api/v1/quarantine/resolve",
+        json={"entry_id": first, "reason": "fixed at source"},
+        headers=hub.auth("operator"),
+    )
+    client, _csrf = _login(hub, "viewer")
+    with closing(client):
+        page = client.get("/console/quarantine").text
+        entry = client.get(f"/console/quarantine/{first}").text
+    assert 'href="/console/quarantine" class="on">Quarantine</a>' in page
+    assert "1 open entry, 1 resolved, 0 discarded." in page
+    assert page.index(f'id="q-{second}"') < page.index(f'id="q-{first}"')
+    row = page[page.index(f'id="q-{first}"') :].split("</tr>")[0]
+    assert "feb.jsonl, line 1" in row
+    assert "invoice.posted" in row
+    assert "a0X7" in row
+    assert "resolved" in row
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", row)  # when, zone said
+    assert '<dd id="entry-what"><code>schema_violation</code></dd>' in entry
+    assert "source_version: required field is missing" in entry
+    assert "feb.jsonl, line 1; source record a0X7" in entry
+    assert "resolved</span> by token:operator-1" in entry
+    assert "{&#34;type&#34;: &#34;invoice.posted&#34;" in entry  # the raw line, escaped
+    assert 'action="/console/quarantine/' not in entry  # closed, and a viewer: no forms
+
+
+def test_an_operator_resolves_and_discards_quarantine_entries_with_a_reason(hub: Hub) -> None:
+    """Closing an entry needs the operator role, the CSRF token and a reason; each close
+    is audited with the console user, and a closed entry cannot be closed again."""
+    first, second = _quarantine_two(hub)
+    viewer, vcsrf = _login(hub, "viewer")
+    with closing(viewer):
+        denied = viewer.post(
+            f"/console/quarantine/{first}/resolve", data={"reason": "x", "csrf": vcsrf}
+        )
+        assert denied.status_code == 403
+    client, csrf = _login(hub, "operator")
+    with closing(client):
+        assert 'id="resolve"' in client.get(f"/console/quarantine/{first}").text
+        forged = client.post(f"/console/quarantine/{first}/resolve", data={"reason": "x"})
+        assert forged.status_code == 403
+        blank = client.post(
+            f"/console/quarantine/{first}/resolve", data={"reason": " ", "csrf": csrf}
+        )
+        assert blank.status_code == 400
+        assert "To resolve an entry needs a reason for the audit log." in blank.text
+        done = client.post(
+            f"/console/quarantine/{first}/resolve",
+            data={"reason": "currency fixed in the file", "csrf": csrf},
+            follow_redirects=False,
+        )
+        assert done.status_code == 303
+        assert f"Entry {first} is resolved." in client.get(done.headers["location"]).text
+        again = client.post(
+            f"/console/quarantine/{first}/discard", data={"reason": "dup", "csrf": csrf}
+        )
+        assert again.status_code == 404
+        assert "not open: resolved by token:operator-1" in again.text
+        client.post(f"/console/quarantine/{second}/discard", data={"reason": "noise", "csrf": csrf})
+    every = hub.client.get("/api/v1/quarantine?state=all", headers=hub.auth("viewer")).json()
+    assert [(e["id"], e["status"]) for e in every] == [(first, "resolved"), (second, "discarded")]
+    from sqlalchemy import select
+
+    from revbridge.store.schema import audit_log
+
+    with hub.ledger.engine.connect() as conn:
+        trail = conn.execute(
+            select(audit_log.c.action, audit_log.c.entity_id, audit_log.c.actor, audit_log.c.reason)
+            .where(audit_log.c.entity_type == "quarantine")
+            .order_by(audit_log.c.id)
+        ).all()
+    assert [tuple(r) for r in trail] == [
+        ("resolve", str(first), "token:operator-1", "currency fixed in the file"),
+        ("discard", str(second), "token:operator-1", "noise"),
+    ]
 
 
 def test_the_overview_shows_scheduled_batch_items_apart_from_the_backlog(hub: Hub) -> None:
@@ -76,3 +171,36 @@ def test_forms_need_the_csrf_token_and_the_role(hub: Hub) -> None:
         assert "operator" in denied.text
     paused = hub.client.get("/api/v1/targets", headers=hub.auth("viewer")).json()["erp"]
     assert paused["paused"] is True
+
+
+def test_an_operator_replays_a_dead_letter_from_the_console_with_a_reason(hub: Hub) -> None:
+    """A replay needs a reason; with one, the delivery is back in line, audited as the user."""
+    from sqlalchemy import select, update
+
+    from revbridge.store.schema import audit_log, deliveries
+
+    assert hub.signed("/webhooks/events", jsonl(envelopes(3))).status_code == 202
+    with hub.ledger.engine.begin() as conn:
+        dead = conn.execute(select(deliveries.c.event_id).limit(1)).scalar_one()
+        conn.execute(
+            update(deliveries).where(deliveries.c.event_id == dead).values(state="dead_letter")
+        )
+    client, csrf = _login(hub, "operator")
+    with closing(client):
+        path = f"/console/dead-letters/{dead}/replay"
+        blank = client.post(path, data={"reason": "", "csrf": csrf})
+        assert blank.status_code == 400
+        assert "A replay needs a reason for the audit log." in blank.text
+        done = client.post(
+            path, data={"reason": "tax code added", "csrf": csrf}, follow_redirects=True
+        )
+        assert f"Event {dead} is back in line." in done.text
+    with hub.ledger.engine.connect() as conn:
+        state = conn.execute(
+            select(deliveries.c.state).where(deliveries.c.event_id == dead)
+        ).scalar_one()
+        trail = conn.execute(
+            select(audit_log.c.actor, audit_log.c.reason).where(audit_log.c.action == "replay")
+        ).one()
+    assert state == "pending"
+    assert tuple(trail) == ("token:operator-1", "tax code added")
