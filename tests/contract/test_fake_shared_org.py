@@ -114,3 +114,24 @@ def test_a_go_live_link_in_a_shared_erp_is_seen_by_every_process(tmp_path: Path)
     )
     assert found is not None
     assert found.erp_id == erp_id
+
+
+def test_the_erp_helpers_act_in_the_shared_erp_not_in_a_copy(tmp_path: Path) -> None:
+    """What a test or the demo does "in the ERP" (a customer keyed, edited, cash entered)
+    through one process's shared fake is seen by another, and survives its writes."""
+    state = tmp_path / "erp.json"
+    one = FakeErp(state_file=state, shared=True)
+    two = FakeErp(state_file=state, shared=True)
+    erp_id = one.add_customer("C100", "Dunder Mifflin")
+    found = asyncio.run(two.find(RecordKind.CUSTOMER, "erp-native:C100"))
+    assert found is not None
+    assert found.erp_id == erp_id
+    two.enter_payment(_payment("WIRE-1"))  # written by the other, on the file's content
+    one.edit_customer(erp_id, name="Dunder Mifflin Paper", credit_hold=True)
+    asyncio.run(two.adopt_customer("001ACCOUNT", erp_id))  # the other writes after it
+    after = FakeErp(state_file=state, shared=True)
+    assert [(c["external_ref"], c["name"]) for c in after.customers()] == [
+        ("001ACCOUNT", "Dunder Mifflin Paper")
+    ]
+    assert after.credit_hold == {erp_id}
+    assert [p.external_ref for p in after.records("payment")] == ["WIRE-1"]

@@ -19,7 +19,7 @@ import signal
 import tomllib
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -337,6 +337,7 @@ class _StateFile:
         self._dump = dump
         # One transaction at a time in this process; the file lock orders the processes.
         self._lock = asyncio.Lock()
+        self._depth = 0  # transactions open in this process (a helper's inside a port call's)
         if path is not None and path.exists():
             self.load()
 
@@ -358,12 +359,19 @@ class _StateFile:
 
     @contextmanager
     def locked(self, *, write: bool = True) -> Iterator[None]:
-        """One transaction on the file's content (shared); in memory, nothing to do."""
-        if not self.shared or self.path is None:
-            yield
+        """One transaction on the file's content (shared); in memory, nothing to do. Inside
+        a transaction already (a helper in a port call's), it is part of that one: the file
+        lock is not taken twice, and the outer transaction loads and writes."""
+        if not self.shared or self.path is None or self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
             return
         with self.path.with_suffix(".lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            self._depth += 1
             try:
                 if self.path.exists():
                     self.load()
@@ -371,7 +379,19 @@ class _StateFile:
                 if write:
                     self.save()
             finally:
+                self._depth -= 1
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextmanager
+    def changing(self) -> Iterator[None]:
+        """Changes made in the system outside a port call (a test or the demo acting in
+        it): shared, on the file's content under its lock; written to the file when done,
+        unless a transaction around them writes it."""
+        outermost = not self._depth
+        with self.locked():
+            yield
+        if outermost and not self.shared:
+            self.save()
 
     @asynccontextmanager
     async def txn(self, *, write: bool = True) -> AsyncIterator[None]:
@@ -545,16 +565,18 @@ class FakeErp(_FaultyFake):
         return dataclasses.replace(self._record(existing), number=existing.data["number"])
 
     def add_customer(self, number: str, name: str, **fields: Any) -> str:
-        """A customer keyed in the ERP before go-live (no hub reference); returns its id."""
-        doc = self._new(
-            "customer",
-            f"erp-native:{number}",
-            customer=None,
-            currency=fields.pop("currency", "USD"),
-            total=Decimal(0),
-            open=Decimal(0),
-            data={"name": name, "number": number, **fields},
-        )
+        """A customer keyed in the ERP before go-live (no hub reference); returns its id.
+        Shared: in the state file's ERP, as each helper that acts in the ERP."""
+        with self._file.changing():
+            doc = self._new(
+                "customer",
+                f"erp-native:{number}",
+                customer=None,
+                currency=fields.pop("currency", "USD"),
+                total=Decimal(0),
+                open=Decimal(0),
+                data={"name": name, "number": number, **fields},
+            )
         return doc.erp_id
 
     def customers(self) -> list[dict[str, Any]]:
@@ -568,12 +590,13 @@ class FakeErp(_FaultyFake):
     def edit_customer(self, erp_id: str, **fields: Any) -> None:
         """An accountant's edit of a customer in the ERP (name, billing_address, website,
         industry, tax_id, credit_hold): the next capture reads it."""
-        doc = self._get("customer", erp_id)
-        hold = fields.pop("credit_hold", None)
-        if hold is not None:
-            (self.credit_hold.add if hold else self.credit_hold.discard)(erp_id)
-        doc.data.update(fields)
-        self.touch(doc)
+        with self._file.changing():
+            doc = self._get("customer", erp_id)
+            hold = fields.pop("credit_hold", None)
+            if hold is not None:
+                (self.credit_hold.add if hold else self.credit_hold.discard)(erp_id)
+            doc.data.update(fields)
+            self.touch(doc)
 
     async def capture_changes(
         self,
@@ -790,6 +813,10 @@ class FakeErp(_FaultyFake):
         whose reference is the ERP's own payment id, applied to invoices by their refs.
         ``captured``: the hub already holds it as an event (the ERP rebuilt from the
         ledger), so the capture does not read it again."""
+        with self._file.changing():
+            return self._enter_payment_row(payment, captured=captured)
+
+    def _enter_payment_row(self, payment: ErpPaymentReceived, *, captured: bool) -> _Doc:
         invoices = {d.external_ref: d.erp_id for d in self.docs if d.kind == "invoice"}
         customer = next(
             (
@@ -837,7 +864,7 @@ class FakeErp(_FaultyFake):
                 if self.count("payment", payment.erp_payment_id):
                     continue
                 try:
-                    self.enter_payment(payment, captured=captured)
+                    self._enter_payment_row(payment, captured=captured)
                 except TerminalError:
                     continue
                 entered += 1
@@ -1038,14 +1065,10 @@ class FakeSalesforce(_FaultyFake):
             ],
         }
 
-    @contextmanager
-    def changing(self) -> Iterator[None]:
+    def changing(self) -> AbstractContextManager[None]:
         """Changes made in the org outside the hub (``post``, ``put``, ``remove``), saved
         to the state file when they are done; shared, under its lock, on its content."""
-        with self._file.locked():
-            yield
-        if not self.shared:
-            self._file.save()
+        return self._file.changing()
 
     @asynccontextmanager
     async def _txn(self, *, write: bool = True, lossy: bool = False) -> AsyncIterator[None]:
