@@ -85,3 +85,31 @@ def test_an_unchanged_spec_keeps_its_counters_and_a_bad_edit_keeps_the_faults(
     _erp_call(erp)
     _write(config, erp="down=maybe", bump=4)
     _erp_call(erp)
+
+
+def test_a_changed_state_file_or_sharing_waits_for_a_restart_and_says_so(tmp_path: Path) -> None:
+    """The fault spec is taken live; a new state file or sharing setting is not (the fake
+    would split its records between two files), and the log says it waits for a restart."""
+    from structlog.testing import capture_logs
+
+    config = tmp_path / "revbridge.toml"
+    _write(config)
+    erp = build_erp(load_settings(config))
+    assert isinstance(erp, FakeErp)
+    edited = CONFIG.format(erp="latency_s=0.001", sf="").replace(
+        'state_file = "fake-erp.json"', 'state_file = "other-erp.json"\nshared = true'
+    )
+    config.write_text(edited, encoding="utf-8")
+    os.utime(config, ns=(config.stat().st_mtime_ns + 10**9,) * 2)
+    with capture_logs() as logs:
+        _erp_call(erp)
+        _erp_call(erp)  # said once, not on every call
+    assert erp.faults.latency_s == 0.001
+    assert (erp.state_file, erp.shared) == (tmp_path / "fake-erp.json", False)
+    waiting = [
+        (e["setting"], e["was"], e["now"])
+        for e in logs
+        if e["event"] == "fake: setting changed, taken at the next start"
+    ]
+    assert waiting == [("state_file", "fake-erp.json", "other-erp.json"), ("shared", None, True)]
+    assert [e["now"] for e in logs if e["event"] == "fake: faults changed"] == ["latency_s=0.001"]

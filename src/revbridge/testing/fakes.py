@@ -250,19 +250,40 @@ class FaultsWatch:
     when the file changes (its modification time, looked at on every call): a running worker
     sees ``down=1`` removed, or added, without a restart. A spec that did not change keeps
     the faults as they are (counters included); a file that cannot be read or a spec that
-    is not valid (an edit half-saved) keeps them too, with a warning."""
+    is not valid (an edit half-saved) keeps them too, with a warning.
+
+    The fault spec is the one setting of the section that a running fake takes: it holds
+    the call latency too (``latency_s``). The fake's other settings, ``state_file`` and
+    ``shared``, wait for a restart: a fake that changed files while it runs would split the
+    system's records between two files, and one that stopped sharing would write its copy
+    over the other processes' (``RESTART_ONLY``); a change to one is logged as waiting for
+    a restart. The section's other keys (``rate_limit_per_s``, ``daily_call_budget``,
+    ``capture_interval_s``) are the hub's, not the fake's: the engine reads them, for a
+    real system as for a fake, at its start."""
+
+    RESTART_ONLY = ("state_file", "shared")
 
     def __init__(self, path: Path, section: str, spec: str) -> None:
         self.path = path
         self.section = section
         self.spec = spec
         self._mtime_ns = self._mtime()
+        try:
+            self._restart_only = self._read()[1]
+        except (OSError, ValueError, AttributeError):  # refresh() says so, at the next change
+            self._restart_only = {}
 
     def _mtime(self) -> int | None:
         try:
             return self.path.stat().st_mtime_ns
         except OSError:
             return None
+
+    def _read(self) -> tuple[str, dict[str, Any]]:
+        """The section's fault spec and its settings taken at a restart only."""
+        section = tomllib.loads(self.path.read_text(encoding="utf-8")).get(self.section, {})
+        later = {key: section.get(key) for key in self.RESTART_ONLY}
+        return str(section.get("faults", "")), later
 
     def refresh(self, faults: Faults) -> Faults:
         """``faults``, or new ones when the file's spec changed since the last look."""
@@ -271,12 +292,22 @@ class FaultsWatch:
             return faults
         self._mtime_ns = mtime
         try:
-            section = tomllib.loads(self.path.read_text(encoding="utf-8")).get(self.section, {})
-            spec = str(section.get("faults", ""))
+            spec, later = self._read()
             fresh = Faults.parse(spec)
         except (OSError, ValueError, AttributeError) as exc:  # TOMLDecodeError, FakeSetupError
             log.warning("fake: faults kept, the config file cannot be read", why=str(exc))
             return faults
+        for key, value in later.items():
+            was = self._restart_only.get(key)
+            if value != was:
+                log.warning(
+                    "fake: setting changed, taken at the next start",
+                    section=self.section,
+                    setting=key,
+                    was=was,
+                    now=value,
+                )
+        self._restart_only = later
         if spec == self.spec:
             return faults
         log.warning("fake: faults changed", section=self.section, was=self.spec, now=spec)
