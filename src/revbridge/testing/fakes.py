@@ -18,8 +18,8 @@ import random
 import signal
 import tomllib
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -330,6 +330,10 @@ class _FaultyFake:
             await asyncio.sleep(self.faults.latency_s)
         self.faults.before_call()
 
+    def _after_write(self) -> None:
+        """After a write committed: a lost response may be injected (the faults in force)."""
+        self.faults.after_write()
+
 
 def _load_state_file(path: Path, what: str, load: Callable[[dict[str, Any]], None]) -> None:
     """``load`` the JSON state in ``path``; one that is not ``what``'s is named, not a
@@ -424,14 +428,44 @@ class _StateFile:
         if outermost and not self.shared:
             self.save()
 
-    @asynccontextmanager
-    async def txn(self, *, write: bool = True) -> AsyncIterator[None]:
-        async with self._lock:
-            if not self.shared or self.path is None:
-                yield  # a fake of its own: the in-process lock is the whole transaction
-                return
-            with self.locked(write=write):
-                yield
+    def txn(self, *, write: bool = True, after: Callable[[], None] | None = None) -> _Txn:
+        """One transaction of a port call: this process's lock, and shared, the file's
+        (``locked``). ``after`` runs once it has committed (a fault injected after a write:
+        a lost response), not when the call failed inside it."""
+        return _Txn(self, write, after)
+
+
+class _Txn:
+    """``_StateFile.txn``: a class, not an ``asynccontextmanager``. Every call to a fake
+    opens one, and two generator-based managers a call (the fake's and the file's) cost the
+    zero-latency fake more than its own work, in the worker benchmark's measure of the hub."""
+
+    __slots__ = ("_after", "_file", "_locked", "_write")
+
+    def __init__(self, file: _StateFile, write: bool, after: Callable[[], None] | None) -> None:
+        self._file, self._write, self._after = file, write, after
+        self._locked: AbstractContextManager[None] | None = None
+
+    async def __aenter__(self) -> None:
+        file = self._file
+        await file._lock.acquire()
+        if file.shared and file.path is not None:
+            try:
+                self._locked = file.locked(write=self._write)
+                self._locked.__enter__()
+            except BaseException:
+                file._lock.release()
+                raise
+        # A fake of its own: the in-process lock is the whole transaction.
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: Any, tb: Any) -> None:
+        try:
+            if self._locked is not None:
+                self._locked.__exit__(kind, exc, tb)
+        finally:
+            self._file._lock.release()
+        if kind is None and self._after is not None:
+            self._after()
 
 
 def _hub_customer(d: _Doc) -> str | None:
@@ -520,15 +554,11 @@ class FakeErp(_FaultyFake):
 
     # ----------------------------------------------------------------- port
 
-    @asynccontextmanager
-    async def _txn(self, *, write: bool = True) -> AsyncIterator[None]:
+    def _txn(self, *, write: bool = True) -> _Txn:
         """One ERP transaction. Shared mode: under a file lock, on the state file's content,
         so several worker processes see one ERP. After a write commits, a lost response may
         be injected (the caller never learns that it landed)."""
-        async with self._file.txn(write=write):
-            yield
-        if write:
-            self.faults.after_write()
+        return self._file.txn(write=write, after=self._after_write if write else None)
 
     def _new(self, kind: str, ref: str, **fields: Any) -> _Doc:
         doc = _Doc(kind=kind, external_ref=ref, erp_id=str(self._next_id), **fields)
@@ -1101,14 +1131,10 @@ class FakeSalesforce(_FaultyFake):
         to the state file when they are done; shared, under its lock, on its content."""
         return self._file.changing()
 
-    @asynccontextmanager
-    async def _txn(self, *, write: bool = True, lossy: bool = False) -> AsyncIterator[None]:
+    def _txn(self, *, write: bool = True, lossy: bool = False) -> _Txn:
         """One org transaction (shared: on the state file's content, under its lock). After
         a ``lossy`` write commits, a lost response may be injected."""
-        async with self._file.txn(write=write):
-            yield
-        if lossy:
-            self.faults.after_write()
+        return self._file.txn(write=write, after=self._after_write if lossy else None)
 
     # ----------------------------------------------------------- the org's change feed
 
