@@ -3,6 +3,7 @@ worker, against the sandbox over real HTTP (password flow, secrets from the envi
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,21 @@ import pytest
 from revbridge.cli.main import app
 from revbridge.salesforce.sandbox import SandboxConfig
 from revbridge.salesforce.sandbox.server import run_in_thread
+from tests.contract.salesforce_connector.conftest import admin_http
 from tests.integration.conftest import run_json, runner
+
+
+def _configure(folder: Path, base_url: str, config: SandboxConfig, more: str = "") -> None:
+    """A revbridge.toml for the sandbox org (the secrets come from the environment)."""
+    (folder / "revbridge.toml").write_text(
+        f"""
+[salesforce]
+kind = "salesforce"
+login_url = "{base_url}"
+client_id = "{config.client_id}"
+username = "{config.username}"
+{more}"""
+    )
 
 
 def test_capture_from_a_configured_org_and_quarantine_nothing_silently(
@@ -20,15 +35,7 @@ def test_capture_from_a_configured_org_and_quarantine_nothing_silently(
     with run_in_thread(config) as sandbox:
         monkeypatch.chdir(tmp_path)
         monkeypatch.delenv("REVBRIDGE_CONFIG", raising=False)
-        (tmp_path / "revbridge.toml").write_text(
-            f"""
-[salesforce]
-kind = "salesforce"
-login_url = "{sandbox.base_url}"
-client_id = "{config.client_id}"
-username = "{config.username}"
-"""
-        )
+        _configure(tmp_path, sandbox.base_url, config)
         missing = runner.invoke(app, ["capture", "salesforce", "--json"])
         assert missing.exit_code != 0  # no secrets in the environment: a clear error
         assert "SALESFORCE_CLIENT_SECRET" in str(missing.exception)
@@ -44,3 +51,52 @@ username = "{config.username}"
         assert status["quarantine"] == first["quarantined"]
         # Each capture's API requests count against the org's daily limit.
         assert status["api"]["calls_today_by_type"]["salesforce"]["capture (poll)"] >= 2
+
+
+def test_the_hubs_revert_is_not_captured_back_with_the_configured_owners(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ERP owns the name and the addresses (``[mdm.owners]``); the Account has no
+    address, the ERP has one. A Salesforce user renames the Account and sets its industry:
+    the industry goes to the ERP, the name is written back. The Account version that
+    write-back makes is the hub's own: the next capture drops it as an echo instead of
+    sending the customer to the ERP again."""
+    from revbridge.testing import FakeErp
+
+    config = SandboxConfig()
+    with run_in_thread(config) as sandbox, admin_http(sandbox.base_url, config) as http:
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.delenv("REVBRIDGE_CONFIG", raising=False)
+        monkeypatch.setenv("SALESFORCE_CLIENT_SECRET", config.client_secret)
+        monkeypatch.setenv("SALESFORCE_PASSWORD", config.password)
+        _configure(
+            tmp_path,
+            sandbox.base_url,
+            config,
+            '[policy.events."customer.upserted"]\npattern = "realtime"\nrationale = "now"\n'
+            '[mdm.owners]\nname = "erp"\naddresses = "erp"\n',
+        )
+        api = "/services/data/v62.0/sobjects/Account"
+        created = http.post(api, json={"Name": "Owned By ERP Ltd"})
+        assert created.status_code == 201, created.text
+        account = created.json()["id"]
+        assert run_json(["capture", "salesforce", "--json"])["accepted"] == 1
+        assert run_json(["worker", "--until-idle", "--json"])["delivered"] == 1
+        # An accountant enters the address in the ERP; the ERP capture syncs it.
+        erp = FakeErp(state_file=tmp_path / "fake-erp.json")
+        [customer] = erp.customers()
+        erp.edit_customer(
+            customer["erp_id"],
+            billing_address={"line1": "1 Main St", "city": "Boston", "country": "US"},
+        )
+        asyncio.run(erp.close())  # written to its state file
+        run_json(["capture", "erp", "--json"])
+        renamed = http.patch(
+            f"{api}/{account}", json={"Name": "Renamed In SF", "Industry": "Retail"}
+        )
+        assert renamed.status_code == 204, renamed.text
+        assert run_json(["capture", "salesforce", "--json"])["accepted"] == 1
+        run_json(["worker", "--until-idle", "--json"])  # the upsert and the credit status
+        assert http.get(f"{api}/{account}").json()["Name"] == "Owned By ERP Ltd"  # written back
+        again = run_json(["capture", "salesforce", "--json"])
+        assert (again["echoes"], again["accepted"]) == (1, 0)

@@ -655,14 +655,13 @@ def capture_salesforce(
     `revbridge generate --into-salesforce` posted) until it is current."""
     import asyncio
     from dataclasses import asdict
-    from functools import partial
 
     from revbridge.clock import SystemClock
     from revbridge.engine.queue import DeliveryQueue
     from revbridge.salesforce.capture import CaptureSettings, SalesforceCapture
     from revbridge.salesforce.mapping import PROFILES
     from revbridge.services import open_ledger
-    from revbridge.services.mdm_sync import filter_salesforce_capture
+    from revbridge.services.mdm_sync import salesforce_echo_filter
     from revbridge.services.targets import echo_fields, salesforce_client
 
     settings = _settings(config)
@@ -695,7 +694,7 @@ def capture_salesforce(
                     integration_user_id=sf.integration_user_id,
                     echo_fields=echo_fields(settings),
                 ),
-                envelope_filter=partial(filter_salesforce_capture, ledger.engine),
+                envelope_filter=salesforce_echo_filter(settings, ledger.engine),
             )
             report = await (capture.poll() if mode == "poll" else capture.stream())
             return asdict(report)

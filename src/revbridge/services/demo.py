@@ -31,7 +31,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from functools import partial
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -849,7 +848,7 @@ class _Story:
     async def capture_salesforce(self) -> int:
         from revbridge.salesforce.capture import CaptureSettings, SalesforceCapture
         from revbridge.salesforce.mapping import PROFILES
-        from revbridge.services.mdm_sync import filter_salesforce_capture
+        from revbridge.services.mdm_sync import salesforce_echo_filter
         from revbridge.services.targets import echo_fields, salesforce_client
 
         # The chart of accounts both demo ERPs share: revenue lands on 4000 Subscription
@@ -867,7 +866,7 @@ class _Story:
                 CaptureSettings(profile=profile, echo_fields=echo_fields(self.settings)),
                 clock=self.clock,
                 # As `revbridge capture salesforce`: no echo of what the hub synced itself.
-                envelope_filter=partial(filter_salesforce_capture, self.ledger.engine),
+                envelope_filter=salesforce_echo_filter(self.settings, self.ledger.engine),
             )
             rep = await (
                 capture.stream() if self.options.capture_mode == "stream" else capture.poll()

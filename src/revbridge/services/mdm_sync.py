@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -1040,6 +1041,16 @@ def run_match(
 def ownership_from(settings: Any) -> Ownership:
     m = settings.raw.mdm
     return Ownership.from_config(m.owners, m.on_conflict)
+
+
+def salesforce_echo_filter(
+    settings: Any, engine: Engine
+) -> Callable[[list[dict[str, Any]]], tuple[list[dict[str, Any]], int]]:
+    """The org capture's echo check (``SalesforceCapture(envelope_filter=...)``) with the
+    configured owners: an attribute the ERP owns that the Account leaves empty is no edit.
+    With the default owners instead, the Account version the hub's own write-back makes
+    (a reverted name) read as a change and went to the ERP again."""
+    return partial(filter_salesforce_capture, engine, ownership=ownership_from(settings))
 
 
 def with_customer_master(

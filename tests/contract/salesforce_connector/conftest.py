@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -97,7 +98,14 @@ def org(_server: tuple[RunningSandbox, SandboxConfig, Path]) -> Iterator[Org]:
     """An empty org, with an admin client logged in by the password flow."""
     running, config, key_path = _server
     running.sandbox.reset()
-    with httpx.Client(base_url=running.base_url, timeout=10) as http:
+    with admin_http(running.base_url, config) as http:
+        yield Org(running, config, key_path, http)
+
+
+@contextmanager
+def admin_http(base_url: str, config: SandboxConfig) -> Iterator[httpx.Client]:
+    """A plain HTTP client for the org at ``base_url``, logged in by the password flow."""
+    with httpx.Client(base_url=base_url, timeout=10) as http:
         token = http.post(
             "/services/oauth2/token",
             data={
@@ -109,7 +117,7 @@ def org(_server: tuple[RunningSandbox, SandboxConfig, Path]) -> Iterator[Org]:
             },
         ).json()["access_token"]
         http.headers["Authorization"] = f"Bearer {token}"
-        yield Org(running, config, key_path, http)
+        yield http
 
 
 @pytest.fixture
