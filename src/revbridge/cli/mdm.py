@@ -104,11 +104,15 @@ def import_cmd(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Load links from CSV: all rows or none; bad rows are listed with their line number."""
+    """Load links from CSV: all rows or none; bad rows are listed with their line number.
+    A row's erp_system is the configured ERP's name, as `mdm export` writes it."""
     from revbridge.services.mdm import import_links
+    from revbridge.services.targets import erp_system_name
 
-    _, engine = open_engine(config)
-    report = import_links(engine, path, now=_now(), actor=_actor(actor))
+    settings, engine = open_engine(config)
+    report = import_links(
+        engine, path, erp_systems=(erp_system_name(settings),), now=_now(), actor=_actor(actor)
+    )
     if as_json:
         print_json(report.as_dict())
     elif report.errors:

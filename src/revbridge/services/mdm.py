@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -364,10 +364,19 @@ class ImportReport:
         }
 
 
-def import_links(engine: Engine, path: Path, *, now: datetime, actor: str) -> ImportReport:
+def import_links(
+    engine: Engine,
+    path: Path,
+    *,
+    erp_systems: Collection[str],
+    now: datetime,
+    actor: str,
+) -> ImportReport:
     """Load links from CSV (the export's columns; ``sf_account_id``, ``erp_system`` and one of
-    the ERP ids are required). Every row is checked first; with any bad row nothing is
-    imported and each bad row is reported with its line number."""
+    the ERP ids are required). ``erp_systems``: the names a row's ``erp_system`` may take (the
+    configured ERP's, ``targets.erp_system_name``): a link under any other name would never
+    be found. Every row is checked first; with any bad row nothing is imported and each bad
+    row is reported with its line number."""
     report = ImportReport()
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
@@ -393,6 +402,11 @@ def import_links(engine: Engine, path: Path, *, now: datetime, actor: str) -> Im
         internal = values.get("erp_internal_id") or None
         if not system:
             problems.append("erp_system is empty")
+        elif system not in erp_systems:
+            problems.append(
+                f"erp_system {system!r} is not a configured ERP "
+                f"(allowed: {', '.join(sorted(erp_systems))})"
+            )
         if not number and not internal:
             problems.append("erp_customer_number or erp_internal_id is required")
         if not problems:

@@ -16,10 +16,11 @@ A1, A2, A3 = make_id("001", 11), make_id("001", 12), make_id("001", 13)
 
 
 def test_import_lookup_export_and_a_refused_file(workdir: Path) -> None:
-    """Links imported from CSV are found by any id and exported; a bad file changes nothing."""
+    """Links imported from CSV (under the configured fake ERP's name) are found by any id and
+    exported; a bad file changes nothing."""
     (workdir / "links.csv").write_text(
         "sf_account_id,erp_system,erp_customer_number,erp_internal_id,name\n"
-        f"{A1[:15]},netsuite,C-11,811,Acme\n{A2},netsuite,C-12,,Globex\n"
+        f"{A1[:15]},fake-erp,C-11,811,Acme\n{A2},fake-erp,C-12,,Globex\n"
     )
     assert run_json(["mdm", "import", "links.csv", "--json"])["linked"] == 2
     found = run_json(["mdm", "lookup", A1[:15], "--json"])["links"]
@@ -30,12 +31,26 @@ def test_import_lookup_export_and_a_refused_file(workdir: Path) -> None:
         rows = list(csv.DictReader(fh))
     assert sorted(r["erp_customer_number"] for r in rows) == ["C-11", "C-12"]
     (workdir / "bad.csv").write_text(
-        f"sf_account_id,erp_system,erp_customer_number\n{A3},netsuite,C-13\nbogus,netsuite,C-14\n"
+        f"sf_account_id,erp_system,erp_customer_number\n{A3},fake-erp,C-13\nbogus,fake-erp,C-14\n"
     )
     result = runner.invoke(app, ["mdm", "import", "bad.csv"])
     assert result.exit_code == 1
     assert "line 3" in result.output
     assert runner.invoke(app, ["mdm", "lookup", "C-13"]).exit_code == 1
+
+
+def test_import_refuses_a_row_naming_an_erp_that_is_not_configured(workdir: Path) -> None:
+    """With the fake ERP configured, a row naming netsuite is refused by line, with the name
+    the rows may use; nothing is imported."""
+    (workdir / "other.csv").write_text(
+        f"sf_account_id,erp_system,erp_customer_number\n{A1},fake-erp,C-11\n{A2},netsuite,C-12\n"
+    )
+    result = runner.invoke(app, ["mdm", "import", "other.csv"])
+    assert result.exit_code == 1
+    assert "line 3: erp_system 'netsuite' is not a configured ERP (allowed: fake-erp)" in (
+        " ".join(result.output.split())
+    )
+    assert runner.invoke(app, ["mdm", "lookup", "C-11"]).exit_code == 1
 
 
 def test_match_queues_the_uncertain_and_a_person_approves(workdir: Path) -> None:

@@ -18,6 +18,7 @@ from revbridge.store.schema import audit_log
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 ACC = make_id("001", 1)
 ACC2 = make_id("001", 2)
+ERPS = ("netsuite",)  # the configured ERP's name
 
 
 def _link(ledger: Ledger, sf: str, number: str, internal: str | None = None) -> str:
@@ -92,7 +93,7 @@ def test_export_then_import_round_trips(ledger: Ledger, tmp_path: Path) -> None:
         .replace("CUST-", "NEW-")
         .replace("901", "902")
     )
-    report = mdm.import_links(ledger.engine, fresh, now=NOW, actor="t")
+    report = mdm.import_links(ledger.engine, fresh, erp_systems=ERPS, now=NOW, actor="t")
     assert report.errors == []
     assert report.linked == 2
     assert mdm.lookup(ledger.engine, "NEW-2")[0].sf_account_id == make_id("001", 8)
@@ -111,7 +112,7 @@ def test_a_file_with_bad_rows_imports_nothing_and_names_the_lines(
         f"{make_id('001', 5)},netsuite,\n"  # line 4
         f"{make_id('001', 6)},netsuite,A-3\n"  # line 5: A-3 twice
     )
-    report = mdm.import_links(ledger.engine, path, now=NOW, actor="t")
+    report = mdm.import_links(ledger.engine, path, erp_systems=ERPS, now=NOW, actor="t")
     assert [line for line, _ in report.errors] == [3, 4, 5]
     assert report.linked == 0
     assert mdm.lookup(ledger.engine, "A-3") == []
@@ -120,10 +121,29 @@ def test_a_file_with_bad_rows_imports_nothing_and_names_the_lines(
         f"sf_account_id,erp_system,erp_customer_number\n{make_id('001', 3)},netsuite,A-3\n"
         f"{ACC2},netsuite,CUST-1\n"
     )
-    report = mdm.import_links(ledger.engine, conflict, now=NOW, actor="t")
+    report = mdm.import_links(ledger.engine, conflict, erp_systems=ERPS, now=NOW, actor="t")
     assert [line for line, _ in report.errors] == [3]
     assert "already linked" in report.errors[0][1]
     assert mdm.lookup(ledger.engine, "A-3") == []  # the good row was rolled back too
+
+
+def test_a_row_naming_an_erp_that_is_not_configured_is_refused(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """A misspelt erp_system ("netsuit") is a bad row naming the allowed system; the
+    file's good rows are not imported either."""
+    path = tmp_path / "typo.csv"
+    path.write_text(
+        "sf_account_id,erp_system,erp_customer_number\n"
+        f"{make_id('001', 3)},netsuite,A-3\n"
+        f"{make_id('001', 4)},netsuit,A-4\n"
+    )
+    report = mdm.import_links(ledger.engine, path, erp_systems=ERPS, now=NOW, actor="t")
+    assert report.errors == [
+        (3, "erp_system 'netsuit' is not a configured ERP (allowed: netsuite)")
+    ]
+    assert report.linked == 0
+    assert mdm.lookup(ledger.engine, "A-3") == []
 
 
 def test_a_non_owner_change_is_queued_with_both_values_and_audited(ledger: Ledger) -> None:
