@@ -26,7 +26,7 @@ from revbridge.core.events import (
 from revbridge.engine.ports import ReadbackKind, SourcePort
 from revbridge.errors import ConfigError, TerminalError, TransientError
 from revbridge.generate import generate_events
-from revbridge.services.capture import NetSuiteSource, TrytonSource
+from revbridge.services.capture import ErpSource
 from revbridge.testing import FakeErp, FakeSalesforce, Faults
 from revbridge.testing.fakes import FakeSetupError
 
@@ -34,9 +34,12 @@ SF_SIDE = [e for e in generate_events(60, seed=3) if e["type"] not in FROM_ERP]
 
 
 def test_every_source_is_the_port() -> None:
-    for source in (FakeSalesforce(), NetSuiteSource(FakeErp()), TrytonSource(object())):
+    for source in (FakeSalesforce(), ErpSource(FakeErp(), name="fake-erp")):
         assert isinstance(source, SourcePort)
-    assert (FakeSalesforce().side, NetSuiteSource(FakeErp()).side) == ("salesforce", "erp")
+    assert (FakeSalesforce().side, ErpSource(FakeErp(), name="fake-erp").side) == (
+        "salesforce",
+        "erp",
+    )
 
 
 def test_the_feed_reads_in_pages_after_its_watermark() -> None:

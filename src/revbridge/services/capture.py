@@ -33,9 +33,14 @@ from revbridge.store.schema import watermarks
 
 
 @dataclass
-class NetSuiteSource:
+class ErpSource:
+    """An ERP adapter's capture: what its ``capture_changes(watermark, with_master=...)``
+    reads (NetSuite: payments, credit, GL postings; Tryton: payments and credit positions;
+    the fake ERP as NetSuite), the customer's master attributes beside each credit status.
+    ``name`` is the adapter's (``capabilities.name``), so the stream is ``erp:netsuite``."""
+
     erp: Any
-    name: str = "netsuite"
+    name: str
     side: str = "erp"
 
     async def changes(self, watermark: str | None) -> tuple[Sequence[dict[str, Any]], str]:
@@ -43,36 +48,13 @@ class NetSuiteSource:
         return envelopes, mark
 
 
-@dataclass
-class TrytonSource:
-    """Payments and credit positions; one watermark (ISO time) for both streams."""
-
-    erp: Any
-    name: str = "tryton"
-    side: str = "erp"
-
-    async def changes(self, watermark: str | None) -> tuple[Sequence[dict[str, Any]], str]:
-        from revbridge.tryton.capture import capture_credit_status, capture_erp_payments
-
-        since = (
-            dt.datetime.fromisoformat(watermark)
-            if watermark
-            else dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-        )
-        payments, mark_p = await capture_erp_payments(self.erp, since)
-        credit, mark_c = await capture_credit_status(self.erp, since, with_master=True)
-        return [*payments, *credit], min(mark_p, mark_c).isoformat()
-
-
 def source_for(erp: ErpPort) -> SourcePort | None:
-    """The capture source of an ERP adapter, when it has one."""
-    name = erp.capabilities.name
-    if name in ("netsuite", "fake-erp") and hasattr(erp, "capture_changes"):
-        # The fake ERP captures as NetSuite does: a user tries `capture erp` against it.
-        return NetSuiteSource(erp, name=name)
-    if name == "tryton":
-        return TrytonSource(erp)
-    return None
+    """The capture source of an ERP adapter, when it has one: an adapter that can be
+    captured says so by having ``capture_changes`` (no list of systems here, so a new
+    adapter needs no edit in this module)."""
+    if not hasattr(erp, "capture_changes"):
+        return None
+    return ErpSource(erp, name=erp.capabilities.name)
 
 
 def load_watermark(engine: Engine, name: str) -> str | None:

@@ -270,6 +270,24 @@ class TrytonErp:
     async def close(self) -> None:
         await self.client.aclose()
 
+    async def capture_changes(
+        self, watermark: str | None, *, with_master: bool = False
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Payments and credit positions changed since ``watermark`` (an ISO time, one for
+        both streams; ``None``: from the beginning) as canonical envelopes, and the new mark
+        (``capture.py``). ``with_master`` adds the party's master attributes beside each
+        credit status, for the customer master."""
+        from revbridge.tryton.capture import capture_credit_status, capture_erp_payments
+
+        since = (
+            dt.datetime.fromisoformat(watermark)
+            if watermark
+            else dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+        )
+        payments, mark_p = await capture_erp_payments(self, since)
+        credit, mark_c = await capture_credit_status(self, since, with_master=with_master)
+        return [*payments, *credit], min(mark_p, mark_c).isoformat()
+
     # Port: customers ---------------------------------------------------------------------
 
     async def upsert_customer(

@@ -20,7 +20,7 @@ from revbridge.errors import DomainError
 from revbridge.mdm.ownership import Ownership
 from revbridge.netsuite.adapter import NetSuiteErp
 from revbridge.services import mdm, operations
-from revbridge.services.capture import NetSuiteSource, capture_once
+from revbridge.services.capture import ErpSource, capture_once
 from revbridge.services.ingest import ingest_lines
 from revbridge.services.mdm_sync import MdmErp, MdmSalesforce, filter_erp_capture
 from revbridge.store.db import create_store_engine
@@ -210,7 +210,7 @@ def test_a_netsuite_rename_is_written_back_by_the_hub(
         await worker.run_until_idle()
         found = await erp.find(RecordKind.CUSTOMER, acct)
         assert found is not None
-        source = NetSuiteSource(port)
+        source = ErpSource(port, name="netsuite")
         await capture_once(source, ledger, policy, clock=clock)  # the hub's own customer
         await erp.http.request(
             "PATCH", f"/record/v1/customer/{found.erp_id}", body={"companyName": "Bluth Co (old)"}

@@ -4,17 +4,42 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
 
 from revbridge.engine.ports import RecordKind
+from revbridge.services.capture import capture_once, load_watermark, source_for
 from revbridge.store.ledger import Ledger
+from revbridge.store.schema import events
 from revbridge.tryton.capture import capture_credit_status, capture_erp_payments
 from revbridge.tryton.instance import InstanceInfo
 
-from .conftest import Hub, Ids, accountant, customer, invoice, payment, revenue, run
+from .conftest import POLICY, Hub, Ids, accountant, customer, invoice, payment, revenue, run
 
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 # January of last year: inside the template's fiscal years, away from today's period.
 CLOSED_DAY = dt.date(dt.datetime.now(dt.UTC).year - 1, 1, 15)
+
+
+async def _paid_by_wire(
+    hub: Hub, invoice_id: str, wire: tuple[str, str], *envelopes: dict[str, Any]
+) -> None:
+    """The hub delivers ``envelopes``; then the accountant records a wire (amount,
+    reference) in Tryton against the invoice the hub posted."""
+    hub.ingest(*envelopes)
+    await hub.deliver()
+    client, books = accountant(hub.info)
+    try:
+        await client.login()
+        tryton_invoice = await books.find_invoice(invoice_id)
+        assert tryton_invoice is not None
+        amount, reference = wire
+        await books.record_payment(
+            tryton_invoice.id, Decimal(amount), reference=reference, date=dt.date.today()
+        )
+    finally:
+        await client.aclose()
 
 
 def test_a_payment_entered_in_tryton_reaches_the_salesforce_invoice(
@@ -26,21 +51,16 @@ def test_a_payment_entered_in_tryton_reaches_the_salesforce_invoice(
 
     async def scenario() -> None:
         hub = Hub(ledger, tryton)
-        client, books = accountant(tryton)
         try:
-            hub.ingest(
+            await _paid_by_wire(
+                hub,
+                inv,
+                ("1000.00", "WIRE-7781"),
                 customer(wayne, "Wayne Enterprises"),
                 invoice(inv, wayne, "INV-3001", [("Implementation services", 2, "950.00")]),
                 payment(card, wayne, "400.00", [(inv, "400.00")]),
             )
-            await hub.deliver()
             assert hub.states() == {"delivered": 3}
-            await client.login()
-            tryton_invoice = await books.find_invoice(inv)
-            assert tryton_invoice is not None
-            await books.record_payment(
-                tryton_invoice.id, Decimal("1000.00"), reference="WIRE-7781", date=dt.date.today()
-            )
 
             envelopes, watermark = await capture_erp_payments(
                 hub.erp, EPOCH, is_hub_payment=lambda ref: ref == card
@@ -64,7 +84,35 @@ def test_a_payment_entered_in_tryton_reaches_the_salesforce_invoice(
             assert remaining is not None
             assert remaining.open_amount == Decimal("500.00")  # 1,900 - 400 card - 1,000 wire
         finally:
-            await client.aclose()
+            await hub.close()
+
+    run(scenario())
+
+
+def test_the_capture_loop_reads_tryton_as_the_worker_does(
+    tryton: InstanceInfo, ledger: Ledger
+) -> None:
+    """The worker's capture round (the adapter's source, one watermark) stores the wire the
+    accountant entered and the customer's credit position, under the stream erp:tryton."""
+    wayne, inv = Ids.make("001"), Ids.make("a0X")
+    sold = [
+        customer(wayne, "Wayne Enterprises"),
+        invoice(inv, wayne, "INV-3002", [("Implementation services", 1, "700.00")]),
+    ]
+
+    async def scenario() -> None:
+        hub = Hub(ledger, tryton)
+        try:
+            await _paid_by_wire(hub, inv, ("700.00", "WIRE-7782"), *sold)
+            source = source_for(hub.erp)
+            assert source is not None
+            result = await capture_once(source, ledger, POLICY, clock=hub.clock)
+            assert result.stream == "erp:tryton"
+            assert load_watermark(ledger.engine, "erp:tryton") == result.watermark
+            with ledger.engine.connect() as conn:
+                kinds = set(conn.execute(select(events.c.type)).scalars())
+            assert {"erp.payment.received", "customer.credit_status_changed"} <= kinds
+        finally:
             await hub.close()
 
     run(scenario())
