@@ -601,3 +601,39 @@ def test_the_workers_capture_loop_names_the_system_and_stream_it_failed_on(
         "capture failed from fake-erp (stream erp:fake-erp): "
         "connection refused: the system is down" in said
     )
+
+
+def test_dlq_list_and_audit_read_at_80_columns(workdir: Path) -> None:
+    """At 80 columns a table folded `invoice.posted`, the source id and the error into
+    pieces of a few letters each: each entry's ids and names keep one line, its error or
+    reason is wrapped whole beneath it."""
+    _ingest_with_a_closed_period(workdir)
+    run_json(["worker", "--until-idle", "--json"])
+    first = run_json(["dlq", "list", "--json"])["dead_letters"][0]
+    listed = runner.invoke(app, ["dlq", "list", "--limit", "3"], env={"COLUMNS": "80"})
+    assert listed.exit_code == 0, listed.output
+    lines = listed.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), listed.stdout
+    (row,) = [line for line in lines if line.startswith(f"{first['id']}  ")]
+    assert row.split() == [
+        str(first["id"]),
+        "invoice.posted",
+        first["source_id"],
+        "erp",
+        "1",
+        *([str(first["parked_behind"])] if first["parked_behind"] else []),
+    ]
+    below = lines[lines.index(row) + 1]
+    assert below.strip() == first["last_error"]  # whole, on one line when it fits
+    runner.invoke(app, ["dr", "pause", "erp", "--reason", "ERP upgrade", "--actor", "kim"])
+    trail = runner.invoke(app, ["audit", "--limit", "5"], env={"COLUMNS": "80"})
+    assert trail.exit_code == 0, trail.output
+    lines = trail.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), trail.stdout
+    (row,) = [line for line in lines if " kim " in line]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC +kim +pause +target erp", row)
+    assert lines[lines.index(row) + 1] == "    running → paused: ERP upgrade"
+    dead = [line for line in lines if " dead_letter " in line]
+    assert dead
+    said = lines[lines.index(dead[0]) + 1].strip()
+    assert said.startswith("in_flight → dead_letter: terminal: period ")

@@ -1,14 +1,64 @@
 """What every command prints the same way: JSON (``--json``, ``dlq show``), its timestamps
-as the API writes them (``revbridge.core.timestamps``)."""
+as the API writes them (``revbridge.core.timestamps``), and lists for people that read at 80
+columns (``entry_lines``)."""
 
 from __future__ import annotations
 
 import json
 import sys
+import textwrap
+from collections.abc import Sequence
 from typing import Any
 
+from rich.console import Console
+
 from revbridge.core.timestamps import json_default
+
+# A list's long text (an error, a reason) sits under its entry, this far in.
+DETAIL_INDENT = "    "
 
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=json_default) + "\n")
+
+
+def entry_lines(
+    header: Sequence[str], entries: Sequence[tuple[Sequence[str], str]], *, width: int
+) -> list[str]:
+    """A list for people: per entry, one line of short fields (ids, times, names) aligned
+    under ``header``, never cut or folded, then its long text wrapped beneath, indented, to
+    ``width``. A table gives every column a share of 80 columns and folds an id or a time
+    into pieces; here the short fields keep their line and the long text has the width."""
+    fields = [list(header), *(list(f) for f, _ in entries)]
+    widths = [max(len(row[i]) for row in fields) for i in range(len(header))]
+
+    def line(row: Sequence[str]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+
+    lines = [line(header)]
+    for row, detail in entries:
+        lines.append(line(row))
+        if detail:
+            lines += textwrap.wrap(
+                detail,
+                width=max(width, 40),
+                initial_indent=DETAIL_INDENT,
+                subsequent_indent=DETAIL_INDENT,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+    return lines
+
+
+def print_entries(
+    console: Console,
+    title: str,
+    header: Sequence[str],
+    entries: Sequence[tuple[Sequence[str], str]],
+) -> None:
+    """``entry_lines`` on ``console``, under ``title``, at the console's width."""
+    console.print(title, markup=False, highlight=False)
+    lines = entry_lines(header, entries, width=console.width)
+    console.print(lines[0], style="bold", markup=False, highlight=False, soft_wrap=True)
+    for text in lines[1:]:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)

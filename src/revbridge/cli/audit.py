@@ -7,11 +7,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from revbridge.cli._ledger import disposing, open_engine
 from revbridge.cli._options import ConfigOpt, JsonOpt
-from revbridge.cli._output import print_json
+from revbridge.cli._output import print_entries, print_json
 from revbridge.core.timestamps import human_timestamp
 
 out = Console()
@@ -62,22 +61,17 @@ def audit(
         print_json({"audit": rows, "total": total})
         return
     shown = f"showing {len(rows)} of {total}" if len(rows) < total else str(total)
-    t = Table(title=f"audit log, newest first ({shown})")
-    t.add_column("at", no_wrap=True)
-    for col in ("actor", "action", "entity", "state"):
-        t.add_column(col, overflow="fold", no_wrap=col == "action")
-    t.add_column("reason", overflow="fold", ratio=1)
+    entries = []
     for r in rows:
         change = " → ".join(s for s in (r["from_state"], r["to_state"]) if s)
         entity_ref = f"{r['entity_type']} {r['entity_id']}" if r["entity_id"] else r["entity_type"]
-        t.add_row(
-            human_timestamp(r["at"]),
-            r["actor"],
-            r["action"],
-            entity_ref,
-            change,
-            r["reason"] or "",
-        )
-    out.print(t)
+        said = ": ".join(s for s in (change, r["reason"]) if s)
+        entries.append(((human_timestamp(r["at"]), r["actor"], r["action"], entity_ref), said))
+    print_entries(
+        out,
+        f"audit log, newest first ({shown})",
+        ("at", "actor", "action", "entity"),
+        entries,
+    )
     if len(rows) < total:
         out.print(f"{total - len(rows)} more: raise --limit or narrow the filters to see them")

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from rich.table import Table
 
 from revbridge.cli._options import ConfigOpt, JsonOpt
-from revbridge.cli._output import print_json
+from revbridge.cli._output import print_entries, print_json
 from revbridge.codec import json_schema
 from revbridge.config import DEFAULT_FILE, INIT_TEMPLATE, Settings, load_settings
 from revbridge.core.durations import human_duration
@@ -899,20 +899,25 @@ def dlq_list(
         print_json({"dead_letters": rows, "total": total})
         return
     shown = f"showing {len(rows)} of {total}" if len(rows) < total else str(total)
-    t = Table(title=f"dead letters ({shown})")
-    for col in ("event", "type", "source id", "target", "attempts", "parked", "last error"):
-        t.add_column(col, overflow="fold")
-    for r in rows:
-        t.add_row(
-            str(r["id"]),
-            r["type"],
-            r["source_id"],
-            r["target"],
-            str(r["attempts"]),
-            str(r["parked_behind"] or ""),
-            r["last_error"] or "",
-        )
-    out.print(t)
+    print_entries(
+        out,
+        f"dead letters ({shown})",
+        ("event", "type", "source id", "target", "attempts", "parked"),
+        [
+            (
+                (
+                    str(r["id"]),
+                    r["type"],
+                    r["source_id"],
+                    r["target"],
+                    str(r["attempts"]),
+                    str(r["parked_behind"] or ""),
+                ),
+                r["last_error"] or "",
+            )
+            for r in rows
+        ],
+    )
     if len(rows) < total:
         out.print(f"{total - len(rows)} more: raise --limit to see them")
     if behind := sum(r["parked_behind"] for r in rows):
