@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from revbridge.cli.main import app, main
+from revbridge.engine.worker import WorkerStats
 from tests.integration.conftest import JSON_TIMESTAMP, run_json, runner
 
 
@@ -435,6 +436,10 @@ def test_a_drain_says_how_far_it_is_on_stderr_and_keeps_its_summary_on_stdout(
     drained = runner.invoke(app, ["dr", "drain", "erp", "--rate", "50"])
     assert drained.exit_code == 0, drained.output
     assert drained.stdout.startswith("delivered=")
+    # Its totals on one line, piped as here: not folded at 80 columns.
+    totals = drained.stdout.splitlines()[0]
+    assert len(totals) > 80
+    assert [kv.split("=")[0] for kv in totals.split()] == list(WorkerStats.__slots__)
     assert "erp: made due now" in drained.stdout
     assert "left" not in drained.stdout
     lines = drained.stderr.splitlines()

@@ -62,3 +62,10 @@ def print_entries(
     console.print(lines[0], style="bold", markup=False, highlight=False, soft_wrap=True)
     for text in lines[1:]:
         console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def print_totals(console: Console, counts: dict[str, Any]) -> None:
+    """``delivered=3 retried=0 ...`` on one line whatever the width: a script reads it as
+    one line, and piped (not a terminal) Rich would fold it at 80 columns."""
+    line = " ".join(f"{k}={v}" for k, v in counts.items())
+    console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from rich.table import Table
 
 from revbridge.cli._options import ConfigOpt, JsonOpt
-from revbridge.cli._output import print_entries, print_json
+from revbridge.cli._output import print_entries, print_json, print_totals
 from revbridge.codec import json_schema
 from revbridge.config import DEFAULT_FILE, INIT_TEMPLATE, Settings, load_settings
 from revbridge.core.durations import human_duration
@@ -614,7 +614,7 @@ def worker(
     if as_json:
         print_json(stats)
     else:
-        out.print(" ".join(f"{k}={v}" for k, v in stats.items()))
+        print_totals(out, stats)
 
 
 capture_app = typer.Typer(
@@ -709,7 +709,7 @@ def capture_salesforce(
     if as_json:
         print_json(result)
     else:
-        out.print(" ".join(f"{k}={v}" for k, v in result.items() if k != "watermarks"))
+        print_totals(out, {k: v for k, v in result.items() if k != "watermarks"})
 
 
 def _capture_fake_org(settings: Settings, ledger: Any, as_json: bool) -> None:
@@ -769,7 +769,7 @@ def _capture(
     if as_json:
         print_json(total)
     else:
-        out.print(" ".join(f"{k}={v}" for k, v in total.items()))
+        print_totals(out, total)
     if last.skipped:
         raise typer.Exit(1)
 
@@ -1143,7 +1143,7 @@ def dr_drain(
     if as_json:
         print_json({**w.stats.as_dict(), "targets": {d.target: asdict(d) for d in drained}})
     else:
-        out.print(" ".join(f"{k}={v}" for k, v in w.stats.as_dict().items()))
+        print_totals(out, w.stats.as_dict())
         for d in drained:  # what still waits: once, on stderr, below
             out.print(f"{d.target}: {d.summary(waiting=False)}", soft_wrap=True)
     for why in waiting:
