@@ -326,6 +326,18 @@ def test_the_first_session_captures_from_the_fake_erp(workdir: Path) -> None:
     assert calls["salesforce reconciliation read-back"] > 0
 
 
+def test_capture_erp_by_hand_names_the_system_when_it_fails(workdir: Path) -> None:
+    """A failure that is not a refused call (here a watermark that is not one) was a
+    traceback that named no system; it is one line naming it, as the worker's loop says."""
+    assert runner.invoke(app, ["capture", "erp"]).exit_code == 0  # the watermark, written
+    _ledger_write(workdir, "UPDATE watermarks SET value = ? WHERE name = ?", ("x", "erp:fake-erp"))
+    failed = runner.invoke(app, ["capture", "erp"])
+    assert failed.exit_code == 2
+    (said,) = failed.stderr.splitlines()
+    assert said.startswith("error: capture from fake-erp failed: ValueError: ")
+    assert said.endswith("'x'")
+
+
 def test_an_event_type_moved_to_real_time_in_the_config_takes_its_waiting_deliveries(
     workdir: Path,
 ) -> None:

@@ -751,7 +751,18 @@ def _capture(
     try:
         done = asyncio.run(run())
     except DeliveryError as exc:  # it did not answer: nothing stored, watermark unchanged
-        err.print(f"[red]error:[/] capture from {source.name} failed, nothing read: {exc}")
+        why = f"capture from {source.name} failed, nothing read: {exc}"
+        err.print(f"[red]error:[/] {escape(why)}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    except Exception as exc:
+        # What it sent could not be read or stored (a watermark that is not one, a record
+        # the ledger refused): as the worker's capture loop does, say which system, not a
+        # bare message or a traceback. REVBRIDGE_DEBUG shows the traceback.
+        if os.environ.get("REVBRIDGE_DEBUG"):
+            raise
+        said = str(exc) if isinstance(exc, RevbridgeError) else f"{type(exc).__name__}: {exc}"
+        why = f"capture from {source.name} failed: {said}"
+        err.print(f"[red]error:[/] {escape(why)}", soft_wrap=True)
         raise typer.Exit(2) from None
     last = done[-1]
     total = {
