@@ -175,6 +175,7 @@ def test_dead_letters_are_listed_shown_and_replayed_with_an_audit_trail(workdir:
         app, ["dlq", "replay", "--all", "--reason", "period reopened", "--actor", "ana"]
     )
     assert result.exit_code == 0
+    assert result.stdout.startswith(f"replayed {len(dead)} dead letters; run ")
     run_json(["worker", "--until-idle", "--json"])
     assert run_json(["dlq", "list", "--json"])["dead_letters"] == []
     trail = run_json(["dlq", "show", str(dead[0]["id"]), "--json"])["audit"]

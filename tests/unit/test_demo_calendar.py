@@ -37,3 +37,32 @@ def test_a_count_the_sandbox_disputes_fails_the_demo() -> None:
         Check(what="payment.received delivered", system="NetSuite", query="q", hub=10, sandbox=9),
     ]
     assert report.problems == ["payment.received delivered: the hub says 10, NetSuite says 9"]
+
+
+def test_the_demos_verdict_counts_in_words_that_agree() -> None:
+    """ "1 dead letter", "1 event still waits": not "1 dead letter(s)", "1 event(s) wait"."""
+    from pathlib import Path
+
+    from revbridge.services.demo import DemoReport, Flow
+
+    def flow(event_type: str, *, dead_letters: int, waiting: int) -> Flow:
+        return Flow(
+            event_type=event_type,
+            direction="sf->erp",
+            pattern="realtime",
+            captured=3,
+            delivered=1,
+            batched=0,
+            dead_letters=dead_letters,
+            waiting=waiting,
+        )
+
+    report = DemoReport(config_path=Path("revbridge.toml"), store_url="sqlite://")
+    report.flows = [
+        flow("invoice.posted", dead_letters=1, waiting=1),
+        flow("payment.received", dead_letters=1, waiting=0),
+    ]
+    assert report.problems == [
+        "2 dead letters: see `revbridge dlq list`",
+        "1 event still waits for delivery: see `revbridge status`",
+    ]

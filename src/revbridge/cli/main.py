@@ -26,6 +26,7 @@ from revbridge.core.durations import human_duration
 from revbridge.core.events import EventType
 from revbridge.core.policy import policy_markdown, policy_rows
 from revbridge.core.timestamps import human_timestamp
+from revbridge.core.wording import counted
 from revbridge.errors import DeliveryError, RevbridgeError, UsageError
 from revbridge.generate import MAX_SEED
 
@@ -980,7 +981,8 @@ def dlq_replay(
         event_id=event_id,
         event_type=event_type,
     )
-    out.print(f"replayed {n} dead letter(s); run `revbridge worker --until-idle` to deliver")
+    said = counted(n, "dead letter")
+    out.print(f"replayed {said}; run `revbridge worker --until-idle` to deliver")
 
 
 @dr_app.command("status")

@@ -39,6 +39,7 @@ from sqlalchemy import Engine, distinct, func, select
 
 from revbridge.clock import ManualClock
 from revbridge.config import Settings, load_settings
+from revbridge.core.wording import counted
 from revbridge.engine.ports import ErpPort
 from revbridge.engine.worker import Worker
 from revbridge.errors import RevbridgeError
@@ -197,10 +198,13 @@ class DemoReport:
             if not c.agrees
         ]
         if self.dead_letters:
-            found.append(f"{self.dead_letters} dead letter(s): see `revbridge dlq list`")
+            found.append(f"{counted(self.dead_letters, 'dead letter')}: see `revbridge dlq list`")
         waiting = sum(f.waiting for f in self.flows)
         if waiting:
-            found.append(f"{waiting} event(s) still wait for delivery: see `revbridge status`")
+            found.append(
+                f"{counted(waiting, 'event')} still {'waits' if waiting == 1 else 'wait'} "
+                "for delivery: see `revbridge status`"
+            )
         o = self.outage
         if o.day and not (o.circuit_opened and o.alert_opened and o.alert_resolved and o.drained):
             found.append(
@@ -874,7 +878,10 @@ class _Story:
         finally:
             await client.aclose()
         if rep.quarantined:
-            raise DemoFailed(f"{rep.quarantined} Salesforce record(s) were quarantined")
+            raise DemoFailed(
+                f"{counted(rep.quarantined, 'Salesforce record')} "
+                f"{'was' if rep.quarantined == 1 else 'were'} quarantined"
+            )
         return rep.accepted
 
     async def capture_erp(self) -> int:
@@ -946,8 +953,9 @@ class _Story:
             co.open_invoices[inv] = (account, left - amount)
             credits += 1
         return (
-            f"{new_accounts} new account(s), {invoices} posted invoice(s), {payments} partial "
-            f"payment(s), {credits} credit note(s), {revenue} revenue entries"
+            f"{counted(new_accounts, 'new account')}, {counted(invoices, 'posted invoice')}, "
+            f"{counted(payments, 'partial payment')}, {counted(credits, 'credit note')}, "
+            f"{counted(revenue, 'revenue entry', 'revenue entries')}"
         )
 
     async def erp_activity(self, n: int, day: date) -> str:
@@ -992,9 +1000,9 @@ class _Story:
                 got = await self.capture_salesforce()
                 stats = await self.deliver()
                 p(
-                    f"  hub: captured {got} change(s) from Salesforce; delivered "
-                    f"{stats['delivered']}, {stats['expedited']} customer(s) pulled ahead of "
-                    "their nightly batch"
+                    f"  hub: captured {counted(got, 'change')} from Salesforce; delivered "
+                    f"{stats['delivered']}, {counted(stats['expedited'], 'customer')} pulled "
+                    "ahead of their nightly batch"
                 )
                 if outage_today:
                     await self.ride_out_outage(day)
@@ -1011,7 +1019,8 @@ class _Story:
                 )
                 if got or stats["delivered"]:
                     p(
-                        f"  hub: captured {got} change(s) from the ERP{gl_note}; delivered "
+                        f"  hub: captured {counted(got, 'change')} from the ERP{gl_note}; "
+                        "delivered "
                         f"{stats['delivered']} to Salesforce"
                     )
                 self.jump(at(day + timedelta(days=1), 2, 5))
@@ -1039,9 +1048,11 @@ class _Story:
             await self.deliver()
             self._observe_outage()
         self.progress(
-            f"  hub: {out.failed_attempts} failed call(s); circuit "
-            f"{'open' if out.circuit_opened else 'closed'}; {out.waiting_at_peak} event(s) wait "
-            f"in the ledger; alert: {out.alert_opened or 'none'}"
+            f"  hub: {counted(out.failed_attempts, 'failed call')}; circuit "
+            f"{'open' if out.circuit_opened else 'closed'}; "
+            f"{counted(out.waiting_at_peak, 'event')} "
+            f"{'waits' if out.waiting_at_peak == 1 else 'wait'} in the ledger; "
+            f"alert: {out.alert_opened or 'none'}"
         )
         self.erp.outage(False)
         self.progress(f"  ERP: {self.erp.name} is back (13:30)")
@@ -1169,8 +1180,9 @@ class _Story:
             path.write_bytes(render(r, "html"))
             self.report.recon_reports.append(path)
             self.progress(
-                f"[recon] {scope} {period}: {r.matched_count} matched, {r.variance_count} "
-                f"variance(s), {outcome.open_cases} open case(s) -> {path}"
+                f"[recon] {scope} {period}: {r.matched_count} matched, "
+                f"{counted(r.variance_count, 'variance')}, "
+                f"{counted(outcome.open_cases, 'open case')} -> {path}"
             )
 
     # ------------------------------------------------------------------ the counts

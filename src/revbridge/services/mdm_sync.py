@@ -46,6 +46,7 @@ from revbridge.core.events import (
     ReportingRefreshed,
     RevenueRecognized,
 )
+from revbridge.core.wording import counted
 from revbridge.engine.ports import (
     BatchItem,
     Capabilities,
@@ -865,10 +866,10 @@ class MatchReport:
         """One line for a person: every Account read, where it went."""
         c = self.counts()
         line = (
-            f"{c['sf_records']} Account(s) read: {c['accepted']} accepted ({c['linked']} "
+            f"{counted(c['sf_records'], 'Account')} read: {c['accepted']} accepted ({c['linked']} "
             f"linked), {c['review']} for review ({c['queued']} queued), {c['rejected']} "
             f"rejected, {c['unmatched']} unmatched, {c['already_linked']} already linked, "
-            f"{c['invalid']} invalid; {c['erp_records']} ERP customer(s) read"
+            f"{c['invalid']} invalid; {counted(c['erp_records'], 'ERP customer')} read"
         )
         return line + (f", {c['erp_invalid']} invalid" if c["erp_invalid"] else "")
 

@@ -45,6 +45,7 @@ from revbridge.core.events import (
     RevenueRecognized,
 )
 from revbridge.core.money import minor_unit
+from revbridge.core.wording import counted
 from revbridge.engine.ports import Capabilities, ErpRecord, ReadbackKind, ReadPage, RecordKind
 from revbridge.errors import DomainError, TerminalError
 from revbridge.mdm.normalize import normalize_tax_id
@@ -515,7 +516,7 @@ class TrytonErp:
                 taxes=self._invoice_taxes(memo.lines),
                 known_new=existing is None,
                 comment=(
-                    f"revbridge: applied to {len(parts)} invoice(s): "
+                    f"revbridge: applied to {counted(len(parts), 'invoice')}: "
                     + ", ".join(f"{a.amount} to {a.invoice_id}" for a in memo.applications)
                 ),
             )

@@ -140,7 +140,7 @@ def test_match_with_every_id_malformed_links_nothing_and_fails(workdir: Path) ->
     assert result.exit_code == 1
     assert "sf.csv line 2: Id '001000000000BBBZZZ' is not a Salesforce id" in result.stderr
     assert "sf.csv line 3: Id 'notanid' is not a Salesforce id" in result.stderr
-    assert "2 Account(s) read: 0 accepted (0 linked)" in result.stdout
+    assert "2 Accounts read: 0 accepted (0 linked)" in result.stdout
     assert "2 invalid" in result.stdout
 
 
@@ -151,6 +151,6 @@ def test_match_prints_a_readable_summary(workdir: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "{" not in result.stdout
     assert (
-        "2 Account(s) read: 1 accepted (1 linked), 0 for review (0 queued), 0 rejected, "
-        "1 unmatched, 0 already linked, 0 invalid; 1 ERP customer(s) read"
+        "2 Accounts read: 1 accepted (1 linked), 0 for review (0 queued), 0 rejected, "
+        "1 unmatched, 0 already linked, 0 invalid; 1 ERP customer read"
     ) in " ".join(result.stdout.split())

@@ -298,6 +298,11 @@ def test_the_adapter_applies_a_taxed_euro_credit_memo_over_two_invoices(
             assert (first.currency, first.total, first.open_amount) == ("EUR", D(120), D(70))
             assert (second.total, second.open_amount) == (D(240), D(200))
             assert (note.currency, note.total, note.open_amount) == ("EUR", D(-120), D(-30))
+            # Its comment, for an accountant in Tryton: "2 invoices", not "2 invoice(s)".
+            (row,) = await erp.client.model(
+                "account.invoice", "read", [int(record.erp_id)], ["comment"]
+            )
+            assert row["comment"].startswith("revbridge: applied to 2 invoices: 50")
         finally:
             await erp.close()
 
