@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -1484,6 +1484,7 @@ def run_due(
     now: datetime,
     reconciler: Reconciler | None = None,
     on_error: Callable[[DueRun, Exception], None] | None = None,
+    on_done: Callable[[DueRun], None] | None = None,
 ) -> list[RunOutcome]:
     """Run every scheduled recon run that is due, and one over each outage that just ended.
 
@@ -1493,6 +1494,7 @@ def run_due(
 
     Without ``on_error`` a failed run raises; with it, a failed run is handed to it (with the
     run that failed: scope, period, why it was due) and the next due run is tried.
+    ``on_done`` is told of each run that was made.
     """
     cfg = settings.raw.recon
     reconciler = reconciler or default_reconciler(settings, engine)
@@ -1525,6 +1527,9 @@ def run_due(
                 if on_error is None:
                     raise
                 on_error(d, exc)
+            else:
+                if on_done is not None:
+                    on_done(d)
         return outcomes
 
 
@@ -1546,6 +1551,39 @@ def scheduler_lock(engine: Engine) -> Iterator[bool]:
                 conn.commit()
 
 
+RunKey = tuple[str, str, str]
+"""A due run as the schedule's log names it: scope, period (``start..end``), reason."""
+
+
+def run_key(run: DueRun) -> RunKey:
+    return (run.scope, f"{run.start}..{run.end}", run.reason)
+
+
+@dataclass(slots=True)
+class FailingRuns:
+    """The due runs that failed and are tried again at every tick, with the error last
+    logged for each: during an ERP outage a run fails every minute until the ERP is back,
+    and a warning every minute per run (the nightly and the month-end run: two a minute)
+    buries the one line that says what is wrong. A run's failure is logged once, again only
+    when its error changes, and its recovery once."""
+
+    _logged: dict[RunKey, str] = field(default_factory=dict)
+    _failures: dict[RunKey, int] = field(default_factory=dict)
+
+    def failed(self, key: RunKey, error: str) -> bool:
+        """Count a failure of ``key``; whether to log it: its first, or a new error."""
+        self._failures[key] = self._failures.get(key, 0) + 1
+        if self._logged.get(key) == error:
+            return False
+        self._logged[key] = error
+        return True
+
+    def succeeded(self, key: RunKey) -> int:
+        """Forget ``key``: it ran. How many times it had failed before (0: nothing to say)."""
+        self._logged.pop(key, None)
+        return self._failures.pop(key, 0)
+
+
 async def recon_schedule_loop(
     settings: Settings,
     engine: Engine,
@@ -1563,20 +1601,28 @@ async def recon_schedule_loop(
     log = structlog.get_logger("revbridge.recon")
     now = clock or (lambda: datetime.now(UTC))
 
+    failing = FailingRuns()
+
     def failed(run: DueRun, exc: Exception) -> None:
-        # Logged with the run it was, and tried again at the next tick (not yet recorded).
-        log.warning(
-            "recon_run_failed",
-            scope=run.scope,
-            period=f"{run.start}..{run.end}",
-            reason=run.reason,
-            error=_first_line(exc),
-        )
+        # Logged with the run it was, once per run and error; tried again at the next tick
+        # (not yet recorded).
+        error = _first_line(exc)
+        if failing.failed(run_key(run), error):
+            scope, period, reason = run_key(run)
+            log.warning("recon_run_failed", scope=scope, period=period, reason=reason, error=error)
+
+    def done(run: DueRun) -> None:
+        if failures := failing.succeeded(run_key(run)):
+            scope, period, reason = run_key(run)
+            # At the failure's level: whoever saw it (the default level is WARNING) sees it end.
+            log.warning(
+                "recon_run_recovered", scope=scope, period=period, reason=reason, failures=failures
+            )
 
     while not stop.is_set():
         try:
             outcomes = await asyncio.to_thread(
-                run_due, settings, engine, now=now(), on_error=failed
+                run_due, settings, engine, now=now(), on_error=failed, on_done=done
             )
             for o in outcomes:
                 log.info(
@@ -1604,6 +1650,7 @@ __all__ = [
     "CaseDetail",
     "CaseView",
     "DueRun",
+    "FailingRuns",
     "ReconStatus",
     "Reconciler",
     "RunOutcome",

@@ -308,3 +308,63 @@ def test_an_outage_run_covers_the_documents_it_held_up_and_says_what_it_was(
     assert "(circuit opened)" in due.reason
     assert "paused by an operator" not in due.reason
     assert "1 document(s) held up, dated 2026-10-31..2026-10-31" in due.reason
+
+
+def test_a_run_failing_every_tick_is_logged_once_per_error_and_its_recovery_once(
+    ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """During an ERP outage both due runs (nightly and month-end) failed at every tick, each
+    logged: two warnings a minute. Each run's failure is logged once, again when its error
+    changes, and its recovery once; it is still tried at every tick."""
+    import structlog
+
+    import revbridge.services.recon as recon_services
+
+    settings = parse_config({"store": {"url": str(ledger.engine.url)}}, None, tmp_path)
+    at = datetime(2026, 11, 1, 4, tzinfo=UTC)
+    works = _reconciler(ledger, tmp_path)
+    tried: dict[str, int] = {}
+
+    def reconciler(scope: str, start: date, end: date, refresh: bool) -> PeriodRecon:
+        tried[scope] = tried.get(scope, 0) + 1
+        if tried[scope] <= 3:
+            raise RuntimeError("connection refused: the system is down")
+        if tried[scope] == 4:
+            raise RuntimeError("503 Service Unavailable")
+        return works(scope, start, end, refresh)
+
+    monkeypatch.setattr(recon_services, "default_reconciler", lambda s, e: reconciler)
+
+    async def ticking() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            recon_schedule_loop(settings, ledger.engine, stop, interval=timedelta(0),
+                                clock=lambda: at)
+        )  # fmt: skip
+        for _ in range(600):
+            await asyncio.sleep(0.05)
+            if len(_runs(ledger)) == 2:
+                break
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+
+    with structlog.testing.capture_logs() as logs:
+        asyncio.run(ticking())
+    assert tried == {"nightly": 5, "monthly": 5}  # tried at every tick
+    said = [
+        (e["event"], e["scope"], e.get("error", e.get("failures")))
+        for e in logs
+        if e["event"] in ("recon_run_failed", "recon_run_recovered")
+    ]
+    refused = "connection refused: the system is down"
+    assert said == [
+        ("recon_run_failed", "nightly", refused),
+        ("recon_run_failed", "monthly", refused),
+        ("recon_run_failed", "nightly", "503 Service Unavailable"),
+        ("recon_run_failed", "monthly", "503 Service Unavailable"),
+        ("recon_run_recovered", "nightly", 4),
+        ("recon_run_recovered", "monthly", 4),
+    ]
+    recovered = next(e for e in logs if e["event"] == "recon_run_recovered")
+    assert recovered["period"] == "2026-10-31..2026-11-01"
+    assert recovered["reason"] == f"schedule {NIGHTLY}"
