@@ -1288,6 +1288,7 @@ class DueRun:
     end: date
     reason: str
     fired: datetime | None = None  # the schedule's fire time; None for an outage's run
+    outage_end: datetime | None = None  # an outage's run: when the outage ended
 
 
 BATCH_WAIT = timedelta(hours=2)
@@ -1356,7 +1357,8 @@ def due_scheduled_runs(
 
 
 def outage_windows(engine: Engine, *, now: datetime) -> list[DueRun]:
-    """Runs over each outage that ended since the last look (then moves the mark).
+    """Runs over each outage that ended since the mark (``move_outage_mark``: moved by
+    ``run_due`` once their runs are made, so that a run that failed is due again).
 
     An outage is a target that could not be called: its circuit opened then closed again
     (``audit_log``, action ``circuit``), or an operator paused then resumed it (a planned
@@ -1365,7 +1367,7 @@ def outage_windows(engine: Engine, *, now: datetime) -> list[DueRun]:
     over every day from the start to the end, and back to the date of the earliest document
     the outage held up (``held_up_dates``); its reason says what the outage was.
     """
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         mark_text = conn.execute(
             select(watermarks.c.value).where(watermarks.c.name == OUTAGE_MARK)
         ).scalar()
@@ -1413,18 +1415,24 @@ def outage_windows(engine: Engine, *, now: datetime) -> list[DueRun]:
                             reason=f"outage of {target} {human_timestamp(start)}.."
                             f"{human_timestamp(at)}"
                             f" ({what}){held}",
+                            outage_end=at,
                         )
                     )
-        value = now.isoformat()
-        if mark_text is None:
-            conn.execute(watermarks.insert().values(name=OUTAGE_MARK, value=value, updated_at=now))
-        else:
-            conn.execute(
-                update(watermarks)
-                .where(watermarks.c.name == OUTAGE_MARK)
-                .values(value=value, updated_at=now)
-            )
     return due
+
+
+def move_outage_mark(engine: Engine, *, to: datetime, now: datetime) -> None:
+    """Outages that ended at or before ``to`` are reconciled: ``outage_windows`` looks after."""
+    with engine.begin() as conn:
+        moved = conn.execute(
+            update(watermarks)
+            .where(watermarks.c.name == OUTAGE_MARK)
+            .values(value=to.isoformat(), updated_at=now)
+        ).rowcount
+        if not moved:
+            conn.execute(
+                watermarks.insert().values(name=OUTAGE_MARK, value=to.isoformat(), updated_at=now)
+            )
 
 
 def outage_cause(causes: set[str]) -> str:
@@ -1508,6 +1516,7 @@ def run_due(
         if waiting and batch_run_due_or_under_way(engine, now=now):
             due = [d for d in due if d not in waiting]
         outcomes: list[RunOutcome] = []
+        failed: list[DueRun] = []
         for d in due:
             try:
                 outcomes.append(
@@ -1525,11 +1534,18 @@ def run_due(
                 )
             except Exception as exc:
                 if on_error is None:
-                    raise
+                    raise  # the mark stays: every outage's run is due again
+                failed.append(d)
                 on_error(d, exc)
             else:
                 if on_done is not None:
                     on_done(d)
+        # Past the outages whose runs were made, not past the first whose run failed: that
+        # one is due again at the next look (with those that ended after it, made twice
+        # rather than one lost).
+        ends = [d.outage_end for d in failed if d.outage_end is not None]
+        mark = min(ends) - timedelta(microseconds=1) if ends else now
+        move_outage_mark(engine, to=mark, now=now)
         return outcomes
 
 
@@ -1661,6 +1677,7 @@ __all__ = [
     "due_scheduled_runs",
     "investigate_case",
     "list_cases",
+    "move_outage_mark",
     "outage_windows",
     "period_bounds",
     "recon_schedule_loop",

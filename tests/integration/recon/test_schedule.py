@@ -18,6 +18,7 @@ from revbridge.recon.period import PeriodRecon, reconcile_period
 from revbridge.services.operations import set_paused
 from revbridge.services.recon import (
     due_scheduled_runs,
+    move_outage_mark,
     outage_windows,
     recon_schedule_loop,
     run_due,
@@ -95,6 +96,7 @@ def test_an_erp_outage_is_reconciled_once_its_circuit_closes(
     (due,) = outage_windows(ledger.engine, now=closed + timedelta(minutes=1))
     assert (due.scope, due.start, due.end) == ("nightly", date(2026, 11, 3), date(2026, 11, 6))
     assert "outage of erp" in due.reason
+    move_outage_mark(ledger.engine, to=closed + timedelta(minutes=1), now=closed)  # its run made
     assert outage_windows(ledger.engine, now=closed + timedelta(minutes=2)) == []
 
 
@@ -112,7 +114,44 @@ def test_a_planned_downtime_is_reconciled_once_the_target_resumes(
     assert (due.scope, due.start, due.end) == ("nightly", date(2026, 11, 3), date(2026, 11, 5))
     assert "outage of erp" in due.reason
     assert "paused by an operator" in due.reason
+    move_outage_mark(ledger.engine, to=resumed + timedelta(minutes=1), now=resumed)
     assert outage_windows(ledger.engine, now=resumed + timedelta(minutes=2)) == []
+
+
+def test_an_outage_run_that_failed_is_due_again_and_made_once_it_works(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """The outage's run fails (the ERP answers, then drops the read): it is due again at the
+    next look, not lost with the mark; once made, it is not due again."""
+    settings = parse_config({"store": {"url": str(ledger.engine.url)}}, None, tmp_path)
+    opened = datetime(2026, 11, 3, 22, tzinfo=UTC)
+    closed = datetime(2026, 11, 4, 8, tzinfo=UTC)
+    record_circuit(ledger.engine, "erp", state="open", failures=5, now=opened)
+    record_circuit(ledger.engine, "erp", state="closed", failures=0, now=closed)
+    works = _reconciler(ledger, tmp_path)
+    down = [True]
+
+    def reconciler(scope: str, start: date, end: date, refresh: bool) -> PeriodRecon:
+        if down[0] and (start, end) == (date(2026, 11, 3), date(2026, 11, 5)):  # the outage's
+            raise RuntimeError("502 Bad Gateway")
+        return works(scope, start, end, refresh)
+
+    failed: list[str] = []
+    at = closed + timedelta(minutes=1)
+    run_due(
+        settings, ledger.engine, now=at, reconciler=reconciler,
+        on_error=lambda d, exc: failed.append(d.reason),
+    )  # fmt: skip
+    (reason,) = failed
+    assert "outage of erp" in reason
+    (due,) = outage_windows(ledger.engine, now=at + timedelta(minutes=1))
+    assert due.reason == reason
+    down[0] = False
+    run_due(settings, ledger.engine, now=at + timedelta(minutes=1), reconciler=reconciler)
+    assert [r for r in _runs(ledger) if r[2] == date(2026, 11, 5)] == [
+        ("nightly", date(2026, 11, 3), date(2026, 11, 5), "recon-scheduler")
+    ]
+    assert outage_windows(ledger.engine, now=at + timedelta(minutes=2)) == []
 
 
 def test_a_pause_overlapping_a_circuit_outage_is_one_window_until_both_end(
