@@ -248,6 +248,13 @@ def test_a_batch_run_to_salesforce_writes_what_became_of_each_item(workdir: Path
     assert states == [("delivered", gl["items"])]
     calls = _ledger_rows(workdir, "SELECT sum(calls) FROM api_calls WHERE event_type = 'gl.posted'")
     assert calls == [(2 * gl["items"],)]  # each item called twice: down, then delivered
+    runner.invoke(app, ["generate", "-n", "300", "--seed", "5", "--out", "more.jsonl"])
+    run_json(["ingest", "more.jsonl", "--json"])
+    shown = runner.invoke(
+        app, ["batch", "run", "--class", "customer.upserted"], env={"COLUMNS": "80"}
+    )
+    (path,) = (workdir / "batches").rglob("*customer.upserted/records.jsonl")
+    assert str(path) in shown.output  # the path whole, on one line, to copy
 
 
 def test_a_batch_run_respects_a_pause_and_a_failed_one_exits_1_and_alerts(
@@ -269,6 +276,11 @@ def test_a_batch_run_respects_a_pause_and_a_failed_one_exits_1_and_alerts(
         workdir, "SELECT actor, to_state FROM audit_log WHERE action = 'batch_run'"
     )
     assert audit == [("lee", "skipped")]
+    shown = runner.invoke(
+        app, ["batch", "run", "--class", "customer.upserted"], env={"COLUMNS": "80"}
+    )
+    assert "skipped: " in shown.output
+    assert "erp is paused" in " ".join(shown.output.split())  # why, whole, under the class
 
     runner.invoke(app, ["dr", "resume", "erp", "--actor", "kim"])
     _set(workdir, "erp", 'faults = "down=1"')
@@ -382,8 +394,11 @@ def test_waiting_lists_what_each_parked_delivery_waits_for(workdir: Path) -> Non
     assert [(w["type"], w["state"], w["parked_on"]) for w in waiting] == [
         ("payment.received", "parked", customer)
     ]
-    table = runner.invoke(app, ["waiting"])
+    table = runner.invoke(app, ["waiting"], env={"COLUMNS": "80"})
     assert "waiting (1 shown)" in table.output
+    # At 80 columns, each reference whole on its line (a table folded them into pieces).
+    assert f"payment:{pay['data']['payment_id']}" in table.output
+    assert f"waits for {customer}" in table.output
 
 
 def test_worker_until_idle_waits_out_a_short_429_and_says_what_is_left(workdir: Path) -> None:
