@@ -797,27 +797,32 @@ def run_recon(
 def _run_amounts(recon: PeriodRecon) -> dict[str, dict[str, str]]:
     """What matched, and the variance, per currency, as the run stores them.
 
-    The variance adds each category's amount as the report gives it (``category_amounts``),
-    but counts a gap once: a reconciliation with control totals (revenue) sees the same gap
-    twice, in its documents (an entry missing in the ERP) and in the GL (the control totals
-    the entry leaves unposted), so its variance per currency is the larger of the two views.
+    The variance counts a gap once. A document's amount gap counts once however many ways
+    it differs: each of its findings (amount, date, customer, status) carries the same
+    difference. A reconciliation with control totals (revenue) sees the same gap twice, in
+    its documents (an entry missing in the ERP) and in the GL (the control totals the entry
+    leaves unposted, one leg: ``category_amounts``), so its variance per currency is the
+    larger of the two views.
     """
     matched: dict[str, Decimal] = {}
     variance: dict[str, Decimal] = {}
     for r in recon.reconciliations:
         for m in r.result.matched:
             matched[m.currency] = matched.get(m.currency, Decimal(0)) + m.source_amount
-        groups: dict[str, list[tuple[str, Decimal]]] = {}
+        gaps: dict[str, tuple[str, Decimal]] = {}  # a document's gap, by its ref
+        control: list[tuple[str, Decimal]] = []
         for i in r.findings:
             f = i.finding
-            if f.difference is not None and f.currency:
-                groups.setdefault(f.kind.value, []).append((f.currency, f.difference))
+            if f.difference is None or not f.currency:
+                continue
+            if f.kind.value == "control_total":
+                control.append((f.currency, f.difference))
+            else:
+                gaps.setdefault(f.ref, (f.currency, abs(f.difference)))
         documents: dict[str, Decimal] = {}
-        totals: dict[str, Decimal] = {}
-        for kind, pairs in groups.items():
-            view = totals if kind == "control_total" else documents
-            for currency, amount in category_amounts(kind, pairs)[0]:
-                view[currency] = view.get(currency, Decimal(0)) + amount
+        for currency, amount in gaps.values():
+            documents[currency] = documents.get(currency, Decimal(0)) + amount
+        totals = dict(category_amounts("control_total", control)[0])
         for currency in documents.keys() | totals.keys():
             gap = max(documents.get(currency, Decimal(0)), totals.get(currency, Decimal(0)))
             variance[currency] = variance.get(currency, Decimal(0)) + gap

@@ -252,3 +252,44 @@ def test_the_run_variance_counts_each_revenue_gap_once_whichever_view_sees_more(
         "EUR": Decimal("40"),
         "USD": Decimal("130.00"),
     }
+
+
+def test_the_run_variance_counts_a_document_that_differs_in_several_ways_once() -> None:
+    """An invoice whose amount and date both differ is two findings, each carrying the
+    document's gap of 25.00 USD: the run's variance is 25.00, not 50.00. A second invoice
+    differing only in its status adds its own 10.00."""
+    from revbridge.recon.hub_state import FindingWithHubState, HubState
+    from revbridge.recon.match import Finding
+    from revbridge.recon.period import PeriodRecon, Reconciliation
+    from revbridge.services.recon import _run_amounts
+
+    def finding(kind: FindingKind, ref: str, difference: str) -> Finding:
+        return Finding(kind=kind, ref=ref, doc_type="invoice", currency="USD",
+                       source_amount=Decimal("100.00"), erp_amount=Decimal("100.00")
+                       + Decimal(difference), difference=Decimal(difference),
+                       within_tolerance=False, source_value=None, erp_value=None)  # fmt: skip
+
+    findings = (
+        finding(FindingKind.AMOUNT, "a0X1", "25.00"),
+        finding(FindingKind.DATE, "a0X1", "25.00"),
+        finding(FindingKind.STATUS, "a0X2", "-10.00"),
+    )
+    ar = ReconResult(source_count=2, erp_count=2, findings=findings, matched=())
+    recon = PeriodRecon(
+        scope="nightly",
+        start=date(2026, 10, 31),
+        end=date(2026, 11, 1),
+        reconciliations=(
+            Reconciliation(
+                name="ar",
+                result=ar,
+                findings=tuple(
+                    FindingWithHubState(finding=f, hub=HubState(state="delivered"))
+                    for f in findings
+                ),
+            ),
+        ),
+        read_at=datetime(2026, 11, 1, 2, tzinfo=UTC),
+    )
+    variance = _run_amounts(recon)["variance"]
+    assert {c: Decimal(a) for c, a in variance.items()} == {"USD": Decimal("35.00")}
