@@ -171,3 +171,44 @@ def test_an_operator_resolves_a_reconciliation_case_in_the_console(
     assert "resolved" in page.locator("#case-state").inner_text()
     assert "token:kim" in page.locator("table").last.inner_text()
     context.close()
+
+
+def test_an_operator_reads_a_quarantined_line_and_resolves_it_in_the_console(
+    browser: Any, served: Served
+) -> None:
+    """A line refused at ingest is listed with its reason; its page shows the raw input as
+    received; resolving it with a reason closes it, audited under the operator's name."""
+    from revbridge.store.schema import quarantine
+
+    bad = next(iter(generate_events(1, seed=11)))
+    bad["data"]["currency"] = "XXY"
+    result = ingest_lines(
+        served.ledger, [json.dumps(bad).encode()], policy=served.settings.policy, origin="bad.jsonl"
+    )
+    assert result.rejected == 1
+    with served.ledger.engine.connect() as conn:
+        entry = conn.execute(select(quarantine.c.id)).scalar_one()
+    context = browser.new_context()
+    page = context.new_page()
+    _login(page, served.url, served.operator)
+    page.click("text=Quarantine")
+    row = page.locator(f"#q-{entry}")
+    assert "XXY" in row.inner_text()
+    assert "bad.jsonl" in row.inner_text()
+    row.locator("a").first.click()
+    assert '"XXY"' in page.locator("#entry-raw").inner_text()
+    form = page.locator("#resolve")
+    form.locator("input[name=reason]").fill("currency fixed at the source, sent again")
+    form.locator("button").click()
+    page.wait_for_load_state()
+    assert "resolved" in page.locator("body").inner_text()
+    with served.ledger.engine.connect() as conn:
+        status = conn.execute(select(quarantine.c.status)).scalar_one()
+        actor, reason = conn.execute(
+            select(audit_log.c.actor, audit_log.c.reason).where(
+                audit_log.c.entity_type == "quarantine"
+            )
+        ).one()
+    assert status == "resolved"
+    assert (actor, reason) == ("token:kim", "currency fixed at the source, sent again")
+    context.close()
