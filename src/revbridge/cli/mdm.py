@@ -21,6 +21,7 @@ from revbridge.cli._ledger import disposing, open_engine
 from revbridge.cli._options import ConfigOpt, JsonOpt
 from revbridge.cli._output import print_json
 from revbridge.core.timestamps import json_default
+from revbridge.core.wording import counted
 
 app = typer.Typer(
     help="Customer master: ID crosswalk, go-live matching, review queue.", no_args_is_help=True
@@ -93,7 +94,7 @@ def export_cmd(
 
     _, engine = open_engine(config)
     n = export_links(engine, out_path)
-    out.print(f"{n} row(s) written to {out_path}")
+    out.print(f"{counted(n, 'row')} written to {out_path}")
 
 
 @app.command("import")
@@ -118,9 +119,9 @@ def import_cmd(
     elif report.errors:
         for line, message in report.errors:
             err.print(f"[red]line {line}:[/] {message}")
-        err.print(f"nothing imported: {len(report.errors)} bad row(s) of {report.rows}")
+        err.print(f"nothing imported: {counted(len(report.errors), 'bad row')} of {report.rows}")
     else:
-        out.print(f"{report.linked} link(s) imported from {path}")
+        out.print(f"{counted(report.linked, 'link')} imported from {path}")
     if report.errors:
         raise typer.Exit(1)
 
@@ -211,7 +212,7 @@ def match_cmd(
             err.print(f"[red]{escape(str(bad))}[/]", highlight=False)
         if result.bad_rows:
             err.print(
-                f"{len(result.bad_rows)} row(s) not matched: fix them and run again "
+                f"{counted(len(result.bad_rows), 'row')} not matched: fix them and run again "
                 "(the Accounts linked now are left out)",
                 highlight=False,
             )

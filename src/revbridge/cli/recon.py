@@ -23,6 +23,7 @@ from revbridge.cli._options import ConfigOpt, JsonOpt
 from revbridge.cli._output import print_json
 from revbridge.core.money import format_money
 from revbridge.core.timestamps import human_timestamp
+from revbridge.core.wording import counted
 
 app = typer.Typer(
     help="Reconciliation: runs and reports, cases, month-end sign-off.", no_args_is_help=True
@@ -153,7 +154,9 @@ def run(
             )
     limit = settings.raw.recon.max_open_cases
     if outcome.open_cases > limit:
-        err.print(f"[red]{outcome.open_cases} open case(s), more than the {limit} allowed[/]")
+        err.print(
+            f"[red]{counted(outcome.open_cases, 'open case')}, more than the {limit} allowed[/]"
+        )
         raise typer.Exit(EXIT_TOO_MANY_OPEN_CASES)
 
 

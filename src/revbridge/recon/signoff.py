@@ -27,6 +27,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from revbridge.core.timestamps import human_timestamp, json_timestamp
+from revbridge.core.wording import counted
 from revbridge.errors import DomainError
 
 
@@ -45,7 +46,8 @@ def check_prepare(*, current: str | None, active_cases: int) -> None:
         raise DomainError(f"the period is already {current}; a voided one can be prepared again")
     if active_cases:
         raise DomainError(
-            f"{active_cases} case(s) of the period are still open or investigating: "
+            f"{counted(active_cases, 'case')} of the period "
+            f"{'is' if active_cases == 1 else 'are'} still open or investigating: "
             "resolve or accept them before sign-off"
         )
 

@@ -30,6 +30,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from revbridge.config import Settings
 from revbridge.core.policy import check_cron
 from revbridge.core.timestamps import human_timestamp
+from revbridge.core.wording import counted
 from revbridge.errors import DomainError
 from revbridge.recon.cases import (
     ACTIVE,
@@ -1408,7 +1409,8 @@ def outage_windows(engine: Engine, *, now: datetime) -> list[DueRun]:
                     dates = held_up_dates(conn, target, start, at)
                     first = min([start.date(), *dates])
                     held = (
-                        f"; {len(dates)} document(s) held up, dated {min(dates)}..{max(dates)}"
+                        f"; {counted(len(dates), 'document')} held up, "
+                        f"dated {min(dates)}..{max(dates)}"
                         if dates
                         else ""
                     )

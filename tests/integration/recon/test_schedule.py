@@ -346,7 +346,7 @@ def test_an_outage_run_covers_the_documents_it_held_up_and_says_what_it_was(
     assert (due.start, due.end) == (date(2026, 10, 31), date(2026, 11, 3))
     assert "(circuit opened)" in due.reason
     assert "paused by an operator" not in due.reason
-    assert "1 document(s) held up, dated 2026-10-31..2026-10-31" in due.reason
+    assert "1 document held up, dated 2026-10-31..2026-10-31" in due.reason
 
 
 def test_a_run_failing_every_tick_is_logged_once_per_error_and_its_recovery_once(

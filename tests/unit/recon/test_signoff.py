@@ -11,8 +11,10 @@ from revbridge.recon.signoff import changed_reconciliations, check_prepare, chec
 def test_a_period_with_open_cases_cannot_be_prepared() -> None:
     """The preparer must first resolve or accept every case of the period."""
     check_prepare(current=None, active_cases=0)
-    with pytest.raises(DomainError, match="2 case"):
+    with pytest.raises(DomainError, match="2 cases of the period are still open"):
         check_prepare(current=None, active_cases=2)
+    with pytest.raises(DomainError, match="1 case of the period is still open"):
+        check_prepare(current=None, active_cases=1)
     with pytest.raises(DomainError, match="already prepared"):
         check_prepare(current="prepared", active_cases=0)
 
