@@ -255,6 +255,10 @@ def test_a_batch_run_to_salesforce_writes_what_became_of_each_item(workdir: Path
     )
     (path,) = (workdir / "batches").rglob("*customer.upserted/records.jsonl")
     assert str(path) in shown.output  # the path whole, on one line, to copy
+    sent = runner.invoke(app, ["batch", "run", "--class", "gl.posted"], env={"COLUMNS": "80"})
+    assert "sent record by record to salesforce (no file)" in sent.output
+    again = runner.invoke(app, ["batch", "run", "--class", "gl.posted"], env={"COLUMNS": "80"})
+    assert "nothing due" in again.output
 
 
 def test_a_batch_run_respects_a_pause_and_a_failed_one_exits_1_and_alerts(
