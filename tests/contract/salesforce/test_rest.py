@@ -36,6 +36,10 @@ def test_describe_global_and_object(org: Org) -> None:
     assert fields["ParentId"]["referenceTo"] == ["Account"]
     assert fields["ParentId"]["relationshipName"] == "Parent"
     assert fields["SystemModstamp"]["updateable"] is False
+    # The customer master's Salesforce-owned fields, as the real org describes them.
+    assert (fields["Website"]["type"], fields["Website"]["length"]) == ("url", 255)
+    for code in ("ShippingStateCode", "ShippingCountryCode"):
+        assert (fields[code]["type"], fields[code]["length"]) == ("string", 10)
     invoice = org.client.get(f"{API}/sobjects/blng__Invoice__c/describe").json()
     status = next(f for f in invoice["fields"] if f["name"] == "blng__InvoiceStatus__c")
     assert [p["value"] for p in status["picklistValues"]][:4] == [

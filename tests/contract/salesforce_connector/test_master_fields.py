@@ -9,16 +9,23 @@ from .conftest import Org, run
 
 
 def test_the_erps_tax_registration_lands_on_the_account(org: Org) -> None:
-    """``Tax_Registration__c`` holds the ERP's tax id; a name goes to ``Name`` beside it."""
+    """``Tax_Registration__c`` holds the ERP's tax id; a name goes to ``Name`` beside it, and
+    a web site to the standard ``Website``."""
     account = org.create("Account", {"Name": "Initech (edited)"})
 
     async def go() -> None:
         port = SalesforceWriteBack(org.client())
         try:
-            await port.revert_account_fields(account, {"tax_id": "US-222", "name": "Initech"})
+            await port.revert_account_fields(
+                account, {"tax_id": "US-222", "name": "Initech", "website": "initech.example"}
+            )
         finally:
             await port.close()
 
     run(go())
-    (row,) = org.records("SELECT Name, Tax_Registration__c FROM Account")
-    assert (row["Name"], row["Tax_Registration__c"]) == ("Initech", "US-222")
+    (row,) = org.records("SELECT Name, Tax_Registration__c, Website FROM Account")
+    assert (row["Name"], row["Tax_Registration__c"], row["Website"]) == (
+        "Initech",
+        "US-222",
+        "initech.example",
+    )

@@ -28,10 +28,11 @@ FieldType = Literal[
     "reference",
     "email",
     "phone",
+    "url",
 ]
 
 NUMERIC_TYPES: frozenset[str] = frozenset({"currency", "double", "int", "percent"})
-TEXT_TYPES: frozenset[str] = frozenset({"string", "textarea", "picklist", "email", "phone"})
+TEXT_TYPES: frozenset[str] = frozenset({"string", "textarea", "picklist", "email", "phone", "url"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -274,6 +275,9 @@ def build_objects() -> dict[str, ObjectDef]:
                 _f("ShippingState", "string", length=80),
                 _f("ShippingPostalCode", "string", length=20),
                 _f("ShippingCountry", "string", length=80),
+                _f("ShippingStateCode", "string", length=10),
+                _f("ShippingCountryCode", "string", length=10),
+                _f("Website", "url", length=255),
                 _f("Phone", "phone", length=40),
                 _f("ERP_Customer_Number__c", "string", external_id=True, unique=True, length=40),
                 _f("ERP_Id__c", "string", external_id=True, length=40),
