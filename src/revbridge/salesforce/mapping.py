@@ -80,6 +80,12 @@ class AccountFields:
     region: str = "BillingStateCode"
     postal_code: str = "BillingPostalCode"
     country: str = "BillingCountryCode"
+    shipping_street: str = "ShippingStreet"
+    shipping_city: str = "ShippingCity"
+    shipping_region: str = "ShippingStateCode"
+    shipping_postal_code: str = "ShippingPostalCode"
+    shipping_country: str = "ShippingCountryCode"
+    website: str = "Website"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -336,7 +342,9 @@ def select_fields(profile: Profile, kind: str) -> list[str]:
     names: list[str]
     if kind == "account":
         names = [a.name, a.parent, a.erp_customer_number, a.currency, a.industry, a.segment]
-        names += [a.street, a.city, a.region, a.postal_code, a.country]
+        names += [a.street, a.city, a.region, a.postal_code, a.country, a.website]
+        names += [a.shipping_street, a.shipping_city, a.shipping_region]
+        names += [a.shipping_postal_code, a.shipping_country]
     elif kind == "invoice":
         names = [i.number, i.account, i.currency, i.invoice_date, i.due_date, i.posted_date]
         names += [i.status, i.subtotal, i.tax, i.total]
@@ -523,6 +531,25 @@ def _same_currency(profile: Profile, child: Record, currency: str, what: str) ->
         )
 
 
+def _address(
+    record: Record, street: str, city: str, region: str, postal_code: str, country: str
+) -> Address | None:
+    """An Account address from its components: street lines, city and country make one
+    (region and postal code optional); without them the Account has no such address."""
+    lines = (_text(record, street) or "").splitlines()
+    town, code = _text(record, city), _text(record, country)
+    if not (lines and town and code):
+        return None
+    return Address(
+        line1=lines[0],
+        line2=", ".join(lines[1:]) or None,
+        city=town,
+        region=_text(record, region),
+        postal_code=_text(record, postal_code),
+        country=code,
+    )
+
+
 def record_type(record: Record) -> str | None:
     attributes = record.get("attributes")
     if isinstance(attributes, Mapping) and attributes.get("type"):
@@ -653,29 +680,22 @@ class Mapper:
 
     def _account(self, record: Record, _kids: Sequence[Record]) -> _Built:
         a = self.profile.account
-        address = None
-        street, city, country = (
-            _text(record, a.street),
-            _text(record, a.city),
-            _text(record, a.country),
-        )
-        if street and city and country:
-            lines = street.splitlines()
-            address = Address(
-                line1=lines[0],
-                line2=", ".join(lines[1:]) or None,
-                city=city,
-                region=_text(record, a.region),
-                postal_code=_text(record, a.postal_code),
-                country=country,
-            )
         data = CustomerUpserted(
             customer_id=_id(record, "Id") or "",
             name=str(_required(record, a.name)),
             erp_customer_number=_text(record, a.erp_customer_number),
             parent_customer_id=_id(record, a.parent, required=False),
             currency=_currency(self.profile, record, a.currency),
-            billing_address=address,
+            billing_address=_address(record, a.street, a.city, a.region, a.postal_code, a.country),
+            shipping_address=_address(
+                record,
+                a.shipping_street,
+                a.shipping_city,
+                a.shipping_region,
+                a.shipping_postal_code,
+                a.shipping_country,
+            ),
+            website=_text(record, a.website),
             industry=_text(record, a.industry),
             segment=_text(record, a.segment),
         )

@@ -608,6 +608,11 @@ class FakeErp(_FaultyFake):
                 if customer.billing_address is None
                 else dataclasses.asdict(customer.billing_address)
             ),
+            "shipping_address": (
+                None
+                if customer.shipping_address is None
+                else dataclasses.asdict(customer.shipping_address)
+            ),
         }
         if existing is None:
             existing = self._new(

@@ -3,6 +3,7 @@ recovery from an expired replay id, the quarantine, and no echo of the hub's own
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -276,3 +277,69 @@ def test_changes_already_in_the_ledger_are_not_read_again(org: Org, sf_ledger: L
     first, second = run(twice())
     assert (first.read, first.accepted, first.duplicates, first.already_current) == (4, 2, 0, 2)
     assert (second.read, second.accepted, second.already_current) == (1, 1, 0)
+
+
+def customer_payloads(ledger: Ledger, account: str) -> list[dict[str, Any]]:
+    with ledger.engine.connect() as conn:
+        rows = conn.execute(
+            select(events.c.payload)
+            .where(events.c.subject_ref == f"customer:{account}")
+            .order_by(events.c.id)
+        )
+        return [json.loads(p) for (p,) in rows]
+
+
+def test_the_accounts_website_and_shipping_address_are_captured(
+    org: Org, sf_ledger: Ledger
+) -> None:
+    """Salesforce owns the web site and the shipping address: a user's edit of either is a
+    new ``customer.upserted`` carrying it, by the stream (the CREATE event, then the
+    re-read of an UPDATE) as by the poll."""
+    account = org.create(
+        "Account",
+        {
+            "Name": "Shipping Co",
+            "Website": "www.shipping.example",
+            "ShippingStreet": "1 Dock Road\nUnit 4",
+            "ShippingCity": "Cork",
+            "ShippingCountryCode": "IE",
+        },
+    )
+    capture(org, sf_ledger, "stream")
+    (created,) = customer_payloads(sf_ledger, account)
+    assert created["website"] == "www.shipping.example"
+    assert created["shipping_address"] == {
+        "line1": "1 Dock Road",
+        "line2": "Unit 4",
+        "city": "Cork",
+        "region": None,
+        "postal_code": None,
+        "country": "IE",
+    }
+    org.update(
+        "Account",
+        account,
+        {
+            "Website": "https://shipping.example/eu",
+            "ShippingStreet": "9 Harbour Way",
+            "ShippingCity": "Rotterdam",
+            "ShippingStateCode": "ZH",
+            "ShippingPostalCode": "3011 AA",
+            "ShippingCountryCode": "NL",
+        },
+    )
+    assert capture(org, sf_ledger, "stream").accepted == 1
+    edited = customer_payloads(sf_ledger, account)[-1]
+    assert edited["website"] == "https://shipping.example/eu"
+    assert edited["shipping_address"] == {
+        "line1": "9 Harbour Way",
+        "line2": None,
+        "city": "Rotterdam",
+        "region": "ZH",
+        "postal_code": "3011 AA",
+        "country": "NL",
+    }
+    assert edited["billing_address"] is None
+    org.update("Account", account, {"Website": "shipping.example"})
+    assert capture(org, sf_ledger, "poll").accepted == 1
+    assert customer_payloads(sf_ledger, account)[-1]["website"] == "shipping.example"

@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from revbridge.codec import decode_line
-from revbridge.salesforce.mapping import BILLING, REVENUE_CLOUD, Mapped, Mapper, Profile
+from revbridge.salesforce.mapping import (
+    BILLING,
+    REVENUE_CLOUD,
+    Mapped,
+    Mapper,
+    Profile,
+    select_fields,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -179,3 +186,38 @@ def test_an_unknown_record_type_is_rejected() -> None:
     mapped = Mapper(BILLING).map_records("Account", [record])
     assert [r.code for r in mapped.rejections] == ["unknown_record_type"]
     assert "Opportunity" in mapped.rejections[0].reason
+
+
+@pytest.mark.parametrize("profile", [BILLING, REVENUE_CLOUD], ids=lambda p: p.name)
+def test_an_accounts_website_and_shipping_address_are_mapped(profile: Profile) -> None:
+    """Salesforce owns both: the capture reads them (by the state and country codes, as the
+    billing address) and the event carries them; a shipping address without its city is
+    none, as a billing address."""
+    fields = select_fields(profile, "account")
+    for name in ("Website", "ShippingStreet", "ShippingCity", "ShippingStateCode"):
+        assert name in fields
+    assert {"ShippingPostalCode", "ShippingCountryCode"} <= set(fields)
+    record = copy.deepcopy(recorded("billing")["Account"]["records"][1])
+    record |= {
+        "Website": "https://globex.example",
+        "ShippingStreet": "Zone Industrielle\nQuai 3",
+        "ShippingCity": "Lyon",
+        "ShippingStateCode": "ARA",
+        "ShippingPostalCode": "69007",
+        "ShippingCountryCode": "FR",
+    }
+    (env,) = Mapper(profile).map_records("Account", [record]).envelopes
+    data = env["data"]
+    assert data["website"] == "https://globex.example"
+    assert data["shipping_address"] == {
+        "line1": "Zone Industrielle",
+        "line2": "Quai 3",
+        "city": "Lyon",
+        "region": "ARA",
+        "postal_code": "69007",
+        "country": "FR",
+    }
+    assert data["billing_address"]["city"] == "Paris"
+    record["ShippingCity"] = None
+    (env,) = Mapper(profile).map_records("Account", [record]).envelopes
+    assert env["data"]["shipping_address"] is None
