@@ -166,6 +166,9 @@ class SalesforceSection(_Strict):
     object_model: Literal["billing", "revenue_cloud"] = "billing"
     integration_user_id: str | None = None
     ca_bundle: str | None = None
+    # The Account's web site (Salesforce owns it by default): captured, and written back when
+    # the ERP owns it; "" where the integration user cannot read it (field-level security)
+    website_field: _OptionalFieldName = "Website"
     # fake: where the in-process fake org keeps its records between runs
     state_file: str = "fake-salesforce.json"
     # fake: several processes share the fake org through state_file (file lock)

@@ -667,10 +667,9 @@ def capture_salesforce(
     from revbridge.clock import SystemClock
     from revbridge.engine.queue import DeliveryQueue
     from revbridge.salesforce.capture import CaptureSettings, SalesforceCapture
-    from revbridge.salesforce.mapping import PROFILES
     from revbridge.services import open_ledger
     from revbridge.services.mdm_sync import salesforce_echo_filter
-    from revbridge.services.targets import echo_fields, salesforce_client
+    from revbridge.services.targets import capture_profile, echo_fields, salesforce_client
 
     settings = _settings(config)
     sf = settings.raw.salesforce
@@ -688,7 +687,7 @@ def capture_salesforce(
     if sf.kind == "fake":
         _capture_fake_org(settings, ledger, as_json)
         return
-    profile = PROFILES["revenue_cloud" if sf.object_model == "revenue_cloud" else "billing"]
+    profile = capture_profile(settings)
 
     async def run() -> dict[str, Any]:
         client = salesforce_client(settings)

@@ -91,6 +91,8 @@ class WriteBackSettings:
     last_payment_amount_field: str | None = "AR_Last_Payment_Amount__c"
     # The ERP's tax registration, written when it changes there (the ERP owns it).
     tax_registration_field: str | None = "Tax_Registration__c"
+    # The Account's web site, written back over an edit when the ERP owns it.
+    website_field: str | None = "Website"
     # Object name -> field that receives the ERP journal number of a ``gl.posted``.
     gl_reference_fields: Mapping[str, str] = field(
         default_factory=lambda: dict.fromkeys(GL_REFERENCE_OBJECTS, "ERP_GL_Reference__c")
@@ -104,7 +106,6 @@ _ACCOUNT_MASTER_FIELDS = {
     "name": "Name",
     "industry": "Industry",
     "segment": "Type",
-    "website": "Website",
     "parent": "ParentId",
 }
 
@@ -338,6 +339,8 @@ class SalesforceWriteBack:
         fields = dict(_ACCOUNT_MASTER_FIELDS)
         if self.settings.tax_registration_field:
             fields["tax_id"] = self.settings.tax_registration_field
+        if self.settings.website_field:
+            fields["website"] = self.settings.website_field
         record: dict[str, Any] = {
             "attributes": {"type": "Account"},
             "Id": _check_id(account_id, "account"),

@@ -851,14 +851,13 @@ class _Story:
 
     async def capture_salesforce(self) -> int:
         from revbridge.salesforce.capture import CaptureSettings, SalesforceCapture
-        from revbridge.salesforce.mapping import PROFILES
         from revbridge.services.mdm_sync import salesforce_echo_filter
-        from revbridge.services.targets import echo_fields, salesforce_client
+        from revbridge.services.targets import capture_profile, echo_fields, salesforce_client
 
         # The chart of accounts both demo ERPs share: revenue lands on 4000 Subscription
         # Revenue (NetSuite maps it by number, Tryton by name).
         profile = replace(
-            PROFILES[self.options.object_model], revenue_account="4000 Subscription Revenue"
+            capture_profile(self.settings), revenue_account="4000 Subscription Revenue"
         )
 
         client = salesforce_client(self.settings)

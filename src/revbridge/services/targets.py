@@ -26,6 +26,7 @@ from revbridge.services.reroute import reroute_to_policy
 log = structlog.get_logger("revbridge.targets")
 
 if TYPE_CHECKING:
+    from revbridge.salesforce.mapping import Profile
     from revbridge.salesforce.writeback import WriteBackSettings
     from revbridge.testing.fakes import FakeSalesforce, FaultsWatch
 
@@ -149,6 +150,7 @@ def writeback_settings(settings: Settings) -> WriteBackSettings:
         credit_status_field=f.credit_status or None,
         last_sync_field=f.last_sync or None,
         tax_registration_field=f.tax_registration or None,
+        website_field=sf.website_field or None,
         open_balance_field=f.open_balance or None,
         overdue_balance_field=f.overdue_balance or None,
         days_overdue_field=f.days_overdue or None,
@@ -158,6 +160,17 @@ def writeback_settings(settings: Settings) -> WriteBackSettings:
             dict.fromkeys(GL_REFERENCE_OBJECTS, f.gl_reference) if f.gl_reference else {}
         ),
     )
+
+
+def capture_profile(settings: Settings) -> Profile:
+    """What the org's capture reads, for ``[salesforce] object_model``, with the Account's
+    web site field as configured ("" leaves it unread: an integration user whose profile
+    cannot read it would fail every Account query)."""
+    from revbridge.salesforce.mapping import PROFILES
+
+    sf = settings.raw.salesforce
+    profile = PROFILES["revenue_cloud" if sf.object_model == "revenue_cloud" else "billing"]
+    return replace(profile, account=replace(profile.account, website=sf.website_field))
 
 
 def echo_fields(settings: Settings) -> frozenset[str]:

@@ -221,3 +221,22 @@ def test_an_accounts_website_and_shipping_address_are_mapped(profile: Profile) -
     record["ShippingCity"] = None
     (env,) = Mapper(profile).map_records("Account", [record]).envelopes
     assert env["data"]["shipping_address"] is None
+
+
+def test_a_web_site_field_left_blank_in_the_config_is_not_read(tmp_path: Path) -> None:
+    """``[salesforce] website_field = ""``: an integration user that cannot read
+    ``Account.Website`` would fail every Account query with INVALID_FIELD; the capture
+    leaves it out of the query and the event carries no web site."""
+    from revbridge.config import parse_config
+    from revbridge.services.targets import capture_profile
+
+    default = capture_profile(parse_config({}, None, tmp_path))
+    assert "Website" in select_fields(default, "account")
+    blank = capture_profile(parse_config({"salesforce": {"website_field": ""}}, None, tmp_path))
+    assert "Website" not in select_fields(blank, "account")
+    model = parse_config({"salesforce": {"object_model": "revenue_cloud"}}, None, tmp_path)
+    assert capture_profile(model).name == REVENUE_CLOUD.name
+    record = copy.deepcopy(recorded("billing")["Account"]["records"][1])
+    record["Website"] = "https://globex.example"
+    (env,) = Mapper(blank).map_records("Account", [record]).envelopes
+    assert env["data"]["website"] is None

@@ -29,3 +29,28 @@ def test_the_erps_tax_registration_lands_on_the_account(org: Org) -> None:
         "US-222",
         "initech.example",
     )
+
+
+def test_a_web_site_field_left_blank_is_not_written(org: Org) -> None:
+    """``[salesforce] website_field = ""`` (an integration user that cannot see ``Website``):
+    the revert writes the name and leaves the web site out, instead of failing the whole
+    update on a field the user cannot write."""
+    from dataclasses import replace
+
+    from revbridge.salesforce.writeback import WriteBackSettings
+
+    account = org.create("Account", {"Name": "Initech (edited)", "Website": "edited.example"})
+
+    async def go() -> None:
+        settings = replace(WriteBackSettings(), website_field=None)
+        port = SalesforceWriteBack(org.client(), settings)
+        try:
+            await port.revert_account_fields(
+                account, {"name": "Initech", "website": "initech.example"}
+            )
+        finally:
+            await port.close()
+
+    run(go())
+    (row,) = org.records("SELECT Name, Website FROM Account")
+    assert (row["Name"], row["Website"]) == ("Initech", "edited.example")
