@@ -114,6 +114,16 @@ def _error(status: int, error: str, where: str, why: str, **extra: Any) -> JSONR
     )
 
 
+def _console_error(request: Request, exc: Exception, status_code: int) -> Response | None:
+    """A refused console request as a console page saying why (the API answers JSON)."""
+    if not request.url.path.startswith("/console"):
+        return None
+    from revbridge.api.auth import console_session
+    from revbridge.api.console import render_error
+
+    return render_error(request, console_session(request), str(exc), status_code=status_code)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -207,25 +217,21 @@ def create_app(
         return _error(status, "access denied", "Authorization", str(exc))
 
     @app.exception_handler(NotFound)
-    async def _not_found(_r: Request, exc: NotFound) -> Response:
-        return _error(404, "not found", "path", str(exc))
+    async def _not_found(request: Request, exc: NotFound) -> Response:
+        # On the console (an entry closed meanwhile, a replay sent twice): a page saying so.
+        return _console_error(request, exc, 404) or _error(404, "not found", "path", str(exc))
 
     @app.exception_handler(StoreError)
     async def _store(_r: Request, exc: StoreError) -> Response:
         return _error(503, "ledger unavailable", "ledger", str(exc))
 
     @app.exception_handler(mdm.NotFound)
-    async def _no_review(_r: Request, exc: mdm.NotFound) -> Response:
-        return _error(404, "not found", "path", str(exc))
+    async def _no_review(request: Request, exc: mdm.NotFound) -> Response:
+        return _console_error(request, exc, 404) or _error(404, "not found", "path", str(exc))
 
     @app.exception_handler(RevbridgeError)
     async def _domain(request: Request, exc: RevbridgeError) -> Response:
-        if request.url.path.startswith("/console"):
-            from revbridge.api.auth import console_session
-            from revbridge.api.console import render_error
-
-            return render_error(request, console_session(request), str(exc))
-        return _error(400, "refused", "request", str(exc))
+        return _console_error(request, exc, 400) or _error(400, "refused", "request", str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_r: Request, exc: RequestValidationError) -> Response:

@@ -117,6 +117,9 @@ def test_an_operator_resolves_and_discards_quarantine_entries_with_a_reason(hub:
         )
         assert again.status_code == 404
         assert "not open: resolved by token:operator-1" in again.text
+        # A console page saying why, with the console around it, not the API's JSON.
+        assert again.headers["content-type"].startswith("text/html")
+        assert "/console/quarantine" in again.text
         client.post(f"/console/quarantine/{second}/discard", data={"reason": "noise", "csrf": csrf})
     every = hub.client.get("/api/v1/quarantine?state=all", headers=hub.auth("viewer")).json()
     assert [(e["id"], e["status"]) for e in every] == [(first, "resolved"), (second, "discarded")]
