@@ -110,9 +110,63 @@ class NetSuiteSection(_Strict):
     revenue_posting: Literal["per_entry", "summarized"] = "per_entry"
 
 
+_EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+# An account code of the Tryton chart (account.account code), e.g. "4.1.2" or "706000".
+_AccountCode = Annotated[str, Field(min_length=1)]
+
+
+class TrytonSection(_Strict):
+    """A Tryton server you run (trytond 8.2 over JSON-RPC). With ``url`` unset, the managed
+    local instance (``erp.tryton_home``) is used. The password comes from the environment
+    variable ``password_env`` names, never from this file."""
+
+    url: str | None = None  # e.g. "https://erp.example.com"; the JSON-RPC path is <url>/<db>/rpc/
+    database: str | None = None
+    login: str | None = None
+    # the environment variable holding the login's password
+    password_env: _EnvName = "TRYTON_PASSWORD"  # noqa: S105 - a variable name
+    timeout_s: Annotated[float, Field(gt=0)] = 60
+    # calls at once; trytond on PostgreSQL takes more than the managed SQLite's one
+    concurrency_limit: Annotated[int, Field(ge=1)] = 1
+    # Account codes of your chart (the defaults are the Universal Chart of Accounts'): the
+    # revenue of invoice lines naming none, the receivable and cash of unapplied payments,
+    # the tax account of tax lines, and the account.tax those lines name ("" for none).
+    revenue_account: _AccountCode = "4.1.2"
+    receivable_account: _AccountCode = "1.2.1"
+    cash_account: _AccountCode = "1.1.1"
+    tax_account: _AccountCode = "2.2.3"
+    tax_name: str = "Sales tax (Salesforce)"
+    # A journal line's GL account name (or its number) -> your account code, merged over the
+    # defaults ("4000 Subscription Revenue" -> "4.1.2", "2400 Deferred Revenue" -> "2.2.2", ...)
+    gl_account_map: dict[str, _AccountCode] = {}
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(
+                "must start with http:// or https:// (the server's web address, "
+                "e.g. https://erp.example.com:8000)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _server(self) -> Self:
+        if self.url is None:
+            if self.database or self.login:
+                raise ValueError(
+                    "database and login are for a server you run: set url too "
+                    "(without url, the managed local instance of erp.tryton_home is used)"
+                )
+        elif not self.database or not self.login:
+            raise ValueError(f"url is set: database and login are required too ({self.url})")
+        return self
+
+
 class ErpSection(_Strict):
     kind: Literal["fake", "tryton", "netsuite"] = "fake"
     netsuite: NetSuiteSection = NetSuiteSection()
+    tryton: TrytonSection = TrytonSection()
     capture_interval_s: Annotated[float, Field(gt=0)] = 60
     # calls per second to this ERP account, shared by all workers (PostgreSQL coordinates them)
     rate_limit_per_s: Annotated[float, Field(gt=0)] | None = None
@@ -122,9 +176,19 @@ class ErpSection(_Strict):
     shared: bool = False
     # fake: injected faults, e.g. "error_rate=0.05,lost_response_rate=0.05,seed=7"
     faults: FaultSpec = ""
-    # tryton: the managed local instance's folder (see `revbridge erp tryton up`)
+    # tryton: the managed local instance's folder (see `revbridge erp tryton up`); not used
+    # when [erp.tryton] url names a server you run
     tryton_home: str = ".revbridge/tryton"
     daily_call_budget: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _one_tryton(self) -> Self:
+        if self.tryton.url is not None and "tryton_home" in self.model_fields_set:
+            raise ValueError(
+                "tryton_home is the managed local instance's folder, and erp.tryton.url names "
+                "a server you run: keep one of them"
+            )
+        return self
 
 
 # A Salesforce field API name; the optional ones may be "" (not written).
@@ -463,7 +527,8 @@ cash_handled_in = "both"
 [erp]
 # The ERP of record: "fake" (an in-process fake that keeps its records in state_file, for
 # trying revbridge out), "netsuite" (SuiteTalk REST; docs/how-to/connect-netsuite-tba.md), or
-# "tryton" (the managed local Tryton, `revbridge erp tryton up`).
+# "tryton" (the managed local Tryton, `revbridge erp tryton up`, or your own server: see
+# [erp.tryton] below and docs/how-to/connect-tryton.md).
 kind = "fake"
 state_file = "fake-erp.json"
 # fake: processes running at once (several workers, on PostgreSQL; a worker beside
@@ -480,6 +545,27 @@ state_file = "fake-erp.json"
 # either at the observed peak hour (the "real-time everywhere" mistake).
 # rate_limit_per_s = 10
 # daily_call_budget = 100000
+
+# tryton: a Tryton 8.2 server you run. Without url, the managed local instance is used (its
+# folder: tryton_home under [erp], default ".revbridge/tryton"). The password is read from
+# the environment variable password_env names, never from this file. Check it all with
+# `revbridge erp check`.
+# [erp.tryton]
+# url = "https://erp.example.com:8000"
+# database = "books"
+# login = "revbridge"
+# password_env = "TRYTON_PASSWORD"
+# timeout_s = 60
+# concurrency_limit = 1          # raise it when trytond runs on PostgreSQL
+# Account codes of your chart (defaults: the Universal Chart of Accounts):
+# revenue_account = "4.1.2"      # invoice lines that name no account
+# receivable_account = "1.2.1"   # unapplied payments
+# cash_account = "1.1.1"
+# tax_account = "2.2.3"
+# tax_name = "Sales tax (Salesforce)"   # the account.tax tax lines name; "" for none
+# [erp.tryton.gl_account_map]    # a journal line's GL account name -> your code
+# "4000 Subscription Revenue" = "4.1.2"
+# "2400 Deferred Revenue" = "2.2.2"
 
 [salesforce]
 kind = "fake"

@@ -49,7 +49,9 @@ dr_app = typer.Typer(
 sandbox_app = typer.Typer(
     help="Protocol-faithful sandboxes of the external systems.", no_args_is_help=True
 )
-erp_app = typer.Typer(help="Managed local ERP instances.", no_args_is_help=True)
+erp_app = typer.Typer(
+    help="The configured ERP (check) and managed local ERP instances.", no_args_is_help=True
+)
 batch_app = typer.Typer(help="Batch classes: run one now.", no_args_is_help=True)
 app.add_typer(batch_app, name="batch")
 app.add_typer(dlq_app, name="dlq")
@@ -562,6 +564,39 @@ _SHORT_HOLD = timedelta(seconds=10)  # a 429's pause `worker --until-idle` waits
 _SHORT_HOLD_ROUNDS = 6
 
 
+def _check_erp_before_work(settings: Settings) -> None:
+    """A wrong ERP setting stops the command (``ConfigError``, exit 2) before any delivery is
+    dead-lettered on it; a server that does not answer is only a warning: it may be down for
+    a while, and the deliveries wait for it (retries, the circuit breaker)."""
+    import asyncio
+
+    from revbridge.errors import ConfigError
+    from revbridge.services.targets import check_erp
+
+    try:
+        asyncio.run(check_erp(settings))
+    except ConfigError as exc:
+        from revbridge.tryton.rpc import TrytonUnreachable
+
+        if not isinstance(exc.__cause__, TrytonUnreachable):
+            raise
+        err.print(f"[yellow]warning:[/] {escape(str(exc))}", soft_wrap=True)
+
+
+@erp_app.command("check")
+def erp_check(config: ConfigOpt = None) -> None:
+    """Reach the configured ERP once and check its settings. For Tryton: the URL, the
+    database, the login (its password from the environment) and every account code of
+    [erp.tryton]. A wrong one exits 2, naming the setting; nothing is written."""
+    import asyncio
+
+    from revbridge.services.targets import check_erp
+
+    settings = _settings(config)
+    found = asyncio.run(check_erp(settings))
+    out.print(found or f"erp.kind is {settings.raw.erp.kind!r}: nothing to check")
+
+
 @app.command()
 def worker(
     config: ConfigOpt = None,
@@ -579,6 +614,7 @@ def worker(
 
     settings = _settings(config)
     ledger = open_ledger(settings)
+    _check_erp_before_work(settings)
     w = build_worker(settings, ledger.engine)
 
     async def run() -> dict[str, int]:
@@ -641,6 +677,7 @@ def capture_erp(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
     settings = _settings(config)
     ledger = open_ledger(settings)
+    _check_erp_before_work(settings)
     erp = build_erp(settings)
     source = source_for(erp)
     if source is None:

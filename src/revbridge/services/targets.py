@@ -36,13 +36,11 @@ def build_erp(settings: Settings, engine: Engine | None = None) -> ErpPort:
     account-wide concurrency limit shares it with every hub process (on PostgreSQL)."""
     erp = settings.raw.erp
     if erp.kind == "tryton":
-        from revbridge.tryton.adapter import TrytonErp
-        from revbridge.tryton.instance import TrytonInstance
+        from revbridge.services.tryton_target import tryton_erp
 
-        # The managed local instance: started if it is not running (a second or so once its
-        # template is cached), so that init, ingest and worker need nothing else.
-        info = TrytonInstance(settings.path_in_base(erp.tryton_home)).up()
-        return TrytonErp.connect(info.url, info.database, info.api_user, info.api_password)
+        # [erp.tryton] url: a server you run; unset, the managed local instance (started
+        # if it is not running, so that init, ingest and worker need nothing else).
+        return tryton_erp(settings)
     if erp.kind == "netsuite":
         from revbridge.netsuite.adapter import NetSuiteErp
         from revbridge.netsuite.config import NetSuiteConfig
@@ -62,6 +60,25 @@ def build_erp(settings: Settings, engine: Engine | None = None) -> ErpPort:
         shared=erp.shared,
         faults=Faults.parse(erp.faults),
         faults_watch=_faults_watch(settings, "erp", erp.faults),
+    )
+
+
+async def check_erp(settings: Settings) -> str | None:
+    """Reach the configured ERP once and check its settings, before any delivery depends on
+    them; one line saying what was found, or None for an ERP with nothing to check. A wrong
+    setting is a ``ConfigError`` naming it (for Tryton: ``tryton_target.check_tryton``)."""
+    if settings.raw.erp.kind != "tryton":
+        return None
+    from revbridge.services.tryton_target import check_tryton, tryton_erp
+
+    erp = tryton_erp(settings)
+    try:
+        found = await check_tryton(settings, erp)
+    finally:
+        await erp.close()
+    return (
+        f"Tryton at {found.url} (database {found.database}, user {found.login}): company "
+        f"{found.company!r} in {found.currency}, {found.accounts} account codes found"
     )
 
 

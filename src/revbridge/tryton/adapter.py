@@ -767,6 +767,13 @@ class TrytonErp:
         async with self._boundary(f"read back {kind}", after or "*"):
             return await TrytonReadback(self).read(kind, after, limit)
 
+    async def company_name_and_currency(self) -> tuple[str, str]:
+        """The name of the user's current company and its currency's ISO code."""
+        (row,) = await self.client.model(
+            "company.company", "read", [self.client.company_id], ["party.name", "currency.code"]
+        )
+        return str(row["party."]["name"]), str(row["currency."]["code"])
+
     async def company_currency(self) -> str:
         """The ISO code of the company currency (every move's debit and credit are in it)."""
         async with self._boundary("company currency", "*"):

@@ -1364,6 +1364,15 @@ class TrytonAccounting:
         self._payment_method = int(rows[0]["id"])
         return self._payment_method
 
+    async def existing_account_codes(self, codes: Sequence[str]) -> set[str]:
+        """Which of ``codes`` the company's chart has (``account.account`` by code)."""
+        rows = await self.client.search_read(
+            "account.account",
+            [("code", "in", list(codes)), ("company", "=", self.client.company_id)],
+            ["code"],
+        )
+        return {str(row["code"]) for row in rows}
+
     async def _account(self, code: str) -> int:
         if code not in self._accounts:
             rows = await self.client.search_read(

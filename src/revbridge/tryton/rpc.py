@@ -16,8 +16,10 @@ Errors, translated once here into revbridge's tree::
     DeliveryError
     ├── TransientError             connection refused/reset, timeouts, HTTP 5xx,
     │   │                          ConcurrencyException (the record moved under us)
+    │   ├── TrytonUnreachable      no connection to the server (refused, no such host)
     │   └── RateLimited            HTTP 429 (``retry_after`` from ``Retry-After``)
     └── TerminalError
+        ├── TrytonNoDatabase       HTTP 404: the server serves no database of that name
         ├── TrytonUserError        a model refused: validation, access, closed period, ...
         ├── TrytonUserWarning      a warning that needs an explicit, named skip
         ├── TrytonAuthError        bad credentials, or the session cannot be renewed
@@ -46,7 +48,9 @@ from revbridge.errors import RateLimited, TerminalError, TransientError
 __all__ = [
     "TrytonAuthError",
     "TrytonClient",
+    "TrytonNoDatabase",
     "TrytonServerError",
+    "TrytonUnreachable",
     "TrytonUserError",
     "TrytonUserWarning",
     "TrytonWizard",
@@ -74,6 +78,14 @@ class TrytonUserWarning(TerminalError):
         self.name = name
         self.message = message
         super().__init__(f"Tryton warning {name!r} on {method}: {message}")
+
+
+class TrytonUnreachable(TransientError):
+    """No connection to the server: refused, reset, no such host (a timeout is not this)."""
+
+
+class TrytonNoDatabase(TerminalError):
+    """HTTP 404 on ``<url>/<database>/rpc/``: no database of that name (or a wrong URL path)."""
 
 
 class TrytonAuthError(TerminalError):
@@ -351,7 +363,9 @@ class TrytonClient:
         except httpx.TimeoutException as exc:
             raise TransientError(f"Tryton {method} timed out: {exc!r}") from exc
         except httpx.TransportError as exc:
-            raise TransientError(f"Tryton at {self.url} unreachable ({method}): {exc!r}") from exc
+            raise TrytonUnreachable(
+                f"Tryton at {self.url} unreachable ({method}): {exc!r}"
+            ) from exc
         return self._result(method, response, authenticated=authenticated)
 
     def _result(self, method: str, response: httpx.Response, *, authenticated: bool) -> Any:
@@ -370,7 +384,7 @@ class TrytonClient:
         if status == httpx.codes.FORBIDDEN:
             raise TrytonAuthError(f"Tryton forbids {method} for {self.login_name!r}")
         if status == httpx.codes.NOT_FOUND:
-            raise TerminalError(f"Tryton has no database {self.database!r} at {self.url}")
+            raise TrytonNoDatabase(f"Tryton has no database {self.database!r} at {self.url}")
         if status != httpx.codes.OK:
             raise TerminalError(f"Tryton answered {status} to {method}: {response.text[:300]}")
         try:
