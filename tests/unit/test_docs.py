@@ -43,3 +43,17 @@ def test_the_fakes_how_to_runs_as_written(tmp_path: Path, monkeypatch: pytest.Mo
     assert printed[0] == "first read: 503 Service Unavailable"
     assert printed[1].startswith("captured: ")
     assert int(printed[1].split()[1]) > 0
+
+
+def test_the_tryton_how_to_configuration_loads() -> None:
+    """The [erp] tables the Tryton how-to tells users to write are a valid configuration."""
+    import re
+    import tomllib
+
+    from revbridge.config import parse_config
+
+    howto = (DOCS / "how-to" / "connect-tryton.md").read_text()
+    (block,) = [b for b in re.findall(r"```toml\n(.*?)```", howto, re.S) if "[erp.tryton]" in b]
+    settings = parse_config(tomllib.loads(block), None, DOCS)
+    assert settings.raw.erp.tryton.url == "https://erp.example.com"
+    assert settings.raw.erp.tryton.gl_account_map["2400 Deferred Revenue"] == "487000"
