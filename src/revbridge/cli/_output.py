@@ -8,11 +8,15 @@ import json
 import sys
 import textwrap
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from revbridge.core.timestamps import json_default
+
+if TYPE_CHECKING:
+    from revbridge.config import Settings
 
 # A list's long text (an error, a reason) sits under its entry, this far in.
 DETAIL_INDENT = "    "
@@ -69,3 +73,14 @@ def print_totals(console: Console, counts: dict[str, Any]) -> None:
     one line, and piped (not a terminal) Rich would fold it at 80 columns."""
     line = " ".join(f"{k}={v}" for k, v in counts.items())
     console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def check_erp_before_work(settings: Settings, err: Console) -> None:
+    """Before a worker starts (``worker``, ``serve``, ``capture erp``): a wrong ERP setting
+    stops the command (``ConfigError``, exit 2, the setting named); a server that does not
+    answer is printed as a warning (``targets.check_erp_before_work``)."""
+    from revbridge.services.targets import check_erp_before_work as check
+
+    warning = check(settings)
+    if warning is not None:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)

@@ -19,7 +19,12 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from rich.table import Table
 
 from revbridge.cli._options import ConfigOpt, JsonOpt
-from revbridge.cli._output import print_entries, print_json, print_totals
+from revbridge.cli._output import (
+    check_erp_before_work,
+    print_entries,
+    print_json,
+    print_totals,
+)
 from revbridge.codec import json_schema
 from revbridge.config import DEFAULT_FILE, INIT_TEMPLATE, Settings, load_settings
 from revbridge.core.durations import human_duration
@@ -564,25 +569,6 @@ _SHORT_HOLD = timedelta(seconds=10)  # a 429's pause `worker --until-idle` waits
 _SHORT_HOLD_ROUNDS = 6
 
 
-def _check_erp_before_work(settings: Settings) -> None:
-    """A wrong ERP setting stops the command (``ConfigError``, exit 2) before any delivery is
-    dead-lettered on it; a server that does not answer is only a warning: it may be down for
-    a while, and the deliveries wait for it (retries, the circuit breaker)."""
-    import asyncio
-
-    from revbridge.errors import ConfigError
-    from revbridge.services.targets import check_erp
-
-    try:
-        asyncio.run(check_erp(settings))
-    except ConfigError as exc:
-        from revbridge.tryton.rpc import TrytonUnreachable
-
-        if not isinstance(exc.__cause__, TrytonUnreachable):
-            raise
-        err.print(f"[yellow]warning:[/] {escape(str(exc))}", soft_wrap=True)
-
-
 @erp_app.command("check")
 def erp_check(config: ConfigOpt = None) -> None:
     """Reach the configured ERP once and check its settings. For Tryton: the URL, the
@@ -614,7 +600,7 @@ def worker(
 
     settings = _settings(config)
     ledger = open_ledger(settings)
-    _check_erp_before_work(settings)
+    check_erp_before_work(settings, err)
     w = build_worker(settings, ledger.engine)
 
     async def run() -> dict[str, int]:
@@ -677,7 +663,7 @@ def capture_erp(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
     settings = _settings(config)
     ledger = open_ledger(settings)
-    _check_erp_before_work(settings)
+    check_erp_before_work(settings, err)
     erp = build_erp(settings)
     source = source_for(erp)
     if source is None:

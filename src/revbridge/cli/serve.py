@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from revbridge.cli._options import ConfigOpt
+from revbridge.cli._output import check_erp_before_work
 
 token_app = typer.Typer(help="API and console tokens: create, list, revoke.", no_args_is_help=True)
 err = Console(stderr=True)
@@ -41,6 +42,8 @@ def serve(
     settings = load_settings(config, required=True)
     server = settings.raw.server
     run_workers = server.run_workers and not api_only
+    if run_workers:  # as `revbridge worker`: a wrong ERP setting stops it before it delivers
+        check_erp_before_work(settings, err)
     app = create_app(settings, run_workers=run_workers)
     err.print(
         f"revbridge serving on http://{host or server.host}:{port or server.port}"

@@ -82,6 +82,26 @@ async def check_erp(settings: Settings) -> str | None:
     )
 
 
+def check_erp_before_work(settings: Settings) -> str | None:
+    """``check_erp`` before a worker starts: a wrong ERP setting raises (``ConfigError``)
+    before any delivery is dead-lettered on it; a server that does not answer is returned as
+    a warning to print, since it may be down for a while and deliveries wait out outages
+    (retries, the circuit breaker)."""
+    import asyncio
+
+    from revbridge.errors import ConfigError
+
+    try:
+        asyncio.run(check_erp(settings))
+    except ConfigError as exc:
+        from revbridge.tryton.rpc import TrytonUnreachable
+
+        if not isinstance(exc.__cause__, TrytonUnreachable):
+            raise
+        return str(exc)
+    return None
+
+
 def _faults_watch(settings: Settings, section: str, spec: str) -> FaultsWatch | None:
     """A fake's faults follow its config file's while the process runs (no restart)."""
     from revbridge.testing.fakes import FaultsWatch

@@ -138,12 +138,16 @@ def test_the_worker_refuses_a_bad_password_and_dead_letters_nothing(
     assert states.get("pending") == 1
 
 
-def test_a_missing_password_variable_stops_the_worker(
-    tryton: InstanceInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("command", [("worker", "--until-idle"), ("serve",), ("capture", "erp")])
+def test_a_missing_password_variable_stops_what_would_deliver_or_capture(
+    tryton: InstanceInfo,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: tuple[str, ...],
 ) -> None:
     monkeypatch.delenv("TRYTON_PASSWORD", raising=False)
     config = _configure(tmp_path, tryton)
-    worked = _invoke(config, "worker", "--until-idle")
+    worked = _invoke(config, *command)
     assert isinstance(worked.exception, ConfigError), worked.output
     assert (worked.exception.path, worked.exception.key) == ("environment", "TRYTON_PASSWORD")
     assert not _managed_home(tmp_path).exists()
