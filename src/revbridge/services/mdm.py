@@ -835,6 +835,22 @@ def customer_attributes(customer: CustomerUpserted) -> dict[str, Any]:
     }
 
 
+# What the Salesforce capture makes of an Account (``salesforce/mapping.py``, ``_account``):
+# it reads no contacts, owner or tax registration, so they come back empty. Of the reverts,
+# only the Account fields the write-back has (``salesforce/writeback.py``) change it.
+_ACCOUNT_UNREAD: Mapping[str, Any] = {"contacts": [], "owner": None, "tax_id": None}
+_ACCOUNT_REVERTED = frozenset({"name", "industry", "segment", "parent", "website"})
+
+
+def account_after_revert(customer: CustomerUpserted, reverts: Mapping[str, Any]) -> dict[str, Any]:
+    """The master attributes the capture will read from the Account once ``reverts`` are
+    written over the values ``customer`` brought: the hub's own write, to be recognised as an
+    echo when it comes back (``remember_written``, ``is_echo``)."""
+    after = customer_attributes(customer) | dict(_ACCOUNT_UNREAD)
+    after.update({k: v for k, v in reverts.items() if k in _ACCOUNT_REVERTED})
+    return after
+
+
 def credit_attributes(status: CustomerCreditStatusChanged) -> dict[str, Any]:
     """The credit attributes an ERP reports."""
     return {

@@ -315,8 +315,11 @@ class MdmErp:
             revert = getattr(self.salesforce, "revert_account_fields", None)
             if revert is not None:
                 await revert(p.sf, p.reverts)
+                # The whole Account as the capture reads it after the revert: only then does
+                # its change event match (the reverted values alone never did).
+                after = mdm.account_after_revert(p.customer, p.reverts)
                 with self.engine.begin() as conn:
-                    mdm.remember_written(conn, "salesforce", p.sf, p.reverts, now)
+                    mdm.remember_written(conn, "salesforce", p.sf, after, now)
 
     async def screen_batch(
         self, kind: RecordKind, items: Sequence[BatchItem]

@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from revbridge.core.events import CustomerUpserted, EventType
 from revbridge.core.policy import Pattern
@@ -31,6 +31,7 @@ from revbridge.services.mdm_sync import (
 from revbridge.services.operations import dr_status
 from revbridge.store.ledger import Ledger
 from revbridge.store.schema import audit_log, deliveries
+from revbridge.store.tables_mdm import mdm_attribute_state
 from revbridge.testing import FakeErp
 from tests.scenarios.mdm.story import POLICY, START, Hub, acc, credit, customer
 
@@ -189,6 +190,32 @@ def test_salesforce_cannot_change_the_tax_id_the_erp_owns(ledger: Ledger) -> Non
         "US-111",
         "erp",
     )
+
+
+def test_the_account_a_revert_leaves_is_an_echo_by_what_the_hub_wrote(ledger: Ledger) -> None:
+    """The hub remembers the whole Account as the capture will read it after a revert, so its
+    change event is an echo even when the synced values no longer say so; a user's later
+    edit is not."""
+    hub = Hub(ledger, Ownership.from_config({"name": "erp"}))
+    hub.send(customer(42, "Hooli", industry="Technology", tax_id="US-42"))
+    hub.run()
+    hub.send(customer(42, "Hooli XYZ", industry="Technology", tax_id="US-99", version=2))
+    hub.run()
+    assert hub.sf.accounts[acc(42)] == {"name": "Hooli", "tax_id": "US-42"}  # reverted
+    with ledger.engine.begin() as conn:  # the synced state of name says nothing any more
+        canonical = mdm.canonical_of_sf(conn, acc(42))
+        conn.execute(
+            delete(mdm_attribute_state).where(
+                mdm_attribute_state.c.canonical_id == canonical,
+                mdm_attribute_state.c.attribute == "name",
+            )
+        )
+    # As captured: the capture reads no tax id.
+    as_captured = customer(42, "Hooli", industry="Technology", version=3)
+    assert filter_salesforce_capture(ledger.engine, [as_captured]) == ([], 1)
+    edited = customer(42, "Hooli", industry="Media", version=4)
+    renamed = customer(42, "Hooli Labs", industry="Technology", version=5)
+    assert filter_salesforce_capture(ledger.engine, [edited, renamed]) == ([edited, renamed], 0)
 
 
 def test_flag_mode_keeps_the_edit_in_salesforce_but_never_sends_it(ledger: Ledger) -> None:
