@@ -90,6 +90,16 @@ OUTAGE_MARK = "recon.outage_windows_after"
 _SCHEDULER_LOCK = int.from_bytes(
     hashlib.sha256(b"revbridge:recon:schedule").digest()[:8], "big", signed=True
 )
+# The lock a run's write step takes (transaction-scoped: released at its commit). A case's
+# key (reconciliation, ref, kind) is the same whatever the period, so one lock serves every
+# scope and period: two runs at once (two controllers pressing "run", the schedule and a
+# controller) each read their sides in parallel, then write one after the other, the second
+# refreshing the cases the first opened (decision 0036).
+_RUN_WRITE_LOCK = text(
+    "SELECT pg_advisory_xact_lock("
+    + str(int.from_bytes(hashlib.sha256(b"revbridge:recon:run").digest()[:8], "big", signed=True))
+    + ")"
+)
 _TRY_LOCK = text("SELECT pg_try_advisory_lock(:key)")
 _UNLOCK = text("SELECT pg_advisory_unlock(:key)")
 _CHUNK = 500
@@ -677,6 +687,11 @@ def run_recon(
     seen = _seen(recon)
     stuck = _stuck_sightings(engine, reconciler, seen, start=start, end=end, now=now)
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # One run writes at a time (SQLite's write transaction already is one at a time):
+            # the cases are read after the lock, so a run started at the same moment as
+            # another refreshes the cases that one opened instead of inserting them again.
+            conn.execute(_RUN_WRITE_LOCK)
         run_id = conn.execute(
             recon_runs.insert()
             .values(
