@@ -1,4 +1,4 @@
-from revbridge.core.wording import counted
+from revbridge.core.wording import agreeing, counted
 
 
 def test_a_count_agrees_with_its_noun() -> None:
@@ -7,6 +7,13 @@ def test_a_count_agrees_with_its_noun() -> None:
     assert counted(0, "item") == "0 items"
     assert counted(1, "delivery", "deliveries") == "1 delivery"
     assert counted(12, "delivery", "deliveries") == "12 deliveries"
+
+
+def test_a_noun_alone_agrees_with_a_count() -> None:
+    assert [agreeing(n, "key") for n in (0, 1, 2)] == ["keys", "key", "keys"]
+    assert agreeing(3, "reconciliation") == "reconciliations"
+    assert agreeing(1, "delivery", "deliveries") == "delivery"
+    assert agreeing(2, "delivery", "deliveries") == "deliveries"
 
 
 def test_a_dead_letters_reason_reads_as_written() -> None:

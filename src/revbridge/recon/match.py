@@ -30,6 +30,7 @@ from typing import Any, TypeAlias
 
 import duckdb
 
+from revbridge.core.wording import agreeing
 from revbridge.recon.thresholds import DEFAULT_THRESHOLDS, ReconThresholds
 
 ArSide: TypeAlias = "str | Path | duckdb.DuckDBPyRelation | Any"
@@ -344,7 +345,11 @@ def _check_columns(con: duckdb.DuckDBPyConnection, raw: str) -> None:
     types = {str(n): str(t) for n, t, *_ in con.execute(f"DESCRIBE {raw}").fetchall()}
     missing = [c for c in COLUMNS if c not in types]
     if missing:
-        raise ValueError(f"AR records lack the column(s) {missing}; they have {sorted(types)}")
+        columns = agreeing(len(missing), "column")
+        raise ValueError(
+            f"AR records lack the {columns} {', '.join(missing)}; "
+            f"they have {', '.join(sorted(types))}"
+        )
     if types["amount"] in _FLOAT_TYPES:
         raise TypeError(
             f"amount is {types['amount']}: money is never a float; give DECIMAL(18,4) amounts"

@@ -11,10 +11,12 @@ document, a different currency, customer or status is always a case.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+
+from revbridge.core.wording import agreeing
 
 
 class Verdict(StrEnum):
@@ -129,10 +131,15 @@ class ThresholdsByReconciliation:
 DEFAULT_THRESHOLDS_BY_RECONCILIATION = ThresholdsByReconciliation()
 
 
+def _unknown(names: Collection[object], noun: str) -> str:
+    """ "unknown key 'x'", "unknown keys 'x', 'y'": what is refused, each name quoted."""
+    return f"unknown {agreeing(len(names), noun)} {', '.join(sorted(map(repr, names)))}"
+
+
 def _tolerance(spec: Mapping[str, object], where: str) -> AmountTolerance:
     unknown = set(spec) - {"absolute", "relative"}
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}")
+        raise ValueError(f"{where}: {_unknown(unknown, 'key')}")
     return AmountTolerance(
         **{k: Decimal(str(v)) for k, v in spec.items()}  # str(): a TOML float never rounds
     )
@@ -148,7 +155,7 @@ def parse_thresholds(spec: Mapping[str, object]) -> ThresholdsByReconciliation:
     """
     unknown = set(spec) - set(RECONCILIATIONS)
     if unknown:
-        raise ValueError(f"recon.thresholds: unknown reconciliation(s) {sorted(unknown)}")
+        raise ValueError(f"recon.thresholds: {_unknown(unknown, 'reconciliation')}")
     chosen: dict[str, ReconThresholds] = {}
     for name, raw in spec.items():
         if not isinstance(raw, Mapping):
@@ -156,7 +163,7 @@ def parse_thresholds(spec: Mapping[str, object]) -> ThresholdsByReconciliation:
         base = DEFAULT_THRESHOLDS_BY_RECONCILIATION.of(name)
         extra = set(raw) - {"absolute", "relative", "date_days", "per_currency"}
         if extra:
-            raise ValueError(f"recon.thresholds.{name}: unknown key(s) {sorted(extra)}")
+            raise ValueError(f"recon.thresholds.{name}: {_unknown(extra, 'key')}")
         amount = base.amount
         if "absolute" in raw or "relative" in raw:
             amount = _tolerance(

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 
 from revbridge.core import sfid
 from revbridge.core.events import CustomerCreditStatusChanged, CustomerUpserted
+from revbridge.core.wording import agreeing
 from revbridge.errors import DomainError, RevbridgeError
 from revbridge.mdm.hierarchy import describe_cycle, find_cycle
 from revbridge.mdm.ownership import Decision, Ownership, Side, decide, value_hash
@@ -382,7 +383,8 @@ def import_links(
         reader = csv.DictReader(fh)
         missing = {"sf_account_id", "erp_system"} - set(reader.fieldnames or ())
         if missing:
-            report.errors.append((1, f"missing column(s): {', '.join(sorted(missing))}"))
+            columns = agreeing(len(missing), "column")
+            report.errors.append((1, f"missing {columns}: {', '.join(sorted(missing))}"))
             return report
         rows = [(reader.line_num, row) for row in reader]
     report.rows = len(rows)

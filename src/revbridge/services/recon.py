@@ -30,7 +30,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from revbridge.config import Settings
 from revbridge.core.policy import check_cron
 from revbridge.core.timestamps import human_timestamp
-from revbridge.core.wording import counted
+from revbridge.core.wording import agreeing, counted
 from revbridge.errors import DomainError
 from revbridge.recon.cases import (
     ACTIVE,
@@ -924,7 +924,10 @@ def list_cases(
     wanted = list(states) if states else [s.value for s in ACTIVE]
     unknown = set(wanted) - {s.value for s in CaseState}
     if unknown:
-        raise DomainError(f"unknown case state(s) {sorted(unknown)}")
+        raise DomainError(
+            f"unknown case {agreeing(len(unknown), 'state')} {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(s.value for s in CaseState)}"
+        )
     stmt = select(recon_cases).where(recon_cases.c.state.in_(wanted))
     if reconciliation:
         stmt = stmt.where(recon_cases.c.reconciliation == reconciliation)

@@ -74,6 +74,11 @@ def test_an_unknown_column_fails_the_whole_job(client: NetSuiteClient) -> None:
         client, {"recordType": "customer", "csv": "Company Name,Shoe Size\nA,9\n"}
     ).json()["jobId"]
     assert wait_for_job(client, job_id)["progress"] == "failed"
+    assert _result(client, job_id)["error"] == "Unknown column: Shoe Size"
+    job_id = _submit(
+        client, {"recordType": "customer", "csv": "Company Name,Shoe Size,Hat\nA,9,L\n"}
+    ).json()["jobId"]
+    assert _result(client, job_id)["error"] == "Unknown columns: Shoe Size, Hat"
 
 
 def test_a_resubmitted_idempotency_key_does_not_run_a_second_import(client: NetSuiteClient) -> None:

@@ -146,6 +146,22 @@ def test_a_row_naming_an_erp_that_is_not_configured_is_refused(
     assert mdm.lookup(ledger.engine, "A-3") == []
 
 
+@pytest.mark.parametrize(
+    ("header", "error"),
+    [
+        ("sf_account_id,erp_customer_number", "missing column: erp_system"),
+        ("erp_customer_number", "missing columns: erp_system, sf_account_id"),
+    ],
+)
+def test_a_file_without_a_required_column_names_it_in_its_number(
+    ledger: Ledger, tmp_path: Path, header: str, error: str
+) -> None:
+    path = tmp_path / "cols.csv"
+    path.write_text(f"{header}\nA-1\n")
+    report = mdm.import_links(ledger.engine, path, erp_systems=ERPS, now=NOW, actor="t")
+    assert report.errors == [(1, error)]
+
+
 def test_a_non_owner_change_is_queued_with_both_values_and_audited(ledger: Ledger) -> None:
     """Salesforce editing the ERP-owned credit limit opens a review saying the ERP won."""
     canonical = _link(ledger, ACC, "CUST-1")

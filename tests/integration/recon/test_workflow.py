@@ -186,6 +186,14 @@ def test_a_case_is_investigated_then_resolved_or_accepted_with_every_step_audite
     assert status.cases_by_state == {"open": 0, "investigating": 0, "resolved": 1, "accepted": 1}
 
 
+def test_an_unknown_case_state_is_refused_naming_the_known_ones(sides: Sides) -> None:
+    with pytest.raises(DomainError) as caught:
+        list_cases(sides.ledger.engine, now=T0, states=["open", "closed"])
+    assert str(caught.value) == (
+        "unknown case state closed; known: open, investigating, resolved, accepted"
+    )
+
+
 def test_open_cases_age_in_buckets(sides: Sides) -> None:
     """A case opened 10 days ago is in the 8-30 bucket; one opened today in 0-1."""
     sides.erp = sides.erp[:4]

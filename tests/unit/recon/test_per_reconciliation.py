@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from decimal import Decimal
 
@@ -50,6 +51,37 @@ def test_a_bad_threshold_table_is_refused(spec: dict[str, object], message: str)
     """A typo or a negative tolerance in the configuration fails loudly, naming the key."""
     with pytest.raises(ValueError, match=message):
         parse_thresholds(spec)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"gl": {}}, "recon.thresholds: unknown reconciliation 'gl'"),
+        ({"gl": {}, "ap": {}}, "recon.thresholds: unknown reconciliations 'ap', 'gl'"),
+        ({"ar": {"tolerance": "1"}}, "recon.thresholds.ar: unknown key 'tolerance'"),
+        ({"ar": {"tol": "1", "days": 2}}, "recon.thresholds.ar: unknown keys 'days', 'tol'"),
+        (
+            {"ar": {"per_currency": {"JPY": {"abs": "1"}}}},
+            "unknown key 'abs'",
+        ),
+    ],
+)
+def test_an_unknown_name_is_refused_in_its_number(spec: dict[str, object], message: str) -> None:
+    """One unknown name is "key", two are "keys": never "key(s)"."""
+    with pytest.raises(ValueError, match=re.escape(message) + "$"):
+        parse_thresholds(spec)
+
+
+def test_ar_records_without_a_column_are_refused_naming_it() -> None:
+    con = duckdb.connect()
+    try:
+        source = con.sql("SELECT 'a1' AS ref")
+        erp = relation(con, "e", [])
+        lacking = "doc_type, customer_ref, currency, amount, doc_date, status; they have ref"
+        with pytest.raises(ValueError, match=f"^AR records lack the columns {lacking}$"):
+            reconcile_ar(source, erp, connection=con)
+    finally:
+        con.close()
 
 
 def _ar(source: list[Doc], erp: list[Doc], status_map: StatusMap | None) -> set[tuple[str, str]]:

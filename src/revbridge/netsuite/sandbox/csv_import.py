@@ -34,6 +34,7 @@ from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import Any, Literal
 
+from revbridge.core.wording import agreeing
 from revbridge.netsuite.sandbox.errors import NetSuiteError, bad_request
 from revbridge.netsuite.sandbox.jobs import Job, finish
 from revbridge.netsuite.sandbox.records import RECORD_TYPES, JsonObject, parse_body
@@ -147,7 +148,7 @@ class CsvImport:
                 "failed",
                 {
                     "recordType": record_type,
-                    "error": "Unknown column(s): " + ", ".join(unknown)
+                    "error": f"Unknown {agreeing(len(unknown), 'column')}: " + ", ".join(unknown)
                     if unknown
                     else "The file has no header row.",
                     "items": [],
