@@ -536,7 +536,8 @@ state_file = "fake-erp.json"
 # written on every call, slower); otherwise each keeps its own copy and the last to stop wins.
 # Set it here and in [salesforce] alike.
 # shared = false
-# fake: faults to try the engine against, e.g. "down=1" (an outage), or
+# fake: faults to try the engine against, e.g. "down=1" (an outage), "refuse_access=1" (a
+# revoked token: the circuit opens, nothing is dead-lettered), or
 # "error_rate=0.05,lost_response_rate=0.05,throttle_next=20,seed=7" (revbridge.testing.Faults)
 # faults = ""
 # API governance of this ERP account (any kind): calls per second shared by every worker (on

@@ -13,8 +13,11 @@
     ├── StoreError             the ledger could not be read or written
     └── DeliveryError          a call to an external system failed
         ├── TransientError     worth retrying (timeouts, 429, 5xx); may carry retry_after
-        │   └── RateLimited    the system said "too many requests": slow down, then retry
-        └── TerminalError      retrying cannot help (validation, missing mapping, auth)
+        │   ├── RateLimited    the system said "too many requests": slow down, then retry
+        │   └── AccessRefused  the system refuses the integration itself (credentials, token,
+        │                      user, database): stop calling it, keep every event, alert
+        └── TerminalError      retrying this record cannot help (validation, missing mapping,
+                               a permission on this kind of record)
 
 Third-party errors are translated once, at the boundary, with ``raise ... from exc``.
 """
@@ -105,6 +108,14 @@ class TransientError(DeliveryError):
 
 class RateLimited(TransientError):
     """A rate or concurrency limit was hit (HTTP 429 or the system's own limit error)."""
+
+
+class AccessRefused(TransientError):
+    """The system refuses the integration itself, not a record: its credentials were
+    rejected, its token revoked, its user locked, the database named is not there. Every call
+    would fail alike until a person fixes it, so no event is to blame: the circuit opens at
+    once, events keep their attempts and age (nothing is dead-lettered), the circuit's alert
+    says why, and the half-open probe resumes delivery once access is back (decision 0038)."""
 
 
 class TerminalError(DeliveryError):

@@ -493,6 +493,42 @@ def test_a_file_the_system_refuses_as_a_whole_is_dead_lettered_not_retried_night
     assert erp.duplicates() == {}
 
 
+def test_a_file_refused_for_the_integrations_credentials_keeps_every_item(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """A 401 on the nightly file is the integration's access, not the file's content: no
+    item is dead-lettered or charged an attempt, the circuit opens at once and says why,
+    and once access is back the next run delivers each item once (decision 0038)."""
+    erp = FakeErp()
+    worker, envs, clock = _setup(ledger, tmp_path, erp, n=200, seed=9)
+    revenue = [e for e in envs if e["type"] == "revenue.recognized"]
+    asyncio.run(worker.run_until_idle())
+    erp.faults.refuse_access = True
+    report = asyncio.run(worker.batch.run("revenue.recognized", now=clock.now(), force=True))  # type: ignore[union-attr]
+    assert (report.failed, report.retried, report.delivered) == (0, len(revenue), 0)
+    assert {s for s, _ in _states(ledger, "revenue.recognized").values()} == {"pending"}
+    with ledger.engine.connect() as conn:
+        attempts = {
+            a
+            for (a,) in conn.execute(
+                select(deliveries.c.attempts)
+                .join(events, events.c.id == deliveries.c.event_id)
+                .where(events.c.type == "revenue.recognized")
+            )
+        }
+    assert max(attempts) <= 1
+    target = worker.targets["erp"]
+    assert target.breaker.state == "open"
+    assert "refused the integration's access" in (target.last_error or "")
+    erp.faults.refuse_access = False
+    clock.advance(target.breaker.cooldown + timedelta(seconds=1))
+    report = asyncio.run(worker.batch.run("revenue.recognized", now=clock.now(), force=True))  # type: ignore[union-attr]
+    assert (report.failed, report.delivered) == (0, len(revenue))
+    assert target.breaker.state == "closed"
+    assert all(erp.count("journal", e["source_id"]) == 1 for e in revenue)
+    assert erp.duplicates() == {}
+
+
 def test_a_superseded_customer_in_a_record_by_record_batch_is_written_at_once(
     ledger: Ledger, tmp_path: Path
 ) -> None:

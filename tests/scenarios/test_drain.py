@@ -98,7 +98,10 @@ def test_a_drain_while_the_erp_is_still_down_says_when_the_next_probe_is(ledger:
     assert sum(erp.calls.values()) == calls + 1  # one probe, not a storm
     assert done.probed
     assert done.circuit == "open"
-    assert done.waiting == "erp: circuit open, next probe in 30 s"
+    assert done.waiting == (
+        "erp: circuit open, next probe in 30 s "
+        "(TransientError: connection refused: the system is down)"
+    )
     assert [t for _, t, _ in _drains(ledger)] == ["erp", "salesforce"]  # one row per target
 
 

@@ -1062,6 +1062,8 @@ def dr_status_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
             # said under the table, which must fit 80 columns (the JSON has it whole).
             circuit += " (429)"
             holds.append(f"{name}: 429, no calls until {human_timestamp(r['retry_after_until'])}")
+        if r["circuit_reason"]:
+            holds.append(f"{name}: circuit {r['circuit']}: {r['circuit_reason']}")
         t.add_row(
             name,
             "yes" if r["paused"] else "no",

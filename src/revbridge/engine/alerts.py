@@ -94,16 +94,19 @@ def evaluate(engine: Engine, rules: AlertRules, now: datetime) -> list[Condition
     with engine.connect() as conn:
         # Half-open is still open: one process is probing. Counting only "open" resolved the
         # incident while a probe ran and opened a new one when it failed, a page per cooldown.
-        for row in conn.execute(
-            select(targets.c.name).where(targets.c.circuit.in_(("open", "half_open")))
+        for circuit in conn.execute(
+            select(targets.c.name, targets.c.circuit_reason).where(
+                targets.c.circuit.in_(("open", "half_open"))
+            )
         ):
+            why = f" Why: {circuit.circuit_reason}." if circuit.circuit_reason else ""
             found.append(
                 Condition(
-                    f"circuit_open:{row.name}",
+                    f"circuit_open:{circuit.name}",
                     "critical",
-                    f"revbridge: circuit open to {row.name}",
-                    f"Calls to {row.name} keep failing; the circuit is open and events are "
-                    "buffering in the ledger. See `revbridge dr status`.",
+                    f"revbridge: circuit open to {circuit.name}",
+                    f"Calls to {circuit.name} keep failing; the circuit is open and events are "
+                    f"buffering in the ledger.{why} See `revbridge dr status`.",
                 )
             )
         for target_name, oldest in conn.execute(

@@ -1,6 +1,6 @@
 """A circuit breaker per target system: stop calling a system that keeps failing.
 
-closed --(N consecutive transient failures)--> open --(cooldown)--> half_open
+closed --(N consecutive transient failures, or access refused)--> open --(cooldown)--> half_open
 half_open --(probe succeeds)--> closed;  half_open --(probe fails)--> open
 While open, events are still accepted and stored; workers just do not call.
 """
@@ -47,6 +47,15 @@ class CircuitBreaker:
         self.consecutive_failures = 0
         self.opened_at = None
         self.probing = False
+        return self.state
+
+    def trip(self, now: datetime) -> CircuitState:
+        """Open at once: the system refused the integration's access (``AccessRefused``),
+        and every further call would fail alike."""
+        self.consecutive_failures = max(self.consecutive_failures + 1, self.failure_threshold)
+        self.probing = False
+        self.state = CircuitState.OPEN
+        self.opened_at = now
         return self.state
 
     def record_failure(self, now: datetime) -> CircuitState:

@@ -155,8 +155,17 @@ def paused_targets(engine: Engine) -> set[str]:
         }
 
 
-def record_circuit(engine: Engine, name: str, *, state: str, failures: int, now: datetime) -> None:
-    """Publish a breaker transition so that status and alerts see it from any process."""
+def record_circuit(
+    engine: Engine,
+    name: str,
+    *,
+    state: str,
+    failures: int,
+    now: datetime,
+    reason: str | None = None,
+) -> None:
+    """Publish a breaker transition so that status and alerts see it from any process;
+    ``reason`` is why the calls failed (kept while the circuit is not closed)."""
     with engine.begin() as conn:
         upsert_target(
             conn,
@@ -165,6 +174,7 @@ def record_circuit(engine: Engine, name: str, *, state: str, failures: int, now:
             circuit=state,
             consecutive_failures=failures,
             circuit_opened_at=now if state == "open" else None,
+            circuit_reason=None if state == "closed" else reason,
         )
         conn.execute(
             audit_log.insert().values(

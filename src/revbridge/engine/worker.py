@@ -48,7 +48,14 @@ from revbridge.engine.targets_state import (
     record_hold,
     target_states,
 )
-from revbridge.errors import DomainError, Held, RateLimited, TerminalError, TransientError
+from revbridge.errors import (
+    AccessRefused,
+    DomainError,
+    Held,
+    RateLimited,
+    TerminalError,
+    TransientError,
+)
 
 if TYPE_CHECKING:
     from revbridge.engine.batch import BatchRunner
@@ -75,6 +82,9 @@ class Target:
     # A batch run of one item carries the half-open probe (no real-time delivery was due
     # to): its failure says the system is still down, nothing about the item.
     batch_probe: bool = False
+    # Why the circuit last failed, published with it (``record_circuit``): the alert and
+    # ``dr status`` say it.
+    last_error: str | None = None
 
     def adopt_hold(self, shared: datetime | None) -> None:
         """Take another process's pause when it ends later than this process's own."""
@@ -125,6 +135,17 @@ def _throttled(target: Target, exc: Exception, now: datetime) -> None:
         until = now + exc.retry_after
         if target.hold_until is None or until > target.hold_until:
             target.hold_until = until
+
+
+def failure_reason(target: str, exc: Exception) -> str:
+    """Why calls to ``target`` failed, as the circuit's alert and ``dr status`` say it."""
+    if isinstance(exc, AccessRefused):
+        return (
+            f"{target} refused the integration's access: {exc}. No event is dead-lettered "
+            "for it; fix the credentials (or the user, the token, the database named), and "
+            "the circuit's next probe resumes delivery"
+        )
+    return f"{type(exc).__name__}: {exc}"
 
 
 class OutcomeSink(Protocol):
@@ -420,6 +441,7 @@ class Worker:
                     state=target.breaker.state.value,
                     failures=target.breaker.consecutive_failures,
                     now=self.clock.now(),
+                    reason=target.last_error,
                 )
             if before is CircuitState.CLOSED or self.stats.calls > calls:
                 return True
@@ -533,6 +555,7 @@ class Worker:
                 state=CircuitState.OPEN.value,
                 failures=b.consecutive_failures,
                 now=b.opened_at or now,
+                reason=target.last_error,
             )
             b.state, b.probing = CircuitState.OPEN, False
         elif shared is not None:
@@ -600,6 +623,7 @@ class Worker:
                     state=b.state.value,
                     failures=b.consecutive_failures,
                     now=self.clock.now(),
+                    reason=target.last_error,
                 )
             if report.items:
                 ran = True
@@ -803,6 +827,7 @@ class Worker:
                 if isinstance(exc, RateLimited):
                     target.breaker.record_success()
                 else:
+                    target.last_error = failure_reason(target.name, exc)
                     target.breaker.record_failure(self.clock.now())
                 _throttled(target, exc, self.clock.now())
                 self._out.probed.append(c)
@@ -849,6 +874,17 @@ class Worker:
         self, target: Target, c: Claimed, exc: Exception, *, call_failed: bool = True
     ) -> None:
         now = self.clock.now()
+        if isinstance(exc, AccessRefused):
+            # The system refuses the integration (credentials, token, user): every call
+            # would fail alike, and no event is to blame. Stop calling it at once, keep
+            # the event's attempts and age (the probe), and say why (decision 0038).
+            target.last_error = failure_reason(target.name, exc)
+            if call_failed and target.breaker.state is not CircuitState.OPEN:
+                target.breaker.trip(now)
+                log.error("access_refused", target=target.name, error=str(exc))
+            self._out.probed.append(c)
+            self.stats.retried += 1
+            return
         if isinstance(exc, RateLimited):
             # "Too many requests" is an answer: the system is up. The rate falls and a
             # Retry-After pauses the target (``_throttled``); the circuit is for a system
@@ -856,6 +892,7 @@ class Worker:
             if call_failed:
                 target.breaker.record_success()
         elif call_failed:
+            target.last_error = failure_reason(target.name, exc)
             target.breaker.record_failure(now)
         retry_after = exc.retry_after if isinstance(exc, TransientError) else None
         _throttled(target, exc, now)

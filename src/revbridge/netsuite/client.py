@@ -7,7 +7,10 @@ where third-party failures become revbridge errors::
     HTTP 429, CONCURRENCY_LIMIT_EXCEEDED,
       SSS_REQUEST_LIMIT_EXCEEDED (RESTlets)        -> RateLimited     (Retry-After if given)
     HTTP 5xx                                       -> TransientError
-    HTTP 401 / 403                                 -> NetSuiteRequestError (terminal, auth)
+    HTTP 401                                       -> NetSuiteAuthError (AccessRefused: the
+                                                      integration's TBA token, not a record)
+    HTTP 403                                       -> NetSuiteRequestError (terminal: the role
+                                                      lacks a permission for this record)
     HTTP 400 / 404 / 405 / 409 ...                 -> NetSuiteRequestError (terminal), carrying
                                                       NetSuite's ``o:errorDetails``
 
@@ -40,7 +43,13 @@ from oauthlib.oauth1 import (  # type: ignore[import-untyped]  # oauthlib ships 
 from oauthlib.oauth1 import Client as OAuth1Client
 
 from revbridge.engine.concurrency import LocalSlots, Slots
-from revbridge.errors import RateLimited, TerminalError, TransientError
+from revbridge.errors import (
+    AccessRefused,
+    DeliveryError,
+    RateLimited,
+    TerminalError,
+    TransientError,
+)
 from revbridge.netsuite.config import NetSuiteConfig
 
 JsonObject = dict[str, Any]
@@ -75,8 +84,9 @@ class NetSuiteErrorDetail:
     path: str | None = None
 
 
-class NetSuiteRequestError(TerminalError):
-    """NetSuite refused the request (validation, business rule, auth): retrying cannot help."""
+class _NetSuiteRefusal(DeliveryError):
+    """NetSuite's answer to a request it refused: the status, its error details, and where
+    (``Location``, for an idempotency conflict)."""
 
     def __init__(
         self,
@@ -98,8 +108,15 @@ class NetSuiteRequestError(TerminalError):
         return tuple(d.code for d in self.details)
 
 
-class NetSuiteAuthError(NetSuiteRequestError):
-    """401/403: the TBA credentials, role or permissions are wrong (see the login audit)."""
+class NetSuiteRequestError(_NetSuiteRefusal, TerminalError):
+    """NetSuite refused the request (validation, business rule, a permission the role lacks
+    for this record): retrying it cannot help."""
+
+
+class NetSuiteAuthError(_NetSuiteRefusal, AccessRefused):
+    """401: NetSuite refused the integration's TBA credentials (a revoked or wrong token, an
+    inactive user or role; see the login audit trail). Every call fails alike until a person
+    fixes it: the circuit opens and no event is dead-lettered (decision 0038)."""
 
 
 def dumps(value: Any) -> str:
@@ -174,7 +191,7 @@ def raise_for_response(response: httpx.Response, context: str) -> None:
         raise TransientError(
             f"NetSuite {status} on {context}: {text}", retry_after=retry_after(response)
         )
-    if status in (401, 403):
+    if status == 401:
         if not details:
             details = (
                 NetSuiteErrorDetail(

@@ -8,8 +8,9 @@ become revbridge errors::
     HTTP 5xx                                      -> TransientError
     HTTP 300 (external id matches several)        -> SalesforceApiError (terminal)
     HTTP 401 INVALID_SESSION_ID                   -> one new token, the call once more; then
-                                                     SalesforceAuthError (terminal)
-    token endpoint 400 (invalid_grant ...)        -> SalesforceAuthError (terminal)
+                                                     SalesforceAuthError (AccessRefused)
+    token endpoint 400 (invalid_grant ...)        -> SalesforceAuthError (AccessRefused: the
+                                                     integration user, not a record; 0038)
     other HTTP 4xx                                -> SalesforceApiError (terminal), carrying
                                                      Salesforce's ``errorCode`` and ``fields``
 
@@ -44,7 +45,7 @@ from urllib.parse import quote
 import httpx
 import jwt
 
-from revbridge.errors import RateLimited, TerminalError, TransientError
+from revbridge.errors import AccessRefused, RateLimited, TerminalError, TransientError
 
 JsonObject = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -72,8 +73,17 @@ class SalesforceApiError(TerminalError):
         super().__init__(message)
 
 
-class SalesforceAuthError(SalesforceApiError):
-    """No session could be had: bad credentials, an unapproved user, a wrong audience."""
+class SalesforceAuthError(AccessRefused):
+    """No session could be had: bad credentials, an unapproved user, a wrong audience. Every
+    call fails alike until a person fixes it: the circuit opens, nothing is dead-lettered
+    (decision 0038). ``status`` and ``error_code`` are Salesforce's, as on
+    ``SalesforceApiError``."""
+
+    def __init__(self, message: str, *, status: int, error_code: str) -> None:
+        self.status = status
+        self.error_code = error_code
+        self.fields: tuple[str, ...] = ()
+        super().__init__(message)
 
 
 def dumps(value: Any) -> str:

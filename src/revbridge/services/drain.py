@@ -351,7 +351,8 @@ def _waiting(state: TargetState | None, target: Target, now: datetime) -> str | 
     if state.circuit == CircuitState.OPEN.value:
         opened = state.opened_at or now
         left = max((opened + target.breaker.cooldown - now).total_seconds(), 0.0)
-        return f"{target.name}: circuit open, next probe in {left:.0f} s"
+        why = f" ({target.last_error})" if target.last_error else ""
+        return f"{target.name}: circuit open, next probe in {left:.0f} s{why}"
     if state.circuit == CircuitState.HALF_OPEN.value:
         return f"{target.name}: circuit half-open, another process is probing it"
     if state.hold_until is not None and state.hold_until > now:

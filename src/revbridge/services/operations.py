@@ -378,6 +378,7 @@ def dr_status(engine: Engine, now: datetime) -> dict[str, Any]:
                 "paused": bool(t.paused) if t else False,
                 "paused_reason": t.paused_reason if t else None,
                 "circuit": t.circuit if t else "closed",
+                "circuit_reason": t.circuit_reason if t and t.circuit != "closed" else None,
                 "retry_after_until": _while_ahead(t.hold_until if t else None, now),
                 "backlog": {s: backlog.get(s, 0) for s in open_states},
                 "scheduled": scheduled,

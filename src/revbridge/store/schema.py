@@ -209,6 +209,8 @@ targets = Table(
     Column("paused_reason", Text),
     Column("circuit", String(16), nullable=False, default="closed"),
     Column("circuit_opened_at", UTCDateTime()),
+    # Why the calls failed when the circuit opened (the alert and `dr status` say it).
+    Column("circuit_reason", Text),
     Column("consecutive_failures", Integer, nullable=False, default=0),
     Column("updated_at", UTCDateTime(), nullable=False),
     # The system answered 429 with a Retry-After: no process calls it before then.

@@ -56,7 +56,13 @@ from revbridge.engine.ports import (
     ReadPage,
     RecordKind,
 )
-from revbridge.errors import RateLimited, RevbridgeError, TerminalError, TransientError
+from revbridge.errors import (
+    AccessRefused,
+    RateLimited,
+    RevbridgeError,
+    TerminalError,
+    TransientError,
+)
 from revbridge.mdm.erp_reading import ERP_MASTER_ATTRIBUTES
 
 # The ERP system the crosswalk records the fake ERP's links under (``Capabilities.name``).
@@ -152,6 +158,9 @@ class Faults:
     """What goes wrong on the next calls. Counters count down as calls consume them."""
 
     down: bool = False
+    # The system refuses the integration's credentials (a revoked token, a locked user):
+    # every call is a 401 until it is set back (``AccessRefused``, decision 0038).
+    refuse_access: bool = False
     fail_next: int = 0
     throttle_next: int = 0
     retry_after: timedelta | None = timedelta(seconds=1)
@@ -219,6 +228,8 @@ class Faults:
             os.kill(os.getpid(), signal.SIGKILL)
         if self.down:
             raise TransientError("connection refused: the system is down")
+        if self.refuse_access:
+            raise AccessRefused("401 Unauthorized: the integration's credentials were refused")
         if self.throttle_next > 0:
             self.throttle_next -= 1
             raise RateLimited("429 Too Many Requests", retry_after=self.retry_after)

@@ -17,12 +17,13 @@ Errors, translated once here into revbridge's tree::
     ├── TransientError             connection refused/reset, timeouts, HTTP 5xx,
     │   │                          ConcurrencyException (the record moved under us)
     │   ├── TrytonUnreachable      no connection to the server (refused, no such host)
-    │   └── RateLimited            HTTP 429 (``retry_after`` from ``Retry-After``)
+    │   ├── RateLimited            HTTP 429 (``retry_after`` from ``Retry-After``)
+    │   └── AccessRefused          the integration itself is refused (decision 0038):
+    │       ├── TrytonNoDatabase   HTTP 404: the server serves no database of that name
+    │       └── TrytonAuthError    bad credentials, a 403, or the session cannot be renewed
     └── TerminalError
-        ├── TrytonNoDatabase       HTTP 404: the server serves no database of that name
         ├── TrytonUserError        a model refused: validation, access, closed period, ...
         ├── TrytonUserWarning      a warning that needs an explicit, named skip
-        ├── TrytonAuthError        bad credentials, or the session cannot be renewed
         └── TrytonServerError      an unexpected exception inside trytond (a bug or a bad
                                    call; the same call would fail again)
 
@@ -43,7 +44,7 @@ from typing import Any, Self
 
 import httpx
 
-from revbridge.errors import RateLimited, TerminalError, TransientError
+from revbridge.errors import AccessRefused, RateLimited, TerminalError, TransientError
 
 __all__ = [
     "TrytonAuthError",
@@ -84,11 +85,11 @@ class TrytonUnreachable(TransientError):
     """No connection to the server: refused, reset, no such host (a timeout is not this)."""
 
 
-class TrytonNoDatabase(TerminalError):
+class TrytonNoDatabase(AccessRefused):
     """HTTP 404 on ``<url>/<database>/rpc/``: no database of that name (or a wrong URL path)."""
 
 
-class TrytonAuthError(TerminalError):
+class TrytonAuthError(AccessRefused):
     """The credentials were refused, or a method asks for a fresh password."""
 
 

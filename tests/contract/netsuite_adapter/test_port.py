@@ -19,7 +19,7 @@ from revbridge.core.events import (
     RevenueRecognized,
 )
 from revbridge.engine.ports import ErpPort, RecordKind
-from revbridge.errors import RateLimited, TerminalError, TransientError
+from revbridge.errors import AccessRefused, RateLimited, TerminalError, TransientError
 from revbridge.netsuite.adapter import NetSuiteErp
 from revbridge.netsuite.client import NetSuiteAuthError, NetSuiteRequestError
 from revbridge.netsuite.sandbox import RunningSandbox
@@ -386,13 +386,14 @@ def test_a_customer_on_credit_hold_gets_no_invoice(erp: NetSuiteErp, admin: Admi
     run(go())
 
 
-def test_bad_credentials_are_a_terminal_auth_error(sandbox: RunningSandbox) -> None:
+def test_bad_credentials_refuse_the_integrations_access(sandbox: RunningSandbox) -> None:
     wrong = NetSuiteErp(connector_config(sandbox, token_secret="not-the-secret"))
 
     async def go() -> None:
         with pytest.raises(NetSuiteAuthError) as caught:
             await wrong.find(RecordKind.CUSTOMER, "001A")
         assert caught.value.status == 401
+        assert isinstance(caught.value, AccessRefused)
         await wrong.close()
 
     run(go())

@@ -10,7 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from revbridge.errors import ConfigError, RateLimited, TerminalError, TransientError
+from revbridge.errors import (
+    AccessRefused,
+    ConfigError,
+    RateLimited,
+    TerminalError,
+    TransientError,
+)
 from revbridge.netsuite.capture import dump_watermark, parse_watermark
 from revbridge.netsuite.client import NetSuiteRequestError, dumps, loads, raise_for_response
 from revbridge.netsuite.config import NetSuiteConfig, rest_host
@@ -69,6 +75,19 @@ def test_errors_are_translated_once_by_status() -> None:
         raise_for_response(_response(400, body), "POST /record/v1/invoice")
     assert refused.value.codes == ("USER_ERROR",)
     assert "Period is closed. (at tranDate)" in str(refused.value)
+    # 401: the integration's token, on every call alike (the circuit opens, nothing is
+    # dead-lettered); 403: the role lacks a permission for this record (that record only).
+    with pytest.raises(AccessRefused) as unauthorized:
+        raise_for_response(_response(401, "", **{"WWW-Authenticate": "OAuth"}), "GET /x")
+    assert not isinstance(unauthorized.value, TerminalError)
+    assert "INVALID_LOGIN" in str(unauthorized.value)
+    forbidden_body = (
+        '{"o:errorDetails":[{"detail":"Permission Violation","o:errorCode":"USER_ERROR"}]}'
+    )
+    with pytest.raises(NetSuiteRequestError) as forbidden:
+        raise_for_response(_response(403, forbidden_body), "POST /record/v1/creditMemo")
+    assert forbidden.value.status == 403
+    assert not isinstance(forbidden.value, AccessRefused)
 
 
 def test_money_travels_as_exact_json_numbers() -> None:

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from revbridge.errors import RateLimited, TransientError
+from revbridge.errors import AccessRefused, RateLimited, TerminalError, TransientError
 from revbridge.salesforce.client import (
     SalesforceApiError,
     SalesforceAuthError,
@@ -55,7 +55,9 @@ def test_an_expired_session_is_renewed_once_and_the_call_succeeds(org: Org) -> N
     assert run(go()) == 2
 
 
-def test_a_wrong_user_is_a_terminal_auth_error(org: Org) -> None:
+def test_a_wrong_user_refuses_the_integrations_access(org: Org) -> None:
+    """Not a record's fault: the worker opens the circuit and dead-letters nothing (0038)."""
+
     async def go() -> None:
         async with SalesforceClient(org.jwt_auth(username="nobody@example.com")) as client:
             await client.query("SELECT Id FROM Account")
@@ -63,6 +65,8 @@ def test_a_wrong_user_is_a_terminal_auth_error(org: Org) -> None:
     with pytest.raises(SalesforceAuthError) as info:
         run(go())
     assert info.value.error_code == "invalid_grant"
+    assert isinstance(info.value, AccessRefused)
+    assert not isinstance(info.value, TerminalError)
 
 
 def test_limit_info_is_parsed_and_exposed(org: Org) -> None:

@@ -8,7 +8,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from revbridge.errors import RateLimited, TerminalError, TransientError
+from revbridge.errors import AccessRefused, RateLimited, TerminalError, TransientError
 from revbridge.tryton.instance import InstanceInfo
 from revbridge.tryton.rpc import (
     TrytonAuthError,
@@ -56,13 +56,16 @@ def test_decimal_comes_back_from_the_server(tryton: InstanceInfo) -> None:
     run(scenario())
 
 
-def test_wrong_password_is_terminal(tryton: InstanceInfo) -> None:
-    """Refused credentials do not heal by retrying."""
+def test_wrong_password_refuses_the_integrations_access(tryton: InstanceInfo) -> None:
+    """Refused credentials are the integration's, not a record's: the worker stops calling
+    and dead-letters nothing until they are fixed (decision 0038)."""
 
     async def scenario() -> None:
         client = TrytonClient(tryton.url, tryton.database, tryton.api_user, "wrong-password")
-        with pytest.raises(TrytonAuthError, match="refused the login"):
+        with pytest.raises(TrytonAuthError, match="refused the login") as refused:
             await client.login()
+        assert isinstance(refused.value, AccessRefused)
+        assert not isinstance(refused.value, TerminalError)
         await client.aclose()
 
     run(scenario())
@@ -87,7 +90,8 @@ def test_validation_and_access_errors_are_terminal_with_tryton_message(
 
 
 def test_http_failures_map_to_transient_or_terminal() -> None:
-    """5xx and 429 are worth retrying (429 is RateLimited and keeps its Retry-After); 404 is not."""
+    """5xx and 429 are worth retrying (429 is RateLimited and keeps its Retry-After); a 404
+    (no such database) refuses the integration itself: the circuit opens (decision 0038)."""
 
     def answer(request: httpx.Request) -> httpx.Response:
         status = {"/down/rpc/": 503, "/busy/rpc/": 429, "/gone/rpc/": 404}[request.url.path]
@@ -98,7 +102,7 @@ def test_http_failures_map_to_transient_or_terminal() -> None:
         for database, expected in [
             ("down", TransientError),
             ("busy", TransientError),
-            ("gone", TerminalError),
+            ("gone", AccessRefused),
         ]:
             client = TrytonClient("http://tryton.invalid/", database, "u", "p", transport=transport)
             with pytest.raises(expected) as caught:
