@@ -312,7 +312,8 @@ class NetSuiteHttp:
         ok_404: bool = False,
     ) -> httpx.Response | None:
         """A request that changes nothing (GET, SuiteQL): retried a few times on transient
-        errors, since repeating it is always safe."""
+        errors, since repeating it is always safe. Not a refused login: repeating that only
+        adds failed logins to the user's audit trail (and may lock it)."""
         attempt = 0
         while True:
             try:
@@ -321,7 +322,7 @@ class NetSuiteHttp:
                 )
             except TransientError as exc:
                 attempt += 1
-                if attempt > self.config.read_retries:
+                if attempt > self.config.read_retries or isinstance(exc, AccessRefused):
                     raise
                 delay = exc.retry_after.total_seconds() if exc.retry_after else 0.1 * attempt
                 await asyncio.sleep(min(delay, 5.0))

@@ -386,14 +386,19 @@ def test_a_customer_on_credit_hold_gets_no_invoice(erp: NetSuiteErp, admin: Admi
     run(go())
 
 
-def test_bad_credentials_refuse_the_integrations_access(sandbox: RunningSandbox) -> None:
+def test_bad_credentials_refuse_the_integrations_access(
+    sandbox: RunningSandbox, admin: Admin
+) -> None:
     wrong = NetSuiteErp(connector_config(sandbox, token_secret="not-the-secret"))
+    before = admin("GET", "/status")["requests"]
 
     async def go() -> None:
         with pytest.raises(NetSuiteAuthError) as caught:
             await wrong.find(RecordKind.CUSTOMER, "001A")
         assert caught.value.status == 401
         assert isinstance(caught.value, AccessRefused)
+        # One refused login, not one per read retry (each is a failed login in its audit).
+        assert admin("GET", "/status")["requests"] - before == 1
         await wrong.close()
 
     run(go())
