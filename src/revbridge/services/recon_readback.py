@@ -103,29 +103,46 @@ def fake_org_from_ledger(engine: Engine, sf: Any) -> int:
     """Give the fake org what Salesforce sent the hub (the demo's, the default config's).
 
     The fake org only holds what is put in it; with ``salesforce.kind = "fake"`` the
-    Salesforce side is what the ledger received from Salesforce, each record put once
-    (invoices first, so that the payments and credit memos find what they pay). Returns how
-    many records were added.
+    Salesforce side is what the ledger received from Salesforce: each record as its latest
+    version in the ledger (invoices first, so that the payments and credit memos find what
+    they pay). A newer version than the one the org was given revises the record
+    (``FakeSalesforce.revise``): an invoice changed in Salesforce after it was posted to the
+    ERP is then a variance, as with a real org, not hidden behind its first version.
+    Returns how many records were added or revised.
     """
     from revbridge.codec import decode_payload
 
     query = (
-        select(events.c.type, events.c.payload)
+        select(events.c.id, events.c.type, events.c.payload)
         .where(events.c.type.in_(list(_SF_EVENT_KEYS)))
         .order_by(events.c.id)
     )
-    added = 0
     with engine.connect() as conn:
         rows = list(conn.execute(query))
-    # Invoices first: a payment or credit memo recorded before its invoice would pay nothing.
-    rows.sort(key=lambda r: r[0] != "invoice.posted")
-    for event_type, payload in rows:
+    # Per record: the first event (the version an org given records before their ids were
+    # kept holds) and the latest one.
+    first: dict[str, int] = {}
+    latest: dict[str, tuple[int, str, Any]] = {}
+    for event_id, event_type, payload in rows:
         kind, id_field = _SF_EVENT_KEYS[event_type]
         data = decode_payload(EventType(event_type), payload)
+        name = f"{kind.value}|{getattr(data, id_field)}"
+        first.setdefault(name, event_id)
+        latest[name] = (event_id, event_type, data)
+    # Invoices first: a payment or credit memo recorded before its invoice would pay nothing.
+    ordered = sorted(latest.items(), key=lambda item: item[1][1] != "invoice.posted")
+    changed = 0
+    for name, (event_id, event_type, data) in ordered:
+        kind, id_field = _SF_EVENT_KEYS[event_type]
         if sf.get(kind, getattr(data, id_field)) is None:
             sf.record(data)
-            added += 1
-    return added
+        elif event_id > sf.from_ledger.get(name, first[name]):
+            sf.revise(data)
+        else:
+            continue
+        sf.from_ledger[name] = event_id
+        changed += 1
+    return changed
 
 
 async def fake_erp_from_ledger(engine: Engine, erp: Any) -> int:

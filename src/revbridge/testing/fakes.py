@@ -1105,6 +1105,9 @@ class FakeSalesforce(_FaultyFake):
         self.calls: Counter[str] = Counter()
         # The org's own records, as the read-back sees them: (kind, key) -> (seq, document).
         self.org: dict[tuple[ReadbackKind, str], tuple[int, _OrgDoc]] = {}
+        # The ledger event each record was last put from ("kind|key" -> events.id), so that
+        # a newer version in the ledger reaches the org (services.recon_readback).
+        self.from_ledger: dict[str, int] = {}
         self._seq = 0
         # Shared: several processes (workers, a capture, `generate --into-salesforce`) use
         # one org through the state file, as with the fake ERP.
@@ -1124,6 +1127,7 @@ class FakeSalesforce(_FaultyFake):
         )
         self._seq = state.get("seq", 0)
         self.feed = [(seq, env) for seq, env in state.get("feed", ())]
+        self.from_ledger = dict(state.get("from_ledger", {}))
         self.org = {}
         for kind, seq, raw in state.get("org", ()):
             doc = _org_doc(ReadbackKind(kind), raw)
@@ -1136,6 +1140,7 @@ class FakeSalesforce(_FaultyFake):
             "invoice_paid": {k: str(v) for k, v in self.invoice_paid.items()},
             "seq": self._seq,
             "feed": [[seq, env] for seq, env in self.feed],
+            "from_ledger": self.from_ledger,
             "org": [
                 [kind.value, seq, json.loads(json.dumps(dataclasses.asdict(d), default=str))]
                 for (kind, _), (seq, d) in self.org.items()
@@ -1276,6 +1281,57 @@ class FakeSalesforce(_FaultyFake):
                 )
             )
 
+    def revise(
+        self, data: InvoicePosted | CreditMemoIssued | PaymentReceived | RevenueRecognized
+    ) -> None:
+        """A newer version of a record the org holds (Salesforce changed it after the hub
+        had it): its header and amounts change, what was already settled on it stays.
+
+        An invoice keeps what was paid on it; a payment's earlier applications are taken
+        back from their invoices before the new ones apply. A credit memo's applications
+        to invoices are not revised (only its own amount and balance)."""
+        if isinstance(data, InvoicePosted | CreditMemoIssued):
+            found = self.org.get(
+                (
+                    ReadbackKind.AR,
+                    data.invoice_id if isinstance(data, InvoicePosted) else data.credit_memo_id,
+                )
+            )
+            old = found[1] if found else None
+            if not isinstance(old, ArDocument):
+                self.record(data)
+                return
+            settled = old.amount - (old.balance if old.balance is not None else old.amount)
+            total = data.total
+            if isinstance(data, InvoicePosted):
+                status = (
+                    "Unpaid" if not settled else "Paid" if settled >= total else "Partially Paid"
+                )
+                doc_date = data.invoice_date
+            else:
+                status = "Paid" if settled >= total else "Posted"
+                doc_date = data.issued_on
+            self.put(
+                dataclasses.replace(
+                    old,
+                    customer_ref=data.customer_id,
+                    currency=data.currency,
+                    amount=total,
+                    doc_date=doc_date,
+                    status=status,
+                    balance=total - settled,
+                )
+            )
+        elif isinstance(data, PaymentReceived):
+            found = self.org.get((ReadbackKind.PAYMENTS, data.payment_id))
+            old = found[1] if found else None
+            if isinstance(old, PaymentDocument):
+                for invoice_ref, amount in old.applications:
+                    self._pay_invoice(invoice_ref, -amount)
+            self.record(data)
+        else:
+            self.record(data)
+
     def remove(self, kind: ReadbackKind, key: str) -> None:
         """Delete a record from the org (the read-back store keeps what it read)."""
         self.org.pop((kind, key), None)
@@ -1333,7 +1389,10 @@ class FakeSalesforce(_FaultyFake):
         doc = found[1] if found else None
         if isinstance(doc, ArDocument) and doc.ref == invoice_ref:
             balance = (doc.balance if doc.balance is not None else doc.amount) - amount
-            status = "Paid" if balance <= 0 else "Partially Paid"
+            # A payment taken back (a negative amount) can leave it unpaid again.
+            status = (
+                "Paid" if balance <= 0 else "Unpaid" if balance >= doc.amount else "Partially Paid"
+            )
             self.put(dataclasses.replace(doc, balance=balance, status=status))
 
     async def update_credit_status(

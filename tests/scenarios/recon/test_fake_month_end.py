@@ -20,13 +20,17 @@ from typing import Any
 
 import pytest
 
+from revbridge.clock import ManualClock
 from revbridge.codec import decode_payload
 from revbridge.config import Settings, parse_config
 from revbridge.core.events import EventType
+from revbridge.core.policy import build_policy
 from revbridge.engine.ports import ArDocument, ReadbackKind
+from revbridge.engine.worker import Target, Worker
 from revbridge.generate import generate_events
 from revbridge.recon.match import FindingKind
 from revbridge.recon.period import reconcile_period
+from revbridge.services.ingest import ingest_lines
 from revbridge.store.ledger import Ledger
 from revbridge.testing import FakeSalesforce
 from revbridge.testing.fakes import FakeErp
@@ -198,3 +202,51 @@ def test_on_the_default_fakes_both_sides_are_what_the_hub_saw(
     assert run.of("payments").result.matched_count == sum(
         1 for e in envs if e["type"] in ("payment.received", "erp.payment.received")
     )
+
+
+def test_an_invoice_changed_in_salesforce_after_posting_is_a_case_with_its_dead_letter(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """On the default fakes, October is delivered; then Salesforce changes an invoice the
+    ERP already holds. The ERP refuses it (a posted document is never changed): a dead
+    letter. The next run shows the new total against the ERP's, with the dead letter, not
+    a clean month (the fake org used to keep the invoice's first version)."""
+    settings = _fakes(tmp_path)
+    envs = list(generate_events(200, seed=9, end=datetime(2026, 11, 1, tzinfo=UTC)))
+    _deliver(ledger, settings, envs, record_in_salesforce=False)
+    reconcile_period(
+        settings, ledger.engine, scope="monthly", start=OCTOBER[0], end=OCTOBER[1], now=NOW
+    )
+    invoice = next(e for e in envs if e["type"] == "invoice.posted")
+    changed = json.loads(json.dumps(invoice))
+    changed["source_version"] = "edited-after-posting"
+    line = changed["data"]["lines"][0]
+    price = Decimal(line["unit_price"])
+    line["quantity"] = str(Decimal(line["quantity"]) + 1)
+    line["amount"] = str(Decimal(line["amount"]) + price)
+    changed["data"]["subtotal"] = str(Decimal(changed["data"]["subtotal"]) + price)
+    changed["data"]["total"] = str(Decimal(changed["data"]["total"]) + price)
+    clock = ManualClock(NOW)
+    accepted = ingest_lines(
+        ledger, [json.dumps(changed).encode()], policy=build_policy(), origin="t", clock=clock
+    )
+    assert accepted.accepted == 1
+    erp = FakeErp(state_file=settings.path_in_base("erp.json"))
+
+    async def work() -> int:
+        worker = Worker(ledger.engine, {"erp": Target("erp", erp)}, clock=clock, seed=1)
+        stats = await worker.run_until_idle()
+        await erp.close()
+        return stats.dead_lettered
+
+    assert asyncio.run(work()) == 1
+
+    run = reconcile_period(
+        settings, ledger.engine, scope="monthly", start=OCTOBER[0], end=OCTOBER[1], now=NOW
+    )
+    ref = invoice["source_id"]
+    assert ("ar", FindingKind.AMOUNT, ref) in findings(run)
+    amount = next(f for f in run.of("ar").findings if f.finding.kind == FindingKind.AMOUNT)
+    assert amount.finding.difference == -price
+    assert amount.hub.state == "dead_letter"
+    assert not amount.timing_difference
