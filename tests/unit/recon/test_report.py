@@ -137,6 +137,9 @@ def test_the_workbook_has_a_summary_and_a_sheet_per_reconciliation_with_numbers(
     assert "EUR" in erp_cell.number_format
     summary = [[c.value for c in r] for r in book["Summary"].iter_rows()]
     assert ["ar", 4, 3, 1, "USD", pytest.approx(650.0), None] in summary
+    # The per-reconciliation amount is what matched, not the variances beside it.
+    header = ["reconciliation", "matched", "variances", "within tolerance", "currency"]
+    assert [*header, "matched amount", None] in summary
     assert ["ar", "amount", 2, 1, "EUR", pytest.approx(10.0), "absolute differences"] in summary
 
 

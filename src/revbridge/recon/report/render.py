@@ -163,7 +163,12 @@ def render_xlsx(report: ReconReport) -> bytes:
     summary.append(["Timing differences (hub still delivering)", report.timing_differences])
     summary.append(["Sign-off", report.signoff or "not signed off"])
     summary.append([])
-    header = ["reconciliation", "matched", "variances", "within tolerance", "currency", "amount"]
+    # The amount here is what matched, as the HTML page's "matched amount": a bare "amount"
+    # beside "variances" read as the size of the variances.
+    header = [
+        "reconciliation", "matched", "variances", "within tolerance", "currency",
+        "matched amount",
+    ]  # fmt: skip
     summary.append(header)
     for cell in summary[summary.max_row]:
         cell.font = bold
