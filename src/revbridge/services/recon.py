@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from revbridge.config import Settings
+from revbridge.core.money import format_money
 from revbridge.core.policy import check_cron
 from revbridge.core.timestamps import human_timestamp
 from revbridge.core.wording import agreeing, counted
@@ -437,6 +438,23 @@ def _seen(recon: PeriodRecon) -> list[Seen]:
     ]
 
 
+def _within_tolerance(recon: PeriodRecon) -> dict[tuple[str, str, str], str]:
+    """Each finding of ``recon`` within its tolerance, by case key: what it differs by (a
+    case closed for it was not cleared; its difference is still there)."""
+    tolerated: dict[tuple[str, str, str], str] = {}
+    for r in recon.reconciliations:
+        for item in r.findings:
+            f = item.finding
+            if f.within_tolerance:
+                by = ""
+                if f.difference is not None:
+                    by = f" by {format_money(f.difference, f.currency)}"
+                tolerated[(r.name, f.ref, f.kind.value)] = (
+                    f"still differs{by}, now within the tolerance of [recon.thresholds.{r.name}]"
+                )
+    return tolerated
+
+
 def _overlapping_signoffs(conn: Connection, start: date, end: date) -> list[Any]:
     return list(
         conn.execute(
@@ -460,10 +478,12 @@ def _apply_plan(
     end: date,
     now: datetime,
     why: dict[tuple[str, str, str], str] | None = None,
+    tolerated: dict[tuple[str, str, str], str] | None = None,
 ) -> list[dict[str, Any]]:
     """Open, refresh, reopen and auto-resolve the plan's cases over ``[start, end)``; their
     audit entries (``why``: the reason a case of that key was opened or reopened, when not
-    that this run found it)."""
+    that this run found it; ``tolerated``: what a finding this run judged within tolerance
+    still differs by, for the note of its case resolved)."""
     by = f"by run {run_id} ({scope} {start}..{end})"
     found, why = f"found {by}", why or {}
     audits: list[dict[str, Any]] = []
@@ -544,17 +564,25 @@ def _apply_plan(
         )
         for case, _ in plan.to_reopen
     ]
-    note = f"not found by run {run_id} over {start}..{end}: the variance cleared"
-    for chunk in _chunks([c.id for c in plan.to_auto_resolve]):
-        conn.execute(
-            update(recon_cases)
-            .where(recon_cases.c.id.in_(chunk))
-            .values(state=CaseState.RESOLVED.value, resolution_code=AUTO_RESOLVED, note=note,
-                    closed_at=now, updated_at=now, last_run_id=run_id)
-        )  # fmt: skip
-    audits += [
-        _case_audit(AUTO_RESOLVED, c, CaseState.RESOLVED, note) for c in plan.to_auto_resolve
-    ]
+    # A case of a finding now within its tolerance (its threshold raised) was not cleared:
+    # its note says what it still differs by, not that the variance is gone.
+    cleared = f"not found by run {run_id} over {start}..{end}: the variance cleared"
+    tolerated = tolerated or {}
+    notes: dict[str, list[int]] = {}
+    for c in plan.to_auto_resolve:
+        note = cleared
+        if c.key in tolerated:
+            note = f"within tolerance at run {run_id} over {start}..{end}: {tolerated[c.key]}"
+        notes.setdefault(note, []).append(c.id)
+        audits.append(_case_audit(AUTO_RESOLVED, c, CaseState.RESOLVED, note))
+    for note, ids in notes.items():
+        for chunk in _chunks(ids):
+            conn.execute(
+                update(recon_cases)
+                .where(recon_cases.c.id.in_(chunk))
+                .values(state=CaseState.RESOLVED.value, resolution_code=AUTO_RESOLVED,
+                        note=note, closed_at=now, updated_at=now, last_run_id=run_id)
+            )  # fmt: skip
     return audits
 
 
@@ -738,8 +766,9 @@ def run_recon(
             now=now,
         )
         audits = _apply_plan(
-            conn, plan, stored, run_id=run_id, scope=scope, start=start, end=end, now=now
-        )
+            conn, plan, stored, run_id=run_id, scope=scope, start=start, end=end, now=now,
+            tolerated=_within_tolerance(recon),
+        )  # fmt: skip
         stuck_plans = _open_stuck(conn, stuck, run_id=run_id, now=now)
         audits += [a for _, audits_of in stuck_plans for a in audits_of]
         opened = len(plan.to_open) + sum(len(p.to_open) for p, _ in stuck_plans)

@@ -367,6 +367,30 @@ def test_configured_thresholds_decide_between_tolerance_and_a_case(
     assert [(c.kind, c.ref) for c in list_cases(ledger.engine, now=T0)] == [("amount", "a0X00002")]
 
 
+def test_a_case_a_raised_threshold_tolerates_says_it_still_differs(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """A controller raises `[recon.thresholds.ar]` above an open case's difference: the next
+    run resolves it (within tolerance, no case), and its note and history say what it still
+    differs by, not that the variance cleared (the difference is still there)."""
+    sides = Sides(ledger, tmp_path)
+    sides.erp[1] = dataclasses.replace(sides.erp[1], amount=Decimal("102.50"))
+    sides.run()
+    (case,) = list_cases(ledger.engine, now=T0)
+    sides.settings = parse_config(
+        {"recon": {"thresholds": {"ar": {"absolute": "5.00"}}}}, None, tmp_path
+    )
+    later = sides.run(at=T0 + timedelta(hours=1))
+    assert (later.auto_resolved, later.report.within_tolerance) == (1, 1)
+    detail = show_case(ledger.engine, case.id, now=T0)
+    assert detail.case.resolution_code == "auto_resolved"
+    assert detail.case.note is not None
+    assert "still differs by 2.50 USD" in detail.case.note
+    assert "[recon.thresholds.ar]" in detail.case.note
+    assert "cleared" not in detail.case.note
+    assert detail.history[-1].reason == detail.case.note
+
+
 def test_a_bad_threshold_fails_at_load_naming_the_key(tmp_path: Path) -> None:
     """A threshold for an unknown reconciliation is refused when the configuration loads."""
     from revbridge.errors import ConfigError
