@@ -369,8 +369,9 @@ def signoff(
 ) -> None:
     """Sign a month off: first its preparer, then a different reviewer.
 
-    Refused while revenue entries of the month are still on their way to the ERP: their
-    count, control totals per currency and due time are named.
+    Refused while documents of the month (invoices, credit memos, payments, revenue
+    entries) are still on their way to the ERP: how many of each kind, their control totals
+    per currency and when they are due are named.
     """
     from revbridge.services.recon import sign_off
 

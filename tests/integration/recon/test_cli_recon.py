@@ -258,3 +258,12 @@ def test_recon_status_shows_each_period_whole_and_each_runs_reason(config: Path)
     wide = Console(width=140, record=True)
     wide.print(_runs_table(runs, width=140))
     assert "(circuit opened)" in wide.export_text()
+
+
+def test_the_signoff_help_names_every_kind_of_document_it_waits_for() -> None:
+    """The sign-off is refused while invoices, credit memos, payments or revenue entries of
+    the month are in transit; its help said only revenue entries."""
+    result = runner.invoke(app, ["recon", "signoff", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert "Refused while documents of the month (invoices, credit memos, payments" in text
