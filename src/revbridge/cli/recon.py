@@ -117,17 +117,25 @@ def run(
             f"reopened={outcome.reopened} auto_resolved={outcome.auto_resolved} "
             f"open_cases={outcome.open_cases}"
         )
+        # Waiting for a batch window is never a case before the window; anything else in
+        # transit is one if a later run still finds it undelivered: said apart, not as one.
+        due = max(report.in_transit_without_case - report.awaiting_batch, 0)
         console.print(
             f"  in transit (hub still delivering): {report.timing_differences}"
             + (
-                f", {report.in_transit_without_case} without a case (a case if a later run "
-                "still finds it undelivered)"
+                f", {report.in_transit_without_case} without a case"
                 if report.in_transit_without_case
                 else ""
             )
             + (
-                f", of which {report.awaiting_batch} wait for their batch window"
+                f": {report.awaiting_batch} wait for their batch window (no case before it)"
                 if report.awaiting_batch
+                else ""
+            )
+            + (
+                f"{',' if report.awaiting_batch else ':'} {due} due or late (a case if a later "
+                "run still finds them undelivered)"
+                if due
                 else ""
             )
             + "; "

@@ -21,6 +21,17 @@ def _ok(*args: str) -> str:
     return result.stdout
 
 
+def _october_delivered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, events: int) -> None:
+    """The embedded default in ``tmp_path``: October generated, ingested and delivered, the
+    batch classes still waiting for their window."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REVBRIDGE_CONFIG", raising=False)
+    _ok("init")
+    _ok("generate", "--events", str(events), "--seed", "3", "-o", "events.jsonl")
+    _ok("ingest", "events.jsonl")
+    _ok("worker", "--until-idle")
+
+
 def _run_october() -> tuple[int, dict[str, object]]:
     result = runner.invoke(
         app, ["recon", "run", "--scope", "monthly", "--period", "2026-10", "--format", "json"]
@@ -35,12 +46,7 @@ def test_october_close_from_first_run_to_sign_off(
     the run reports them (and the control totals they explain) with the hub state
     ``scheduled`` and opens no case for them; once the batch posts them they are gone. The
     other cases are accepted with a note; then a preparer and a reviewer sign October off."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("REVBRIDGE_CONFIG", raising=False)
-    _ok("init")
-    _ok("generate", "--events", "300", "--seed", "3", "-o", "events.jsonl")
-    _ok("ingest", "events.jsonl")
-    _ok("worker", "--until-idle")
+    _october_delivered(tmp_path, monkeypatch, events=300)
 
     code, first = _run_october()
     variances = first["variances"]
@@ -72,3 +78,17 @@ def test_october_close_from_first_run_to_sign_off(
     _ok("recon", "signoff", "--period", "2026-10", "--as", "reviewer", "--actor", "ben")
     status = json.loads(_ok("recon", "status", "--json"))
     assert status["signoffs"][0]["state"] == "signed"
+
+
+def test_the_run_summary_says_revenue_waiting_for_its_batch_is_no_case_before_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before the revenue batch, the summary line says the entries wait for their batch
+    window and are no case before it; it used to say they become a case if a later run
+    still finds them, which is true only of documents due or late."""
+    _october_delivered(tmp_path, monkeypatch, events=120)
+    result = runner.invoke(app, ["recon", "run", "--scope", "monthly", "--period", "2026-10"])
+    text = " ".join(result.stdout.split())
+    line = text[text.index("in transit") : text.index("open cases by age")]
+    assert "wait for their batch window (no case before it)" in line
+    assert "a case if a later run" not in line
