@@ -266,8 +266,13 @@ def plan_cases(
     end: date,
     now: datetime,
     sightings: Sequence[Sighting] = (),
+    refreshed: bool = True,
 ) -> CasePlan:
     """Plan a run over ``[start, end)``: which cases it opens, refreshes, reopens, resolves.
+
+    ``refreshed``: the run read both sides first. One that did not (``--no-refresh``: the
+    same month's report in another format, seconds later) is no later run for a document
+    in transit: it keeps it in transit and opens no case for it.
 
     A case is auto-resolved only when the run's period covers the case's period (a nightly
     run of the 3rd says nothing about a document of the 2nd). A resolved case found again is
@@ -302,7 +307,7 @@ def plan_cases(
         if (
             s.item.on_its_way
             and (case is None or case.state not in ACTIVE)
-            and not seen_before(sighted.get(s.key), s.item, now)
+            and not (refreshed and seen_before(sighted.get(s.key), s.item, now))
         ):
             watch.append(s)  # on its way, first seen now: in transit, not a case yet
             continue

@@ -754,6 +754,7 @@ def run_recon(
             end=end,
             now=now,
             sightings=[_from_row(Sighting, r) for r in sighted],
+            refreshed=refresh,
         )
         _record_in_transit(
             conn,

@@ -441,6 +441,27 @@ def test_a_document_the_hub_is_still_delivering_is_in_transit_not_a_case(
     assert cases == {"a0X00003": state, "a0X00004": "dead_letter"}
 
 
+def test_a_report_in_another_format_opens_no_case_for_a_document_in_transit(
+    sides: Sides,
+) -> None:
+    """The close how-to writes the month's workbook, then its HTML page with --no-refresh
+    a moment later. That second run read nothing new: the invoice the hub is still
+    delivering stays in transit, no case. The next run that reads both sides opens it."""
+    sides.erp = [e for e in sides.erp if e.ref != "a0X00003"]
+    _delivery(sides.ledger, "a0X00003", "pending")
+    first = sides.run()
+    assert first.opened == 0
+    page = run_recon(
+        sides.ledger.engine, sides.reconcile, scope="monthly", start=OCT[0], end=OCT[1],
+        actor="ana", now=T0 + timedelta(minutes=1), refresh=False,
+    )  # fmt: skip
+    assert (page.opened, page.open_cases) == (0, 0)
+    [line] = [x for x in page.report.lines if x.ref == "a0X00003"]
+    assert (line.hub_state, line.timing_difference, line.case_id) == ("pending", True, None)
+    later = sides.run(at=T0 + timedelta(hours=1))
+    assert (later.opened, later.open_cases) == (1, 1)
+
+
 def test_a_document_delivered_after_its_first_sighting_never_becomes_a_case(sides: Sides) -> None:
     """Pending at the first run, delivered and in the ERP by the next: no case, ever."""
     _delivery(sides.ledger, "a0X00003", "pending")
