@@ -184,9 +184,10 @@ def in_transit_control_totals(
 
     A revenue entry still on its way (waiting for its batch window, hub state ``scheduled``;
     or pending, in flight, parked, held) is in the Salesforce total of its period and account
-    but not yet in the GL. When the Salesforce lines of the period's entries in transit
-    account for a control total's whole difference (ERP = Salesforce - in transit, per period,
-    account number and currency), the total is in transit too: ``scheduled`` when every one
+    but not yet in the GL. When the period's entries in transit account for a control total's
+    whole difference (their Salesforce lines less what the GL holds of them already, as for
+    an entry revised after it was posted: ERP = Salesforce - in transit, per period, account
+    number and currency), the total is in transit too: ``scheduled`` when every one
     of those entries waits for its batch window, else ``in transit``. Any other difference
     is a variance.
     """
@@ -197,11 +198,25 @@ def in_transit_control_totals(
     }
     if not on_way:
         return findings
+    # What the entries in transit will change in the GL: their Salesforce lines less what the
+    # GL already holds of them (an entry revised in Salesforce after it was posted changes
+    # the GL by the difference, not by its whole amount).
+    window = _in("doc_date", start, end)
     rows = con.execute(
-        "SELECT period, split_part(account, ' ', 1), currency, sum(debit) - sum(credit), "
-        "bool_and(ref IN (SELECT unnest($batch::VARCHAR[]))) "
-        f"FROM sf_revenue WHERE {_in('doc_date', start, end)} "
-        "AND ref IN (SELECT unnest($refs::VARCHAR[])) GROUP BY ALL",
+        "WITH s AS (SELECT period, split_part(account, ' ', 1) AS number, currency, "
+        "sum(debit) - sum(credit) AS net, "
+        "bool_and(ref IN (SELECT unnest($batch::VARCHAR[]))) AS batch "
+        f"FROM sf_revenue WHERE {window} "
+        "AND ref IN (SELECT unnest($refs::VARCHAR[])) GROUP BY ALL), "
+        "e AS (SELECT period, split_part(account, ' ', 1) AS number, currency, "
+        "sum(debit) - sum(credit) AS net "
+        f"FROM erp_gl WHERE {window} "
+        "AND ref IN (SELECT unnest($refs::VARCHAR[])) GROUP BY ALL) "
+        "SELECT coalesce(s.period, e.period), coalesce(s.number, e.number), "
+        "coalesce(s.currency, e.currency), coalesce(s.net, 0) - coalesce(e.net, 0), "
+        "coalesce(s.batch, false) "
+        "FROM s FULL OUTER JOIN e "
+        "ON e.period = s.period AND e.number = s.number AND e.currency = s.currency",
         {"refs": sorted(on_way), "batch": sorted(r for r, batch in on_way.items() if batch)},
     ).fetchall()
     in_transit = {(p, number, cur): (net, batch) for p, number, cur, net, batch in rows}

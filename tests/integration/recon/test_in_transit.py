@@ -12,12 +12,12 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from revbridge.clock import ManualClock
-from revbridge.config import parse_config
+from revbridge.config import Settings, parse_config
 from revbridge.core.policy import build_policy
 from revbridge.engine.ports import JournalDocument, JournalLineRow
 from revbridge.generate import generate_events
 from revbridge.recon.match import FindingKind
-from revbridge.recon.period import reconcile_period
+from revbridge.recon.period import PeriodRecon, reconcile_period
 from revbridge.services.ingest import ingest_lines
 from revbridge.store.ledger import Ledger
 from revbridge.store.schema import deliveries, events
@@ -55,6 +55,23 @@ def _revenue_in_the_ledger(ledger: Ledger) -> list[str]:
             .values(state="delivered", attempts=1, delivered_at=OCT_31)
         )
     return refs
+
+
+def _reconcile_october(
+    ledger: Ledger,
+    settings: Settings,
+    sf: list[JournalDocument],
+    erp: list[JournalDocument],
+) -> PeriodRecon:
+    """October reconciled on the 31st from these read-back sides, with the ledger's state."""
+    store = store_of(sf, erp)
+    try:
+        return reconcile_period(
+            settings, ledger.engine, scope="monthly", start=date(2026, 10, 1),
+            end=date(2026, 11, 1), refresh=False, store=store, now=OCT_31,
+        )  # fmt: skip
+    finally:
+        store.close()
 
 
 def _october(ledger: Ledger, tmp_path: Path, erp_first_amount: str):
@@ -119,15 +136,12 @@ def test_totals_explained_by_entries_still_being_delivered_are_in_transit(
             select(events.c.id).where(events.c.subject_ref == f"revenue:{b}")
         ).scalar_one()
         conn.execute(update(deliveries).where(deliveries.c.event_id == retry).values(attempts=1))
-    store = store_of([_entry(a, "100.00"), _entry(b, "20.00"), _entry(c, "3.00")],
-                     [_entry(a, "100.00")])  # fmt: skip
-    try:
-        run = reconcile_period(
-            settings, ledger.engine, scope="monthly", start=date(2026, 10, 1),
-            end=date(2026, 11, 1), refresh=False, store=store, now=OCT_31,
-        )  # fmt: skip
-    finally:
-        store.close()
+    run = _reconcile_october(
+        ledger,
+        settings,
+        [_entry(a, "100.00"), _entry(b, "20.00"), _entry(c, "3.00")],
+        [_entry(a, "100.00")],
+    )
     found = {(i.finding.kind, i.finding.ref): i for i in run.of("revenue").findings}
     assert found[(FindingKind.MISSING_IN_ERP, b)].hub.state == "pending"
     assert found[(FindingKind.MISSING_IN_ERP, c)].awaits_batch
@@ -135,3 +149,26 @@ def test_totals_explained_by_entries_still_being_delivered_are_in_transit(
     assert len(totals) == 2
     assert {i.hub.state for i in totals} == {ON_ITS_WAY}
     assert all(i.on_its_way and i.timing_difference and not i.awaits_batch for i in totals)
+
+
+def test_totals_an_entry_revised_after_posting_explains_are_in_transit(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """Salesforce revised entry b from 20.00 to 40.00 after the GL had posted 20.00; the new
+    version waits for the batch, as does c (3.00, not posted). The GL is 23.00 short: what
+    the two will change (20.00 more for b, 3.00 for c), not their whole 43.00. The totals
+    are in transit (``scheduled``), no case; they used to open two cases at close."""
+    settings = parse_config({}, None, tmp_path)
+    a, b, c = _revenue_in_the_ledger(ledger)
+    run = _reconcile_october(
+        ledger,
+        settings,
+        [_entry(a, "100.00"), _entry(b, "40.00"), _entry(c, "3.00")],
+        [_entry(a, "100.00"), _entry(b, "20.00")],
+    )
+    found = {(i.finding.kind, i.finding.ref): i for i in run.of("revenue").findings}
+    assert found[(FindingKind.AMOUNT, b)].awaits_batch
+    totals = [i for (k, _), i in found.items() if k is FindingKind.CONTROL_TOTAL]
+    assert len(totals) == 2
+    assert {abs(i.finding.difference or 0) for i in totals} == {Decimal(23)}
+    assert {i.hub.state for i in totals} == {"scheduled"}
