@@ -119,7 +119,8 @@ def run(
         )
         # Waiting for a batch window is never a case before the window; anything else in
         # transit is one if a later run still finds it undelivered: said apart, not as one.
-        due = max(report.in_transit_without_case - report.awaiting_batch, 0)
+        batch = report.awaiting_batch_without_case
+        due = max(report.in_transit_without_case - batch, 0)
         console.print(
             f"  in transit (hub still delivering): {report.timing_differences}"
             + (
@@ -127,13 +128,9 @@ def run(
                 if report.in_transit_without_case
                 else ""
             )
+            + (f": {batch} waiting for a batch window (no case before it)" if batch else "")
             + (
-                f": {report.awaiting_batch} wait for their batch window (no case before it)"
-                if report.awaiting_batch
-                else ""
-            )
-            + (
-                f"{',' if report.awaiting_batch else ':'} {due} due or late (a case if a later "
+                f"{',' if batch else ':'} {due} due or late (a case if a later "
                 "run still finds them undelivered)"
                 if due
                 else ""

@@ -90,5 +90,5 @@ def test_the_run_summary_says_revenue_waiting_for_its_batch_is_no_case_before_it
     result = runner.invoke(app, ["recon", "run", "--scope", "monthly", "--period", "2026-10"])
     text = " ".join(result.stdout.split())
     line = text[text.index("in transit") : text.index("open cases by age")]
-    assert "wait for their batch window (no case before it)" in line
+    assert "waiting for a batch window (no case before it)" in line
     assert "a case if a later run" not in line

@@ -195,3 +195,24 @@ def test_the_page_and_the_csv_show_cents_not_four_decimals(report: ReconReport) 
     header = [c.value for c in book["ar"][1]]
     eur = next(r for r in book["ar"].iter_rows(min_row=2) if r[2].value == "a0X6")
     assert eur[header.index("erp_amount")].number_format == '#,##0.00 "EUR"'
+
+
+def test_entries_waiting_for_their_batch_with_a_case_are_not_counted_as_without_one(
+    report: ReconReport,
+) -> None:
+    """Three revenue lines wait for their batch window, two of them with a case opened
+    earlier: one is in transit without a case, and it is the one waiting for its batch (the
+    run summary said "1 without a case: 3 wait for their batch window")."""
+    from dataclasses import replace
+
+    base = replace(
+        report.lines[0], hub_state="scheduled", timing_difference=True, within_tolerance=False
+    )
+    lines = (
+        replace(base, ref="e1", case_state=None, case_id=None),
+        replace(base, ref="e2", case_state="open"),
+        replace(base, ref="e3", case_state="investigating"),
+    )
+    scheduled = replace(report, lines=lines)
+    assert (scheduled.awaiting_batch, scheduled.in_transit_without_case) == (3, 1)
+    assert scheduled.awaiting_batch_without_case == 1

@@ -147,6 +147,18 @@ class ReconReport:
         )
 
     @property
+    def awaiting_batch_without_case(self) -> int:
+        """Of ``in_transit_without_case``, those waiting for their batch class's window: no
+        case before it (the rest are due or late: a case if a later run still finds them)."""
+        return sum(
+            1
+            for line in self.lines
+            if line.hub_state == SCHEDULED
+            and not line.within_tolerance
+            and line.case_state not in ("open", "investigating")
+        )
+
+    @property
     def awaiting_batch(self) -> int:
         """Of the timing differences, those waiting for their batch class's window
         (``scheduled``): in transit by policy, no case."""
