@@ -118,8 +118,9 @@ def check_in_transit(in_transit: InTransit, *, override_reason: str | None) -> s
     reason = (override_reason or "").strip()
     if not reason:
         raise DomainError(
-            f"{in_transit.describe()} of the period still in transit to the ERP: they change "
-            "the balances when they land and would void the sign-off. Sign off after they "
+            f"documents of the period still in transit to the ERP: {in_transit.describe()}. "
+            "They change the balances when they land and would void the sign-off. Sign off "
+            "after they "
             "are delivered (`revbridge dr status`), or give a reason to sign anyway "
             "(--override-in-transit REASON; API: override_in_transit)"
         )
