@@ -426,10 +426,27 @@ class MdmErp:
         if link.erp_internal_id or not link.erp_customer_number:
             return link
         rows = await self._native_customers()
-        _, ids = _candidates(rows or [])
+        if rows is None:
+            return link  # the adapter cannot list its customers: nothing to check against
+        _, ids = _candidates(rows)
         internal = ids.get(link.erp_customer_number)
         if internal is None:
-            return link
+            self._native = None  # the list may be minutes old: read it again once
+            _, ids = _candidates(await self._native_customers() or [])
+            internal = ids.get(link.erp_customer_number)
+        if internal is None:
+            if await self.inner.find(RecordKind.CUSTOMER, sf) is not None:
+                return link  # the ERP already holds this Account's customer: it is updated
+            # Creating a customer now would make a second one beside the linked number, and
+            # the crosswalk would name two ERP customers for one Account.
+            raise DomainError(
+                f"customer {sf} is linked to {self.erp_system} customer "
+                f"{link.erp_customer_number} (a link by number, from `mdm match` or `mdm "
+                f"import`), but the ERP has no customer {link.erp_customer_number} free to "
+                "take it: not created, so as not to make a second customer. Check the number "
+                "in the ERP (a typo, another subsidiary, a merged customer), then "
+                "`revbridge dlq replay`"
+            )
         with self.engine.begin() as conn:
             try:
                 with conn.begin_nested():

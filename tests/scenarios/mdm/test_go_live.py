@@ -26,8 +26,32 @@ def test_an_account_matched_from_csv_updates_the_erp_customer_it_was_linked_to(
 ) -> None:
     hub = Hub(ledger)
     erp_id = hub.erp.add_customer("E100", "Acme Incorporated", tax_id="US-100")
-    (tmp_path / "accounts.csv").write_text(f"Id,name,tax_id\n{acc(401)},Acme Inc,US-100\n")
-    (tmp_path / "customers.csv").write_text("number,name,tax_id\nE100,Acme Incorporated,US 100\n")
+    _match_from_csv(tmp_path, store_url, 401, "E100", erp_name="Acme Incorporated")
+
+    hub.send(customer(401, "Acme Inc", tax_id="US-100"))
+    hub.run()
+    assert hub.states("customer.upserted") == {f"{acc(401)}@v1": "delivered"}
+    [row] = hub.erp.customers()  # no second customer
+    assert (row["erp_id"], row["number"], row["external_ref"], row["name"]) == (
+        erp_id,
+        "E100",
+        acc(401),
+        "Acme Inc",
+    )
+    [link] = mdm.lookup(ledger.engine, acc(401))
+    assert (link.erp_system, link.erp_customer_number, link.erp_internal_id) == (
+        hub.erp_system,
+        "E100",
+        erp_id,
+    )
+
+
+def _match_from_csv(
+    tmp_path: Path, store_url: str, account: int, number: str, erp_name: str = "Acme Inc"
+) -> None:
+    """`revbridge mdm match` links the Account to ERP number ``number`` from two CSV files."""
+    (tmp_path / "accounts.csv").write_text(f"Id,name,tax_id\n{acc(account)},Acme Inc,US-100\n")
+    (tmp_path / "customers.csv").write_text(f"number,name,tax_id\n{number},{erp_name},US 100\n")
     result = CliRunner().invoke(
         app,
         [
@@ -47,19 +71,37 @@ def test_an_account_matched_from_csv_updates_the_erp_customer_it_was_linked_to(
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["linked"] == 1
 
-    hub.send(customer(401, "Acme Inc", tax_id="US-100"))
+
+def test_a_link_to_a_number_the_erp_does_not_hold_creates_no_second_customer(
+    ledger: Ledger, store_url: str, tmp_path: Path
+) -> None:
+    """The customers CSV named E-100 (a typo: the ERP's customer is E-101). The Account's
+    first upsert used to create a new customer beside it, while the crosswalk kept E-100:
+    a duplicate in the ERP and a link naming a number no customer has. It is refused, named,
+    and nothing is created."""
+    hub = Hub(ledger)
+    hub.erp.add_customer("E-101", "Acme Incorporated", tax_id="US-100")
+    _match_from_csv(tmp_path, store_url, 402, "E-100")
+    hub.send(customer(402, "Acme Inc", tax_id="US-100"))
     hub.run()
-    assert hub.states("customer.upserted") == {f"{acc(401)}@v1": "delivered"}
-    [row] = hub.erp.customers()  # no second customer
-    assert (row["erp_id"], row["number"], row["external_ref"], row["name"]) == (
-        erp_id,
-        "E100",
-        acc(401),
-        "Acme Inc",
-    )
-    [link] = mdm.lookup(ledger.engine, acc(401))
-    assert (link.erp_system, link.erp_customer_number, link.erp_internal_id) == (
-        hub.erp_system,
-        "E100",
-        erp_id,
-    )
+    assert hub.states("customer.upserted") == {f"{acc(402)}@v1": "dead_letter"}
+    [error] = hub.errors()
+    assert f"customer {acc(402)} is linked to {hub.erp_system} customer E-100" in error
+    assert "no customer E-100" in error
+    assert [c["number"] for c in hub.erp.customers()] == ["E-101"]
+    [link] = mdm.lookup(ledger.engine, acc(402))
+    assert (link.erp_customer_number, link.erp_internal_id) == ("E-100", None)
+
+
+def test_the_nightly_batch_refuses_a_link_to_a_number_the_erp_does_not_hold(
+    ledger: Ledger, store_url: str, tmp_path: Path
+) -> None:
+    hub = Hub(ledger, batch_dir=tmp_path / "batches")
+    _match_from_csv(tmp_path, store_url, 403, "E-300")
+    hub.send(customer(403, "Acme Inc", tax_id="US-100"), customer(404, "Initech"))
+    hub.nightly()
+    states = hub.states("customer.upserted")
+    assert states == {f"{acc(403)}@v1": "dead_letter", f"{acc(404)}@v1": "delivered"}
+    assert [c["external_ref"] for c in hub.erp.customers()] == [acc(404)]
+    [link] = mdm.lookup(ledger.engine, acc(403))
+    assert (link.erp_customer_number, link.erp_internal_id) == ("E-300", None)
