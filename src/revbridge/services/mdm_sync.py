@@ -902,9 +902,8 @@ def read_candidates(
     matched, each with its line number and why: an empty id, an id listed twice, and with
     ``salesforce_ids`` an id that is not a Salesforce id (15 or 18 characters, checksum).
     A file without ``id_column`` is refused (``UsageError``)."""
-    out: list[Candidate] = []
-    bad: list[BadRow] = []
-    seen: dict[str, int] = {}
+    rows: list[tuple[int, str, str | None, dict[str, str]]] = []
+    lines_of: dict[str, list[int]] = {}
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         if id_column not in (reader.fieldnames or ()):
@@ -919,25 +918,26 @@ def read_candidates(
             problem = _bad_id(record_id, id_column, salesforce_ids)
             if problem is None:
                 key = sfid.to_18(record_id) if salesforce_ids else record_id
-                if key in seen:
-                    problem = f"{id_column} {record_id!r} is listed twice (also line {seen[key]})"
-                seen.setdefault(key, line)
-            if problem is not None:
-                bad.append(BadRow(path.name, line, problem))
-                continue
-            out.append(
-                Candidate.of(
-                    record_id,
-                    row.get("name") or "",
-                    tax_id=row.get("tax_id"),
-                    website=row.get("website"),
-                    email=row.get("email"),
-                    street=row.get("street"),
-                    city=row.get("city"),
-                    postal_code=row.get("postal_code"),
-                    country=row.get("country"),
+                lines_of.setdefault(key, []).append(line)
+            rows.append((line, record_id, problem, row))
+    out: list[Candidate] = []
+    bad: list[BadRow] = []
+    for line, record_id, problem, row in rows:
+        if problem is None:
+            key = sfid.to_18(record_id) if salesforce_ids else record_id
+            others = [n for n in lines_of[key] if n != line]
+            if others:
+                # Which of the rows is right is not for the hub to guess: none is matched.
+                times = "twice" if len(others) == 1 else f"{len(others) + 1} times"
+                also = ", ".join(str(n) for n in others)
+                problem = (
+                    f"{id_column} {record_id!r} is listed {times} (also "
+                    f"{'line' if len(others) == 1 else 'lines'} {also}); none of them is matched"
                 )
-            )
+        if problem is not None:
+            bad.append(BadRow(path.name, line, problem))
+            continue
+        out.append(_row_candidate(record_id, row))
     return out, bad
 
 
@@ -1106,23 +1106,25 @@ def with_customer_master(
     )
 
 
+def _row_candidate(record_id: str, row: Mapping[str, Any]) -> Candidate:
+    """One record (a CSV row, an ERP customer) as a match candidate."""
+    return Candidate.of(
+        record_id,
+        str(row.get("name") or ""),
+        tax_id=row.get("tax_id"),
+        website=row.get("website"),
+        email=row.get("email"),
+        street=row.get("street"),
+        city=row.get("city"),
+        postal_code=row.get("postal_code"),
+        country=row.get("country"),
+    )
+
+
 def _candidates(rows: Sequence[Mapping[str, Any]]) -> tuple[list[Candidate], dict[str, str]]:
     """ERP customer rows (number, name, tax_id, website, email, address) as candidates, and
     number -> internal id."""
-    candidates = [
-        Candidate.of(
-            str(c.get("number") or c["erp_id"]),
-            str(c.get("name") or ""),
-            tax_id=c.get("tax_id"),
-            website=c.get("website"),
-            email=c.get("email"),
-            street=c.get("street"),
-            city=c.get("city"),
-            postal_code=c.get("postal_code"),
-            country=c.get("country"),
-        )
-        for c in rows
-    ]
+    candidates = [_row_candidate(str(c.get("number") or c["erp_id"]), c) for c in rows]
     ids = {str(c.get("number") or c["erp_id"]): str(c["erp_id"]) for c in rows}
     return candidates, ids
 
@@ -1149,16 +1151,16 @@ ACCOUNT_SOQL = (
 
 async def salesforce_candidates(client: Any, soql: str = ACCOUNT_SOQL) -> list[Candidate]:
     """The org's Accounts for ``mdm match`` (a REST client: ``services.targets``)."""
+    fields = {
+        "name": "Name",
+        "website": "Website",
+        "street": "BillingStreet",
+        "city": "BillingCity",
+        "postal_code": "BillingPostalCode",
+        "country": "BillingCountryCode",
+    }
     return [
-        Candidate.of(
-            str(r["Id"]),
-            str(r.get("Name") or ""),
-            website=r.get("Website"),
-            street=r.get("BillingStreet"),
-            city=r.get("BillingCity"),
-            postal_code=r.get("BillingPostalCode"),
-            country=r.get("BillingCountryCode"),
-        )
+        _row_candidate(str(r["Id"]), {ours: r.get(theirs) for ours, theirs in fields.items()})
         for r in await _accounts(client, soql)
     ]
 

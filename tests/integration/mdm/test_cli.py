@@ -107,13 +107,13 @@ def test_match_names_each_bad_row_counts_it_and_fails(workdir: Path) -> None:
     bad = A3[:15] + "ZZZ"
     (workdir / "sf.csv").write_text(
         f"Id,name,tax_id\n{A1},Acme Inc,US-1\n{bad},Globex Corp,\n,Nameless,\n"
-        f"{A2},Initech,\n{A1[:15]},Acme again,\n"
+        f"{A2},Initech,\n{A2[:15]},Initech again,\n"
     )
     (workdir / "erp.csv").write_text("number,name,tax_id\nC-1,ACME Incorporated,US 1\n,Blank,\n")
     result = _match("--json")
     assert result.exit_code == 1, result.output
     counts = json.loads(result.stdout)
-    assert (counts["sf_records"], counts["accepted"], counts["invalid"]) == (5, 1, 3)
+    assert (counts["sf_records"], counts["accepted"], counts["invalid"]) == (5, 1, 4)
     assert counts["sf_records"] == sum(
         counts[k]
         for k in ("accepted", "review", "rejected", "unmatched", "already_linked", "invalid")
@@ -122,15 +122,44 @@ def test_match_names_each_bad_row_counts_it_and_fails(workdir: Path) -> None:
     assert [(b["file"], b["line"]) for b in counts["bad_rows"]] == [
         ("sf.csv", 3),
         ("sf.csv", 4),
+        ("sf.csv", 5),
         ("sf.csv", 6),
         ("erp.csv", 3),
     ]
     assert counts["bad_rows"][0]["message"].startswith(f"Id {bad!r} is not a Salesforce id")
     assert "checksum" in counts["bad_rows"][0]["message"]
     assert counts["bad_rows"][1]["message"] == "Id is empty"
-    assert counts["bad_rows"][2]["message"] == f"Id {A1[:15]!r} is listed twice (also line 2)"
-    assert counts["bad_rows"][3]["message"] == "number is empty"
+    assert counts["bad_rows"][3]["message"] == (
+        f"Id {A2[:15]!r} is listed twice (also line 5); none of them is matched"
+    )
+    assert counts["bad_rows"][4]["message"] == "number is empty"
     assert run_json(["mdm", "lookup", "C-1", "--json"])["links"][0]["sf_account_id"] == A1
+
+
+def test_match_links_neither_row_of_an_id_listed_twice(workdir: Path) -> None:
+    """Two rows for one Account (or one ERP number) that say different things: which is right
+    is not for the hub to guess. The first row was linked and the second reported, so a stale
+    row early in the file made the link. Now both are named and neither is linked."""
+    (workdir / "sf.csv").write_text(
+        f"Id,name,tax_id\n{A1},Acme Inc,US-1\n{A2},Globex Corp,US-2\n{A1[:15]},Zeta Works,US-3\n"
+    )
+    (workdir / "erp.csv").write_text(
+        "number,name,tax_id\nC-1,ACME Incorporated,US 1\nC-3,Zeta Works,US 3\n"
+        "C-2,Globex Corporation,US 2\nC-2,Initech,US 9\nC-2,Hooli,US 8\n"
+    )
+    result = _match("--json")
+    assert result.exit_code == 1, result.output
+    counts = json.loads(result.stdout)
+    assert (counts["accepted"], counts["invalid"], counts["erp_invalid"]) == (0, 2, 3)
+    assert [(b["file"], b["line"], b["message"]) for b in counts["bad_rows"]] == [
+        ("sf.csv", 2, f"Id {A1!r} is listed twice (also line 4); none of them is matched"),
+        ("sf.csv", 4, f"Id {A1[:15]!r} is listed twice (also line 2); none of them is matched"),
+        ("erp.csv", 4, "number 'C-2' is listed 3 times (also lines 5, 6); none of them is matched"),
+        ("erp.csv", 5, "number 'C-2' is listed 3 times (also lines 4, 6); none of them is matched"),
+        ("erp.csv", 6, "number 'C-2' is listed 3 times (also lines 4, 5); none of them is matched"),
+    ]
+    assert runner.invoke(app, ["mdm", "lookup", A1]).exit_code == 1
+    assert runner.invoke(app, ["mdm", "lookup", A2]).exit_code == 1
 
 
 def test_match_with_every_id_malformed_links_nothing_and_fails(workdir: Path) -> None:
