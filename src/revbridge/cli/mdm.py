@@ -122,6 +122,13 @@ def import_cmd(
         err.print(f"nothing imported: {counted(len(report.errors), 'bad row')} of {report.rows}")
     else:
         out.print(f"{counted(report.linked, 'link')} imported from {path}")
+        if report.not_linked:
+            n = len(report.not_linked)
+            lines = ", ".join(str(line) for line in report.not_linked)
+            out.print(
+                f"{counted(n, 'row')} without an ERP id left as they are "
+                f"(customers not linked yet; {'line' if n == 1 else 'lines'} {lines})"
+            )
     if report.errors:
         raise typer.Exit(1)
 

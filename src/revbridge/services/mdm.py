@@ -17,6 +17,7 @@ What the CLI (``revbridge mdm ...``) and the ops API call. The rules themselves 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -31,7 +32,7 @@ from sqlalchemy.engine import Connection
 from revbridge.core import sfid
 from revbridge.core.events import CustomerCreditStatusChanged, CustomerUpserted
 from revbridge.core.wording import agreeing
-from revbridge.errors import DomainError, RevbridgeError
+from revbridge.errors import DomainError, RevbridgeError, UsageError
 from revbridge.mdm.hierarchy import describe_cycle, find_cycle
 from revbridge.mdm.ownership import Decision, Ownership, Side, decide, value_hash
 from revbridge.store.schema import audit_log, customer_xref, deliveries, events, external_refs
@@ -356,13 +357,30 @@ class ImportReport:
     rows: int = 0
     linked: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
+    # Lines of rows naming no ERP at all: a customer `mdm export` lists but not linked yet.
+    not_linked: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "rows": self.rows,
             "linked": self.linked,
+            "not_linked": self.not_linked,
             "errors": [{"line": n, "error": e} for n, e in self.errors],
         }
+
+
+def read_csv_text(path: Path) -> io.StringIO:
+    """A CSV file as text for ``csv``: UTF-8 (with or without a byte order mark), else a
+    ``UsageError`` naming the line (a spreadsheet's plain "CSV" is often Windows-1252)."""
+    data = path.read_bytes()
+    try:
+        return io.StringIO(data.decode("utf-8-sig"), newline="")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UsageError(
+            f"{path} line {line}: byte 0x{data[exc.start]:02x} is not UTF-8 text; save the "
+            "file as CSV UTF-8 and run the command again (nothing was read)"
+        ) from exc
 
 
 def import_links(
@@ -379,14 +397,16 @@ def import_links(
     be found. Every row is checked first; with any bad row nothing is imported and each bad
     row is reported with its line number."""
     report = ImportReport()
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"sf_account_id", "erp_system"} - set(reader.fieldnames or ())
-        if missing:
-            columns = agreeing(len(missing), "column")
-            report.errors.append((1, f"missing {columns}: {', '.join(sorted(missing))}"))
-            return report
-        rows = [(reader.line_num, row) for row in reader]
+    reader = csv.DictReader(read_csv_text(path))
+    missing = {"sf_account_id", "erp_system"} - set(reader.fieldnames or ())
+    if missing:
+        raise UsageError(
+            f"{path}: missing {agreeing(len(missing), 'column')} "
+            f"{', '.join(sorted(missing))} (header: "
+            f"{', '.join(reader.fieldnames or ())}); the file needs sf_account_id, erp_system "
+            "and erp_customer_number or erp_internal_id, separated by commas"
+        )
+    rows = [(reader.line_num, row) for row in reader]
     report.rows = len(rows)
     seen_sf: dict[tuple[str, str, str], int] = {}
     seen_erp: dict[tuple[str, str, str], int] = {}
@@ -402,6 +422,9 @@ def import_links(
         system, entity = values.get("erp_system", ""), values.get("erp_entity", "")
         number = values.get("erp_customer_number") or None
         internal = values.get("erp_internal_id") or None
+        if sf and not (system or entity or number or internal):
+            report.not_linked.append(line)  # as `mdm export` writes an unlinked customer
+            continue
         if not system:
             problems.append("erp_system is empty")
         elif system not in erp_systems:

@@ -904,22 +904,21 @@ def read_candidates(
     A file without ``id_column`` is refused (``UsageError``)."""
     rows: list[tuple[int, str, str | None, dict[str, str]]] = []
     lines_of: dict[str, list[int]] = {}
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        if id_column not in (reader.fieldnames or ()):
-            raise UsageError(
-                f"{path}: no {id_column!r} column (header: {', '.join(reader.fieldnames or ())}"
-                f"); the file needs {id_column} and may have name, tax_id, website, email, "
-                "street, city, postal_code, country"
-            )
-        for row in reader:
-            line = reader.line_num
-            record_id = str(row.get(id_column) or "").strip()
-            problem = _bad_id(record_id, id_column, salesforce_ids)
-            if problem is None:
-                key = sfid.to_18(record_id) if salesforce_ids else record_id
-                lines_of.setdefault(key, []).append(line)
-            rows.append((line, record_id, problem, row))
+    reader = csv.DictReader(mdm.read_csv_text(path))
+    if id_column not in (reader.fieldnames or ()):
+        raise UsageError(
+            f"{path}: no {id_column!r} column (header: {', '.join(reader.fieldnames or ())}"
+            f"); the file needs {id_column} and may have name, tax_id, website, email, "
+            "street, city, postal_code, country"
+        )
+    for row in reader:
+        line = reader.line_num
+        record_id = str(row.get(id_column) or "").strip()
+        problem = _bad_id(record_id, id_column, salesforce_ids)
+        if problem is None:
+            key = sfid.to_18(record_id) if salesforce_ids else record_id
+            lines_of.setdefault(key, []).append(line)
+        rows.append((line, record_id, problem, row))
     out: list[Candidate] = []
     bad: list[BadRow] = []
     for line, record_id, problem, row in rows:

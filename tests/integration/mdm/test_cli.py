@@ -10,6 +10,7 @@ from typer.testing import Result
 
 from revbridge.cli.main import app
 from revbridge.core.sfid import make_id
+from revbridge.errors import UsageError
 from tests.integration.conftest import run_json, runner
 
 A1, A2, A3 = make_id("001", 11), make_id("001", 12), make_id("001", 13)
@@ -37,6 +38,42 @@ def test_import_lookup_export_and_a_refused_file(workdir: Path) -> None:
     assert result.exit_code == 1
     assert "line 3" in result.output
     assert runner.invoke(app, ["mdm", "lookup", "C-13"]).exit_code == 1
+
+
+def test_an_exported_file_imports_again_with_its_customers_not_linked_yet(workdir: Path) -> None:
+    """`mdm export` lists a customer the hub knows but has not linked (held for review, say)
+    with empty ERP columns. Importing the export back (edited or not) refused the whole file
+    for that row; the row is now left as it is, and said so."""
+    (workdir / "links.csv").write_text(
+        "canonical_id,sf_account_id,erp_system,erp_entity,erp_customer_number,erp_internal_id,"
+        f"parent_canonical_id,name\nC1,{A1},fake-erp,,C-11,811,,Acme\nC2,{A2},,,,,,Globex\n"
+    )
+    result = runner.invoke(app, ["mdm", "import", "links.csv"])
+    assert result.exit_code == 0, result.output
+    assert "1 link imported" in result.stdout
+    assert "1 row without an ERP id left as they are" in " ".join(result.stdout.split())
+    assert run_json(["mdm", "lookup", "C-11", "--json"])["links"][0]["sf_account_id"] == A1
+    assert runner.invoke(app, ["mdm", "lookup", A2]).exit_code == 1
+
+
+def test_a_file_that_is_not_utf8_is_refused_by_line_not_with_a_traceback(workdir: Path) -> None:
+    """A spreadsheet's plain CSV (Windows-1252: Société) made `mdm import` and `mdm match`
+    end in a UnicodeDecodeError traceback."""
+    (workdir / "links.csv").write_bytes(
+        f"sf_account_id,erp_system,erp_customer_number,name\n{A1},fake-erp,C-11,Soci\xe9t\xe9\n".encode(
+            "cp1252"
+        )
+    )
+    result = runner.invoke(app, ["mdm", "import", "links.csv"])
+    # A UsageError: `revbridge` prints it as one line, exit 2 (`cli.main.main`).
+    assert isinstance(result.exception, UsageError)
+    assert "links.csv line 2: byte 0xe9 is not UTF-8 text" in str(result.exception)
+    assert runner.invoke(app, ["mdm", "lookup", "C-11"]).exit_code == 1
+    (workdir / "sf.csv").write_bytes(f"Id,name\n{A1},Soci\xe9t\xe9\n".encode("cp1252"))
+    (workdir / "erp.csv").write_text("number,name\nC-1,Acme\n")
+    result = _match()
+    assert isinstance(result.exception, UsageError)
+    assert "sf.csv line 2: byte 0xe9 is not UTF-8 text" in str(result.exception)
 
 
 def test_import_refuses_a_row_naming_an_erp_that_is_not_configured(workdir: Path) -> None:

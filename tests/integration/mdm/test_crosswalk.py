@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from revbridge.core.sfid import make_id
-from revbridge.errors import DomainError
+from revbridge.errors import DomainError, UsageError
 from revbridge.mdm.ownership import Ownership
 from revbridge.services import mdm
 from revbridge.store.ledger import Ledger
@@ -158,8 +158,9 @@ def test_a_file_without_a_required_column_names_it_in_its_number(
 ) -> None:
     path = tmp_path / "cols.csv"
     path.write_text(f"{header}\nA-1\n")
-    report = mdm.import_links(ledger.engine, path, erp_systems=ERPS, now=NOW, actor="t")
-    assert report.errors == [(1, error)]
+    with pytest.raises(UsageError) as refused:
+        mdm.import_links(ledger.engine, path, erp_systems=ERPS, now=NOW, actor="t")
+    assert f"{path}: {error} (header: {header.replace(',', ', ')})" in str(refused.value)
 
 
 def test_a_non_owner_change_is_queued_with_both_values_and_audited(ledger: Ledger) -> None:
