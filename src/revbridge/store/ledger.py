@@ -498,7 +498,8 @@ class Ledger:
         """Events by type and delivery state, quarantine size, age of the oldest undelivered
         delivery that is due or overdue. Batch deliveries waiting for their class's run are
         their own state, ``scheduled``, not ``pending`` (``status_state``), as in `dr
-        status`; they do not age the backlog."""
+        status`; they do not age the backlog. Nor do deliveries ``held`` for a person's
+        review: they wait on the review queue, not on a target (`dr status`, the alerts)."""
         with self.engine.connect() as conn:
             by_type: Counter[str] = Counter(
                 dict(
@@ -514,7 +515,7 @@ class Ledger:
                 .select_from(events.join(deliveries, deliveries.c.event_id == events.c.id))
                 .where(
                     and_(
-                        deliveries.c.state.in_(UNDELIVERED_STATES),
+                        deliveries.c.state.in_(("pending", "parked", "in_flight")),
                         not_(scheduled_delivery(now)),
                     )
                 )

@@ -172,6 +172,21 @@ def test_a_likely_match_holds_the_customer_instead_of_creating_a_second(ledger: 
     assert {"held", "mdm_review_approved", "mdm_link", "release"} <= actions
 
 
+def test_a_held_customer_does_not_age_the_backlog_in_status(ledger: Ledger) -> None:
+    """A customer held for a person's review waits on the review queue, not on the ERP:
+    `dr status` and the backlog alert leave it out of the oldest age, and so does `revbridge
+    status` (it read "oldest undelivered (due or overdue): 2 days" for a review nobody owed)."""
+    hub = Hub(ledger)
+    hub.erp.add_customer("V-2", "Vandelay Industries Inc", tax_id="US-43")
+    hub.send(customer(19, "Vandelay Industries", tax_id="US 43"))
+    hub.run()
+    later = START + timedelta(days=2)
+    status = ledger.status(later)
+    assert status["events"]["by_state"]["held"] == 1
+    assert status["oldest_pending_age_s"] is None
+    assert dr_status(ledger.engine, later)["erp"]["oldest_undelivered_age_s"] is None
+
+
 def test_salesforce_cannot_change_the_tax_id_the_erp_owns(ledger: Ledger) -> None:
     """Salesforce's new tax id is not sent to the ERP, the ERP's is written back, and the
     review queue shows both values with the ERP as the winner."""
