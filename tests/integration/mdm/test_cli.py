@@ -220,3 +220,41 @@ def test_match_prints_a_readable_summary(workdir: Path) -> None:
         "2 Accounts read: 1 accepted (1 linked), 0 for review (0 queued), 0 rejected, "
         "1 unmatched, 0 already linked, 0 invalid; 1 ERP customer read"
     ) in " ".join(result.stdout.split())
+
+
+def test_batch_run_shows_the_customer_it_held_for_review(workdir: Path) -> None:
+    """A likely duplicate in the nightly customer batch is held for review. `batch run`
+    printed items 2, delivered 1, failed 0, retried 0, parked 0: one item unaccounted for."""
+    (workdir / "sf.csv").write_text(f"Id,name\n{A2},Globex Corp\n")
+    (workdir / "erp.csv").write_text("number,name\nC-2,Globex Corporation\n")
+    assert (
+        run_json(["mdm", "match", "--sf-csv", "sf.csv", "--erp-csv", "erp.csv", "--json"])["queued"]
+        == 1
+    )
+    events = [
+        {
+            "type": "customer.upserted",
+            "source": "salesforce",
+            "source_id": account,
+            "source_version": "v1",
+            "occurred_at": "2026-11-02T09:00:00+00:00",
+            "data": {"customer_id": account, "name": name, "currency": "USD"},
+        }
+        for account, name in ((A2, "Globex Corp"), (A3, "Zeta Works"))
+    ]
+    (workdir / "c.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    assert run_json(["ingest", "c.jsonl", "--json"])["accepted"] == 2
+    shown = runner.invoke(
+        app, ["batch", "run", "--class", "customer.upserted"], env={"COLUMNS": "80"}
+    )
+    header, row = shown.output.splitlines()[1:3]
+    counts = dict(zip(header.split()[1:], row.split()[1:], strict=True))
+    assert counts == {
+        "items": "2",
+        "delivered": "1",
+        "failed": "0",
+        "retried": "0",
+        "parked": "0",
+        "held": "1",
+        "superseded": "0",
+    }
