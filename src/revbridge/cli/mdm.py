@@ -285,9 +285,10 @@ def _decide(
         now=_now(),
         note=note,
     )
+    released = result["released"]
+    back = counted(released, "held delivery", "held deliveries")
     out.print(
-        f"review {review_id} {result['state']}"
-        + (f"; {result['released']} held delivery(ies) back in line" if result["released"] else "")
+        f"review {review_id} {result['state']}" + (f"; {back} back in line" if released else "")
     )
 
 

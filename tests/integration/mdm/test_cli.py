@@ -258,3 +258,7 @@ def test_batch_run_shows_the_customer_it_held_for_review(workdir: Path) -> None:
         "held": "1",
         "superseded": "0",
     }
+    [item] = run_json(["mdm", "review", "list", "--json"])["reviews"]
+    approved = runner.invoke(app, ["mdm", "review", "approve", str(item["id"])])
+    assert approved.exit_code == 0, approved.output
+    assert approved.stdout.strip() == f"review {item['id']} approved; 1 held delivery back in line"
