@@ -863,9 +863,8 @@ def batch_run(
     if as_json:
         print_json({"batches": [r.as_dict() for r in reports]})
     else:
-        # Every item in one column: items = delivered + failed + retried + parked + held
-        # (waiting for a person's review) + superseded (a newer version went instead).
-        counts = ("items", "delivered", "failed", "retried", "parked", "held", "superseded")
+        from revbridge.engine.batch import BATCH_COUNTS as counts
+
         # The file's path (or why the class was skipped) under its class's line: a path
         # folded into a table column at 80 columns could not be copied.
         print_entries(

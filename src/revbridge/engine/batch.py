@@ -84,6 +84,11 @@ _CLAIM_BATCH = {
 }
 
 
+# How a batch run's items went, as the operator reads them (`batch run`, its audit row):
+# items = delivered + failed + retried + parked + held (for review) + superseded.
+BATCH_COUNTS = ("items", "delivered", "failed", "retried", "parked", "held", "superseded")
+
+
 @dataclass(slots=True)
 class BatchReport:
     event_type: str

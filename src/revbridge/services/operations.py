@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Engine, and_, case, func, not_, select, up
 from revbridge.config import Settings
 from revbridge.core.events import SPECS, EventType
 from revbridge.core.timestamps import human_timestamp
-from revbridge.engine.batch import BatchReport
+from revbridge.engine.batch import BATCH_COUNTS, BatchReport
 from revbridge.engine.targets_state import TargetState, target_states, upsert_target
 from revbridge.engine.worker import TARGET_OF
 from revbridge.errors import RevbridgeError
@@ -449,7 +449,7 @@ async def run_batches_now(
             await t.port.close()
     with engine.begin() as conn:
         for r in reports:
-            done = ", ".join(f"{k} {getattr(r, k)}" for k in _COUNTS)
+            done = ", ".join(f"{k} {getattr(r, k)}" for k in BATCH_COUNTS)
             _audit(
                 conn,
                 at=now,
@@ -462,6 +462,3 @@ async def run_batches_now(
             )
     worker.check_alerts(force=True)
     return reports
-
-
-_COUNTS = ("items", "delivered", "failed", "retried", "parked")

@@ -258,6 +258,8 @@ def test_batch_run_shows_the_customer_it_held_for_review(workdir: Path) -> None:
         "held": "1",
         "superseded": "0",
     }
+    [audited] = run_json(["audit", "--action", "batch_run", "--json"])["audit"]
+    assert "parked 0, held 1, superseded 0" in audited["reason"]
     [item] = run_json(["mdm", "review", "list", "--json"])["reviews"]
     approved = runner.invoke(app, ["mdm", "review", "approve", str(item["id"])])
     assert approved.exit_code == 0, approved.output
