@@ -121,7 +121,14 @@ def import_cmd(
             err.print(f"[red]line {line}:[/] {message}")
         err.print(f"nothing imported: {counted(len(report.errors), 'bad row')} of {report.rows}")
     else:
-        out.print(f"{counted(report.linked, 'link')} imported from {path}")
+        out.print(
+            f"{counted(report.linked, 'link')} imported from {path}"
+            + (
+                f"; {report.unchanged} already in the crosswalk as they are"
+                if report.unchanged
+                else ""
+            )
+        )
         if report.not_linked:
             n = len(report.not_linked)
             lines = ", ".join(str(line) for line in report.not_linked)

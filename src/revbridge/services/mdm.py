@@ -359,11 +359,13 @@ class ImportReport:
     errors: list[tuple[int, str]] = field(default_factory=list)
     # Lines of rows naming no ERP at all: a customer `mdm export` lists but not linked yet.
     not_linked: list[int] = field(default_factory=list)
+    unchanged: int = 0  # rows the crosswalk already held as they are (not counted as linked)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "rows": self.rows,
             "linked": self.linked,
+            "unchanged": self.unchanged,
             "not_linked": self.not_linked,
             "errors": [{"line": n, "error": e} for n, e in self.errors],
         }
@@ -457,6 +459,12 @@ def import_links(
         trans = conn.begin()
         try:
             for line, values in clean:
+                before = find_link(
+                    conn,
+                    erp_system=values["erp_system"],
+                    erp_entity=values.get("erp_entity", ""),
+                    sf_account_id=values["sf_account_id"],
+                )
                 try:
                     with conn.begin_nested():
                         link_customer(
@@ -471,12 +479,23 @@ def import_links(
                             actor=actor,
                             reason=f"imported from {path.name}",
                         )
-                    report.linked += 1
+                    asked = (values.get("erp_customer_number"), values.get("erp_internal_id"))
+                    if before is not None and all(
+                        not v or v == had
+                        for v, had in zip(
+                            asked,
+                            (before.erp_customer_number, before.erp_internal_id),
+                            strict=True,
+                        )
+                    ):
+                        report.unchanged += 1  # the crosswalk said so already
+                    else:
+                        report.linked += 1
                 except DomainError as exc:
                     report.errors.append((line, str(exc)))
             if report.errors:
                 trans.rollback()
-                report.linked = 0
+                report.linked = report.unchanged = 0
             else:
                 trans.commit()
         except BaseException:

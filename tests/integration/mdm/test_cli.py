@@ -54,6 +54,12 @@ def test_an_exported_file_imports_again_with_its_customers_not_linked_yet(workdi
     assert "1 row without an ERP id left as they are" in " ".join(result.stdout.split())
     assert run_json(["mdm", "lookup", "C-11", "--json"])["links"][0]["sf_account_id"] == A1
     assert runner.invoke(app, ["mdm", "lookup", A2]).exit_code == 1
+    # The same file again: nothing new, and said so ("1 link imported" before).
+    again = runner.invoke(app, ["mdm", "import", "links.csv"])
+    assert again.exit_code == 0, again.output
+    assert "0 links imported from links.csv; 1 already in the crosswalk as they are" in (
+        " ".join(again.stdout.split())
+    )
 
 
 def test_a_file_that_is_not_utf8_is_refused_by_line_not_with_a_traceback(workdir: Path) -> None:
