@@ -19,7 +19,7 @@ from rich.table import Table
 
 from revbridge.cli._ledger import disposing, open_engine
 from revbridge.cli._options import ConfigOpt, JsonOpt
-from revbridge.cli._output import print_json
+from revbridge.cli._output import print_entries, print_json
 from revbridge.core.timestamps import json_default
 from revbridge.core.wording import counted
 
@@ -250,22 +250,34 @@ def review_list(
     if as_json:
         print_json({"reviews": rows})
         return
-    t = Table(title=f"review items ({len(rows)})")
-    for col in ("id", "kind", "state", "Account", "ERP", "attribute", "SF", "ERP value", "why"):
-        t.add_column(col, overflow="fold")
-    for r in rows:
-        t.add_row(
-            str(r["id"]),
-            r["kind"],
-            r["state"],
-            r["sf_account_id"] or "",
-            r["erp_customer_number"] or "",
-            r["attribute"] or "",
-            json.dumps(r["sf_value"], default=json_default) if r["sf_value"] is not None else "",
-            json.dumps(r["erp_value"], default=json_default) if r["erp_value"] is not None else "",
-            r["message"],
-        )
-    out.print(t)
+    # One line per item, the why and both values whole beneath it: JSON folded into table
+    # cells at 80 columns could not be read.
+    header = ("id", "kind", "state", "Account", "ERP", "attribute")
+    print_entries(out, f"review items ({len(rows)})", header, [_review_entry(r) for r in rows])
+
+
+def _review_entry(r: dict[str, Any]) -> tuple[tuple[str, ...], str]:
+    """An item's line of short fields and, under it, why and each side's value (a
+    proposal's: the names)."""
+    keys = ("sf_account_id", "erp_customer_number", "attribute")
+    fields = (str(r["id"]), r["kind"], r["state"], *(r[k] or "-" for k in keys))
+    sides = [
+        f"{side}: {_shown(r[key])}"
+        for side, key in (("Salesforce", "sf_value"), ("ERP", "erp_value"))
+        if r[key] is not None
+    ]
+    if r["kind"] == "cycle" or not sides:
+        return fields, str(r["message"])  # the cycle, named in full
+    winner = f" ({r['winner']} wins)" if r.get("winner") else ""
+    return fields, f"{r['message']}. {'; '.join(sides)}{winner}"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict) and "name" in value:
+        return str(value["name"])  # a proposal: the ERP's ids are in `review show`
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=json_default)
 
 
 @review_app.command("show")

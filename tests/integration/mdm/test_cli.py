@@ -270,3 +270,20 @@ def test_batch_run_shows_the_customer_it_held_for_review(workdir: Path) -> None:
     approved = runner.invoke(app, ["mdm", "review", "approve", str(item["id"])])
     assert approved.exit_code == 0, approved.output
     assert approved.stdout.strip() == f"review {item['id']} approved; 1 held delivery back in line"
+
+
+def test_review_list_keeps_ids_and_values_whole_at_80_columns(workdir: Path) -> None:
+    """The list was a table: at 80 columns the Account id was cut into three pieces and each
+    side's value was the JSON of the item, folded. Now an item is a line of short fields with
+    the why and both values beneath."""
+    (workdir / "sf.csv").write_text(f"Id,name\n{A2},Globex Corp\n")
+    (workdir / "erp.csv").write_text("number,name\nC-2,Globex Corporation\n")
+    run_json(["mdm", "match", "--sf-csv", "sf.csv", "--erp-csv", "erp.csv", "--json"])
+    shown = runner.invoke(app, ["mdm", "review", "list"], env={"COLUMNS": "80"})
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert lines[1].split() == ["id", "kind", "state", "Account", "ERP", "attribute"]
+    assert lines[2].split()[1:] == ["match", "open", A2, "C-2", "-"]
+    detail = " ".join(" ".join(lines[3:]).split())
+    assert detail.endswith("Salesforce: Globex Corp; ERP: Globex Corporation")
+    assert "{" not in shown.stdout
