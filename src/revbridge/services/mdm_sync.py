@@ -293,8 +293,19 @@ class MdmErp:
                         actor="mdm",
                         reason="the ERP answered the customer upsert",
                     )
-            except DomainError:
-                pass  # a contradiction waits for the crosswalk's owner; the record landed
+            except DomainError as exc:
+                # The record landed, but not where the crosswalk says: kept as it is for its
+                # owner to decide, and said (it was silent: the ERP's news for the customer
+                # it answered with would then never find this Account).
+                mdm._audit(
+                    conn,
+                    now=now,
+                    actor="mdm",
+                    action="mdm_link_contradicted",
+                    entity_id=p.canonical,
+                    reason=f"the ERP answered the upsert of {p.sf} with customer {erp_id}"
+                    f"{f' ({number})' if number else ''}: {exc}; the crosswalk is unchanged",
+                )
             written = mdm.customer_attributes(p.outgoing)
             mdm.remember_written(conn, self.erp_system, erp_id, written, now)
             mdm.seed_synced(

@@ -20,7 +20,7 @@ from revbridge.mdm.ownership import Ownership
 from revbridge.services.ingest import ingest_lines
 from revbridge.services.mdm_sync import MdmErp, MdmSalesforce
 from revbridge.store.ledger import Ledger
-from revbridge.store.schema import deliveries, events
+from revbridge.store.schema import audit_log, deliveries, events
 from revbridge.testing import FakeErp, FakeSalesforce
 from revbridge.testing.policy import realtime_policy
 
@@ -132,6 +132,12 @@ class Hub:
                 .where(deliveries.c.state == "held")
             ).all()
         return {f"{r.source_id}@{r.source_version}": r.parked_on for r in rows}
+
+    def audited(self, action: str) -> list[str]:
+        """The reasons of the audit rows of ``action``, oldest first."""
+        with self.ledger.engine.connect() as conn:
+            query = select(audit_log.c.reason).where(audit_log.c.action == action)
+            return list(conn.execute(query.order_by(audit_log.c.id)).scalars())
 
     def errors(self) -> list[str]:
         with self.ledger.engine.connect() as conn:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from revbridge.cli.main import app
 from revbridge.services import mdm
 from revbridge.store.ledger import Ledger
-from tests.scenarios.mdm.story import Hub, acc, customer
+from tests.scenarios.mdm.story import START, Hub, acc, customer
 
 
 def _config(tmp_path: Path, store_url: str) -> Path:
@@ -105,3 +105,34 @@ def test_the_nightly_batch_refuses_a_link_to_a_number_the_erp_does_not_hold(
     assert [c["external_ref"] for c in hub.erp.customers()] == [acc(404)]
     [link] = mdm.lookup(ledger.engine, acc(403))
     assert (link.erp_customer_number, link.erp_internal_id) == ("E-300", None)
+
+
+def test_an_erp_answer_that_contradicts_the_link_is_audited_not_silent(ledger: Ledger) -> None:
+    """An import named number E-11 with internal id X, but X is E-12 in the ERP. The upsert
+    updates X, the ERP answers E-12, and the crosswalk keeps E-11 for its owner to decide:
+    that contradiction was swallowed without a trace; it is now in the audit log."""
+    hub = Hub(ledger)
+    erp_id = hub.erp.add_customer("E-12", "Acme Inc")
+    with ledger.engine.begin() as conn:
+        mdm.link_customer(
+            conn,
+            sf_account_id=acc(405),
+            erp_system=hub.erp_system,
+            erp_entity="",
+            erp_customer_number="E-11",
+            erp_internal_id=erp_id,
+            now=START,
+            actor="t",
+            reason="imported",
+        )
+    hub.send(customer(405, "Acme Inc"))
+    hub.run()
+    assert hub.states("customer.upserted") == {f"{acc(405)}@v1": "delivered"}
+    [link] = mdm.lookup(ledger.engine, acc(405))
+    assert link.erp_customer_number == "E-11"  # unchanged: a person decides
+    reasons = hub.audited("mdm_link_contradicted")
+    assert reasons == [
+        f"the ERP answered the upsert of {acc(405)} with customer {erp_id} (E-12): Account "
+        f"{acc(405)} ({link.canonical_id}) is linked to {hub.erp_system} erp_customer_number "
+        "E-11, not E-12; the crosswalk is unchanged"
+    ]
