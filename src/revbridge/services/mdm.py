@@ -403,7 +403,7 @@ def import_links(
     missing = {"sf_account_id", "erp_system"} - set(reader.fieldnames or ())
     if missing:
         raise UsageError(
-            f"{path}: missing {agreeing(len(missing), 'column')} "
+            f"{path}: missing {agreeing(len(missing), 'column')}: "
             f"{', '.join(sorted(missing))} (header: "
             f"{', '.join(reader.fieldnames or ())}); the file needs sf_account_id, erp_system "
             "and erp_customer_number or erp_internal_id, separated by commas"
