@@ -264,6 +264,11 @@ class AlertsSection(_Strict):
     min_attempts: Annotated[int, Field(ge=1)] = 10
     dead_letter_window_s: Annotated[float, Field(gt=0)] = 900
     check_interval_s: Annotated[float, Field(gt=0)] = 60
+    # a capture stream (erp:netsuite, salesforce:org) whose every round failed this long
+    capture_failing_s: Annotated[float, Field(gt=0)] = 900
+    # a capture stream with no successful round this long (the scheduled `revbridge capture`
+    # stopped running); unset: not watched
+    capture_stale_s: Annotated[float, Field(gt=0)] | None = None
 
 
 class ServerSection(_Strict):
@@ -599,6 +604,8 @@ backlog_age_s = 3600        # oldest undelivered real-time event older than this
 failure_rate = 0.5          # share of failed attempts over the window
 failure_window_s = 900
 dead_letter_window_s = 900  # any new dead letter in this window
+capture_failing_s = 900     # a capture stream whose every round failed this long
+# capture_stale_s = 7200    # a capture stream with no successful round this long (unset: off)
 
 [server]
 # `revbridge serve`: webhooks, the ops API, the console and /metrics in one process. With

@@ -308,6 +308,7 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     one delivery: accepted = delivered + superseded + dead-lettered + the rest."""
     from revbridge.clock import SystemClock
     from revbridge.services import open_ledger
+    from revbridge.services.capture import capture_health
     from revbridge.services.cost import cost_for
 
     settings = _settings(config)
@@ -316,6 +317,7 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     report = ledger.status(now)
     # The configured budgets and rate limits: the "real-time everywhere" warnings.
     report["api"] = cost_for(ledger.engine, settings, now)
+    report["capture"] = capture_health(ledger.engine)
     if as_json:
         print_json(report)
         return
@@ -356,6 +358,18 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     out.print(
         "oldest undelivered (due or overdue): " + ("none" if age is None else human_duration(age))
     )
+    for c in report["capture"]:
+        ok = c["last_ok_at"]
+        last = f"last success {human_timestamp(ok)}" if ok else "no success yet"
+        if c["failing_since"] is None:
+            out.print(f"capture {c['stream']}: ok, {last}", markup=False, highlight=False)
+        else:
+            out.print(
+                f"[yellow]capture {escape(c['stream'])}: failing since "
+                f"{human_timestamp(c['failing_since'])}[/] ({escape(last)}): "
+                f"{escape(c['last_error'] or '')}",
+                soft_wrap=True,
+            )
 
 
 @app.command()
@@ -691,6 +705,7 @@ def capture_salesforce(
     from revbridge.engine.queue import DeliveryQueue
     from revbridge.salesforce.capture import CaptureSettings, SalesforceCapture
     from revbridge.services import open_ledger
+    from revbridge.services.capture import ORG_STREAM, record_capture, record_capture_failure
     from revbridge.services.mdm_sync import salesforce_echo_filter
     from revbridge.services.targets import capture_profile, echo_fields, salesforce_client
 
@@ -726,7 +741,12 @@ def capture_salesforce(
                 ),
                 envelope_filter=salesforce_echo_filter(settings, ledger.engine),
             )
-            report = await (capture.poll() if mode == "poll" else capture.stream())
+            try:
+                report = await (capture.poll() if mode == "poll" else capture.stream())
+            except Exception as exc:
+                record_capture_failure(ledger.engine, ORG_STREAM, SystemClock().now(), exc)
+                raise
+            record_capture(ledger.engine, ORG_STREAM, SystemClock().now())
             return asdict(report)
         finally:
             await client.aclose()

@@ -2,7 +2,8 @@
 
 Conditions are read from the ledger (so any process can evaluate them and they agree):
 failure rate over a window, new dead letters, backlog age of real-time deliveries, an open
-circuit, a failed or partial batch. Incidents are rows in ``alerts``: an open row means the
+circuit, a failed or partial batch, a capture stream failing (or, when asked, not run) for
+too long. Incidents are rows in ``alerts``: an open row means the
 alert was sent; it is resolved (and the resolve message sent) when the condition clears.
 Notifications go through apprise (email, Slack, Teams, webhooks) as configured; the log sink
 is always on.
@@ -27,6 +28,7 @@ from revbridge.store.schema import (
     alerts,
     attempts,
     batches,
+    capture_streams,
     deliveries,
     events,
     targets,
@@ -42,6 +44,12 @@ class AlertRules:
     failure_window: timedelta = timedelta(minutes=15)
     min_attempts: int = 10
     dead_letter_window: timedelta = timedelta(minutes=15)
+    # A capture stream whose every round has failed this long: changes made in that system
+    # are not reaching the hub (no backlog ages for them: only this says it).
+    capture_failing: timedelta = timedelta(minutes=15)
+    # A capture stream with no successful round this long (the scheduled capture stopped
+    # running); None: not watched.
+    capture_stale: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +107,8 @@ def evaluate(engine: Engine, rules: AlertRules, now: datetime) -> list[Condition
                 targets.c.circuit.in_(("open", "half_open"))
             )
         ):
-            why = f" Why: {circuit.circuit_reason}." if circuit.circuit_reason else ""
+            reason = (circuit.circuit_reason or "").rstrip(". ")
+            why = f" Why: {reason}." if reason else ""
             found.append(
                 Condition(
                     f"circuit_open:{circuit.name}",
@@ -176,6 +185,7 @@ def evaluate(engine: Engine, rules: AlertRules, now: datetime) -> list[Condition
                     f"{human_duration(rules.dead_letter_window)}. See `revbridge dlq list`.",
                 )
             )
+        found += _capture_conditions(conn, rules, now)
         latest: dict[str, Any] = {}
         for row in conn.execute(
             select(batches.c.id, batches.c.event_type, batches.c.state, batches.c.summary).order_by(
@@ -193,6 +203,51 @@ def evaluate(engine: Engine, rules: AlertRules, now: datetime) -> list[Condition
                         _batch_failed_body(event_type, row.id, row.state, row.summary),
                     )
                 )
+    return found
+
+
+def _capture_conditions(conn: Any, rules: AlertRules, now: datetime) -> list[Condition]:
+    """A capture stream failing (every round since ``failing_since``) or, when watched, not
+    run; not for a side an operator paused (its capture is skipped on purpose)."""
+    paused = {
+        r.name for r in conn.execute(select(targets.c.name).where(targets.c.paused.is_(True)))
+    }
+    found: list[Condition] = []
+    for s in conn.execute(select(capture_streams).order_by(capture_streams.c.name)):
+        if s.name.split(":", 1)[0] in paused:
+            continue
+        last_ok = _as_dt(s.last_ok_at, conn.engine)
+        since = _as_dt(s.failing_since, conn.engine)
+        ok_text = human_timestamp(last_ok) if last_ok else "never"
+        if since is not None and now - since >= rules.capture_failing:
+            found.append(
+                Condition(
+                    f"capture_failing:{s.name}",
+                    "critical",
+                    f"revbridge: capture from {s.name} failing for {human_duration(now - since)}",
+                    f"Every capture round from {s.name} has failed since "
+                    f"{human_timestamp(since)} (last success: {ok_text}); the last error: "
+                    f"{s.last_error}. Changes made there are not reaching the hub. Nothing "
+                    "is lost: the watermark stays where it was, and the first round that "
+                    "succeeds reads them. See `revbridge status`.",
+                )
+            )
+        elif (
+            rules.capture_stale is not None
+            and since is None
+            and last_ok is not None
+            and now - last_ok >= rules.capture_stale
+        ):
+            found.append(
+                Condition(
+                    f"capture_stale:{s.name}",
+                    "warning",
+                    f"revbridge: no capture from {s.name} for {human_duration(now - last_ok)}",
+                    f"No capture round from {s.name} has run since {ok_text} (threshold "
+                    f"{human_duration(rules.capture_stale)}). Is the worker, `revbridge "
+                    "serve` or the scheduled `revbridge capture` still running?",
+                )
+            )
     return found
 
 

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select
+import structlog
+from sqlalchemy import Engine, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from revbridge.clock import Clock, SystemClock
@@ -29,7 +30,7 @@ from revbridge.mdm.ownership import Ownership
 from revbridge.services.ingest import IngestResult, ingest_lines
 from revbridge.services.mdm_sync import filter_erp_capture, filter_salesforce_capture
 from revbridge.store.ledger import Ledger
-from revbridge.store.schema import watermarks
+from revbridge.store.schema import capture_streams, watermarks
 
 
 @dataclass
@@ -46,6 +47,9 @@ class ErpSource:
     async def changes(self, watermark: str | None) -> tuple[Sequence[dict[str, Any]], str]:
         envelopes, mark = await self.erp.capture_changes(watermark, with_master=True)
         return envelopes, mark
+
+
+log = structlog.get_logger("revbridge.capture")
 
 
 def source_for(erp: ErpPort) -> SourcePort | None:
@@ -71,6 +75,60 @@ def save_watermark(engine: Engine, name: str, value: str, now: dt.datetime) -> N
                 index_elements=["name"], set_={"value": value, "updated_at": now}
             )
         )
+
+
+# The real org's capture (``salesforce.capture.SalesforceCapture``: a watermark per object, a
+# replay id per channel) as one stream in ``capture_streams``.
+ORG_STREAM = "salesforce:org"
+
+
+def record_capture(
+    engine: Engine, stream: str, now: dt.datetime, *, error: str | None = None
+) -> None:
+    """Note how a capture round of ``stream`` went: a success (``error`` None) clears its
+    failure; a failure keeps the time the failing began and the last error (the alert
+    ``capture_failing`` and ``revbridge status`` read them)."""
+    with engine.begin() as conn:
+        dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+        if error is None:
+            values: dict[str, Any] = {"last_ok_at": now, "failing_since": None, "last_error": None}
+            update = values
+        else:
+            values = {"failing_since": now, "last_error": error}
+            update = {
+                "failing_since": func.coalesce(capture_streams.c.failing_since, now),
+                "last_error": error,
+            }
+        stmt = dialect.insert(capture_streams).values(name=stream, updated_at=now, **values)
+        conn.execute(
+            stmt.on_conflict_do_update(index_elements=["name"], set_={**update, "updated_at": now})
+        )
+
+
+def record_capture_failure(
+    engine: Engine, stream: str, now: dt.datetime, exc: BaseException
+) -> None:
+    """``record_capture`` of a failed round; a ledger that cannot take it (it may be why the
+    round failed) leaves the round's own error to be raised."""
+    try:
+        record_capture(engine, stream, now, error=f"{type(exc).__name__}: {exc}")
+    except Exception as store_error:
+        log.warning("capture_health_not_recorded", stream=stream, error=str(store_error))
+
+
+def capture_health(engine: Engine) -> list[dict[str, Any]]:
+    """Each capture stream that has run: when its last round succeeded, since when every
+    round has failed (None: it is not failing) and the last error."""
+    with engine.connect() as conn:
+        return [
+            {
+                "stream": r.name,
+                "last_ok_at": r.last_ok_at,
+                "failing_since": r.failing_since,
+                "last_error": r.last_error,
+            }
+            for r in conn.execute(select(capture_streams).order_by(capture_streams.c.name))
+        ]
 
 
 @dataclass
@@ -125,6 +183,22 @@ async def capture_once(
         )
         return CaptureResult(stream, 0, IngestResult(), mark, skipped=why)
     try:
+        return await _capture_round(source, ledger, policy, stream, mark, clock, ownership)
+    except Exception as exc:
+        record_capture_failure(ledger.engine, stream, clock.now(), exc)
+        raise
+
+
+async def _capture_round(
+    source: SourcePort,
+    ledger: Ledger,
+    policy: RoutingPolicy,
+    stream: str,
+    mark: str | None,
+    clock: Clock,
+    ownership: Ownership | None,
+) -> CaptureResult:
+    try:
         envelopes, new_mark = await source.changes(mark)
     finally:  # made, answered or not: it counts against the side's budget
         DeliveryQueue(ledger.engine).add_api_calls(
@@ -141,6 +215,7 @@ async def capture_once(
     lines = [json.dumps(e, default=str).encode() for e in envelopes]
     result = ingest_lines(ledger, lines, policy=policy, origin=f"capture:{stream}", clock=clock)
     save_watermark(ledger.engine, stream, new_mark, clock.now())
+    record_capture(ledger.engine, stream, clock.now())
     return CaptureResult(stream, read, result, new_mark, echoes=_echoes)
 
 

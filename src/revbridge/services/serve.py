@@ -55,12 +55,16 @@ def throughput(engine: Engine, now: datetime, *, hours: int = 24) -> list[tuple[
 
 
 def overview(settings: Settings, ledger: Ledger, now: datetime) -> dict[str, Any]:
-    """The console's first page: flows, backlog per target, circuits, calls against budget."""
+    """The console's first page: flows, backlog per target, circuits, calls against budget,
+    the capture streams' health."""
+    from revbridge.services.capture import capture_health
+
     return {
         "status": ledger.status(now),
         "targets": dr_status(ledger.engine, now),
         "cost": cost_for(ledger.engine, settings, now),
         "throughput": throughput(ledger.engine, now),
+        "capture": capture_health(ledger.engine),
     }
 
 

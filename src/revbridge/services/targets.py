@@ -316,6 +316,10 @@ def build_worker(
             failure_window=timedelta(seconds=a.failure_window_s),
             min_attempts=a.min_attempts,
             dead_letter_window=timedelta(seconds=a.dead_letter_window_s),
+            capture_failing=timedelta(seconds=a.capture_failing_s),
+            capture_stale=None
+            if a.capture_stale_s is None
+            else timedelta(seconds=a.capture_stale_s),
         ),
         notifiers,
     )

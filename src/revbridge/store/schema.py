@@ -336,6 +336,19 @@ watermarks = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
 )
 
+# The health of each capture stream (a system's changes read into the ledger, ``erp:netsuite``,
+# ``salesforce:org``): when a round last succeeded, and since when every round has failed. A
+# capture that fails, or stops, sends no events: no backlog ages, so only this can say it.
+capture_streams = Table(
+    "capture_streams",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("last_ok_at", UTCDateTime()),
+    Column("failing_since", UTCDateTime()),
+    Column("last_error", Text),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
 # Rate schedules shared by every worker process on PostgreSQL (per ERP account), in epoch
 # seconds of the database clock: ``tat`` is the next call's slot, ``recent`` when the last
 # ``int(rate)`` calls went out (``engine.ratelimit.PgTokenBucket``; the table exists on SQLite
