@@ -771,6 +771,56 @@ def test_an_older_customer_version_never_overwrites_a_newer_one(ledger: Ledger, 
     assert (by_state["delivered"], by_state["superseded"]) == (2, 1)
 
 
+def test_a_dead_letter_that_a_newer_version_superseded_says_so_and_replay_closes_it(
+    ledger: Ledger,
+) -> None:
+    """Version 1 of an Account was refused (a terminal error: dead letter); version 2 was
+    delivered since. The dead letter is listed with what superseded it, and its replay
+    closes it as superseded without calling the ERP: version 2's name stays."""
+    from revbridge.services.operations import list_dead_letters, replay
+
+    clock = ManualClock(START)
+    first = next(e for e in generate_events(40, seed=3) if e["type"] == "customer.upserted")
+
+    def version(n: int, name: str, hour: int) -> dict:
+        v = json.loads(json.dumps(first))
+        v["source_version"] = str(n)
+        v["occurred_at"] = f"2026-10-01T{hour:02d}:00:00+00:00"
+        v["data"]["name"] = name
+        return v
+
+    erp = FakeErp(faults=Faults(terminal_next=1))
+    w = _worker(ledger, erp, FakeSalesforce(), clock)
+    _ingest_customers_real_time(ledger, [version(1, "Berlin GmbH", 8)], clock)
+    asyncio.run(w.run_until_idle())
+    (dead,) = list_dead_letters(ledger.engine)
+    assert dead["superseded_by"] is None  # nothing newer yet: a dead letter to look at
+
+    _ingest_customers_real_time(ledger, [version(2, "Paris SAS", 10)], clock)
+    asyncio.run(w.run_until_idle())
+    (dead,) = list_dead_letters(ledger.engine)
+    with ledger.engine.connect() as conn:
+        newer = conn.execute(
+            select(deliveries.c.event_id).where(deliveries.c.state == "delivered")
+        ).scalar_one()
+    assert dead["superseded_by"] == newer
+    from revbridge.cli.main import _dead_letter_note
+
+    assert _dead_letter_note(dead) == (
+        f"terminal: 400 Bad Request: rejected by the system's validation "
+        f"(superseded since by event {newer}, delivered)"
+    )
+    calls = sum(erp.calls.values())
+
+    assert replay(ledger.engine, now=clock.now(), actor="kim", reason="stale", event_id=dead["id"])
+    asyncio.run(w.run_until_idle())
+    assert sum(erp.calls.values()) == calls  # closed without a call
+    by_state = ledger.status(clock.now())["events"]["by_state"]
+    assert (by_state["delivered"], by_state["superseded"], by_state["dead_letter"]) == (1, 1, 0)
+    (customer,) = erp.records("customer")
+    assert customer.data["name"] == "Paris SAS"
+
+
 def test_a_customer_pulled_ahead_of_its_batch_stays_real_time_when_a_worker_starts(
     ledger: Ledger,
 ) -> None:

@@ -958,8 +958,10 @@ def dlq_list(
         ),
     ] = 200,
 ) -> None:
-    """Dead-lettered deliveries with their last error, and how many deliveries are parked
-    behind each (waiting for it: replaying it releases them)."""
+    """Dead-lettered deliveries with their last error, how many deliveries are parked
+    behind each (waiting for it: replaying it releases them), and, for a customer or credit
+    status, the newer version delivered since that supersedes it (replaying closes it
+    without a call)."""
     from revbridge.cli._trace import parked_note
     from revbridge.services import open_ledger
     from revbridge.services.operations import count_dead_letters, list_dead_letters
@@ -985,15 +987,29 @@ def dlq_list(
                     str(r["attempts"]),
                     str(r["parked_behind"] or ""),
                 ),
-                r["last_error"] or "",
+                _dead_letter_note(r),
             )
             for r in rows
         ],
     )
     if len(rows) < total:
         out.print(f"{total - len(rows)} more: raise --limit to see them")
+    if stale := sum(1 for r in rows if r["superseded_by"]):
+        out.print(
+            f"{counted(stale, 'dead letter')} superseded: a newer version of the record is "
+            "in the target already; `revbridge dlq replay ID` closes one as superseded, "
+            "without calling the target"
+        )
     if behind := sum(r["parked_behind"] for r in rows):
         out.print(parked_note(behind, behind="these dead letters (column parked)"))
+
+
+def _dead_letter_note(row: dict[str, Any]) -> str:
+    """A dead letter's last error, and the newer version that superseded it since, if any."""
+    error = row["last_error"] or ""
+    if row["superseded_by"]:
+        return f"{error} (superseded since by event {row['superseded_by']}, delivered)"
+    return error
 
 
 @dlq_app.command("show")

@@ -14,6 +14,7 @@ from revbridge.config import Settings
 from revbridge.core.events import SPECS, EventType
 from revbridge.core.timestamps import human_timestamp
 from revbridge.engine.batch import BATCH_COUNTS, BatchReport
+from revbridge.engine.queue import LATEST_WINS
 from revbridge.engine.targets_state import TargetState, target_states, upsert_target
 from revbridge.engine.worker import TARGET_OF
 from revbridge.errors import RevbridgeError
@@ -60,11 +61,42 @@ _PARKED_BEHIND = (
 )
 
 
+_newer = events.alias("newer")
+_newer_delivery = deliveries.alias("newer_delivery")
+# A dead letter of a record's latest state (a customer, its credit position) that a newer
+# version, delivered since to the same target, supersedes: the record's state in the target is
+# already newer, so there is nothing left to deliver; a replay closes it as superseded.
+_SUPERSEDED_BY = (
+    select(func.min(_newer.c.id))
+    .select_from(
+        _newer.join(
+            _newer_delivery,
+            and_(
+                _newer_delivery.c.event_id == _newer.c.id,
+                _newer_delivery.c.target == deliveries.c.target,
+                _newer_delivery.c.state == "delivered",
+            ),
+        )
+    )
+    .where(
+        and_(
+            events.c.type.in_(sorted(LATEST_WINS)),
+            _newer.c.subject_ref == events.c.subject_ref,
+            _newer.c.type == events.c.type,
+            _newer.c.occurred_at > events.c.occurred_at,
+        )
+    )
+    .scalar_subquery()
+    .label("superseded_by")
+)
+
+
 def list_dead_letters(
     engine: Engine, *, event_type: str | None = None, limit: int = 200
 ) -> list[dict[str, Any]]:
     """The first ``limit`` dead letters, oldest event first (``count_dead_letters`` says how
-    many there are in all)."""
+    many there are in all). ``superseded_by``: the newer version of the same record delivered
+    since to the same target, if any (a replay then closes the dead letter as superseded)."""
     query = (
         select(
             events.c.id,
@@ -77,6 +109,7 @@ def list_dead_letters(
             deliveries.c.last_error,
             deliveries.c.updated_at,
             _PARKED_BEHIND,
+            _SUPERSEDED_BY,
         )
         .join(deliveries, deliveries.c.event_id == events.c.id)
         .where(_dead_letter(event_type))
