@@ -694,13 +694,9 @@ def test_a_round_slowed_by_its_rate_limit_renews_its_leases_and_never_calls_past
         assert holders[("in_flight", "other")] == len(budget.taken)  # and left to it
 
 
-def test_an_older_customer_version_never_overwrites_a_newer_one(ledger: Ledger, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Version 2 of an Account reached the ERP; version 1 arrives late (real-time), and
-    another old version is run in its nightly batch: neither is sent, both are done, and the
-    ERP keeps version 2's name. Each is in the audit log with what superseded it."""
-    from revbridge.store.schema import attempts
-
-    clock = ManualClock(START)
+def _customer_versions():  # type: ignore[no-untyped-def]
+    """``version(n, name, hour)``: version ``n`` of one generated Account, named ``name``,
+    changed at ``hour`` on 1 October."""
     first = next(e for e in generate_events(40, seed=3) if e["type"] == "customer.upserted")
 
     def version(n: int, name: str, hour: int) -> dict:
@@ -709,6 +705,18 @@ def test_an_older_customer_version_never_overwrites_a_newer_one(ledger: Ledger, 
         v["occurred_at"] = f"2026-10-01T{hour:02d}:00:00+00:00"
         v["data"]["name"] = name
         return v
+
+    return version
+
+
+def test_an_older_customer_version_never_overwrites_a_newer_one(ledger: Ledger, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Version 2 of an Account reached the ERP; version 1 arrives late (real-time), and
+    another old version is run in its nightly batch: neither is sent, both are done, and the
+    ERP keeps version 2's name. Each is in the audit log with what superseded it."""
+    from revbridge.store.schema import attempts
+
+    clock = ManualClock(START)
+    version = _customer_versions()
 
     _ingest_customers_real_time(ledger, [version(2, "Paris SAS", 10)], clock)
     erp = FakeErp()
@@ -780,14 +788,7 @@ def test_a_dead_letter_that_a_newer_version_superseded_says_so_and_replay_closes
     from revbridge.services.operations import list_dead_letters, replay
 
     clock = ManualClock(START)
-    first = next(e for e in generate_events(40, seed=3) if e["type"] == "customer.upserted")
-
-    def version(n: int, name: str, hour: int) -> dict:
-        v = json.loads(json.dumps(first))
-        v["source_version"] = str(n)
-        v["occurred_at"] = f"2026-10-01T{hour:02d}:00:00+00:00"
-        v["data"]["name"] = name
-        return v
+    version = _customer_versions()
 
     erp = FakeErp(faults=Faults(terminal_next=1))
     w = _worker(ledger, erp, FakeSalesforce(), clock)
