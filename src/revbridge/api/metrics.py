@@ -22,13 +22,21 @@ from sqlalchemy import Engine, func, select
 
 from revbridge.clock import SystemClock
 from revbridge.services.serve import backlog
-from revbridge.store.schema import UTCDateTime, api_calls, attempts, deliveries, targets
+from revbridge.store.schema import (
+    UTCDateTime,
+    api_calls,
+    attempts,
+    capture_streams,
+    deliveries,
+    targets,
+)
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class LedgerCollector(Collector):
-    """Delivery outcomes, latency, backlog, API calls and circuits, from the ledger."""
+    """Delivery outcomes, latency, backlog, API calls, circuits and capture streams, from
+    the ledger."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -63,6 +71,21 @@ class LedgerCollector(Collector):
         paused = GaugeMetricFamily(
             "revbridge_target_paused", "1 when an operator paused the target.", labels=["target"]
         )
+        capture_ok = GaugeMetricFamily(
+            "revbridge_capture_last_success_timestamp_seconds",
+            "Unix time of each capture stream's last successful round (absent: none yet).",
+            labels=["stream"],
+        )
+        capture_failing = GaugeMetricFamily(
+            "revbridge_capture_failing",
+            "1 while every capture round of the stream fails (since its failing_since).",
+            labels=["stream"],
+        )
+        capture_failing_since = GaugeMetricFamily(
+            "revbridge_capture_failing_since_timestamp_seconds",
+            "Unix time the stream's failing rounds began (only while it fails).",
+            labels=["stream"],
+        )
         latency = HistogramMetricFamily(
             "revbridge_delivery_latency_seconds",
             "Duration of delivery attempts finished in the last hour.",
@@ -86,6 +109,13 @@ class LedgerCollector(Collector):
                 for state in ("closed", "open", "half_open"):
                     circuit.add_metric([row.name, state], 1.0 if row.circuit == state else 0.0)
                 paused.add_metric([row.name], 1.0 if row.paused else 0.0)
+            for c in conn.execute(select(capture_streams)):
+                ok, since = c.last_ok_at, c.failing_since  # aware: UTCDateTime columns
+                if ok is not None:
+                    capture_ok.add_metric([c.name], ok.timestamp())
+                capture_failing.add_metric([c.name], 0.0 if since is None else 1.0)
+                if since is not None:
+                    capture_failing_since.add_metric([c.name], since.timestamp())
             per_target: dict[str, list[float]] = {}
             since = now - timedelta(hours=1)
             for target, started, finished in conn.execute(
@@ -108,6 +138,7 @@ class LedgerCollector(Collector):
             depth.add_metric([target, state], float(n))
             age.add_metric([target, state], oldest_s)
         yield from (outcomes, depth, age, calls, circuit, paused, latency)
+        yield from (capture_ok, capture_failing, capture_failing_since)
 
 
 class Metrics:

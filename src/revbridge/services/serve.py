@@ -59,13 +59,41 @@ def overview(settings: Settings, ledger: Ledger, now: datetime) -> dict[str, Any
     the capture streams' health."""
     from revbridge.services.capture import capture_health
 
+    circuits = dr_status(ledger.engine, now)
+    paused = {name for name, t in circuits.items() if t["paused"]}
+    stale_s = settings.raw.alerts.capture_stale_s
     return {
         "status": ledger.status(now),
-        "targets": dr_status(ledger.engine, now),
+        "targets": circuits,
         "cost": cost_for(ledger.engine, settings, now),
         "throughput": throughput(ledger.engine, now),
-        "capture": capture_health(ledger.engine),
+        "capture": capture_panel(capture_health(ledger.engine), now, paused, stale_s),
     }
+
+
+def capture_panel(
+    streams: list[dict[str, Any]], now: datetime, paused: set[str], stale_s: float | None
+) -> list[dict[str, Any]]:
+    """``capture_health`` as the console shows it: each stream with the age of its last
+    success, how long it has been failing, and a state. ``failing`` from the first failed
+    round (the alert waits ``capture_failing_s``; a person looking wants to know now);
+    ``stale`` when ``[alerts] capture_stale_s`` is set and the last success is older;
+    ``paused`` when an operator paused its side (its capture is skipped on purpose)."""
+    out = []
+    for c in streams:
+        ok, since = c["last_ok_at"], c["failing_since"]
+        age_s = (now - ok).total_seconds() if ok else None
+        if c["stream"].split(":", 1)[0] in paused:
+            state = "paused"
+        elif since is not None:
+            state = "failing"
+        elif stale_s is not None and age_s is not None and age_s >= stale_s:
+            state = "stale"
+        else:
+            state = "ok"
+        failing_for_s = (now - since).total_seconds() if since else None
+        out.append(c | {"age_s": age_s, "failing_for_s": failing_for_s, "state": state})
+    return out
 
 
 def parked(engine: Engine, *, limit: int = 200) -> list[dict[str, Any]]:

@@ -207,3 +207,67 @@ def test_an_operator_replays_a_dead_letter_from_the_console_with_a_reason(hub: H
         ).one()
     assert state == "pending"
     assert tuple(trail) == ("token:operator-1", "tax code added")
+
+
+def _capture_two_streams(hub: Hub) -> None:
+    """erp:netsuite failing for an hour after a success; salesforce:org fine."""
+    from datetime import timedelta
+
+    from revbridge.clock import SystemClock
+    from revbridge.services.capture import record_capture
+
+    now = SystemClock().now()
+    engine = hub.ledger.engine
+    record_capture(engine, "erp:netsuite", now - timedelta(hours=2))
+    record_capture(engine, "erp:netsuite", now - timedelta(hours=1), error="NetSuite 401")
+    record_capture(engine, "erp:netsuite", now, error="TrytonUnreachable: refused")
+    record_capture(engine, "salesforce:org", now - timedelta(minutes=3))
+
+
+def test_the_overview_shows_each_capture_stream_and_why_a_circuit_is_open(hub: Hub) -> None:
+    """The Capture panel lists each stream with its last success (zone and age), since when
+    it fails and the last error, the failing one in red; an open circuit says why."""
+    from revbridge.clock import SystemClock
+    from revbridge.engine.targets_state import record_circuit
+
+    _capture_two_streams(hub)
+    record_circuit(
+        hub.ledger.engine,
+        "erp",
+        state="open",
+        failures=1,
+        now=SystemClock().now(),
+        reason="access refused: NetSuite 401 (token)",
+    )
+    client, _csrf = _login(hub, "viewer")
+    with closing(client):
+        page = client.get("/console/").text
+    card = page[page.index('id="target-erp"') :].split("</div>")[0]
+    assert "why: access refused: NetSuite 401 (token)" in card
+    sf_card = page[page.index('id="target-salesforce"') :].split("</div>")[0]
+    assert "why:" not in sf_card  # a closed circuit has nothing to explain
+    failing = page[page.index('id="capture-erp:netsuite"') :].split("</tr>")[0]
+    assert 'class="warn"' in failing
+    assert '<span class="badge open">failing</span>' in failing
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC <small>\(2 h", failing)
+    assert "(for 1 h" in failing
+    assert "TrytonUnreachable: refused" in failing
+    ok = page[page.index('id="capture-salesforce:org"') :].split("</tr>")[0]
+    assert 'class="warn"' not in ok
+    assert '<span class="badge closed">ok</span>' in ok
+    assert "(3 min ago)" in ok
+    assert "<td>-</td>" in ok  # not failing: no since, no error
+
+
+def test_a_paused_side_s_capture_is_shown_paused_not_failing(hub: Hub) -> None:
+    """An operator paused the ERP: its capture is skipped on purpose, so not red."""
+    _capture_two_streams(hub)
+    hub.client.post(
+        "/api/v1/targets/erp/pause", json={"reason": "upgrade"}, headers=hub.auth("operator")
+    )
+    client, _csrf = _login(hub, "viewer")
+    with closing(client):
+        page = client.get("/console/").text
+    row = page[page.index('id="capture-erp:netsuite"') :].split("</tr>")[0]
+    assert 'class="warn"' not in row
+    assert ">paused</span>" in row

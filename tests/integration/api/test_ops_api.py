@@ -301,3 +301,33 @@ def test_the_audit_log_is_read_newest_first_with_filters(hub: Hub) -> None:
     bad = hub.client.get("/api/v1/audit", params={"since": "soon"}, headers=hub.auth("viewer"))
     assert bad.status_code == 400
     assert "--since 'soon'" in bad.text or "'soon'" in bad.text
+
+
+def test_metrics_show_each_capture_stream_s_last_success_and_whether_it_fails(
+    hub: Hub,
+) -> None:
+    """Prometheus can alert on a failing or silent capture without apprise: the last
+    success as a Unix time per stream, failing 0/1, and since when it fails."""
+    from revbridge.services.capture import record_capture
+
+    ok_at = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    record_capture(hub.ledger.engine, "erp:netsuite", ok_at)
+    record_capture(hub.ledger.engine, "erp:netsuite", ok_at + timedelta(hours=1), error="401")
+    record_capture(hub.ledger.engine, "salesforce:org", ok_at)
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = hub.client.get("/metrics").text
+    samples = {
+        (s.name, s.labels.get("stream")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name.startswith("revbridge_capture_")
+    }
+    since = ok_at + timedelta(hours=1)
+    assert samples == {
+        ("revbridge_capture_last_success_timestamp_seconds", "erp:netsuite"): ok_at.timestamp(),
+        ("revbridge_capture_last_success_timestamp_seconds", "salesforce:org"): ok_at.timestamp(),
+        ("revbridge_capture_failing", "erp:netsuite"): 1.0,
+        ("revbridge_capture_failing", "salesforce:org"): 0.0,
+        ("revbridge_capture_failing_since_timestamp_seconds", "erp:netsuite"): since.timestamp(),
+    }
