@@ -84,3 +84,15 @@ def check_erp_before_work(settings: Settings, err: Console) -> None:
     warning = check(settings)
     if warning is not None:
         err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+
+
+def check_erp_before_reading(settings: Settings) -> None:
+    """Before a command that reads from the ERP once (``recon run``, ``mdm match``): a wrong
+    ERP setting stops it (``ConfigError``, exit 2, the setting named), and so does a server
+    that does not answer: unlike a worker, a reading has no backlog to wait an outage out
+    with, and would otherwise fail deep inside with the adapter's error."""
+    import asyncio
+
+    from revbridge.services.targets import check_erp
+
+    asyncio.run(check_erp(settings))

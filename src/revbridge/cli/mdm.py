@@ -19,7 +19,7 @@ from rich.table import Table
 
 from revbridge.cli._ledger import disposing, open_engine
 from revbridge.cli._options import ConfigOpt, JsonOpt
-from revbridge.cli._output import print_entries, print_json
+from revbridge.cli._output import check_erp_before_reading, print_entries, print_json
 from revbridge.core.timestamps import json_default
 from revbridge.core.wording import counted
 
@@ -166,6 +166,8 @@ def match_cmd(
     from revbridge.services import mdm_sync
 
     settings, engine = open_engine(config)
+    if erp_csv is None:  # the ERP's customers are read from it: check it can be first
+        check_erp_before_reading(settings)
     m = settings.raw.mdm
     sf_bad: list[mdm_sync.BadRow] = []
     erp_bad: list[mdm_sync.BadRow] = []

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from revbridge.cli._ledger import disposing, open_engine
 from revbridge.cli._options import ConfigOpt, JsonOpt
-from revbridge.cli._output import print_json
+from revbridge.cli._output import check_erp_before_reading, print_json
 from revbridge.core.money import format_money
 from revbridge.core.timestamps import human_timestamp
 from revbridge.core.wording import counted
@@ -87,6 +87,8 @@ def run(
     if fmt == "xlsx" and out_file is None:
         raise typer.BadParameter("an Excel workbook needs --out FILE", param_hint="--out")
     settings, engine = open_engine(config)
+    if refresh:  # --no-refresh reads the read-back store only, nothing from the ERP
+        check_erp_before_reading(settings)
     now = _now()
     start, end = period_bounds(scope, period, today=now.date())
     outcome = run_recon(

@@ -166,3 +166,53 @@ def test_without_url_the_managed_instance_stays_the_default(
     assert checked.exit_code == 0, checked.output
     assert f"Tryton at {tryton.url}" in checked.output
     assert f"user {tryton.api_user}" in checked.output
+
+
+READS_THE_ERP = [
+    ("recon", "run", "--scope", "monthly", "--period", "2026-01"),
+    ("mdm", "match", "--sf-csv", "accounts.csv", "--report", "match.csv"),
+]
+
+
+@pytest.mark.parametrize("command", READS_THE_ERP)
+@pytest.mark.parametrize(
+    ("tryton_keys", "password", "key"),
+    [
+        ({}, "not-the-password", "erp.tryton.login"),
+        ({"url": "http://127.0.0.1:9"}, None, "erp.tryton.url"),
+    ],
+)
+def test_what_reads_the_erp_stops_first_on_a_wrong_setting(
+    tryton: InstanceInfo,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: tuple[str, ...],
+    tryton_keys: dict[str, str],
+    password: str | None,
+    key: str,
+) -> None:
+    """A reconciliation or a go-live match with a wrong password or a server that does not
+    answer stops before reading anything, naming the setting, as the worker does."""
+    monkeypatch.setenv("TRYTON_PASSWORD", password or tryton.api_password)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "accounts.csv").write_text("Id,name\n0015e00000AbCdEAAV,Acme Ltd\n")
+    config = _configure(tmp_path, tryton, **tryton_keys)
+    result = _invoke(config, *command)
+    assert isinstance(result.exception, ConfigError), result.output
+    assert result.exception.key == key
+    assert result.exception.path == str(config)
+    assert not (tmp_path / "match.csv").exists()
+
+
+def test_what_reads_nothing_from_the_erp_is_not_stopped_by_it(
+    tryton: InstanceInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reconciliation of what was already read (--no-refresh) runs with a wrong password:
+    it reads nothing from the ERP, so there is nothing to check."""
+    monkeypatch.setenv("TRYTON_PASSWORD", "not-the-password")
+    monkeypatch.chdir(tmp_path)
+    config = _configure(tmp_path, tryton)
+    result = _invoke(config, "recon", "run", "--scope", "monthly", "--period", "2026-01",
+                     "--no-refresh")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "matched=0" in result.output
