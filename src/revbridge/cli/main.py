@@ -587,7 +587,8 @@ _SHORT_HOLD_ROUNDS = 6
 def erp_check(config: ConfigOpt = None) -> None:
     """Reach the configured ERP once and check its settings. For Tryton: the URL, the
     database, the login (its password from the environment) and every account code of
-    [erp.tryton]. A wrong one exits 2, naming the setting; nothing is written."""
+    [erp.tryton]; for NetSuite: one read with the NETSUITE_* token. A wrong one exits 2,
+    naming the setting; nothing is written."""
     import asyncio
 
     from revbridge.services.targets import check_erp

@@ -26,6 +26,7 @@ from revbridge.services.reroute import reroute_to_policy
 log = structlog.get_logger("revbridge.targets")
 
 if TYPE_CHECKING:
+    from revbridge.netsuite.adapter import NetSuiteErp
     from revbridge.salesforce.mapping import Profile
     from revbridge.salesforce.writeback import WriteBackSettings
     from revbridge.testing.fakes import FakeSalesforce, FaultsWatch
@@ -42,17 +43,7 @@ def build_erp(settings: Settings, engine: Engine | None = None) -> ErpPort:
         # if it is not running, so that init, ingest and worker need nothing else).
         return tryton_erp(settings)
     if erp.kind == "netsuite":
-        from revbridge.netsuite.adapter import NetSuiteErp
-        from revbridge.netsuite.config import NetSuiteConfig
-
-        # Credentials come from NETSUITE_* environment variables, never from the file.
-        ns = erp.netsuite
-        return NetSuiteErp(
-            NetSuiteConfig.from_env(
-                **{k: v for k, v in ns.model_dump().items() if v not in (None, {})}
-            ),
-            engine=engine,
-        )
+        return netsuite_erp(settings, engine)
     from revbridge.testing.fakes import FakeErp, Faults
 
     return FakeErp(
@@ -63,10 +54,27 @@ def build_erp(settings: Settings, engine: Engine | None = None) -> ErpPort:
     )
 
 
+def netsuite_erp(settings: Settings, engine: Engine | None = None) -> NetSuiteErp:
+    """The NetSuite adapter of ``[erp.netsuite]``; credentials come from NETSUITE_*
+    environment variables, never from the file."""
+    from revbridge.netsuite.adapter import NetSuiteErp
+    from revbridge.netsuite.config import NetSuiteConfig
+
+    ns = settings.raw.erp.netsuite
+    return NetSuiteErp(
+        NetSuiteConfig.from_env(
+            **{k: v for k, v in ns.model_dump().items() if v not in (None, {})}
+        ),
+        engine=engine,
+    )
+
+
 async def check_erp(settings: Settings) -> str | None:
     """Reach the configured ERP once and check its settings, before any delivery depends on
     them; one line saying what was found, or None for an ERP with nothing to check. A wrong
     setting is a ``ConfigError`` naming it (for Tryton: ``tryton_target.check_tryton``)."""
+    if settings.raw.erp.kind == "netsuite":
+        return await check_netsuite(settings)
     if settings.raw.erp.kind != "tryton":
         return None
     from revbridge.services.tryton_target import check_tryton, tryton_erp
@@ -82,6 +90,39 @@ async def check_erp(settings: Settings) -> str | None:
     )
 
 
+async def check_netsuite(settings: Settings) -> str:
+    """One SuiteQL read with the configured TBA token: a 401 is a ``ConfigError`` naming the
+    token's variables (NetSuite does not say which part it refused); a server that does not
+    answer is one naming ``erp.netsuite.base_url`` (or the account), caused by the
+    transport's ``TransientError`` (which a worker waits out, ``check_erp_before_work``)."""
+    from revbridge.errors import AccessRefused, ConfigError, TransientError
+
+    erp = netsuite_erp(settings)
+    config = erp.config
+    where = config.base_url or f"account {config.account_id}"
+    try:
+        await erp.http.suiteql("SELECT id FROM currency", limit=1, offset=0)
+    except AccessRefused as exc:
+        raise ConfigError(
+            "environment",
+            "NETSUITE_TOKEN_ID",
+            f"NetSuite ({where}) refused the integration's token ({exc}): check "
+            "NETSUITE_ACCOUNT_ID, NETSUITE_CONSUMER_KEY, NETSUITE_CONSUMER_SECRET, "
+            "NETSUITE_TOKEN_ID and NETSUITE_TOKEN_SECRET, and that the token, its user and "
+            "its role are active",
+        ) from exc
+    except TransientError as exc:
+        path, key = (
+            (str(settings.path or "revbridge.toml"), "erp.netsuite.base_url")
+            if config.base_url
+            else ("environment", "NETSUITE_ACCOUNT_ID")
+        )
+        raise ConfigError(path, key, f"NetSuite ({where}) did not answer: {exc}") from exc
+    finally:
+        await erp.close()
+    return f"NetSuite ({where}): the integration's token is accepted"
+
+
 def check_erp_before_work(settings: Settings) -> str | None:
     """``check_erp`` before a worker starts: a wrong ERP setting raises (``ConfigError``)
     before any delivery is dead-lettered on it; a server that does not answer is returned as
@@ -94,9 +135,11 @@ def check_erp_before_work(settings: Settings) -> str | None:
     try:
         asyncio.run(check_erp(settings))
     except ConfigError as exc:
-        from revbridge.tryton.rpc import TrytonUnreachable
+        from revbridge.errors import AccessRefused, TransientError
 
-        if not isinstance(exc.__cause__, TrytonUnreachable):
+        # Down (Tryton unreachable, NetSuite not answering) is waited out; refused is not.
+        cause = exc.__cause__
+        if not isinstance(cause, TransientError) or isinstance(cause, AccessRefused):
             raise
         return str(exc)
     return None
