@@ -75,13 +75,16 @@ def print_totals(console: Console, counts: dict[str, Any]) -> None:
     console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
-def check_erp_before_work(settings: Settings, err: Console) -> None:
+def check_erp_before_work(
+    settings: Settings, err: Console, *, refused_is_warning: bool = False
+) -> None:
     """Before a worker starts (``worker``, ``serve``, ``capture erp``): a wrong ERP setting
     stops the command (``ConfigError``, exit 2, the setting named); a server that does not
-    answer is printed as a warning (``targets.check_erp_before_work``)."""
+    answer is printed as a warning (``targets.check_erp_before_work``), and so is a refused
+    login with ``refused_is_warning`` (``serve``, whose webhooks must go on accepting)."""
     from revbridge.services.targets import check_erp_before_work as check
 
-    warning = check(settings)
+    warning = check(settings, refused_is_warning=refused_is_warning)
     if warning is not None:
         err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
 

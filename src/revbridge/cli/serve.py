@@ -42,8 +42,12 @@ def serve(
     settings = load_settings(config, required=True)
     server = settings.raw.server
     run_workers = server.run_workers and not api_only
-    if run_workers:  # as `revbridge worker`: a wrong ERP setting stops it before it delivers
-        check_erp_before_work(settings, err)
+    if run_workers:
+        # As `revbridge worker`: a wrong ERP setting stops it before it delivers. A refused
+        # login or token only warns: the webhooks go on accepting Salesforce's events (the
+        # ERP's refusal must not refuse them), and the circuit opens on the first refused
+        # call, with its alert, until the credentials are mended (decision 0038).
+        check_erp_before_work(settings, err, refused_is_warning=True)
     app = create_app(settings, run_workers=run_workers)
     err.print(
         f"revbridge serving on http://{host or server.host}:{port or server.port}"

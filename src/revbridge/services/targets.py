@@ -123,11 +123,13 @@ async def check_netsuite(settings: Settings) -> str:
     return f"NetSuite ({where}): the integration's token is accepted"
 
 
-def check_erp_before_work(settings: Settings) -> str | None:
+def check_erp_before_work(settings: Settings, *, refused_is_warning: bool = False) -> str | None:
     """``check_erp`` before a worker starts: a wrong ERP setting raises (``ConfigError``)
     before any delivery is dead-lettered on it; a server that does not answer is returned as
     a warning to print, since it may be down for a while and deliveries wait out outages
-    (retries, the circuit breaker)."""
+    (retries, the circuit breaker). ``refused_is_warning``: a refused login or token is a
+    warning too (``serve``: its webhooks must accept Salesforce's events whatever the ERP
+    says, and the circuit opens on the first refused call; decision 0038)."""
     import asyncio
 
     from revbridge.errors import ConfigError
@@ -139,7 +141,9 @@ def check_erp_before_work(settings: Settings) -> str | None:
 
         # Down (Tryton unreachable, NetSuite not answering) is waited out; refused is not.
         cause = exc.__cause__
-        if not isinstance(cause, TransientError) or isinstance(cause, AccessRefused):
+        if not isinstance(cause, TransientError):
+            raise
+        if isinstance(cause, AccessRefused) and not refused_is_warning:
             raise
         return str(exc)
     return None

@@ -92,3 +92,23 @@ def test_a_netsuite_that_does_not_answer_stops_a_reading_and_warns_a_worker(
     assert worked.exit_code == 0, worked.output
     assert "warning:" in worked.output
     assert "erp.netsuite.base_url" in worked.output
+
+
+def test_serve_starts_with_a_refused_token_and_says_so(
+    sandbox: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve` receives Salesforce's events: the ERP refusing the token must not refuse them.
+    It warns, naming the variables, and starts (the circuit opens on the first refused
+    call, decision 0038); the worker above stops instead."""
+    import uvicorn
+
+    started: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append(app))
+    config = _configure(tmp_path, sandbox, monkeypatch, "revoked-token-secret")
+    served = _invoke(config, "serve")
+    assert served.exit_code == 0, served.output
+    assert len(started) == 1
+    said = " ".join(served.output.split())
+    assert "warning:" in said
+    assert "refused the integration's token" in said
+    assert "NETSUITE_TOKEN_SECRET" in said
