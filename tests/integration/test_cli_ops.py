@@ -674,3 +674,30 @@ def test_dlq_list_and_audit_read_at_80_columns(workdir: Path) -> None:
     assert dead
     said = lines[lines.index(dead[0]) + 1].strip()
     assert said.startswith("in_flight → dead_letter: terminal: period ")
+
+
+def test_status_says_a_paused_sides_capture_is_paused_not_failing(workdir: Path) -> None:
+    """The alerts and the console leave a paused side's capture alone (it is skipped on
+    purpose); `status` said it was failing, in yellow. All three now agree."""
+    from datetime import UTC, datetime, timedelta
+
+    from revbridge.config import load_settings
+    from revbridge.services import open_ledger
+    from revbridge.services.capture import record_capture
+
+    engine = open_ledger(load_settings(workdir / "revbridge.toml")).engine
+    now = datetime.now(UTC)
+    record_capture(engine, "erp:fake-erp", now - timedelta(hours=1))
+    record_capture(engine, "erp:fake-erp", now, error="ConnectionError: down")
+    record_capture(engine, "salesforce:org", now)
+    engine.dispose()
+    said = runner.invoke(app, ["status"]).stdout
+    assert "capture erp:fake-erp: failing since" in said
+    assert "ConnectionError: down" in said
+    assert "capture salesforce:org: ok, last success" in said
+    assert runner.invoke(app, ["dr", "pause", "erp", "--reason", "upgrade"]).exit_code == 0
+    said = runner.invoke(app, ["status"]).stdout
+    assert "capture erp:fake-erp: paused, last success" in said
+    assert "failing" not in said
+    streams = {c["stream"]: c["state"] for c in run_json(["status", "--json"])["capture"]}
+    assert streams == {"erp:fake-erp": "paused", "salesforce:org": "ok"}

@@ -308,8 +308,8 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     one delivery: accepted = delivered + superseded + dead-lettered + the rest."""
     from revbridge.clock import SystemClock
     from revbridge.services import open_ledger
-    from revbridge.services.capture import capture_health
     from revbridge.services.cost import cost_for
+    from revbridge.services.serve import capture_states
 
     settings = _settings(config)
     ledger = open_ledger(settings)
@@ -317,7 +317,7 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     report = ledger.status(now)
     # The configured budgets and rate limits: the "real-time everywhere" warnings.
     report["api"] = cost_for(ledger.engine, settings, now)
-    report["capture"] = capture_health(ledger.engine)
+    report["capture"] = capture_states(settings, ledger.engine, now)
     if as_json:
         print_json(report)
         return
@@ -361,8 +361,10 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     for c in report["capture"]:
         ok = c["last_ok_at"]
         last = f"last success {human_timestamp(ok)}" if ok else "no success yet"
-        if c["failing_since"] is None:
-            out.print(f"capture {c['stream']}: ok, {last}", markup=False, highlight=False)
+        if c["state"] in ("ok", "paused"):
+            out.print(f"capture {c['stream']}: {c['state']}, {last}", markup=False, highlight=False)
+        elif c["state"] == "stale":
+            out.print(f"[yellow]capture {escape(c['stream'])}: stale[/], {escape(last)}")
         else:
             out.print(
                 f"[yellow]capture {escape(c['stream'])}: failing since "

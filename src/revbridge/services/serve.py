@@ -71,6 +71,17 @@ def overview(settings: Settings, ledger: Ledger, now: datetime) -> dict[str, Any
     }
 
 
+def capture_states(settings: Settings, engine: Engine, now: datetime) -> list[dict[str, Any]]:
+    """``capture_panel`` of every stream, reading which sides are paused: what `revbridge
+    status` prints, as the console and the alerts see it (a paused side is not failing)."""
+    from revbridge.engine.targets_state import target_states
+    from revbridge.services.capture import capture_health
+
+    paused = {name for name, t in target_states(engine).items() if t.paused}
+    stale_s = settings.raw.alerts.capture_stale_s
+    return capture_panel(capture_health(engine), now, paused, stale_s)
+
+
 def capture_panel(
     streams: list[dict[str, Any]], now: datetime, paused: set[str], stale_s: float | None
 ) -> list[dict[str, Any]]:
