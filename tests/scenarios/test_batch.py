@@ -555,6 +555,9 @@ def test_a_superseded_customer_in_a_record_by_record_batch_is_written_at_once(
     ingest(_account(1, "Old Name"), other)  # the older version arrives late
     report = asyncio.run(worker.batch.run("customer.upserted", now=clock.now(), force=True))  # type: ignore[union-attr]
     assert (report.superseded, report.delivered) == (1, 1)
+    assert report.detail() == (
+        "sent record by record to erp (no file); 1 superseded by newer versions"
+    )
     from revbridge.store.schema import attempts
 
     with ledger.engine.connect() as conn:

@@ -897,7 +897,7 @@ def batch_run(
             [
                 (
                     (r.event_type, *(str(getattr(r, k)) for k in counts)),
-                    _batch_detail(r),
+                    r.detail(),
                 )
                 for r in reports
             ],
@@ -912,15 +912,6 @@ def batch_run(
                 )
     if any(r.skipped or r.failed or r.retried for r in reports):
         raise typer.Exit(1)
-
-
-def _batch_detail(r: Any) -> str:
-    """Under a batch class's line: its import file, or why there is none."""
-    if r.skipped:
-        return f"skipped: {r.skipped}"
-    if r.file_path:
-        return f"file {r.file_path}"
-    return "nothing due" if not r.items else f"sent record by record to {r.target} (no file)"
 
 
 async def _capture_loop(settings: Settings, ledger: Any, w: Any, stop: Any) -> None:

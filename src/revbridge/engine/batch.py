@@ -126,6 +126,30 @@ class BatchReport:
             self.batch_ids.append(other.batch_id)
         self.error = self.error or other.error
 
+    def detail(self) -> str:
+        """One line for an operator under the class's counts: its import file, or why there
+        is none (nothing due, skipped, or nothing left to send once older versions, waiting
+        and held items are set aside)."""
+        if self.skipped:
+            return f"skipped: {self.skipped}"
+        aside = [
+            f"{n} {what}"
+            for n, what in (
+                (self.superseded, "superseded by newer versions"),
+                (self.parked, "waiting for what they depend on"),
+                (self.held, "held for review"),
+            )
+            if n
+        ]
+        note = f"; {', '.join(aside)}" if aside else ""
+        if self.file_path:
+            return f"file {self.file_path}{note}"
+        if not self.items:
+            return "nothing due"
+        if self.items == self.superseded + self.parked + self.held:
+            return f"nothing to send: {', '.join(aside)}"
+        return f"sent record by record to {self.target} (no file){note}"
+
     def why(self, reason: object) -> None:
         """Keep the first reason an item failed or retries, for the operator."""
         if self.error is None:
