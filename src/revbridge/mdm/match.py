@@ -74,9 +74,12 @@ class Proposal:
     erp_id: str
     score: float
     evidence: str  # e.g. "tax_id name=0.97 domain"
+    # Something besides the name agrees (tax id, web domain, or the same street and postal
+    # code). Without it a pair is never linked automatically, whatever ``accept_at`` says.
+    corroborated: bool = True
 
     def status(self, accept_at: float, review_at: float) -> str:
-        if self.score >= accept_at:
+        if self.score >= accept_at and self.corroborated:
             return "accepted"
         return "review" if self.score >= review_at else "rejected"
 
@@ -130,16 +133,24 @@ def score_pair(a: Candidate, b: Candidate) -> tuple[float, str]:
         score *= 0.5
         evidence.append("country_differs")
     result = score / weight
-    same_place = (
+    if not corroborated(a, b):
+        # A name alone (or with a vague address) scores below the default ``accept_at``;
+        # ``Proposal.corroborated`` keeps it out of automatic links at any setting.
+        result = min(result, 0.89)
+    return result, " ".join(evidence)
+
+
+def corroborated(a: Candidate, b: Candidate) -> bool:
+    """Whether more than the name says ``a`` and ``b`` are one company: the same tax id, the
+    same web domain, or the same postal code with (nearly) the same street."""
+    if (a.tax_id and a.tax_id == b.tax_id) or (a.domain and a.domain == b.domain):
+        return True
+    return (
         bool(a.postal_code)
         and a.postal_code == b.postal_code
         and bool(a.address)
         and fuzz.token_set_ratio(a.address, b.address) >= 90
     )
-    if "tax_id" not in evidence and "domain" not in evidence and not same_place:
-        # A name alone (or with a vague address) never links automatically: at most review.
-        result = min(result, 0.89)
-    return result, " ".join(evidence)
 
 
 def propose_links(
@@ -173,7 +184,15 @@ def propose_links(
             continue
         used_sf.add(i)
         used_erp.add(j)
-        out.append(Proposal(sf_id=sf[i].record_id, erp_id=erp[j].record_id, score=s, evidence=why))
+        out.append(
+            Proposal(
+                sf_id=sf[i].record_id,
+                erp_id=erp[j].record_id,
+                score=s,
+                evidence=why,
+                corroborated=corroborated(sf[i], erp[j]),
+            )
+        )
     return out
 
 

@@ -156,6 +156,25 @@ def test_tax_id_and_domain_make_a_sure_link_a_name_alone_only_a_review() -> None
     assert "tax_id_differs" in why
 
 
+def test_a_name_alone_is_never_linked_automatically_whatever_accept_at_says() -> None:
+    """An operator who lowers ``accept_at`` to 0.8 links more tax id and domain matches, but
+    a pair with only its name in common still goes to a person (its score is 0.89 at most,
+    which 0.8 would have accepted before)."""
+    (name_only,) = propose_links([_c("a", "Globex Corporation")], [_c("b", "Globex Corp")])
+    assert not name_only.corroborated
+    assert name_only.score >= 0.8
+    assert name_only.status(accept_at=0.8, review_at=0.7) == "review"
+    (sure,) = propose_links(
+        [_c("a", "Acme Inc", website="acme.com")],
+        [_c("b", "Acme Incorporated", email="ap@acme.com")],
+    )
+    assert sure.corroborated
+    assert sure.status(accept_at=0.8, review_at=0.7) == "accepted"
+    street = {"street": "1 Main St", "city": "Springfield", "postal_code": "12345"}
+    (same_place,) = propose_links([_c("a", "Initrode", **street)], [_c("b", "Initrode", **street)])
+    assert same_place.corroborated
+
+
 def test_each_record_is_linked_at_most_once_best_first() -> None:
     """Two Accounts that look like one ERP customer: only the better one gets it."""
     sf = [
