@@ -49,6 +49,12 @@ class ReviewDecision(_Body):
     note: Annotated[str, Field(max_length=4000)] = ""
 
 
+class Unlink(_Body):
+    reason: Annotated[str, Field(min_length=1, max_length=4000)]
+    relink_to: Annotated[str | None, Field(min_length=1, max_length=128)] = None
+    erp_entity: Annotated[str, Field(max_length=64)] = ""
+
+
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
@@ -154,6 +160,29 @@ def customer_links(request: Request, any_id: str, _p: Viewer) -> dict[str, Any]:
     if not links:
         raise mdm.NotFound(f"no customer has the id {any_id!r}")
     return {"links": [link.as_dict() for link in links]}
+
+
+@api.post("/customers/{account_id}/unlink")
+async def unlink(request: Request, account_id: str, body: Unlink, p: Operator) -> dict[str, Any]:
+    """Undo a wrong link the ERP has not used yet (``revbridge mdm unlink``): the pair is
+    recorded as rejected; ``relink_to`` links another ERP customer number instead. A link
+    the ERP has used is refused (400) with what to do."""
+    from revbridge.services.targets import erp_system_name
+
+    system = erp_system_name(request.app.state.settings)
+    result: dict[str, Any] = await run_in_threadpool(
+        lambda: mdm.unlink_customer(
+            _engine(request),
+            sf_account_id=account_id,
+            erp_system=system,
+            erp_entity=body.erp_entity,
+            actor=p.actor,
+            reason=body.reason,
+            now=_now(request),
+            relink_to=body.relink_to,
+        )
+    )
+    return result
 
 
 @api.get("/customers/reviews/{review_id}")

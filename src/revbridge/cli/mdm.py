@@ -140,6 +140,58 @@ def import_cmd(
         raise typer.Exit(1)
 
 
+@app.command("unlink")
+@disposing
+def unlink_cmd(
+    account: Annotated[str, typer.Argument(help="The Salesforce Account id (15 or 18).")],
+    reason: Annotated[str, typer.Option(help="Why the link is wrong (audit log).")],
+    relink: Annotated[
+        str | None,
+        typer.Option(help="Link the Account to this ERP customer number instead."),
+    ] = None,
+    entity: Annotated[str, typer.Option(help="The ERP legal entity, if links have one.")] = "",
+    actor: ActorOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Undo a wrong link before the ERP has used it: the pair is recorded as rejected (not
+    proposed again), the next upsert creates a new customer, or with --relink links another.
+    A link the ERP has used (a document delivered through it) is refused, with what to do."""
+    from revbridge.services.mdm import unlink_customer
+    from revbridge.services.targets import erp_system_name
+
+    settings, engine = open_engine(config)
+    done = unlink_customer(
+        engine,
+        sf_account_id=account,
+        erp_system=erp_system_name(settings),
+        erp_entity=entity,
+        actor=_actor(actor),
+        reason=reason,
+        now=_now(),
+        relink_to=relink,
+    )
+    if as_json:
+        print_json(done)
+        return
+    old = done["unlinked_from"]
+    was = old["erp_customer_number"] or old["erp_internal_id"]
+    out.print(
+        f"Account {done['sf_account_id']} unlinked from {done['erp_system']} customer {was} "
+        f"(recorded as not the same customer: review {done['review_id']})"
+    )
+    if done["relinked_to"]:
+        out.print(
+            f"linked to {done['erp_system']} customer {done['relinked_to']} instead; its "
+            "internal id is read from the ERP at the Account's next upsert"
+        )
+    else:
+        out.print(
+            "the Account's next upsert creates a new customer in the ERP; its invoices wait "
+            "for it (`revbridge waiting`)"
+        )
+
+
 @app.command("match")
 @disposing
 def match_cmd(

@@ -12,7 +12,7 @@ proposals into links made automatically and links queued for a person.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from rapidfuzz import fuzz
@@ -154,9 +154,15 @@ def corroborated(a: Candidate, b: Candidate) -> bool:
 
 
 def propose_links(
-    sf: Sequence[Candidate], erp: Sequence[Candidate], *, review_at: float = 0.7
+    sf: Sequence[Candidate],
+    erp: Sequence[Candidate],
+    *,
+    review_at: float = 0.7,
+    exclude: Collection[tuple[str, str]] = (),
 ) -> list[Proposal]:
-    """One-to-one proposals at or above ``review_at``, best first."""
+    """One-to-one proposals at or above ``review_at``, best first. ``exclude`` holds the
+    (Salesforce id, ERP id) pairs a person has said are not one customer: they are not
+    proposed, and do not keep either record from its next best partner."""
     blocks: dict[str, list[int]] = defaultdict(list)
     for j, c in enumerate(erp):
         for key in _keys(c):
@@ -172,6 +178,8 @@ def propose_links(
                 if j in seen:
                     continue
                 seen.add(j)
+                if exclude and (a.record_id, erp[j].record_id) in exclude:
+                    continue
                 s, why = score_pair(a, erp[j])
                 if s >= review_at:
                     scored.append((s, i, j, why))

@@ -26,12 +26,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from revbridge.core import sfid
 from revbridge.core.events import CustomerCreditStatusChanged, CustomerUpserted
-from revbridge.core.wording import agreeing
+from revbridge.core.wording import agreeing, counted
 from revbridge.errors import DomainError, RevbridgeError, UsageError
 from revbridge.mdm.hierarchy import describe_cycle, find_cycle
 from revbridge.mdm.ownership import Decision, Ownership, Side, decide, value_hash
@@ -715,6 +715,160 @@ def adopt_ref(conn: Connection, sf_account_id: str, erp_internal_id: str, now: d
                 target="erp", subject_ref=subject, external_id=erp_internal_id, created_at=now
             )
         )
+
+
+def unlink_customer(
+    engine: Engine,
+    *,
+    sf_account_id: str,
+    erp_system: str,
+    erp_entity: str = "",
+    actor: str,
+    reason: str,
+    now: datetime,
+    relink_to: str | None = None,
+) -> dict[str, Any]:
+    """Undo a wrong link (a go-live match, an approval, an import) before the ERP has used it.
+
+    The link goes, and so does the internal id the match adopted for the Account's
+    documents; the pair is recorded as rejected, so neither ``mdm match`` nor the next
+    customer upsert proposes it again; everything is audited, in one transaction. With
+    ``relink_to`` the Account is linked to that ERP customer number instead (its internal id
+    is found at the first upsert); without it, the next upsert creates a new customer.
+
+    A link the ERP has used (a document of the Account delivered or attempted through it:
+    the ERP customer then carries the hub's external id and those documents) is refused:
+    undoing it here alone would leave them there.
+    """
+    if not reason.strip():
+        raise UsageError("say why the link is wrong (--reason): it goes to the audit log")
+    sf = sf18(sf_account_id)
+    with engine.begin() as conn:
+        link = find_link(conn, erp_system=erp_system, erp_entity=erp_entity, sf_account_id=sf)
+        where = f"{erp_system}{'/' + erp_entity if erp_entity else ''}"
+        if link is None or link.erp_system is None:
+            raise NotFound(f"Account {sf} has no link in {where}")
+        old = link.erp_customer_number or link.erp_internal_id
+        used = _documents_through(conn, sf)
+        if used:
+            raise DomainError(
+                f"Account {sf}'s link to {where} customer {old} is in use: "
+                f"{counted(used, 'document')} of the Account reached the ERP through it "
+                "(delivered or attempted), and the ERP customer carries the hub's external id. "
+                "Unlinking in the hub alone would leave them on that customer: correct them "
+                "in the ERP (reassign or merge the customer) and record the outcome with "
+                "`revbridge mdm import`"
+            )
+        conn.execute(
+            customer_xref.delete().where(
+                customer_xref.c.canonical_id == link.canonical_id,
+                customer_xref.c.erp_system == erp_system,
+                customer_xref.c.erp_entity == erp_entity,
+            )
+        )
+        # The internal id a match or an approval adopted (no event wrote it): gone with the
+        # link, so the Account's documents wait for its customer again.
+        dropped_ref = conn.execute(
+            external_refs.delete().where(
+                external_refs.c.target == "erp",
+                external_refs.c.subject_ref == f"customer:{sf}",
+                external_refs.c.event_id.is_(None),
+            )
+        ).rowcount
+        review = open_review(
+            conn,
+            kind="match",
+            sf_account_id=sf,
+            erp_customer_number=link.erp_customer_number,
+            sf_value={"name": link.name},
+            erp_value={
+                "erp_system": erp_system,
+                "erp_entity": erp_entity,
+                "erp_internal_id": link.erp_internal_id,
+            },
+            message=f"unlinked by {actor}: not the same customer ({reason})",
+            now=now,
+        ).id
+        conn.execute(
+            update(mdm_reviews)
+            .where(mdm_reviews.c.id == review)
+            .values(state="rejected", decided_at=now, decided_by=actor, decision_note=reason)
+        )
+        _audit(
+            conn,
+            now=now,
+            actor=actor,
+            action="mdm_unlink",
+            entity_id=link.canonical_id,
+            from_state="linked",
+            to_state="unlinked",
+            reason=reason,
+            details={
+                "sf_account_id": sf,
+                "erp_system": erp_system,
+                "erp_entity": erp_entity,
+                "erp_customer_number": link.erp_customer_number,
+                "erp_internal_id": link.erp_internal_id,
+                "adopted_ref_dropped": bool(dropped_ref),
+                "review_id": review,
+            },
+        )
+        if relink_to is not None:
+            link_customer(
+                conn,
+                sf_account_id=sf,
+                erp_system=erp_system,
+                erp_entity=erp_entity,
+                erp_customer_number=relink_to.strip(),
+                erp_internal_id=None,
+                now=now,
+                actor=actor,
+                reason=f"relinked in place of {old}: {reason}",
+            )
+        new = find_link(conn, erp_system=erp_system, erp_entity=erp_entity, sf_account_id=sf)
+    return {
+        "canonical_id": link.canonical_id,
+        "sf_account_id": sf,
+        "erp_system": erp_system,
+        "erp_entity": erp_entity,
+        "unlinked_from": {
+            "erp_customer_number": link.erp_customer_number,
+            "erp_internal_id": link.erp_internal_id,
+        },
+        "relinked_to": None if new is None else new.erp_customer_number,
+        "review_id": review,
+    }
+
+
+def _documents_through(conn: Connection, sf: str) -> int:
+    """How many of the Account's events (the customer, its invoices, payments, credit memos)
+    reached the ERP or may have: delivered, in flight, or attempted at least once."""
+    refs = {f"customer:{sf}", f"customer:{sf[:15]}"}
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(deliveries.join(events, events.c.id == deliveries.c.event_id))
+            .where(
+                deliveries.c.target == "erp",
+                or_(events.c.customer_ref.in_(refs), events.c.subject_ref.in_(refs)),
+                or_(deliveries.c.state.in_(("delivered", "in_flight")), deliveries.c.attempts > 0),
+            )
+        ).scalar_one()
+    )
+
+
+def rejected_pairs(conn: Connection) -> set[tuple[str, str]]:
+    """(Account, ERP customer number) pairs a person said are not one customer: a rejected
+    proposal or held customer, or an unlinked link."""
+    rows = conn.execute(
+        select(mdm_reviews.c.sf_account_id, mdm_reviews.c.erp_customer_number).where(
+            mdm_reviews.c.state == "rejected",
+            mdm_reviews.c.kind.in_(("match", "held")),
+            mdm_reviews.c.sf_account_id.is_not(None),
+            mdm_reviews.c.erp_customer_number.is_not(None),
+        )
+    )
+    return {(str(sf), str(number)) for sf, number in rows}
 
 
 def _release_held(

@@ -1001,7 +1001,15 @@ def run_match(
         bad_rows=[*sf_bad_rows, *invalid, *erp_bad_rows],
         sf_invalid=len(sf_bad_rows) + len(invalid),
     )
-    proposals = propose_links(todo, erp, review_at=min(review_at, 0.5))
+    with engine.connect() as conn:
+        refused = mdm.rejected_pairs(conn)  # a person said no (review, unlink): not again
+    exclude = {
+        (c.record_id, number)
+        for c in todo
+        for sf18, number in refused
+        if sf18 == sfid.to_18(c.record_id)
+    }
+    proposals = propose_links(todo, erp, review_at=min(review_at, 0.5), exclude=exclude)
     report.unmatched = len(todo) - len(proposals)
     names = {c.record_id: c.name for c in (*todo, *erp)}
     with engine.begin() as conn:

@@ -80,3 +80,37 @@ def test_an_operator_releases_a_held_customer_through_the_api(hub: Hub) -> None:
             select(audit_log.c.actor).where(audit_log.c.action == "release")
         ).scalar_one()
     assert (state, actor) == ("pending", "token:operator-1")
+
+
+def test_an_operator_unlinks_a_wrong_link_through_the_api(hub: Hub) -> None:
+    """A viewer may not; the operator's unlink is audited under the token, and relinks; an
+    Account without a link is a 404, a missing reason a 422."""
+    account = make_id("001", 8)
+    with hub.ledger.engine.begin() as conn:
+        mdm.link_customer(
+            conn,
+            sf_account_id=account,
+            erp_system="fake-erp",
+            erp_customer_number="CUST-8",
+            erp_internal_id=None,
+            now=NOW,
+            actor="t",
+            reason="test",
+        )
+    url = f"/api/v1/customers/{account[:15]}/unlink"
+    body = {"reason": "another firm", "relink_to": "CUST-9"}
+    assert hub.client.post(url, json=body, headers=hub.auth("viewer")).status_code == 403
+    assert hub.client.post(url, json={}, headers=hub.auth("operator")).status_code == 422
+    done = hub.client.post(url, json=body, headers=hub.auth("operator"))
+    assert done.status_code == 200, done.text
+    assert (done.json()["unlinked_from"]["erp_customer_number"], done.json()["relinked_to"]) == (
+        "CUST-8",
+        "CUST-9",
+    )
+    with hub.ledger.engine.connect() as conn:
+        actor = conn.execute(
+            select(audit_log.c.actor).where(audit_log.c.action == "mdm_unlink")
+        ).scalar_one()
+    assert actor == "token:operator-1"
+    other = f"/api/v1/customers/{make_id('001', 99)}/unlink"
+    assert hub.client.post(other, json=body, headers=hub.auth("operator")).status_code == 404

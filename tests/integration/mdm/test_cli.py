@@ -11,6 +11,7 @@ from typer.testing import Result
 from revbridge.cli.main import app
 from revbridge.core.sfid import make_id
 from revbridge.errors import UsageError
+from revbridge.services.mdm import NotFound
 from tests.integration.conftest import run_json, runner
 
 A1, A2, A3 = make_id("001", 11), make_id("001", 12), make_id("001", 13)
@@ -287,3 +288,30 @@ def test_review_list_keeps_ids_and_values_whole_at_80_columns(workdir: Path) -> 
     detail = " ".join(" ".join(lines[3:]).split())
     assert detail.endswith("Salesforce: Globex Corp; ERP: Globex Corporation")
     assert "{" not in shown.stdout
+
+
+def test_unlink_and_relink_from_the_command_line(workdir: Path) -> None:
+    """`mdm unlink` says what it undid and what happens next; the Account is then linked to
+    the number --relink names; a second unlink without a link, or without --reason, fails."""
+    (workdir / "links.csv").write_text(
+        f"sf_account_id,erp_system,erp_customer_number,erp_internal_id,name\n"
+        f"{A1},fake-erp,C-11,811,Acme\n"
+    )
+    assert runner.invoke(app, ["mdm", "import", "links.csv"]).exit_code == 0
+    moved = runner.invoke(
+        app, ["mdm", "unlink", A1[:15], "--reason", "another Acme", "--relink", "C-21"]
+    )
+    assert moved.exit_code == 0, moved.output
+    said = " ".join(moved.stdout.split())
+    assert f"Account {A1} unlinked from fake-erp customer C-11" in said
+    assert "linked to fake-erp customer C-21 instead" in said
+    [link] = run_json(["mdm", "lookup", A1, "--json"])["links"]
+    assert (link["erp_customer_number"], link["erp_internal_id"]) == ("C-21", None)
+    plain = run_json(["mdm", "unlink", A1, "--reason", "not C-21 either", "--json"])
+    assert plain["relinked_to"] is None
+    again = runner.invoke(app, ["mdm", "unlink", A1, "--reason", "x"])
+    assert isinstance(again.exception, NotFound)  # the entry point prints it, exit 2
+    assert "has no link in fake-erp" in str(again.exception)
+    assert runner.invoke(app, ["mdm", "unlink", A1]).exit_code == 2  # --reason is required
+    rejected = run_json(["mdm", "review", "list", "--state", "rejected", "--json"])["reviews"]
+    assert sorted(r["erp_customer_number"] for r in rejected) == ["C-11", "C-21"]

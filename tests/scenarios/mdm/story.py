@@ -49,6 +49,37 @@ def customer(n: int, name: str, parent: int | None = None, version: int = 1, **e
     }
 
 
+def invoice(n: int, account: int) -> dict:
+    return {
+        "type": "invoice.posted",
+        "source": "salesforce",
+        "source_id": make_id("a0X", n),
+        "source_version": "v1",
+        "occurred_at": START.isoformat(),
+        "data": {
+            "invoice_id": make_id("a0X", n),
+            "invoice_number": f"INV-{n}",
+            "customer_id": acc(account),
+            "currency": "USD",
+            "invoice_date": "2026-11-02",
+            "due_date": "2026-12-02",
+            "lines": [
+                {
+                    "line_id": "1",
+                    "description": "Support",
+                    "quantity": "1",
+                    "unit_price": "100.00",
+                    "amount": "100.00",
+                    "tax_amount": "0.00",
+                }
+            ],
+            "subtotal": "100.00",
+            "tax_total": "0.00",
+            "total": "100.00",
+        },
+    }
+
+
 def credit(number: str, *, hold: bool, limit: str, version: str = "v1") -> dict:
     return {
         "type": "customer.credit_status_changed",

@@ -33,38 +33,7 @@ from revbridge.store.ledger import Ledger
 from revbridge.store.schema import audit_log, deliveries
 from revbridge.store.tables_mdm import mdm_attribute_state
 from revbridge.testing import FakeErp
-from tests.scenarios.mdm.story import POLICY, START, Hub, acc, credit, customer
-
-
-def invoice(n: int, account: int) -> dict:
-    return {
-        "type": "invoice.posted",
-        "source": "salesforce",
-        "source_id": make_id("a0X", n),
-        "source_version": "v1",
-        "occurred_at": START.isoformat(),
-        "data": {
-            "invoice_id": make_id("a0X", n),
-            "invoice_number": f"INV-{n}",
-            "customer_id": acc(account),
-            "currency": "USD",
-            "invoice_date": "2026-11-02",
-            "due_date": "2026-12-02",
-            "lines": [
-                {
-                    "line_id": "1",
-                    "description": "Support",
-                    "quantity": "1",
-                    "unit_price": "100.00",
-                    "amount": "100.00",
-                    "tax_amount": "0.00",
-                }
-            ],
-            "subtotal": "100.00",
-            "tax_total": "0.00",
-            "total": "100.00",
-        },
-    }
+from tests.scenarios.mdm.story import POLICY, START, Hub, acc, credit, customer, invoice
 
 
 def test_children_sent_first_still_reach_the_erp_under_their_parents(ledger: Ledger) -> None:
