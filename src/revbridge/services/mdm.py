@@ -749,6 +749,11 @@ def unlink_customer(
         if link is None or link.erp_system is None:
             raise NotFound(f"Account {sf} has no link in {where}")
         old = link.erp_customer_number or link.erp_internal_id
+        if relink_to is not None and relink_to.strip() in (
+            link.erp_customer_number,
+            link.erp_internal_id,
+        ):
+            raise UsageError(f"Account {sf} is linked to {where} customer {old} already")
         used = _documents_through(conn, sf)
         if used:
             raise DomainError(

@@ -151,3 +151,7 @@ def test_an_unlink_needs_a_reason_and_a_link(ledger: Ledger) -> None:
         _unlink(ledger, hub, reason=" ")
     with pytest.raises(mdm.NotFound, match="has no link in fake-erp"):
         _unlink(ledger, hub)
+    _go_live(hub, ledger, ("G-1", "Globex Corporation", "US-55"))
+    with pytest.raises(UsageError, match="linked to fake-erp customer G-1 already"):
+        _unlink(ledger, hub, relink_to="G-1")
+    assert hub.audited("mdm_unlink") == []
