@@ -282,10 +282,34 @@ async def signoff_action(request: Request) -> Response:
 
 
 @pages.get("/customers")
-def reviews_page(request: Request) -> HTMLResponse:
+def reviews_page(request: Request, done: str = "") -> HTMLResponse:
     session = _need(request)
     rows = mdm.list_reviews(_engine(request))
-    return _render(request, "reviews.html", session, rows=rows, nav="customers")
+    return _render(request, "reviews.html", session, rows=rows, nav="customers", done=done)
+
+
+@pages.post("/customers/unlink")
+async def unlink_action(request: Request) -> Response:
+    """Undo a wrong link (``mdm unlink``); a refusal (in use, no link) is a page saying why."""
+    from revbridge.services.targets import erp_system_name
+
+    session = _need(request, Role.OPERATOR)
+    form = await _form(request, session)
+    account = form.get("account", "").strip()
+    relink = form.get("relink", "").strip() or None
+    system = erp_system_name(request.app.state.settings)
+    await run_in_threadpool(
+        lambda: mdm.unlink_customer(
+            _engine(request),
+            sf_account_id=account,
+            erp_system=system,
+            actor=session.principal.actor,
+            reason=form.get("reason", ""),
+            now=_now(request),
+            relink_to=relink,
+        )
+    )
+    return RedirectResponse(f"/console/customers?done={account}", status_code=303)
 
 
 @pages.post("/customers/reviews/{review_id}")

@@ -271,3 +271,47 @@ def test_a_paused_side_s_capture_is_shown_paused_not_failing(hub: Hub) -> None:
     row = page[page.index('id="capture-erp:netsuite"') :].split("</tr>")[0]
     assert 'class="warn"' not in row
     assert ">paused</span>" in row
+
+
+def test_an_operator_undoes_a_wrong_link_from_the_customers_page(hub: Hub) -> None:
+    """The form is there for an operator only; a refusal is a page saying why; the unlink
+    is audited under the operator's name and the Account is relinked."""
+    from sqlalchemy import select
+
+    from revbridge.core.sfid import make_id
+    from revbridge.services import mdm
+    from revbridge.store.schema import audit_log
+    from tests.integration.api.test_customers import NOW
+
+    account = make_id("001", 21)
+    with hub.ledger.engine.begin() as conn:
+        mdm.link_customer(
+            conn,
+            sf_account_id=account,
+            erp_system="fake-erp",
+            erp_customer_number="CUST-21",
+            erp_internal_id=None,
+            now=NOW,
+            actor="t",
+            reason="import",
+        )
+    viewer, _ = _login(hub, "viewer")
+    with closing(viewer):
+        assert "Undo a wrong link" not in viewer.get("/console/customers").text
+    client, csrf = _login(hub, "operator")
+    with closing(client):
+        assert "Undo a wrong link" in client.get("/console/customers").text
+        form = {"account": account, "relink": "CUST-22", "reason": "another firm", "csrf": csrf}
+        done = client.post("/console/customers/unlink", data=form, follow_redirects=True)
+        assert done.status_code == 200, done.text
+        assert f"Account {account} unlinked." in done.text
+        again = client.post("/console/customers/unlink", data=form | {"account": make_id("001", 9)})
+        assert again.status_code == 404
+        assert "has no link in fake-erp" in again.text
+    [link] = mdm.lookup(hub.ledger.engine, account)
+    assert link.erp_customer_number == "CUST-22"
+    with hub.ledger.engine.connect() as conn:
+        actors = conn.execute(
+            select(audit_log.c.actor).where(audit_log.c.action == "mdm_unlink")
+        ).all()
+    assert [a for (a,) in actors] == ["token:operator-1"]
