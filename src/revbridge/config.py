@@ -308,8 +308,8 @@ class ReconSection(_Strict):
     nightly_schedule: str = "0 2 * * *"  # cron, UTC: yesterday
     monthly_schedule: str = "0 3 1 * *"  # cron, UTC: last month
     trend_runs: Annotated[int, Field(ge=2, le=400)] = 30  # runs in the HTML trend chart
-    # `revbridge worker` runs the schedules above (and a run after each ERP outage); false
-    # where a scheduler runs `revbridge recon run` instead, or on all but one worker
+    # `revbridge worker` runs the schedules above (and a run after each ERP outage), one
+    # process at a time; false where a scheduler runs `revbridge recon run` instead
     run_in_worker: bool = True
 
     @field_validator("thresholds")

@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import calendar
 import contextlib
+import fcntl
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, tuple_, update
@@ -1606,10 +1608,17 @@ def run_due(
 
 @contextlib.contextmanager
 def scheduler_lock(engine: Engine) -> Iterator[bool]:
-    """Whether this process may run the schedule now: on PostgreSQL one process at a time
-    (a session advisory lock, gone with a crashed process's session); on SQLite, always."""
+    """Whether this process may run the schedule now: one process at a time. On PostgreSQL
+    a session advisory lock, on a SQLite file an exclusive lock on a file beside it
+    (``<database>.recon-schedule.lock``); both go with a crashed process. An in-memory
+    SQLite database has one process: always."""
     if engine.dialect.name != "postgresql":
-        yield True
+        database = engine.url.database
+        if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+            yield True
+            return
+        with _file_lock(Path(f"{database}.recon-schedule.lock")) as got:
+            yield got
         return
     with engine.connect() as conn:
         got = bool(conn.execute(_TRY_LOCK, {"key": _SCHEDULER_LOCK}).scalar())
@@ -1620,6 +1629,21 @@ def scheduler_lock(engine: Engine) -> Iterator[bool]:
             if got:
                 conn.execute(_UNLOCK, {"key": _SCHEDULER_LOCK})
                 conn.commit()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[bool]:
+    """An exclusive ``flock`` on ``path`` if no other process (or open) holds it."""
+    with path.open("a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 RunKey = tuple[str, str, str]

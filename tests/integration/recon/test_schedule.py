@@ -199,12 +199,19 @@ def test_the_worker_loop_runs_what_is_due_and_stops(ledger: Ledger, tmp_path: Pa
     ]
 
 
-def test_only_one_process_runs_the_schedule_on_postgresql(pg_url: str, tmp_path: Path) -> None:
-    """While another process holds the schedule, this one runs nothing; then it runs."""
+@pytest.mark.parametrize("store", ["postgresql", "sqlite"])
+def test_only_one_process_runs_the_schedule(
+    store: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """While another process holds the schedule, this one runs nothing; then it runs. On
+    SQLite the lock is a file beside the database (several `revbridge worker` processes, or
+    `serve` and a worker, share one file); before, every process ran every due run."""
     from revbridge.services import open_ledger
     from revbridge.services.recon import scheduler_lock
 
-    settings = parse_config({"store": {"url": pg_url}}, None, tmp_path)
+    sqlite = f"sqlite:///{tmp_path / 'hub.db'}"
+    url = request.getfixturevalue("pg_url") if store == "postgresql" else sqlite
+    settings = parse_config({"store": {"url": url}}, None, tmp_path)
     ledger = open_ledger(settings)
     try:
         at = datetime(2026, 11, 1, 4, tzinfo=UTC)
