@@ -880,6 +880,27 @@ def _run_amounts(recon: PeriodRecon) -> dict[str, dict[str, str]]:
     }
 
 
+def _new_reading() -> ColumnElement[bool]:
+    """A run no later run repeats: one point per reading of both sides in the trend.
+
+    A run with ``--no-refresh`` read nothing: it reconciles what the run before it read
+    (the same ``read_at``), so it is the same observation, not a new one. The latest run of
+    each reading (scope, period and ``read_at``) stands for it, with its open cases.
+    """
+    later = recon_runs.alias("later")
+    return ~(
+        select(later.c.id)
+        .where(
+            later.c.id > recon_runs.c.id,
+            later.c.scope == recon_runs.c.scope,
+            later.c.period_start == recon_runs.c.period_start,
+            later.c.period_end == recon_runs.c.period_end,
+            later.c.read_at == recon_runs.c.read_at,
+        )
+        .exists()
+    )
+
+
 def report_for(
     engine: Engine,
     recon: PeriodRecon,
@@ -922,7 +943,10 @@ def report_for(
                 open_cases=r.open_cases,
             )
             for r in conn.execute(
-                select(recon_runs).order_by(recon_runs.c.id.desc()).limit(trend_runs)
+                select(recon_runs)
+                .where(_new_reading())
+                .order_by(recon_runs.c.id.desc())
+                .limit(trend_runs)
             )
         ][::-1]
         signoff = _latest_signoff(conn, *month_of(recon.start))

@@ -551,3 +551,33 @@ def test_a_document_delivered_since_its_sighting_is_left_to_a_covering_run(sides
     assert sides.run(at=T0 + timedelta(days=2)).opened == 0
     with sides.ledger.engine.connect() as conn:
         assert conn.execute(select(recon_in_transit)).all() == []
+
+
+def test_a_run_that_read_nothing_is_no_new_point_of_the_trend(sides: Sides) -> None:
+    """The close writes the workbook, then the HTML page and a JSON copy with --no-refresh:
+    one reading of both sides, one point of the variance trend (the latest run of that
+    reading, with its open cases), not three. The next run that reads is a new point."""
+    readings = [T0]
+
+    def reconcile(scope: str, start: date, end: date, refresh: bool) -> PeriodRecon:
+        if refresh:  # a refresh reads both sides again: a new read_at
+            readings.append(readings[-1] + timedelta(hours=1))
+        return dataclasses.replace(
+            sides.reconcile(scope, start, end, refresh), read_at=readings[-1]
+        )
+
+    def run(at: datetime, *, refresh: bool = True):  # type: ignore[no-untyped-def]
+        return run_recon(
+            sides.ledger.engine, reconcile, scope="monthly", start=OCT[0], end=OCT[1],
+            actor="ana", now=at, refresh=refresh,
+        )  # fmt: skip
+
+    sides.erp = sides.erp[1:]
+    workbook = run(T0)
+    run(T0 + timedelta(minutes=1), refresh=False)
+    page = run(T0 + timedelta(minutes=2), refresh=False)
+    assert [p.run_id for p in page.report.trend] == [page.run_id]
+    assert page.report.trend[0].open_cases == 1
+    later = run(T0 + timedelta(hours=2))
+    assert [p.run_id for p in later.report.trend] == [page.run_id, later.run_id]
+    assert workbook.run_id not in [p.run_id for p in later.report.trend]
