@@ -216,3 +216,51 @@ def test_entries_waiting_for_their_batch_with_a_case_are_not_counted_as_without_
     scheduled = replace(report, lines=lines)
     assert (scheduled.awaiting_batch, scheduled.in_transit_without_case) == (3, 1)
     assert scheduled.awaiting_batch_without_case == 1
+
+
+def test_a_document_that_differs_in_several_ways_counts_its_gap_once() -> None:
+    """a0X1 is 5.00 off, dated another day and booked to another customer: three findings,
+    each carrying its 5.00, but the categories add 5.00 once, under amount (date and customer
+    say how it differs, not by how much). a0X2 is twice in Salesforce and not in the ERP:
+    its gap is under missing_in_erp, not again under duplicate_in_source. The categories add
+    up to the run's stored variance."""
+    from revbridge.services.recon import _run_amounts
+
+    con = duckdb.connect()
+    sf = [Doc("a0X1", Decimal("100.00")), Doc("a0X2", Decimal("40.00")),
+          Doc("a0X2", Decimal("40.00")), Doc("a0X3", Decimal("7.00"))]  # fmt: skip
+    erp = [sf[0].but(amount=Decimal("105.00"), doc_date=date(2026, 11, 3), customer_ref="001B"),
+           sf[3]]  # fmt: skip
+    result = reconcile_ar(relation(con, "s", sf), relation(con, "e", erp), ReconThresholds(),
+                          connection=con)  # fmt: skip
+    assert sorted((f.ref, f.kind.value) for f in result.findings) == [
+        ("a0X1", "amount"), ("a0X1", "customer"), ("a0X1", "date"),
+        ("a0X2", "duplicate_in_source"), ("a0X2", "missing_in_erp"),
+    ]  # fmt: skip
+    hub = HubState(state="delivered", event_id=7)
+    recon = PeriodRecon(
+        scope="monthly",
+        start=date(2026, 11, 1),
+        end=date(2026, 12, 1),
+        reconciliations=(
+            Reconciliation(
+                name="ar",
+                result=result,
+                findings=tuple(FindingWithHubState(finding=f, hub=hub) for f in result.findings),
+            ),
+        ),
+        read_at=NOW,
+    )
+    report = build_report(recon, cases={}, open_case_ages=[], trend=[], generated_at=NOW)
+    amounts = {c.kind: dict(c.amounts) for c in report.categories}
+    assert amounts == {
+        "amount": {"USD": Decimal("5.00")},
+        "customer": {},
+        "date": {},
+        "duplicate_in_source": {},
+        "missing_in_erp": {"USD": Decimal("80.00")},
+    }
+    stored = _run_amounts(recon)["variance"]
+    assert {c: Decimal(a) for c, a in stored.items()} == {"USD": Decimal("85.00")}
+    categories = json.loads(render(report, "json"))["categories"]
+    assert {c["kind"]: c["amounts"] for c in categories}["date"] == {}

@@ -56,8 +56,11 @@ class ReportLine:
 class Category:
     """Variances of one kind in one reconciliation: how many, and how much (per currency).
 
-    ``amounts`` adds the absolute differences (``amount_basis`` says so); a currency variance
-    has no comparable amount and counts without adding. Control totals are the exception:
+    ``amounts`` adds the absolute differences (``amount_basis`` says so), each document's once:
+    in the category of its gap (``GAP_KINDS``: missing, duplicate, amount, balance); its date,
+    customer, status, currency, document type, period or application findings count without
+    adding (a currency variance has no comparable amount at all). Control totals are the
+    exception:
     both legs of a balanced journal differ by the same amount, so adding them counts the gap
     twice; their amount is one leg (``category_amounts``).
     """
@@ -175,6 +178,34 @@ def _totals(pairs: Iterable[tuple[str, Decimal]]) -> tuple[tuple[str, Decimal], 
 ONE_LEG = "one leg of the journals (debit side)"
 ABSOLUTE = "absolute differences"
 
+# The kinds a document's amount gap is told under, first first: every finding of a document
+# carries the same difference (ERP minus Salesforce totals), so a document that differs in
+# several ways (amount and date, missing and duplicated) counts its gap in one category only.
+# The other kinds (currency, date, customer, status, doc_type, period, application) say how
+# it differs, not by how much: they add no amount.
+GAP_KINDS = (
+    "missing_in_erp",
+    "missing_in_source",
+    "duplicate_in_erp",
+    "duplicate_in_source",
+    "amount",
+    "balance",
+    "control_total",
+)
+
+
+def gap_carriers(lines: Iterable[ReportLine]) -> set[tuple[str, str, str]]:
+    """``(reconciliation, ref, kind)`` of the finding that carries each document's gap: the
+    first of ``GAP_KINDS`` among its findings with a difference."""
+    best: dict[tuple[str, str], str] = {}
+    for line in lines:
+        if line.difference is None or line.kind not in GAP_KINDS:
+            continue
+        key = (line.reconciliation, line.ref)
+        if key not in best or GAP_KINDS.index(line.kind) < GAP_KINDS.index(best[key]):
+            best[key] = line.kind
+    return {(name, ref, kind) for (name, ref), kind in best.items()}
+
 
 def category_amounts(
     kind: str, differences: Iterable[tuple[str, Decimal]]
@@ -256,6 +287,7 @@ def build_report(
     by_category: dict[tuple[str, str], list[ReportLine]] = defaultdict(list)
     for line in lines:
         by_category[(line.reconciliation, line.kind)].append(line)
+    carriers = gap_carriers(lines)
     categories = tuple(
         Category(
             reconciliation=name,
@@ -269,7 +301,11 @@ def build_report(
         for amounts, basis in (
             category_amounts(
                 kind,
-                ((g.currency or "", g.difference) for g in group if g.difference is not None),
+                (
+                    (g.currency or "", g.difference)
+                    for g in group
+                    if g.difference is not None and (g.reconciliation, g.ref, g.kind) in carriers
+                ),
             ),
         )
     )
