@@ -197,7 +197,7 @@ def _cases_table(cases: list[Any]) -> Table:
             str(c.id),
             c.reconciliation,
             c.kind,
-            c.ref,
+            c.number or c.ref,
             c.state,
             c.currency or "",
             format_money(c.source_amount, c.currency, code=False),
@@ -218,7 +218,8 @@ def _cases_table(cases: list[Any]) -> Table:
     fixed(0, "id", justify="right")
     fixed(1, "recon")
     fixed(2, "kind")
-    t.add_column("ref", overflow="fold", ratio=2)
+    # The document number people know (INV-00042) where the case has one, else the ref.
+    t.add_column("document", overflow="fold", ratio=2)
     fixed(4, "state")
     fixed(5, "cur")
     fixed(6, "Salesforce", justify="right")

@@ -155,11 +155,18 @@ def default_reconciler(settings: Settings, engine: Engine) -> Reconciler:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CaseView:
-    """A case as the CLI and the console show it."""
+    """A case as the CLI and the console show it.
+
+    ``number`` is the document number people know the document by (``INV-00042``,
+    ``CM-00007``), from the event the hub received for it; ``None`` for a case on no
+    invoice or credit memo the hub received (a payment, a revenue entry, a control total, a
+    document never captured).
+    """
 
     id: int
     reconciliation: str
     ref: str
+    number: str | None = None
     kind: str
     state: str
     period_start: date
@@ -964,8 +971,35 @@ def report_for(
 # ---------------------------------------------------------------------- cases
 
 
-def _case_view(row: Any, now: datetime) -> CaseView:
-    return _from_row(CaseView, row, days_open=days_open(row.opened_at, row.closed_at or now))
+def _case_view(row: Any, now: datetime, number: str | None = None) -> CaseView:
+    return _from_row(
+        CaseView, row, days_open=days_open(row.opened_at, row.closed_at or now), number=number
+    )
+
+
+# The field of an event's payload that holds its document's number.
+_NUMBER_FIELDS = {"invoice.posted": "invoice_number", "credit_memo.issued": "credit_memo_number"}
+
+
+def _document_numbers(conn: Connection, event_ids: Iterable[int | None]) -> dict[int, str]:
+    """The document number of each event that is an invoice or a credit memo."""
+    numbers: dict[int, str] = {}
+    wanted = sorted({i for i in event_ids if i is not None})
+    for chunk in _chunks(wanted):
+        for event_id, event_type, payload in conn.execute(
+            select(events.c.id, events.c.type, events.c.payload).where(
+                events.c.id.in_(chunk), events.c.type.in_(list(_NUMBER_FIELDS))
+            )
+        ):
+            number = json.loads(payload).get(_NUMBER_FIELDS[event_type])
+            if number:
+                numbers[event_id] = str(number)
+    return numbers
+
+
+def _case_views(conn: Connection, rows: Sequence[Any], now: datetime) -> list[CaseView]:
+    numbers = _document_numbers(conn, (r.event_id for r in rows))
+    return [_case_view(r, now, numbers.get(r.event_id)) for r in rows]
 
 
 def list_cases(
@@ -989,7 +1023,7 @@ def list_cases(
         stmt = stmt.where(recon_cases.c.reconciliation == reconciliation)
     stmt = stmt.order_by(recon_cases.c.opened_at, recon_cases.c.id).limit(limit)
     with engine.connect() as conn:
-        return [_case_view(r, now) for r in conn.execute(stmt)]
+        return _case_views(conn, conn.execute(stmt).all(), now)
 
 
 def show_case(engine: Engine, case_id: int, *, now: datetime) -> CaseDetail:
@@ -1003,8 +1037,9 @@ def show_case(engine: Engine, case_id: int, *, now: datetime) -> CaseDetail:
             .where(audit_log.c.entity_type == CASE_ENTITY, audit_log.c.entity_id == str(case_id))
             .order_by(audit_log.c.id)
         ).all()
+        [case] = _case_views(conn, [row], now)
     return CaseDetail(
-        case=_case_view(row, now),
+        case=case,
         history=tuple(
             AuditEntry(
                 at=h.at,
@@ -1059,7 +1094,8 @@ def _transition(
             now=now,
         )
         fresh = conn.execute(select(recon_cases).where(recon_cases.c.id == case_id)).one()
-    return _case_view(fresh, now)
+        [case] = _case_views(conn, [fresh], now)
+    return case
 
 
 def investigate_case(

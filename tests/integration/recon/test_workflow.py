@@ -581,3 +581,39 @@ def test_a_run_that_read_nothing_is_no_new_point_of_the_trend(sides: Sides) -> N
     later = run(T0 + timedelta(hours=2))
     assert [p.run_id for p in later.report.trend] == [page.run_id, later.run_id]
     assert workbook.run_id not in [p.run_id for p in later.report.trend]
+
+
+def test_a_case_names_the_document_number_people_know(sides: Sides) -> None:
+    """A controller looks for INV-... or CM-..., not for Salesforce's record id: a case on an
+    invoice or a credit memo the hub received carries its number (list, show, and the
+    transitions); one on a document never captured has none."""
+    from revbridge.generate import generate_events
+
+    made = list(generate_events(80, seed=3, end=T0))
+    inv = next(e for e in made if e["type"] == "invoice.posted")
+    memo = next(e for e in made if e["type"] == "credit_memo.issued")
+    ingested = ingest_lines(
+        sides.ledger, [json.dumps(e).encode() for e in (inv, memo)], policy=build_policy(),
+        origin="t", clock=ManualClock(T0),
+    )  # fmt: skip
+    assert ingested.accepted == 2
+    with sides.ledger.engine.begin() as conn:  # both delivered, then lost from the ERP
+        conn.execute(deliveries.update().values(state="delivered"))
+    inv_id, memo_id = inv["data"]["invoice_id"], memo["data"]["credit_memo_id"]
+    sides.sf = [
+        *sides.sf,
+        dataclasses.replace(invoice(90), key="k90", ref=inv_id),
+        dataclasses.replace(invoice(91), key="k91", ref=memo_id, doc_type="credit_memo"),
+    ]
+    sides.erp = sides.erp[1:]  # a0X00001, never captured, is missing too
+    assert sides.run().opened == 3
+    numbers = {c.ref: c.number for c in list_cases(sides.ledger.engine, now=T0)}
+    assert numbers == {
+        inv_id: inv["data"]["invoice_number"],
+        memo_id: memo["data"]["credit_memo_number"],
+        "a0X00001": None,
+    }
+    case = next(c for c in list_cases(sides.ledger.engine, now=T0) if c.ref == inv_id)
+    assert show_case(sides.ledger.engine, case.id, now=T0).case.number == numbers[inv_id]
+    taken = investigate_case(sides.ledger.engine, case.id, actor="ana", now=T0)
+    assert taken.number == numbers[inv_id]
