@@ -1108,6 +1108,9 @@ class FakeSalesforce(_FaultyFake):
         # The ledger event each record was last put from ("kind|key" -> events.id), so that
         # a newer version in the ledger reaches the org (services.recon_readback).
         self.from_ledger: dict[str, int] = {}
+        # What each credit memo was applied to (memo id -> [(invoice id, amount)]), so that
+        # a revised memo takes its earlier applications back from their invoices.
+        self.memo_applications: dict[str, list[tuple[str, Decimal]]] = {}
         self._seq = 0
         # Shared: several processes (workers, a capture, `generate --into-salesforce`) use
         # one org through the state file, as with the fake ERP.
@@ -1128,6 +1131,10 @@ class FakeSalesforce(_FaultyFake):
         self._seq = state.get("seq", 0)
         self.feed = [(seq, env) for seq, env in state.get("feed", ())]
         self.from_ledger = dict(state.get("from_ledger", {}))
+        self.memo_applications = {
+            memo: [(invoice, Decimal(amount)) for invoice, amount in apps]
+            for memo, apps in state.get("memo_applications", {}).items()
+        }
         self.org = {}
         for kind, seq, raw in state.get("org", ()):
             doc = _org_doc(ReadbackKind(kind), raw)
@@ -1141,6 +1148,10 @@ class FakeSalesforce(_FaultyFake):
             "seq": self._seq,
             "feed": [[seq, env] for seq, env in self.feed],
             "from_ledger": self.from_ledger,
+            "memo_applications": {
+                memo: [[invoice, str(amount)] for invoice, amount in apps]
+                for memo, apps in self.memo_applications.items()
+            },
             "org": [
                 [kind.value, seq, json.loads(json.dumps(dataclasses.asdict(d), default=str))]
                 for (kind, _), (seq, d) in self.org.items()
@@ -1249,6 +1260,9 @@ class FakeSalesforce(_FaultyFake):
             )
             for a in data.applications:
                 self._pay_invoice(a.invoice_id, a.amount)
+            self.memo_applications[data.credit_memo_id] = [
+                (a.invoice_id, a.amount) for a in data.applications
+            ]
         elif isinstance(data, PaymentReceived):
             self.put(
                 PaymentDocument(
@@ -1287,9 +1301,14 @@ class FakeSalesforce(_FaultyFake):
         """A newer version of a record the org holds (Salesforce changed it after the hub
         had it): its header and amounts change, what was already settled on it stays.
 
-        An invoice keeps what was paid on it; a payment's earlier applications are taken
-        back from their invoices before the new ones apply. A credit memo's applications
-        to invoices are not revised (only its own amount and balance)."""
+        An invoice keeps what was paid on it; a payment's or a credit memo's earlier
+        applications are taken back from their invoices before the new ones apply (a memo
+        recorded before the org kept them keeps its earlier applications)."""
+        if isinstance(data, CreditMemoIssued) and data.credit_memo_id in self.memo_applications:
+            for invoice_ref, amount in self.memo_applications[data.credit_memo_id]:
+                self._pay_invoice(invoice_ref, -amount)
+            self.record(data)
+            return
         if isinstance(data, InvoicePosted | CreditMemoIssued):
             found = self.org.get(
                 (

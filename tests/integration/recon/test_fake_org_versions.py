@@ -13,6 +13,7 @@ import copy
 import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from revbridge.clock import ManualClock
@@ -125,3 +126,54 @@ def test_an_org_state_file_from_before_keeps_its_first_versions_and_takes_the_la
     assert fake_org_from_ledger(ledger.engine, sf) == 1  # the invoice revised
     assert _ar(sf, invoice["source_id"]).amount == total
     assert fake_org_from_ledger(ledger.engine, sf) == 0
+
+
+def _invoice_and_its_credit_memo() -> tuple[dict[str, Any], dict[str, Any]]:
+    envs = list(generate_events(300, seed=11, end=datetime(2026, 11, 1, tzinfo=UTC)))
+    memo = next(
+        e for e in envs
+        if e["type"] == "credit_memo.issued" and len(e["data"]["applications"]) == 1
+    )  # fmt: skip
+    invoice_id = memo["data"]["applications"][0]["invoice_id"]
+    invoice = next(e for e in envs if e["source_id"] == invoice_id)
+    return invoice, memo
+
+
+def _memo_less(memo: dict[str, Any], less: Decimal) -> tuple[dict[str, Any], Decimal]:
+    """The memo credited ``less`` lower (net), applied in full as before, and its new total."""
+    data = copy.deepcopy(memo["data"])
+    line = data["lines"][0]
+    net = Decimal(line["amount"]) - less
+    line.update(amount=str(net), unit_price=str(net))
+    data["subtotal"] = str(net)
+    total = Decimal(data["total"]) - less
+    data["total"] = str(total)
+    data["applications"][0]["amount"] = str(total)
+    return _revised(memo, **data), total
+
+
+def test_a_credit_memo_changed_in_salesforce_moves_its_application(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """A credit memo revised to credit 10 less, still applied in full: the invoice's
+    balance is 10 higher than under the first version (its first application taken back,
+    the new one applied) and the memo is fully applied, not applied beyond its total. The
+    org kept the first application and showed a balance of -10 on the memo, so a
+    reconciliation against an ERP that took the revised memo saw a balance variance
+    Salesforce did not have. The applications survive the org's state file."""
+    invoice, memo = _invoice_and_its_credit_memo()
+    ref, memo_ref = invoice["source_id"], memo["source_id"]
+    _ingest(ledger, invoice, memo)
+    sf = FakeSalesforce(state_file=tmp_path / "org.json")
+    fake_org_from_ledger(ledger.engine, sf)
+    sf.save()
+    first = Decimal(memo["data"]["total"])
+    assert _ar(sf, ref).balance == Decimal(invoice["data"]["total"]) - first
+
+    revised, total = _memo_less(memo, Decimal(10))
+    _ingest(ledger, revised)
+    sf = FakeSalesforce(state_file=tmp_path / "org.json")  # read from its file again
+    assert fake_org_from_ledger(ledger.engine, sf) == 1
+    assert _ar(sf, ref).balance == Decimal(invoice["data"]["total"]) - total
+    credited = _ar(sf, memo_ref)
+    assert (credited.amount, credited.balance, credited.status) == (total, 0, "Paid")
