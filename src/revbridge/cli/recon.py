@@ -219,7 +219,7 @@ def _cases_table(cases: list[Any]) -> Table:
     fixed(1, "recon")
     fixed(2, "kind")
     # The document number people know (INV-00042) where the case has one, else the ref.
-    t.add_column("document", overflow="fold", ratio=2)
+    t.add_column("doc", overflow="fold", ratio=2)
     fixed(4, "state")
     fixed(5, "cur")
     fixed(6, "Salesforce", justify="right")
