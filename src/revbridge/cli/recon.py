@@ -201,7 +201,7 @@ def _cases_table(cases: list[Any]) -> Table:
             c.state,
             c.currency or "",
             format_money(c.source_amount, c.currency, code=False),
-            format_money(c.erp_amount, c.currency, code=False),
+            format_money(c.erp_amount, c.erp_currency, code=c.erp_currency != c.currency),
             c.hub_state or "",
             str(c.days_open),
         )
@@ -285,7 +285,7 @@ def cases_show(case_id: int, config: ConfigOpt = None, as_json: JsonOpt = False)
     case = detail.case
     for key, value in asdict(case).items():
         if key in _AMOUNT_FIELDS:
-            value = format_money(value, case.currency)
+            value = format_money(value, case.erp_currency if key == "erp_amount" else case.currency)
         elif isinstance(value, datetime):
             value = human_timestamp(value)
         out.print(f"{key:>16}: {value if value is not None else ''}", overflow="fold")

@@ -60,6 +60,7 @@ from revbridge.recon.report.model import (
     TrendPoint,
     build_report,
     category_amounts,
+    erp_currency_of,
 )
 from revbridge.recon.signoff import (
     KIND_NAMES,
@@ -190,6 +191,11 @@ class CaseView:
     resolution_code: str | None
     note: str | None
     days_open: int
+
+    @property
+    def erp_currency(self) -> str | None:
+        """The currency of ``erp_amount`` (the ERP's own in a currency case)."""
+        return erp_currency_of(self.kind, self.currency, self.erp_value)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import io
 import json
 from datetime import date
@@ -267,3 +268,31 @@ def test_the_signoff_help_names_every_kind_of_document_it_waits_for() -> None:
     assert result.exit_code == 0
     text = " ".join(result.stdout.split())
     assert "Refused while documents of the month (invoices, credit memos, payments" in text
+
+
+def test_a_currency_case_shows_the_erp_amount_in_the_erps_currency(
+    tmp_path: Path, store_url: str
+) -> None:
+    """An invoice of 12,960.00 GBP the ERP holds as 12,961 JPY: the case and the report show
+    the ERP's amount in yen (no decimals), not as 12,961.00 GBP."""
+    path = tmp_path / "revbridge.toml"
+    path.write_text(f'[store]\nurl = "{store_url}"\n\n[recon]\nmax_open_cases = 5\n')
+    gbp = dataclasses.replace(_doc(1, "Unpaid", "12960.00"), currency="GBP")
+    jpy = dataclasses.replace(_doc(1, "open", "12961"), currency="JPY")
+    with ReadbackStore(tmp_path / "recon.duckdb") as store:
+        asyncio.run(store.refresh("sf", ListReader([gbp]), now=NOW))
+        asyncio.run(store.refresh("erp", ListReader([jpy]), now=NOW))
+    code, _ = _run(path, "--out", str(tmp_path / "oct.json"))
+    assert code == 0
+    [line] = json.loads((tmp_path / "oct.json").read_text())["variances"]
+    assert (line["kind"], line["erp_amount"], line["erp_value"]) == ("currency", "12961", "JPY")
+    _run(path, "--out", str(tmp_path / "oct.html"))
+    assert "12,961 JPY" in (tmp_path / "oct.html").read_text()
+    c = ["-c", str(path)]
+    [case] = json.loads(runner.invoke(app, ["recon", "cases", "list", "--json", *c]).stdout)
+    shown = runner.invoke(app, ["recon", "cases", "show", str(case["id"]), *c]).stdout
+    assert "erp_amount: 12,961 JPY" in shown
+    assert "source_amount: 12,960.00 GBP" in shown
+    table = runner.invoke(app, ["recon", "cases", "list", *c]).stdout
+    assert "12,961 JPY" in " ".join(table.split())
+    assert "12,961.00" not in table

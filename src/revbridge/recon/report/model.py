@@ -51,6 +51,18 @@ class ReportLine:
     case_state: str | None
     days_open: int | None
 
+    @property
+    def erp_currency(self) -> str | None:
+        """The currency of ``erp_amount``: the ERP's own in a currency variance (``erp_value``),
+        else the document's."""
+        return erp_currency_of(self.kind, self.currency, self.erp_value)
+
+
+def erp_currency_of(kind: str, currency: str | None, erp_value: str | None) -> str | None:
+    """The currency the ERP's amount of a finding is in: a ``currency`` finding's ERP side
+    is in its ``erp_value``; every other finding's in the document's ``currency``."""
+    return erp_value if kind == "currency" and erp_value else currency
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Category:

@@ -60,7 +60,8 @@ def _line_dict(line: ReportLine) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for column in CSV_COLUMNS:
         value = getattr(line, column)
-        out[column] = _text(value, line.currency) if isinstance(value, Decimal) else value
+        currency = line.erp_currency if column == "erp_amount" else line.currency
+        out[column] = _text(value, currency) if isinstance(value, Decimal) else value
     return out
 
 
@@ -212,7 +213,8 @@ def render_xlsx(report: ReconReport) -> bytes:
             sheet.append(row)
             for i, column in enumerate(CSV_COLUMNS, start=1):
                 if column in money_columns:
-                    sheet.cell(sheet.max_row, i).number_format = _money_format(line.currency)
+                    side = line.erp_currency if column == "erp_amount" else line.currency
+                    sheet.cell(sheet.max_row, i).number_format = _money_format(side)
         sheet.freeze_panes = "A2"
     buffer = io.BytesIO()
     book.save(buffer)
