@@ -72,6 +72,7 @@ from revbridge.recon.signoff import (
     check_prepare,
     check_review,
 )
+from revbridge.recon.thresholds import RECONCILIATIONS
 from revbridge.store.ledger import UNDELIVERED_STATES
 from revbridge.store.schema import attempts, audit_log, deliveries, events, watermarks
 from revbridge.store.tables_recon import (
@@ -1023,6 +1024,11 @@ def list_cases(
         raise DomainError(
             f"unknown case {agreeing(len(unknown), 'state')} {', '.join(sorted(unknown))}; "
             f"known: {', '.join(s.value for s in CaseState)}"
+        )
+    if reconciliation and reconciliation not in RECONCILIATIONS:
+        # A typo ("payment") would list nothing, read as "no case": refused instead.
+        raise DomainError(
+            f"unknown reconciliation {reconciliation!r}; known: {', '.join(RECONCILIATIONS)}"
         )
     stmt = select(recon_cases).where(recon_cases.c.state.in_(wanted))
     if reconciliation:

@@ -194,6 +194,17 @@ def test_an_unknown_case_state_is_refused_naming_the_known_ones(sides: Sides) ->
     )
 
 
+def test_an_unknown_reconciliation_is_refused_not_listed_as_no_case(sides: Sides) -> None:
+    """`--reconciliation payment` (for payments) listed nothing, which reads as "no case"
+    while the payments had open ones: refused, naming the three."""
+    sides.erp = sides.erp[1:]
+    sides.run()
+    assert len(list_cases(sides.ledger.engine, now=T0, reconciliation="ar")) == 1
+    with pytest.raises(DomainError) as caught:
+        list_cases(sides.ledger.engine, now=T0, reconciliation="payment")
+    assert str(caught.value) == "unknown reconciliation 'payment'; known: ar, payments, revenue"
+
+
 def test_open_cases_age_in_buckets(sides: Sides) -> None:
     """A case opened 10 days ago is in the 8-30 bucket; one opened today in 0-1."""
     sides.erp = sides.erp[:4]
