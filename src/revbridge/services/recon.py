@@ -964,6 +964,9 @@ def report_for(
             )
         ][::-1]
         signoff = _latest_signoff(conn, *month_of(recon.start))
+        numbers = _document_numbers(
+            conn, (i.hub.event_id for r in recon.reconciliations for i in r.findings)
+        )
     return build_report(
         recon,
         cases=cases,
@@ -972,6 +975,7 @@ def report_for(
         generated_at=now,
         run_id=run_id,
         signoff=signoff.describe() if signoff else None,
+        numbers=numbers,
     )
 
 

@@ -3,7 +3,9 @@ resolve cases; people work them; a month is signed off and voided when its balan
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -617,7 +619,19 @@ def test_a_case_names_the_document_number_people_know(sides: Sides) -> None:
         dataclasses.replace(invoice(91), key="k91", ref=memo_id, doc_type="credit_memo"),
     ]
     sides.erp = sides.erp[1:]  # a0X00001, never captured, is missing too
-    assert sides.run().opened == 3
+    outcome = sides.run()
+    assert outcome.opened == 3
+    # The report's lines (every format) carry it too.
+    assert {x.ref: x.number for x in outcome.report.lines} == {
+        inv_id: inv["data"]["invoice_number"],
+        memo_id: memo["data"]["credit_memo_number"],
+        "a0X00001": None,
+    }
+    from revbridge.recon.report.render import render
+
+    rows = list(csv.DictReader(io.StringIO(render(outcome.report, "csv").decode())))
+    assert {r["ref"]: r["number"] for r in rows}[inv_id] == inv["data"]["invoice_number"]
+    assert inv["data"]["invoice_number"] in render(outcome.report, "html").decode()
     numbers = {c.ref: c.number for c in list_cases(sides.ledger.engine, now=T0)}
     assert numbers == {
         inv_id: inv["data"]["invoice_number"],

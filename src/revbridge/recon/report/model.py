@@ -50,6 +50,8 @@ class ReportLine:
     case_id: int | None
     case_state: str | None
     days_open: int | None
+    # The document number people know it by (INV-..., CM-...), where the hub has it.
+    number: str | None = None
 
     @property
     def erp_currency(self) -> str | None:
@@ -253,9 +255,12 @@ def build_report(
     generated_at: datetime,
     run_id: int | None = None,
     signoff: str | None = None,
+    numbers: Mapping[int, str] | None = None,
 ) -> ReconReport:
     """The report of ``recon``: ``cases`` by ``(reconciliation, ref, kind)``, the ages in days
-    of every open case (for the aging), ``trend`` the recent runs oldest first."""
+    of every open case (for the aging), ``trend`` the recent runs oldest first, ``numbers``
+    the document number of each hub event that has one (by event id)."""
+    numbers = numbers or {}
     lines: list[ReportLine] = []
     summaries: list[ReconSummary] = []
     for r in recon.reconciliations:
@@ -283,6 +288,7 @@ def build_report(
                     case_id=case.id if case else None,
                     case_state=case.state if case else None,
                     days_open=case.days_open if case else None,
+                    number=numbers.get(hub.event_id) if hub.event_id is not None else None,
                 )
             )
         summaries.append(

@@ -40,6 +40,8 @@ CSV_COLUMNS = (
     "case_id",
     "case_state",
     "days_open",
+    # Last, so that the columns before it keep their places.
+    "number",
 )
 
 
