@@ -193,6 +193,29 @@ def test_token_list_shows_when_with_the_zone(workdir: Path) -> None:
     assert re.search(r"│ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC │ - ", row), listed
 
 
+def test_a_revoked_tokens_name_is_refused_with_why_and_what_to_do(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A revoked name stays taken (the audit log names one token): the refusal says so, and
+    what to do, rather than that the token "already exists" when the list shows it revoked."""
+
+    def create(name: str) -> int:
+        monkeypatch.setattr(sys, "argv", ["revbridge", "token", "create", "--name", name])
+        with pytest.raises(SystemExit) as exited:
+            main()
+        return int(exited.value.code or 0)
+
+    assert create("kim") == 0
+    assert create("kim") == 2
+    assert "a token named 'kim' already exists" in capsys.readouterr().err
+    assert runner.invoke(app, ["token", "revoke", "kim"]).exit_code == 0
+    assert create("kim") == 2
+    said = capsys.readouterr().err
+    assert re.search(r"'kim' was revoked on \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", said), said
+    assert "choose another name, e.g. kim-2" in said
+    assert create("kim-2") == 0
+
+
 def _ingest_with_a_closed_period(workdir: Path) -> str:
     """Ingest 60 events into a fake ERP whose first invoice's period is closed: those
     invoices are dead letters once a worker runs. Returns the period."""

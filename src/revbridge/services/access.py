@@ -26,6 +26,7 @@ from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from revbridge.config import Settings
+from revbridge.core.timestamps import human_timestamp
 from revbridge.errors import ConfigError, RevbridgeError
 from revbridge.store.schema import audit_log
 from revbridge.store.tables_ops import api_tokens, webhook_nonces
@@ -104,7 +105,18 @@ def create_token(engine: Engine, *, name: str, role: Role, now: datetime, actor:
                 )
             )
     except IntegrityError as exc:
-        raise RevbridgeError(f"a token named {name!r} already exists") from exc
+        with engine.connect() as conn:
+            revoked = conn.execute(
+                select(api_tokens.c.revoked_at).where(api_tokens.c.name == name)
+            ).scalar()
+        if revoked is None:
+            raise RevbridgeError(f"a token named {name!r} already exists") from exc
+        when = human_timestamp(revoked)
+        raise RevbridgeError(
+            f"a token named {name!r} was revoked on {when}; a name is never reused (it is "
+            "the actor in the audit log, and that log must name one token): choose another "
+            f"name, e.g. {name}-2"
+        ) from exc
     return token
 
 
