@@ -43,6 +43,8 @@ def test_the_fakes_how_to_runs_as_written(tmp_path: Path, monkeypatch: pytest.Mo
     assert printed[0] == "first read: 503 Service Unavailable"
     assert printed[1].startswith("captured: ")
     assert int(printed[1].split()[1]) > 0
+    assert printed[2].startswith("delivered: ")
+    assert int(printed[2].split()[1]) > 0
 
 
 def test_the_tryton_how_to_configuration_loads() -> None:
