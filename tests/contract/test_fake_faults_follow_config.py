@@ -113,3 +113,24 @@ def test_a_changed_state_file_or_sharing_waits_for_a_restart_and_says_so(tmp_pat
     ]
     assert waiting == [("state_file", "fake-erp.json", "other-erp.json"), ("shared", None, True)]
     assert [e["now"] for e in logs if e["event"] == "fake: faults changed"] == ["latency_s=0.001"]
+
+
+def test_a_fake_built_after_the_file_changed_takes_the_file_not_the_settings_read_at_start(
+    tmp_path: Path,
+) -> None:
+    """A worker reads its settings once, and builds a new fake from them for each
+    reconciliation run: with the outage over in the file, the run's fake still had the
+    start's `down=1` and took the file's mtime as seen, so it stayed down until the next
+    edit (the post-outage reconciliation failed with "the system is down")."""
+    config = tmp_path / "revbridge.toml"
+    _write(config, erp="down=1", sf="down=1")
+    settings = load_settings(config)  # at the worker's start
+    _write(config, bump=1)  # the outage is over
+    erp = build_erp(settings)  # later, from the settings read at the start
+    org = fake_salesforce(settings)
+    assert isinstance(erp, FakeErp)
+    _erp_call(erp)
+    _org_call(org)
+    _write(config, erp="down=1", bump=2)  # and it still follows the file
+    with pytest.raises(TransientError, match="down"):
+        _erp_call(erp)

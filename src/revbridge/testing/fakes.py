@@ -278,7 +278,11 @@ class FaultsWatch:
         self.path = path
         self.section = section
         self.spec = spec
-        self._mtime_ns = self._mtime()
+        # Not looked at yet: the first call reads the file. ``spec`` comes from settings
+        # read earlier (a worker's, at its start), and the file may have changed since: a
+        # fake built later from them (each reconciliation run's) would otherwise keep the
+        # start's faults, an outage long over, until the next edit.
+        self._mtime_ns: int | None = None
         try:
             self._restart_only = self._read()[1]
         except (OSError, ValueError, AttributeError):  # refresh() says so, at the next change
