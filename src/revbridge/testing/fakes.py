@@ -278,15 +278,19 @@ class FaultsWatch:
         self.path = path
         self.section = section
         self.spec = spec
-        # Not looked at yet: the first call reads the file. ``spec`` comes from settings
-        # read earlier (a worker's, at its start), and the file may have changed since: a
-        # fake built later from them (each reconciliation run's) would otherwise keep the
-        # start's faults, an outage long over, until the next edit.
-        self._mtime_ns: int | None = None
+        self._mtime_ns = self._mtime()
+        # ``spec`` comes from settings read earlier (a worker's, at its start), and the file
+        # may have changed since: a fake built later from them (each reconciliation run's)
+        # would keep the start's faults, an outage long over, until the next edit. Such a
+        # fake takes the file's at its first call, quietly (not news: every run would say it).
+        self._quiet = False
         try:
-            self._restart_only = self._read()[1]
+            now, self._restart_only = self._read()
         except (OSError, ValueError, AttributeError):  # refresh() says so, at the next change
             self._restart_only = {}
+        else:
+            if now != spec:
+                self._mtime_ns, self._quiet = None, True
 
     def _mtime(self) -> int | None:
         try:
@@ -323,9 +327,11 @@ class FaultsWatch:
                     now=value,
                 )
         self._restart_only = later
+        quiet, self._quiet = self._quiet, False
         if spec == self.spec:
             return faults
-        log.warning("fake: faults changed", section=self.section, was=self.spec, now=spec)
+        say = log.debug if quiet else log.warning
+        say("fake: faults changed", section=self.section, was=self.spec, now=spec)
         self.spec = spec
         return fresh
 
