@@ -118,6 +118,8 @@ def demo(
         f"look around: revbridge status -c {report.config_path}; revbridge dr status -c "
         f"{report.config_path}; revbridge dlq list -c {report.config_path}"
     )
+    if report.still_running:
+        out.print(report.still_running, highlight=False, markup=False)
     if report.problems:
         for p in report.problems:
             err.print(f"[red]✗[/] {p}")

@@ -165,6 +165,7 @@ class DemoReport:
     recon_reports: list[Path] = field(default_factory=list)
     recon_note: str = ""
     serve_command: str = ""
+    still_running: str = ""  # a server the demo leaves running (Tryton), and how to stop it
     json_path: Path | None = None
     console_url: str = ""
     console_token: str = field(default="", repr=False)  # shown once, never written to a file
@@ -186,6 +187,7 @@ class DemoReport:
             "recon_reports": [str(p) for p in self.recon_reports],
             "recon_note": self.recon_note,
             "serve_command": self.serve_command,
+            "still_running": self.still_running,
             "problems": self.problems,
         }
 
@@ -608,6 +610,16 @@ class TrytonSide:
     def close(self) -> None:
         """Tryton keeps running for the newcomer to look at (``revbridge erp tryton down``)."""
 
+    def left_running(self, home: Path) -> str:
+        """What the demo leaves running, and how to stop it: ``home`` as the user reaches
+        it (``demo-run/.revbridge/tryton``)."""
+        info = self.instance.info()
+        return (
+            f"Tryton keeps running at {info.url} for you to look at (log in as {info.user}; "
+            f"`revbridge erp tryton up --home {home}` prints the password); stop it with "
+            f"`revbridge erp tryton down --home {home}`"
+        )
+
     def outage(self, on: bool) -> None:
         if on:
             self.instance.down()
@@ -797,7 +809,12 @@ def run_demo(options: DemoOptions, progress: Progress = print) -> DemoReport:
         story = _Story(options, settings, sf, erp, progress, stack)
         asyncio.run(story.run())
         story.reconcile()
-        return asyncio.run(story.count(config_path))
+        report = asyncio.run(story.count(config_path))
+        if isinstance(erp, TrytonSide):
+            report.still_running = erp.left_running(
+                config_path.parent / settings.raw.erp.tryton_home
+            )
+        return report
     raise AssertionError("unreachable")  # pragma: no cover - the with block returns
 
 
