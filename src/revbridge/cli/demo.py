@@ -119,7 +119,7 @@ def demo(
         f"{report.config_path}; revbridge dlq list -c {report.config_path}"
     )
     if report.still_running:
-        out.print(report.still_running, highlight=False, markup=False)
+        out.print(report.still_running, highlight=False, markup=False, soft_wrap=True)
     if report.problems:
         for p in report.problems:
             err.print(f"[red]✗[/] {p}")
