@@ -164,6 +164,64 @@ def test_an_erp_outage_opens_the_circuit_buffers_and_drains_after_recovery(ledge
     _assert_each_real_time_event_once(erp, envs)
 
 
+def test_cron_runs_of_until_idle_count_failures_together_and_open_the_circuit(
+    ledger: Ledger,
+) -> None:
+    """`worker --until-idle` from cron: each run is a new process that meets only a few due
+    deliveries, fewer than the threshold. The failures in a row are counted across runs (in
+    the ledger), so the third run opens the circuit and later runs stop calling: the events
+    keep their attempts instead of spending them run after run. Before, each run counted
+    from zero and the circuit never opened."""
+    from revbridge.engine.circuit import CircuitBreaker
+    from revbridge.engine.targets_state import target_states
+
+    clock = ManualClock(START)
+    erp = FakeErp(faults=Faults(down=True))
+
+    def cron_run() -> Worker:
+        # A new process: a new breaker (threshold 5), the same ledger.
+        targets = {
+            "erp": Target("erp", erp, breaker=CircuitBreaker(failure_threshold=5)),
+            "salesforce": Target("salesforce", FakeSalesforce()),
+        }
+        w = Worker(ledger.engine, targets, clock=clock, seed=1)
+        asyncio.run(w.run_until_idle())
+        return w
+
+    first = {}  # each Account's first version: distinct customers, one call each
+    for e in generate_events(400, seed=3):
+        if e["type"] == "customer.upserted":
+            first.setdefault(e["source_id"], e)
+    customers = list(first.values())
+    from revbridge.core.events import EventType
+    from revbridge.testing.policy import realtime_policy
+
+    policy = realtime_policy(EventType.CUSTOMER_UPSERTED)  # one call per customer
+    for run, batch in enumerate((customers[0:2], customers[2:4], customers[4:6]), start=1):
+        lines = [json.dumps(e).encode() for e in batch]
+        ingest_lines(ledger, lines, policy=policy, origin="t", clock=clock)
+        w = cron_run()
+        state = target_states(ledger.engine)["erp"]
+        if run < 3:
+            assert (w.targets["erp"].breaker.state, state.circuit) == ("closed", "closed")
+            assert state.failures == 2 * run  # 2 calls failed in each run, counted on
+    assert state.circuit == "open"  # 2 + 2 + 1: the fifth failure in a row opened it
+    calls = sum(erp.calls.values())
+    clock.advance(timedelta(seconds=10))  # within the cooldown: the next runs call nobody
+    ingest_lines(
+        ledger, [json.dumps(customers[6]).encode()], policy=policy, origin="t", clock=clock
+    )
+    cron_run()
+    assert sum(erp.calls.values()) == calls
+    erp.faults.down = False  # back: a probe after the cooldown closes it and resets the count
+    for _ in range(40):
+        clock.advance(timedelta(minutes=31))
+        cron_run()
+    state = target_states(ledger.engine)["erp"]
+    assert (state.circuit, state.failures) == ("closed", 0)
+    assert _states(ledger) == Counter({"delivered": 7})
+
+
 def test_terminal_errors_go_to_the_dead_letter_queue_with_the_reason(ledger: Ledger) -> None:
     """A posting into a closed period is refused: dead-lettered with why, never retried."""
     clock = ManualClock(START)

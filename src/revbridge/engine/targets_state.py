@@ -48,6 +48,8 @@ class TargetState:
     opened_at: datetime | None
     updated_at: datetime
     hold_until: datetime | None = None  # the system's Retry-After, for every process
+    # Transient failures in a row while closed, counted across processes (``share_failures``)
+    failures: int = 0
 
 
 def target_states(engine: Engine) -> dict[str, TargetState]:
@@ -61,6 +63,7 @@ def target_states(engine: Engine) -> dict[str, TargetState]:
                 targets.c.circuit_opened_at,
                 targets.c.updated_at,
                 targets.c.hold_until,
+                targets.c.consecutive_failures,
             )
         ).all()
     return {
@@ -71,6 +74,7 @@ def target_states(engine: Engine) -> dict[str, TargetState]:
             opened_at=r.circuit_opened_at,
             updated_at=r.updated_at,
             hold_until=r.hold_until,
+            failures=r.consecutive_failures or 0,
         )
         for r in rows
     }
@@ -153,6 +157,23 @@ def paused_targets(engine: Engine) -> set[str]:
         return {
             r.name for r in conn.execute(select(targets.c.name).where(targets.c.paused.is_(True)))
         }
+
+
+def share_failures(engine: Engine, name: str, *, failures: int, now: datetime) -> None:
+    """Publish a closed circuit's count of transient failures in a row, so that the next
+    process (a `worker --until-idle` run from cron, each with too few calls to reach the
+    threshold alone) counts on from it. A circuit another process opened is left alone."""
+    with engine.begin() as conn:
+        changed = conn.execute(
+            update(targets)
+            .where(targets.c.name == name, targets.c.circuit == "closed")
+            .values(consecutive_failures=failures)
+        ).rowcount
+        if (
+            not changed
+            and conn.execute(select(targets.c.name).where(targets.c.name == name)).first() is None
+        ):
+            upsert_target(conn, name, now, consecutive_failures=failures)
 
 
 def record_circuit(

@@ -46,6 +46,7 @@ from revbridge.engine.targets_state import (
     claim_probe,
     record_circuit,
     record_hold,
+    share_failures,
     target_states,
 )
 from revbridge.errors import (
@@ -85,6 +86,9 @@ class Target:
     # Why the circuit last failed, published with it (``record_circuit``): the alert and
     # ``dr status`` say it.
     last_error: str | None = None
+    # The shared count of failures in a row this process last saw or published
+    # (``share_failures``): a cron run of `worker --until-idle` counts on from the last.
+    shared_failures: int = 0
 
     def adopt_hold(self, shared: datetime | None) -> None:
         """Take another process's pause when it ends later than this process's own."""
@@ -443,6 +447,9 @@ class Worker:
                     now=self.clock.now(),
                     reason=target.last_error,
                 )
+                target.shared_failures = target.breaker.consecutive_failures
+            else:
+                self._share_failures(target)
             if before is CircuitState.CLOSED or self.stats.calls > calls:
                 return True
             if self._left_line() == left:
@@ -535,6 +542,23 @@ class Worker:
             self.api_calls.clear()
         self._next_api_flush = now + _HOUSEKEEPING
 
+    def _share_failures(self, target: Target) -> None:
+        """Publish the closed circuit's failures in a row when they changed (a failure, or
+        the success after some): nothing to write while every call succeeds."""
+        b = target.breaker
+        if b.state is CircuitState.CLOSED and b.consecutive_failures != target.shared_failures:
+            try:
+                share_failures(
+                    self.queue.engine,
+                    target.name,
+                    failures=b.consecutive_failures,
+                    now=self.clock.now(),
+                )
+            except DBAPIError as exc:  # a count for the next process: tried again next round
+                log.warning("failures_unshared", target=target.name, error=str(exc)[:200])
+                return
+            target.shared_failures = b.consecutive_failures
+
     def _circuit_gate(
         self, target: Target, shared: TargetState | None, now: datetime
     ) -> int | None:
@@ -563,6 +587,9 @@ class Worker:
                 if b.state is not CircuitState.CLOSED:
                     b.record_success()  # another process's probe succeeded
                     target.probe_until = None
+                if shared.failures != target.shared_failures:
+                    # Other processes failed (or succeeded) since: count on from theirs.
+                    b.consecutive_failures = target.shared_failures = shared.failures
             elif not (shared.circuit == CircuitState.HALF_OPEN.value and holds_probe):
                 opened_at = shared.opened_at or now
                 if b.state is not CircuitState.OPEN or b.opened_at != opened_at:
@@ -625,6 +652,9 @@ class Worker:
                     now=self.clock.now(),
                     reason=target.last_error,
                 )
+                target.shared_failures = b.consecutive_failures
+            else:
+                self._share_failures(target)
             if report.items:
                 ran = True
                 self.batch_reports.append(report.as_dict())
