@@ -186,6 +186,12 @@ def cases_list(
     if as_json:
         print_json([asdict(c) for c in cases])
         return
+    if not cases:
+        # A bare header read as a table that failed to fill: say what was looked for.
+        states = ", ".join(state or ("open", "investigating"))
+        where = f" in {reconciliation}" if reconciliation else ""
+        out.print(f"no cases{where} in state {states}")
+        return
     out.print(_cases_table(cases))
 
 

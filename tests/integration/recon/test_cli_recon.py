@@ -182,6 +182,10 @@ def test_amounts_are_shown_at_their_currencys_scale_and_never_cut(two_currencies
     assert [v for v in jpy if v[0].isdigit() and "," in v] == ["98,765,432", "98,766,432"]
     cases = json.loads(runner.invoke(app, ["recon", "cases", "list", "--json", *c]).stdout)
     assert {x["source_amount"] for x in cases} == {"1234567.8900", "98765432.0000"}  # as stored
+    none = runner.invoke(app, ["recon", "cases", "list", "--state", "accepted", *c]).stdout
+    assert none.strip() == "no cases in state accepted"  # not a bare header
+    none = runner.invoke(app, ["recon", "cases", "list", "--reconciliation", "revenue", *c])
+    assert none.stdout.strip() == "no cases in revenue in state open, investigating"
     jpy_id = next(x["id"] for x in cases if x["currency"] == "JPY")
     shown = runner.invoke(app, ["recon", "cases", "show", str(jpy_id), *c]).stdout
     assert "source_amount: 98,765,432 JPY" in shown
