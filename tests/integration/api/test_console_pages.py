@@ -281,20 +281,9 @@ def test_an_operator_undoes_a_wrong_link_from_the_customers_page(hub: Hub) -> No
     from revbridge.core.sfid import make_id
     from revbridge.services import mdm
     from revbridge.store.schema import audit_log
-    from tests.integration.api.test_customers import NOW
+    from tests.integration.api.test_customers import linked_by_number
 
-    account = make_id("001", 21)
-    with hub.ledger.engine.begin() as conn:
-        mdm.link_customer(
-            conn,
-            sf_account_id=account,
-            erp_system="fake-erp",
-            erp_customer_number="CUST-21",
-            erp_internal_id=None,
-            now=NOW,
-            actor="t",
-            reason="import",
-        )
+    account = linked_by_number(hub, 21)
     viewer, _ = _login(hub, "viewer")
     with closing(viewer):
         assert "Undo a wrong link" not in viewer.get("/console/customers").text

@@ -20,6 +20,24 @@ from .conftest import Hub
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
 
+def linked_by_number(hub: Hub, n: int) -> str:
+    """Account ``n`` linked to the fake ERP's customer CUST-``n`` by number (an import's
+    link, no internal id yet); returns the Account id."""
+    account = make_id("001", n)
+    with hub.ledger.engine.begin() as conn:
+        mdm.link_customer(
+            conn,
+            sf_account_id=account,
+            erp_system="fake-erp",
+            erp_customer_number=f"CUST-{n}",
+            erp_internal_id=None,
+            now=NOW,
+            actor="t",
+            reason="import",
+        )
+    return account
+
+
 def test_the_crosswalk_answers_by_any_of_a_customers_ids(hub: Hub) -> None:
     """The Account id in 15 characters, the ERP number and the internal id give one link."""
     account = make_id("001", 7)
@@ -85,18 +103,7 @@ def test_an_operator_releases_a_held_customer_through_the_api(hub: Hub) -> None:
 def test_an_operator_unlinks_a_wrong_link_through_the_api(hub: Hub) -> None:
     """A viewer may not; the operator's unlink is audited under the token, and relinks; an
     Account without a link is a 404, a missing reason a 422."""
-    account = make_id("001", 8)
-    with hub.ledger.engine.begin() as conn:
-        mdm.link_customer(
-            conn,
-            sf_account_id=account,
-            erp_system="fake-erp",
-            erp_customer_number="CUST-8",
-            erp_internal_id=None,
-            now=NOW,
-            actor="t",
-            reason="test",
-        )
+    account = linked_by_number(hub, 8)
     url = f"/api/v1/customers/{account[:15]}/unlink"
     body = {"reason": "another firm", "relink_to": "CUST-9"}
     assert hub.client.post(url, json=body, headers=hub.auth("viewer")).status_code == 403
