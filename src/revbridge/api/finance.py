@@ -220,7 +220,11 @@ def recon_page(request: Request, done: str = "") -> HTMLResponse:
     engine, now = _engine(request), _now(request)
     status = recon.recon_status(engine, now=now, runs=30)
     cases = recon.list_cases(engine, now=now)
-    variances = [(r["period"], int(r["variances"])) for r in reversed(status.recent_runs)]
+    variances = [
+        (r["period"], int(r["variances"]))
+        for r in reversed(status.recent_runs)
+        if r["new_reading"]  # a --no-refresh run repeats a reading: one bar for both
+    ]
     return _render(
         request,
         "recon.html",

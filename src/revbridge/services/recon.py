@@ -1368,7 +1368,11 @@ def recon_status(engine: Engine, *, now: datetime, runs: int = 5) -> ReconStatus
             days_open(t, now)
             for t in conn.execute(select(recon_cases.c.opened_at).where(_active())).scalars()
         ]
-        rows = conn.execute(select(recon_runs).order_by(recon_runs.c.id.desc()).limit(runs)).all()
+        rows = conn.execute(
+            select(recon_runs, _new_reading().label("new_reading"))
+            .order_by(recon_runs.c.id.desc())
+            .limit(runs)
+        ).all()
         reasons: dict[str, str | None] = dict(
             conn.execute(
                 select(audit_log.c.entity_id, audit_log.c.reason).where(
@@ -1392,6 +1396,9 @@ def recon_status(engine: Engine, *, now: datetime, runs: int = 5) -> ReconStatus
                 "open_cases": r.open_cases,
                 # Why it ran: a schedule, an outage, ...; none for a run by hand.
                 "reason": reasons.get(str(r.id)),
+                # False when a later run repeats its reading (a --no-refresh run after it):
+                # one point per reading in a trend chart (decision 0041).
+                "new_reading": bool(r.new_reading),
             }
             for r in rows
         )

@@ -594,6 +594,16 @@ def test_a_run_that_read_nothing_is_no_new_point_of_the_trend(sides: Sides) -> N
     later = run(T0 + timedelta(hours=2))
     assert [p.run_id for p in later.report.trend] == [page.run_id, later.run_id]
     assert workbook.run_id not in [p.run_id for p in later.report.trend]
+    # `recon status` lists every run; the console's bar chart takes the new readings only.
+    from revbridge.services.recon import recon_status
+
+    listed = recon_status(sides.ledger.engine, now=T0 + timedelta(hours=3)).recent_runs
+    assert [(r["id"], r["new_reading"]) for r in listed][::-1] == [
+        (workbook.run_id, False),
+        (workbook.run_id + 1, False),
+        (page.run_id, True),
+        (later.run_id, True),
+    ]
 
 
 def test_a_case_names_the_document_number_people_know(sides: Sides) -> None:
