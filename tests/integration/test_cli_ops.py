@@ -724,3 +724,16 @@ def test_status_says_a_paused_sides_capture_is_paused_not_failing(workdir: Path)
     assert "failing" not in said
     streams = {c["stream"]: c["state"] for c in run_json(["status", "--json"])["capture"]}
     assert streams == {"erp:fake-erp": "paused", "salesforce:org": "ok"}
+
+
+def test_db_upgrade_says_whether_it_migrated(workdir: Path) -> None:
+    """On a new ledger it says from what to which migration; run again, that it is at the
+    latest (it said "up to date" both times)."""
+    from revbridge.store.db import head_revision
+
+    first = runner.invoke(app, ["db", "upgrade"])
+    assert first.exit_code == 0, first.output
+    said = " ".join(first.stdout.split())
+    assert f"migrated from an empty database to {head_revision()}" in said
+    again = " ".join(runner.invoke(app, ["db", "upgrade"]).stdout.split())
+    assert f"is up to date (migration {head_revision()})" in again

@@ -1240,11 +1240,24 @@ def dr_drain(
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOpt = None) -> None:
     """Bring the ledger schema to the latest migration."""
-    from revbridge.store.db import create_store_engine, upgrade
+    from revbridge.store.db import create_store_engine, current_revision, upgrade
 
     settings = _settings(config)
-    upgrade(create_store_engine(settings.store_url))
-    out.print(f"ledger at {settings.store_url} is up to date")
+    engine = create_store_engine(settings.store_url)
+    try:
+        before = current_revision(engine)
+        upgrade(engine)
+        after = current_revision(engine)
+    finally:
+        engine.dispose()
+    if before == after:
+        out.print(f"ledger at {settings.store_url} is up to date (migration {after})")
+    else:
+        # Said apart: "up to date" on a ledger just created or migrated hid what happened.
+        out.print(
+            f"ledger at {settings.store_url} migrated from {before or 'an empty database'} "
+            f"to {after}"
+        )
 
 
 def main() -> None:
