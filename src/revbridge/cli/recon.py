@@ -179,6 +179,7 @@ def cases_list(
     as_json: JsonOpt = False,
 ) -> None:
     """Cases, oldest first: open and under investigation unless --state says otherwise."""
+    from revbridge.recon.cases import ACTIVE, CaseState
     from revbridge.services.recon import list_cases
 
     _, engine = open_engine(config)
@@ -188,7 +189,7 @@ def cases_list(
         return
     if not cases:
         # A bare header read as a table that failed to fill: say what was looked for.
-        states = ", ".join(state or ("open", "investigating"))
+        states = ", ".join(state or [s.value for s in CaseState if s in ACTIVE])
         where = f" in {reconciliation}" if reconciliation else ""
         out.print(f"no cases{where} in state {states}")
         return

@@ -818,19 +818,19 @@ def unlink_customer(
                 "review_id": review,
             },
         )
-        if relink_to is not None:
+        relinked = relink_to.strip() if relink_to is not None else None
+        if relinked is not None:
             link_customer(
                 conn,
                 sf_account_id=sf,
                 erp_system=erp_system,
                 erp_entity=erp_entity,
-                erp_customer_number=relink_to.strip(),
+                erp_customer_number=relinked,
                 erp_internal_id=None,
                 now=now,
                 actor=actor,
                 reason=f"relinked in place of {old}: {reason}",
             )
-        new = find_link(conn, erp_system=erp_system, erp_entity=erp_entity, sf_account_id=sf)
     return {
         "canonical_id": link.canonical_id,
         "sf_account_id": sf,
@@ -840,7 +840,7 @@ def unlink_customer(
             "erp_customer_number": link.erp_customer_number,
             "erp_internal_id": link.erp_internal_id,
         },
-        "relinked_to": None if new is None else new.erp_customer_number,
+        "relinked_to": relinked,
         "review_id": review,
     }
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -1003,11 +1004,13 @@ def run_match(
     )
     with engine.connect() as conn:
         refused = mdm.rejected_pairs(conn)  # a person said no (review, unlink): not again
+    numbers_refused: dict[str, list[str]] = defaultdict(list)
+    for sf18, number in refused:
+        numbers_refused[sf18].append(number)
     exclude = {
         (c.record_id, number)
         for c in todo
-        for sf18, number in refused
-        if sf18 == sfid.to_18(c.record_id)
+        for number in numbers_refused.get(sfid.to_18(c.record_id), ())
     }
     proposals = propose_links(todo, erp, review_at=min(review_at, 0.5), exclude=exclude)
     report.unmatched = len(todo) - len(proposals)
